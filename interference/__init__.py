@@ -1,0 +1,28 @@
+"""interference: mechanistic interpretability of fine-tuning — why SFT on new facts makes a model forget.
+
+The public surface is small; each concept lives in its own module:
+
+- `interference.models`: `load_model`, `save_checkpoint`
+- `interference.views`: `residual_stream`, `mlp_activations`, `logit_lens` (hf | transformer_lens | nnsight)
+- `interference.architectures`: `layout_of`, `value_vectors`
+- `interference.facts`: `Fact`, `qa_prompt`, `qa_target`
+"""
+
+from .errors import InterferenceError
+from .facts import Fact, qa_prompt, qa_target
+from .models import load_model, save_checkpoint
+from .views import logit_lens, mlp_activations, residual_stream
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Fact",
+    "InterferenceError",
+    "load_model",
+    "logit_lens",
+    "mlp_activations",
+    "qa_prompt",
+    "qa_target",
+    "residual_stream",
+    "save_checkpoint",
+]

