@@ -1,0 +1,56 @@
+"""What every analysis command shares: the options that choose the base model, facts and sizes, and the run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from interference.experiment import WORLD, ExperimentConfig
+
+
+def parser(name: str, description: str) -> argparse.ArgumentParser:
+    """An argument parser with the shared options (model, data, sizes, seeds, output, --quick)."""
+    p = argparse.ArgumentParser(prog=f"python -m analyses.{name}", description=description)
+    p.add_argument("--quick", action="store_true",
+                   help="small world and sizes (about a minute): for tests and smoke runs")
+    p.add_argument("--out", default=f"reports/{name}", help=f"output folder (default reports/{name})")
+    p.add_argument("--model", default=WORLD,
+                   help="'world' (the embedded world, default) or a model name/folder, e.g. smollm2-135m")
+    p.add_argument("--data", default=None,
+                   help="with a real model: a splits folder (known/unknown/held.jsonl) or an EntityQuestions folder")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; quick: 0 1)")
+    for split in ("known", "unknown", "held"):
+        p.add_argument(f"--n-{split}", type=int, default=None, help=f"size of D_{split}")
+    p.add_argument("--lr", type=float, default=None, help="learning rate of every condition")
+    p.add_argument("--epochs", type=int, default=None, help="epoch limit of every condition")
+    p.add_argument("--batch-size", type=int, default=None, help="training batch size")
+    p.add_argument("--target-new-acc", type=float, default=None,
+                   help="stop each condition once acc(D_unknown) reaches this (matched acquisition)")
+    p.add_argument("--layer", type=int, default=None, help="layer of drift/overlap (default: the middle layer)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def experiment_config(args: argparse.Namespace, **defaults) -> ExperimentConfig:
+    """The ExperimentConfig the options describe (`defaults` are this analysis's own sizes, options win)."""
+    options = {
+        "model": args.model, "data": args.data, "n_known": args.n_known, "n_unknown": args.n_unknown,
+        "n_held": args.n_held, "lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size,
+        "target_new_acc": args.target_new_acc, "layer": args.layer,
+        "seeds": tuple(args.seeds) if args.seeds else None,
+    }
+    settings = {**defaults, **{k: v for k, v in options.items() if v is not None}}
+    return ExperimentConfig.quick_preset(**settings) if args.quick else ExperimentConfig(**settings)
+
+
+def run(build: Callable[[], object], out: str | Path) -> Path:
+    """Build the report (`build()` returns an `interference.report.Report`), write it, and say where it is."""
+    start = time.perf_counter()
+    report = build()
+    path = report.write(out)
+    print(f"report: {path / 'report.html'}\nresults: {path / 'results.json'}\n"
+          f"wall time: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return path

@@ -1,0 +1,32 @@
+"""Table 1 and the self-distillation result: forgetting of held-out facts under SFT, self-distillation, the L2
+control, attention-only, FFN-only and known-only training, over several seeds.
+
+    python -m analyses.forgetting                 # embedded world, 3 seeds (a few minutes on 2 cores)
+    python -m analyses.forgetting --quick         # about a minute
+    python -m analyses.forgetting --model smollm2-135m --data ../shared/data/entityquestions --seeds 0
+
+Writes <out>/report.html and <out>/results.json. A thin shell over `interference.studies.forgetting`.
+"""
+
+from __future__ import annotations
+
+from interference.errors import cli_errors
+from interference.studies.forgetting import METHODS, forgetting_report, run_forgetting
+
+from . import common
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    parser = common.parser("forgetting", __doc__.split("\n\n")[0])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
+                        help="methods to run (default: all)")
+    args = parser.parse_args(argv)
+    config = common.experiment_config(args)
+    common.run(lambda: forgetting_report(run_forgetting(config, args.methods, progress=not args.no_progress)),
+               args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

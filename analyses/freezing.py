@@ -1,0 +1,44 @@
+"""The per-layer freezing sweep: for each layer (or band of layers), train only it or freeze only it, and measure
+acquisition of the new facts and forgetting of held-out facts, shown as heat-maps over the layers.
+
+    python -m analyses.freezing                   # embedded world, every layer, 2 seeds (minutes on 2 cores)
+    python -m analyses.freezing --quick           # under a minute
+    python -m analyses.freezing --groups attention ffn --band 2
+    python -m analyses.freezing --model smollm2-135m --data ../shared/data/entityquestions --seeds 0 --band 6
+
+Writes <out>/report.html and <out>/results.json. A thin shell over `interference.studies.freezing`.
+"""
+
+from __future__ import annotations
+
+from interference.errors import cli_errors
+from interference.studies.freezing import GROUPS, MATCHES, MODES, check_options, freezing_report, run_freezing
+
+from . import common
+
+#: Default seeds of the full-size sweep: (2 × layers + 1) conditions per seed.
+SEEDS = (0, 1)
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    parser = common.parser("freezing", __doc__.split("\n\n")[0])
+    parser.add_argument("--mode", nargs="+", default=list(MODES), choices=list(MODES),
+                        help="train_only (train just the band) and/or freeze (freeze just the band); default both")
+    parser.add_argument("--groups", nargs="+", default=["all"], choices=list(GROUPS),
+                        help="parameter groups of each band, one sweep row each (default: all = the whole layer)")
+    parser.add_argument("--band", type=int, default=1, help="consecutive layers per band (default 1)")
+    parser.add_argument("--match", default="epochs", choices=list(MATCHES),
+                        help="epochs: each condition trains as many epochs as full SFT took (default); "
+                             "acquisition: each trains to --target-new-acc or the epoch limit")
+    args = parser.parse_args(argv)
+    check_options(groups=args.groups, band=args.band, modes=args.mode, match=args.match)
+    config = common.experiment_config(args, **({} if args.quick else {"seeds": SEEDS}))
+    common.run(lambda: freezing_report(run_freezing(config, progress=not args.no_progress, mode=args.mode,
+                                                    groups=args.groups, band=args.band, match=args.match)),
+               args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,202 @@
+"""Epoch time of the training loop: self-distillation against SFT (with and without the teacher cache), and our loop
+against a plain PyTorch loop on the same model, batches and optimiser.
+
+    python -m bench.bench_train [--facts 320] [--d-model 128] [--layers 4] [--vocab 384] [--epochs 2] [--rounds 3]
+                                [--threads 1] [--out bench_train.json]
+
+One process. The variants run round-robin (`--rounds` times, `--epochs` epochs each) so that load from other
+processes hits them alike. A variant's time is its fastest epoch (optimisation only, evaluation excluded): on a
+shared machine the minimum is the estimate least disturbed by other load (as `timeit` does); medians are reported
+too. The ratios are between the fastest epochs. Nothing is asserted: timings depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from interference import atomic
+from interference.facts import Fact
+from interference.models import char_tokenizer
+from interference.train import TrainConfig, build_teacher_cache, make_snapshot, train
+from interference.train.batches import Examples, epoch_order
+from interference.train.losses import answer_cross_entropy
+
+COUNTRIES = ["Norway", "Italy", "Peru", "Chile", "Kenya", "Japan", "Spain", "Nepal", "Ghana", "Cuba", "Oman", "Fiji"]
+#: (name, method, teacher_cache) of the variants run through `interference.train.train`.
+LOOP_VARIANTS = [
+    ("sft", "sft", "full"),
+    ("self_distill cache=full", "self_distill", "full"),
+    ("self_distill cache=topk", "self_distill", "topk"),
+    ("self_distill cache=none", "self_distill", "none"),
+]
+PLAIN = "plain PyTorch sft"
+
+
+def make_facts(n: int, seed: int = 0) -> list[Fact]:
+    """`n` country facts about distinct made-up place names."""
+    rng = random.Random(seed)
+    facts, seen = [], set()
+    while len(facts) < n:
+        name = "".join(rng.choice("bcdfghklmnprstvz") + rng.choice("aeiou") for _ in range(rng.randint(2, 4))).title()
+        if name in seen:
+            continue
+        seen.add(name)
+        facts.append(Fact(name, "P17", rng.choice(COUNTRIES), f"Which country is {name} located in?"))
+    return facts
+
+
+def make_model(args, vocab_size: int) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=args.d_model,
+            intermediate_size=4 * args.d_model,
+            num_hidden_layers=args.layers,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=256,
+            tie_word_embeddings=False,
+            pad_token_id=0,
+            eos_token_id=1,
+            bos_token_id=1,
+        )
+    )
+
+
+def plain_epoch(model, examples: Examples, config: TrainConfig, optimizer, epoch: int) -> float:
+    """One SFT epoch written as the textbook PyTorch loop; returns its wall time."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+    start = time.perf_counter()
+    for index in epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=epoch):
+        batch = examples.batch(index)
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        loss = answer_cross_entropy(logits, batch.labels)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--facts", type=int, default=320, help="training facts (half D_known, half D_unknown)")
+    parser.add_argument("--d-model", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--vocab", type=int, default=384, help="model vocabulary (the tokenizer uses the first ~100)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per variant and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--topk", type=int, default=32, help="k of the top-k teacher cache")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=None, help="write the results here as JSON (atomically)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    tokenizer = char_tokenizer()
+    facts = make_facts(args.facts + 16)
+    known, unknown, held = facts[: args.facts // 2], facts[args.facts // 2 : args.facts], facts[args.facts :]
+    base = make_model(args, args.vocab)
+    n_params = sum(p.numel() for p in base.parameters())
+    common = dict(
+        epochs=args.epochs,
+        lr=1e-3,
+        batch_size=args.batch_size,
+        start="snapshot",
+        teacher_topk=args.topk,
+        eval_batch_size=128,
+        eval_max_new_tokens=8,
+        log_every=10,
+    )
+    snapshot = make_snapshot(base, tokenizer, known, TrainConfig(**common), progress=False)
+    caches = {
+        mode: build_teacher_cache(
+            base,
+            tokenizer,
+            TrainConfig(method="self_distill", teacher_cache=mode, **common),
+            snapshot,
+            known=known,
+            unknown=unknown,
+            progress=False,
+        )
+        for mode in ("full", "topk")
+    }
+    examples = Examples(tokenizer, known + unknown)
+
+    times: dict[str, list[float]] = {name: [] for name, _, _ in LOOP_VARIANTS}
+    times[PLAIN] = []
+    for _ in range(args.rounds):
+        for name, method, cache in LOOP_VARIANTS:
+            model = make_model(args, args.vocab)
+            config = TrainConfig(method=method, teacher_cache=cache, **common)
+            result = train(
+                model,
+                tokenizer,
+                config,
+                known=known,
+                unknown=unknown,
+                held=held,
+                snapshot=snapshot,
+                teacher_cache=caches.get(cache) if method == "self_distill" else None,
+                progress=False,
+            )
+            times[name] += [r.train_seconds for r in result.history[1:]]
+        model = make_model(args, args.vocab)
+        snapshot.load_into(model)
+        config = TrainConfig(method="sft", **common)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        times[PLAIN] += [plain_epoch(model, examples, config, optimizer, e) for e in range(1, args.epochs + 1)]
+
+    best = {name: min(t) for name, t in times.items()}
+    median = {name: statistics.median(t) for name, t in times.items()}
+    ratios = {
+        "self_distill cache=full / sft": best["self_distill cache=full"] / best["sft"],
+        "self_distill cache=topk / sft": best["self_distill cache=topk"] / best["sft"],
+        "self_distill cache=none / sft": best["self_distill cache=none"] / best["sft"],
+        "our sft loop / plain PyTorch": best["sft"] / best[PLAIN],
+    }
+    setup = {
+        "facts": len(examples),
+        "seq_len": int(examples.lengths.max()),
+        "d_model": args.d_model,
+        "layers": args.layers,
+        "vocab": args.vocab,
+        "parameters": n_params,
+        "batch_size": args.batch_size,
+        "steps_per_epoch": -(-len(examples) // args.batch_size),
+        "topk": args.topk,
+        "threads": args.threads,
+        "epochs_per_round": args.epochs,
+        "rounds": args.rounds,
+    }
+    print(
+        f"Llama d_model {args.d_model}, {args.layers} layers, vocab {args.vocab} ({n_params / 1e6:.2f}M parameters); "
+        f"{len(examples)} facts, batch {args.batch_size}, {torch.get_num_threads()} threads"
+    )
+    print(f"{'variant':28s} {'epoch s: min':>12s} {'median':>8s} {'max':>8s}")
+    for name, t in times.items():
+        print(f"{name:28s} {best[name]:12.3f} {median[name]:8.3f} {max(t):8.3f}")
+    for name, value in ratios.items():
+        print(f"{name:34s} {value:6.3f}x")
+    report = {
+        "setup": setup,
+        "epoch_seconds": times,
+        "min_epoch_seconds": best,
+        "median_epoch_seconds": median,
+        "ratios": ratios,
+    }
+    if args.out:
+        atomic.write_json(args.out, report)
+    return report
+
+
+if __name__ == "__main__":
+    main()

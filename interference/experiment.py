@@ -1,0 +1,330 @@
+"""Experiments: a base model with its three fact sets, and named training conditions run on copies of it.
+
+Every analysis is a set of conditions (a method, a freezing spec, a choice of new facts, a seed) trained from the
+same base model and measured the same way, so they share this module:
+
+    setup = world_setup(load_world(), n_known=100, n_unknown=100, n_held=100, seed=0)
+    sft = run_condition(setup, "sft", TrainConfig(method="sft", lr=1e-3, epochs=20))
+    sft.record()  # name, seed, task_acc, new_acc, held_acc_peak, held_acc_final, forgetting
+
+A setup comes from the embedded world (`world_setup`) or from any model and a folder of facts (`data_setup`:
+splits written by `interference.splits.save_splits`, or an EntityQuestions folder that is categorised with SLiCK
+first). The base model is never trained: each condition trains a deep copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from .errors import InterferenceError
+from .facts import Fact
+from .train import Snapshot, TrainConfig, TrainResult, make_snapshot, train
+
+#: The model name that means "the embedded world" (its default or quick preset).
+WORLD = "world"
+
+
+@dataclass
+class ExperimentConfig:
+    """Where an analysis gets its base model and facts, and how its conditions are trained.
+
+    Attributes:
+        model: "world" (the embedded world's pretrained model) or any name/folder `interference.models.load_model`
+            accepts (e.g. "smollm2-135m"); a real model needs `data`.
+        data: with a real model, a splits folder or an EntityQuestions folder (see `data_setup`).
+        quick: use the small test world and small sizes (seconds per condition), for tests and smoke runs.
+        n_known, n_unknown, n_held: sizes of D_known, D_unknown (new facts) and D_held.
+        lr, batch_size, epochs: training of every condition (AdamW, constant lr).
+        target_new_acc: stop a condition once acc(D_unknown) reaches this (matched acquisition); None: `epochs`.
+        seeds: one run per seed (the seed draws the splits and the new facts, and seeds training).
+        world_seed: seed of the embedded world.
+        layer: the layer whose subject representations drift and overlap are read at; None: the middle layer.
+    """
+
+    model: str = WORLD
+    data: str | None = None
+    quick: bool = False
+    n_known: int = 100
+    n_unknown: int = 300
+    n_held: int = 100
+    lr: float = 3e-4
+    batch_size: int = 16
+    epochs: int = 40
+    target_new_acc: float | None = 0.9
+    seeds: tuple[int, ...] = (0, 1, 2)
+    world_seed: int = 0
+    layer: int | None = None
+
+    def __post_init__(self) -> None:
+        self.seeds = tuple(self.seeds)
+        if self.model != WORLD and self.data is None:
+            raise InterferenceError(f"model {self.model!r} needs --data (a splits or EntityQuestions folder)")
+        for name in ("n_known", "n_unknown", "n_held", "batch_size", "epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InterferenceError(f"{name} must be an integer >= 1, got {value!r}")
+        if not (isinstance(self.lr, int | float) and 0 < self.lr < 1):
+            raise InterferenceError(f"lr must be in (0, 1), got {self.lr!r}")
+        if self.target_new_acc is not None and not 0 < self.target_new_acc <= 1:
+            raise InterferenceError(f"target_new_acc must be in (0, 1] or None, got {self.target_new_acc!r}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise InterferenceError(f"seeds must be distinct and at least one, got {self.seeds}")
+        if self.layer is not None and self.layer < 0:
+            raise InterferenceError(f"layer must be >= 0, got {self.layer}")
+
+    @classmethod
+    def quick_preset(cls, **overrides) -> ExperimentConfig:
+        """Small sizes on the quick world: an analysis finishes in about a minute (tests, notebooks)."""
+        settings = dict(quick=True, n_known=40, n_unknown=80, n_held=40, lr=1e-3, epochs=12, seeds=(0, 1))
+        settings.update(overrides)
+        return cls(**settings)
+
+    def train_config(self, seed: int, **overrides) -> TrainConfig:
+        """The TrainConfig of one condition: this config's optimiser settings, `overrides` on top."""
+        settings = dict(lr=self.lr, batch_size=self.batch_size, epochs=self.epochs,
+                        target_new_acc=self.target_new_acc, seed=seed)
+        settings.update(overrides)
+        return TrainConfig(**settings)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["seeds"] = list(self.seeds)
+        return data
+
+
+def load_base(config: ExperimentConfig, *, progress: bool = True):
+    """The embedded world of `config` (built on first use), or None for a real model (see `make_setup`)."""
+    if config.model != WORLD:
+        return None
+    from .world import WorldConfig, load_world
+
+    world_config = (WorldConfig.quick if config.quick else WorldConfig)(seed=config.world_seed)
+    return load_world(world_config, progress=progress)
+
+
+def make_setup(config: ExperimentConfig, seed: int, *, world=None, key_kind: str = "name", overlap: float = 1.0,
+               n_unknown: int | None = None, progress: bool = True) -> Setup:
+    """The setup of one seed: from the embedded world (`world`, see `load_base`) or from `config.model` and
+    `config.data`."""
+    n_unknown = config.n_unknown if n_unknown is None else n_unknown
+    if config.model == WORLD:
+        world = world if world is not None else load_base(config, progress=progress)
+        return world_setup(world, n_known=config.n_known, n_unknown=n_unknown, n_held=config.n_held,
+                           key_kind=key_kind, overlap=overlap, seed=seed)
+    if key_kind != "name" or overlap != 1.0:
+        raise InterferenceError("key kinds and overlap levels need the embedded world (new facts are generated)")
+    return data_setup(config.model, config.data, n_known=config.n_known, n_unknown=n_unknown, n_held=config.n_held,
+                      seed=seed, progress=progress)
+
+
+def middle_layer(model) -> int:
+    """The middle decoder layer (the paper reads drift at layer 14 of 28)."""
+    from .architectures import n_layers
+
+    return n_layers(model) // 2
+
+
+@dataclass
+class Setup:
+    """A base model and the facts every condition is trained and measured on.
+
+    Attributes:
+        name: where the model and facts come from (e.g. "world 3f2a…" or a model name).
+        model: the base model (never trained; conditions train copies).
+        tokenizer: its tokenizer.
+        known: D_known, facts the model knows that are trained on (they teach the QA format).
+        unknown: D_unknown, the new facts.
+        held: D_held, facts the model knows that are never trained on (forgetting is measured on them).
+        seed: the seed the facts were drawn with.
+        world: the embedded world, when the setup comes from one (it can make further new facts).
+    """
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    known: list[Fact]
+    unknown: list[Fact]
+    held: list[Fact]
+    seed: int = 0
+    world: object | None = None
+    _snapshots: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for split in ("known", "unknown", "held"):
+            if not getattr(self, split):
+                raise InterferenceError(f"the {split} split of setup {self.name!r} is empty")
+
+    def fresh_model(self) -> torch.nn.Module:
+        """A trainable deep copy of the base model."""
+        return copy.deepcopy(self.model)
+
+    def with_unknown(self, unknown: Sequence[Fact]) -> Setup:
+        """The same base model, D_known and D_held with other new facts (snapshots are shared: they only see
+        D_known)."""
+        return replace(self, unknown=list(unknown), _snapshots=self._snapshots)
+
+    def snapshot(self, config: TrainConfig, progress: bool = False) -> Snapshot:
+        """θ_snapshot (the base after `config.snapshot_epochs` of SFT on D_known), computed once per setting."""
+        key = (
+            config.snapshot_epochs,
+            config.lr,
+            config.batch_size,
+            config.seed,
+            config.weight_decay,
+            config.max_grad_norm,
+        )
+        if key not in self._snapshots:
+            self._snapshots[key] = make_snapshot(
+                self.fresh_model(), self.tokenizer, self.known, config, progress=progress
+            )
+        return self._snapshots[key]
+
+
+@dataclass
+class Condition:
+    """One trained condition.
+
+    Attributes:
+        name: the condition's label (e.g. "sft", "attention-only", "uuid x1000").
+        result: the training run (per-epoch accuracies, per-fact outcomes, losses).
+        model: the trained model.
+        seconds: wall time of the run, evaluation included.
+    """
+
+    name: str
+    result: TrainResult
+    model: torch.nn.Module
+    seconds: float
+
+    @property
+    def seed(self) -> int:
+        return self.result.config.seed
+
+    def record(self, **extra) -> dict:
+        """The condition's record for a report: the fields every `results.json` condition carries, plus `extra`."""
+        summary = self.result.summary()
+        known_only = tuple(self.result.config.train_splits) == ("known",)
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "task_acc": summary["task_acc"],
+            "new_acc": None if known_only else summary["new_acc"],
+            "held_acc_peak": summary["held_acc_peak"],
+            "held_acc_final": summary["held_acc_final"],
+            "forgetting": summary["forgetting"],
+            "held_acc_start": summary["held_acc_start"],
+            "absolute_drop": summary["absolute_drop"],
+            "epochs": summary["epochs"],
+            "stopped": summary["stopped"],
+            "seconds": round(self.seconds, 2),
+            **extra,
+        }
+
+
+def run_condition(setup: Setup, name: str, config: TrainConfig, *, progress: bool = False) -> Condition:
+    """Train a copy of `setup`'s base model under `config` and return it with its measurements.
+
+    The snapshot (teacher of self-distillation, anchor of l2, start of runs that start from it) is shared by all
+    conditions of the setup that use the same optimiser settings, so it is trained once.
+    """
+    start = time.perf_counter()
+    model = setup.fresh_model()
+    snapshot = setup.snapshot(config, progress) if config.needs_snapshot else None
+    result = train(
+        model,
+        setup.tokenizer,
+        config,
+        known=setup.known,
+        unknown=setup.unknown,
+        held=setup.held,
+        snapshot=snapshot,
+        progress=progress,
+    )
+    return Condition(name, result, model, time.perf_counter() - start)
+
+
+def world_setup(
+    world,
+    *,
+    n_known: int,
+    n_unknown: int,
+    n_held: int,
+    key_kind: str = "name",
+    overlap: float = 1.0,
+    seed: int = 0,
+    relations: Sequence[str] | None = None,
+) -> Setup:
+    """D_known and D_held drawn from the facts the world's model knows (disjoint subjects), and D_unknown as
+    `n_unknown` new facts about fresh subjects (`key_kind` "name" or "uuid", `overlap` of their syllables with
+    stored names)."""
+    known, held = world.split(n_known, n_held, seed=seed, relations=relations)
+    unknown = world.new_facts(n_unknown, key_kind=key_kind, overlap=overlap, seed=seed)
+    return Setup(f"world {world.config.digest()}", world.model, world.tokenizer, known, unknown, held, seed, world)
+
+
+def data_setup(
+    model_name: str,
+    data: str | Path,
+    *,
+    n_known: int | None = None,
+    n_unknown: int | None = None,
+    n_held: int | None = None,
+    seed: int = 0,
+    relations: Sequence[str] | None = None,
+    limit_per_relation: int | None = 200,
+    preset: str = "fast",
+    progress: bool = True,
+) -> Setup:
+    """A setup from any causal LM and a folder of facts.
+
+    `data` is either a splits folder (`known.jsonl`, `unknown.jsonl`, `held.jsonl`, as written by
+    `interference.splits.save_splits`), used as is (sizes cut it down), or an EntityQuestions folder: its test
+    questions (`limit_per_relation` per relation, of `relations` or all) are categorised with SLiCK (`preset`,
+    exemplars from dev) and split by `interference.splits.build_splits`.
+    """
+    from .datasets import load_entityquestions
+    from .knowledge import SlickConfig, categorize
+    from .models import load_model
+    from .splits import SplitConfig, build_splits, load_splits
+
+    folder = Path(data)
+    if not folder.is_dir():
+        raise InterferenceError(f"data folder {folder} does not exist")
+    model, tokenizer = load_model(model_name, seed=seed)
+    if (folder / "known.jsonl").exists():
+        splits = load_splits(folder)
+        known, unknown, held = (list(s) for s in (splits.known, splits.unknown, splits.held))
+        sizes = (n_known, n_unknown, n_held)
+        known, unknown, held = (s if n is None else s[:n] for s, n in zip((known, unknown, held), sizes, strict=True))
+    else:
+        facts = load_entityquestions(folder, "test", relations=relations, limit_per_relation=limit_per_relation)
+        exemplars = load_entityquestions(folder, "dev", relations=relations)
+        rows = categorize(model, tokenizer, facts, exemplars, SlickConfig.preset(preset, seed=seed))
+        splits = build_splits(facts, rows, SplitConfig(n_known=n_known, n_unknown=n_unknown, n_held=n_held, seed=seed))
+        known, unknown, held = list(splits.known), list(splits.unknown), list(splits.held)
+    return Setup(model_name, model, tokenizer, known, unknown, held, seed)
+
+
+def held_states(setup: Setup, model: torch.nn.Module, layers: Sequence[int]) -> torch.Tensor:
+    """Residual states of D_held's subjects (last subject token of the QA prompt) at `layers`: [layers, n, d]."""
+    from .representations import subject_states
+
+    return subject_states(model, setup.tokenizer, setup.held, list(layers), desc=None)
+
+
+def held_drift(setup: Setup, model: torch.nn.Module, layers: Sequence[int], base: torch.Tensor | None = None
+               ) -> torch.Tensor:
+    """Per layer, the mean cosine drift 1 − cos(h_after, h_base) of D_held's subjects (SPEC Eq. 3–4): [layers].
+
+    `base` (from `held_states(setup, setup.model, layers)`) may be passed to share it between conditions.
+    """
+    from .representations import cosine_drift
+
+    base = held_states(setup, setup.model, layers) if base is None else base
+    return cosine_drift(base, held_states(setup, model, layers)).mean(dim=1)

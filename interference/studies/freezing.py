@@ -1,0 +1,301 @@
+"""The per-layer freezing sweep (SPEC §3, ours): train only one layer, or freeze only one layer, at a time.
+
+For every band of layers (one layer by default) and every parameter group (the whole layer by default, or its
+attention and FFN parts separately), two conditions: `train_only` the band (everything else frozen) and `freeze`
+the band (everything else trains); plus full SFT as the reference. Each is trained like forgetting's SFT and
+measured the same way, so the sweep shows where in the depth of the model new facts are written (acquisition) and
+where training them destroys held-out facts (forgetting).
+
+How long a sweep condition trains is an option (`match`): "epochs" (default) trains each condition for as many
+epochs as full SFT needed to reach the acquisition target on the same seed, so acquisition compares what each band
+can learn with the same budget; "acquisition" trains each to the target itself (or the epoch limit), so forgetting
+compares bands at matched acquisition where they can reach it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from ..architectures import n_layers
+from ..errors import InterferenceError
+from ..experiment import (
+    Condition,
+    ExperimentConfig,
+    Setup,
+    held_drift,
+    held_states,
+    load_base,
+    make_setup,
+    middle_layer,
+    run_condition,
+)
+from ..report import Report
+from ..stats import mean_ci
+
+#: Sweep modes: the TrainConfig field each sets, and its label in condition names.
+MODES = {"train_only": "train-only", "freeze": "freeze-only"}
+#: Parameter groups a band can be split into (see `interference.train.freezing`).
+GROUPS = ("all", "attention", "ffn", "norms")
+#: How long sweep conditions train: as many epochs as full SFT, or to the acquisition target.
+MATCHES = ("epochs", "acquisition")
+#: Name of the full-SFT reference condition.
+REFERENCE = "sft"
+SUMMARY_FIELDS = ("task_acc", "new_acc", "held_acc_final", "forgetting", "absolute_drop", "drift")
+
+
+@dataclass(frozen=True)
+class SweepCondition:
+    """One cell of the sweep: `mode` ("train_only" or "freeze") applied to `group` in layers first..last."""
+
+    mode: str
+    group: str
+    first: int
+    last: int
+
+    @property
+    def band(self) -> str:
+        """The layers as a label: "3" or "2-3"."""
+        return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+
+    @property
+    def selection(self) -> str:
+        """The parameter selection (`interference.train.freezing` syntax), e.g. "all@2" or "ffn@0-1"."""
+        return f"{self.group}@{self.band}"
+
+    @property
+    def row(self) -> str:
+        """The heat-map row: the mode, and the group unless it is the whole layer."""
+        return MODES[self.mode] if self.group == "all" else f"{MODES[self.mode]} {self.group}"
+
+    @property
+    def name(self) -> str:
+        """The condition's name, e.g. "train-only layer 1" or "freeze-only ffn layers 0-1"."""
+        layers = "layer" if self.first == self.last else "layers"
+        return f"{self.row} {layers} {self.band}"
+
+
+def check_options(*, groups: Sequence[str], band: int, modes: Sequence[str], match: str = "epochs",
+                  layers: int | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Validate the sweep's options (`band` against `layers` when known); returns groups and modes as tuples."""
+    groups = (groups,) if isinstance(groups, str) else tuple(groups)
+    modes = (modes,) if isinstance(modes, str) else tuple(modes)
+    if layers is not None and (isinstance(layers, bool) or not isinstance(layers, int) or layers < 1):
+        raise InterferenceError(f"the model needs at least one layer, got {layers!r}")
+    if isinstance(band, bool) or not isinstance(band, int) or band < 1:
+        raise InterferenceError(f"band must be an integer >= 1, got {band!r}")
+    if layers is not None and band > layers:
+        raise InterferenceError(f"band {band} is wider than the model ({layers} layers)")
+    bad = [g for g in groups if g not in GROUPS]
+    if bad or not groups or len(set(groups)) != len(groups):
+        raise InterferenceError(f"groups must be distinct names from {', '.join(GROUPS)}, got {list(groups)}")
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes or len(set(modes)) != len(modes):
+        raise InterferenceError(f"modes must be distinct names from {', '.join(MODES)}, got {list(modes)}")
+    if match not in MATCHES:
+        raise InterferenceError(f"match must be one of {', '.join(MATCHES)}, got {match!r}")
+    return groups, modes
+
+
+def sweep_conditions(layers: int, *, groups: Sequence[str] = ("all",), band: int = 1,
+                     modes: Sequence[str] = tuple(MODES)) -> list[SweepCondition]:
+    """The sweep's cells for a model with `layers` decoder layers: bands of `band` consecutive layers (the last band
+    may be shorter), each split into `groups`, under each of `modes`."""
+    groups, modes = check_options(groups=groups, band=band, modes=modes, layers=layers)
+    cells = []
+    for mode in modes:
+        for group in groups:
+            for first in range(0, layers, band):
+                cells.append(SweepCondition(mode, group, first, min(first + band, layers) - 1))
+    return cells
+
+
+def train_cell(setup: Setup, config: ExperimentConfig, cell: SweepCondition, seed: int,
+               epochs: int | None = None) -> Condition:
+    """Train one sweep cell with SFT: `epochs` exactly (no target), or to the config's target when None."""
+    overrides = {"method": "sft", cell.mode: cell.selection}
+    if epochs is not None:
+        overrides.update(epochs=epochs, target_new_acc=None)
+    return run_condition(setup, cell.name, config.train_config(seed, **overrides))
+
+
+def _record(setup: Setup, condition: Condition, layer: int, base, **extra) -> dict:
+    """The condition's record with its held-out drift at `layer` (base states given) and accuracy curves."""
+    drift = held_drift(setup, condition.model, [layer], base)[0].item()
+    curves = {split: condition.result.curve(split) for split in ("known", "unknown", "held")}
+    return condition.record(drift=drift, curves=curves, **extra)
+
+
+def _trained_fraction(condition: Condition) -> float:
+    trainable = set(condition.result.trainable)
+    sizes = {name: p.numel() for name, p in condition.model.named_parameters()}
+    return sum(sizes[n] for n in trainable) / sum(sizes.values())
+
+
+@dataclass
+class FreezingStudy:
+    """Result of `run_freezing`.
+
+    Attributes:
+        config: the experiment settings.
+        cells: the sweep conditions, in order (the reference is not among them).
+        layers: the model's number of decoder layers.
+        layer: the layer drift was measured at.
+        band: consecutive layers per band.
+        match: "epochs" or "acquisition" (see the module docstring).
+        records: one condition record per (condition, seed): the reference first on each seed, then the cells. Sweep
+            records also carry `mode`, `group`, `first`, `last`, `selection` and `trained_fraction` (the share of
+            parameters that trained).
+    """
+
+    config: ExperimentConfig
+    cells: list[SweepCondition]
+    layers: int
+    layer: int
+    band: int
+    match: str
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        """Condition names: the reference, then the cells."""
+        return [REFERENCE] + [c.name for c in self.cells]
+
+    def of(self, name: str) -> list[dict]:
+        """The records of condition `name`, one per seed."""
+        return [r for r in self.records if r["name"] == name]
+
+    def summary(self) -> list[dict]:
+        """Per condition: mean and 95 % t-interval half-width over seeds of each headline number."""
+        cells = {c.name: c for c in self.cells}
+        rows = []
+        for name in self.names:
+            cell = cells.get(name)
+            row: dict = {"condition": name, "mode": cell.mode if cell else "full",
+                         "group": cell.group if cell else "all",
+                         "layers": cell.band if cell else f"0-{self.layers - 1}", "seeds": len(self.of(name))}
+            for key in SUMMARY_FIELDS:
+                values = [r[key] for r in self.of(name) if r.get(key) is not None and not math.isnan(r[key])]
+                if values:
+                    ci = mean_ci(values)
+                    row[key], row[f"{key}_ci"] = ci.mean, ci.half_width
+                else:
+                    row[key], row[f"{key}_ci"] = None, None
+            rows.append(row)
+        return rows
+
+    def grid(self, key: str) -> tuple[list[str], list[str], list[list[float | None]]]:
+        """A heat-map of the mean of `key` over seeds: (row labels, band labels, values[row][band])."""
+        means = {row["condition"]: row[key] for row in self.summary()}
+        rows = list(dict.fromkeys(c.row for c in self.cells))
+        bands = list(dict.fromkeys(c.band for c in self.cells))
+        values = [[None] * len(bands) for _ in rows]
+        for cell in self.cells:
+            values[rows.index(cell.row)][bands.index(cell.band)] = means[cell.name]
+        return rows, bands, values
+
+
+def run_freezing(config: ExperimentConfig, *, world=None, progress: bool = True,
+                 mode: Sequence[str] = ("train_only", "freeze"), groups: Sequence[str] = ("all",), band: int = 1,
+                 match: str = "epochs") -> FreezingStudy:
+    """Run the sweep on every seed of `config`: full SFT, then each cell (see `sweep_conditions`), from the same base.
+
+    `mode` picks the sweep modes, `groups` splits each band into parameter groups, `band` is the number of
+    consecutive layers per band, and `match` sets how long cells train (see the module docstring).
+    """
+    groups, mode = check_options(groups=groups, band=band, modes=mode, match=match)
+    world = world if world is not None else load_base(config, progress=progress)
+    study: FreezingStudy | None = None
+    bar = None
+    for seed in config.seeds:
+        setup = make_setup(config, seed, world=world, progress=progress)
+        if study is None:
+            layers = n_layers(setup.model)
+            if config.layer is not None and config.layer >= layers:
+                raise InterferenceError(f"layer {config.layer} out of range: the model has layers 0-{layers - 1}")
+            cells = sweep_conditions(layers, groups=groups, band=band, modes=mode)
+            layer = middle_layer(setup.model) if config.layer is None else config.layer
+            study = FreezingStudy(config, cells, layers, layer, band, match)
+            bar = tqdm(total=(len(cells) + 1) * len(config.seeds), desc="freezing", unit="run", disable=not progress)
+        base = held_states(setup, setup.model, [study.layer])
+        bar.set_postfix_str(f"seed {seed} {REFERENCE}")
+        reference = run_condition(setup, REFERENCE, config.train_config(seed, method="sft"))
+        study.records.append(_record(setup, reference, study.layer, base, mode="full", group="all", first=0,
+                                     last=study.layers - 1, selection=None, trained_fraction=1.0))
+        bar.update(1)
+        epochs = max(1, reference.result.epochs) if match == "epochs" else None
+        for cell in study.cells:
+            bar.set_postfix_str(f"seed {seed} {cell.name}")
+            condition = train_cell(setup, config, cell, seed, epochs)
+            study.records.append(_record(setup, condition, study.layer, base, mode=cell.mode, group=cell.group,
+                                         first=cell.first, last=cell.last, selection=cell.selection,
+                                         trained_fraction=_trained_fraction(condition)))
+            bar.update(1)
+    bar.close()
+    order = study.names
+    study.records.sort(key=lambda r: (r["seed"], order.index(r["name"])))
+    return study
+
+
+def _heatmap(study: FreezingStudy, key: str, title: str, scale: str):
+    import plotly.graph_objects as go
+
+    rows, bands, values = study.grid(key)
+    text = [["—" if v is None else f"{v:.2f}" for v in row] for row in values]
+    figure = go.Figure(go.Heatmap(z=values, x=[f"layer {b}" for b in bands], y=rows, text=text,
+                                  texttemplate="%{text}", colorscale=scale, zmin=0, zmax=1, name=key))
+    figure.update_layout(title=title, xaxis_title="layer (band)", yaxis={"autorange": "reversed"},
+                         height=160 + 60 * len(rows))
+    return figure
+
+
+def freezing_report(study: FreezingStudy) -> Report:
+    """The freezing-sweep report: the condition table and heat-maps of acquisition and forgetting per layer."""
+    config = study.config
+    summary = study.summary()
+    reference = next(r for r in summary if r["condition"] == REFERENCE)
+    length = ("as many epochs as full SFT took on the same seed" if study.match == "epochs"
+              else f"until acc(D_unknown) >= {config.target_new_acc} or {config.epochs} epochs")
+    report = Report(
+        "Per-layer freezing sweep",
+        config={**config.to_dict(), "match": study.match, "groups": list(dict.fromkeys(c.group for c in study.cells)),
+                "band": study.band,
+                "modes": list(dict.fromkeys(c.mode for c in study.cells))},
+        seeds=config.seeds,
+        description=(
+            f"{len(study.cells)} sweep conditions + full SFT x {len(config.seeds)} seeds on {config.model}"
+            f"{' (quick)' if config.quick else ''} ({study.layers} layers): D_known {config.n_known}, D_unknown "
+            f"{config.n_unknown} new facts, D_held {config.n_held}. Train-only trains just the named layers "
+            f"(everything else, embeddings included, frozen); freeze-only freezes just them. Sweep conditions train "
+            f"{length}. Forgetting = (peak - final) / peak of held-out accuracy; drift = mean 1 - cos of held-out "
+            f"subject states, base vs trained, at layer {study.layer}. Values are means over seeds (95 % t-intervals "
+            f"in the table)."
+        ),
+    )
+    for record in study.records:
+        extra = {k: v for k, v in record.items() if k not in ("name", "seed")}
+        report.add_condition(record["name"], record["seed"], **extra)
+    report.results.update(summary=summary, layers=study.layers, layer=study.layer, match=study.match)
+    for key in ("new_acc", "forgetting", "task_acc", "drift"):
+        rows, bands, values = study.grid(key)
+        report.results[f"grid_{key}"] = {"rows": rows, "layers": bands, "values": values}
+
+    def fmt(value) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    heat = report.section(
+        "Acquisition and forgetting per layer",
+        f"Full SFT (all layers): new-fact accuracy {fmt(reference['new_acc'])}, forgetting "
+        f"{fmt(reference['forgetting'])}, task accuracy {fmt(reference['task_acc'])}. Rows: which parameters of the "
+        f"column's layers were trained only (train-only) or frozen only (freeze-only).",
+    )
+    heat.figure(_heatmap(study, "new_acc", "New-fact acquisition acc(D_unknown)", "Blues"))
+    heat.figure(_heatmap(study, "forgetting", "Held-out forgetting (relative drop from peak)", "Reds"))
+    table = report.section("Conditions", "Mean over seeds and 95 % t-interval half-width (— with one seed).")
+    table.table(summary, columns=["condition", "mode", "group", "layers", "seeds", "task_acc", "new_acc",
+                                  "new_acc_ci", "held_acc_final", "forgetting", "forgetting_ci", "absolute_drop",
+                                  "drift", "drift_ci"])
+    return report

@@ -1,0 +1,151 @@
+"""The three hypotheses of Kaplan et al. §5 (SPEC §4): capacity limits, behaviour cloning, localized interference.
+
+A controlled grid on the embedded world: new facts of one relation with name-like subjects (recombined stored
+syllables) or UUID subjects, at a small and a 10x larger count, every condition trained with SFT until acc(D_unknown)
+reaches the same target (matched acquisition). Forgetting is measured on the same held-out known facts. Each
+hypothesis makes a prediction the grid can refute:
+- capacity: forgetting grows with the number of new facts whatever their keys -> UUID forgetting must grow with the
+  count and approach name-like forgetting;
+- behaviour cloning: training on any unknown facts teaches hallucination and forgetting -> UUID facts (unknown too)
+  must cause forgetting comparable to name-like ones;
+- localized interference: forgetting comes from new subjects that resemble stored ones -> name-like keys must forget
+  much more than UUID keys at the same count and acquisition, and move held-out subject representations more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from ..errors import InterferenceError
+from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
+from ..report import Report
+from ..stats import mean_ci
+
+KEY_KINDS = ("name", "uuid")
+#: Name-like forgetting must be at least this many times UUID forgetting for "interference" to be supported, and
+#: UUID forgetting at most this fraction of name-like forgetting for the other two to be rejected.
+RATIO = 3.0
+
+
+@dataclass
+class HypothesesStudy:
+    """Result of `run_hypotheses`: one record per (key kind, count, seed), with drift at `layer`."""
+
+    config: ExperimentConfig
+    counts: tuple[int, ...]
+    layer: int
+    records: list[dict] = field(default_factory=list)
+
+    def cell(self, key_kind: str, count: int, name: str = "forgetting") -> float:
+        """Mean of `name` over seeds in one cell of the grid."""
+        values = [r[name] for r in self.records if r["key_kind"] == key_kind and r["n_new"] == count]
+        return mean_ci(values, omit_nan=True).mean
+
+    def table(self) -> list[dict]:
+        """Per cell: means and 95 % half-widths of forgetting, acquisition and drift, and epochs to the target."""
+        rows = []
+        for key_kind in KEY_KINDS:
+            for count in self.counts:
+                cell = [r for r in self.records if r["key_kind"] == key_kind and r["n_new"] == count]
+                row = {"key_kind": key_kind, "n_new": count, "seeds": len(cell)}
+                for name in ("forgetting", "new_acc", "held_acc_final", "drift", "epochs"):
+                    ci = mean_ci([r[name] for r in cell], omit_nan=True)
+                    row[name], row[f"{name}_ci"] = ci.mean, ci.half_width
+                rows.append(row)
+        return rows
+
+    def verdicts(self) -> list[dict]:
+        """A verdict per hypothesis, with the numbers it rests on."""
+        small, large = self.counts[0], self.counts[-1]
+        name = {c: self.cell("name", c) for c in self.counts}
+        uuid = {c: self.cell("uuid", c) for c in self.counts}
+        drift = {k: self.cell(k, large, "drift") for k in KEY_KINDS}
+        ratio = {c: name[c] / uuid[c] if uuid[c] > 0 else float("inf") for c in self.counts}
+        uuid_small = all(uuid[c] * RATIO <= name[c] for c in self.counts)
+        capacity = "rejected" if uuid_small else "not rejected"
+        cloning = "rejected" if uuid_small else "not rejected"
+        interference = ("supported" if all(r >= RATIO for r in ratio.values()) and drift["name"] > drift["uuid"]
+                        else "not supported")
+        fmt = ", ".join
+        return [
+            {"hypothesis": "capacity limits", "verdict": capacity,
+             "evidence": f"UUID forgetting {fmt(f'{uuid[c]:.3f} at {c}' for c in self.counts)} vs name-like "
+                         f"{fmt(f'{name[c]:.3f} at {c}' for c in self.counts)}: the count alone "
+                         f"{'does not' if uuid_small else 'may'} drive forgetting (x{large // max(small, 1)} facts)"},
+            {"hypothesis": "behaviour cloning", "verdict": cloning,
+             "evidence": f"UUID facts are unknown facts too, yet forget {fmt(f'{uuid[c]:.3f}' for c in self.counts)} "
+                         f"vs {fmt(f'{name[c]:.3f}' for c in self.counts)} for name-like keys"},
+            {"hypothesis": "localized interference", "verdict": interference,
+             "evidence": f"name/UUID forgetting ratio {fmt(f'{ratio[c]:.1f}x at {c}' for c in self.counts)}; held-out "
+                         f"subject drift at layer {self.layer}: name {drift['name']:.4f} vs UUID {drift['uuid']:.4f}"},
+        ]
+
+
+def run_hypotheses(config: ExperimentConfig, counts: Sequence[int], *, world=None, progress: bool = True
+                   ) -> HypothesesStudy:
+    """SFT on new facts of each key kind and count, to matched acquisition, on every seed of `config`."""
+    counts = tuple(sorted(set(counts)))
+    if not counts or counts[0] < 1:
+        raise InterferenceError(f"counts of new facts must be positive integers, got {counts}")
+    if config.model != "world":
+        raise InterferenceError("the hypotheses grid needs the embedded world (it generates name-like and UUID facts)")
+    world = world if world is not None else load_base(config, progress=progress)
+    study: HypothesesStudy | None = None
+    bar = tqdm(total=len(KEY_KINDS) * len(counts) * len(config.seeds), desc="hypotheses", unit="run",
+               disable=not progress)
+    for seed in config.seeds:
+        base = None  # held-out subject states of the base model: D_held depends on the seed only
+        for key_kind in KEY_KINDS:
+            for count in counts:
+                setup = make_setup(config, seed, world=world, key_kind=key_kind, n_unknown=count, progress=progress)
+                if study is None:
+                    layer = middle_layer(setup.model) if config.layer is None else config.layer
+                    study = HypothesesStudy(config, counts, layer)
+                if base is None:
+                    base = held_states(setup, setup.model, [study.layer])
+                bar.set_postfix_str(f"seed {seed} {key_kind} x{count}")
+                condition = run_condition(setup, f"{key_kind} x{count}", config.train_config(seed, method="sft"))
+                drift = held_drift(setup, condition.model, [study.layer], base)[0].item()
+                study.records.append(condition.record(drift=drift, key_kind=key_kind, n_new=count))
+                bar.update(1)
+    bar.close()
+    return study
+
+
+def hypotheses_report(study: HypothesesStudy) -> Report:
+    """The hypotheses report: the grid, the verdicts with their numbers, and forgetting vs count per key kind."""
+    import plotly.graph_objects as go
+
+    config = study.config
+    report = Report(
+        "Three hypotheses: capacity, behaviour cloning, localized interference",
+        config={**config.to_dict(), "counts": list(study.counts)},
+        seeds=config.seeds,
+        description=(
+            f"SFT on new facts with name-like or UUID subjects, {' and '.join(map(str, study.counts))} facts, each "
+            f"trained until acc(new) >= {config.target_new_acc} (matched acquisition) or {config.epochs} epochs; "
+            f"D_known {config.n_known}, D_held {config.n_held}, {len(config.seeds)} seeds. Drift at layer "
+            f"{study.layer}."
+        ),
+    )
+    for record in study.records:
+        report.add_condition(record["name"], record["seed"], **{k: v for k, v in record.items()
+                                                                  if k not in ("name", "seed")})
+    table, verdicts = study.table(), study.verdicts()
+    report.results.update(grid=table, verdicts=verdicts, layer=study.layer)
+    report.section("Verdicts").table(verdicts, columns=["hypothesis", "verdict", "evidence"])
+    section = report.section("The grid (means over seeds, 95 % half-widths)")
+    section.table(table)
+    figure = go.Figure()
+    for key_kind in KEY_KINDS:
+        rows = [r for r in table if r["key_kind"] == key_kind]
+        figure.add_trace(go.Scatter(x=[r["n_new"] for r in rows], y=[r["forgetting"] for r in rows],
+                                    error_y={"type": "data", "array": [r["forgetting_ci"] or 0 for r in rows]},
+                                    mode="lines+markers", name=f"{key_kind} keys"))
+    figure.update_layout(title="Held-out forgetting vs number of new facts", xaxis_type="log",
+                         xaxis_title="new facts", yaxis_title="forgetting")
+    section.figure(figure)
+    return report

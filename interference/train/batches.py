@@ -1,0 +1,82 @@
+"""Training examples: facts tokenised once into right-padded tensors, and seeded per-epoch batch orders.
+
+Example i is `tokenizer(qa_prompt(f))` followed by `tokenizer(qa_target(f), add_special_tokens=False) + [eos]`; the
+ids are concatenated, never re-tokenised as one string, so the answer tokens are exactly the trained targets.
+Labels carry the answer tokens (answer + eos) and `IGNORE` on prompt and pad; the mask marks every non-pad position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import InterferenceError
+from ..facts import Fact, qa_prompt, qa_target
+from .losses import IGNORE
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One right-padded batch: `index` are the example numbers, the tensors are [B, T]."""
+
+    index: torch.Tensor
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Batch:
+        """This batch on `device` (the example numbers too: a teacher cache on that device indexes with them)."""
+        return Batch(
+            self.index.to(device, non_blocking=True),
+            self.input_ids.to(device, non_blocking=True),
+            self.attention_mask.to(device, non_blocking=True),
+            self.labels.to(device, non_blocking=True),
+        )
+
+
+class Examples:
+    """Facts tokenised into padded tensors `input_ids`, `attention_mask`, `labels` of shape [N, T_max]."""
+
+    def __init__(self, tokenizer, facts: Sequence[Fact]):
+        if not facts:
+            raise InterferenceError("no training facts: the training splits are empty")
+        eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+        if eos is None or pad is None:
+            raise InterferenceError("the tokenizer needs an eos and a pad token for training")
+        prompts = tokenizer([qa_prompt(f) for f in facts])["input_ids"]
+        targets = tokenizer([qa_target(f) for f in facts], add_special_tokens=False)["input_ids"]
+        lengths = [len(p) + len(t) + 1 for p, t in zip(prompts, targets, strict=True)]
+        n, width = len(facts), max(lengths)
+        self.input_ids = torch.full((n, width), pad, dtype=torch.long)
+        self.labels = torch.full((n, width), IGNORE, dtype=torch.long)
+        self.attention_mask = torch.zeros((n, width), dtype=torch.long)
+        for i, (prompt, target) in enumerate(zip(prompts, targets, strict=True)):
+            ids = list(prompt) + list(target) + [eos]
+            self.input_ids[i, : len(ids)] = torch.tensor(ids)
+            self.attention_mask[i, : len(ids)] = 1
+            self.labels[i, len(prompt) : len(ids)] = torch.tensor(ids[len(prompt) :])
+        self.lengths = torch.tensor(lengths)
+        self.keys = [f.key for f in facts]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        """The examples `index`, cut to the longest of them."""
+        width = int(self.lengths[index].max())
+        return Batch(
+            index, self.input_ids[index, :width], self.attention_mask[index, :width], self.labels[index, :width]
+        )
+
+
+def epoch_order(n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True) -> list[torch.Tensor]:
+    """Example indices of each batch of an epoch: a permutation seeded by (seed, epoch), so a resumed run sees the
+    same batches as an uninterrupted one without carrying any sampler state."""
+    if shuffle:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=generator)
+    else:
+        order = torch.arange(n)
+    return list(order.split(batch_size))

@@ -1,0 +1,211 @@
+"""`load_world`: build (or load from the cache) a world and the model pretrained on it; `World` is the result.
+
+A built world is an HF checkpoint folder `<cache>/worlds/<config digest>/` holding the model, the tokenizer,
+`facts.json` (every world fact, with whether the model answered it correctly) and `world.json` (the config,
+knowledge and build record). It is written atomically, so an interrupted build leaves nothing behind, and a second
+`load_world` with the same config only reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import atomic
+from ..errors import InterferenceError
+from ..facts import Fact
+from .build import WorldCorpus, build_corpus
+from .config import WorldConfig
+from .pretrain import pretrain
+from .tokenizer import world_tokenizer
+
+FACTS_FILE = "facts.json"
+WORLD_FILE = "world.json"
+
+
+def world_dir(config: WorldConfig, cache_dir: str | Path | None = None) -> Path:
+    """The checkpoint folder of `config`'s world: `<cache_dir or cache root>/worlds/<config digest>`."""
+    root = Path(cache_dir) if cache_dir is not None else atomic.cache_root()
+    return root / "worlds" / config.digest()
+
+
+@dataclass
+class World:
+    """A pretrained embedded world.
+
+    Attributes:
+        config: the world's config.
+        model: the pretrained Llama-style model (eval mode).
+        tokenizer: the world tokenizer (pads on the right).
+        facts: every world fact (name-keyed entities, then UUID-keyed ones).
+        known: per fact, whether the model answered its QA form correctly after pretraining.
+        knowledge: fraction of facts known.
+        path: the checkpoint folder (loadable with `interference.models.load_model`).
+        record: build record (seconds, epochs, steps, per-evaluation history).
+    """
+
+    config: WorldConfig
+    model: torch.nn.Module
+    tokenizer: object
+    facts: list[Fact]
+    known: list[bool]
+    knowledge: float
+    path: Path
+    record: dict
+    corpus: WorldCorpus
+
+    def known_facts(self, relations: Sequence[str] | None = None) -> list[Fact]:
+        """The facts the model answers correctly, optionally only of `relations`."""
+        return [
+            f
+            for f, k in zip(self.facts, self.known, strict=True)
+            if k and (relations is None or f.relation in relations)
+        ]
+
+    def new_facts(
+        self, n: int, *, key_kind: str = "name", overlap: float = 1.0, relation: str | None = None, seed: int = 0
+    ) -> list[Fact]:
+        """`n` facts about fresh subjects (see `WorldCorpus.new_facts`): never a stored subject, objects of the
+        relation's vocabulary, name-like keys with a fraction `overlap` of stored syllables, or UUID keys."""
+        return self.corpus.new_facts(n, key_kind=key_kind, overlap=overlap, relation=relation, seed=seed)
+
+    def split(
+        self,
+        n_known: int,
+        n_held: int,
+        seed: int = 0,
+        *,
+        relations: Sequence[str] | None = None,
+        disjoint_subjects: bool = True,
+    ) -> tuple[list[Fact], list[Fact]]:
+        """Disjoint (D_known, D_held) samples of the facts the model knows, for fine-tuning and forgetting.
+
+        With `disjoint_subjects`, no subject of D_held appears in D_known (a held-out entity is never touched by
+        fine-tuning). Raises InterferenceError when there are not enough known facts.
+        """
+        if n_known < 0 or n_held < 0:
+            raise InterferenceError(f"split sizes must be >= 0, got n_known={n_known}, n_held={n_held}")
+        pool = self.known_facts(relations)
+        if n_known + n_held > len(pool):
+            raise InterferenceError(
+                f"cannot split {n_known} + {n_held} facts: the model knows only {len(pool)} facts"
+                + (f" of relations {', '.join(relations)}" if relations else "")
+            )
+        rng = random.Random(f"split:{self.config.seed}:{seed}")
+        if not disjoint_subjects:
+            chosen = rng.sample(pool, n_known + n_held)
+            return chosen[:n_known], chosen[n_known:]
+        by_subject: dict[str, list[Fact]] = {}
+        for fact in pool:
+            by_subject.setdefault(fact.subject, []).append(fact)
+        order = list(by_subject)
+        rng.shuffle(order)
+        held: list[Fact] = []
+        known: list[Fact] = []
+        for subject in order:
+            group = by_subject[subject]
+            rng.shuffle(group)
+            if len(held) < n_held:
+                held.extend(group[: n_held - len(held)])
+            elif len(known) < n_known:
+                known.extend(group[: n_known - len(known)])
+            else:
+                break
+        if len(known) < n_known:
+            raise InterferenceError(
+                f"cannot split {n_known} + {n_held} facts with disjoint subjects: only {len(known)} known facts "
+                "remain for D_known; lower the sizes or pass disjoint_subjects=False"
+            )
+        return known, held
+
+
+def _fact_record(fact: Fact, known: bool) -> dict:
+    return {
+        "subject": fact.subject,
+        "relation": fact.relation,
+        "object": fact.object,
+        "question": fact.question,
+        "key_kind": fact.key_kind,
+        "known": known,
+    }
+
+
+def _build(config: WorldConfig, path: Path, progress: bool) -> None:
+    start = time.perf_counter()
+    corpus = build_corpus(config)
+    tokenizer = world_tokenizer(corpus)
+    result = pretrain(config, tokenizer, corpus.lines(), corpus.facts, progress=progress)
+    record = {
+        "config": config.to_dict(),
+        "digest": config.digest(),
+        "knowledge": result.knowledge,
+        "knowledge_target": config.knowledge_target,
+        "reached_target": result.knowledge >= config.knowledge_target,
+        "n_facts": len(corpus.facts),
+        "n_parameters": sum(p.numel() for p in result.model.parameters()),
+        "vocab_size": len(tokenizer),
+        "epochs": result.epochs,
+        "steps": result.steps,
+        "build_seconds": time.perf_counter() - start,
+        "torch_threads": torch.get_num_threads(),
+        "history": result.history,
+    }
+    with atomic.directory(path) as tmp:
+        result.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        facts = [_fact_record(f, k) for f, k in zip(corpus.facts, result.known, strict=True)]
+        (tmp / FACTS_FILE).write_text(json.dumps(facts, indent=1) + "\n")
+        (tmp / WORLD_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    if not record["reached_target"]:
+        print(
+            f"warning: world {config.digest()} reached knowledge {result.knowledge:.3f} < target "
+            f"{config.knowledge_target} in {config.max_epochs} epochs",
+            file=sys.stderr,
+        )
+
+
+def _read(config: WorldConfig, path: Path) -> World:
+    from ..models import load_model
+
+    try:
+        record = json.loads((path / WORLD_FILE).read_text())
+        rows = json.loads((path / FACTS_FILE).read_text())
+    except (OSError, ValueError) as err:
+        raise InterferenceError(f"world cache {path} is unreadable ({err}); rebuild it with rebuild=True") from err
+    if WorldConfig.from_dict(record["config"]) != config:
+        raise InterferenceError(f"world cache {path} holds a different config; rebuild it with rebuild=True")
+    corpus = build_corpus(config)
+    facts = [Fact(r["subject"], r["relation"], r["object"], r["question"], key_kind=r["key_kind"]) for r in rows]
+    if facts != corpus.facts:
+        raise InterferenceError(f"world cache {path} does not match its config's facts; rebuild it with rebuild=True")
+    model, tokenizer = load_model(path)
+    known = [bool(r["known"]) for r in rows]
+    return World(config, model, tokenizer, facts, known, record["knowledge"], path, record, corpus)
+
+
+def load_world(
+    config: WorldConfig | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    rebuild: bool = False,
+    progress: bool = True,
+) -> World:
+    """The world of `config` (default: `WorldConfig()`), built and pretrained on first use, then read from the cache.
+
+    `cache_dir` defaults to `$INTERFERENCE_CACHE` or `~/.cache/interference`; the world lives in its `worlds/<digest>`
+    subfolder. `rebuild` retrains even when a cached copy exists.
+    """
+    config = WorldConfig() if config is None else config
+    if not isinstance(config, WorldConfig):
+        raise InterferenceError(f"load_world needs a WorldConfig, got {type(config).__name__}")
+    path = world_dir(config, cache_dir)
+    if rebuild or not (path / WORLD_FILE).exists():
+        _build(config, path, progress)
+    return _read(config, path)

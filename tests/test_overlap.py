@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from interference import overlap
+from interference.errors import InterferenceError
+from interference.overlap import cosine_matrix, linear_cka, max_cosine, overlap_table, topk_mean_cosine
+
+
+def _brute_cosines(q, k):
+    return torch.tensor([[float(a @ b / (a.norm() * b.norm())) for b in k] for a in q], dtype=torch.float64)
+
+
+def test_cosine_matrix_matches_definition():
+    torch.manual_seed(0)
+    q, k = torch.randn(6, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    torch.testing.assert_close(cosine_matrix(q, k), _brute_cosines(q, k))
+    zero = cosine_matrix(torch.zeros(1, 5), k.float())
+    assert torch.equal(zero, torch.zeros(1, 4))
+
+
+def test_max_and_topk_against_brute_force():
+    torch.manual_seed(1)
+    q, k = torch.randn(9, 8, dtype=torch.float64), torch.randn(7, 8, dtype=torch.float64)
+    cos = _brute_cosines(q, k)
+    torch.testing.assert_close(max_cosine(q, k), cos.max(dim=1).values)
+    sorted_cos = cos.sort(dim=1, descending=True).values
+    for k_top in (1, 3, 7):
+        torch.testing.assert_close(topk_mean_cosine(q, k, k_top), sorted_cos[:, :k_top].mean(dim=1))
+    torch.testing.assert_close(topk_mean_cosine(q, k, 7), cos.mean(dim=1))
+    # a query equal to one key (up to scale) has max cosine 1 with it
+    assert max_cosine(3 * k[2:3], k).item() == pytest.approx(1.0)
+
+
+def test_chunking_gives_the_same_answer(monkeypatch):
+    torch.manual_seed(2)
+    q, k = torch.randn(3, 50, 16), torch.randn(3, 40, 16)
+    whole = overlap_table(q, k, k=5)
+    monkeypatch.setattr(overlap, "CHUNK_ELEMENTS", 7)  # forces chunks of a single query row
+    chunked = overlap_table(q, k, k=5)
+    torch.testing.assert_close(chunked.max_cosine, whole.max_cosine)
+    torch.testing.assert_close(chunked.topk_mean_cosine, whole.topk_mean_cosine)
+    assert torch.equal(chunked.nearest, whole.nearest)
+
+
+def test_leading_layer_dimension_is_per_layer():
+    torch.manual_seed(3)
+    q, k = torch.randn(4, 10, 8), torch.randn(4, 6, 8)
+    table = overlap_table(q, k, k=2)
+    assert table.max_cosine.shape == (4, 10) and table.nearest.shape == (4, 10)
+    for layer in range(4):
+        torch.testing.assert_close(table.max_cosine[layer], max_cosine(q[layer], k[layer]))
+        torch.testing.assert_close(table.topk_mean_cosine[layer], topk_mean_cosine(q[layer], k[layer], 2))
+        cos = cosine_matrix(q[layer], k[layer])
+        picked = cos.gather(1, table.nearest[layer][:, None])[:, 0]
+        torch.testing.assert_close(picked, table.max_cosine[layer])
+    record = json.loads(json.dumps(table.to_dict()))
+    assert record["k"] == 2 and len(record["max_cosine"]) == 4 and len(record["nearest"][0]) == 10
+
+
+def test_overlap_errors_are_named():
+    with pytest.raises(InterferenceError, match="k <= number of keys"):
+        topk_mean_cosine(torch.randn(3, 4), torch.randn(2, 4), 3)
+    with pytest.raises(InterferenceError, match="differ in width"):
+        max_cosine(torch.randn(3, 4), torch.randn(2, 5))
+    with pytest.raises(InterferenceError, match="at least one key"):
+        max_cosine(torch.randn(3, 4), torch.randn(0, 4))
+
+
+def _cka_by_centring_matrix(x, y):
+    """HSIC form: tr(KHLH) / sqrt(tr(KHKH) tr(LHLH)) with K = XXᵀ, L = YYᵀ, H = I - 11ᵀ/n."""
+    x, y = x.double(), y.double()
+    n = x.shape[0]
+    h = torch.eye(n, dtype=torch.float64) - 1.0 / n
+    kc, lc = h @ x @ x.T @ h, h @ y @ y.T @ h
+    return float((kc * lc).sum() / torch.sqrt((kc * kc).sum() * (lc * lc).sum()))
+
+
+@pytest.mark.parametrize("shape", [(40, 6, 9), (5, 12, 7)])  # n > widths (feature form) and n < widths (Gram form)
+def test_linear_cka_matches_hsic_form(shape):
+    n, p, q = shape
+    torch.manual_seed(4)
+    x = torch.randn(n, p)
+    y = x[:, :3] @ torch.randn(3, q) + 0.5 * torch.randn(n, q)
+    assert linear_cka(x, y) == pytest.approx(_cka_by_centring_matrix(x, y), rel=1e-9)
+    assert linear_cka(x, y) == pytest.approx(linear_cka(y, x), rel=1e-12)
+    assert 0 < linear_cka(x, y) < 1
+
+
+def test_linear_cka_invariances():
+    torch.manual_seed(5)
+    x = torch.randn(30, 8, dtype=torch.float64)
+    orthogonal, _ = torch.linalg.qr(torch.randn(8, 8, dtype=torch.float64))
+    assert linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
+    assert linear_cka(x, 3.7 * x @ orthogonal + 5.0) == pytest.approx(1.0, abs=1e-12)
+    # not invariant to an anisotropic rescaling, and low for an unrelated representation
+    stretched = x * torch.tensor([10.0, 1, 1, 1, 1, 1, 1, 0.1], dtype=torch.float64)
+    assert linear_cka(x, stretched) < 0.95
+    unrelated = torch.randn(30, 8, dtype=torch.float64)
+    assert linear_cka(x, unrelated) < linear_cka(x, stretched)
+
+
+def test_linear_cka_errors():
+    with pytest.raises(InterferenceError, match="same items"):
+        linear_cka(torch.randn(5, 3), torch.randn(6, 3))
+    with pytest.raises(InterferenceError, match="constant"):
+        linear_cka(torch.ones(5, 3), torch.randn(5, 3))
+    with pytest.raises(InterferenceError, match="two matrices"):
+        linear_cka(torch.randn(2, 5, 3), torch.randn(2, 5, 3))

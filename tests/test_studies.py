@@ -1,0 +1,110 @@
+"""The forgetting, overlap and hypotheses studies on the quick world: records, determinism, reports, commands."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from interference.experiment import ExperimentConfig, load_base
+from interference.report import CONDITION_FIELDS, validate_results
+from interference.studies.forgetting import forgetting_report, run_forgetting
+from interference.studies.hypotheses import hypotheses_report, run_hypotheses
+from interference.studies.overlap import overlap_report, run_overlap
+
+SMALL = dict(seeds=(0,), n_known=16, n_unknown=16, n_held=16, epochs=2)
+
+
+@pytest.fixture(scope="module")
+def config():
+    return ExperimentConfig.quick_preset(**SMALL)
+
+
+@pytest.fixture(scope="module")
+def world(config):
+    return load_base(config, progress=False)
+
+
+@pytest.fixture(scope="module")
+def forgetting(config, world):
+    return run_forgetting(config, ["sft", "attention-only", "known-only"], world=world, progress=False)
+
+
+def test_forgetting_records_carry_the_required_fields(forgetting, config):
+    assert [r["name"] for r in forgetting.records] == ["sft", "attention-only", "known-only"]
+    for record in forgetting.records:
+        assert set(CONDITION_FIELDS) <= set(record) and record["seed"] == 0
+        assert 0 <= record["held_acc_final"] <= record["held_acc_peak"] <= 1
+        assert math.isclose(record["forgetting"],
+                            (record["held_acc_peak"] - record["held_acc_final"]) / record["held_acc_peak"])
+        assert len(record["curves"]["held"]) == record["epochs"] + 1
+    by_name = {r["name"]: r for r in forgetting.records}
+    assert by_name["known-only"]["new_acc"] is None
+    # conditions that cannot reach the target train as long as SFT did
+    assert by_name["attention-only"]["epochs"] == by_name["known-only"]["epochs"] == by_name["sft"]["epochs"]
+
+
+def test_forgetting_is_deterministic_for_a_seed(forgetting, config, world):
+    again = run_forgetting(config, ["sft"], world=world, progress=False)
+    first = {k: v for k, v in forgetting.of("sft")[0].items() if k != "seconds"}
+    assert {k: v for k, v in again.records[0].items() if k != "seconds"} == first
+
+
+def test_forgetting_report_validates_and_summarises(forgetting, tmp_path):
+    out = forgetting_report(forgetting).write(tmp_path / "forgetting")
+    data = json.loads((out / "results.json").read_text())
+    validate_results(data)
+    summary = {row["method"]: row for row in data["results"]["summary"]}
+    assert summary["sft"]["forgetting"] == pytest.approx(forgetting.of("sft")[0]["forgetting"])
+    assert "<script src=" not in (out / "report.html").read_text()
+
+
+def test_unknown_method_is_a_clear_error(config, world):
+    from interference.errors import InterferenceError
+
+    with pytest.raises(InterferenceError, match="unknown method 'dpo'"):
+        run_forgetting(config, ["dpo"], world=world, progress=False)
+
+
+def test_overlap_study_measures_every_held_fact_and_the_causal_split(config, world, tmp_path):
+    study = run_overlap(config, world=world, top_k=4, progress=False)
+    n_layers = world.config.n_layers
+    assert len(study.facts) == config.n_held and len(study.cka[0]) == n_layers
+    assert {r["name"] for r in study.records} == {"sft", "self_distill", "uuid-sft", "high-overlap sft",
+                                                  "low-overlap sft"}
+    for record in study.records:
+        assert len(record["drift_per_layer"]) == n_layers and record["drift"] >= 0
+    causal = study.causal()
+    assert causal["high_overlap"] > causal["low_overlap"]  # the selection does what it says
+    # a net drop from the peak needs at least that many facts that were right at the peak and are wrong now
+    record = study.of("sft")[0]
+    net_drop = round((record["held_acc_peak"] - record["held_acc_final"]) * config.n_held)
+    assert sum(f["forgotten_sft"] for f in study.facts) >= net_drop
+    out = overlap_report(study).write(tmp_path / "overlap")
+    validate_results(json.loads((out / "results.json").read_text()))
+
+
+def test_hypotheses_grid_and_verdicts(config, world, tmp_path):
+    study = run_hypotheses(config, [4, 12], world=world, progress=False)
+    assert len(study.records) == 4 and {(r["key_kind"], r["n_new"]) for r in study.records} == {
+        ("name", 4), ("name", 12), ("uuid", 4), ("uuid", 12)}
+    verdicts = study.verdicts()
+    assert [v["hypothesis"] for v in verdicts] == ["capacity limits", "behaviour cloning", "localized interference"]
+    assert all(v["verdict"] in ("supported", "not supported", "rejected", "not rejected") for v in verdicts)
+    out = hypotheses_report(study).write(tmp_path / "hypotheses")
+    validate_results(json.loads((out / "results.json").read_text()))
+
+
+def test_overlap_command_writes_both_files_and_rejects_bad_input(tmp_path, world, capsys):
+    from analyses.overlap import main
+
+    out = tmp_path / "report"
+    assert main(["--quick", "--out", str(out), "--seeds", "0", "--epochs", "1", "--n-known", "12",
+                 "--n-unknown", "12", "--n-held", "12", "--no-progress"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.json"]
+    bad = tmp_path / "bad"
+    assert main(["--quick", "--out", str(bad), "--epochs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "error: epochs must be an integer >= 1" in err and "Traceback" not in err
+    assert not bad.exists()
