@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m analyses.inspect_model --model tiny-llama
+	$(PY) -m analyses.overlap --out reports/overlap
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check interference analyses tests bench
@@ -31,6 +31,7 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) -m bench.bench_views
+	$(PY) -m bench.bench_train --out reports/bench_train.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,7 +1,7 @@
 """FFN concept promotion (Geva et al. 2022): which FFN sub-updates SFT and self-distillation move, their top tokens
 before and after, and how the promotion of forgotten held-out answers by the dominant sub-updates changes.
 
-    python -m analyses.ffn                        # embedded world, one seed (a few minutes on 2 cores)
+    python -m analyses.ffn                        # embedded world, seed 0 (a few minutes on 2 cores)
     python -m analyses.ffn --quick                # under a minute
     python -m analyses.ffn --model smollm2-135m --data ../shared/data/entityquestions --seeds 0
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("top_k", "vectors", "dominant"):
         if getattr(args, name) < 1:
             raise InterferenceError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    config = common.experiment_config(args)
+    config = common.experiment_config(args, seeds=(0,))  # one seed: --seeds picks another (its first is used)
     common.run(lambda: ffn_report(run_ffn(config, progress=not args.no_progress, top_k=args.top_k,
                                           n_vectors=args.vectors, dominant=args.dominant)), args.out)
     return 0

@@ -6,16 +6,23 @@ The public surface is small; each concept lives in its own module:
 - `interference.views`: `residual_stream`, `mlp_activations`, `logit_lens` (hf | transformer_lens | nnsight)
 - `interference.architectures`: `layout_of`, `value_vectors`
 - `interference.facts`: `Fact`, `qa_prompt`, `qa_target`
+- `interference.world`: `WorldConfig`, `load_world` (the embedded world and its pretrained model)
+- `interference.train`: `TrainConfig`, `train` (SFT, self-distillation, L2, freezing)
+- `interference.experiment`: `ExperimentConfig` (what every analysis runs on); `interference.studies.*` the analyses
 """
 
 from .errors import InterferenceError
+from .experiment import ExperimentConfig
 from .facts import Fact, qa_prompt, qa_target
 from .models import load_model, save_checkpoint
+from .train import TrainConfig, train
 from .views import logit_lens, mlp_activations, residual_stream
+from .world import WorldConfig, load_world
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ExperimentConfig",
     "Fact",
     "InterferenceError",
     "load_model",
@@ -25,4 +32,8 @@ __all__ = [
     "qa_target",
     "residual_stream",
     "save_checkpoint",
+    "TrainConfig",
+    "train",
+    "WorldConfig",
+    "load_world",
 ]

@@ -268,25 +268,19 @@ def world_setup(
     return Setup(f"world {world.config.digest()}", world.model, world.tokenizer, known, unknown, held, seed, world)
 
 
-def data_setup(
-    model_name: str,
-    data: str | Path,
-    *,
-    n_known: int | None = None,
-    n_unknown: int | None = None,
-    n_held: int | None = None,
-    seed: int = 0,
-    relations: Sequence[str] | None = None,
-    limit_per_relation: int | None = 200,
-    preset: str = "fast",
-    progress: bool = True,
-) -> Setup:
+#: In-process cache of loaded real models and their SLiCK categories, so several seeds pay for them once.
+_REAL: dict[tuple, tuple] = {}
+
+
+def data_setup(model_name: str, data: str | Path, *, n_known: int | None = None, n_unknown: int | None = None,
+               n_held: int | None = None, seed: int = 0, relations: Sequence[str] | None = None,
+               limit_per_relation: int | None = 200, preset: str = "fast", progress: bool = True) -> Setup:
     """A setup from any causal LM and a folder of facts.
 
     `data` is either a splits folder (`known.jsonl`, `unknown.jsonl`, `held.jsonl`, as written by
     `interference.splits.save_splits`), used as is (sizes cut it down), or an EntityQuestions folder: its test
-    questions (`limit_per_relation` per relation, of `relations` or all) are categorised with SLiCK (`preset`,
-    exemplars from dev) and split by `interference.splits.build_splits`.
+    questions (`limit_per_relation` per relation, of `relations` or all) are categorised once with SLiCK (`preset`,
+    exemplars from dev, seed 0) and split by `interference.splits.build_splits` with `seed`.
     """
     from .datasets import load_entityquestions
     from .knowledge import SlickConfig, categorize
@@ -296,16 +290,22 @@ def data_setup(
     folder = Path(data)
     if not folder.is_dir():
         raise InterferenceError(f"data folder {folder} does not exist")
-    model, tokenizer = load_model(model_name, seed=seed)
-    if (folder / "known.jsonl").exists():
-        splits = load_splits(folder)
-        known, unknown, held = (list(s) for s in (splits.known, splits.unknown, splits.held))
+    key = (model_name, str(folder.resolve()), tuple(relations or ()), limit_per_relation, preset)
+    if key not in _REAL:
+        model, tokenizer = load_model(model_name)
+        if (folder / "known.jsonl").exists():
+            _REAL[key] = (model, tokenizer, load_splits(folder), None)
+        else:
+            facts = load_entityquestions(folder, "test", relations=relations, limit_per_relation=limit_per_relation)
+            exemplars = load_entityquestions(folder, "dev", relations=relations)
+            rows = categorize(model, tokenizer, facts, exemplars, SlickConfig.preset(preset), progress=progress)
+            _REAL[key] = (model, tokenizer, facts, rows)
+    model, tokenizer, facts, rows = _REAL[key]
+    if rows is None:
         sizes = (n_known, n_unknown, n_held)
-        known, unknown, held = (s if n is None else s[:n] for s, n in zip((known, unknown, held), sizes, strict=True))
+        known, unknown, held = (list(s) if n is None else list(s)[:n]
+                                for s, n in zip((facts.known, facts.unknown, facts.held), sizes, strict=True))
     else:
-        facts = load_entityquestions(folder, "test", relations=relations, limit_per_relation=limit_per_relation)
-        exemplars = load_entityquestions(folder, "dev", relations=relations)
-        rows = categorize(model, tokenizer, facts, exemplars, SlickConfig.preset(preset, seed=seed))
         splits = build_splits(facts, rows, SplitConfig(n_known=n_known, n_unknown=n_unknown, n_held=n_held, seed=seed))
         known, unknown, held = list(splits.known), list(splits.unknown), list(splits.held)
     return Setup(model_name, model, tokenizer, known, unknown, held, seed)

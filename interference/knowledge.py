@@ -127,7 +127,10 @@ PRESETS = ("paper", "fast")
 
 @dataclass(frozen=True)
 class FactKnowledge:
-    """SLiCK's verdict on one fact: P(T=0), P(T>0), the category, and the greedy answers (one per prompt)."""
+    """SLiCK's verdict on one fact: P(T=0), P(T>0), the category, and the greedy answers (one per prompt).
+
+    `p_sample` is NaN when the fact was not sampled (`SlickConfig.sample_all=False` and a greedy answer was right).
+    """
 
     fact: Fact
     p_greedy: float
@@ -176,10 +179,10 @@ def categorize(
     """SLiCK categories of `facts` under `model` (one `FactKnowledge` per fact, in order).
 
     `exemplars` supplies the few-shot examples (e.g. the dev split); each fact's relation needs at least
-    `config.n_shots` exemplars other than the fact itself. Facts are processed in chunks of about
-    `_CHUNK_BATCHES` batches: the greedy answers to all prompts of a chunk's facts are decoded together, then the
-    sampled ones, in batches of `config.batch_size` sequences with the KV cache. The same inputs and config give
-    the same result.
+    `config.n_shots` exemplars other than the fact itself. Facts are processed in chunks whose
+    prompts fill four batches: the greedy answers to all prompts of a chunk's facts are decoded together, in length
+    order, then the sampled ones, in batches of `config.batch_size` sequences with the KV cache. The progress bar
+    counts questions and shows questions/s. The same inputs and config give the same result.
     """
     config = config or SlickConfig()
     pools = _exemplar_pools(exemplars)
@@ -194,7 +197,7 @@ def categorize(
         chunk_prompts = prompts[start : start + facts_per_chunk]
         flat = [p for fact_prompts in chunk_prompts for p in fact_prompts]
         greedy = _decode_sorted(
-            model, tokenizer, flat, config, batch_size=config.batch_size, desc="greedy" if progress else None
+            model, tokenizer, flat, config, batch_size=config.batch_size, desc="greedy prompts" if progress else None
         )
         greedy_answers = [
             [a[0] for a in greedy[i * config.n_prompts : (i + 1) * config.n_prompts]] for i in range(len(chunk))
@@ -208,7 +211,7 @@ def categorize(
             config,
             batch_size=sample_batch,
             seed=config.seed * 1_000_003 + chunk_index,
-            desc="sampling" if progress else None,
+            desc="sampled prompts" if progress else None,
         )
         p_sample = [math.nan] * len(chunk)
         for position, i in enumerate(to_sample):

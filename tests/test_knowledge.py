@@ -375,8 +375,10 @@ def test_cli_writes_the_table(tmp_path, capsys):
 
 @pytest.mark.smollm2
 def test_smollm2_knows_some_capitals_and_not_others(smollm2, entityquestions_dir):
+    """The fast preset on a slice of EntityQuestions P36 (sampling only the facts greedy decoding misses, which
+    leaves the categories unchanged) finds capitals SmolLM2-135M knows and capitals it does not."""
     model, tokenizer = smollm2
-    facts = load_entityquestions(entityquestions_dir, "test", ["P36"], limit_per_relation=30)
+    facts = load_entityquestions(entityquestions_dir, "test", ["P36"], limit_per_relation=16)
     exemplars = load_entityquestions(entityquestions_dir, "dev", ["P36"])
     rows = categorize(model, tokenizer, facts, exemplars, SlickConfig.fast(sample_all=False), progress=False)
     counts = category_counts(rows)

@@ -87,7 +87,7 @@ def _mean(values: Sequence[float]) -> float | None:
     return float(sum(values) / len(values)) if values else None
 
 
-def _groups(result) -> dict[str, list[int]]:
+def outcome_groups(result) -> dict[str, list[int]]:
     """Indices into D_held of facts forgotten under the run (correct at the held-out peak, wrong at the end) and of
     facts retained (correct at the peak and at the end)."""
     curve = result.curve("held")
@@ -186,7 +186,7 @@ def run_ffn(config: ExperimentConfig, *, world=None, progress: bool = True, top_
             split: condition.result.curve(split) for split in ("known", "unknown", "held")}))
         bar.update(1)
 
-    groups = _groups(conditions["sft"].result)
+    groups = outcome_groups(conditions["sft"].result)
     kept = conditions["self_distill"].result.history[-1].correct["held"]
     for record in study.records:
         record.update(n_forgotten_sft=len(groups["forgotten"]), n_retained_sft=len(groups["retained"]))

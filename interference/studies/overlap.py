@@ -41,7 +41,8 @@ class OverlapStudy:
         records: condition records (one per condition and seed), with `drift` = mean drift at `layer` and
             `drift_per_layer`.
         facts: per held-out fact and seed: its overlap with the new facts and whether SFT / self-distillation forgot it.
-        cka: per seed, linear CKA between held-out and new subject states, per layer (base model).
+        cka: per seed and layer, linear CKA between held-out subject states and those of their nearest new subjects
+            (base model).
     """
 
     config: ExperimentConfig
@@ -73,9 +74,12 @@ class OverlapStudy:
         return {"measure": measure, "bins": binned_rates(x, y, n_bins=n_bins),
                 "logistic": logistic_fit(x, y, seed=self.config.seeds[0])}
 
-    def causal(self) -> dict:
-        """Forgetting of the held-out set after high- vs low-overlap new facts (means over seeds)."""
+    def causal(self) -> dict | None:
+        """Forgetting of the held-out set after high- vs low-overlap new facts (means over seeds); None when the
+        causal test was not run (real data)."""
         high, low = self.of("high-overlap sft"), self.of("low-overlap sft")
+        if not high or not low:
+            return None
         return {
             "high_forgetting": mean_ci([r["forgetting"] for r in high], omit_nan=True),
             "low_forgetting": mean_ci([r["forgetting"] for r in low], omit_nan=True),
@@ -92,29 +96,39 @@ def _states(setup, facts, layers):
 
 def run_overlap(config: ExperimentConfig, *, world=None, top_k: int = 10, pool_factor: int = 3,
                 progress: bool = True) -> OverlapStudy:
-    """Run the overlap study on every seed of `config` (the embedded world; see the module docstring)."""
+    """Run the overlap study on every seed of `config` (see the module docstring).
+
+    With a real model and data (`config.model` not "world") new facts cannot be generated, so the UUID condition and
+    the causal test are left out: drift and overlap vs forgetting use the data's own D_unknown.
+    """
     from ..architectures import n_layers
     from ..errors import InterferenceError
 
-    if config.model != "world":
-        raise InterferenceError("the overlap study needs the embedded world (it generates new facts by overlap)")
     world = world if world is not None else load_base(config, progress=progress)
-    layers = list(range(n_layers(world.model)))
-    layer = len(layers) // 2 if config.layer is None else config.layer
-    if layer >= len(layers):
-        raise InterferenceError(f"layer {layer} does not exist: the model has {len(layers)} layers")
-    study = OverlapStudy(config, layer, top_k)
-    bar = tqdm(total=len(CONDITIONS) * len(config.seeds), desc="overlap", unit="run", disable=not progress)
+    generated = world is not None
+    study: OverlapStudy | None = None
+    runs = len(CONDITIONS) if generated else 2
+    bar = tqdm(total=runs * len(config.seeds), desc="overlap", unit="run", disable=not progress)
     for seed in config.seeds:
         setup = make_setup(config, seed, world=world, progress=progress)
+        if study is None:
+            layers = list(range(n_layers(setup.model)))
+            layer = len(layers) // 2 if config.layer is None else config.layer
+            if layer >= len(layers):
+                raise InterferenceError(f"layer {layer} does not exist: the model has {len(layers)} layers")
+            study = OverlapStudy(config, layer, top_k)
         base = held_states(setup, setup.model, layers)
         new = _states(setup, setup.unknown, layers)
-        study.cka.append([linear_cka(base[i], new[i]) for i in range(len(layers))])
         table = overlap_table(base[layer], new[layer], k=min(top_k, len(setup.unknown)))
-        uuid_setup = setup.with_unknown(world.new_facts(config.n_unknown, key_kind="uuid", seed=seed))
+        # CKA needs paired items: each held-out subject is paired with its nearest new subject (per layer).
+        nearest = overlap_table(base, new, k=1).nearest  # [layers, n_held]
+        study.cka.append([linear_cka(base[i], new[i][nearest[i]]) for i in range(len(layers))])
+        plan = [("sft", setup, "sft"), ("self_distill", setup, "self_distill")]
+        if generated:
+            uuid_setup = setup.with_unknown(world.new_facts(config.n_unknown, key_kind="uuid", seed=seed))
+            plan.append(("uuid-sft", uuid_setup, "sft"))
         per_condition = {}
-        for name, run_setup, method in (("sft", setup, "sft"), ("self_distill", setup, "self_distill"),
-                                        ("uuid-sft", uuid_setup, "sft")):
+        for name, run_setup, method in plan:
             bar.set_postfix_str(f"seed {seed} {name}")
             condition = run_condition(run_setup, name, config.train_config(seed, method=method))
             drift = held_drift(run_setup, condition.model, layers, base)
@@ -128,8 +142,10 @@ def run_overlap(config: ExperimentConfig, *, world=None, top_k: int = 10, pool_f
                 "max_cosine": table.max_cosine[i].item(), "topk_mean_cosine": table.topk_mean_cosine[i].item(),
                 "nearest_new_subject": setup.unknown[table.nearest[i].item()].subject,
                 "forgotten_sft": i in forgotten["sft"], "forgotten_self_distill": i in forgotten["self_distill"],
-                "forgotten_uuid_sft": i in forgotten["uuid-sft"],
+                "forgotten_uuid_sft": i in forgotten["uuid-sft"] if generated else None,
             })
+        if not generated:
+            continue
         # The causal test: the same candidate pool, split by representational overlap with the held-out set.
         per_level = -(-pool_factor * config.n_unknown // len(POOL_OVERLAPS))
         pool = [f for level in POOL_OVERLAPS
@@ -155,12 +171,13 @@ def overlap_report(study: OverlapStudy) -> Report:
     import plotly.graph_objects as go
 
     config = study.config
+    source = "Embedded world" if config.model == "world" else config.model
     report = Report(
         "Representation overlap and drift",
         config={**config.to_dict(), "top_k": study.top_k},
         seeds=config.seeds,
         description=(
-            f"Embedded world{' (quick)' if config.quick else ''}: D_known {config.n_known}, D_unknown "
+            f"{source}{' (quick)' if config.quick else ''}: D_known {config.n_known}, D_unknown "
             f"{config.n_unknown} new facts, D_held {config.n_held}; {len(config.seeds)} seeds; every condition "
             f"trained until acc(new) >= {config.target_new_acc} or {config.epochs} epochs. Subject states: last "
             f"subject token of the QA prompt; overlap and headline drift at layer {study.layer}."
@@ -206,9 +223,12 @@ def overlap_report(study: OverlapStudy) -> Report:
                          yaxis_title="fraction forgotten")
     section.figure(figure)
     figure = go.Figure(go.Scatter(x=list(range(len(cka))), y=cka, mode="lines+markers"))
-    figure.update_layout(title="Linear CKA, held-out vs new subject states", xaxis_title="layer", yaxis_title="CKA")
+    figure.update_layout(title="Linear CKA, held-out subjects vs their nearest new subjects", xaxis_title="layer",
+                         yaxis_title="CKA")
     section.figure(figure)
 
+    if causal is None:
+        return report
     high, low = causal["high_forgetting"], causal["low_forgetting"]
     section = report.section(
         "Causal test: high- vs low-overlap new facts",
