@@ -1,8 +1,8 @@
 """The per-layer freezing sweep: for each layer (or band of layers), train only it or freeze only it, and measure
 acquisition of the new facts and forgetting of held-out facts, shown as heat-maps over the layers.
 
-    python -m analyses.freezing                   # embedded world, every layer, 2 seeds (minutes on 2 cores)
-    python -m analyses.freezing --quick           # under a minute
+    python -m analyses.freezing                   # embedded world, every layer, 3 seeds: (2 x layers + 1) runs each
+    python -m analyses.freezing --quick           # about a minute
     python -m analyses.freezing --groups attention ffn --band 2
     python -m analyses.freezing --model smollm2-135m --data ../shared/data/entityquestions --seeds 0 --band 6
 
@@ -15,9 +15,6 @@ from interference.errors import cli_errors
 from interference.studies.freezing import GROUPS, MATCHES, MODES, check_options, freezing_report, run_freezing
 
 from . import common
-
-#: Default seeds of the full-size sweep: (2 × layers + 1) conditions per seed.
-SEEDS = (0, 1)
 
 
 @cli_errors
@@ -33,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                              "acquisition: each trains to --target-new-acc or the epoch limit")
     args = parser.parse_args(argv)
     check_options(groups=args.groups, band=args.band, modes=args.mode, match=args.match)
-    config = common.experiment_config(args, **({} if args.quick else {"seeds": SEEDS}))
+    config = common.experiment_config(args)
     common.run(lambda: freezing_report(run_freezing(config, progress=not args.no_progress, mode=args.mode,
                                                     groups=args.groups, band=args.band, match=args.match)),
                args.out)

@@ -3,7 +3,7 @@ facts at a small and a 10x larger count, each trained to matched acquisition, wi
 
     python -m analyses.hypotheses                 # embedded world (a few minutes on 2 cores)
     python -m analyses.hypotheses --quick
-    python -m analyses.hypotheses --counts 100 1000 10000
+    python -m analyses.hypotheses --counts 100 1000 10000   # slower: tens of minutes
 
 Writes <out>/report.html and <out>/results.json. A thin shell over `interference.studies.hypotheses`.
 """
@@ -20,10 +20,10 @@ from . import common
 def main(argv: list[str] | None = None) -> int:
     parser = common.parser("hypotheses", __doc__.split("\n\n")[0])
     parser.add_argument("--counts", type=int, nargs="+", default=None,
-                        help="numbers of new facts (default 100 1000; quick: 20 200)")
+                        help="numbers of new facts (default 40 400; quick: 20 200)")
     args = parser.parse_args(argv)
     config = common.experiment_config(args)
-    counts = args.counts or ([20, 200] if args.quick else [100, 1000])
+    counts = args.counts or ([20, 200] if args.quick else [40, 400])
     if min(counts) < 1:
         raise InterferenceError(f"--counts must be positive, got {counts}")
     common.run(lambda: hypotheses_report(run_hypotheses(config, counts, progress=not args.no_progress)), args.out)

@@ -51,9 +51,9 @@ class ExperimentConfig:
     data: str | None = None
     quick: bool = False
     n_known: int = 100
-    n_unknown: int = 300
+    n_unknown: int = 200
     n_held: int = 100
-    lr: float = 3e-4
+    lr: float = 1e-3
     batch_size: int = 16
     epochs: int = 40
     target_new_acc: float | None = 0.9

@@ -439,6 +439,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", choices=PRESETS, default="fast", help="paper: 10x(1+16); fast: 4x(1+4) (default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of exemplar draws and sampling (default: 0)")
     parser.add_argument("--batch-size", type=int, default=32, help="sequences decoded together (default: 32)")
+    parser.add_argument("--max-new-tokens", type=int, default=16, help="longest answer, in tokens (default: 16)")
     parser.add_argument(
         "--skip-resolved",
         action="store_true",
@@ -461,7 +462,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _check_table_suffix(Path(args.out))
     config = SlickConfig.preset(
-        args.preset, seed=args.seed, batch_size=args.batch_size, sample_all=not args.skip_resolved
+        args.preset,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        sample_all=not args.skip_resolved,
     )
     if str(args.device).startswith("cuda") and not torch.cuda.is_available():
         raise InterferenceError(f"device {args.device!r} requested but CUDA is not available")

@@ -287,6 +287,12 @@ class Report:
             self.seeds.append(record["seed"])
         return record
 
+    def add_conditions(self, records: Sequence[Mapping]) -> None:
+        """`add_condition` for each record (a mapping with `name`, `seed` and the required fields)."""
+        for record in records:
+            fields = {k: v for k, v in record.items() if k not in ("name", "seed")}
+            self.add_condition(record["name"], record["seed"], **fields)
+
     def to_dict(self) -> dict:
         """The results.json object (plain JSON types)."""
         tables, figures = [], []

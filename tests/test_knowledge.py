@@ -348,6 +348,7 @@ def test_cli_bad_inputs_in_process(tmp_path, capsys):
         (["--relations", "P20"], "unknown relation 'P20'"),
         (["--limit", "0"], "limit_per_relation must be a positive integer"),
         (["--batch-size", "0"], "batch_size must be a positive integer"),
+        (["--max-new-tokens", "0"], "max_new_tokens must be a positive integer"),
         (["--exemplar-split", "train"], "no file P17.train.json"),
     ]:
         assert main([*base, *extra]) == 2
@@ -360,12 +361,14 @@ def test_cli_bad_inputs_in_process(tmp_path, capsys):
 
 
 def test_cli_writes_the_table(tmp_path, capsys):
-    out = tmp_path / "table.csv"
+    out = tmp_path / "table.jsonl"
     argv = ["--model", "tiny-llama", "--data", str(MINI), "--relations", "P36", "--limit", "2", "--out", str(out)]
-    assert main([*argv, "--batch-size", "8"]) == 0
+    assert main([*argv, "--batch-size", "8", "--max-new-tokens", "3"]) == 0
     rows = load_knowledge_table(out)
     assert [r.fact for r in rows] == load_entityquestions(MINI, "test", ["P36"], 2)
     assert all(len(r.greedy_answers) == 4 for r in rows)  # the fast preset: 4 prompts
+    record = json.loads(out.read_text().splitlines()[0])
+    assert (record["model"], record["preset"], record["config"]["max_new_tokens"]) == ("tiny-llama", "fast", 3)
     printed = capsys.readouterr().out
     assert "2 facts (P36), preset fast" in printed and "questions/s" in printed
 

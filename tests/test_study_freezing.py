@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from analyses import freezing as cli
-from interference.architectures import decoder_layers, n_layers
+from interference.architectures import decoder_layers, get_module, layout_of, n_layers
 from interference.errors import InterferenceError
 from interference.experiment import ExperimentConfig, load_base, make_setup
 from interference.report import CONDITION_FIELDS, load_results, validate_results
@@ -91,7 +91,9 @@ def test_train_only_a_layer_leaves_every_other_weight_untouched(config, world):
         assert set(trained.result.trainable) == prefix[layer]
         changed = _changed(trained.model, setup.model)
         assert changed and changed <= prefix[layer]
-    frozen = train_cell(setup, config, SweepCondition("freeze", "all", 0, 0), 0, epochs=1)
+    frozen = train_cell(setup, config, SweepCondition("freeze", "all", 0, 0), 0)  # match="acquisition"
+    assert frozen.result.config.target_new_acc == config.target_new_acc
+    assert frozen.result.epochs <= config.epochs
     changed = _changed(frozen.model, setup.model)
     assert not changed & prefix[0]
     assert changed & (every - prefix[0]), "the unfrozen layers must train"
@@ -112,9 +114,10 @@ def test_study_records_every_cell_and_the_reference(study, config):
         if record["name"] != REFERENCE:
             assert 0 < record["trained_fraction"] < 1
             assert record["epochs"] == reference["epochs"]  # match="epochs": as long as full SFT
-    train_only = [r["trained_fraction"] for r in study.records if r["mode"] == "train_only"]
-    freeze = [r["trained_fraction"] for r in study.records if r["mode"] == "freeze"]
-    assert max(train_only) < min(freeze)
+    for i in range(layers):  # training only layer i and freezing only layer i split the parameters between them
+        pair = study.of(f"train-only layer {i}")[0]["trained_fraction"] + study.of(f"freeze-only layer {i}")[0][
+            "trained_fraction"]
+        assert pair == pytest.approx(1.0)
     rows, bands, values = study.grid("new_acc")
     assert rows == ["train-only", "freeze-only"] and bands == [str(i) for i in range(layers)]
     assert values[0][1] == study.of("train-only layer 1")[0]["new_acc"]
@@ -140,7 +143,9 @@ def test_groups_split_each_layer(config, world):
     rows, bands, values = split.grid("new_acc")
     assert rows == ["train-only attention", "train-only ffn"] and len(bands) == split.layers
     ffn = next(r for r in split.records if r["name"] == "train-only ffn layer 0")
-    assert ffn["selection"] == "ffn@0" and ffn["trained_fraction"] < 0.5
+    mlp = get_module(decoder_layers(world.model)[0], layout_of(world.model).mlp)
+    share = sum(p.numel() for p in mlp.parameters()) / sum(p.numel() for p in world.model.parameters())
+    assert ffn["selection"] == "ffn@0" and ffn["trained_fraction"] == pytest.approx(share)
 
 
 def test_command_writes_both_files(tmp_path, capsys):

@@ -239,6 +239,7 @@ def test_cli_trains_and_prints_the_summary(split_dir, tmp_path, capsys):
         (["--model", "no-such-model"], "no-such-model"),
         (["--splits", "missing"], "not found"),
         (["--resume"], "nothing to resume"),
+        (["--method", "self_distill", "--train-only", "ffn@5"], "layer 5 out of range"),
         (["--device", "cuda:0"], "CUDA is not available"),
     ],
 )

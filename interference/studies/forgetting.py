@@ -126,9 +126,7 @@ def forgetting_report(study: ForgettingStudy) -> Report:
             f"layer {study.layer}."
         ),
     )
-    for record in study.records:
-        extra = {k: v for k, v in record.items() if k not in ("name", "seed")}
-        report.add_condition(record["name"], record["seed"], **extra)
+    report.add_conditions(study.records)
     summary = study.summary()
     report.results["summary"] = summary
     report.results["layer"] = study.layer

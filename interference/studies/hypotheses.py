@@ -131,9 +131,7 @@ def hypotheses_report(study: HypothesesStudy) -> Report:
             f"{study.layer}."
         ),
     )
-    for record in study.records:
-        report.add_condition(record["name"], record["seed"], **{k: v for k, v in record.items()
-                                                                  if k not in ("name", "seed")})
+    report.add_conditions(study.records)
     table, verdicts = study.table(), study.verdicts()
     report.results.update(grid=table, verdicts=verdicts, layer=study.layer)
     report.section("Verdicts").table(verdicts, columns=["hypothesis", "verdict", "evidence"])

@@ -183,9 +183,7 @@ def overlap_report(study: OverlapStudy) -> Report:
             f"subject token of the QA prompt; overlap and headline drift at layer {study.layer}."
         ),
     )
-    for record in study.records:
-        report.add_condition(record["name"], record["seed"], **{k: v for k, v in record.items()
-                                                                  if k not in ("name", "seed")})
+    report.add_conditions(study.records)
     curves = study.drift_curves()
     relation = study.overlap_vs_forgetting("max_cosine")
     relation_topk = study.overlap_vs_forgetting("topk_mean_cosine")

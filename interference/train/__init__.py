@@ -16,9 +16,11 @@ Several GPUs (one process per GPU, data parallel; same arguments, no code change
     accelerate launch --multi_gpu --num_processes 4 -m interference.train --model M --splits DIR --out RUN ...
 
 Each process takes every 4th batch, so the effective batch is 4 × --batch-size (divide it, or scale --lr, to
-match a one-GPU run). Snapshot, teacher cache and μ are computed in every process and rank 0's copy is broadcast;
-every process evaluates all facts; only rank 0 writes files. Several CPU processes (Gloo) work the same way.
-One process uses plain PyTorch: nothing distributed is set up.
+match a one-GPU run). Every process trains the snapshot and measures μ, then takes rank 0's values (broadcast), so
+all build their teacher cache from the same weights; every process evaluates all facts (all take the same stop
+decision); only rank 0 writes files, logs and shows progress. `--resume` works the same way. Several CPU processes
+(Gloo backend) run too, e.g. `torchrun --nproc-per-node 2 ...` on a laptop. One process uses plain PyTorch:
+nothing distributed is set up.
 """
 
 from .config import TrainConfig

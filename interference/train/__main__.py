@@ -4,8 +4,9 @@
 
 DIR holds known.jsonl, unknown.jsonl and held.jsonl (`interference.splits.save_splits`). Writes into --out:
 metrics.json (after every epoch), checkpoint-<epoch>/ + train_state.pt (resumable with --resume), snapshot.safetensors
-and, at the end, model/ (HF format); prints the summary as JSON. Several GPUs: `accelerate launch -m
-interference.train ...` or `torchrun --nproc-per-node N -m interference.train ...` with the same arguments.
+and, at the end, model/ (HF format); prints the summary as JSON. Several GPUs: `torchrun --nproc-per-node N -m
+interference.train ...` or `accelerate launch --multi_gpu --num_processes N -m interference.train ...` with the same
+arguments (see `interference.train`).
 """
 
 from __future__ import annotations

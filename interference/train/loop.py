@@ -1,10 +1,10 @@
 """The training loop: SFT, self-distillation and the L2 control, with evaluation, stop rules and resume.
 
 One process uses plain PyTorch on whatever device the model is on. Launched as N processes (`torchrun` or
-`accelerate launch`, see `interference.train.distributed`), every process builds the same snapshot, teacher cache
-and μ (rank 0's values are broadcast, so they agree bit for bit), the student is wrapped in DDP, each process
-takes every N-th batch of the epoch (the effective batch is N × batch_size), every process evaluates all facts (so
-all take the same stop decision) and only rank 0 writes files and shows progress bars.
+`accelerate launch`, see `interference.train.distributed`), every process trains the same snapshot and measures
+the same μ and then takes rank 0's values (broadcast), the student is wrapped in DDP, each process takes every N-th
+batch of the epoch (the effective batch is N × batch_size), every process evaluates all facts (so all take the
+same stop decision) and only rank 0 writes files and shows progress bars.
 """
 
 from __future__ import annotations
@@ -232,20 +232,18 @@ def train(
     max_new_tokens = _eval_tokens(tokenizer, [f for s in splits.values() for f in s], config)
     device = runtime.device or next(model.parameters()).device
     model.to(device)
+    trainable = resolve_trainable(model, freeze=config.freeze, train_only=config.train_only)
 
     if config.needs_snapshot and snapshot is None and state is not None:
         snapshot = checkpoint.load_snapshot(out)
     if config.needs_snapshot and snapshot is None:
         snapshot = make_snapshot(model, tokenizer, splits["known"], config, progress=progress)
         runtime.broadcast(snapshot.params.values())
-    if config.needs_snapshot and out is not None and runtime.is_main and state is None:
-        checkpoint.save_snapshot(out, snapshot)
     if state is not None:
         checkpoint.load_weights(model, out / state["checkpoint"])
     elif config.start == "snapshot":
         snapshot.load_into(model)
 
-    trainable = resolve_trainable(model, freeze=config.freeze, train_only=config.train_only)
     flags = apply_trainable(model, trainable)
     named = dict(model.named_parameters())
     params = [named[n] for n in trainable]
@@ -281,6 +279,8 @@ def train(
             history = [EpochRecord(**r) for r in state["history"]]
             checkpoint.set_rng_state(state["rng"])
         else:
+            if config.needs_snapshot and out is not None and runtime.is_main:
+                checkpoint.save_snapshot(out, snapshot)  # the first write: every input has been checked by now
             torch.manual_seed(config.seed)
             acc, correct, seconds = _evaluate(model, tokenizer, splits, config, max_new_tokens, progress)
             history.append(EpochRecord(0, 0, acc, correct, eval_seconds=seconds))
