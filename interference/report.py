@@ -244,7 +244,7 @@ class Report:
         self.conditions: list[dict] = []
         self.sections: list[Section] = []
         self._figures = 0
-        self._started = time.monotonic()
+        self.started = time.monotonic()  # wall_time_s counts from here; set it earlier to include the study
 
     def section(self, title: str, text: str | None = None) -> Section:
         """Open a new section (optionally with a first paragraph) and return it."""
@@ -308,7 +308,7 @@ class Report:
             "config": to_jsonable(self.config, "config"),
             "seeds": self.seeds,
             "versions": versions(),
-            "wall_time_s": round(time.monotonic() - self._started, 3),
+            "wall_time_s": round(time.monotonic() - self.started, 3),
             "conditions": self.conditions,
             "results": to_jsonable(self.results, "results"),
             "tables": tables,

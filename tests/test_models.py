@@ -101,3 +101,12 @@ def test_smollm2_loads_from_cache_and_knows_paris(smollm2, capfd):
     with torch.no_grad():
         top = model(ids).logits[0, -1].argmax()
     assert tokenizer.decode(top) == " Paris"
+
+
+def test_char_tokenizer_round_trips_text():
+    from interference.models import char_tokenizer
+
+    tokenizer = char_tokenizer()
+    ids = tokenizer.encode(" Oslo, Norway.", add_special_tokens=False)
+    assert len(ids) == len(" Oslo, Norway.")
+    assert tokenizer.decode(ids) == " Oslo, Norway."

@@ -17,6 +17,7 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("INTERFERENCE_QUICK", "1")
     monkeypatch.setenv("INTERFERENCE_OUT", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("INTERFERENCE_TEST_THREADS", "1"))  # as in conftest
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(path.parents[1]), os.environ.get("PYTHONPATH", "")]))
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(

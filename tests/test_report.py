@@ -76,7 +76,8 @@ def test_writes_both_files_with_the_schema(tmp_path):
     assert data["results"]["per_layer_drift"][2] is None
     assert data["results"]["rates"] == [0.1, 0.2] and data["results"]["steps"] == 12
     # every number shown in tables and figures is in the JSON too
-    assert data["tables"][0]["rows"][0]["forgetting"] == 0.2634567 and data["tables"][0]["rows"][1]["forgetting"] is None
+    rows = data["tables"][0]["rows"]
+    assert rows[0]["forgetting"] == 0.2634567 and rows[1]["forgetting"] is None
     assert data["figures"][0]["traces"][0]["y"] == [0.95, 0.81, 0.7]
     assert data["figures"][0]["traces"][0]["error_y"] == [0.01, 0.02, 0.03]
     assert data["figures"][0]["title"] == "held-out accuracy" and data["figures"][1]["title"] == "per layer"

@@ -41,7 +41,8 @@ class ForgettingStudy:
         methods: the methods run, in order.
         layer: the layer drift was measured at.
         records: one condition record per (method, seed) (see `interference.experiment.Condition.record`), with the
-            mean held-out subject drift at `layer` and the per-epoch accuracy curves.
+            mean held-out subject drift at `layer`, the per-epoch accuracy curves and `forgotten`, the (relation,
+            subject) keys of the held-out facts right at the held-out peak and wrong at the end.
     """
 
     config: ExperimentConfig
@@ -102,7 +103,8 @@ def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METH
                 sft_epochs = max(1, condition.result.epochs)
             drift = held_drift(setup, condition.model, [study.layer], base)[0].item()
             curves = {split: condition.result.curve(split) for split in ("known", "unknown", "held")}
-            study.records.append(condition.record(drift=drift, curves=curves))
+            study.records.append(condition.record(drift=drift, curves=curves,
+                                                  forgotten=[setup.held[i].key for i in condition.result.forgotten]))
             bar.update(1)
     bar.close()
     study.records.sort(key=lambda r: (methods.index(r["name"]), r["seed"]))
