@@ -267,9 +267,7 @@ def ffn_report(study: FFNStudy) -> Report:
             f"measured from the base."
         ),
     )
-    for record in study.records:
-        extra = {k: v for k, v in record.items() if k not in ("name", "seed")}
-        report.add_condition(record["name"], record["seed"], **extra)
+    report.add_conditions(study.records)
     report.results.update(movement=study.movement, moved=study.moved, promotion=study.promotion, facts=study.facts,
                           layers=study.layers, layer=study.layer, forgotten=len(forgotten),
                           forgotten_kept_by_self_distill=kept)

@@ -275,9 +275,7 @@ def freezing_report(study: FreezingStudy) -> Report:
             f"in the table)."
         ),
     )
-    for record in study.records:
-        extra = {k: v for k, v in record.items() if k not in ("name", "seed")}
-        report.add_condition(record["name"], record["seed"], **extra)
+    report.add_conditions(study.records)
     report.results.update(summary=summary, layers=study.layers, layer=study.layer, match=study.match)
     for key in ("new_acc", "forgetting", "task_acc", "drift"):
         rows, bands, values = study.grid(key)

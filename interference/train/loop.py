@@ -15,6 +15,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -286,25 +287,9 @@ def train(
             history.append(EpochRecord(0, 0, acc, correct, eval_seconds=seconds))
             _write_metrics(out, runtime, config, trainable, mu, history, None)
         forward = runtime.place(model)
-        result = _run_epochs(
-            model,
-            forward,
-            tokenizer,
-            examples,
-            splits,
-            config,
-            objective,
-            params,
-            optimizer,
-            history,
-            trainable,
-            mu,
-            out,
-            runtime,
-            max_new_tokens,
-            progress,
-            on_epoch_end,
-        )
+        run = _Run(model, forward, tokenizer, examples, splits, config, objective, params, optimizer, trainable, mu,
+                   out, runtime, max_new_tokens, progress, on_epoch_end)
+        result = _run_epochs(run, history)
     finally:
         model.eval()
         restore_flags(model, flags)
@@ -364,25 +349,33 @@ def _reached(config: TrainConfig, record: EpochRecord) -> bool:
     return target is not None and not math.isnan(record.accuracy["unknown"]) and record.accuracy["unknown"] >= target
 
 
-def _run_epochs(
-    model,
-    forward,
-    tokenizer,
-    examples,
-    splits,
-    config,
-    objective,
-    params,
-    optimizer,
-    history,
-    trainable,
-    mu,
-    out,
-    runtime,
-    max_new_tokens,
-    progress,
-    on_epoch_end,
-) -> TrainResult:
+@dataclass
+class _Run:
+    """What the epoch loop needs, fixed for the whole run."""
+
+    model: torch.nn.Module
+    forward: torch.nn.Module
+    tokenizer: object
+    examples: Examples
+    splits: dict
+    config: TrainConfig
+    objective: _Objective
+    params: list
+    optimizer: torch.optim.Optimizer
+    trainable: list
+    mu: float | None
+    out: Path | None
+    runtime: object
+    max_new_tokens: int
+    progress: bool
+    on_epoch_end: object
+
+
+def _run_epochs(run: _Run, history: list[EpochRecord]) -> TrainResult:
+    model, forward, tokenizer, examples, splits = run.model, run.forward, run.tokenizer, run.examples, run.splits
+    config, objective, params, optimizer, out = run.config, run.objective, run.params, run.optimizer, run.out
+    trainable, mu, runtime, progress = run.trainable, run.mu, run.runtime, run.progress
+    max_new_tokens, on_epoch_end = run.max_new_tokens, run.on_epoch_end
     device = next(model.parameters()).device
     bar = tqdm(
         total=config.epochs, initial=history[-1].epoch, desc=f"{config.method}", unit="epoch", disable=not progress
