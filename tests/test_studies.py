@@ -108,3 +108,24 @@ def test_overlap_command_writes_both_files_and_rejects_bad_input(tmp_path, world
     err = capsys.readouterr().err
     assert "error: epochs must be an integer >= 1" in err and "Traceback" not in err
     assert not bad.exists()
+
+
+def test_a_real_model_runs_from_a_splits_folder(tmp_path):
+    from interference.errors import InterferenceError
+    from interference.facts import Fact
+    from interference.splits import Splits, save_splits
+
+    def facts(prefix, n):
+        return [Fact(f"{prefix}{i}", "P36", f"c{i % 3}", f"What is the capital of {prefix}{i}?") for i in range(n)]
+
+    folder = save_splits(Splits(facts("Ka", 6), facts("Un", 6), facts("He", 6)), tmp_path / "splits")
+    config = ExperimentConfig(model="tiny-llama", data=str(folder), seeds=(0,), n_known=4, n_unknown=4, n_held=4,
+                              epochs=1, lr=1e-3)
+    study = run_forgetting(config, ["sft"], progress=False)
+    record = study.records[0]
+    assert record["name"] == "sft" and set(CONDITION_FIELDS) <= set(record)
+    assert len(record["curves"]["held"]) == 2  # step 0 and one epoch, on the 4 held facts the sizes cut it to
+    with pytest.raises(InterferenceError, match="needs --data"):
+        ExperimentConfig(model="tiny-llama")
+    with pytest.raises(InterferenceError, match="embedded world"):
+        run_hypotheses(config, [2], progress=False)
