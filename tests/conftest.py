@@ -35,3 +35,11 @@ def smollm2():
     from interference.models import load_model
 
     return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def world():
+    """The quick embedded world (built once into the user cache, then read back)."""
+    from interference.experiment import ExperimentConfig, load_base
+
+    return load_base(ExperimentConfig.quick_preset(), progress=False)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from interference.experiment import ExperimentConfig, load_base
+from interference.experiment import ExperimentConfig
 from interference.report import CONDITION_FIELDS, validate_results
 from interference.studies.forgetting import forgetting_report, run_forgetting
 from interference.studies.hypotheses import hypotheses_report, run_hypotheses
@@ -19,11 +19,6 @@ SMALL = dict(seeds=(0,), n_known=16, n_unknown=16, n_held=16, epochs=2)
 @pytest.fixture(scope="module")
 def config():
     return ExperimentConfig.quick_preset(**SMALL)
-
-
-@pytest.fixture(scope="module")
-def world(config):
-    return load_base(config, progress=False)
 
 
 @pytest.fixture(scope="module")

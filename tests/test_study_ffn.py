@@ -10,7 +10,7 @@ import torch
 
 from analyses import ffn as cli
 from interference.errors import InterferenceError
-from interference.experiment import ExperimentConfig, load_base, make_setup
+from interference.experiment import ExperimentConfig, make_setup
 from interference.facts import qa_prompt, qa_target
 from interference.ffn import answer_promotion
 from interference.report import CONDITION_FIELDS, load_results, validate_results
@@ -19,23 +19,9 @@ from interference.train import TrainConfig
 from interference.train.result import EpochRecord, TrainResult
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The models are tiny: one thread is faster than two on a shared machine (and no slower on an idle one)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def config():
     return ExperimentConfig.quick_preset(seeds=(0,), epochs=6, n_known=30, n_unknown=40, n_held=30)
-
-
-@pytest.fixture(scope="module")
-def world(config):
-    return load_base(config, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 from analyses import freezing as cli
 from interference.architectures import decoder_layers, get_module, layout_of, n_layers
 from interference.errors import InterferenceError
-from interference.experiment import ExperimentConfig, load_base, make_setup
+from interference.experiment import ExperimentConfig, make_setup
 from interference.report import CONDITION_FIELDS, load_results, validate_results
 from interference.studies.freezing import (
     REFERENCE,
@@ -26,23 +26,9 @@ from interference.studies.freezing import (
 SIZES = dict(seeds=(0,), epochs=3, n_known=20, n_unknown=30, n_held=20)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The models are tiny: one thread is faster than two on a shared machine (and no slower on an idle one)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def config():
     return ExperimentConfig.quick_preset(**SIZES)
-
-
-@pytest.fixture(scope="module")
-def world(config):
-    return load_base(config, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -313,16 +313,12 @@ def _teacher(model, examples, snapshot, cache, config, fresh_start, device, prog
         return cache.to(device)
     # The student holds exactly θ_snapshot before its first step: use it as the teacher instead of a copy.
     at_snapshot = fresh_start and config.start == "snapshot"
-    teacher = model if at_snapshot else teacher_module(model, snapshot)
-    return TeacherCache.build(
-        teacher,
-        examples,
-        tau=config.kd_tau,
-        mode=config.teacher_cache,
-        k=config.teacher_topk,
-        batch_size=config.eval_batch_size,
-        progress=progress,
-    )
+    return _cache(model if at_snapshot else teacher_module(model, snapshot), examples, config, progress)
+
+
+def _cache(teacher, examples: Examples, config: TrainConfig, progress: bool) -> TeacherCache:
+    return TeacherCache.build(teacher, examples, tau=config.kd_tau, mode=config.teacher_cache, k=config.teacher_topk,
+                              batch_size=config.eval_batch_size, progress=progress)
 
 
 def _state(config, history, mu, trainable, optimizer, last: EpochRecord) -> dict:
@@ -452,13 +448,4 @@ def build_teacher_cache(
     if config.teacher_cache == "none":
         raise InterferenceError("teacher_cache='none' keeps no cache to share")
     examples = examples_for(tokenizer, config, known=known, unknown=unknown)
-    teacher = teacher_module(model, snapshot)
-    return TeacherCache.build(
-        teacher,
-        examples,
-        tau=config.kd_tau,
-        mode=config.teacher_cache,
-        k=config.teacher_topk,
-        batch_size=config.eval_batch_size,
-        progress=progress,
-    )
+    return _cache(teacher_module(model, snapshot), examples, config, progress)
