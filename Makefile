@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m analyses.overlap --out reports/overlap
+	# One torch thread: the world's model is tiny, where more threads only add synchronisation.
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m analyses.overlap --out reports/overlap
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check interference analyses tests bench

@@ -46,7 +46,7 @@ def test_relation_filter_categories_and_disjointness(data):
     label_of = dict(zip((f.key for f in facts), labels, strict=True))
     assert {label_of[f.key] for f in splits.known + splits.held} == {"HighlyKnown"}
     assert {label_of[f.key] for f in splits.unknown} == {"Unknown"}
-    every = [f for f in splits.known + splits.unknown + splits.held]
+    every = splits.known + splits.unknown + splits.held
     assert len(every) == len({f.key for f in every}), "splits overlap"
     assert {f.relation for f in every} == {"r_high", "r_edge"}
     # Defaults: every Unknown fact of the kept relations; the HighlyKnown pool (36) halved between known and held.
