@@ -40,6 +40,28 @@ def _left_padded(tokenizer, prompts: Sequence[str], device) -> dict[str, torch.T
     return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
 
+def _shared_prefill(model, batch: dict, copies: int) -> dict | None:
+    """Inputs for `generate` that reuse one prefill of the prompts for `copies` samples each.
+
+    The KV cache of every prompt token but the last, repeated `copies` times, with the repeated prompts. None for
+    other than Hugging Face models or when the model's cache cannot be repeated (then `generate` repeats the prefill
+    itself). Sampled answers are the same either way.
+    """
+    from transformers import PreTrainedModel
+
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    if ids.shape[1] < 2 or not isinstance(model, PreTrainedModel):
+        return None
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True)
+    cache = getattr(out, "past_key_values", None)
+    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+        return None
+    cache.batch_repeat_interleave(copies)
+    return {"input_ids": ids.repeat_interleave(copies, 0), "attention_mask": mask.repeat_interleave(copies, 0),
+            "cache": cache}
+
+
 def generate_answers(
     model,
     tokenizer,
@@ -81,15 +103,13 @@ def generate_answers(
             for start in range(0, len(prompts), batch_size):
                 chunk = prompts[start : start + batch_size]
                 batch = _left_padded(tokenizer, chunk, device)
-                generated = model.generate(
-                    **batch,
-                    max_new_tokens=max_new_tokens,
-                    num_return_sequences=num_samples,
-                    eos_token_id=stops,
-                    pad_token_id=tokenizer.pad_token_id,
-                    use_cache=True,
-                    **sampling,
-                )
+                options = dict(max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=tokenizer.pad_token_id,
+                               use_cache=True, **sampling)
+                shared = _shared_prefill(model, batch, num_samples) if num_samples > 1 else None
+                if shared is not None:  # the prompts' KV cache computed once and repeated for every sample
+                    generated = model.generate(**shared, **options)
+                else:
+                    generated = model.generate(**batch, num_return_sequences=num_samples, **options)
                 new_tokens = generated[:, batch["input_ids"].shape[1] :]
                 texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
                 for i in range(len(chunk)):
