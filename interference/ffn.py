@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .architectures import final_norm, n_layers, unembedding, value_vectors
 from .errors import InterferenceError
-from .views import mlp_activations
+from .views import mlp_activations, right_pad
 
 #: Upper bound on the number of vocabulary scores held at once by `value_vector_tokens`.
 CHUNK_ELEMENTS = 1 << 24
@@ -222,12 +222,7 @@ def answer_promotions(
     starts = range(0, len(splits), batch_size)
     for start in tqdm(starts, desc=desc, disable=desc is None or len(starts) < 2, leave=False):
         chunk = splits[start : start + batch_size]
-        width = max(j for _, j in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, (tokens, j) in enumerate(chunk):
-            ids[row, :j] = torch.tensor(tokens[:j])
-            mask[row, :j] = 1
+        ids, mask = right_pad([tokens[:j] for tokens, j in chunk], pad)
         positions = torch.tensor([j - 1 for _, j in chunk])
         targets = [tokens[j] for tokens, j in chunk]
         m = mlp_activations(model, ids, mask, layers=[layer], positions=positions)[0].float().cpu()  # [b, d_mlp]

@@ -36,6 +36,17 @@ def encode(tokenizer, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]
     return batch["input_ids"], batch["attention_mask"]
 
 
+def right_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id lists as right-padded `input_ids` (filled with `pad`) and their `attention_mask`."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(list(row), dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
 def last_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """Index of the last non-pad token of each right-padded row."""
     return attention_mask.sum(dim=1) - 1

@@ -14,6 +14,7 @@ import torch
 
 from ..errors import InterferenceError
 from ..facts import Fact, qa_prompt, qa_target
+from ..views import right_pad
 from .losses import IGNORE
 
 
@@ -47,17 +48,12 @@ class Examples:
             raise InterferenceError("the tokenizer needs an eos and a pad token for training")
         prompts = tokenizer([qa_prompt(f) for f in facts])["input_ids"]
         targets = tokenizer([qa_target(f) for f in facts], add_special_tokens=False)["input_ids"]
-        lengths = [len(p) + len(t) + 1 for p, t in zip(prompts, targets, strict=True)]
-        n, width = len(facts), max(lengths)
-        self.input_ids = torch.full((n, width), pad, dtype=torch.long)
-        self.labels = torch.full((n, width), IGNORE, dtype=torch.long)
-        self.attention_mask = torch.zeros((n, width), dtype=torch.long)
-        for i, (prompt, target) in enumerate(zip(prompts, targets, strict=True)):
-            ids = list(prompt) + list(target) + [eos]
-            self.input_ids[i, : len(ids)] = torch.tensor(ids)
-            self.attention_mask[i, : len(ids)] = 1
+        rows = [list(prompt) + list(target) + [eos] for prompt, target in zip(prompts, targets, strict=True)]
+        self.input_ids, self.attention_mask = right_pad(rows, pad)
+        self.labels = torch.full_like(self.input_ids, IGNORE)
+        for i, (prompt, ids) in enumerate(zip(prompts, rows, strict=True)):
             self.labels[i, len(prompt) : len(ids)] = torch.tensor(ids[len(prompt) :])
-        self.lengths = torch.tensor(lengths)
+        self.lengths = self.attention_mask.sum(dim=1)
         self.keys = [f.key for f in facts]
 
     def __len__(self) -> int:

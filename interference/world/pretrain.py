@@ -22,6 +22,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from ..answers import exact_match
 from ..facts import Fact
 from ..generation import generate_answers, inference_mode
+from ..views import right_pad
 from .build import qa_form
 from .config import WorldConfig
 
@@ -58,16 +59,6 @@ def encode_lines(tokenizer, lines: Sequence[str]) -> list[list[int]]:
     return [ids + [tokenizer.eos_token_id] for ids in tokenizer(list(lines), add_special_tokens=False)["input_ids"]]
 
 
-def _pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
-    return ids, mask
-
-
 def epoch_batches(
     encoded: Sequence[list[int]], config: WorldConfig, epoch: int, pad: int
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -76,7 +67,7 @@ def epoch_batches(
     order = torch.randperm(len(encoded), generator=generator).tolist()
     k = config.lines_per_sequence
     sequences = [sum((encoded[i] for i in order[s : s + k]), []) for s in range(0, len(order), k)]
-    return [_pad(sequences[s : s + config.batch_size], pad) for s in range(0, len(sequences), config.batch_size)]
+    return [right_pad(sequences[s : s + config.batch_size], pad) for s in range(0, len(sequences), config.batch_size)]
 
 
 def lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -112,7 +103,7 @@ def teacher_forced_known(model, tokenizer, facts: Sequence[Fact], *, batch_size:
             for p, a in zip(prompts[start : start + batch_size], answers[start : start + batch_size], strict=True):
                 rows.append(p + a + [eos])
                 spans.append((len(p), len(p) + len(a) + 1))
-            ids, mask = _pad(rows, tokenizer.pad_token_id)
+            ids, mask = right_pad(rows, tokenizer.pad_token_id)
             predicted = model(input_ids=ids, attention_mask=mask).logits.argmax(-1)
             for row, (lo, hi) in enumerate(spans):
                 out.append(bool((predicted[row, lo - 1 : hi - 1] == ids[row, lo:hi]).all()))
