@@ -1,0 +1,72 @@
+"""Devices and dtypes by name: the forms `--device` and `--dtype` accept, and one-line errors for the rest."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interference.devices import (
+    ACCELERATOR_BATCH_FACTOR,
+    device_description,
+    dtype_name,
+    inference_batch_size,
+    resolve_device,
+    resolve_dtype,
+)
+from interference.errors import InterferenceError
+
+
+def test_auto_picks_cuda_only_when_available():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+
+
+def test_cpu_and_torch_devices_resolve():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(" CPU ") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("spec", ["foo", "cuda:", "cuda:x", "gpu", "", "cpu:0:1"])
+def test_unknown_device_is_one_line_error(spec):
+    with pytest.raises(InterferenceError, match="unknown device") as err:
+        resolve_device(spec)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("spec", ["cuda", "cuda:0", "cuda:3"])
+def test_cuda_without_cuda_is_one_line_error(spec):
+    with pytest.raises(InterferenceError, match="CUDA is not available") as err:
+        resolve_device(spec)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_index_beyond_the_machine_is_an_error():
+    with pytest.raises(InterferenceError, match="CUDA device"):
+        resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_dtypes_resolve_and_round_trip():
+    assert resolve_dtype("float32") is torch.float32
+    assert resolve_dtype("BFloat16") is torch.bfloat16
+    assert resolve_dtype(torch.bfloat16) is torch.bfloat16
+    for name in ("float32", "bfloat16"):
+        assert dtype_name(resolve_dtype(name)) == name
+
+
+@pytest.mark.parametrize("name", ["float16", "fp32", "int8", torch.float16])
+def test_unknown_dtype_is_one_line_error(name):
+    with pytest.raises(InterferenceError, match="dtype"):
+        resolve_dtype(name)
+
+
+def test_inference_batches_scale_up_on_accelerators_only():
+    assert inference_batch_size(16, "cpu") == 16
+    assert inference_batch_size(16, torch.device("cuda", 0)) == 16 * ACCELERATOR_BATCH_FACTOR
+    assert inference_batch_size(16, "mps") == 16 * ACCELERATOR_BATCH_FACTOR
+
+
+def test_cpu_description_names_threads():
+    assert device_description("cpu").startswith("cpu (")
