@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -54,12 +55,21 @@ def _shared_prefill(model, batch: dict, copies: int) -> dict | None:
         return None
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True)
-    cache = getattr(out, "past_key_values", None)
+    name = cache_argument(model)
+    cache = out.get(name)  # the output field has the name of the forward's argument
     if cache is None or not hasattr(cache, "batch_repeat_interleave"):
         return None
     cache.batch_repeat_interleave(copies)
     return {"input_ids": ids.repeat_interleave(copies, 0), "attention_mask": mask.repeat_interleave(copies, 0),
-            "cache": cache}
+            name: cache}
+
+
+def cache_argument(model) -> str:
+    """The name under which `model`'s forward (and so `generate`) takes a KV cache: "past_key_values" up to
+    transformers 5.2x, "cache" in the releases that renamed it. Read from the forward's signature, so every admitted
+    transformers version gets the name it accepts, without a deprecation warning."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters and "past_key_values" not in parameters else "past_key_values"
 
 
 def generate_answers(

@@ -44,3 +44,17 @@ def test_greedy_is_one_answer_per_prompt_and_sampling_needs_a_temperature():
     assert [len(a) for a in greedy] == [1] * len(PROMPTS)
     with pytest.raises(ValueError, match="greedy"):
         generate_answers(model, tokenizer, PROMPTS, num_samples=2)
+
+
+def test_the_shared_prefill_passes_the_cache_under_the_forward_s_own_name():
+    import inspect
+
+    from interference.generation import cache_argument
+
+    model, tokenizer = load_model("tiny-llama")
+    name = cache_argument(model)
+    assert name in inspect.signature(model.forward).parameters
+    with torch.no_grad():
+        shared = _shared_prefill(model, _left_padded(tokenizer, PROMPTS, "cpu"), 2)
+    assert set(shared) == {"input_ids", "attention_mask", name}
+    assert shared["input_ids"].shape[0] == 2 * len(PROMPTS)
