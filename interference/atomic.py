@@ -1,4 +1,9 @@
-"""Atomic output: write to a temporary sibling, then rename, so a crash never leaves a partial file or folder."""
+"""Atomic output: write to a temporary sibling, then rename, so a crash never leaves a partial file or folder.
+
+Files and folders get the usual modes (0644 / 0755 under a umask of 022), like every other tool's. A temporary
+sibling is named `.<name>.<random>.interference-tmp`; one left behind by a killed run is recognised by
+`is_leftover` (the output-folder guard removes them).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,11 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+TMP_SUFFIX = ".interference-tmp"
 
 
 def cache_root() -> Path:
@@ -17,20 +24,61 @@ def cache_root() -> Path:
     return Path(os.environ.get("INTERFERENCE_CACHE") or Path.home() / ".cache" / "interference")
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` to `path` atomically (parents created)."""
+def is_leftover(name: str) -> bool:
+    """Whether `name` is a temporary sibling this module creates (left behind only by a killed run)."""
+    return name.startswith(".") and name.endswith(TMP_SUFFIX)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets from `open()`: 0666 less the umask (0644 under the usual 022)."""
+    return 0o666 & ~_umask()
+
+
+def folder_mode() -> int:
+    """The mode a new folder gets from `mkdir`: 0777 less the umask (0755 under the usual 022)."""
+    return 0o777 & ~_umask()
+
+
+@contextlib.contextmanager
+def file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling path to write (e.g. with `torch.save`); it becomes `path` when the block succeeds.
+
+    The temporary file is removed if the block fails; parents are created.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        yield Path(tmp)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
-    return path
+
+
+def write_with(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Call `write(tmp)` on a temporary sibling, then rename it to `path` (the temporary is removed on failure)."""
+    with file(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically (parents created)."""
+    return write_with(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `path` atomically (parents created)."""
+    return write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
@@ -48,19 +96,32 @@ def _nan_to_none(value: Any) -> Any:
     return value
 
 
+def _set_modes(root: Path) -> None:
+    """Give a finished temporary tree the usual modes (mkdtemp/mkstemp create 0700/0600)."""
+    files, folders = file_mode(), folder_mode()
+    root.chmod(folders)
+    for parent, dirs, names in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(parent, name), folders)
+        for name in names:
+            target = os.path.join(parent, name)
+            if not os.path.islink(target) and os.stat(target).st_mode & 0o777 == 0o600:
+                os.chmod(target, files)
+
+
 @contextlib.contextmanager
 def directory(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary directory that becomes `path` when the block succeeds (and vanishes if it fails)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    tmp.chmod(0o755)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX))
     try:
         yield tmp
+        _set_modes(tmp)
         if path.exists():
             if not overwrite:
                 raise FileExistsError(path)
-            old = path.with_name(f".{path.name}.old.{os.getpid()}")
+            old = path.with_name(f".{path.name}.old-{os.getpid()}{TMP_SUFFIX}")
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

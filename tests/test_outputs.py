@@ -1,0 +1,183 @@
+"""The output-folder guard and atomic writes: refuse before the work, lock, never touch a user's file, usual modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from interference import atomic
+from interference.errors import InterferenceError
+from interference.outputs import MARKER, check_file_target, check_folder_target, claim_output
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_claim_creates_the_folder_and_records_what_it_writes(tmp_path):
+    out = tmp_path / "a" / "b"
+    with claim_output(out, "demo") as folder:
+        folder.write_text("results.json", "{}")
+        with folder.directory("model") as tmp:
+            (tmp / "weights.bin").write_bytes(b"x")
+    marker = json.loads((out / MARKER).read_text())
+    assert marker == {"kind": "demo", "files": ["model/weights.bin", "results.json"]}
+
+
+def test_a_file_a_file_parent_and_an_unwritable_folder_are_refused(tmp_path, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(InterferenceError, match="is a file, not a folder"):
+        with claim_output(afile, "demo"):
+            pass
+    with pytest.raises(InterferenceError, match="afile is a file"):
+        with claim_output(afile / "sub" / "deeper", "demo"):
+            pass
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.access(locked, os.W_OK):  # root may write anywhere: make the check see what another user would
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(locked) else real(p, mode))
+    with pytest.raises(InterferenceError, match="not writable"):
+        with claim_output(locked / "out", "demo"):
+            pass
+    assert afile.read_text() == "x" and not (locked / "out").exists()
+
+
+def test_file_and_folder_targets(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(InterferenceError, match="afile is a file"):
+        check_file_target(afile / "k.jsonl")
+    with pytest.raises(InterferenceError, match="is a folder, not a file"):
+        check_file_target(tmp_path)
+    with pytest.raises(InterferenceError, match="is a file, not a folder"):
+        check_folder_target(afile, "cache folder")
+    check_file_target(tmp_path / "new" / "k.jsonl")
+    check_folder_target(tmp_path / "new" / "cache")
+    assert not (tmp_path / "new").exists()  # checks create nothing
+
+
+def test_user_files_are_refused_and_never_deleted_even_with_overwrite(tmp_path):
+    out = tmp_path / "U"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "notes.txt").write_text("mine")
+    (out / "checkpoint-final").mkdir()
+    (out / "checkpoint-final" / "best.bin").write_text("mine")
+    with pytest.raises(InterferenceError, match=r"not written by this command \(checkpoint-final/best.bin, "
+                                                r"model/notes.txt\).*--overwrite"):
+        with claim_output(out, "train"):
+            raise AssertionError("the work must not start")
+    # --overwrite: a run that would replace model/ is still refused before the work
+    with pytest.raises(InterferenceError, match="notes.txt was not written by interference"):
+        with claim_output(out, "train", overwrite=True, writes=["model", "checkpoint-*"]):
+            raise AssertionError("the work must not start")
+    # --overwrite and writes elsewhere: allowed, and the user's files are kept
+    with claim_output(out, "train", overwrite=True) as folder:
+        folder.write_text("metrics.json", "{}")
+        with pytest.raises(InterferenceError, match="would be replaced"):
+            with folder.directory("model"):
+                pass
+        with pytest.raises(InterferenceError, match="would be replaced"):
+            folder.remove("checkpoint-final")
+    assert (out / "model" / "notes.txt").read_text() == "mine"
+    assert (out / "checkpoint-final" / "best.bin").read_text() == "mine"
+
+
+def test_an_earlier_run_of_the_same_command_is_replaced_but_another_commands_is_refused(tmp_path):
+    out = tmp_path / "r"
+    with claim_output(out, "analyses.ffn") as folder:
+        folder.write_text("results.json", "1")
+        folder.write_text("old.json", "1")
+    with claim_output(out, "analyses.ffn") as folder:
+        assert folder.earlier == {"results.json", "old.json"}
+        folder.write_text("results.json", "2")
+        assert folder.remove_earlier() == ["old.json"]
+    assert (out / "results.json").read_text() == "2" and not (out / "old.json").exists()
+    with pytest.raises(InterferenceError, match="holds a analyses.ffn run"):
+        with claim_output(out, "analyses.overlap"):
+            pass
+    with pytest.raises(InterferenceError, match="cannot resume"):
+        with claim_output(out, "train", resume=True, overwrite=True):
+            pass
+    with claim_output(out, "analyses.overlap", overwrite=True) as folder:
+        folder.remove("results.json")  # the toolkit wrote it, so --overwrite may replace or remove it
+    assert not (out / "results.json").exists()
+
+
+def test_a_file_added_inside_a_toolkit_folder_is_foreign(tmp_path):
+    out = tmp_path / "o"
+    with claim_output(out, "train") as folder:
+        with folder.directory("model") as tmp:
+            (tmp / "w.bin").write_text("w")
+    (out / "model" / "notes.txt").write_text("mine")
+    with pytest.raises(InterferenceError, match="model/notes.txt"):
+        with claim_output(out, "train"):
+            pass
+
+
+def test_a_second_run_is_refused_while_the_first_holds_the_lock_and_released_after(tmp_path):
+    out = tmp_path / "o"
+    with claim_output(out, "train"):
+        with pytest.raises(InterferenceError, match=f"another run is writing to {out}"):
+            with claim_output(out, "train"):
+                pass
+        script = textwrap.dedent(f"""
+            from interference.outputs import claim_output
+            from interference.errors import InterferenceError
+            try:
+                with claim_output({str(out)!r}, "train"):
+                    print("claimed")
+            except InterferenceError as err:
+                print(err)
+        """)
+        other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert other.stdout.strip() == f"another run is writing to {out}"
+    with claim_output(out, "train"):
+        pass  # released
+
+
+def test_leftover_temporaries_of_a_killed_run_are_removed_and_not_counted_as_foreign(tmp_path):
+    out = tmp_path / "o"
+    with claim_output(out, "train") as folder:
+        folder.write_text("metrics.json", "{}")
+    (out / f".train_state.pt.abc123{atomic.TMP_SUFFIX}").write_bytes(b"partial")
+    (out / f".model.xyz{atomic.TMP_SUFFIX}").mkdir()
+    with claim_output(out, "train"):
+        pass
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "metrics.json"]
+
+
+def test_atomic_writes_get_the_usual_modes_and_leave_nothing_on_failure(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic.write_text(tmp_path / "a.txt", "x")
+        assert _mode(path) == 0o644
+        with atomic.directory(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("y")
+            atomic.write_text(tmp / "g", "z")
+        assert _mode(tmp_path / "d") == 0o755
+        assert _mode(tmp_path / "d" / "f") == 0o644 and _mode(tmp_path / "d" / "g") == 0o644
+        os.umask(0o077)
+        assert _mode(atomic.write_text(tmp_path / "private.txt", "x")) == 0o600  # the umask is respected
+    finally:
+        os.umask(old)
+
+    def broken(tmp):
+        tmp.write_text("partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic.write_with(tmp_path / "b.txt", broken)
+    with pytest.raises(RuntimeError):
+        with atomic.directory(tmp_path / "e") as tmp:
+            (tmp / "f").write_text("partial")
+            raise RuntimeError("disk full")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "d", "private.txt"]
