@@ -10,18 +10,22 @@ disjointly and reproducibly from a seed. MaybeKnown and WeaklyKnown facts are le
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import atomic
 from .datasets import DataError, load_facts_jsonl, save_facts_jsonl
 from .errors import InterferenceError
 from .facts import Fact
 
 SPLIT_NAMES = ("known", "unknown", "held")
+#: The file beside the splits that records the relation filter they were drawn with.
+FILTER_FILE = "relations.json"
 KNOWN, UNKNOWN = "HighlyKnown", "Unknown"
 
 
@@ -56,12 +60,27 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class Splits:
-    """D_known, D_unknown and D_held, plus the relations kept by the known-fraction filter."""
+    """D_known, D_unknown and D_held, plus the relations kept by the known-fraction filter.
+
+    `known_fractions` holds, per relation of the categorised facts (kept or not), the fraction that is HighlyKnown;
+    `min_known_fraction` is the filter that kept `relations`. Both are empty/None for splits read from files.
+    """
 
     known: list[Fact]
     unknown: list[Fact]
     held: list[Fact]
     relations: tuple[str, ...] = ()
+    known_fractions: dict[str, float] = field(default_factory=dict)
+    min_known_fraction: float | None = None
+
+    def knowledge_summary(self) -> dict:
+        """What a report lists about the relation filter: the per-relation HighlyKnown fractions, the threshold and
+        the relations kept."""
+        return {
+            "known_fractions": {r: round(f, 4) for r, f in self.known_fractions.items()},
+            "min_known_fraction": self.min_known_fraction,
+            "relations": list(self.relations),
+        }
 
     def counts(self) -> dict[str, int]:
         """Number of facts per split."""
@@ -94,10 +113,10 @@ def build_splits(facts: Sequence[Fact], categories: Sequence, config: SplitConfi
     fractions = known_fractions(facts, labels)
     kept = tuple(r for r in dict.fromkeys(f.relation for f in facts) if fractions[r] >= config.min_known_fraction)
     if not kept:
-        best = max(fractions.items(), key=lambda item: item[1], default=("none", 0.0))
+        listed = ", ".join(f"{r} {f:.2f}" for r, f in sorted(fractions.items(), key=lambda item: -item[1])[:8])
         raise InterferenceError(
-            f"no relation has >= {config.min_known_fraction:.0%} HighlyKnown facts "
-            f"(best: {best[0]} with {best[1]:.0%}); lower min_known_fraction or categorise more facts"
+            f"no relation has >= {config.min_known_fraction:.0%} HighlyKnown facts (HighlyKnown fractions: "
+            f"{listed}); lower min_known_fraction (--min-known-fraction) or categorise more facts"
         )
     kept_set = set(kept)
     known_pool = [
@@ -125,14 +144,18 @@ def build_splits(facts: Sequence[Fact], categories: Sequence, config: SplitConfi
                 f"{len(unknown_pool)} Unknown facts in relations {', '.join(kept)})"
             )
     chosen = {name: [facts[i] for i in sorted(idx)] for name, idx in picked.items()}
-    return Splits(known=chosen["known"], unknown=chosen["unknown"], held=chosen["held"], relations=kept)
+    return Splits(known=chosen["known"], unknown=chosen["unknown"], held=chosen["held"], relations=kept,
+                  known_fractions=fractions, min_known_fraction=config.min_known_fraction)
 
 
 def save_splits(splits: Splits, directory: str | os.PathLike) -> Path:
-    """Write `known.jsonl`, `unknown.jsonl` and `held.jsonl` into `directory` (each file atomically)."""
+    """Write `known.jsonl`, `unknown.jsonl` and `held.jsonl` into `directory` (each file atomically), and the
+    relation filter (`relations.json`: per-relation HighlyKnown fractions, threshold, kept relations) when known."""
     directory = Path(directory)
     for name in SPLIT_NAMES:
         save_facts_jsonl(getattr(splits, name), directory / f"{name}.jsonl")
+    if splits.known_fractions:
+        atomic.write_json(directory / FILTER_FILE, splits.knowledge_summary())
     return directory
 
 
@@ -143,7 +166,17 @@ def load_splits(directory: str | os.PathLike) -> Splits:
         raise DataError(f"{directory}: splits directory not found")
     loaded = {name: load_facts_jsonl(directory / f"{name}.jsonl") for name in SPLIT_NAMES}
     relations = tuple(dict.fromkeys(f.relation for name in SPLIT_NAMES for f in loaded[name]))
-    return Splits(known=loaded["known"], unknown=loaded["unknown"], held=loaded["held"], relations=relations)
+    fractions, threshold = {}, None
+    if (directory / FILTER_FILE).is_file():
+        try:
+            summary = json.loads((directory / FILTER_FILE).read_text(encoding="utf-8"))
+            fractions = {str(r): float(f) for r, f in summary["known_fractions"].items()}
+            threshold = summary["min_known_fraction"]
+            relations = tuple(summary["relations"])
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise DataError(f"{directory / FILTER_FILE}: malformed relation filter summary ({err})") from err
+    return Splits(known=loaded["known"], unknown=loaded["unknown"], held=loaded["held"], relations=relations,
+                  known_fractions=fractions, min_known_fraction=threshold)
 
 
 def _labels(facts: Sequence[Fact], categories: Sequence) -> list[str]:

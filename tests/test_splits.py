@@ -109,9 +109,20 @@ def test_no_relation_passes_the_filter():
     facts, labels = pool(categorised("a", HighlyKnown=1, Unknown=9), categorised("b", HighlyKnown=2, Unknown=8))
     with pytest.raises(InterferenceError) as err:
         build_splits(facts, labels)
-    assert "no relation has >= 30% HighlyKnown facts (best: b with 20%)" in one_line(err)
+    assert "no relation has >= 30% HighlyKnown facts (HighlyKnown fractions: b 0.20, a 0.10)" in one_line(err)
+    assert "--min-known-fraction" in one_line(err)
     with pytest.raises(InterferenceError, match="no relation"):
         build_splits([], [])
+
+
+def test_splits_list_every_relation_s_known_fraction(data):
+    facts, labels = data
+    splits = build_splits(facts, labels, SplitConfig(min_known_fraction=0.5))
+    summary = splits.knowledge_summary()
+    assert summary["known_fractions"] == {r: round(f, 4) for r, f in known_fractions(facts, labels).items()}
+    assert summary["min_known_fraction"] == 0.5
+    assert set(summary["relations"]) == {r for r, f in known_fractions(facts, labels).items() if f >= 0.5}
+    assert set(summary["relations"]) < set(summary["known_fractions"])  # the filter dropped some
 
 
 def test_sizes_beyond_the_pools(data):
@@ -153,7 +164,7 @@ def test_save_load_round_trip(data, tmp_path):
     facts, labels = data
     splits = build_splits(facts, labels, SplitConfig(seed=1))
     path = save_splits(splits, tmp_path / "splits")
-    assert sorted(p.name for p in path.iterdir()) == ["held.jsonl", "known.jsonl", "unknown.jsonl"]
+    assert sorted(p.name for p in path.iterdir()) == ["held.jsonl", "known.jsonl", "relations.json", "unknown.jsonl"]
     assert load_splits(path) == splits
 
 
