@@ -207,9 +207,12 @@ class Condition:
         return self.result.config.seed
 
     def record(self, **extra) -> dict:
-        """The condition's record for a report: the fields every `results.json` condition carries, plus `extra`."""
+        """The condition's record for a report: the fields every `results.json` condition carries, the per-epoch
+        accuracy `curves` (per split, with `curve_epochs`), the per-fact outcomes the paired bootstrap reads
+        (`held_correct_start`, `held_correct_final`, `new_correct_final`), plus `extra`."""
         summary = self.result.summary()
         known_only = tuple(self.result.config.train_splits) == ("known",)
+        history = self.result.history
         return {
             "name": self.name,
             "seed": self.seed,
@@ -223,6 +226,11 @@ class Condition:
             "epochs": summary["epochs"],
             "stopped": summary["stopped"],
             "seconds": round(self.seconds, 2),
+            "curves": {split: self.result.curve(split) for split in ("known", "unknown", "held")},
+            "curve_epochs": [r.epoch for r in history],
+            "held_correct_start": list(history[0].correct["held"]),
+            "held_correct_final": list(history[-1].correct["held"]),
+            "new_correct_final": list(history[-1].correct["unknown"]),
             **extra,
         }
 
