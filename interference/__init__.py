@@ -11,7 +11,11 @@ The public surface is small; each concept lives in its own module:
 - `interference.experiment`: `ExperimentConfig` (what every analysis runs on); `interference.studies.*` the analyses
 """
 
-from .errors import InterferenceError
+from .errors import InterferenceError, exit_quietly_on_interrupt, started_as_command
+
+if started_as_command("interference", "analyses"):  # Ctrl-C while the imports below run: one line, exit 130
+    exit_quietly_on_interrupt()
+
 from .experiment import ExperimentConfig
 from .facts import Fact, qa_prompt, qa_target
 from .models import load_model, save_checkpoint
