@@ -45,16 +45,20 @@ class MeanCI:
 def mean_ci(values: Sequence[float], level: float = 0.95, *, omit_nan: bool = False) -> MeanCI:
     """Mean and Student-t confidence interval (e.g. over seeds); with one value the half-width is NaN.
 
-    NaN values are an error unless `omit_nan` (then they are dropped and `n` counts the rest).
+    NaN values are an error unless `omit_nan` (then they are dropped and `n` counts the rest; when every value is
+    NaN — e.g. forgetting of a run whose held-out accuracy never rose above 0 — the result is NaN with n = 0).
     """
     _check_level(level)
     array = _vector(values, "mean_ci")
+    if array.size == 0:
+        raise InterferenceError("mean_ci needs at least one value")
     if np.isnan(array).any():
         if not omit_nan:
             raise InterferenceError(f"mean_ci got {int(np.isnan(array).sum())} NaN value(s); pass omit_nan=True")
         array = array[~np.isnan(array)]
-    if array.size == 0:
-        raise InterferenceError("mean_ci needs at least one value")
+        if array.size == 0:
+            nan = float("nan")
+            return MeanCI(nan, nan, nan, nan, 0, level)
     mean = float(array.mean())
     if array.size == 1:
         half = float("nan")
