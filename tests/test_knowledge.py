@@ -329,7 +329,8 @@ def test_cli_help(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--model", "--data", "--relations", "--limit", "--preset", "--out", "--skip-resolved"):
+    for flag in ("--model", "--data", "--relations", "--limit", "--preset", "--out", "--skip-resolved", "--device",
+                 "--dtype"):
         assert flag in out
 
 
@@ -350,6 +351,8 @@ def test_cli_bad_inputs_in_process(tmp_path, capsys):
         (["--batch-size", "0"], "batch_size must be a positive integer"),
         (["--max-new-tokens", "0"], "max_new_tokens must be a positive integer"),
         (["--exemplar-split", "train"], "no file P17.train.json"),
+        (["--device", "foo"], "unknown device 'foo'"),
+        *([(["--device", "cuda"], "CUDA is not available")] if not torch.cuda.is_available() else []),
     ]:
         assert main([*base, *extra]) == 2
         err = capsys.readouterr().err
@@ -371,6 +374,74 @@ def test_cli_writes_the_table(tmp_path, capsys):
     assert (record["model"], record["preset"], record["config"]["max_new_tokens"]) == ("tiny-llama", "fast", 3)
     printed = capsys.readouterr().out
     assert "2 facts (P36), preset fast" in printed and "questions/s" in printed
+
+
+# --- tables cached on disk and tables passed in -----------------------------------------------------------------
+
+
+@pytest.fixture
+def counted_categorize(tmp_path, monkeypatch):
+    """The cache under tmp_path, and the number of facts SLiCK categorised so far."""
+    import interference.knowledge_cache as cache
+
+    monkeypatch.setenv("INTERFERENCE_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def counting(model, tokenizer, facts, exemplars, config, progress=True):
+        calls.append(len(facts))
+        return categorize(model, tokenizer, facts, exemplars, config, progress=progress)
+
+    monkeypatch.setattr(cache, "categorize", counting)
+    return calls
+
+
+def test_categorised_facts_are_cached_by_what_made_them(counted_categorize, tmp_path):
+    from interference.knowledge_cache import cache_dir, categorised_facts
+
+    model, tokenizer = load_model("tiny-llama")
+    ask = dict(model=model, tokenizer=tokenizer, relations=["P36"], limit_per_relation=2, preset="fast", seed=0,
+               batch_size=8, progress=False)
+    first, path = categorised_facts("tiny-llama", MINI, **ask)
+    assert counted_categorize == [2] and path.parent == cache_dir() and path.is_file()
+    again, same_path = categorised_facts("tiny-llama", MINI, **{**ask, "batch_size": 4})  # speed only: same table
+    assert counted_categorize == [2] and same_path == path and same_rows(again, first)
+    for change in ({"seed": 1}, {"limit_per_relation": 1}, {"relations": ["P36", "P17"]}, {"preset": "paper"}):
+        _, other = categorised_facts("tiny-llama", MINI, **{**ask, **change})
+        assert other != path
+    assert len(counted_categorize) == 5
+    _, other_model = categorised_facts("tiny-qwen2", MINI, **{**ask, "model": load_model("tiny-qwen2")[0]})
+    assert other_model != path
+
+
+def test_cache_key_follows_the_data_files(tmp_path):
+    import shutil
+
+    from interference.knowledge_cache import cache_key
+
+    copy = shutil.copytree(MINI, tmp_path / "eq")
+    key = dict(relations=["P36"], limit_per_relation=2, preset="fast", seed=0)
+    before = cache_key("tiny-llama", copy, **key)
+    assert cache_key("tiny-llama", copy, **key) == before
+    with (copy / "test" / "P36.test.json").open("a") as handle:
+        handle.write(" ")
+    assert cache_key("tiny-llama", copy, **key) != before
+    assert cache_key("tiny-llama", copy, **key, dtype=torch.bfloat16)["dtype"] == "bfloat16"
+
+
+def test_a_saved_table_is_read_for_its_own_model_only(tmp_path):
+    from interference.knowledge_cache import is_table, knowledge_source
+
+    path = save_knowledge_table(ROWS, tmp_path / "t.jsonl", "smollm2-135m", SlickConfig.fast())
+    assert is_table(path) and not is_table(tmp_path)
+    assert same_rows(knowledge_source(path, "smollm2-135m"), ROWS)
+    assert {r.fact.relation for r in knowledge_source(path, "smollm2-135m", relations=["country"])} == {"country"}
+    assert len(knowledge_source(path, "smollm2-135m", limit_per_relation=1)) == len({r.fact.relation for r in ROWS})
+    with pytest.raises(InterferenceError, match="categorised with model smollm2-135m, not 'tiny-llama'"):
+        knowledge_source(path, "tiny-llama")
+    with pytest.raises(DataError, match="no rows of relation P20"):
+        knowledge_source(path, "smollm2-135m", relations=["P20"])
+    with pytest.raises(DataError, match="not found"):
+        knowledge_source(tmp_path / "none.jsonl", "smollm2-135m")
 
 
 # --- a real model -----------------------------------------------------------------------------------------------
