@@ -1,20 +1,31 @@
-"""Analysis reports: a self-contained `report.html` and a `results.json` holding every number in it.
+"""Analysis reports: a self-contained `report.html`, a `results.json` holding every number in it, a
+`conditions.csv` of the per-condition records, and a `manifest.json` that ties the three together.
 
-Every analysis builds a `Report`: a title, the run's config and seeds, a list of per-condition records (the same
-fields in every analysis, so scripts read any report the same way), free-form `results`, and sections of text,
-tables and plotly figures. `Report.write(out)` renders both files fully, validates the JSON, and only then writes
-them, each atomically. The HTML embeds plotly's JavaScript once and loads nothing from the network.
+Every analysis builds a `Report`: a title, a headline (`Report.headline`: the claim tested, a verdict, the paired
+comparison and the paper's numbers, one chart), the run's config and seeds, a list of per-condition records (the
+same fields in every analysis, so scripts read any report the same way), free-form `results`, and sections of text,
+tables and plotly figures. The page reads top-down: headline, set-up, sections, then the per-seed records (in a
+collapsible block) and the config as a two-column table. Table cells hold numbers (3 significant digits) and short
+text, never lists or JSON: list-valued columns stay in results.json and the CSV leaves them out.
+
+`Report.write(out)` renders everything fully, validates the JSON, and only then writes the files, each atomically,
+the manifest last: it names the other files with their SHA-256, so `load_results` can tell files of two different
+runs apart (e.g. a run killed between two writes). The HTML embeds plotly's JavaScript once and loads nothing from
+the network.
 
 results.json holds: `title`, `description`, `config`, `seeds`, `versions` (python, torch, transformers,
-interference, ...), `wall_time_s`, `conditions`, `results`, and the data of every table and figure (`tables`,
-`figures`). A condition record has at least `name`, `seed`, `task_acc`, `new_acc`, `held_acc_peak`,
+interference, ...), `wall_time_s`, `headline`, `conditions`, `results`, and the data of every table and figure
+(`tables`, `figures`). A condition record has at least `name`, `seed`, `task_acc`, `new_acc`, `held_acc_peak`,
 `held_acc_final`, `forgetting` (numbers, or null where not measured) and, where measured, `drift`.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import hashlib
 import html
+import io
 import json
 import math
 import os
@@ -31,7 +42,10 @@ REQUIRED_FIELDS = ("title", "config", "seeds", "versions", "conditions")
 VERSION_FIELDS = ("python", "torch", "transformers", "interference")
 CONDITION_FIELDS = ("name", "seed", "task_acc", "new_acc", "held_acc_peak", "held_acc_final", "forgetting")
 ACCURACY_FIELDS = ("task_acc", "new_acc", "held_acc_peak", "held_acc_final")
-RESULTS_FILE, HTML_FILE = "results.json", "report.html"
+RESULTS_FILE, HTML_FILE, CSV_FILE, MANIFEST_FILE = "results.json", "report.html", "conditions.csv", "manifest.json"
+#: Columns of the per-seed table shown first (other scalar fields go to its collapsible part).
+SEED_COLUMNS = ("name", "seed", "held_acc_start", "held_acc_final", "absolute_drop", "forgetting", "new_acc",
+                "task_acc", "held_acc_peak", "epochs", "stopped", "drift")
 
 
 def versions() -> dict[str, str]:
@@ -127,13 +141,50 @@ def validate_results(data: Any) -> None:
         _check_condition(record, f"{RESULTS_FILE}: conditions[{i}]")
 
 
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_manifest(folder: str | os.PathLike) -> dict | None:
+    """Check that the report files in `folder` are the ones its manifest names (one run's files, complete).
+
+    Returns the manifest, or None for a lone results.json (no manifest and no report.html beside it). Raises
+    `InterferenceError` when a named file is missing or differs from its hash (the files come from two runs), or
+    when a report.html has no manifest (the run that wrote it did not finish writing).
+    """
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST_FILE
+    if not manifest_path.is_file():
+        if (folder / HTML_FILE).exists():
+            raise InterferenceError(f"{folder} has no {MANIFEST_FILE}: the report was not written completely "
+                                    f"(interrupted run?); run the analysis again")
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        files = manifest["files"]
+        hashes = {str(name): str(entry["sha256"]) for name, entry in files.items()}
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise InterferenceError(f"{manifest_path} is not a valid manifest ({type(err).__name__})") from err
+    for name, digest in hashes.items():
+        path = folder / name
+        if not path.is_file():
+            raise InterferenceError(f"{path} is named in {MANIFEST_FILE} but missing: the report is incomplete")
+        if sha256(path) != digest:
+            raise InterferenceError(f"{path} does not match {MANIFEST_FILE}: the report's files come from different "
+                                    f"runs (interrupted run?); run the analysis again")
+    return manifest
+
+
 def load_results(path: str | os.PathLike) -> dict:
-    """Read and validate a results.json (or the one inside a report folder)."""
+    """Read and validate a results.json (or the one inside a report folder), checking the folder's manifest."""
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_FILE
     if not path.is_file():
         raise InterferenceError(f"results file {path} not found")
+    manifest = check_manifest(path.parent)
+    if manifest is not None and path.name not in manifest["files"]:
+        raise InterferenceError(f"{path} is not named in {path.parent / MANIFEST_FILE}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -142,14 +193,27 @@ def load_results(path: str | os.PathLike) -> dict:
     return data
 
 
-def _cell(value: Any) -> str:
+def number_text(value: Any) -> str:
+    """A table cell's text: floats to 3 significant digits (thousands and more as integers), None/NaN as a dash."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list | dict):
-        return html.escape(json.dumps(value))
-    return html.escape(str(value))
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.3g}" if value else "0"
+    if isinstance(value, list | tuple | dict):
+        return f"({len(value)} values)"
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    return html.escape(number_text(value))
+
+
+def _scalar(value: Any) -> bool:
+    return not isinstance(value, list | tuple | dict)
 
 
 def _rows(rows: Any, where: str) -> list[dict]:
@@ -172,14 +236,18 @@ class Section:
         self.blocks.append(("text", str(text)))
         return self
 
-    def table(self, rows: Sequence[Any], *, title: str | None = None, columns: Sequence[str] | None = None) -> Section:
-        """A table of records (dicts or dataclasses); columns default to every key, in order of first appearance."""
+    def table(self, rows: Sequence[Any], *, title: str | None = None, columns: Sequence[str] | None = None,
+              details: Sequence[str] = (), collapsed: bool = False) -> Section:
+        """A table of records (dicts or dataclasses); columns default to every key, in order of first appearance.
+
+        Columns that hold lists or mappings are not shown (their data stays in results.json); `details` columns go
+        to a collapsible table below (with the first column repeated); `collapsed` folds the whole table.
+        """
         records = _rows(rows, f"table {title or self.title!r}")
         if columns is None:
-            columns = list(dict.fromkeys(key for record in records for key in record))
-        self.blocks.append(
-            ("table", {"section": self.title, "title": title, "columns": list(columns), "rows": records})
-        )
+            columns = [k for k in dict.fromkeys(key for record in records for key in record) if k not in details]
+        self.blocks.append(("table", {"section": self.title, "title": title, "columns": list(columns),
+                                      "details": list(details), "collapsed": bool(collapsed), "rows": records}))
         return self
 
     def figure(self, figure: Any, *, title: str | None = None) -> Section:
@@ -211,14 +279,55 @@ def _figure_data(figure, section: str, title: str | None, div_id: str) -> dict:
 
 
 _STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}
-h1{border-bottom:2px solid #ddd;padding-bottom:.3em}h2{margin-top:2em;border-bottom:1px solid #eee}
-table{border-collapse:collapse;margin:1em 0;font-size:.92em}th,td{border:1px solid #ccc;padding:.25em .6em;
-text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
-caption{font-weight:600;text-align:left;padding:.3em 0}pre{background:#f7f7f7;padding:1em;overflow:auto}
-.figure{margin:1em 0}.figure h3{font-size:1em;margin:.2em 0}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;margin:1.2em auto;padding:0 1em;
+color:#222;line-height:1.4}
+h1{border-bottom:2px solid #ddd;padding-bottom:.2em;margin:.2em 0 .4em;font-size:1.7em}
+h2{margin-top:1.6em;border-bottom:1px solid #eee}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.2em .55em;
+text-align:right;vertical-align:top}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+caption{font-weight:600;text-align:left;padding:.3em 0}
+details{margin:.6em 0}summary{cursor:pointer;color:#335;font-weight:600}
+.figure{margin:.6em 0}.figure h3{font-size:1em;margin:.2em 0}
+.headline{border:1px solid #ccd;border-radius:6px;padding:.2em 1em .6em;background:#fbfbfe}
+.headline h2{margin-top:.4em}.claim{font-size:1.08em}
+.verdict{font-size:1.25em;font-weight:700;padding:.35em .7em;border-radius:5px;display:inline-block;margin:.2em 0}
+.v-reproduces{background:#dff3e4;color:#14532d}.v-partly{background:#fff3cd;color:#6b4e00}
+.v-does-not{background:#fde2e1;color:#7f1d1d}.rules td{text-align:left}
+.note{color:#555;font-size:.9em}
 """
+_VERDICT_CLASS = {"reproduces": "v-reproduces", "partly reproduces": "v-partly", "does not reproduce": "v-does-not"}
+
+
+class Headline(Section):
+    """The report's opening section: the claim tested in one sentence and the verdict with the rules it rests on,
+    then (added like any section's) the paired comparison, the paper's numbers beside ours and one chart."""
+
+    def __init__(self, report: Report, claim: str, verdict: Any = None):
+        super().__init__(report, "Headline")
+        if not isinstance(claim, str) or not claim.strip():
+            raise InterferenceError("a headline needs the claim it tests, in one sentence")
+        self.claim = claim
+        self.verdict = verdict
+
+    def to_dict(self) -> dict:
+        verdict = None if self.verdict is None else to_jsonable(self.verdict, "headline.verdict")
+        return {"claim": self.claim, "verdict": verdict}
+
+    def opening_html(self) -> list[str]:
+        parts = [f'<p class="claim"><b>Claim tested.</b> {html.escape(self.claim)}</p>']
+        if self.verdict is not None:
+            verdict = self.verdict
+            css = _VERDICT_CLASS.get(verdict.verdict, "v-partly")
+            held = sum(c.passed for c in verdict.checks)
+            parts.append(f'<div class="verdict {css}">Verdict: {html.escape(verdict.verdict)} '
+                         f'<span style="font-weight:400;font-size:.8em">({held} of {len(verdict.checks)} rules '
+                         f'hold)</span></div>')
+            rows = [{"rule": ("★ " if c.primary else "") + c.rule, "observed": c.observed,
+                     "holds": "yes" if c.passed else "no"} for c in verdict.checks]
+            parts.append(_table_html(["rule", "observed", "holds"], rows, None, css="rules"))
+            parts.append('<p class="note">★ the claim\'s direction: if it fails, the verdict is "does not reproduce"; '
+                         'all rules hold: "reproduces"; otherwise "partly reproduces".</p>')
+        return parts
 
 
 class Report:
@@ -226,11 +335,12 @@ class Report:
 
     Attributes:
         title: the report's title.
-        description: an optional introductory paragraph.
+        description: an optional introductory paragraph (shown after the headline, as the set-up).
         config: the analysis configuration (a dataclass or a mapping).
         seeds: the seeds the numbers come from.
         results: free-form numbers (anything `to_jsonable` accepts), written under `results`.
         conditions: per-condition records, added with `add_condition`.
+        head: the headline section (see `headline`), or None.
     """
 
     def __init__(self, title: str, *, config: Any = None, seeds: Sequence[int] = (), description: str = ""):
@@ -243,8 +353,16 @@ class Report:
         self.results: dict[str, Any] = {}
         self.conditions: list[dict] = []
         self.sections: list[Section] = []
+        self.head: Headline | None = None
         self._figures = 0
         self.started = time.monotonic()  # wall_time_s counts from here; set it earlier to include the study
+
+    def headline(self, claim: str, verdict: Any = None) -> Headline:
+        """Open the headline (rendered first, whatever the order of calls): the claim tested in one sentence and a
+        verdict (an `interference.paired.Verdict`); add the paired comparison, the paper's numbers and the
+        comparison chart to the section it returns."""
+        self.head = Headline(self, claim, verdict)
+        return self.head
 
     def section(self, title: str, text: str | None = None) -> Section:
         """Open a new section (optionally with a first paragraph) and return it."""
@@ -293,13 +411,16 @@ class Report:
             fields = {k: v for k, v in record.items() if k not in ("name", "seed")}
             self.add_condition(record["name"], record["seed"], **fields)
 
+    def _all_sections(self) -> list[Section]:
+        return ([self.head] if self.head is not None else []) + self.sections
+
     def to_dict(self) -> dict:
         """The results.json object (plain JSON types)."""
         tables, figures = [], []
-        for section in self.sections:
+        for section in self._all_sections():
             for kind, block in section.blocks:
                 if kind == "table":
-                    tables.append(block)
+                    tables.append({k: v for k, v in block.items() if k not in ("details", "collapsed")})
                 elif kind == "figure":
                     figures.append(_figure_data(block[2], section.title, block[1], block[0]))
         data = {
@@ -309,6 +430,7 @@ class Report:
             "seeds": self.seeds,
             "versions": versions(),
             "wall_time_s": round(time.monotonic() - self.started, 3),
+            "headline": None if self.head is None else self.head.to_dict(),
             "conditions": self.conditions,
             "results": to_jsonable(self.results, "results"),
             "tables": tables,
@@ -318,32 +440,45 @@ class Report:
             raise InterferenceError(f"report config must be a dataclass or a mapping, got {type(self.config).__name__}")
         return data
 
+    def to_csv(self) -> str:
+        """conditions.csv: one row per condition record, its scalar fields as columns (lists stay in the JSON)."""
+        columns = [k for k in dict.fromkeys(k for record in self.conditions for k in record)
+                   if all(_scalar(record.get(k)) for record in self.conditions)]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for record in self.conditions:
+            writer.writerow({k: "" if record.get(k) is None else record.get(k) for k in columns})
+        return buffer.getvalue()
+
     def to_html(self, data: dict | None = None) -> str:
         """The self-contained HTML page (plotly's JavaScript inlined once)."""
         from plotly.offline import get_plotlyjs
 
         data = self.to_dict() if data is None else data
         parts = [f"<h1>{html.escape(self.title)}</h1>"]
+        if self.head is not None:
+            parts.append('<section class="headline" id="headline">')
+            parts += self.head.opening_html() + _blocks_html(self.head)
+            parts.append("</section>")
         if self.description:
-            parts += _paragraphs(self.description)
-        if self.conditions:
-            columns = list(dict.fromkeys(k for record in self.conditions for k in record))
-            parts += ["<h2>Conditions</h2>", _table_html(columns, self.conditions, None)]
+            parts += ["<h2>Set-up</h2>", *_paragraphs(self.description)]
         for section in self.sections:
             parts.append(f"<h2>{html.escape(section.title)}</h2>")
-            for kind, block in section.blocks:
-                if kind == "text":
-                    parts += _paragraphs(block)
-                elif kind == "table":
-                    parts.append(_table_html(block["columns"], block["rows"], block["title"]))
-                else:
-                    div_id, title, figure = block
-                    heading = f"<h3>{html.escape(title)}</h3>" if title else ""
-                    body = figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id)
-                    parts.append(f'<div class="figure">{heading}{body}</div>')
-        setup = {k: data[k] for k in ("seeds", "versions", "wall_time_s")}
-        setup["config"] = data["config"]
-        parts += ["<h2>Set-up</h2>", f"<pre>{html.escape(json.dumps(setup, indent=2))}</pre>"]
+            parts += _blocks_html(section)
+        if self.conditions:
+            columns = list(dict.fromkeys(k for record in self.conditions for k in record))
+            shown = [c for c in SEED_COLUMNS if c in columns]
+            details = [c for c in columns if c not in shown]
+            parts += ["<h2>Per-seed records</h2>",
+                      f"<p>One row per condition and seed ({len(self.conditions)} rows; also in "
+                      f"<code>{CSV_FILE}</code>).</p>",
+                      _table_block(shown, details, self.conditions, None)]
+        config = [{"setting": k, "value": v} for k, v in flatten(data["config"]).items()]
+        config += [{"setting": "seeds", "value": ", ".join(map(str, data["seeds"]))},
+                   {"setting": "wall time (s)", "value": data["wall_time_s"]}]
+        config += [{"setting": f"version of {k}", "value": v} for k, v in data["versions"].items()]
+        parts += ["<h2>Configuration</h2>", _table_html(["setting", "value"], config, None, css="rules")]
         return (
             '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>{html.escape(self.title)}</title>\n<style>{_STYLE}</style>\n"
@@ -352,24 +487,110 @@ class Report:
             + "\n</body>\n</html>\n"
         )
 
-    def write(self, out: str | os.PathLike) -> Path:
-        """Write `<out>/results.json` and `<out>/report.html`; nothing is written unless both render and validate."""
+    def write(self, out: str | os.PathLike | Any) -> Path:
+        """Write results.json, conditions.csv, report.html and, last, manifest.json into `out` (a folder path, or an
+        `interference.outputs.OutputFolder`); nothing is written unless everything renders and validates."""
         data = self.to_dict()
         validate_results(data)
-        text = json.dumps(data, indent=2, allow_nan=False) + "\n"
-        page = self.to_html(data)
-        out = Path(out)
-        atomic.write_text(out / RESULTS_FILE, text)
-        atomic.write_text(out / HTML_FILE, page)
-        return out
+        files = {RESULTS_FILE: json.dumps(data, indent=2, allow_nan=False) + "\n", CSV_FILE: self.to_csv(),
+                 HTML_FILE: self.to_html(data)}
+        manifest = {"title": self.title, "files": {
+            name: {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "bytes": len(text.encode("utf-8"))}
+            for name, text in files.items()}}
+        files[MANIFEST_FILE] = json.dumps(manifest, indent=2) + "\n"
+        if isinstance(out, str | os.PathLike):
+            folder = Path(out)
+            for name, text in files.items():
+                atomic.write_text(folder / name, text)
+            return folder
+        for name, text in files.items():
+            out.write_text(name, text)
+        return Path(out.path)
+
+
+def flatten(config: Mapping, prefix: str = "") -> dict[str, Any]:
+    """A nested config as one level: {"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}; lists as comma-joined text."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, list | tuple):
+            flat[name] = ", ".join(number_text(v) if isinstance(v, float) else str(v) for v in value) or "—"
+        else:
+            flat[name] = value
+    return flat
+
+
+class Table:
+    """Rows shown as an HTML table in a notebook (the report's cell format: 3 significant digits, no lists)."""
+
+    def __init__(self, rows: Sequence[Any], columns: Sequence[str] | None = None, title: str | None = None):
+        self.rows = _rows(rows, f"table {title or ''}".strip())
+        self.columns = list(columns) if columns is not None else list(
+            dict.fromkeys(key for record in self.rows for key in record))
+        self.title = title
+
+    def _repr_html_(self) -> str:
+        return _table_block(self.columns, [], self.rows, self.title)
+
+    def __repr__(self) -> str:
+        lines = [" | ".join(self.columns)]
+        lines += [" | ".join(number_text(row.get(c)) for c in self.columns) for row in self.rows]
+        return "\n".join(lines)
+
+
+def table(rows: Sequence[Any], columns: Sequence[str] | None = None, title: str | None = None) -> Table:
+    """A list of records (dicts or dataclasses) as a table that notebooks display (`display(table(rows))`)."""
+    return Table(rows, columns, title)
+
+
+def _blocks_html(section: Section) -> list[str]:
+    parts = []
+    for kind, block in section.blocks:
+        if kind == "text":
+            parts += _paragraphs(block)
+        elif kind == "table":
+            parts.append(_table_block(block["columns"], block["details"], block["rows"], block["title"],
+                                      collapsed=block["collapsed"]))
+        else:
+            div_id, title, figure = block
+            heading = f"<h3>{html.escape(title)}</h3>" if title else ""
+            body = figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id)
+            parts.append(f'<div class="figure">{heading}{body}</div>')
+    return parts
 
 
 def _paragraphs(text: str) -> list[str]:
     return [f"<p>{html.escape(p.strip())}</p>" for p in str(text).split("\n\n") if p.strip()]
 
 
-def _table_html(columns: Sequence[str], rows: Sequence[Mapping], title: str | None) -> str:
+def _table_block(columns: Sequence[str], details: Sequence[str], rows: Sequence[Mapping], title: str | None, *,
+                 collapsed: bool = False) -> str:
+    """A table of the scalar `columns`, the scalar `details` in a collapsible table below, and a note naming the
+    list-valued columns left out."""
+    def scalar(cols):
+        return [c for c in cols if all(_scalar(row.get(c)) for row in rows)]
+
+    shown, extra = scalar(columns), scalar(c for c in details if c not in columns)
+    left_out = [c for c in list(columns) + list(details) if c not in shown and c not in extra]
+    parts = [_table_html(shown, rows, title)]
+    if extra and shown:
+        parts.append(f"<details><summary>more columns ({', '.join(html.escape(c) for c in extra)})</summary>"
+                     f"{_table_html([shown[0], *extra], rows, None)}</details>")
+    if left_out:
+        parts.append(f'<p class="note">Per-item values of {", ".join(html.escape(c) for c in left_out)} are in '
+                     f"{RESULTS_FILE}.</p>")
+    body = "".join(parts)
+    if collapsed:
+        label = html.escape(title) if title else f"{len(rows)} rows"
+        return f"<details><summary>show the table ({label})</summary>{body}</details>"
+    return body
+
+
+def _table_html(columns: Sequence[str], rows: Sequence[Mapping], title: str | None, css: str | None = None) -> str:
     caption = f"<caption>{html.escape(title)}</caption>" if title else ""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows)
-    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    klass = f' class="{css}"' if css else ""
+    return f"<table{klass}>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -59,7 +59,7 @@ def build_report() -> Report:
 
 def test_writes_both_files_with_the_schema(tmp_path):
     out = build_report().write(tmp_path / "run")
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["conditions.csv", "manifest.json", "report.html", "results.json"]
     data = json.loads((out / "results.json").read_text())
     for field in REQUIRED_FIELDS:
         assert field in data
@@ -96,8 +96,8 @@ def test_html_is_self_contained_with_the_figures(tmp_path):
     assert 'id="figure-1"' in page and 'id="figure-2"' in page
     assert "Forgetting on the embedded world" in page and "Second paragraph &lt;b&gt;escaped&lt;/b&gt;." in page
     assert "<h2>Curves</h2>" in page and "<caption>Forgetting</caption>" in page
-    assert "<td>0.2635</td>" in page and "<td>—</td>" in page  # rounded for display, NaN as a dash
-    assert "<h2>Conditions</h2>" in page and "self_distill" in page
+    assert "<td>0.263</td>" in page and "<td>—</td>" in page  # 3 significant digits, NaN as a dash
+    assert "<h2>Per-seed records</h2>" in page and "self_distill" in page
 
 
 def test_no_files_when_rendering_or_validation_fails(tmp_path, monkeypatch):
@@ -129,8 +129,8 @@ def test_a_crash_while_writing_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         build_report().write(tmp_path / "run")
     names = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert names == ["results.json"]  # complete, valid; the HTML was never half-written
-    load_results(tmp_path / "run")
+    assert names == ["conditions.csv", "results.json"]  # complete, valid; the HTML was never half-written
+    load_results(tmp_path / "run")  # a lone results.json (no page, no manifest) is one run's
 
 
 def _valid() -> dict:
@@ -204,3 +204,89 @@ def test_load_results_errors(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(broken))
     with pytest.raises(InterferenceError, match=r"conditions\[0\] is missing 'seed'"):
         load_results(tmp_path)
+
+
+def test_a_run_killed_between_writes_is_never_paired_with_an_earlier_one(tmp_path, monkeypatch):
+    out = build_report().write(tmp_path / "run")
+    assert load_results(out)["seeds"] == [0, 1, 2]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"results.json", "conditions.csv", "report.html"}
+    real = atomic.os.replace
+
+    def killed(src, dst):
+        if str(dst).endswith("report.html"):
+            raise OSError("killed")
+        return real(src, dst)
+
+    second = Report("Forgetting on the embedded world", config=Config(), seeds=[5])
+    monkeypatch.setattr(atomic.os, "replace", killed)
+    with pytest.raises(OSError, match="killed"):
+        second.write(out)
+    monkeypatch.setattr(atomic.os, "replace", real)
+    with pytest.raises(InterferenceError, match="results.json does not match manifest.json"):
+        load_results(out)
+    (out / "manifest.json").unlink()
+    with pytest.raises(InterferenceError, match="has no manifest.json"):
+        load_results(out)
+    second.write(out)
+    assert load_results(out)["seeds"] == [5]
+
+
+def test_conditions_csv_holds_the_scalar_fields(tmp_path):
+    import csv
+
+    out = build_report().write(tmp_path / "run")
+    rows = list(csv.DictReader((out / "conditions.csv").open()))
+    assert [r["name"] for r in rows] == ["sft", "self_distill", "known_only"]
+    assert rows[0]["held_acc_final"] == "0.7" and rows[2]["new_acc"] == ""
+    assert "drift" not in rows[0]  # a mapping in one record: left to results.json
+
+
+def _cells(page: str) -> list[str]:
+    return re.findall(r"<td>(.*?)</td>", page, flags=re.DOTALL)
+
+
+def test_no_table_cell_holds_json_or_lists(tmp_path):
+    report = build_report()
+    report.add_condition("sft", 3, task_acc=1.0, new_acc=0.5, held_acc_peak=0.9, held_acc_final=0.8, forgetting=0.1,
+                         drift_per_layer=[0.1, 0.2], curves={"held": [0.9, 0.8]}, held_correct_final=[True, False])
+    report.section("wide").table([{"a": 1, "b": [1, 2], "c": {"x": 1}, "d": 0.123456}], details=["d"])
+    page = report.to_html()
+    for cell in _cells(page):
+        assert not re.search(r"[\[\{]", cell), cell
+    assert "Per-item values of b, c are in results.json" in page
+    assert "<details><summary>more columns (d)</summary>" in page
+
+
+def test_config_is_a_flat_two_column_table():
+    report = Report("t", config={"model": "world", "train": {"lr": 0.001, "method": "sft"}, "seeds": [0, 1]})
+    page = report.to_html()
+    assert "<h2>Configuration</h2>" in page and "<pre>" not in page
+    assert "<td>train.lr</td><td>0.001</td>" in page and "<td>seeds</td><td>0, 1</td>" in page
+
+
+def test_headline_comes_first_with_verdict_and_chart_before_per_seed_tables():
+    from interference.paired import Check, judge
+
+    report = build_report()
+    head = report.headline("SD forgets less than SFT.", judge([Check("sd > sft", "+0.1", True, primary=True),
+                                                                Check("ratio >= 3", "1.2", False)]))
+    head.table([{"quantity": "SFT forgetting", "paper": "≈15 %", "ours": "26.3 %"}], title="The paper beside ours")
+    head.figure(go.Figure(go.Scatter(x=[0], y=[1])), title="comparison")
+    page = report.to_html()
+    body = page[page.index("<body>"):]
+    assert body.index('<section class="headline"') < body.index("<h2>Curves</h2>")
+    assert body.index("Verdict: partly reproduces") < body.index("The paper beside ours")
+    assert body.index('id="figure-3"') < body.index("<h2>Per-seed records</h2>")  # the headline chart
+    data = report.to_dict()
+    assert data["headline"]["claim"] == "SD forgets less than SFT."
+    assert data["headline"]["verdict"]["verdict"] == "partly reproduces"
+
+
+def test_table_helper_for_notebooks():
+    from interference.report import number_text, table
+
+    shown = table([{"a": 0.123456, "b": None, "c": [1, 2]}])
+    text = shown._repr_html_()
+    assert "<td>0.123</td>" in text and "<td>—</td>" in text and "[1" not in text
+    assert number_text(1234.5) == "1,234" and number_text(0.0) == "0" and number_text(True) == "yes"

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
+from .. import charts
 from ..errors import InterferenceError
 from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
+from ..paired import Check, interval_text, paired_difference, ratio
 from ..report import Report
 from ..stats import mean_ci
+from .headline import add_curves, add_headline, add_summary, mean_of, ours
 
 #: Method name -> TrainConfig fields that make it.
 METHODS: dict[str, dict] = {
@@ -102,8 +105,7 @@ def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METH
             if method == "sft":
                 sft_epochs = max(1, condition.result.epochs)
             drift = held_drift(setup, condition.model, [study.layer], base)[0].item()
-            curves = {split: condition.result.curve(split) for split in ("known", "unknown", "held")}
-            study.records.append(condition.record(drift=drift, curves=curves,
+            study.records.append(condition.record(drift=drift,
                                                   forgotten=[setup.held[i].key for i in condition.result.forgotten]))
             bar.update(1)
     bar.close()
@@ -111,10 +113,51 @@ def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METH
     return study
 
 
-def forgetting_report(study: ForgettingStudy) -> Report:
-    """The forgetting report: the method table with intervals, per-epoch curves, and the drift per method."""
-    import plotly.graph_objects as go
+#: Kaplan et al.'s numbers (SPEC §3, Table 1 on Qwen2.5-1.5B), per method: (quantity, paper, record field).
+PAPER: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "sft": (("SFT: forgetting (peak-relative)", "≈15 %", "forgetting"),
+            ("SFT: held-out accuracy at the end (Table 1)", "78.0 %", "held_acc_final"),
+            ("SFT: acquisition (Table 1)", "94.6 %", "new_acc")),
+    "self_distill": (("self-distillation: forgetting (peak-relative)", "≈3 %", "forgetting"),),
+    "l2": (("L2 control: forgetting", "≈10 %", "forgetting"),),
+    "attention-only": (("attention-only: acquisition (Table 1)", "1.0 %", "new_acc"),
+                       ("attention-only: held-out accuracy (Table 1)", "93.1 %", "held_acc_final")),
+    "ffn-only": (("FFN-only: acquisition (Table 1)", "94.1 %", "new_acc"),
+                 ("FFN-only: held-out accuracy (Table 1)", "78.2 %", "held_acc_final")),
+    "known-only": (("known-only: held-out accuracy (Table 1)", "95.8 %", "held_acc_final"),),
+}
+#: Rules of the verdict on self-distillation vs SFT (the fair-protocol acceptance test).
+MIN_GAIN, MIN_ACQUISITION_RATIO, MIN_DROP_RATIO = 0.05, 0.9, 3.0
 
+
+def forgetting_checks(records: list[dict]) -> list[Check] | None:
+    """The verdict's rules for "self-distillation forgets less than SFT at matched acquisition" (None when either
+    method was not run)."""
+    names = {r["name"] for r in records}
+    if not {"sft", "self_distill"} <= names:
+        return None
+    gain = paired_difference(records, "self_distill", "sft", "held_acc_final")
+    starts = {(r["seed"], r["name"]): r.get("held_acc_start") for r in records}
+    shared = all(starts.get((s, "self_distill")) == starts.get((s, "sft")) for s in gain.seeds)
+    acquisition = ratio(mean_of(records, "self_distill", "new_acc"), mean_of(records, "sft", "new_acc"))
+    drops = ratio(mean_of(records, "sft", "absolute_drop"), mean_of(records, "self_distill", "absolute_drop"))
+    return [
+        Check("self_distill − sft final held-out accuracy > 0 (mean over paired seeds)", interval_text(gain.t),
+              gain.t.mean > 0, primary=True),
+        Check(f"that difference ≥ +{MIN_GAIN} with its 95 % t-interval above 0", interval_text(gain.t),
+              gain.t.mean >= MIN_GAIN and gain.t.low > 0),
+        Check(f"self_distill acquisition ≥ {MIN_ACQUISITION_RATIO} × sft's (matched acquisition)",
+              f"{acquisition:.2f} ×", acquisition >= MIN_ACQUISITION_RATIO),
+        Check(f"absolute drop sft / self_distill ≥ {MIN_DROP_RATIO:g} (paper ≈5)", f"{drops:.2f}",
+              drops >= MIN_DROP_RATIO),
+        Check("sft and self_distill start from the same held-out accuracy on every seed (fair protocol)",
+              "shared" if shared else "different starts", shared),
+    ]
+
+
+def forgetting_report(study: ForgettingStudy) -> Report:
+    """The forgetting report: the headline (self-distillation vs SFT, paired over seeds, against the paper), the
+    per-condition summary, per-epoch curves with seed bands, and drift per method."""
     config = study.config
     report = Report(
         "Forgetting under fine-tuning methods",
@@ -123,33 +166,28 @@ def forgetting_report(study: ForgettingStudy) -> Report:
         description=(
             f"{len(study.methods)} methods x {len(config.seeds)} seeds on {config.model}"
             f"{' (quick)' if config.quick else ''}: D_known {config.n_known}, D_unknown {config.n_unknown} new facts, "
-            f"D_held {config.n_held}. Forgetting = (peak - final) / peak of held-out accuracy (SPEC §2); intervals "
-            f"are 95 % t-intervals over seeds. Drift = mean 1 - cos of held-out subject states, base vs trained, at "
-            f"layer {study.layer}."
+            f"D_held {config.n_held}. Every method of one seed starts from the same model. Absolute drop = held-out "
+            f"accuracy at the start − at the end; forgetting = (peak − final) / peak (SPEC §2); intervals are 95 % "
+            f"t-intervals over seeds. Drift = mean 1 − cos of held-out subject states, base vs trained, at layer "
+            f"{study.layer}."
         ),
     )
     report.add_conditions(study.records)
+    records, methods = report.conditions, list(study.methods)
+    paper = [{"quantity": quantity, "paper": value, "ours": ours(records, method, field)}
+             for method in methods for quantity, value, field in PAPER.get(method, ())]
+    add_headline(report, claim="Self-distillation forgets less than SFT at matched acquisition: from the same start it "
+                 "ends with higher held-out accuracy while learning the new facts about as well (Kaplan et al.).",
+                 records=records, conditions=methods, checks=forgetting_checks(records), paper=paper,
+                 note=None if "sft" in methods else "No sft condition was run: there is no paired comparison.")
+    add_summary(report, records, methods)
     summary = study.summary()
     report.results["summary"] = summary
     report.results["layer"] = study.layer
-    section = report.section("Table 1: task, new and held-out accuracy, forgetting")
-    section.table(summary, columns=["method", "seeds", "task_acc", "new_acc", "held_acc_peak", "held_acc_final",
-                                    "forgetting", "forgetting_ci", "drift", "drift_ci"])
-    bars = go.Figure(go.Bar(
-        x=[r["method"] for r in summary], y=[r["forgetting"] for r in summary],
-        error_y={"type": "data", "array": [r["forgetting_ci"] or 0 for r in summary]}, name="forgetting",
-    ))
-    bars.update_layout(title="Held-out forgetting (mean over seeds, 95 % CI)", yaxis_title="relative drop from peak")
-    section.figure(bars)
-    curves = report.section("Per-epoch accuracy", "Mean over seeds of task (D_known), new (D_unknown) and held-out "
-                                                  "(D_held) accuracy after each epoch; epoch 0 is the start.")
-    for split, label in (("held", "held-out"), ("unknown", "new facts"), ("known", "task")):
-        figure = go.Figure()
-        for method in study.methods:
-            runs = [r["curves"][split] for r in study.of(method)]
-            length = max(len(c) for c in runs)
-            mean = [sum(c[i] for c in runs if i < len(c)) / sum(1 for c in runs if i < len(c)) for i in range(length)]
-            figure.add_trace(go.Scatter(x=list(range(length)), y=mean, mode="lines+markers", name=method))
-        figure.update_layout(title=f"{label} accuracy", xaxis_title="epoch", yaxis_title="accuracy")
-        curves.figure(figure)
+    add_curves(report, records, methods)
+    drift = report.section("Drift of held-out subject representations",
+                           f"Mean 1 − cos(h_after, h_base) of held-out subjects at layer {study.layer}, per method; "
+                           f"dots are seeds.")
+    drift.figure(charts.comparison_chart(records, methods, [("drift", f"drift at layer {study.layer}")],
+                                         title="Held-out subject drift (mean over seeds, 95 % t-interval)"))
     return report

@@ -1,0 +1,103 @@
+"""The parts every training study's report shares: the headline (claim, verdict, paired comparison, the paper beside
+ours, one comparison chart), the per-condition summary, and per-epoch accuracy curves with seed bands."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from .. import charts
+from ..paired import (
+    MEASURES,
+    Check,
+    PairedDifference,
+    Verdict,
+    condition_summary,
+    interval_text,
+    judge,
+    paired_comparison,
+    t_interval,
+)
+from ..report import Report
+
+#: Short labels of the paired measures in tables.
+MEASURE_LABELS = {"held_acc_final": "final held-out acc", "absolute_drop": "absolute drop", "new_acc": "acquisition"}
+#: Per-condition numbers and their labels in the summary table.
+SUMMARY_LABELS = {"held_acc_start": "held-out at start", "held_acc_final": "held-out final",
+                  "absolute_drop": "absolute drop", "forgetting": "forgetting (peak-relative)",
+                  "new_acc": "acquisition", "task_acc": "task acc"}
+
+
+def paired_rows(differences: Sequence[PairedDifference]) -> list[dict]:
+    """The paired comparison as display rows: each interval as text, '+0.082 [+0.031, +0.133]'."""
+    return [{"condition": f"{d.condition} − {d.reference}", "measure": MEASURE_LABELS.get(d.measure, d.measure),
+             "mean difference [95 % t over seeds]": interval_text(d.t),
+             "[95 % bootstrap over facts]": "—" if d.bootstrap is None else interval_text(d.bootstrap),
+             "seeds > 0": f"{d.n_positive} of {d.t.n}"} for d in differences]
+
+
+def mean_of(records: Sequence[Mapping], name: str, field: str) -> float | None:
+    """The mean over seeds of `field` for condition `name` (None where no seed has it)."""
+    interval = t_interval([r.get(field) for r in records if r["name"] == name])
+    return None if interval.n == 0 else interval.mean
+
+
+def ours(records: Sequence[Mapping], name: str, field: str, percent: bool = True) -> str:
+    """'12.3 %' (or '0.123'): our mean of `field` for `name`, for the paper-vs-ours table."""
+    value = mean_of(records, name, field)
+    if value is None:
+        return "— (not run)"
+    return f"{100 * value:.1f} %" if percent else f"{value:.3f}"
+
+
+def add_headline(report: Report, *, claim: str, records: Sequence[Mapping], conditions: Sequence[str],
+                 checks: Sequence[Check] | None, paper: Sequence[Mapping], reference: str = "sft",
+                 differences: Sequence[PairedDifference] | None = None, note: str | None = None) -> Verdict | None:
+    """Open `report`'s headline: the claim, the verdict from `checks` (none when they are None), the paired
+    comparison (`differences`, default every condition − `reference`), `paper` rows ({"quantity", "paper", "ours"})
+    and the comparison chart; the numbers also go to `report.results` (`paired`, `verdict`, `paper`)."""
+    if differences is None:
+        differences = paired_comparison(records, conditions, reference)
+    verdict = judge(checks) if checks else None
+    head = report.headline(claim, verdict)
+    if note:
+        head.text(note)
+    if differences:
+        head.table(paired_rows(differences), title=f"Paired difference per seed (condition − {reference}); "
+                                                   f"measures: {', '.join(MEASURES)}")
+    head.table(paper, title="The paper beside ours", columns=["quantity", "paper", "ours"])
+    head.figure(charts.comparison_chart(records, conditions))
+    report.results.update(paired=[d.row() for d in differences], verdict=verdict, paper=list(paper))
+    return verdict
+
+
+def add_summary(report: Report, records: Sequence[Mapping], conditions: Sequence[str]) -> list[dict]:
+    """A section with, per condition, the mean over seeds [95 % t-interval] of the held-out accuracy at the shared
+    start and at the end, the absolute drop, peak-relative forgetting (secondary), acquisition and task accuracy."""
+    summary = condition_summary(records, conditions)
+    rows = []
+    for row in summary:
+        shown = {"condition": row["condition"], "seeds": row["seeds"]}
+        for field, label in SUMMARY_LABELS.items():
+            value = row[field]
+            shown[label] = "—" if value is None else (
+                f"{value:.3f}" if row[f"{field}_low"] is None
+                else f"{value:.3f} [{row[f'{field}_low']:.3f}, {row[f'{field}_high']:.3f}]")
+        rows.append(shown)
+    report.results["condition_summary"] = summary
+    report.section("Per condition", "Means over seeds with 95 % t-intervals. Absolute drop = held-out accuracy at the "
+                   "shared start − at the end; forgetting = (peak − final) / peak, a secondary measure "
+                   "(SPEC §2).").table(rows)
+    return summary
+
+
+def add_curves(report: Report, records: Sequence[Mapping], conditions: Sequence[str]) -> None:
+    """A section of per-epoch accuracy curves (held-out, new facts, task): per condition the mean over seeds with a
+    band spanning the seeds; records need `curves` (see `interference.experiment.Condition.record`)."""
+    section = report.section("Per-epoch accuracy", "Mean over seeds after each epoch (epoch 0 = the shared start); "
+                             "the band spans the seeds' minimum to maximum. A run that stopped early (it reached the "
+                             "acquisition target) ends its line there.")
+    for split, label in (("held", "held-out accuracy acc(D_held)"), ("unknown", "acquisition acc(D_unknown)"),
+                         ("known", "task accuracy acc(D_known)")):
+        series = {name: [r["curves"][split] for r in records if r["name"] == name and r.get("curves")]
+                  for name in conditions}
+        section.figure(charts.band_chart(series, title=label, x_title="epoch", y_title="accuracy"))
