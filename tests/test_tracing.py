@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from interference.architectures import decoder_layers
+from interference.errors import InterferenceError
+from interference.facts import Fact
+from interference.models import load_model
+from interference.tracing import (
+    causal_trace,
+    encode_facts,
+    gold_probability,
+    greedy_correct,
+    nanmean,
+    recovery,
+    restore,
+)
+from interference.views import SITES
+
+FACTS = [
+    Fact("Bergadena", "country", "Norway", "Which country is Bergadena located in?"),
+    Fact("Ulm", "country", "Peru", "Which country is Ulm located in?"),
+    Fact("Kasotiru Vel", "capital", "Oslo", "What is the capital of Kasotiru Vel?"),
+]
+
+
+def test_recovery_is_the_closed_fraction_of_the_gap():
+    p_from, p_to = torch.tensor([0.1, 0.2, 0.5, 0.3]), torch.tensor([0.9, 0.6, 0.5, 0.32])
+    got = recovery(torch.tensor([0.9, 0.4, 0.7, 0.31]), p_from, p_to, min_gap=0.05)
+    assert got[:2].tolist() == pytest.approx([1.0, 0.5])
+    assert math.isnan(got[2]) and math.isnan(got[3])  # no gap; a gap below min_gap
+    assert recovery(p_from, p_from, p_to)[:2].tolist() == [0.0, 0.0]
+    assert recovery(torch.tensor([0.0]), torch.tensor([0.5]), torch.tensor([0.3])).isnan().all()  # negative gap
+    assert nanmean(torch.tensor([[1.0, float("nan"), 3.0], [float("nan")] * 3])).tolist()[0] == 2.0
+    assert math.isnan(nanmean(torch.tensor([[float("nan")] * 2]))[0])
+
+
+def test_gold_probability_and_greedy_correctness_read_the_answer_positions():
+    _, tokenizer = load_model("tiny-llama")
+    encoded = encode_facts(tokenizer, FACTS[:2])
+    vocab = len(tokenizer)
+    logits = torch.zeros(2, encoded.input_ids.shape[1], vocab)
+    for i in range(2):  # a model that predicts every next gold token with certainty ...
+        for t in range(int(encoded.answer_start[i]), int(encoded.answer_end[i])):
+            logits[i, t - 1, encoded.input_ids[i, t]] = 50.0
+    assert greedy_correct(logits, encoded).tolist() == [True, True]
+    assert gold_probability(logits, encoded).tolist() == pytest.approx([1.0, 1.0])
+    first_wrong = logits.clone()  # ... except the second answer token of fact 1
+    t = int(encoded.answer_start[1]) + 1
+    first_wrong[1, t - 1, encoded.input_ids[1, t]] = 0.0
+    assert greedy_correct(first_wrong, encoded).tolist() == [True, False]
+    no_stop = logits.clone()  # fact 0 does not stop after its answer, unless a newline counts as a stop
+    end = int(encoded.answer_end[0]) - 1
+    no_stop[0, end - 1] = 0.0
+    newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+    no_stop[0, end - 1, newline] = 50.0
+    assert greedy_correct(no_stop, encoded).tolist() == [False, True]
+    assert greedy_correct(no_stop, encoded, stop_ids=[newline]).tolist() == [True, True]
+    spans = encoded.subject.tolist()
+    assert ["".join(tokenizer.decode(encoded.input_ids[i, s:e])) for i, (s, e) in enumerate(spans)] == [
+        "Bergadena", "Ulm"]
+
+
+def _base_and_finetuned(name="tiny-llama"):
+    base, tokenizer = load_model(name, seed=1)
+    tuned = load_model(name, seed=1)[0]
+    with torch.no_grad():  # decoder layers move; embeddings, final norm and unembedding stay
+        for param in decoder_layers(tuned).parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    return base, tuned, tokenizer
+
+
+def test_restoring_the_start_state_recovers_fully_and_own_states_change_nothing():
+    torch.manual_seed(0)
+    base, tuned, tokenizer = _base_and_finetuned()
+    effects = restore(tuned, base, tokenizer, FACTS, batch_size=2)
+    n = len(FACTS)
+    assert effects.p_patched.shape == (2, 2, len(SITES), n)
+    assert (effects.p_from - effects.p_to).abs().max() > 1e-4  # the fine-tuned copy differs
+    # the last layer's residual at the prompt's last token equals the start state there, and everything after it is
+    # shared: the start model's probability exactly, i.e. recovery 1 wherever it is defined
+    last = effects.p_patched[effects.modes.index("last"), -1, SITES.index("resid")]
+    torch.testing.assert_close(last, effects.p_to, atol=1e-6, rtol=0)
+    # recovery is defined where the start model is the more confident one; the reverse direction covers the rest
+    reverse = restore(base, tuned, tokenizer, FACTS, sites=("resid",), modes=("last",))
+    rec = torch.stack([effects.recovery()[effects.modes.index("last"), -1, SITES.index("resid")],
+                       reverse.recovery()[0, -1, 0]])
+    assert (~rec.isnan()).sum(0).tolist() == [1] * len(FACTS)
+    torch.testing.assert_close(rec[~rec.isnan()], torch.ones(len(FACTS)), atol=1e-4, rtol=0)
+    assert torch.equal(effects.correct_patched[effects.modes.index("last"), -1, SITES.index("resid")],
+                       effects.correct_to)
+    # patching the model with its own states is an identity
+    same = restore(tuned, tuned, tokenizer, FACTS, sites=("resid", "mlp"))
+    torch.testing.assert_close(same.p_patched, same.p_from.expand_as(same.p_patched), atol=1e-6, rtol=0)
+    assert same.recovery().isnan().all()  # nothing to recover
+    # another fact's state is a different intervention
+    donated = restore(tuned, base, tokenizer, FACTS, donors=[1, 2, 0], sites=("resid",))
+    torch.testing.assert_close(donated.p_to, effects.p_to)
+    assert (donated.p_patched[0] - effects.p_patched[0, :, [SITES.index("resid")]]).abs().max() > 1e-4
+
+
+def test_restoration_agrees_across_backends():
+    torch.manual_seed(0)
+    base, tuned, tokenizer = _base_and_finetuned("tiny-gpt2")
+    ref = restore(tuned, base, tokenizer, FACTS, sites=("attn_out", "mlp"))
+    for backend in ("transformer_lens", "nnsight"):
+        got = restore(tuned, base, tokenizer, FACTS, sites=("attn_out", "mlp"), backend=backend)
+        torch.testing.assert_close(got.p_patched, ref.p_patched, atol=1e-5, rtol=0)
+        assert torch.equal(got.correct_patched, ref.correct_patched)
+
+
+def test_causal_trace_restoring_the_clean_embeddings_or_output_state_recovers_fully():
+    model, tokenizer = load_model("tiny-llama", seed=2)
+    trace = causal_trace(model, tokenizer, FACTS, samples=3, seed=0)
+    again = causal_trace(model, tokenizer, FACTS, samples=3, seed=0)
+    assert torch.equal(trace.p_patched, again.p_patched)  # seeded
+    subject, last = trace.modes.index("subject"), trace.modes.index("last")
+    torch.testing.assert_close(trace.p_patched[subject, 0, SITES.index("resid_pre")], trace.p_to, atol=1e-6, rtol=0)
+    torch.testing.assert_close(trace.p_patched[last, -1, SITES.index("resid")], trace.p_to, atol=1e-6, rtol=0)
+    assert (trace.p_from - trace.p_to).abs().max() > 1e-5  # the noise does corrupt
+    assert trace.correct_patched is None and trace.restored() is None
+
+
+def test_bad_tracing_arguments_are_named():
+    model, tokenizer = load_model("tiny-llama")
+    with pytest.raises(InterferenceError, match="unknown site"):
+        restore(model, model, tokenizer, FACTS, sites=("attn",))
+    with pytest.raises(InterferenceError, match="unknown position mode"):
+        causal_trace(model, tokenizer, FACTS, modes=("first",))
+    with pytest.raises(InterferenceError, match="donors"):
+        restore(model, model, tokenizer, FACTS, donors=[0, 5, 1])
+    with pytest.raises(InterferenceError, match="at least one fact"):
+        encode_facts(tokenizer, [])
