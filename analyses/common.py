@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from interference.devices import DEVICE_CHOICES, DTYPES, resolve_device, resolve_dtype
+from interference.errors import InterferenceError
 from interference.experiment import WORLD, ExperimentConfig
 
 
@@ -30,16 +32,31 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--target-new-acc", type=float, default=None,
                    help="stop each condition once acc(D_unknown) reaches this (matched acquisition)")
     p.add_argument("--layer", type=int, default=None, help="layer of drift/overlap (default: the middle layer)")
+    p.add_argument("--knowledge", default=None, metavar="TABLE",
+                   help="with a real model: a saved SLiCK table (.jsonl/.csv) of that model to split, instead of "
+                        "categorising --data (the same as passing the table as --data)")
+    p.add_argument("--min-known-fraction", type=float, default=None,
+                   help="with SLiCK-categorised data: keep relations with at least this fraction of HighlyKnown "
+                        "facts (default 0.3, the paper's)")
+    p.add_argument("--device", default="auto",
+                   help=f"{DEVICE_CHOICES}: where SLiCK, training and every read run (default auto: cuda when "
+                        "available)")
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES),
+                   help="dtype of the model's weights (default float32)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
 def experiment_config(args: argparse.Namespace, **defaults) -> ExperimentConfig:
     """The ExperimentConfig the options describe (`defaults` are this analysis's own sizes, options win)."""
+    resolve_device(args.device), resolve_dtype(args.dtype)  # one-line errors before any work
+    if args.knowledge is not None and args.data is not None and args.data != args.knowledge:
+        raise InterferenceError("give the facts once: --knowledge TABLE or --data DIR/TABLE, not both")
     options = {
-        "model": args.model, "data": args.data, "n_known": args.n_known, "n_unknown": args.n_unknown,
+        "model": args.model, "data": args.knowledge or args.data, "n_known": args.n_known, "n_unknown": args.n_unknown,
         "n_held": args.n_held, "lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size,
         "target_new_acc": args.target_new_acc, "layer": args.layer,
+        "min_known_fraction": args.min_known_fraction,
         "seeds": tuple(args.seeds) if args.seeds else None,
     }
     settings = {**defaults, **{k: v for k, v in options.items() if v is not None}}

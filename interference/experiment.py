@@ -45,6 +45,8 @@ class ExperimentConfig:
         seeds: one run per seed (the seed draws the splits and the new facts, and seeds training).
         world_seed: seed of the embedded world.
         layer: the layer whose subject representations drift and overlap are read at; None: the middle layer.
+        min_known_fraction: with real data categorised by SLiCK, keep a relation only if at least this fraction of
+            its facts is HighlyKnown (paper 0.3; reports list every relation's fraction).
     """
 
     model: str = WORLD
@@ -60,6 +62,7 @@ class ExperimentConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     world_seed: int = 0
     layer: int | None = None
+    min_known_fraction: float = 0.3
 
     def __post_init__(self) -> None:
         self.seeds = tuple(self.seeds)
@@ -77,6 +80,8 @@ class ExperimentConfig:
             raise InterferenceError(f"seeds must be distinct and at least one, got {self.seeds}")
         if self.layer is not None and self.layer < 0:
             raise InterferenceError(f"layer must be >= 0, got {self.layer}")
+        if not (isinstance(self.min_known_fraction, int | float) and 0 <= self.min_known_fraction <= 1):
+            raise InterferenceError(f"min_known_fraction must be in [0, 1], got {self.min_known_fraction!r}")
 
     @classmethod
     def quick_preset(cls, **overrides) -> ExperimentConfig:
@@ -120,7 +125,7 @@ def make_setup(config: ExperimentConfig, seed: int, *, world=None, key_kind: str
     if key_kind != "name" or overlap != 1.0:
         raise InterferenceError("key kinds and overlap levels need the embedded world (new facts are generated)")
     return data_setup(config.model, config.data, n_known=config.n_known, n_unknown=n_unknown, n_held=config.n_held,
-                      seed=seed, progress=progress)
+                      seed=seed, min_known_fraction=config.min_known_fraction, progress=progress)
 
 
 def middle_layer(model) -> int:
@@ -143,6 +148,9 @@ class Setup:
         held: D_held, facts the model knows that are never trained on (forgetting is measured on them).
         seed: the seed the facts were drawn with.
         world: the embedded world, when the setup comes from one (it can make further new facts).
+        knowledge: with facts categorised by SLiCK, the relation filter (`interference.splits.Splits.knowledge_summary`:
+            every relation's HighlyKnown fraction, the threshold, the relations kept); every condition record
+            carries it as `relation_filter`.
     """
 
     name: str
@@ -153,6 +161,7 @@ class Setup:
     held: list[Fact]
     seed: int = 0
     world: object | None = None
+    knowledge: dict | None = None
     _snapshots: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -195,12 +204,14 @@ class Condition:
         result: the training run (per-epoch accuracies, per-fact outcomes, losses).
         model: the trained model.
         seconds: wall time of the run, evaluation included.
+        relation_filter: the setup's relation filter (`Setup.knowledge`), listed in the record; None for the world.
     """
 
     name: str
     result: TrainResult
     model: torch.nn.Module
     seconds: float
+    relation_filter: dict | None = None
 
     @property
     def seed(self) -> int:
@@ -226,6 +237,7 @@ class Condition:
             "epochs": summary["epochs"],
             "stopped": summary["stopped"],
             "seconds": round(self.seconds, 2),
+            **({"relation_filter": self.relation_filter} if self.relation_filter else {}),
             "curves": {split: self.result.curve(split) for split in ("known", "unknown", "held")},
             "curve_epochs": [r.epoch for r in history],
             "held_correct_start": list(history[0].correct["held"]),
@@ -254,7 +266,7 @@ def run_condition(setup: Setup, name: str, config: TrainConfig, *, progress: boo
         snapshot=snapshot,
         progress=progress,
     )
-    return Condition(name, result, model, time.perf_counter() - start)
+    return Condition(name, result, model, time.perf_counter() - start, setup.knowledge)
 
 
 def world_setup(
@@ -282,41 +294,50 @@ _REAL: dict[tuple, tuple] = {}
 
 def data_setup(model_name: str, data: str | Path, *, n_known: int | None = None, n_unknown: int | None = None,
                n_held: int | None = None, seed: int = 0, relations: Sequence[str] | None = None,
-               limit_per_relation: int | None = 200, preset: str = "fast", progress: bool = True) -> Setup:
-    """A setup from any causal LM and a folder of facts.
+               limit_per_relation: int | None = 200, preset: str = "fast", min_known_fraction: float = 0.3,
+               device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, progress: bool = True) -> Setup:
+    """A setup from any causal LM and its facts.
 
-    `data` is either a splits folder (`known.jsonl`, `unknown.jsonl`, `held.jsonl`, as written by
-    `interference.splits.save_splits`), used as is (sizes cut it down), or an EntityQuestions folder: its test
-    questions (`limit_per_relation` per relation, of `relations` or all) are categorised once with SLiCK (`preset`,
-    exemplars from dev, seed 0) and split by `interference.splits.build_splits` with `seed`.
+    `data` is one of: a splits folder (`known.jsonl`, `unknown.jsonl`, `held.jsonl`, as written by
+    `interference.splits.save_splits`), used as is (sizes cut it down); a saved SLiCK table (`.jsonl`/`.csv`, made
+    with this model, e.g. by `python -m interference.knowledge`); or an EntityQuestions folder, whose test questions
+    (`limit_per_relation` per relation, of `relations` or all) are categorised with SLiCK (`preset`, exemplars from
+    dev, seed 0) once and cached on disk (`interference.knowledge_cache`). Categorised facts are split by
+    `interference.splits.build_splits` with `seed`, keeping the relations with at least `min_known_fraction`
+    HighlyKnown facts; the setup's `knowledge` lists every relation's fraction.
     """
-    from .datasets import load_entityquestions
-    from .knowledge import SlickConfig, categorize
+    from .knowledge_cache import categorised_facts, is_table, knowledge_source
     from .models import load_model
     from .splits import SplitConfig, build_splits, load_splits
 
-    folder = Path(data)
-    if not folder.is_dir():
-        raise InterferenceError(f"data folder {folder} does not exist")
-    key = (model_name, str(folder.resolve()), tuple(relations or ()), limit_per_relation, preset)
+    path = Path(data)
+    if not (path.is_dir() or is_table(path)):
+        raise InterferenceError(f"data {path} is neither a folder nor a SLiCK table (.jsonl/.csv) that exists")
+    if is_table(path):  # checked against the model before the model is loaded
+        knowledge_source(path, model_name, relations=relations, limit_per_relation=limit_per_relation)
+    key = (model_name, str(path.resolve()), tuple(relations or ()), limit_per_relation, preset, str(device), dtype)
     if key not in _REAL:
-        model, tokenizer = load_model(model_name)
-        if (folder / "known.jsonl").exists():
-            _REAL[key] = (model, tokenizer, load_splits(folder), None)
+        model, tokenizer = load_model(model_name, device=device, dtype=dtype)
+        if path.is_dir() and (path / "known.jsonl").exists():
+            _REAL[key] = (model, tokenizer, load_splits(path), None)
+        elif is_table(path):
+            rows = knowledge_source(path, model_name, relations=relations, limit_per_relation=limit_per_relation)
+            _REAL[key] = (model, tokenizer, None, rows)
         else:
-            facts = load_entityquestions(folder, "test", relations=relations, limit_per_relation=limit_per_relation)
-            exemplars = load_entityquestions(folder, "dev", relations=relations)
-            rows = categorize(model, tokenizer, facts, exemplars, SlickConfig.preset(preset), progress=progress)
-            _REAL[key] = (model, tokenizer, facts, rows)
-    model, tokenizer, facts, rows = _REAL[key]
+            rows, _ = categorised_facts(model_name, path, model=model, tokenizer=tokenizer, relations=relations,
+                                        limit_per_relation=limit_per_relation, preset=preset, progress=progress)
+            _REAL[key] = (model, tokenizer, None, rows)
+    model, tokenizer, splits, rows = _REAL[key]
     if rows is None:
         sizes = (n_known, n_unknown, n_held)
         known, unknown, held = (list(s) if n is None else list(s)[:n]
-                                for s, n in zip((facts.known, facts.unknown, facts.held), sizes, strict=True))
+                                for s, n in zip((splits.known, splits.unknown, splits.held), sizes, strict=True))
     else:
-        splits = build_splits(facts, rows, SplitConfig(n_known=n_known, n_unknown=n_unknown, n_held=n_held, seed=seed))
+        splits = build_splits([r.fact for r in rows], rows, SplitConfig(
+            n_known=n_known, n_unknown=n_unknown, n_held=n_held, min_known_fraction=min_known_fraction, seed=seed))
         known, unknown, held = list(splits.known), list(splits.unknown), list(splits.held)
-    return Setup(model_name, model, tokenizer, known, unknown, held, seed)
+    knowledge = splits.knowledge_summary() if splits.known_fractions else None
+    return Setup(model_name, model, tokenizer, known, unknown, held, seed, knowledge=knowledge)
 
 
 def held_states(setup: Setup, model: torch.nn.Module, layers: Sequence[int]) -> torch.Tensor:

@@ -137,6 +137,34 @@ def stop_tokens(tokenizer) -> list[int]:
     return list(tokenizer("\n", add_special_tokens=False)["input_ids"])[:1]
 
 
+def score_facts(model, tokenizer, facts: Sequence[Fact], *, batch_size: int = 64, backend: str = "hf"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per fact, the probability of its first answer token and whether greedy decoding yields its gold answer (one
+    teacher-forced forward pass; see the module docstring): ([n] floats, [n] booleans)."""
+    encoded = encode_facts(tokenizer, facts)
+    stop = stop_tokens(tokenizer)
+    p, ok = [], []
+    for index in torch.arange(len(facts)).split(batch_size):
+        batch = encoded.rows(index)
+        logits, _ = run_sites(model, batch.input_ids, batch.attention_mask, backend=backend)
+        p.append(gold_probability(logits, batch).cpu())
+        ok.append(greedy_correct(logits.cpu(), batch, stop))
+    return torch.cat(p), torch.cat(ok)
+
+
+def random_donors(facts: Sequence[Fact], seed: int = 0) -> list[int]:
+    """For each fact, the index of a random other fact about a different subject (seeded): the donors of the
+    other-fact control. A fact whose subject every other fact shares is an error."""
+    generator = torch.Generator().manual_seed(seed)
+    donors = []
+    for fact in facts:
+        others = [j for j, other in enumerate(facts) if other.subject != fact.subject]
+        if not others:
+            raise InterferenceError(f"no fact about another subject than {fact.subject!r} to donate a state")
+        donors.append(others[int(torch.randint(len(others), (1,), generator=generator))])
+    return donors
+
+
 # --- results ---------------------------------------------------------------------------------------------------------
 
 @dataclass

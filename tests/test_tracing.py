@@ -15,8 +15,10 @@ from interference.tracing import (
     gold_probability,
     greedy_correct,
     nanmean,
+    random_donors,
     recovery,
     restore,
+    score_facts,
 )
 from interference.views import SITES
 
@@ -134,3 +136,21 @@ def test_bad_tracing_arguments_are_named():
         restore(model, model, tokenizer, FACTS, donors=[0, 5, 1])
     with pytest.raises(InterferenceError, match="at least one fact"):
         encode_facts(tokenizer, [])
+
+
+def test_random_donors_are_other_subjects_and_seeded():
+    facts = [*FACTS, Fact("Ulm", "capital", "Lima", "What is the capital of Ulm?")]
+    donors = random_donors(facts, seed=3)
+    assert donors == random_donors(facts, seed=3)
+    assert all(facts[d].subject != f.subject for f, d in zip(facts, donors, strict=True))
+    with pytest.raises(InterferenceError, match="another subject"):
+        random_donors(facts[1:2] + facts[3:], seed=0)
+
+
+def test_score_facts_matches_restoration_baselines():
+    torch.manual_seed(0)
+    base, tuned, tokenizer = _base_and_finetuned()
+    effects = restore(tuned, base, tokenizer, FACTS, sites=("resid",), modes=("last",))
+    p, ok = score_facts(tuned, tokenizer, FACTS, batch_size=2)
+    torch.testing.assert_close(p, effects.p_from)
+    assert torch.equal(ok, effects.correct_from)
