@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from interference.devices import DEVICE_CHOICES, DTYPES, resolve_device, resolve_dtype
 from interference.errors import InterferenceError, cli_errors
 from interference.models import load_model
 from interference.views import BACKENDS, encode, last_positions, logit_lens, mlp_activations, residual_stream
@@ -46,10 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt", action="append", help="prompt to read (repeatable); default: two examples")
     parser.add_argument("--backend", default="hf", choices=BACKENDS)
     parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default auto: cuda when available)")
+    parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help="weights' dtype (default float32)")
     args = parser.parse_args(argv)
     if args.top_k < 1:
         raise InterferenceError(f"--top-k must be >= 1, got {args.top_k}")
-    model, tokenizer = load_model(args.model)
+    device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
+    model, tokenizer = load_model(args.model, device=device, dtype=dtype)
     rows = summarize(model, tokenizer, args.prompt or DEFAULT_PROMPTS, backend=args.backend, top_k=args.top_k)
     current = None
     for row in rows:

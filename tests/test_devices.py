@@ -70,3 +70,28 @@ def test_inference_batches_scale_up_on_accelerators_only():
 
 def test_cpu_description_names_threads():
     assert device_description("cpu").startswith("cpu (")
+
+
+def analysis_commands() -> list[str]:
+    import pkgutil
+
+    import analyses
+
+    return sorted(m.name for m in pkgutil.iter_modules(analyses.__path__) if m.name != "common")
+
+
+@pytest.mark.parametrize("name", analysis_commands())
+def test_every_analysis_takes_device_and_dtype(name, capsys):
+    import importlib
+
+    main = importlib.import_module(f"analyses.{name}").main
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "--device" in out and "--dtype" in out
+    assert main(["--device", "foo"]) == 2  # refused before any work
+    assert capsys.readouterr().err == "error: unknown device 'foo' (choose auto, cpu, cuda, cuda:N or mps)\n"
+    if not torch.cuda.is_available():
+        assert main(["--device", "cuda:0"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
