@@ -12,7 +12,7 @@ from interference.facts import Fact
 from interference.models import load_model
 from interference.train import TrainConfig, resolve_trainable, train
 from interference.train.checkpoint import STATE
-from interference.train.freezing import parse_selection
+from interference.parameter_groups import parse_selection
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """Training examples: facts tokenised once into right-padded tensors, and seeded per-epoch batch orders.
 
-Example i is `tokenizer(qa_prompt(f))` followed by `tokenizer(qa_target(f), add_special_tokens=False) + [eos]`; the
-ids are concatenated, never re-tokenised as one string, so the answer tokens are exactly the trained targets.
-Labels carry the answer tokens (answer + eos) and `IGNORE` on prompt and pad; the mask marks every non-pad position.
+Example i is `tokenizer(qa_prompt(f))` followed by `tokenizer(qa_target(f), add_special_tokens=False) + [eos]`,
+concatenated as ids (never re-tokenised), so the answer tokens are exactly the trained targets. Labels hold the
+answer tokens (answer + eos) and `IGNORE` on prompt and pad; the mask marks every non-pad position.
 """
 
 from __future__ import annotations
@@ -28,13 +28,8 @@ class Batch:
     labels: torch.Tensor
 
     def to(self, device: torch.device | str) -> Batch:
-        """This batch on `device` (the example numbers too: a teacher cache on that device indexes with them)."""
-        return Batch(
-            self.index.to(device, non_blocking=True),
-            self.input_ids.to(device, non_blocking=True),
-            self.attention_mask.to(device, non_blocking=True),
-            self.labels.to(device, non_blocking=True),
-        )
+        return Batch(*(t.to(device, non_blocking=True) for t in (self.index, self.input_ids, self.attention_mask,
+                                                                 self.labels)))
 
 
 class Examples:
@@ -62,17 +57,12 @@ class Examples:
     def batch(self, index: torch.Tensor) -> Batch:
         """The examples `index`, cut to the longest of them."""
         width = int(self.lengths[index].max())
-        return Batch(
-            index, self.input_ids[index, :width], self.attention_mask[index, :width], self.labels[index, :width]
-        )
+        return Batch(index, *(t[index, :width] for t in (self.input_ids, self.attention_mask, self.labels)))
 
 
 def epoch_order(n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True) -> list[torch.Tensor]:
-    """Example indices of each batch of an epoch: a permutation seeded by (seed, epoch), so a resumed run sees the
-    same batches as an uninterrupted one without carrying any sampler state."""
-    if shuffle:
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        order = torch.randperm(n, generator=generator)
-    else:
-        order = torch.arange(n)
+    """Example numbers of each batch of an epoch: a permutation seeded by (seed, epoch), so a resumed run sees the
+    same batches as an uninterrupted one without any sampler state."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)) if shuffle else (
+        torch.arange(n))
     return list(order.split(batch_size))

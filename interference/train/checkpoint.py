@@ -1,121 +1,169 @@
-"""Resumable checkpoints in an output folder.
+"""A run's output folder: claimed and locked for the run, resumable, every write atomic and finite.
 
-Layout of `out/`:
-- `checkpoint-<epoch>/`: the model after that epoch, Hugging Face format (`interference.models.save_checkpoint`);
-- `train_state.pt`: which checkpoint is current, the optimiser state, torch RNG states, the history so far, μ and
-  the config — written atomically *after* its checkpoint folder, so it always names a complete one;
-- `snapshot.safetensors`: θ_snapshot (teacher / anchor), so a resumed run needs no snapshot training;
-- `metrics.json`: config, trainable parameters and per-epoch metrics, rewritten atomically after each epoch;
-- `model/`: the final model (HF format), written when training ends.
-A run resumes from the last completed epoch; the epoch being trained when it stopped is redone.
+Layout: `metrics.json` (after every evaluation; `"finished": true` only once `model/` is saved), `snapshot.safetensors`
+(θ_snapshot), `checkpoint-<epoch>/` (`Accelerator.save_state`: weights, optimiser, RNG states), `train_state.json`
+(history, μ, the run's fingerprint and which checkpoint is current; written after that checkpoint), and at the end
+`model/` (Hugging Face format). Files the toolkit did not write are never replaced (`interference.outputs`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic import TMP_SUFFIX
 from ..errors import InterferenceError
-from ..models import save_checkpoint
+from ..outputs import claim_output
 from .teacher import Snapshot
 
-STATE = "train_state.pt"
-SNAPSHOT = "snapshot.safetensors"
+STATE, SNAPSHOT, METRICS, MODEL = "train_state.json", "snapshot.safetensors", "metrics.json", "model"
 
 
-def _atomic_save(write, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+def fingerprint(model: torch.nn.Module, splits: dict, config) -> dict:
+    """What a resumed run must share with the interrupted one: the options, the facts and the starting weights
+    (every parameter's name, shape, dtype and ≤ 4096 evenly spaced values)."""
+    facts, weights = hashlib.sha256(), hashlib.sha256()
+    for name, split in splits.items():
+        facts.update(json.dumps([name, [dataclasses.asdict(f) for f in split]], sort_keys=True, default=str).encode())
+    for name, p in model.named_parameters():
+        sample = p.detach().flatten()[:: max(1, p.numel() // 4096)].float().cpu().numpy()
+        weights.update(f"{name}{tuple(p.shape)}{p.dtype}".encode() + sample.tobytes())
+    return {"config": config.to_dict(), "facts": facts.hexdigest(), "model": weights.hexdigest()}
 
 
-def rng_state() -> dict:
-    """torch's CPU RNG state, and every CUDA device's when CUDA is in use."""
-    state = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+def check_finite(model: torch.nn.Module, when: str) -> None:
+    """Refuse to save a model with a non-finite parameter."""
+    bad = next((n for n, p in model.named_parameters() if not torch.isfinite(p).all()), None)
+    if bad is not None:
+        raise InterferenceError(f"parameter {bad} is not finite {when}: training diverged; lower the learning rate")
 
 
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+class RunFolder:
+    """The output folder of one run (`path` None: nothing is written). Every process calls every method; the main
+    process claims the folder, writes and removes, the others join the collective saves and wait."""
 
+    def __init__(self, path, accelerator, inputs: dict, *, resume: bool = False, overwrite: bool = False):
+        self.path, self.accelerator, self.inputs = None if path is None else Path(path), accelerator, inputs
+        self.resume, self.overwrite, self.state, self.folder = resume, overwrite, None, None
+        self._stack = contextlib.ExitStack()
+        if resume and path is None:
+            raise InterferenceError("resume needs the output folder of the run to continue")
 
-def save(out: Path, model, tokenizer, state: dict) -> None:
-    """Write `checkpoint-<epoch>/`, then `train_state.pt` naming it, then drop older checkpoint folders."""
-    name = f"checkpoint-{state['epoch']}"
-    save_checkpoint(model, tokenizer, out / name)
-    _atomic_save(lambda tmp: torch.save({**state, "checkpoint": name}, tmp), out / STATE)
-    for old in out.glob("checkpoint-*"):
-        if old.name != name:
-            shutil.rmtree(old, ignore_errors=True)
+    def __enter__(self) -> RunFolder:
+        if self.path is None:
+            return self
+        error = None
+        if self.accelerator.is_main_process:
+            try:
+                self._check()
+                self.folder = self._stack.enter_context(claim_output(
+                    self.path, "train", overwrite=self.overwrite, resume=self.resume,
+                    writes=(MODEL, "checkpoint-*") if not self.resume else ()))
+                for name in (STATE, SNAPSHOT, METRICS, *(p.name for p in self.path.glob("checkpoint-*"))):
+                    if not self.resume and (self.path / name).exists():
+                        self.folder.remove(name)  # an earlier run's (a user's file is refused, never removed)
+            except InterferenceError as err:
+                self._stack.close()
+                error = str(err)
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
 
+            error = broadcast_object_list([error])[0]
+        if error is not None:
+            raise InterferenceError(error)
+        if self.resume:
+            self.state = json.loads((self.path / STATE).read_text())
+        return self
 
-def finish(out: Path, state: dict) -> None:
-    """Mark the run finished: keep the history, drop the optimiser state and the checkpoint folders."""
-    _atomic_save(
-        lambda tmp: torch.save({**state, "optimizer": None, "checkpoint": None, "finished": True}, tmp), out / STATE
-    )
-    for old in out.glob("checkpoint-*"):
-        shutil.rmtree(old, ignore_errors=True)
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
 
+    def _check(self) -> None:
+        state_file = self.path / STATE
+        if not self.resume and state_file.exists() and not self.overwrite:
+            raise InterferenceError(f"{self.path} already holds a run: --resume it, or pass --overwrite to replace it")
+        if not self.resume:
+            return
+        if not state_file.exists():
+            raise InterferenceError(f"nothing to resume in {self.path}: no {STATE}")
+        try:
+            state = json.loads(state_file.read_text())
+        except (OSError, ValueError) as err:
+            raise InterferenceError(f"cannot read {state_file}: {str(err).splitlines()[0]}") from None
+        if state.get("finished"):
+            raise InterferenceError(f"the run in {self.path} has already finished; its model is in {self.path / MODEL}")
+        saved = state["fingerprint"]
+        diff = next((k for k, v in self.inputs["config"].items() if saved["config"].get(k) != v), None)
+        if diff is not None:
+            raise InterferenceError(f"cannot resume {self.path}: option {diff!r} differs from the interrupted run")
+        for key, what in (("facts", "the splits differ from"), ("model", "the model differs from")):
+            if saved[key] != self.inputs[key]:
+                raise InterferenceError(f"cannot resume {self.path}: {what} the interrupted run's")
+        if not (self.path / state["checkpoint"]).is_dir():
+            raise InterferenceError(f"{state_file} names {state['checkpoint']}, which is missing")
 
-def has_state(out: Path | None) -> bool:
-    return out is not None and (out / STATE).exists()
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / self.state["checkpoint"]
 
+    def write_metrics(self, data: dict) -> None:
+        if self.folder is not None:
+            self.folder.write_json(METRICS, data)
 
-def load(out: Path) -> dict:
-    """The saved training state; raises InterferenceError when absent, unreadable or finished."""
-    path = out / STATE
-    if not path.exists():
-        raise InterferenceError(f"nothing to resume in {out}: no {STATE}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user-facing problem
-        raise InterferenceError(f"cannot read {path}: {str(err).splitlines()[0]}") from err
-    if state.get("finished"):
-        raise InterferenceError(f"the run in {out} has already finished; its model is in {out / 'model'}")
-    if not (out / state["checkpoint"]).is_dir():
-        raise InterferenceError(f"{path} names {state['checkpoint']}, which is missing")
-    return state
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        if self.folder is not None:
+            tensors = {n: t.detach().cpu().contiguous() for n, t in snapshot.params.items()}
+            self.folder.write_with(SNAPSHOT, lambda tmp: save_file(tensors, tmp, {"epochs": str(snapshot.epochs)}))
 
+    def load_snapshot(self) -> Snapshot:
+        from safetensors import safe_open
 
-def load_weights(model: torch.nn.Module, folder: Path) -> None:
-    """Copy the weights of the HF checkpoint `folder` into `model` (same architecture)."""
-    from transformers import AutoModelForCausalLM
+        with safe_open(str(self.path / SNAPSHOT), framework="pt") as handle:
+            epochs = int((handle.metadata() or {}).get("epochs", 1))
+        return Snapshot(load_file(str(self.path / SNAPSHOT)), epochs)
 
-    dtype = next(model.parameters()).dtype
-    loaded = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-    Snapshot.of(loaded).load_into(model)
+    def save_checkpoint(self, state: dict) -> None:
+        """`checkpoint-<epoch>/` through a staging folder, then the state naming it, then older checkpoints go."""
+        if self.path is None:
+            return
+        name, main = f"checkpoint-{state['epoch']}", self.accelerator.is_main_process
+        staging = self.path / f".{name}.staging{TMP_SUFFIX}"
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(staging))
+        self.accelerator.wait_for_everyone()
+        if main:
+            if (self.path / name).exists():
+                self.folder.remove(name)
+            os.replace(staging, self.path / name)
+            self.folder.register(name)
+            self.folder.write_json(STATE, {**state, "checkpoint": name, "fingerprint": self.inputs})
+            for old in sorted(self.path.glob("checkpoint-*")):
+                if old.name != name:
+                    self.folder.remove(old.name)
 
+    def save_model(self, model, prepared, tokenizer) -> None:
+        """The final model, then (only then) the state marked finished; checkpoints go."""
+        if self.path is None:
+            return
+        fsdp = self.accelerator.distributed_type.name == "FSDP"
+        weights = self.accelerator.get_state_dict(prepared) if fsdp else None
+        if self.accelerator.is_main_process:
+            with self.folder.directory(MODEL) as tmp:
+                model.save_pretrained(tmp, state_dict=weights)
+                tokenizer.save_pretrained(tmp)
 
-def save_snapshot(out: Path, snapshot: Snapshot) -> None:
-    tensors = {n: t.detach().cpu().contiguous() for n, t in snapshot.params.items()}
-    _atomic_save(lambda tmp: save_file(tensors, tmp, metadata={"epochs": str(snapshot.epochs)}), out / SNAPSHOT)
-
-
-def load_snapshot(out: Path) -> Snapshot | None:
-    """The snapshot saved in `out`, or None."""
-    path = out / SNAPSHOT
-    if not path.exists():
-        return None
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        epochs = int((handle.metadata() or {}).get("epochs", 1))
-    return Snapshot(load_file(str(path)), epochs)
+    def finish(self, state: dict) -> None:
+        if self.folder is not None:
+            self.folder.write_json(STATE, {**state, "checkpoint": None, "fingerprint": self.inputs, "finished": True})
+            for old in sorted(self.path.glob("checkpoint-*")):
+                self.folder.remove(old.name)

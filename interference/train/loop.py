@@ -1,10 +1,8 @@
-"""The training loop: SFT, self-distillation and the L2 control, with evaluation, stop rules and resume.
+"""The training loop on `accelerate`: snapshot, teacher, then epochs of steps, acquisition checks and evaluation.
 
-One process uses plain PyTorch on whatever device the model is on. Launched as N processes (`torchrun` or
-`accelerate launch`, see `interference.train.distributed`), every process trains the same snapshot and measures
-the same μ and then takes rank 0's values (broadcast), the student is wrapped in DDP, each process takes every N-th
-batch of the epoch (the effective batch is N × batch_size), every process evaluates all facts (so all take the
-same stop decision) and only rank 0 writes files and shows progress bars.
+The `Accelerator` autocasts (`mixed_precision`) and, under `accelerate launch`, wraps the student in DDP or FSDP.
+`batch_size` is global: process r of N trains on facts r, r + N, … of each batch, with its CE and KL weighted so that
+the averaged gradient is one process's on the whole batch. Every process evaluates every fact; the main one writes.
 """
 
 from __future__ import annotations
@@ -15,437 +13,297 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
-from .. import atomic
 from ..errors import InterferenceError
 from ..evaluation import accuracy, fact_correctness
 from ..facts import Fact
-from . import checkpoint
-from .batches import Batch, Examples, epoch_order
+from ..parameter_groups import apply_trainable, resolve_trainable, restore_flags
+from .batches import Examples, epoch_order
+from .checkpoint import RunFolder, check_finite, fingerprint
 from .config import TrainConfig
-from .distributed import Runtime
-from .freezing import apply_trainable, resolve_trainable, restore_flags
-from .losses import answer_cross_entropy, l2_distance, matched_mu, self_distill_objective
-from .result import EpochRecord, TrainResult, format_accuracy
-from .teacher import OnTheFlyTeacher, Snapshot, TeacherCache, teacher_module
+from .losses import IGNORE, answer_cross_entropy, l2_distance, matched_mu, self_distill_objective
+from .result import EpochRecord, TrainResult
+from .teacher import OnTheFlyTeacher, Snapshot, TeacherCache, choose_cache, teacher_module
 
 log = logging.getLogger("interference.train")
 
 
-class _Objective:
-    """The method's loss on one batch: CE, plus λ·τ²·KL (self_distill) or μ·‖θ − θ₀‖² (l2)."""
+def make_accelerator(config: TrainConfig, device: torch.device, out=None):
+    """One process keeps the model where it is; under `accelerate launch` its settings apply."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
-    def __init__(
-        self,
-        method: str,
-        *,
-        teacher=None,
-        lam: float = 1.0,
-        tau: float = 0.5,
-        mu: float = 0.0,
-        params: Sequence[torch.Tensor] = (),
-        anchors: Sequence[torch.Tensor] = (),
-    ):
-        self.method, self.teacher, self.lam, self.tau, self.mu = method, teacher, lam, tau, mu
-        self.params, self.anchors = list(params), list(anchors)
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    if single:
+        AcceleratorState._reset_state(True)  # so that each run in a process may choose its own precision
+    return Accelerator(cpu=single and device.type == "cpu", device_placement=False, log_with=config.report_to,
+                       mixed_precision=None if config.mixed_precision == "no" else config.mixed_precision,
+                       project_dir=None if out is None else os.path.join(out, "logs"))
 
-    def __call__(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+
+@dataclass
+class Objective:
+    """The loss on a batch: CE, + λτ²·KL (self_distill) or + μ‖θ − θ₀‖² (l2); `weights` scale the CE and KL terms."""
+
+    method: str
+    config: TrainConfig
+    teacher: object = None
+    mu: float = 0.0
+    params: list = field(default_factory=list)
+    anchors: list = field(default_factory=list)
+
+    def __call__(self, logits, batch, weights=(1.0, 1.0)) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         ce = answer_cross_entropy(logits, batch.labels)
         if self.method == "self_distill":
-            kl = self.teacher.kl(logits, batch)
-            return self_distill_objective(ce, kl, self.lam, self.tau), {"ce": ce, "kl": kl}
+            kl = self.teacher.kl(logits, batch, self.config.kd_weighting)
+            loss = self_distill_objective(ce * weights[0], kl * weights[1], self.config.kd_lambda, self.config.kd_tau)
+            return loss, {"ce": ce, "kl": kl}
         if self.method == "l2":
             dist = l2_distance(self.params, self.anchors)
-            return ce + self.mu * dist, {"ce": ce, "l2": dist}
-        return ce, {"ce": ce}
+            return ce * weights[0] + self.mu * dist, {"ce": ce, "l2": dist}
+        return ce * weights[0], {"ce": ce}
 
 
-def _optimizer(params: list[torch.Tensor], config: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-
-
-def _step(forward, batch: Batch, objective: _Objective, params, optimizer, max_grad_norm):
+def _step(accelerator, forward, objective, batch, weights, params, optimizer, max_grad_norm) -> dict:
     logits = forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    loss, parts = objective(logits, batch)
-    loss.backward()
+    loss, parts = objective(logits, batch, weights)
+    accelerator.backward(loss)
     if max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        parts["grad_norm"] = accelerator.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss.detach(), {k: v.detach() for k, v in parts.items()}
+    return {"loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}
 
 
-def _check_finite(value: float, epoch: int, step: int) -> None:
+def _shard(examples: Examples, index: torch.Tensor, accelerator, weighting: str):
+    """This process's part of a global batch and the weights of its CE and KL terms."""
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if world == 1:
+        return index, (1.0, 1.0)
+    if len(index) <= rank:  # a last batch smaller than the number of processes
+        return index[:1], (0.0, 0.0)
+    local, answers = index[rank::world], lambda i: int((examples.labels[i] != IGNORE).sum())
+    units = lambda i: int(examples.lengths[i].sum()) if weighting == "token" else len(i)
+    return local, (world * answers(local) / answers(index), world * units(local) / units(index))
+
+
+def _check_loss(value: float, epoch: int, step: int) -> None:
     if not math.isfinite(value):
-        raise InterferenceError(
-            f"the loss became {value} in epoch {epoch} (step {step}): training diverged; lower the learning rate"
-        )
+        raise InterferenceError(f"the loss became {value} in epoch {epoch} (step {step}): training diverged; "
+                                "lower the learning rate")
 
 
-def make_snapshot(
-    model: torch.nn.Module, tokenizer, known: Sequence[Fact], config: TrainConfig, *, progress: bool = True
-) -> Snapshot:
-    """θ_snapshot: a copy of `model` after `config.snapshot_epochs` epochs of SFT on D_known, all parameters
-    trainable (format learning; the model passed in is not changed)."""
+def make_snapshot(model: torch.nn.Module, tokenizer, known: Sequence[Fact], config: TrainConfig, *,
+                  progress: bool = True, accelerator=None) -> Snapshot:
+    """θ_snapshot: a copy of `model` after `snapshot_epochs` of SFT on D_known, all parameters trainable."""
     if not known:
         raise InterferenceError("the snapshot is trained on D_known, which is empty")
-    student = copy.deepcopy(model).train().requires_grad_(True)
-    device = next(student.parameters()).device
-    examples = Examples(tokenizer, known)
+    student, examples = copy.deepcopy(model).train().requires_grad_(True), Examples(tokenizer, known)
+    accelerator = accelerator or make_accelerator(config, next(model.parameters()).device)
     params = list(student.parameters())
-    optimizer = _optimizer(params, config)
-    objective = _Objective("sft")
+    forward, optimizer = accelerator.prepare(student, torch.optim.AdamW(params, config.lr,
+                                                                        weight_decay=config.weight_decay))
     torch.manual_seed(config.seed)
     for epoch in range(1, config.snapshot_epochs + 1):
         order = epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=epoch)
         for index in tqdm(order, desc=f"snapshot epoch {epoch}", disable=not progress, leave=False):
-            loss, _ = _step(
-                student, examples.batch(index).to(device), objective, params, optimizer, config.max_grad_norm
-            )
-        _check_finite(loss.item(), epoch, len(order))
+            local, weights = _shard(examples, index, accelerator, config.kd_weighting)
+            loss = _step(accelerator, forward, Objective("sft", config), examples.batch(local).to(params[0].device),
+                         weights, params, optimizer, config.max_grad_norm)["loss"]
+        _check_loss(loss.item(), epoch, len(order))
+    accelerator.free_memory()
+    check_finite(student, "after the snapshot's training")
     return Snapshot.of(student, config.snapshot_epochs)
 
 
-def _eval_tokens(tokenizer, facts: Sequence[Fact], config: TrainConfig) -> int:
-    if config.eval_max_new_tokens is not None:
-        return config.eval_max_new_tokens
-    answers = [a for f in facts for a in f.answers]
-    if not answers:
-        return 16
-    ids = tokenizer([" " + a for a in answers], add_special_tokens=False)["input_ids"]
-    return max(len(i) for i in ids) + 8
-
-
-def _evaluate(
-    model, tokenizer, splits: dict[str, Sequence[Fact]], config: TrainConfig, max_new_tokens: int, progress: bool
-) -> tuple[dict[str, float], dict[str, list[bool]], float]:
-    start = time.perf_counter()
-    correct = {
-        name: fact_correctness(
-            model,
-            tokenizer,
-            facts,
-            batch_size=config.eval_batch_size,
-            max_new_tokens=max_new_tokens,
-            desc=f"eval {name}" if progress else None,
-        )
-        for name, facts in splits.items()
-    }
-    return {k: accuracy(v) for k, v in correct.items()}, correct, time.perf_counter() - start
-
-
-def _measure_mu(
-    model, examples: Examples, config: TrainConfig, params, anchors, teacher, device, progress: bool
-) -> float:
-    """μ matching ‖∇ μ‖θ−θ₀‖²‖ to ‖∇ λτ²KL‖ after a short SFT probe from the start (see `TrainConfig.l2_mu`);
-    the weights are put back afterwards. Runs on the unwrapped model: every process computes the same μ."""
-    start = [p.detach().clone() for p in params]
+def _matched_mu(accelerator, model, examples, config, params, anchors, teacher) -> float:
+    """μ with ‖∇ μ‖θ−θ₀‖²‖ = ‖∇ λτ²KL‖, both after a short SFT probe from the start (the weights are put back)."""
+    start, device = [p.detach().clone() for p in params], params[0].device
+    per_epoch = math.ceil(len(examples) / config.batch_size)
+    steps = config.l2_match_steps or per_epoch
+    optimizer = torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay)
     model.train()
-    optimizer = _optimizer(params, config)
-    sft = _Objective("sft")
-    steps = config.l2_match_steps or math.ceil(len(examples) / config.batch_size)
     torch.manual_seed(config.seed)
-    done, epoch = 0, 0
-    bar = tqdm(total=steps, desc="matching mu", disable=not progress, leave=False)
-    while done < steps:
-        epoch += 1
-        for index in epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=epoch)[: steps - done]:
-            _step(model, examples.batch(index).to(device), sft, params, optimizer, config.max_grad_norm)
-            done += 1
-            bar.update()
-    bar.close()
-    kd = _Objective("self_distill", teacher=teacher, lam=config.kd_lambda, tau=config.kd_tau)
+    probe = [i for e in range(1, math.ceil(steps / per_epoch) + 1)
+             for i in epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=e)][:steps]
+    for index in probe:
+        _step(accelerator, model, Objective("sft", config), examples.batch(index).to(device), (1.0, 1.0), params,
+              optimizer, config.max_grad_norm)
     norms = []
     for index in epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=1)[: config.l2_match_batches]:
         batch = examples.batch(index).to(device)
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        term = config.kd_lambda * config.kd_tau**2 * kd(logits, batch)[1]["kl"]
-        grads = torch.autograd.grad(term, params, allow_unused=True)
-        norms.append(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)).item())
+        term = config.kd_lambda * config.kd_tau**2 * teacher.kl(logits, batch, config.kd_weighting)
+        grads = [g for g in torch.autograd.grad(term, params, allow_unused=True) if g is not None]
+        norms.append(torch.sqrt(sum((g.float() ** 2).sum() for g in grads)).item())
     distance = math.sqrt(l2_distance(params, anchors).item())
     with torch.no_grad():
         for p, s in zip(params, start, strict=True):
             p.copy_(s)
     if distance == 0:
-        raise InterferenceError(
-            "l2_mu='match_kd': the SFT probe left θ at θ_snapshot, so μ cannot be matched; "
-            "raise lr or l2_match_steps, or give l2_mu as a number"
-        )
+        raise InterferenceError("l2_mu='match_kd': the SFT probe left θ at θ_snapshot, so μ cannot be matched; "
+                                "raise lr or l2_match_steps, or give l2_mu as a number")
     mu = matched_mu(sum(norms) / len(norms), distance)
-    log.info(
-        "l2: matched mu = %.4g (KD grad norm %.4g, distance %.4g after %d SFT steps)",
-        mu,
-        sum(norms) / len(norms),
-        distance,
-        steps,
-    )
+    log.info("l2: matched mu = %.4g (distance %.4g after %d SFT steps)", mu, distance, steps)
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        mu = broadcast_object_list([mu])[0]
     return mu
 
 
-def train(
-    model: torch.nn.Module,
-    tokenizer,
-    config: TrainConfig,
-    *,
-    known: Sequence[Fact],
-    unknown: Sequence[Fact],
-    held: Sequence[Fact],
-    out_dir: str | os.PathLike | None = None,
-    snapshot: Snapshot | None = None,
-    teacher_cache: TeacherCache | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    on_epoch_end: Callable[[EpochRecord], None] | None = None,
-) -> TrainResult:
-    """Fine-tune `model` in place on D_known ∪ D_unknown (`config.train_splits`) by `config.method`.
-
-    Evaluates greedy exact match on known / unknown / held at step 0 and after every epoch; stops after
-    `config.epochs` or as soon as acc(unknown) >= `config.target_new_acc`. `snapshot` and `teacher_cache` (from
-    `make_snapshot` and `TeacherCache.build`) may be passed to share them between runs; otherwise they are built
-    here. With `out_dir`, writes metrics.json after every epoch, resumable checkpoints and the final model there
-    (see `interference.train.checkpoint`); `resume=True` continues an interrupted run in `out_dir`, giving the same
-    result as an uninterrupted one. `on_epoch_end` is called with each record after it is saved.
-    """
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise InterferenceError(f"output folder {out} is a file")
-    if resume and out is None:
-        raise InterferenceError("resume needs the output folder of the run to continue")
-    if out is not None and not resume and checkpoint.has_state(out):
-        raise InterferenceError(f"{out} already holds a run: resume it or choose another output folder")
-    state = checkpoint.load(out) if resume else None
-    if state is not None and state["config"] != config.to_dict():
-        diff = next(k for k, v in config.to_dict().items() if state["config"].get(k) != v)
-        raise InterferenceError(f"cannot resume {out}: option {diff!r} differs from the interrupted run")
-    if teacher_cache is not None and config.teacher_cache == "none":
-        raise InterferenceError("a teacher cache was given but the config says teacher_cache='none'")
-
-    runtime = Runtime()
-    progress = progress and runtime.is_main
-    splits = {"known": list(known), "unknown": list(unknown), "held": list(held)}
-    train_facts = [f for name in config.train_splits for f in splits[name]]
-    examples = Examples(tokenizer, train_facts)
-    max_new_tokens = _eval_tokens(tokenizer, [f for s in splits.values() for f in s], config)
-    device = runtime.device or next(model.parameters()).device
-    model.to(device)
-    trainable = resolve_trainable(model, freeze=config.freeze, train_only=config.train_only)
-
-    if config.needs_snapshot and snapshot is None and state is not None:
-        snapshot = checkpoint.load_snapshot(out)
-    if config.needs_snapshot and snapshot is None:
-        snapshot = make_snapshot(model, tokenizer, splits["known"], config, progress=progress)
-        runtime.broadcast(snapshot.params.values())
-    if state is not None:
-        checkpoint.load_weights(model, out / state["checkpoint"])
-    elif config.start == "snapshot":
-        snapshot.load_into(model)
-
-    flags = apply_trainable(model, trainable)
-    named = dict(model.named_parameters())
-    params = [named[n] for n in trainable]
-    try:
-        teacher = None
-        if config.method == "self_distill" or (config.method == "l2" and config.l2_mu == "match_kd" and state is None):
-            teacher = _teacher(model, examples, snapshot, teacher_cache, config, state is None, device, progress)
-        anchors = snapshot.anchors(trainable, device) if config.method == "l2" else []
-        mu = None
-        if config.method == "l2":
-            if state is not None:
-                mu = state["mu"]
-            elif config.l2_mu == "match_kd":
-                mu = _measure_mu(model, examples, config, params, anchors, teacher, device, progress)
-                shared = torch.tensor([mu], dtype=torch.float64, device=device)
-                runtime.broadcast([shared])
-                mu = shared.item()
-            else:
-                mu = float(config.l2_mu)
-        objective = _Objective(
-            config.method,
-            teacher=teacher,
-            lam=config.kd_lambda,
-            tau=config.kd_tau,
-            mu=mu or 0.0,
-            params=params,
-            anchors=anchors,
-        )
-        optimizer = _optimizer(params, config)
-        history: list[EpochRecord] = []
-        if state is not None:
-            optimizer.load_state_dict(state["optimizer"])
-            history = [EpochRecord(**r) for r in state["history"]]
-            checkpoint.set_rng_state(state["rng"])
-        else:
-            if config.needs_snapshot and out is not None and runtime.is_main:
-                checkpoint.save_snapshot(out, snapshot)  # the first write: every input has been checked by now
-            torch.manual_seed(config.seed)
-            acc, correct, seconds = _evaluate(model, tokenizer, splits, config, max_new_tokens, progress)
-            history.append(EpochRecord(0, 0, acc, correct, eval_seconds=seconds))
-            _write_metrics(out, runtime, config, trainable, mu, history, None)
-        forward = runtime.place(model)
-        run = _Run(model, forward, tokenizer, examples, splits, config, objective, params, optimizer, trainable, mu,
-                   out, runtime, max_new_tokens, progress, on_epoch_end)
-        result = _run_epochs(run, history)
-    finally:
-        model.eval()
-        restore_flags(model, flags)
-    if out is not None and runtime.is_main:
-        from ..models import save_checkpoint
-
-        save_checkpoint(model, tokenizer, out / "model")
-        checkpoint.finish(out, _state(config, history, mu, trainable, None, result.history[-1]))
-    runtime.wait()
-    return result
-
-
-def _teacher(model, examples, snapshot, cache, config, fresh_start, device, progress):
-    """The KD teacher: the given or a newly built cache, or an on-the-fly frozen copy ("none")."""
-    if config.teacher_cache == "none" or config.method == "l2":
+def _teacher(model, examples, snapshot, cache, config, fresh, progress):
+    """The KD teacher: the given or a newly built cache, or an on-the-fly frozen copy."""
+    n, width = examples.input_ids.shape
+    mode = config.teacher_cache if config.teacher_cache != "auto" else choose_cache(
+        n, width, model.config.vocab_size, config.teacher_topk, config.teacher_cache_gb)
+    if config.method == "l2" or mode == "none":
         return OnTheFlyTeacher(teacher_module(model, snapshot), config.kd_tau)
     if cache is not None:
         cache.check(examples, config.kd_tau)
-        if cache.mode != config.teacher_cache:
+        if config.teacher_cache not in ("auto", cache.mode):
             raise InterferenceError(f"the teacher cache is {cache.mode!r} but teacher_cache={config.teacher_cache!r}")
-        return cache.to(device)
-    # The student holds exactly θ_snapshot before its first step: use it as the teacher instead of a copy.
-    at_snapshot = fresh_start and config.start == "snapshot"
-    return _cache(model if at_snapshot else teacher_module(model, snapshot), examples, config, progress)
-
-
-def _cache(teacher, examples: Examples, config: TrainConfig, progress: bool) -> TeacherCache:
-    return TeacherCache.build(teacher, examples, tau=config.kd_tau, mode=config.teacher_cache, k=config.teacher_topk,
+        return cache.to(next(model.parameters()).device)
+    # Before its first step the student holds exactly θ_snapshot: it can be the teacher instead of a copy.
+    teacher = model if fresh and config.start == "snapshot" else teacher_module(model, snapshot)
+    return TeacherCache.build(teacher, examples, tau=config.kd_tau, mode=mode, k=config.teacher_topk,
                               batch_size=config.eval_batch_size, progress=progress)
 
 
-def _state(config, history, mu, trainable, optimizer, last: EpochRecord) -> dict:
-    return {
-        "epoch": last.epoch,
-        "config": config.to_dict(),
-        "history": [r.to_dict() for r in history],
-        "mu": mu,
-        "trainable": list(trainable),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "rng": checkpoint.rng_state(),
-    }
+def _correct(model, tokenizer, splits, config, max_new_tokens, progress) -> dict[str, list[bool]]:
+    return {name: fact_correctness(model, tokenizer, facts, batch_size=config.eval_batch_size,
+                                   max_new_tokens=max_new_tokens, desc=f"eval {name}" if progress else None)
+            for name, facts in splits.items()}
 
 
-def _write_metrics(out, runtime, config, trainable, mu, history, stopped) -> None:
-    if out is None or not runtime.is_main:
-        return
-    result = TrainResult(config, history, stopped or "running", trainable, mu)
-    atomic.write_json(out / "metrics.json", {**result.to_dict(), "finished": stopped is not None})
+def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequence[Fact],
+          unknown: Sequence[Fact], held: Sequence[Fact], out_dir: str | os.PathLike | None = None,
+          snapshot: Snapshot | None = None, teacher_cache: TeacherCache | None = None, resume: bool = False,
+          overwrite: bool = False, progress: bool = True,
+          on_epoch_end: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+    """Fine-tune `model` in place on `config.train_splits` by `config.method`.
 
-
-def _reached(config: TrainConfig, record: EpochRecord) -> bool:
+    Greedy exact match on known / unknown / held is evaluated at step 0, after every epoch and where the run stops:
+    after `config.epochs`, or at the first check (every `eval_every_steps`) with acc(unknown) >= `target_new_acc`.
+    `snapshot` and `teacher_cache` may be shared between runs. With `out_dir` the run is written there
+    (`checkpoint.RunFolder`); `resume=True` continues an interrupted run, bitwise as if it had not stopped.
+    """
+    splits = {"known": list(known), "unknown": list(unknown), "held": list(held)}
+    examples = Examples(tokenizer, [f for name in config.train_splits for f in splits[name]])
+    trainable = resolve_trainable(model, freeze=config.freeze, train_only=config.train_only)
+    if teacher_cache is not None and config.teacher_cache == "none":
+        raise InterferenceError("a teacher cache was given but the config says teacher_cache='none'")
+    answers = [" " + a for facts in splits.values() for f in facts for a in f.answers]
+    max_new = config.eval_max_new_tokens or max(
+        [len(i) + 8 for i in tokenizer(answers, add_special_tokens=False)["input_ids"]] if answers else [16])
     target = config.target_new_acc
-    return target is not None and not math.isnan(record.accuracy["unknown"]) and record.accuracy["unknown"] >= target
+    reached = lambda acc: target is not None and not math.isnan(acc) and acc >= target
+    accelerator = make_accelerator(config, next(model.parameters()).device, out_dir)
+    device = accelerator.device if accelerator.num_processes > 1 else next(model.parameters()).device
+    progress = progress and accelerator.is_main_process
+
+    with RunFolder(out_dir, accelerator, fingerprint(model, splits, config), resume=resume, overwrite=overwrite) as run:
+        model.to(device)
+        if config.needs_snapshot and snapshot is None:
+            snapshot = run.load_snapshot() if run.state else make_snapshot(
+                model, tokenizer, splits["known"], config, progress=progress, accelerator=accelerator)
+        if config.start == "snapshot":
+            snapshot.load_into(model)
+        flags, student = apply_trainable(model, trainable), model
+        try:
+            params, teacher, mu, anchors = [p for p in model.parameters() if p.requires_grad], None, None, []
+            if config.method == "self_distill" or (config.method == "l2" and config.l2_mu == "match_kd"
+                                                   and not run.state):
+                teacher = _teacher(model, examples, snapshot, teacher_cache, config, not run.state, progress)
+            if config.method == "l2":
+                anchors = snapshot.anchors(trainable, device)
+                mu = run.state["mu"] if run.state else float(config.l2_mu) if config.l2_mu != "match_kd" else (
+                    _matched_mu(accelerator, model, examples, config, params, anchors, teacher))
+            objective = Objective(config.method, config, teacher, mu or 0.0, params, anchors)
+            student, optimizer = accelerator.prepare(model, torch.optim.AdamW(params, config.lr,
+                                                                              weight_decay=config.weight_decay))
+            if config.report_to:
+                accelerator.init_trackers("interference", config={k: str(v) for k, v in config.to_dict().items()})
+            if run.state:
+                accelerator.load_state(str(run.checkpoint))  # weights, optimiser state, every RNG
+                history = [EpochRecord(**r) for r in run.state["history"]]
+            else:
+                run.save_snapshot(snapshot)
+                torch.manual_seed(config.seed)
+                start = time.perf_counter()
+                correct = _correct(model, tokenizer, splits, config, max_new, progress)
+                history = [EpochRecord(0, 0, {k: accuracy(v) for k, v in correct.items()}, correct,
+                                       eval_seconds=time.perf_counter() - start)]
+            state = lambda: {"epoch": history[-1].epoch, "history": [r.to_dict() for r in history], "mu": mu,
+                             "trainable": trainable}
+            metrics = lambda stopped: TrainResult(config, history, stopped, trainable, mu).to_dict()
+            run.write_metrics({**metrics("running"), "finished": False})
+
+            check_every = config.eval_every_steps or math.ceil(len(examples) / config.batch_size / 4)
+            step, stop = history[-1].step, reached(history[-1].accuracy["unknown"])
+            bar = tqdm(total=config.epochs, initial=history[-1].epoch, desc=config.method, disable=not progress)
+            while history[-1].epoch < config.epochs and not stop:
+                epoch, sums, start = history[-1].epoch + 1, {}, time.perf_counter()
+                student.train()
+                order = epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=epoch)
+                for i, index in enumerate(tqdm(order, desc=f"epoch {epoch}", disable=not progress, leave=False), 1):
+                    local, weights = _shard(examples, index, accelerator, config.kd_weighting)
+                    parts = _step(accelerator, student, objective, examples.batch(local).to(device), weights, params,
+                                  optimizer, config.max_grad_norm)
+                    sums, step = {k: sums[k] + v if k in sums else v for k, v in parts.items()}, step + 1
+                    if config.report_to:
+                        accelerator.log({k: v.item() for k, v in parts.items()}, step=step)
+                    if i % config.log_every == 0 or i == len(order):
+                        _check_loss(sums["loss"].item() / i, epoch, step)
+                    if target is not None and i < len(order) and i % check_every == 0:  # matched acquisition
+                        with accelerator.autocast():
+                            stop = reached(accuracy(_correct(model, tokenizer, {"unknown": splits["unknown"]},
+                                                             config, max_new, False)["unknown"]))
+                        student.train()
+                        if stop:
+                            break
+                seconds, means, start = time.perf_counter() - start, {k: v.item() / i for k, v in sums.items()}, \
+                    time.perf_counter()
+                with accelerator.autocast():
+                    correct = _correct(model, tokenizer, splits, config, max_new, progress)
+                acc = {k: accuracy(v) for k, v in correct.items()}
+                history.append(EpochRecord(epoch, step, acc, correct, means["loss"], means["ce"], means.get("kl"),
+                                           means.get("l2"), seconds, time.perf_counter() - start))
+                stop = stop or reached(acc["unknown"])
+                bar.update()
+                bar.set_postfix_str(f"loss {means['loss']:.3f} " + " ".join(f"{k} {v:.2f}" for k, v in acc.items()))
+                if config.report_to:
+                    accelerator.log({f"accuracy/{k}": v for k, v in acc.items()}, step=step)
+                check_finite(model, f"after epoch {epoch}")
+                run.write_metrics({**metrics("running"), "finished": False})
+                if epoch % config.checkpoint_every == 0 and epoch < config.epochs and not stop:
+                    run.save_checkpoint(state())
+                if on_epoch_end is not None:
+                    on_epoch_end(history[-1])
+            bar.close()
+            check_finite(model, "at the end of training")
+            run.save_model(model, student, tokenizer)
+            run.write_metrics({**metrics("target" if stop else "epochs"), "finished": True})
+            run.finish(state())
+            if config.report_to:
+                accelerator.end_training()
+        finally:
+            accelerator.unwrap_model(student, keep_fp32_wrapper=False)  # drops the autocast wrapper of forward
+            model.eval()
+            restore_flags(model, flags)
+    return TrainResult(config, history, "target" if stop else "epochs", trainable, mu, model)
 
 
-@dataclass
-class _Run:
-    """What the epoch loop needs, fixed for the whole run."""
-
-    model: torch.nn.Module
-    forward: torch.nn.Module
-    tokenizer: object
-    examples: Examples
-    splits: dict
-    config: TrainConfig
-    objective: _Objective
-    params: list
-    optimizer: torch.optim.Optimizer
-    trainable: list
-    mu: float | None
-    out: Path | None
-    runtime: object
-    max_new_tokens: int
-    progress: bool
-    on_epoch_end: object
-
-
-def _run_epochs(run: _Run, history: list[EpochRecord]) -> TrainResult:
-    model, forward, tokenizer, examples, splits = run.model, run.forward, run.tokenizer, run.examples, run.splits
-    config, objective, params, optimizer, out = run.config, run.objective, run.params, run.optimizer, run.out
-    trainable, mu, runtime, progress = run.trainable, run.mu, run.runtime, run.progress
-    max_new_tokens, on_epoch_end = run.max_new_tokens, run.on_epoch_end
-    device = next(model.parameters()).device
-    bar = tqdm(
-        total=config.epochs, initial=history[-1].epoch, desc=f"{config.method}", unit="epoch", disable=not progress
-    )
-    bar.set_postfix_str(format_accuracy(history[-1].accuracy))
-    step = history[-1].step
-    while history[-1].epoch < config.epochs and not _reached(config, history[-1]):
-        epoch = history[-1].epoch + 1
-        model.train()
-        start = time.perf_counter()
-        order = runtime.shard(epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=epoch))
-        sums: dict[str, torch.Tensor] = {}
-        inner = tqdm(order, desc=f"epoch {epoch}", unit="step", disable=not progress, leave=False)
-        for i, index in enumerate(inner, 1):
-            loss, parts = _step(
-                forward, examples.batch(index).to(device), objective, params, optimizer, config.max_grad_norm
-            )
-            for key, value in {"loss": loss, **parts}.items():
-                sums[key] = sums[key] + value if key in sums else value
-            step += 1
-            if i % config.log_every == 0 or i == len(order):
-                means = {k: v.item() / i for k, v in sums.items()}
-                _check_finite(means["loss"], epoch, step)
-                inner.set_postfix({k: f"{v:.3f}" for k, v in means.items()})
-        inner.close()
-        seconds = time.perf_counter() - start
-        means = {k: v.item() / len(order) for k, v in sums.items()}
-        acc, correct, eval_seconds = _evaluate(model, tokenizer, splits, config, max_new_tokens, progress)
-        record = EpochRecord(
-            epoch,
-            step,
-            acc,
-            correct,
-            means["loss"],
-            means["ce"],
-            means.get("kl"),
-            means.get("l2"),
-            seconds,
-            eval_seconds,
-        )
-        history.append(record)
-        log.info("epoch %d: %s loss %.4f (%.1fs)", epoch, format_accuracy(acc), means["loss"], seconds)
-        bar.update()
-        bar.set_postfix_str(f"loss {means['loss']:.3f} " + format_accuracy(acc))
-        _write_metrics(out, runtime, config, trainable, mu, history, None)
-        if out is not None and runtime.is_main and epoch % config.checkpoint_every == 0:
-            checkpoint.save(out, model, tokenizer, _state(config, history, mu, trainable, optimizer, record))
-        runtime.wait()
-        if on_epoch_end is not None:
-            on_epoch_end(record)
-    bar.close()
-    stopped = "target" if _reached(config, history[-1]) else "epochs"
-    _write_metrics(out, runtime, config, trainable, mu, history, stopped)
-    return TrainResult(config, history, stopped, trainable, mu, model)
-
-
-def examples_for(tokenizer, config: TrainConfig, *, known: Sequence[Fact], unknown: Sequence[Fact]) -> Examples:
-    """The training examples `train` builds for these splits (to build a `TeacherCache` shared between runs)."""
+def build_teacher_cache(model: torch.nn.Module, tokenizer, config: TrainConfig, snapshot: Snapshot, *,
+                        known: Sequence[Fact], unknown: Sequence[Fact], progress: bool = True) -> TeacherCache:
+    """The teacher cache `train` would build for this config and snapshot, to share between runs."""
     splits = {"known": list(known), "unknown": list(unknown)}
-    return Examples(tokenizer, [f for name in config.train_splits for f in splits[name]])
-
-
-def build_teacher_cache(
-    model: torch.nn.Module,
-    tokenizer,
-    config: TrainConfig,
-    snapshot: Snapshot,
-    *,
-    known: Sequence[Fact],
-    unknown: Sequence[Fact],
-    progress: bool = True,
-) -> TeacherCache:
-    """The teacher cache `train` would build for this config and snapshot, for sharing between runs."""
-    if config.teacher_cache == "none":
-        raise InterferenceError("teacher_cache='none' keeps no cache to share")
-    examples = examples_for(tokenizer, config, known=known, unknown=unknown)
-    return _cache(teacher_module(model, snapshot), examples, config, progress)
+    examples = Examples(tokenizer, [f for name in config.train_splits for f in splits[name]])
+    teacher = _teacher(model, examples, snapshot, None, config, False, progress)
+    if not isinstance(teacher, TeacherCache):
+        raise InterferenceError("this config keeps no teacher cache to share (teacher_cache resolves to 'none')")
+    return teacher

@@ -1,4 +1,4 @@
-"""What a training run returns: per-epoch records (accuracies, per-fact outcomes, losses) and the run's summary."""
+"""What a training run returns: one record per evaluation (accuracies, per-fact outcomes, losses) and a summary."""
 
 from __future__ import annotations
 
@@ -15,16 +15,10 @@ EVAL_SPLITS = ("known", "unknown", "held")
 
 @dataclass
 class EpochRecord:
-    """One evaluation: epoch 0 is the start of training, epoch e the end of the e-th epoch.
+    """One full evaluation: at the start (epoch 0), after an epoch, or where a run stopped inside epoch `epoch`.
 
-    Attributes:
-        epoch: epochs trained so far.
-        step: optimiser steps taken so far.
-        accuracy: greedy exact-match accuracy per split ("known", "unknown", "held"; NaN for an empty split).
-        correct: per-fact outcomes per split, in the order the facts were given.
-        loss, ce, kl, l2: means over the epoch's steps (None at epoch 0 and for terms the method lacks).
-        train_seconds: wall time of the epoch's optimisation (no evaluation).
-        eval_seconds: wall time of the evaluation.
+    `accuracy` holds greedy exact match per split (NaN for an empty split), `correct` the per-fact outcomes in the
+    order the facts were given; loss, ce, kl, l2 are means over the epoch's steps (None for absent terms).
     """
 
     epoch: int
@@ -40,23 +34,13 @@ class EpochRecord:
 
     def to_dict(self, per_fact: bool = True) -> dict:
         data = asdict(self)
-        if not per_fact:
-            del data["correct"]
-        return data
+        return data if per_fact else {k: v for k, v in data.items() if k != "correct"}
 
 
 @dataclass
 class TrainResult:
-    """A finished run. `model` is the trained model (the object passed to `train`, in eval mode).
-
-    Attributes:
-        config: the run's configuration.
-        history: one record per evaluation, epoch 0 first.
-        stopped: "target" (acc(D_unknown) reached `target_new_acc`) or "epochs" (ran out of epochs).
-        trainable: names of the parameters that were trained.
-        mu: the L2 weight used (l2 method), else None.
-        model: the trained model.
-    """
+    """A run: its config, history (epoch 0 first), why it stopped ("target" or "epochs"), the trained parameter
+    names, the l2 weight μ (else None) and the trained model (the object passed to `train`, in eval mode)."""
 
     config: TrainConfig
     history: list[EpochRecord]
@@ -66,27 +50,24 @@ class TrainResult:
     model: torch.nn.Module | None = field(default=None, repr=False)
 
     def curve(self, split: str) -> list[float]:
-        """Accuracy of `split` at each evaluation, epoch 0 first."""
         return [r.accuracy[split] for r in self.history]
 
     @property
     def final(self) -> dict[str, float]:
-        """Accuracies at the last evaluation."""
         return dict(self.history[-1].accuracy)
 
     @property
     def epochs(self) -> int:
-        """Epochs actually trained."""
+        """Epochs trained, the one a run stopped in counted whole."""
         return self.history[-1].epoch
 
     @property
     def forgetting(self) -> float:
-        """Held-out forgetting, (max_t acc_t − acc_final) / max_t acc_t (SPEC §2)."""
+        """Held-out forgetting relative to the peak, (max_t acc_t − acc_final) / max_t acc_t (SPEC §2)."""
         return metrics.forgetting(self.curve("held"))
 
     @property
     def absolute_drop(self) -> float:
-        """Held-out accuracy at step 0 minus at the end."""
         return metrics.absolute_drop(self.curve("held"))
 
     @property
@@ -95,31 +76,18 @@ class TrainResult:
         return metrics.forgotten_at_peak([r.correct["held"] for r in self.history], self.curve("held"))
 
     def summary(self) -> dict:
-        """The headline numbers: final accuracies, held-out peak, forgetting and absolute drop."""
-        held_peak = metrics.peak(self.curve("held"))
         return {
-            "method": self.config.method,
-            "seed": self.config.seed,
-            "epochs": self.epochs,
-            "stopped": self.stopped,
-            "task_acc": self.final["known"],
-            "new_acc": self.final["unknown"],
-            "held_acc_start": self.history[0].accuracy["held"],
-            "held_acc_peak": held_peak,
-            "held_acc_final": self.final["held"],
-            "forgetting": self.forgetting,
-            "absolute_drop": self.absolute_drop,
+            "method": self.config.method, "seed": self.config.seed, "start": self.config.start,
+            "epochs": self.epochs, "steps": self.history[-1].step, "stopped": self.stopped,
+            "task_acc": self.final["known"], "new_acc": self.final["unknown"],
+            "held_acc_start": self.history[0].accuracy["held"], "held_acc_peak": metrics.peak(self.curve("held")),
+            "held_acc_final": self.final["held"], "forgetting": self.forgetting, "absolute_drop": self.absolute_drop,
             "mu": self.mu,
         }
 
     def to_dict(self, per_fact: bool = True) -> dict:
-        """Everything as JSON values (NaN stays float; `atomic.write_json` writes it as null)."""
-        return {
-            "summary": self.summary(),
-            "config": self.config.to_dict(),
-            "trainable": list(self.trainable),
-            "epochs": [r.to_dict(per_fact) for r in self.history],
-        }
+        return {"summary": self.summary(), "config": self.config.to_dict(), "trainable": list(self.trainable),
+                "epochs": [r.to_dict(per_fact) for r in self.history]}
 
 
 def format_accuracy(acc: dict[str, float]) -> str:
