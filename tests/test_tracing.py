@@ -154,3 +154,29 @@ def test_score_facts_matches_restoration_baselines():
     p, ok = score_facts(tuned, tokenizer, FACTS, batch_size=2)
     torch.testing.assert_close(p, effects.p_from)
     assert torch.equal(ok, effects.correct_from)
+
+
+def test_analysis_writes_report_and_tracing_section(tmp_path):
+    import json
+
+    from analyses.tracing import main
+
+    out = tmp_path / "tracing"
+    assert main(["--quick", "--out", str(out), "--seeds", "0", "--n-known", "16", "--n-unknown", "24",
+                 "--n-held", "32", "--epochs", "6", "--samples", "2", "--no-progress"]) == 0
+    assert (out / "report.html").stat().st_size > 0
+    tracing = json.loads((out / "results.json").read_text())["results"]["tracing"]
+    assert tracing["sites"] == list(SITES) and tracing["modes"] == ["subject", "last"]
+    groups = {row["group"] for row in tracing["cells"]}
+    assert "causal trace (start model)" in groups and "sft retained" in groups
+    for group in groups:  # every group has one row per mode x layer x site
+        assert len([r for r in tracing["cells"] if r["group"] == group]) == 2 * tracing["n_layers"] * len(SITES)
+    assert tracing["headline"]["verdict"] in ("supports", "partly", "does not", "not tested")
+
+
+def test_analysis_rejects_bad_options_before_work(tmp_path, capsys):
+    from analyses.tracing import main
+
+    assert main(["--quick", "--out", str(tmp_path / "x"), "--samples", "0"]) == 2
+    assert "error: --samples" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,327 @@
+"""Where the damage is: causal tracing of the held-out facts fine-tuning forgot (restoration by activation patching).
+
+Per seed, from one setup, every condition starting from the same snapshot (the fair protocol):
+1. conditions: SFT and self-distillation on name-like new facts, and (embedded world only) SFT on UUID new facts;
+2. per condition, its forgotten facts: held-out facts the start model (the snapshot) answers correctly and the
+   fine-tuned model does not (greedy, teacher-forced check, `interference.tracing`);
+3. restoration: for every position mode (subject tokens, last prompt token) × layer × site, the start model's state
+   patched into the fine-tuned model; recovery of the first answer token's probability, and whether the greedy
+   answer becomes correct;
+4. controls: SFT's *retained* facts (correct before and after; no recovery expected, and little to recover), SFT's
+   forgotten facts restored with a random *other* fact's state, and the UUID condition's forgotten facts;
+5. ROME's causal trace on the start model for SFT's forgotten facts: where those facts live.
+Per cell, the mean recovery over a group's facts is taken per seed, then averaged over seeds with a 95 % t-interval.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from ..experiment import ExperimentConfig, load_base, make_setup, run_condition
+from ..report import Report
+from ..stats import mean_ci
+from ..tracing import MODES, PatchEffects, causal_trace, random_donors, restore, score_facts
+from ..views import SITES
+
+#: The groups of facts traced, in report order: (name, what it is).
+GROUPS = {
+    "sft forgotten": "held-out facts SFT forgot, start-model state restored",
+    "self_distill forgotten": "held-out facts self-distillation forgot, start-model state restored",
+    "uuid-sft forgotten": "control: held-out facts SFT on UUID-keyed new facts forgot",
+    "sft retained": "control: held-out facts SFT kept (little to recover)",
+    "sft forgotten, other fact's state": "control: SFT's forgotten facts, a random other fact's start state patched in",
+    "causal trace (start model)": "SFT's forgotten facts in the start model: subject embeddings noised, one clean "
+                                  "state restored (ROME)",
+}
+HEADLINE_GROUP = "sft forgotten"
+TRACE_GROUP = "causal trace (start model)"
+#: Recovery is defined for facts whose start-model gold probability exceeds the unpatched one by at least this.
+MIN_GAP = 0.05
+#: A cell "brings the fact back" when its mean recovery reaches this.
+SUPPORT_THRESHOLD = 0.5
+
+
+@dataclass
+class TracingStudy:
+    """Result of `run_tracing`.
+
+    Attributes:
+        config: the experiment settings.
+        n_layers: decoder layers of the model.
+        min_gap: see `MIN_GAP`.
+        records: condition records (one per condition and seed), with the number of forgotten facts traced.
+        effects: per group, per seed, the `PatchEffects` (None where the group had no facts at that seed).
+        facts: per traced fact: seed, group, subject, relation, gold probabilities before and after.
+    """
+
+    config: ExperimentConfig
+    n_layers: int
+    min_gap: float = MIN_GAP
+    records: list[dict] = field(default_factory=list)
+    effects: dict[str, dict[int, PatchEffects | None]] = field(default_factory=dict)
+    facts: list[dict] = field(default_factory=list)
+
+    def cells(self, group: str) -> list[dict]:
+        """Per mode × layer × site: mean recovery over seeds with its 95 % interval, the fraction of facts whose
+        greedy answer the patch makes correct, and how many seeds and facts entered."""
+        runs = [e for e in self.effects.get(group, {}).values() if e is not None]
+        if not runs:
+            return []
+        means = torch.stack([e.mean_recovery(self.min_gap) for e in runs])  # [seeds, modes, layers, sites]
+        restored = [e.restored() for e in runs]
+        defined = torch.stack([(~e.recovery(self.min_gap).isnan()).sum(-1) for e in runs]).sum(0)
+        rows = []
+        for m, mode in enumerate(MODES):
+            for layer in range(self.n_layers):
+                for s, site in enumerate(SITES):
+                    interval = mean_ci(means[:, m, layer, s].tolist(), omit_nan=True)
+                    row = {"group": group, "mode": mode, "layer": layer, "site": site,
+                           "recovery": interval.mean, "low": interval.low, "high": interval.high,
+                           "seeds": interval.n, "facts": int(defined[m, layer, s])}
+                    if restored[0] is not None:
+                        row["restored"] = sum(float(r[m, layer, s]) for r in restored) / len(restored)
+                    rows.append(row)
+        return rows
+
+    def best(self, group: str, mode: str | None = None) -> dict | None:
+        """The cell of `group` (optionally of one position mode) with the highest mean recovery (for the causal
+        trace, not the corrupted embeddings themselves, whose restoration undoes the corruption)."""
+        rows = [r for r in self.cells(group) if (mode is None or r["mode"] == mode) and _finite(r["recovery"])
+                and not (group == TRACE_GROUP and (r["mode"], r["layer"], r["site"]) == ("subject", 0, "resid_pre"))]
+        return max(rows, key=lambda r: r["recovery"]) if rows else None
+
+    def at(self, group: str, cell: dict) -> dict | None:
+        """`group`'s row at the same mode, layer and site as `cell`."""
+        for row in self.cells(group):
+            if (row["mode"], row["layer"], row["site"]) == (cell["mode"], cell["layer"], cell["site"]):
+                return row
+        return None
+
+    def verdict(self) -> tuple[str, str]:
+        """Whether restoration supports localized interference, and why.
+
+        "supports": restoring the subject tokens' start state at some layer and site recovers at least
+        `SUPPORT_THRESHOLD` of SFT's forgotten facts' lost probability on average, with an interval above that of
+        the other-fact control at the same cell; "partly": it beats the control on average but misses the threshold
+        or the interval separation; "does not": otherwise. Last-token cells are left out: restoring the last
+        token's late state overrides the whole computation and says nothing about where the fact was damaged.
+        """
+        best = self.best(HEADLINE_GROUP, "subject")
+        if best is None:
+            return "not tested", "no forgotten facts with a recovery to measure"
+        control = self.at("sft forgotten, other fact's state", best)
+        control_mean = control["recovery"] if control else float("nan")
+        control_high = control["high"] if control else float("nan")
+        where = f"subject tokens, layer {best['layer']} {best['site']}"
+        if (best["recovery"] >= SUPPORT_THRESHOLD and _finite(best["low"]) and _finite(control_high)
+                and best["low"] > control_high):
+            return "supports", (f"restoring the start state at the {where} recovers {best['recovery']:.2f} of the "
+                                f"lost probability, above the other-fact control ({control_mean:.2f})")
+        if _finite(control_mean) and best["recovery"] > control_mean:
+            return "partly", (f"the {where} recovers {best['recovery']:.2f} vs {control_mean:.2f} for the other-fact "
+                              f"control, but below {SUPPORT_THRESHOLD} or without separated intervals")
+        return "does not", (f"the best subject-token cell ({where}) recovers {best['recovery']:.2f}, no more than "
+                            f"the other-fact control ({control_mean:.2f})")
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def start_model(setup, train_config) -> torch.nn.Module:
+    """The model every condition starts from: the setup's snapshot (SFT on D_known) for `train_config`."""
+    model = setup.fresh_model()
+    setup.snapshot(train_config).load_into(model)
+    return model.eval()
+
+
+def run_tracing(config: ExperimentConfig, *, world=None, samples: int = 10, noise: float = 3.0,
+                min_gap: float = MIN_GAP, progress: bool = True) -> TracingStudy:
+    """Run the tracing study on every seed of `config` (see the module docstring). `samples` and `noise` are the
+    causal trace's noise draws and scale (× the subject embeddings' standard deviation)."""
+    from ..architectures import n_layers
+
+    world = world if world is not None else load_base(config, progress=progress)
+    generated = world is not None
+    study: TracingStudy | None = None
+    plan = ["sft", "self_distill"] + (["uuid-sft"] if generated else [])
+    bar = tqdm(total=len(plan) * len(config.seeds), desc="tracing", unit="run", disable=not progress)
+    for seed in config.seeds:
+        setup = make_setup(config, seed, world=world, progress=progress)
+        if study is None:
+            study = TracingStudy(config, n_layers(setup.model), min_gap)
+        configs = {name: config.train_config(seed, method="self_distill" if name == "self_distill" else "sft",
+                                             start="snapshot") for name in plan}
+        start = start_model(setup, configs["sft"])
+        tokenizer = setup.tokenizer
+        _, start_ok = score_facts(start, tokenizer, setup.held)
+        for name in plan:
+            bar.set_postfix_str(f"seed {seed} {name}")
+            run_setup = (setup.with_unknown(world.new_facts(config.n_unknown, key_kind="uuid", seed=seed))
+                         if name == "uuid-sft" else setup)
+            condition = run_condition(run_setup, name, configs[name])
+            _, ft_ok = score_facts(condition.model, tokenizer, setup.held)
+            forgotten = [f for f, a, b in zip(setup.held, start_ok, ft_ok, strict=True) if a and not b]
+            retained = [f for f, a, b in zip(setup.held, start_ok, ft_ok, strict=True) if a and b]
+            study.records.append(condition.record(traced_forgotten=len(forgotten), traced_retained=len(retained)))
+
+            effects = study.effects
+            effects.setdefault(f"{name} forgotten", {})[seed] = (
+                restore(condition.model, start, tokenizer, forgotten) if forgotten else None)
+            if name == "sft":
+                effects.setdefault("sft retained", {})[seed] = (
+                    restore(condition.model, start, tokenizer, retained) if retained else None)
+                other = len({f.subject for f in forgotten}) > 1
+                effects.setdefault("sft forgotten, other fact's state", {})[seed] = (
+                    restore(condition.model, start, tokenizer, forgotten, donors=random_donors(forgotten, seed=seed))
+                    if other else None)
+                effects.setdefault("causal trace (start model)", {})[seed] = (
+                    causal_trace(start, tokenizer, forgotten, noise=noise, samples=samples, seed=seed)
+                    if forgotten else None)
+                _add_facts(study, seed, forgotten, effects["sft forgotten"][seed])
+            bar.update(1)
+    bar.close()
+    return study
+
+
+def _add_facts(study: TracingStudy, seed: int, facts, effects: PatchEffects | None) -> None:
+    if effects is None:
+        return
+    best = effects.recovery(study.min_gap).flatten(0, 2)  # [cells, n]
+    for i, fact in enumerate(facts):
+        column = best[:, i]
+        top = int(torch.nan_to_num(column, nan=-math.inf).argmax())
+        mode, rest = divmod(top, study.n_layers * len(SITES))
+        layer, site = divmod(rest, len(SITES))
+        study.facts.append({
+            "seed": seed, "subject": fact.subject, "relation": fact.relation, "answer": fact.object,
+            "p_start": float(effects.p_to[i]), "p_sft": float(effects.p_from[i]),
+            "best_cell": f"{MODES[mode]} L{layer} {SITES[site]}" if not column.isnan().all() else None,
+            "best_recovery": float(column[top]) if not column.isnan().all() else None,
+        })
+
+
+# --- the report ------------------------------------------------------------------------------------------------------
+
+def _heatmaps(study: TracingStudy, group: str, value: str = "recovery"):
+    """One heat-map per position mode of `group`'s mean `value` (layer × site), intervals in the cell text."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = study.cells(group)
+    figure = make_subplots(rows=1, cols=len(MODES), subplot_titles=[f"{m} token{'s' if m == 'subject' else ''}"
+                                                                    for m in MODES], horizontal_spacing=0.12)
+    for col, mode in enumerate(MODES, 1):
+        z = [[None] * len(SITES) for _ in range(study.n_layers)]
+        text = [[""] * len(SITES) for _ in range(study.n_layers)]
+        for r in rows:
+            if r["mode"] != mode:
+                continue
+            v = r[value]
+            z[r["layer"]][SITES.index(r["site"])] = v if _finite(v) else None
+            if _finite(v):
+                half = (r["high"] - r["low"]) / 2 if value == "recovery" and _finite(r["high"]) else None
+                text[r["layer"]][SITES.index(r["site"])] = f"{v:.2f}" + (f"±{half:.2f}" if half is not None else "")
+        figure.add_trace(go.Heatmap(z=z, x=list(SITES), y=list(range(study.n_layers)), text=text,
+                                    texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-1, zmax=1,
+                                    showscale=col == len(MODES), name=mode,
+                                    colorbar={"title": value}), row=1, col=col)
+        figure.update_yaxes(title_text="layer", dtick=1, row=1, col=col)
+        figure.update_xaxes(title_text="site", row=1, col=col)
+    figure.update_layout(title=f"{group}: mean {value} per layer and site (± 95 % interval over seeds)",
+                         height=260 + 40 * study.n_layers)
+    return figure
+
+
+def _cell_text(row: dict | None) -> str:
+    if row is None or not _finite(row["recovery"]):
+        return "—"
+    interval = f" [{row['low']:.2f}, {row['high']:.2f}]" if _finite(row["low"]) else " (one seed: no interval)"
+    return f"{row['mode']} L{row['layer']} {row['site']}: {row['recovery']:.2f}{interval}"
+
+
+def tracing_report(study: TracingStudy) -> Report:
+    """The tracing report: the headline (best layer and site, controls, verdict), heat-maps, per-fact detail."""
+    config = study.config
+    source = "Embedded world" if config.model == "world" else config.model
+    report = Report(
+        "Where the damage is: causal tracing of forgotten facts",
+        config={**config.to_dict(), "min_gap": study.min_gap, "start": "snapshot"},
+        seeds=config.seeds,
+        description=(
+            f"{source}{' (quick)' if config.quick else ''}: D_known {config.n_known}, D_unknown {config.n_unknown}, "
+            f"D_held {config.n_held}; {len(config.seeds)} seeds; every condition starts from the same snapshot and "
+            f"trains until acc(new) >= {config.train.target_new_acc} or {config.train.epochs} epochs. "
+            "For each held-out fact a "
+            f"condition forgot, the start model's activation at one layer and site (at the subject's tokens, or at "
+            f"the prompt's last token) is patched into the fine-tuned model. Recovery = (p_patched − p_ft) / "
+            f"(p_start − p_ft) of the first answer token, over facts where p_start − p_ft >= {study.min_gap}."
+        ),
+    )
+    verdict, why = study.verdict()
+    best_all, best_subject = study.best(HEADLINE_GROUP), study.best(HEADLINE_GROUP, "subject")
+    retained_best = study.best("sft retained")
+    rows = [
+        {"what": "SFT forgotten: best cell", "cell": _cell_text(best_all),
+         "restored": None if best_all is None else best_all.get("restored")},
+        {"what": "SFT forgotten: best subject-token cell", "cell": _cell_text(best_subject),
+         "restored": None if best_subject is None else best_subject.get("restored")},
+    ]
+    for group in ("sft forgotten, other fact's state", "sft retained", "self_distill forgotten",
+                  "uuid-sft forgotten", "causal trace (start model)"):
+        if best_subject is not None and study.cells(group):
+            same = study.at(group, best_subject)
+            rows.append({"what": f"{group}: at that cell", "cell": _cell_text(same),
+                         "restored": None if same is None else same.get("restored")})
+    rows.append({"what": "SFT retained: best cell", "cell": _cell_text(retained_best),
+                 "restored": None if retained_best is None else retained_best.get("restored")})
+    trace_best = study.best(TRACE_GROUP, "subject")
+    rows.append({"what": "causal trace: where the fact lives (best subject-token cell)", "cell": _cell_text(trace_best),
+                 "restored": None})
+    section = report.section(
+        "Headline",
+        f"Claim tested: if fine-tuning forgot a fact by overwriting its subject's representation (localized "
+        f"interference), restoring that representation from the start model at the right layer and site brings "
+        f"the fact back, and a state that is not the fact's own does not. Verdict: {verdict} — {why}.",
+    )
+    section.table(rows, title="mean recovery [95 % interval over seeds]; restored = fraction of facts whose greedy "
+                              "answer the patch makes correct")
+    report.add_conditions(study.records)
+
+    section = report.section("Restoration heat-maps",
+                             "Mean recovery per layer and site, for SFT and for self-distillation (both from the "
+                             "snapshot). Last-token cells at the last layer restore the output itself; subject-token "
+                             "cells say where the fact was damaged.")
+    for group in ("sft forgotten", "self_distill forgotten"):
+        if study.cells(group):
+            section.figure(_heatmaps(study, group))
+    section = report.section("Controls", "; ".join(f"{g}: {GROUPS[g]}" for g in
+                                                   ("sft retained", "sft forgotten, other fact's state",
+                                                    "uuid-sft forgotten")))
+    for group in ("sft retained", "sft forgotten, other fact's state", "uuid-sft forgotten"):
+        if study.cells(group):
+            section.figure(_heatmaps(study, group))
+    section = report.section("Where the fact lives: causal trace of the start model", GROUPS[
+        "causal trace (start model)"] + "; recovery = (p_restored − p_corrupt) / (p_clean − p_corrupt).")
+    if study.cells("causal trace (start model)"):
+        section.figure(_heatmaps(study, "causal trace (start model)"))
+    section = report.section("Forgotten facts (SFT)", "Per fact: the start model's and SFT's gold probability, and "
+                                                      "the cell that restores it most.")
+    section.table(study.facts)
+
+    report.results["tracing"] = {
+        "modes": list(MODES), "sites": list(SITES), "n_layers": study.n_layers, "min_gap": study.min_gap,
+        "groups": {group: GROUPS[group] for group in GROUPS if study.cells(group)},
+        "cells": [row for group in GROUPS for row in study.cells(group)],
+        "headline": {"best": best_all, "best_subject": best_subject, "retained_best": retained_best,
+                     "retained_at_best_subject": study.at("sft retained", best_subject) if best_subject else None,
+                     "other_fact_at_best_subject": (study.at("sft forgotten, other fact's state", best_subject)
+                                                    if best_subject else None),
+                     "causal_trace_best_subject": trace_best, "verdict": verdict, "why": why},
+        "facts": study.facts,
+    }
+    return report
