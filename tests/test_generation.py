@@ -58,3 +58,14 @@ def test_the_shared_prefill_passes_the_cache_under_the_forward_s_own_name():
         shared = _shared_prefill(model, _left_padded(tokenizer, PROMPTS, "cpu"), 2)
     assert set(shared) == {"input_ids", "attention_mask", name}
     assert shared["input_ids"].shape[0] == 2 * len(PROMPTS)
+
+
+def test_evaluation_in_length_order_gives_each_fact_its_own_verdict(world):
+    from interference.evaluation import fact_correctness
+
+    known, held = world.split(12, 12, seed=0)
+    facts = [*known[:6], *world.new_facts(6, seed=0), *held[:6]]  # known and new facts interleaved by split
+    one_by_one = [fact_correctness(world.model, world.tokenizer, [f], batch_size=1)[0] for f in facts]
+    assert True in one_by_one and False in one_by_one
+    assert fact_correctness(world.model, world.tokenizer, facts, batch_size=5) == one_by_one
+    assert fact_correctness(world.model, world.tokenizer, facts) == one_by_one  # the device's batch: EVAL_BATCH on cpu
