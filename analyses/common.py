@@ -56,11 +56,11 @@ def experiment_config(args: argparse.Namespace, **defaults) -> ExperimentConfig:
         "model": args.model, "data": args.knowledge or args.data, "n_known": args.n_known, "n_unknown": args.n_unknown,
         "n_held": args.n_held, "lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size,
         "target_new_acc": args.target_new_acc, "layer": args.layer,
-        "min_known_fraction": args.min_known_fraction,
+        "min_known_fraction": args.min_known_fraction, "device": args.device, "dtype": args.dtype,
         "seeds": tuple(args.seeds) if args.seeds else None,
     }
     settings = {**defaults, **{k: v for k, v in options.items() if v is not None}}
-    return ExperimentConfig.quick_preset(**settings) if args.quick else ExperimentConfig(**settings)
+    return ExperimentConfig.quick_preset(**settings) if args.quick else ExperimentConfig.build(**settings)
 
 
 def run(build: Callable[[], object], out: str | Path) -> Path:

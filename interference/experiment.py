@@ -7,9 +7,9 @@ same base model and measured the same way, so they share this module:
     sft = run_condition(setup, "sft", TrainConfig(method="sft", lr=1e-3, epochs=20))
     sft.record()  # name, seed, task_acc, new_acc, held_acc_peak, held_acc_final, forgetting
 
-A setup comes from the embedded world (`world_setup`) or from any model and a folder of facts (`data_setup`:
-splits written by `interference.splits.save_splits`, or an EntityQuestions folder that is categorised with SLiCK
-first). The base model is never trained: each condition trains a deep copy.
+A setup comes from the embedded world (`world_setup`) or from any model and its facts (`interference.realdata`).
+The base model is never trained: each condition trains a deep copy. A config flows down: `ExperimentConfig` →
+`make_setup` (facts, model) → `train_config(seed)` → `run_condition` → `Condition.record()`.
 """
 
 from __future__ import annotations
@@ -17,17 +17,21 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 
-from .errors import InterferenceError
+from .errors import InterferenceError, check_seed, check_seeds
 from .facts import Fact
 from .train import Snapshot, TrainConfig, TrainResult, make_snapshot, train
 
 #: The model name that means "the embedded world" (its default or quick preset).
 WORLD = "world"
+
+
+def _default_training() -> TrainConfig:
+    """How every condition trains unless a study says otherwise: tiny models need a high lr; matched acquisition."""
+    return TrainConfig(lr=1e-3, batch_size=16, epochs=40, target_new_acc=0.9)
 
 
 @dataclass
@@ -37,16 +41,18 @@ class ExperimentConfig:
     Attributes:
         model: "world" (the embedded world's pretrained model) or any name/folder `interference.models.load_model`
             accepts (e.g. "smollm2-135m"); a real model needs `data`.
-        data: with a real model, a splits folder or an EntityQuestions folder (see `data_setup`).
+        data: with a real model, a splits folder, a SLiCK table or an EntityQuestions folder (`realdata.data_setup`).
         quick: use the small test world and small sizes (seconds per condition), for tests and smoke runs.
         n_known, n_unknown, n_held: sizes of D_known, D_unknown (new facts) and D_held.
-        lr, batch_size, epochs: training of every condition (AdamW, constant lr).
-        target_new_acc: stop a condition once acc(D_unknown) reaches this (matched acquisition); None: `epochs`.
+        train: how every condition trains (`TrainConfig`: method defaults, lr, batch, epochs, matched acquisition);
+            a study sets the method and its own overrides per condition (`train_config`).
         seeds: one run per seed (the seed draws the splits and the new facts, and seeds training).
         world_seed: seed of the embedded world.
         layer: the layer whose subject representations drift and overlap are read at; None: the middle layer.
         min_known_fraction: with real data categorised by SLiCK, keep a relation only if at least this fraction of
             its facts is HighlyKnown (paper 0.3; reports list every relation's fraction).
+        device: where the base model lives and conditions train ("auto": cuda when available).
+        dtype: the base model's weights, "float32" or "bfloat16".
     """
 
     model: str = WORLD
@@ -55,62 +61,69 @@ class ExperimentConfig:
     n_known: int = 100
     n_unknown: int = 200
     n_held: int = 100
-    lr: float = 1e-3
-    batch_size: int = 16
-    epochs: int = 40
-    target_new_acc: float | None = 0.9
+    train: TrainConfig = field(default_factory=_default_training)
     seeds: tuple[int, ...] = (0, 1, 2)
     world_seed: int = 0
     layer: int | None = None
     min_known_fraction: float = 0.3
+    device: str = "auto"
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        from .devices import resolve_device, resolve_dtype
+
         self.seeds = tuple(self.seeds)
+        if isinstance(self.train, dict):
+            self.train = TrainConfig.from_dict(self.train)
         if self.model != WORLD and self.data is None:
             raise InterferenceError(f"model {self.model!r} needs --data (a splits or EntityQuestions folder)")
-        for name in ("n_known", "n_unknown", "n_held", "batch_size", "epochs"):
+        for name in ("n_known", "n_unknown", "n_held"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InterferenceError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (isinstance(self.lr, int | float) and 0 < self.lr < 1):
-            raise InterferenceError(f"lr must be in (0, 1), got {self.lr!r}")
-        if self.target_new_acc is not None and not 0 < self.target_new_acc <= 1:
-            raise InterferenceError(f"target_new_acc must be in (0, 1] or None, got {self.target_new_acc!r}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise InterferenceError(f"seeds must be distinct and at least one, got {self.seeds}")
+        check_seeds(self.seeds)
+        check_seed(self.world_seed, "world_seed")
         if self.layer is not None and self.layer < 0:
             raise InterferenceError(f"layer must be >= 0, got {self.layer}")
         if not (isinstance(self.min_known_fraction, int | float) and 0 <= self.min_known_fraction <= 1):
             raise InterferenceError(f"min_known_fraction must be in [0, 1], got {self.min_known_fraction!r}")
+        resolve_device(self.device), resolve_dtype(self.dtype)  # one-line errors before any work
+
+    @classmethod
+    def build(cls, **settings) -> ExperimentConfig:
+        """A config from flat settings: those named like `TrainConfig` fields (lr, epochs, batch_size,
+        target_new_acc, …) go into `train`, on top of its defaults."""
+        names = {f.name for f in fields(TrainConfig)}
+        training = {k: settings.pop(k) for k in list(settings) if k in names}
+        train = replace(settings.pop("train", None) or _default_training(), **training)
+        return cls(**settings, train=train)
 
     @classmethod
     def quick_preset(cls, **overrides) -> ExperimentConfig:
-        """Small sizes on the quick world: an analysis finishes in about a minute (tests, notebooks)."""
-        settings = dict(quick=True, n_known=40, n_unknown=80, n_held=40, lr=1e-3, epochs=12, seeds=(0, 1))
-        settings.update(overrides)
-        return cls(**settings)
+        """Small sizes on the quick world: an analysis finishes in about a minute (tests, notebooks). Flat settings
+        as in `build`."""
+        return cls.build(**{**dict(quick=True, n_known=40, n_unknown=80, n_held=40, epochs=12, seeds=(0, 1)),
+                            **overrides})
 
     def train_config(self, seed: int, **overrides) -> TrainConfig:
-        """The TrainConfig of one condition: this config's optimiser settings, `overrides` on top."""
-        settings = dict(lr=self.lr, batch_size=self.batch_size, epochs=self.epochs,
-                        target_new_acc=self.target_new_acc, seed=seed)
-        settings.update(overrides)
-        return TrainConfig(**settings)
+        """The TrainConfig of one condition: `train` with this seed, `overrides` on top."""
+        return replace(self.train, seed=seed, **overrides)
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data["seeds"] = list(self.seeds)
-        return data
+        return {**asdict(self), "seeds": list(self.seeds), "train": self.train.to_dict()}
 
 
 def load_base(config: ExperimentConfig, *, progress: bool = True):
     """The embedded world of `config` (built on first use), or None for a real model (see `make_setup`)."""
     if config.model != WORLD:
         return None
+    from .devices import resolve_device, resolve_dtype
     from .world import WorldConfig, load_world
 
     world_config = (WorldConfig.quick if config.quick else WorldConfig)(seed=config.world_seed)
-    return load_world(world_config, progress=progress)
+    world = load_world(world_config, progress=progress)
+    world.model.to(resolve_device(config.device), resolve_dtype(config.dtype))
+    return world
 
 
 def make_setup(config: ExperimentConfig, seed: int, *, world=None, key_kind: str = "name", overlap: float = 1.0,
@@ -124,8 +137,12 @@ def make_setup(config: ExperimentConfig, seed: int, *, world=None, key_kind: str
                            key_kind=key_kind, overlap=overlap, seed=seed)
     if key_kind != "name" or overlap != 1.0:
         raise InterferenceError("key kinds and overlap levels need the embedded world (new facts are generated)")
+    from .devices import resolve_device, resolve_dtype
+    from .realdata import data_setup
+
     return data_setup(config.model, config.data, n_known=config.n_known, n_unknown=n_unknown, n_held=config.n_held,
-                      seed=seed, min_known_fraction=config.min_known_fraction, progress=progress)
+                      seed=seed, min_known_fraction=config.min_known_fraction, device=resolve_device(config.device),
+                      dtype=resolve_dtype(config.dtype), progress=progress)
 
 
 def middle_layer(model) -> int:
@@ -187,6 +204,7 @@ class Setup:
             config.seed,
             config.weight_decay,
             config.max_grad_norm,
+            config.mixed_precision,
         )
         if key not in self._snapshots:
             self._snapshots[key] = make_snapshot(
@@ -286,58 +304,6 @@ def world_setup(
     known, held = world.split(n_known, n_held, seed=seed, relations=relations)
     unknown = world.new_facts(n_unknown, key_kind=key_kind, overlap=overlap, seed=seed)
     return Setup(f"world {world.config.digest()}", world.model, world.tokenizer, known, unknown, held, seed, world)
-
-
-#: In-process cache of loaded real models and their SLiCK categories, so several seeds pay for them once.
-_REAL: dict[tuple, tuple] = {}
-
-
-def data_setup(model_name: str, data: str | Path, *, n_known: int | None = None, n_unknown: int | None = None,
-               n_held: int | None = None, seed: int = 0, relations: Sequence[str] | None = None,
-               limit_per_relation: int | None = 200, preset: str = "fast", min_known_fraction: float = 0.3,
-               device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, progress: bool = True) -> Setup:
-    """A setup from any causal LM and its facts.
-
-    `data` is one of: a splits folder (`known.jsonl`, `unknown.jsonl`, `held.jsonl`, as written by
-    `interference.splits.save_splits`), used as is (sizes cut it down); a saved SLiCK table (`.jsonl`/`.csv`, made
-    with this model, e.g. by `python -m interference.knowledge`); or an EntityQuestions folder, whose test questions
-    (`limit_per_relation` per relation, of `relations` or all) are categorised with SLiCK (`preset`, exemplars from
-    dev, seed 0) once and cached on disk (`interference.knowledge_cache`). Categorised facts are split by
-    `interference.splits.build_splits` with `seed`, keeping the relations with at least `min_known_fraction`
-    HighlyKnown facts; the setup's `knowledge` lists every relation's fraction.
-    """
-    from .knowledge_cache import categorised_facts, is_table, knowledge_source
-    from .models import load_model
-    from .splits import SplitConfig, build_splits, load_splits
-
-    path = Path(data)
-    if not (path.is_dir() or is_table(path)):
-        raise InterferenceError(f"data {path} is neither a folder nor a SLiCK table (.jsonl/.csv) that exists")
-    if is_table(path):  # checked against the model before the model is loaded
-        knowledge_source(path, model_name, relations=relations, limit_per_relation=limit_per_relation)
-    key = (model_name, str(path.resolve()), tuple(relations or ()), limit_per_relation, preset, str(device), dtype)
-    if key not in _REAL:
-        model, tokenizer = load_model(model_name, device=device, dtype=dtype)
-        if path.is_dir() and (path / "known.jsonl").exists():
-            _REAL[key] = (model, tokenizer, load_splits(path), None)
-        elif is_table(path):
-            rows = knowledge_source(path, model_name, relations=relations, limit_per_relation=limit_per_relation)
-            _REAL[key] = (model, tokenizer, None, rows)
-        else:
-            rows, _ = categorised_facts(model_name, path, model=model, tokenizer=tokenizer, relations=relations,
-                                        limit_per_relation=limit_per_relation, preset=preset, progress=progress)
-            _REAL[key] = (model, tokenizer, None, rows)
-    model, tokenizer, splits, rows = _REAL[key]
-    if rows is None:
-        sizes = (n_known, n_unknown, n_held)
-        known, unknown, held = (list(s) if n is None else list(s)[:n]
-                                for s, n in zip((splits.known, splits.unknown, splits.held), sizes, strict=True))
-    else:
-        splits = build_splits([r.fact for r in rows], rows, SplitConfig(
-            n_known=n_known, n_unknown=n_unknown, n_held=n_held, min_known_fraction=min_known_fraction, seed=seed))
-        known, unknown, held = list(splits.known), list(splits.unknown), list(splits.held)
-    knowledge = splits.knowledge_summary() if splits.known_fractions else None
-    return Setup(model_name, model, tokenizer, known, unknown, held, seed, knowledge=knowledge)
 
 
 def held_states(setup: Setup, model: torch.nn.Module, layers: Sequence[int]) -> torch.Tensor:

@@ -114,7 +114,7 @@ def test_a_real_model_runs_from_a_splits_folder(tmp_path):
         return [Fact(f"{prefix}{i}", "P36", f"c{i % 3}", f"What is the capital of {prefix}{i}?") for i in range(n)]
 
     folder = save_splits(Splits(facts("Ka", 6), facts("Un", 6), facts("He", 6)), tmp_path / "splits")
-    config = ExperimentConfig(model="tiny-llama", data=str(folder), seeds=(0,), n_known=4, n_unknown=4, n_held=4,
+    config = ExperimentConfig.build(model="tiny-llama", data=str(folder), seeds=(0,), n_known=4, n_unknown=4, n_held=4,
                               epochs=1, lr=1e-3)
     study = run_forgetting(config, ["sft"], progress=False)
     record = study.records[0]

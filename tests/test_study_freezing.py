@@ -78,8 +78,8 @@ def test_train_only_a_layer_leaves_every_other_weight_untouched(config, world):
         changed = _changed(trained.model, setup.model)
         assert changed and changed <= prefix[layer]
     frozen = train_cell(setup, config, SweepCondition("freeze", "all", 0, 0), 0)  # match="acquisition"
-    assert frozen.result.config.target_new_acc == config.target_new_acc
-    assert frozen.result.epochs <= config.epochs
+    assert frozen.result.config.target_new_acc == config.train.target_new_acc
+    assert frozen.result.epochs <= config.train.epochs
     changed = _changed(frozen.model, setup.model)
     assert not changed & prefix[0]
     assert changed & (every - prefix[0]), "the unfrozen layers must train"

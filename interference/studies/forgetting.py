@@ -99,7 +99,7 @@ def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METH
         for method in order:
             overrides = dict(METHODS[method])
             if method in SFT_LENGTH:
-                overrides.update(epochs=sft_epochs or config.epochs, target_new_acc=None)
+                overrides.update(epochs=sft_epochs or config.train.epochs, target_new_acc=None)
             bar.set_postfix_str(f"seed {seed} {method}")
             condition = run_condition(setup, method, config.train_config(seed, **overrides))
             if method == "sft":

@@ -38,7 +38,7 @@ from ..stats import mean_ci
 
 #: Sweep modes: the TrainConfig field each sets, and its label in condition names.
 MODES = {"train_only": "train-only", "freeze": "freeze-only"}
-#: Parameter groups a band can be split into (see `interference.train.freezing`).
+#: Parameter groups a band can be split into (see `interference.parameter_groups`).
 GROUPS = ("all", "attention", "ffn", "norms")
 #: How long sweep conditions train: as many epochs as full SFT, or to the acquisition target.
 MATCHES = ("epochs", "acquisition")
@@ -63,7 +63,7 @@ class SweepCondition:
 
     @property
     def selection(self) -> str:
-        """The parameter selection (`interference.train.freezing` syntax), e.g. "all@2" or "ffn@0-1"."""
+        """The parameter selection (`interference.parameter_groups` syntax), e.g. "all@2" or "ffn@0-1"."""
         return f"{self.group}@{self.band}"
 
     @property
@@ -258,7 +258,7 @@ def freezing_report(study: FreezingStudy) -> Report:
     summary = study.summary()
     reference = next(r for r in summary if r["condition"] == REFERENCE)
     length = ("as many epochs as full SFT took on the same seed" if study.match == "epochs"
-              else f"until acc(D_unknown) >= {config.target_new_acc} or {config.epochs} epochs")
+              else f"until acc(D_unknown) >= {config.train.target_new_acc} or {config.train.epochs} epochs")
     report = Report(
         "Per-layer freezing sweep",
         config={**config.to_dict(), "match": study.match, "groups": list(dict.fromkeys(c.group for c in study.cells)),

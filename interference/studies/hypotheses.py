@@ -126,7 +126,8 @@ def hypotheses_report(study: HypothesesStudy) -> Report:
         seeds=config.seeds,
         description=(
             f"SFT on new facts with name-like or UUID subjects, {' and '.join(map(str, study.counts))} facts, each "
-            f"trained until acc(new) >= {config.target_new_acc} (matched acquisition) or {config.epochs} epochs; "
+            f"trained until acc(new) >= {config.train.target_new_acc} (matched acquisition) or "
+            f"{config.train.epochs} epochs; "
             f"D_known {config.n_known}, D_held {config.n_held}, {len(config.seeds)} seeds. Drift at layer "
             f"{study.layer}."
         ),

@@ -179,7 +179,8 @@ def overlap_report(study: OverlapStudy) -> Report:
         description=(
             f"{source}{' (quick)' if config.quick else ''}: D_known {config.n_known}, D_unknown "
             f"{config.n_unknown} new facts, D_held {config.n_held}; {len(config.seeds)} seeds; every condition "
-            f"trained until acc(new) >= {config.target_new_acc} or {config.epochs} epochs. Subject states: last "
+            f"trained until acc(new) >= {config.train.target_new_acc} or {config.train.epochs} epochs. Subject "
+            "states: last "
             f"subject token of the QA prompt; overlap and headline drift at layer {study.layer}."
         ),
     )
