@@ -11,14 +11,23 @@ from pathlib import Path
 from interference.devices import DEVICE_CHOICES, DTYPES, resolve_device, resolve_dtype
 from interference.errors import InterferenceError
 from interference.experiment import WORLD, ExperimentConfig
+from interference.outputs import claim_output
+from interference.report import CSV_FILE, HTML_FILE, MANIFEST_FILE, RESULTS_FILE
+
+#: The files an analysis writes into its output folder.
+REPORT_FILES = (RESULTS_FILE, CSV_FILE, HTML_FILE, MANIFEST_FILE)
 
 
 def parser(name: str, description: str) -> argparse.ArgumentParser:
     """An argument parser with the shared options (model, data, sizes, seeds, output, --quick)."""
     p = argparse.ArgumentParser(prog=f"python -m analyses.{name}", description=description)
+    p.set_defaults(command=f"analyses.{name}")
     p.add_argument("--quick", action="store_true",
                    help="small world and sizes (about a minute): for tests and smoke runs")
     p.add_argument("--out", default=f"reports/{name}", help=f"output folder (default reports/{name})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an output folder that holds other files (files interference did not write are "
+                        "kept; an earlier run of this analysis is replaced without it)")
     p.add_argument("--model", default=WORLD,
                    help="'world' (the embedded world, default) or a model name/folder, e.g. smollm2-135m")
     p.add_argument("--data", default=None,
@@ -43,7 +52,7 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
                         "available)")
     p.add_argument("--dtype", default="float32", choices=list(DTYPES),
                    help="dtype of the model's weights (default float32)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (nor the libraries' chatter)")
     return p
 
 
@@ -63,12 +72,33 @@ def experiment_config(args: argparse.Namespace, **defaults) -> ExperimentConfig:
     return ExperimentConfig.quick_preset(**settings) if args.quick else ExperimentConfig.build(**settings)
 
 
-def run(build: Callable[[], object], out: str | Path) -> Path:
-    """Build the report (`build()` returns an `interference.report.Report`), write it, and say where it is."""
-    start = time.monotonic()
-    report = build()
-    report.started = start  # results.json's wall_time_s covers the whole analysis, not only the report
-    path = report.write(out)
+def quiet_libraries() -> None:
+    """Silence transformers' and huggingface_hub's progress bars and info messages (e.g. "Writing model shards")."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def run(build: Callable[[], object], out: str | Path | argparse.Namespace) -> Path:
+    """Claim the output folder, build the report (`build()` returns an `interference.report.Report`), write it,
+    and say where it is.
+
+    `out` is the folder, or the parsed options (their `out`, `overwrite`, `no_progress` and the command's name).
+    The folder is checked and locked before `build()` runs (`interference.outputs.claim_output`): a file, a folder
+    that cannot be written, one holding files this analysis did not write (without --overwrite), or one another
+    run is writing to is refused with one line before any work.
+    """
+    args = out if isinstance(out, argparse.Namespace) else argparse.Namespace(out=out)
+    if getattr(args, "no_progress", False):
+        quiet_libraries()
+    with claim_output(args.out, getattr(args, "command", "analyses"), overwrite=getattr(args, "overwrite", False),
+                      writes=REPORT_FILES) as folder:
+        start = time.monotonic()
+        report = build()
+        report.started = start  # results.json's wall_time_s covers the whole analysis, not only the report
+        path = report.write(folder)  # each file recorded as the toolkit's before it is written
+        folder.remove_earlier()  # an earlier run's files this run did not write again
     print(f"report: {path / 'report.html'}\nresults: {path / 'results.json'}\n"
           f"wall time: {time.monotonic() - start:.1f} s", file=sys.stderr)
     return path

@@ -28,9 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("top_k", "vectors", "dominant"):
         if getattr(args, name) < 1:
             raise InterferenceError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    config = common.experiment_config(args, seeds=(0,))  # one seed: --seeds picks another (its first is used)
+    if args.seeds is not None and len(args.seeds) != 1:
+        raise InterferenceError(f"analyses.ffn runs one seed; got --seeds {' '.join(map(str, args.seeds))} "
+                                "(run it once per seed, each with its own --out)")
+    config = common.experiment_config(args, seeds=(0,))  # one seed, 0 unless --seeds names another
     common.run(lambda: ffn_report(run_ffn(config, progress=not args.no_progress, top_k=args.top_k,
-                                          n_vectors=args.vectors, dominant=args.dominant)), args.out)
+                                          n_vectors=args.vectors, dominant=args.dominant)), args)
     return 0
 
 

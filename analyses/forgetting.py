@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = common.experiment_config(args)
     common.run(lambda: forgetting_report(run_forgetting(config, args.methods, progress=not args.no_progress)),
-               args.out)
+               args)
     return 0
 
 

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     config = common.experiment_config(args)
     common.run(lambda: freezing_report(run_freezing(config, progress=not args.no_progress, mode=args.mode,
                                                     groups=args.groups, band=args.band, match=args.match)),
-               args.out)
+               args)
     return 0
 
 

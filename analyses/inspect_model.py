@@ -13,6 +13,7 @@ import sys
 from interference.devices import DEVICE_CHOICES, DTYPES, resolve_device, resolve_dtype
 from interference.errors import InterferenceError, cli_errors
 from interference.models import load_model
+from interference.readable import check_readable
 from interference.views import BACKENDS, encode, last_positions, logit_lens, mlp_activations, residual_stream
 
 DEFAULT_PROMPTS = ["The capital of France is", "Answer the following question. Where was Bergadena born?\nAnswer:"]
@@ -52,9 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.top_k < 1:
         raise InterferenceError(f"--top-k must be >= 1, got {args.top_k}")
+    prompts = args.prompt or DEFAULT_PROMPTS
+    if any(not prompt.strip() for prompt in prompts):
+        raise InterferenceError("--prompt must not be empty")
     device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
     model, tokenizer = load_model(args.model, device=device, dtype=dtype)
-    rows = summarize(model, tokenizer, args.prompt or DEFAULT_PROMPTS, backend=args.backend, top_k=args.top_k)
+    vocabulary = model.get_output_embeddings().weight.shape[0]
+    if args.top_k > vocabulary:
+        raise InterferenceError(f"--top-k {args.top_k} is larger than the model's vocabulary ({vocabulary} tokens)")
+    check_readable(model, tokenizer, prompts, "prompt")
+    rows = summarize(model, tokenizer, prompts, backend=args.backend, top_k=args.top_k)
     current = None
     for row in rows:
         if row["prompt"] != current:

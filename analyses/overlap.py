@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-k", type=int, default=10, help="k of the top-k mean cosine (default 10)")
     args = parser.parse_args(argv)
     config = common.experiment_config(args)
-    common.run(lambda: overlap_report(run_overlap(config, top_k=args.top_k, progress=not args.no_progress)), args.out)
+    common.run(lambda: overlap_report(run_overlap(config, top_k=args.top_k, progress=not args.no_progress)), args)
     return 0
 
 

@@ -22,7 +22,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import torch
 
 from .errors import InterferenceError, check_seed, check_seeds
-from .facts import Fact
+from .facts import Fact, qa_prompt, qa_target
+from .readable import check_readable
+from .splits import check_disjoint
 from .train import Snapshot, TrainConfig, TrainResult, make_snapshot, train
 
 #: The model name that means "the embedded world" (its default or quick preset).
@@ -185,6 +187,10 @@ class Setup:
         for split in ("known", "unknown", "held"):
             if not getattr(self, split):
                 raise InterferenceError(f"the {split} split of setup {self.name!r} is empty")
+        check_disjoint({split: getattr(self, split) for split in ("known", "unknown", "held")})
+        eos = getattr(self.tokenizer, "eos_token", None) or ""
+        texts = [qa_prompt(f) + qa_target(f) + eos for f in (*self.known, *self.unknown, *self.held)]
+        check_readable(self.model, self.tokenizer, texts, "fact")
 
     def fresh_model(self) -> torch.nn.Module:
         """A trainable deep copy of the base model."""

@@ -458,10 +458,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     from .datasets import load_entityquestions
+    from .errors import check_seed
     from .models import load_model
+    from .outputs import check_file_target
+    from .readable import check_readable
 
     args = _parser().parse_args(argv)
     _check_table_suffix(Path(args.out))
+    check_file_target(args.out, "--out")
+    check_seed(args.seed, "--seed")
     device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
     config = SlickConfig.preset(
         args.preset,
@@ -474,6 +479,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     relations = list(dict.fromkeys(f.relation for f in facts))
     exemplars = load_entityquestions(args.data, args.exemplar_split, relations)
     model, tokenizer = load_model(args.model, device=device, dtype=dtype, seed=args.seed)
+    pools = _exemplar_pools(exemplars)
+    check_readable(model, tokenizer, [p for fact in facts for p in _prompts(fact, pools, config)], "SLiCK prompt",
+                   generated=config.max_new_tokens)
     start = time.perf_counter()
     rows = categorize(model, tokenizer, facts, exemplars, config)
     elapsed = time.perf_counter() - start

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -163,6 +164,9 @@ def load_model(
             ) from err
         except ValueError as err:
             raise InterferenceError(f"cannot load model {name!r}: {str(err).splitlines()[0]}") from err
+        except (SafetensorError, EOFError) as err:  # a truncated or damaged weights file
+            raise InterferenceError(f"cannot load model {name!r}: its weights file is damaged or truncated "
+                                    f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from err
     layout_of(model)  # fail early, with the supported list, on architectures the views cannot read
     model = model.to(device=device, dtype=dtype).eval()
     return model, _prepare_tokenizer(tokenizer)

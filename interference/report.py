@@ -186,11 +186,18 @@ def load_results(path: str | os.PathLike) -> dict:
     if manifest is not None and path.name not in manifest["files"]:
         raise InterferenceError(f"{path} is not named in {path.parent / MANIFEST_FILE}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_non_finite)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InterferenceError(f"{path} is not valid JSON ({str(err).splitlines()[0]})") from err
+    except ValueError as err:  # from _refuse_non_finite
+        raise InterferenceError(f"{path}: {err}") from err
     validate_results(data)
     return data
+
+
+def _refuse_non_finite(name: str):
+    """JSON has no NaN or Infinity (the toolkit writes null); a file holding them was not written by it."""
+    raise ValueError(f"holds {name}, which is not a JSON number (unmeasured values are written as null)")
 
 
 def number_text(value: Any) -> str:

@@ -73,6 +73,9 @@ class Splits:
     known_fractions: dict[str, float] = field(default_factory=dict)
     min_known_fraction: float | None = None
 
+    def __post_init__(self) -> None:
+        check_disjoint({name: getattr(self, name) for name in SPLIT_NAMES})
+
     def knowledge_summary(self) -> dict:
         """What a report lists about the relation filter: the per-relation HighlyKnown fractions, the threshold and
         the relations kept."""
@@ -85,6 +88,20 @@ class Splits:
     def counts(self) -> dict[str, int]:
         """Number of facts per split."""
         return {name: len(getattr(self, name)) for name in SPLIT_NAMES}
+
+
+def check_disjoint(splits: dict[str, Sequence[Fact]], where: str = "") -> None:
+    """Refuse (one line) a fact, by (relation, subject), that is twice in a split or in two splits: it would be
+    trained twice, or a held-out fact would be trained on. `where` prefixes the split names (e.g. a folder)."""
+    seen: dict[tuple[str, str], str] = {}
+    for name, facts in splits.items():
+        for fact in facts:
+            if fact.key in seen:
+                place = f"twice in {where}{name}" if seen[fact.key] == name else (
+                    f"in both {where}{seen[fact.key]} and {where}{name}")
+                raise InterferenceError(f"the fact {fact.key} is {place}: splits must be disjoint and free of "
+                                        "duplicates")
+            seen[fact.key] = name
 
 
 def known_fractions(facts: Sequence[Fact], categories: Sequence) -> dict[str, float]:
@@ -165,6 +182,7 @@ def load_splits(directory: str | os.PathLike) -> Splits:
     if not directory.is_dir():
         raise DataError(f"{directory}: splits directory not found")
     loaded = {name: load_facts_jsonl(directory / f"{name}.jsonl") for name in SPLIT_NAMES}
+    check_disjoint({f"{name}.jsonl": facts for name, facts in loaded.items()}, f"{directory}/")
     relations = tuple(dict.fromkeys(f.relation for name in SPLIT_NAMES for f in loaded[name]))
     fractions, threshold = {}, None
     if (directory / FILTER_FILE).is_file():

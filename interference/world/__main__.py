@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..errors import cli_errors
+from ..atomic import cache_root
+from ..errors import check_seed, cli_errors
+from ..outputs import check_folder_target
 from .config import WorldConfig
 from .store import load_world
 
@@ -27,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    check_seed(args.seed, "--seed")
+    check_folder_target(args.cache_dir if args.cache_dir is not None else cache_root(), "cache folder")
     config = (WorldConfig.quick if args.quick else WorldConfig)(seed=args.seed)
     start = time.perf_counter()
     world = load_world(config, cache_dir=args.cache_dir, rebuild=args.rebuild)
