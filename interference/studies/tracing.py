@@ -207,7 +207,7 @@ def _add_facts(study: TracingStudy, seed: int, facts, effects: PatchEffects | No
 
 # --- the report ------------------------------------------------------------------------------------------------------
 
-def _heatmaps(study: TracingStudy, group: str, value: str = "recovery"):
+def recovery_heatmaps(study: TracingStudy, group: str, value: str = "recovery"):
     """One heat-map per position mode of `group`'s mean `value` (layer × site), intervals in the cell text."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -298,17 +298,17 @@ def tracing_report(study: TracingStudy) -> Report:
                              "cells say where the fact was damaged.")
     for group in ("sft forgotten", "self_distill forgotten"):
         if study.cells(group):
-            section.figure(_heatmaps(study, group))
+            section.figure(recovery_heatmaps(study, group))
     section = report.section("Controls", "; ".join(f"{g}: {GROUPS[g]}" for g in
                                                    ("sft retained", "sft forgotten, other fact's state",
                                                     "uuid-sft forgotten")))
     for group in ("sft retained", "sft forgotten, other fact's state", "uuid-sft forgotten"):
         if study.cells(group):
-            section.figure(_heatmaps(study, group))
+            section.figure(recovery_heatmaps(study, group))
     section = report.section("Where the fact lives: causal trace of the start model", GROUPS[
         "causal trace (start model)"] + "; recovery = (p_restored − p_corrupt) / (p_clean − p_corrupt).")
     if study.cells("causal trace (start model)"):
-        section.figure(_heatmaps(study, "causal trace (start model)"))
+        section.figure(recovery_heatmaps(study, "causal trace (start model)"))
     section = report.section("Forgotten facts (SFT)", "Per fact: the start model's and SFT's gold probability, and "
                                                       "the cell that restores it most.")
     section.table(study.facts)
