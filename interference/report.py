@@ -216,7 +216,7 @@ def number_text(value: Any) -> str:
 
 
 def _cell(value: Any) -> str:
-    return html.escape(number_text(value))
+    return html.escape(number_text(value)).replace("\n", "<br>")
 
 
 def _scalar(value: Any) -> bool:
@@ -299,7 +299,7 @@ details{margin:.6em 0}summary{cursor:pointer;color:#335;font-weight:600}
 .headline h2{margin-top:.4em}.claim{font-size:1.08em}
 .verdict{font-size:1.25em;font-weight:700;padding:.35em .7em;border-radius:5px;display:inline-block;margin:.2em 0}
 .v-reproduces{background:#dff3e4;color:#14532d}.v-partly{background:#fff3cd;color:#6b4e00}
-.v-does-not{background:#fde2e1;color:#7f1d1d}.rules td{text-align:left}
+.v-does-not{background:#fde2e1;color:#7f1d1d}.v-none{background:#eee;color:#333}.rules td{text-align:left}
 .note{color:#555;font-size:.9em}
 """
 _VERDICT_CLASS = {"reproduces": "v-reproduces", "partly reproduces": "v-partly", "does not reproduce": "v-does-not"}
@@ -309,20 +309,24 @@ class Headline(Section):
     """The report's opening section: the claim tested in one sentence and the verdict with the rules it rests on,
     then (added like any section's) the paired comparison, the paper's numbers beside ours and one chart."""
 
-    def __init__(self, report: Report, claim: str, verdict: Any = None):
+    def __init__(self, report: Report, claim: str, verdict: Any = None, untested: str | None = None):
         super().__init__(report, "Headline")
         if not isinstance(claim, str) or not claim.strip():
             raise InterferenceError("a headline needs the claim it tests, in one sentence")
         self.claim = claim
         self.verdict = verdict
+        self.untested = untested or "the run holds no condition the verdict's rules compare"
 
     def to_dict(self) -> dict:
         verdict = None if self.verdict is None else to_jsonable(self.verdict, "headline.verdict")
-        return {"claim": self.claim, "verdict": verdict}
+        return {"claim": self.claim, "verdict": verdict, "untested": None if verdict else self.untested}
 
     def opening_html(self) -> list[str]:
         parts = [f'<p class="claim"><b>Claim tested.</b> {html.escape(self.claim)}</p>']
-        if self.verdict is not None:
+        if self.verdict is None:
+            parts.append(f'<div class="verdict v-none">Verdict: not tested <span style="font-weight:400;'
+                         f'font-size:.8em">({html.escape(self.untested)})</span></div>')
+        else:
             verdict = self.verdict
             css = _VERDICT_CLASS.get(verdict.verdict, "v-partly")
             held = sum(c.passed for c in verdict.checks)
@@ -364,11 +368,11 @@ class Report:
         self._figures = 0
         self.started = time.monotonic()  # wall_time_s counts from here; set it earlier to include the study
 
-    def headline(self, claim: str, verdict: Any = None) -> Headline:
+    def headline(self, claim: str, verdict: Any = None, untested: str | None = None) -> Headline:
         """Open the headline (rendered first, whatever the order of calls): the claim tested in one sentence and a
-        verdict (an `interference.paired.Verdict`); add the paired comparison, the paper's numbers and the
-        comparison chart to the section it returns."""
-        self.head = Headline(self, claim, verdict)
+        verdict (an `interference.paired.Verdict`; without one, `untested` says why); add the paired comparison,
+        the paper's numbers and the comparison chart to the section it returns."""
+        self.head = Headline(self, claim, verdict, untested)
         return self.head
 
     def section(self, title: str, text: str | None = None) -> Section:

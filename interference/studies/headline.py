@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 
 from .. import charts
 from ..paired import (
-    MEASURES,
     Check,
     PairedDifference,
     Verdict,
@@ -28,11 +27,21 @@ SUMMARY_LABELS = {"held_acc_start": "held-out at start", "held_acc_final": "held
 
 
 def paired_rows(differences: Sequence[PairedDifference]) -> list[dict]:
-    """The paired comparison as display rows: each interval as text, '+0.082 [+0.031, +0.133]'."""
-    return [{"condition": f"{d.condition} − {d.reference}", "measure": MEASURE_LABELS.get(d.measure, d.measure),
-             "mean difference [95 % t over seeds]": interval_text(d.t),
-             "[95 % bootstrap over facts]": "—" if d.bootstrap is None else interval_text(d.bootstrap),
-             "seeds > 0": f"{d.n_positive} of {d.t.n}"} for d in differences]
+    """The paired comparison as display rows, one per compared condition: per measure the mean difference with its
+    95 % t-interval over seeds, and below it the 95 % bootstrap interval over facts."""
+    rows: dict[tuple[str, str], dict] = {}
+    for d in differences:
+        row = rows.setdefault((d.condition, d.reference), {"condition": f"{d.condition} − {d.reference}"})
+        text = interval_text(d.t)
+        if d.bootstrap is not None:
+            text += f"\nfacts: [{d.bootstrap.low:+.3f}, {d.bootstrap.high:+.3f}]"
+        row[MEASURE_LABELS.get(d.measure, d.measure)] = text
+        if d.measure == "held_acc_final":
+            row["_seeds"] = f"{d.n_positive} of {d.t.n}"
+    for row in rows.values():
+        if "_seeds" in row:
+            row["seeds with higher held-out acc"] = row.pop("_seeds")
+    return list(rows.values())
 
 
 def mean_of(records: Sequence[Mapping], name: str, field: str) -> float | None:
@@ -51,19 +60,19 @@ def ours(records: Sequence[Mapping], name: str, field: str, percent: bool = True
 
 def add_headline(report: Report, *, claim: str, records: Sequence[Mapping], conditions: Sequence[str],
                  checks: Sequence[Check] | None, paper: Sequence[Mapping], reference: str = "sft",
-                 differences: Sequence[PairedDifference] | None = None, note: str | None = None) -> Verdict | None:
+                 differences: Sequence[PairedDifference] | None = None, untested: str | None = None
+                 ) -> Verdict | None:
     """Open `report`'s headline: the claim, the verdict from `checks` (none when they are None), the paired
     comparison (`differences`, default every condition − `reference`), `paper` rows ({"quantity", "paper", "ours"})
-    and the comparison chart; the numbers also go to `report.results` (`paired`, `verdict`, `paper`)."""
+    and the comparison chart; the numbers also go to `report.results` (`paired`, `verdict`, `paper`). Without
+    checks, `untested` says why there is no verdict."""
     if differences is None:
         differences = paired_comparison(records, conditions, reference)
     verdict = judge(checks) if checks else None
-    head = report.headline(claim, verdict)
-    if note:
-        head.text(note)
+    head = report.headline(claim, verdict, untested)
     if differences:
-        head.table(paired_rows(differences), title=f"Paired difference per seed (condition − {reference}); "
-                                                   f"measures: {', '.join(MEASURES)}")
+        head.table(paired_rows(differences), title=f"Paired difference from {reference}: mean over seeds [95 % "
+                                                   f"t-interval over seeds]; below, [95 % bootstrap over facts]")
     head.table(paper, title="The paper beside ours", columns=["quantity", "paper", "ours"])
     head.figure(charts.comparison_chart(records, conditions))
     report.results.update(paired=[d.row() for d in differences], verdict=verdict, paper=list(paper))
