@@ -54,7 +54,8 @@ class TrainConfig:
     freeze: str | None = option(None, "parameters to freeze: GROUP[@LAYER|@A-B],... (interference.parameter_groups)")
     train_only: str | None = option(None, "parameters to train, everything else frozen (same syntax)")
     train_splits: tuple[str, ...] = option(SPLITS, "splits trained on (known alone: Table 1's known-only row)")
-    eval_batch_size: int = option(64, "facts per generation batch in evaluation and teacher caching")
+    eval_batch_size: int | None = option(None, "facts per generation batch in evaluation and teacher caching; none: "
+                                         "64 on a CPU, 8x on a GPU (interference.devices.inference_batch_size)")
     eval_max_new_tokens: int | None = option(None, "generated tokens per answer; none: longest gold answer + 8")
     mixed_precision: str = option("no", "autocast: no, bf16 or fp16 (through accelerate)")
     report_to: str | None = option(None, "trackers for per-step loss/CE/KL/grad-norm and accuracies (tensorboard, "

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from ..devices import inference_batch_size
 from ..errors import InterferenceError
-from ..evaluation import accuracy, fact_correctness
+from ..evaluation import EVAL_BATCH, accuracy, fact_correctness
 from ..facts import Fact
 from ..parameter_groups import apply_trainable, resolve_trainable, restore_flags
 from .batches import Examples, epoch_order
@@ -97,6 +98,23 @@ def _check_loss(value: float, epoch: int, step: int) -> None:
                                 "lower the learning rate")
 
 
+def _sft(accelerator, model, examples, config, steps: int, desc: str, progress: bool) -> None:
+    """`steps` steps of SFT of `model` on `examples` (epochs in their seeded orders)."""
+    params, per_epoch = [p for p in model.parameters() if p.requires_grad], math.ceil(len(examples) / config.batch_size)
+    forward, optimizer = accelerator.prepare(model, torch.optim.AdamW(params, config.lr,
+                                                                      weight_decay=config.weight_decay))
+    torch.manual_seed(config.seed)
+    for s in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
+        epoch = s // per_epoch + 1
+        local, weights = _shard(examples, epoch_order(len(examples), config.batch_size, seed=config.seed,
+                                                      epoch=epoch)[s % per_epoch], accelerator, config.kd_weighting)
+        loss = _step(accelerator, forward, Objective("sft", config), examples.batch(local).to(params[0].device),
+                     weights, params, optimizer, config.max_grad_norm)["loss"]
+        if (s + 1) % per_epoch == 0 or s + 1 == steps:
+            _check_loss(loss.item(), epoch, s + 1)
+    accelerator.free_memory()
+
+
 def make_snapshot(model: torch.nn.Module, tokenizer, known: Sequence[Fact], config: TrainConfig, *,
                   progress: bool = True, accelerator=None) -> Snapshot:
     """θ_snapshot: a copy of `model` after `snapshot_epochs` of SFT on D_known, all parameters trainable."""
@@ -104,55 +122,31 @@ def make_snapshot(model: torch.nn.Module, tokenizer, known: Sequence[Fact], conf
         raise InterferenceError("the snapshot is trained on D_known, which is empty")
     student, examples = copy.deepcopy(model).train().requires_grad_(True), Examples(tokenizer, known)
     accelerator = accelerator or make_accelerator(config, next(model.parameters()).device)
-    params = list(student.parameters())
-    forward, optimizer = accelerator.prepare(student, torch.optim.AdamW(params, config.lr,
-                                                                        weight_decay=config.weight_decay))
-    torch.manual_seed(config.seed)
-    for epoch in range(1, config.snapshot_epochs + 1):
-        order = epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=epoch)
-        for index in tqdm(order, desc=f"snapshot epoch {epoch}", disable=not progress, leave=False):
-            local, weights = _shard(examples, index, accelerator, config.kd_weighting)
-            loss = _step(accelerator, forward, Objective("sft", config), examples.batch(local).to(params[0].device),
-                         weights, params, optimizer, config.max_grad_norm)["loss"]
-        _check_loss(loss.item(), epoch, len(order))
-    accelerator.free_memory()
+    steps = config.snapshot_epochs * math.ceil(len(examples) / config.batch_size)
+    _sft(accelerator, student, examples, config, steps, "snapshot", progress)
     check_finite(student, "after the snapshot's training")
     return Snapshot.of(student, config.snapshot_epochs)
 
 
-def _matched_mu(accelerator, model, examples, config, params, anchors, teacher) -> float:
-    """μ with ‖∇ μ‖θ−θ₀‖²‖ = ‖∇ λτ²KL‖, both after a short SFT probe from the start (the weights are put back)."""
-    start, device = [p.detach().clone() for p in params], params[0].device
-    per_epoch = math.ceil(len(examples) / config.batch_size)
-    steps = config.l2_match_steps or per_epoch
-    optimizer = torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay)
-    model.train()
-    torch.manual_seed(config.seed)
-    probe = [i for e in range(1, math.ceil(steps / per_epoch) + 1)
-             for i in epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=e)][:steps]
-    for index in probe:
-        _step(accelerator, model, Objective("sft", config), examples.batch(index).to(device), (1.0, 1.0), params,
-              optimizer, config.max_grad_norm)
-    norms = []
+def _matched_mu(accelerator, model, examples, config, trainable, anchors, teacher) -> float:
+    """μ with ‖∇ μ‖θ−θ₀‖²‖ = ‖∇ λτ²KL‖, both measured on a copy of the student after a short SFT probe."""
+    probe = copy.deepcopy(model).train()
+    _sft(accelerator, probe, examples, config, config.l2_match_steps or math.ceil(len(examples) / config.batch_size),
+         "matching mu", False)
+    named, norms = dict(probe.named_parameters()), []
+    params = [named[n] for n in trainable]
     for index in epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=1)[: config.l2_match_batches]:
-        batch = examples.batch(index).to(device)
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        batch = examples.batch(index).to(params[0].device)
+        logits = probe(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
         term = config.kd_lambda * config.kd_tau**2 * teacher.kl(logits, batch, config.kd_weighting)
         grads = [g for g in torch.autograd.grad(term, params, allow_unused=True) if g is not None]
         norms.append(torch.sqrt(sum((g.float() ** 2).sum() for g in grads)).item())
     distance = math.sqrt(l2_distance(params, anchors).item())
-    with torch.no_grad():
-        for p, s in zip(params, start, strict=True):
-            p.copy_(s)
     if distance == 0:
         raise InterferenceError("l2_mu='match_kd': the SFT probe left θ at θ_snapshot, so μ cannot be matched; "
                                 "raise lr or l2_match_steps, or give l2_mu as a number")
     mu = matched_mu(sum(norms) / len(norms), distance)
-    log.info("l2: matched mu = %.4g (distance %.4g after %d SFT steps)", mu, distance, steps)
-    if accelerator.num_processes > 1:
-        from accelerate.utils import broadcast_object_list
-
-        mu = broadcast_object_list([mu])[0]
+    log.info("l2: matched mu = %.4g (distance %.4g after the SFT probe)", mu, distance)
     return mu
 
 
@@ -171,7 +165,9 @@ def _teacher(model, examples, snapshot, cache, config, fresh, progress):
     # Before its first step the student holds exactly θ_snapshot: it can be the teacher instead of a copy.
     teacher = model if fresh and config.start == "snapshot" else teacher_module(model, snapshot)
     return TeacherCache.build(teacher, examples, tau=config.kd_tau, mode=mode, k=config.teacher_topk,
-                              batch_size=config.eval_batch_size, progress=progress)
+                              batch_size=config.eval_batch_size or inference_batch_size(
+                                  EVAL_BATCH, next(model.parameters()).device),
+                              progress=progress)
 
 
 def _correct(model, tokenizer, splits, config, max_new_tokens, progress) -> dict[str, list[bool]]:
@@ -222,7 +218,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             if config.method == "l2":
                 anchors = snapshot.anchors(trainable, device)
                 mu = run.state["mu"] if run.state else float(config.l2_mu) if config.l2_mu != "match_kd" else (
-                    _matched_mu(accelerator, model, examples, config, params, anchors, teacher))
+                    _matched_mu(accelerator, model, examples, config, trainable, anchors, teacher))
             objective = Objective(config.method, config, teacher, mu or 0.0, params, anchors)
             student, optimizer = accelerator.prepare(model, torch.optim.AdamW(params, config.lr,
                                                                               weight_decay=config.weight_decay))
