@@ -1,9 +1,8 @@
-"""A run's output folder: claimed and locked for the run, resumable, every write atomic and finite.
+"""A run's output folder: checked and locked before the work (`interference.outputs`), resumable, saves finite.
 
 Layout: `metrics.json` (after every evaluation; `"finished": true` only once `model/` is saved), `snapshot.safetensors`
 (θ_snapshot), `checkpoint-<epoch>/` (`Accelerator.save_state`: weights, optimiser, RNG states), `train_state.json`
-(history, μ, the run's fingerprint and which checkpoint is current; written after that checkpoint), and at the end
-`model/` (Hugging Face format). Files the toolkit did not write are never replaced (`interference.outputs`).
+(history, μ, the run's fingerprint, the current checkpoint; written after it) and, at the end, `model/` (HF format).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..atomic import TMP_SUFFIX
@@ -29,7 +29,7 @@ STATE, SNAPSHOT, METRICS, MODEL = "train_state.json", "snapshot.safetensors", "m
 
 def fingerprint(model: torch.nn.Module, splits: dict, config) -> dict:
     """What a resumed run must share with the interrupted one: the options, the facts and the starting weights
-    (every parameter's name, shape, dtype and ≤ 4096 evenly spaced values)."""
+    (each parameter's name, shape, dtype and ≤ 4096 evenly spaced values)."""
     facts, weights = hashlib.sha256(), hashlib.sha256()
     for name, split in splits.items():
         facts.update(json.dumps([name, [dataclasses.asdict(f) for f in split]], sort_keys=True, default=str).encode())
@@ -40,7 +40,7 @@ def fingerprint(model: torch.nn.Module, splits: dict, config) -> dict:
 
 
 def check_finite(model: torch.nn.Module, when: str) -> None:
-    """Refuse to save a model with a non-finite parameter."""
+    """Refuse to go on (and so to save) with a non-finite parameter."""
     bad = next((n for n, p in model.named_parameters() if not torch.isfinite(p).all()), None)
     if bad is not None:
         raise InterferenceError(f"parameter {bad} is not finite {when}: training diverged; lower the learning rate")
@@ -48,32 +48,30 @@ def check_finite(model: torch.nn.Module, when: str) -> None:
 
 class RunFolder:
     """The output folder of one run (`path` None: nothing is written). Every process calls every method; the main
-    process claims the folder, writes and removes, the others join the collective saves and wait."""
+    one claims the folder and writes, the others join the collective saves."""
 
     def __init__(self, path, accelerator, inputs: dict, *, resume: bool = False, overwrite: bool = False):
-        self.path, self.accelerator, self.inputs = None if path is None else Path(path), accelerator, inputs
-        self.resume, self.overwrite, self.state, self.folder = resume, overwrite, None, None
-        self._stack = contextlib.ExitStack()
         if resume and path is None:
             raise InterferenceError("resume needs the output folder of the run to continue")
+        self.path, self.accelerator, self.inputs = None if path is None else Path(path), accelerator, inputs
+        self.resume, self.overwrite, self.state, self.folder = resume, overwrite, None, None
+        self._claim = contextlib.ExitStack()
 
     def __enter__(self) -> RunFolder:
-        if self.path is None:
-            return self
         error = None
-        if self.accelerator.is_main_process:
+        if self.path is not None and self.accelerator.is_main_process:
             try:
                 self._check()
-                self.folder = self._stack.enter_context(claim_output(
+                self.folder = self._claim.enter_context(claim_output(
                     self.path, "train", overwrite=self.overwrite, resume=self.resume,
-                    writes=(MODEL, "checkpoint-*") if not self.resume else ()))
-                for name in (STATE, SNAPSHOT, METRICS, *(p.name for p in self.path.glob("checkpoint-*"))):
-                    if not self.resume and (self.path / name).exists():
+                    writes=() if self.resume else (MODEL, "checkpoint-*")))
+                for name in [] if self.resume else sorted(os.listdir(self.path)):
+                    if name in (STATE, SNAPSHOT, MODEL) or name.startswith("checkpoint-"):
                         self.folder.remove(name)  # an earlier run's (a user's file is refused, never removed)
             except InterferenceError as err:
-                self._stack.close()
+                self._claim.close()
                 error = str(err)
-        if self.accelerator.num_processes > 1:
+        if self.path is not None and self.accelerator.num_processes > 1:
             from accelerate.utils import broadcast_object_list
 
             error = broadcast_object_list([error])[0]
@@ -84,20 +82,20 @@ class RunFolder:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stack.close()
+        self._claim.close()
 
     def _check(self) -> None:
-        state_file = self.path / STATE
-        if not self.resume and state_file.exists() and not self.overwrite:
-            raise InterferenceError(f"{self.path} already holds a run: --resume it, or pass --overwrite to replace it")
+        file = self.path / STATE
         if not self.resume:
+            if file.exists() and not self.overwrite:
+                raise InterferenceError(f"{self.path} already holds a run: --resume it, or --overwrite to replace it")
             return
-        if not state_file.exists():
+        if not file.exists():
             raise InterferenceError(f"nothing to resume in {self.path}: no {STATE}")
         try:
-            state = json.loads(state_file.read_text())
+            state = json.loads(file.read_text())
         except (OSError, ValueError) as err:
-            raise InterferenceError(f"cannot read {state_file}: {str(err).splitlines()[0]}") from None
+            raise InterferenceError(f"cannot read {file}: {str(err).splitlines()[0]}") from None
         if state.get("finished"):
             raise InterferenceError(f"the run in {self.path} has already finished; its model is in {self.path / MODEL}")
         saved = state["fingerprint"]
@@ -108,7 +106,7 @@ class RunFolder:
             if saved[key] != self.inputs[key]:
                 raise InterferenceError(f"cannot resume {self.path}: {what} the interrupted run's")
         if not (self.path / state["checkpoint"]).is_dir():
-            raise InterferenceError(f"{state_file} names {state['checkpoint']}, which is missing")
+            raise InterferenceError(f"{file} names {state['checkpoint']}, which is missing")
 
     @property
     def checkpoint(self) -> Path:
@@ -117,21 +115,21 @@ class RunFolder:
     def write_metrics(self, data: dict) -> None:
         if self.folder is not None:
             self.folder.write_json(METRICS, data)
+            if (self.path / "logs").is_dir():
+                self.folder.register("logs")  # the trackers' files
 
-    def save_snapshot(self, snapshot: Snapshot) -> None:
-        if self.folder is not None:
+    def save_snapshot(self, snapshot: Snapshot | None) -> None:
+        if self.folder is not None and snapshot is not None:
             tensors = {n: t.detach().cpu().contiguous() for n, t in snapshot.params.items()}
             self.folder.write_with(SNAPSHOT, lambda tmp: save_file(tensors, tmp, {"epochs": str(snapshot.epochs)}))
 
     def load_snapshot(self) -> Snapshot:
-        from safetensors import safe_open
-
         with safe_open(str(self.path / SNAPSHOT), framework="pt") as handle:
             epochs = int((handle.metadata() or {}).get("epochs", 1))
         return Snapshot(load_file(str(self.path / SNAPSHOT)), epochs)
 
     def save_checkpoint(self, state: dict) -> None:
-        """`checkpoint-<epoch>/` through a staging folder, then the state naming it, then older checkpoints go."""
+        """`checkpoint-<epoch>/` through a staging folder, then the state naming it; older checkpoints go."""
         if self.path is None:
             return
         name, main = f"checkpoint-{state['epoch']}", self.accelerator.is_main_process
@@ -146,24 +144,23 @@ class RunFolder:
                 self.folder.remove(name)
             os.replace(staging, self.path / name)
             self.folder.register(name)
-            self.folder.write_json(STATE, {**state, "checkpoint": name, "fingerprint": self.inputs})
-            for old in sorted(self.path.glob("checkpoint-*")):
-                if old.name != name:
-                    self.folder.remove(old.name)
+            self._write_state({**state, "checkpoint": name})
 
-    def save_model(self, model, prepared, tokenizer) -> None:
-        """The final model, then (only then) the state marked finished; checkpoints go."""
+    def finish(self, model, prepared, tokenizer, metrics: dict, state: dict) -> None:
+        """`model/`, then metrics marked finished, then the state; the checkpoints go."""
         if self.path is None:
             return
         fsdp = self.accelerator.distributed_type.name == "FSDP"
-        weights = self.accelerator.get_state_dict(prepared) if fsdp else None
-        if self.accelerator.is_main_process:
+        weights = self.accelerator.get_state_dict(prepared) if fsdp else None  # gathered from every process
+        if self.folder is not None:
             with self.folder.directory(MODEL) as tmp:
                 model.save_pretrained(tmp, state_dict=weights)
                 tokenizer.save_pretrained(tmp)
+            self.write_metrics({**metrics, "finished": True})
+            self._write_state({**state, "checkpoint": None, "finished": True})
 
-    def finish(self, state: dict) -> None:
-        if self.folder is not None:
-            self.folder.write_json(STATE, {**state, "checkpoint": None, "fingerprint": self.inputs, "finished": True})
-            for old in sorted(self.path.glob("checkpoint-*")):
+    def _write_state(self, state: dict) -> None:
+        self.folder.write_json(STATE, {**state, "fingerprint": self.inputs})
+        for old in sorted(self.path.glob("checkpoint-*")):
+            if old.name != state["checkpoint"]:
                 self.folder.remove(old.name)

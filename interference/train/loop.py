@@ -282,9 +282,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                     on_epoch_end(history[-1])
             bar.close()
             check_finite(model, "at the end of training")
-            run.save_model(model, student, tokenizer)
-            run.write_metrics({**metrics("target" if stop else "epochs"), "finished": True})
-            run.finish(state())
+            run.finish(model, student, tokenizer, metrics("target" if stop else "epochs"), state())
             if config.report_to:
                 accelerator.end_training()
         finally:

@@ -1,8 +1,7 @@
-"""What a training run returns: one record per evaluation (accuracies, per-fact outcomes, losses) and a summary."""
+"""What a run returns: one record per evaluation (accuracies, per-fact outcomes, mean losses) and its summary."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -10,15 +9,13 @@ import torch
 from .. import metrics
 from .config import TrainConfig
 
-EVAL_SPLITS = ("known", "unknown", "held")
-
 
 @dataclass
 class EpochRecord:
     """One full evaluation: at the start (epoch 0), after an epoch, or where a run stopped inside epoch `epoch`.
 
-    `accuracy` holds greedy exact match per split (NaN for an empty split), `correct` the per-fact outcomes in the
-    order the facts were given; loss, ce, kl, l2 are means over the epoch's steps (None for absent terms).
+    `accuracy`: greedy exact match per split (NaN when empty); `correct`: per-fact outcomes in the given order;
+    loss, ce, kl, l2: means over the epoch's steps (None for terms the method lacks).
     """
 
     epoch: int
@@ -32,15 +29,14 @@ class EpochRecord:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
 
-    def to_dict(self, per_fact: bool = True) -> dict:
-        data = asdict(self)
-        return data if per_fact else {k: v for k, v in data.items() if k != "correct"}
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
 class TrainResult:
-    """A run: its config, history (epoch 0 first), why it stopped ("target" or "epochs"), the trained parameter
-    names, the l2 weight μ (else None) and the trained model (the object passed to `train`, in eval mode)."""
+    """A run: config, history (epoch 0 first), why it stopped ("target" or "epochs"), the trained parameters' names,
+    the l2 weight μ (else None) and the trained model (the one passed to `train`, in eval mode)."""
 
     config: TrainConfig
     history: list[EpochRecord]
@@ -76,21 +72,13 @@ class TrainResult:
         return metrics.forgotten_at_peak([r.correct["held"] for r in self.history], self.curve("held"))
 
     def summary(self) -> dict:
-        return {
-            "method": self.config.method, "seed": self.config.seed, "start": self.config.start,
-            "epochs": self.epochs, "steps": self.history[-1].step, "stopped": self.stopped,
-            "task_acc": self.final["known"], "new_acc": self.final["unknown"],
-            "held_acc_start": self.history[0].accuracy["held"], "held_acc_peak": metrics.peak(self.curve("held")),
-            "held_acc_final": self.final["held"], "forgetting": self.forgetting, "absolute_drop": self.absolute_drop,
-            "mu": self.mu,
-        }
+        return {"method": self.config.method, "seed": self.config.seed, "start": self.config.start,
+                "epochs": self.epochs, "steps": self.history[-1].step, "stopped": self.stopped,
+                "task_acc": self.final["known"], "new_acc": self.final["unknown"],
+                "held_acc_start": self.history[0].accuracy["held"], "held_acc_peak": metrics.peak(self.curve("held")),
+                "held_acc_final": self.final["held"], "forgetting": self.forgetting,
+                "absolute_drop": self.absolute_drop, "mu": self.mu}
 
-    def to_dict(self, per_fact: bool = True) -> dict:
+    def to_dict(self) -> dict:
         return {"summary": self.summary(), "config": self.config.to_dict(), "trainable": list(self.trainable),
-                "epochs": [r.to_dict(per_fact) for r in self.history]}
-
-
-def format_accuracy(acc: dict[str, float]) -> str:
-    """'known 0.97 new 0.41 held 0.88' for progress bars and logs."""
-    label = {"known": "known", "unknown": "new", "held": "held"}
-    return " ".join(f"{label[s]} {acc[s]:.2f}" for s in EVAL_SPLITS if not math.isnan(acc[s]))
+                "epochs": [r.to_dict() for r in self.history]}

@@ -1,9 +1,8 @@
-"""The self-distillation teacher: frozen snapshot weights, and its output distribution computed once.
+"""The self-distillation teacher: frozen snapshot weights, and their output distribution computed once.
 
-The teacher and the training inputs are fixed, so its tempered distribution at every position of every example is
-the same in every epoch. `TeacherCache` keeps it in full (log p^τ over the vocabulary: N × T × V × 4 bytes) or as
-top-k plus one tail bucket (N × T × (8k + 4) bytes; a lower bound of the full KL, see `losses.distill_kl_topk`);
-`OnTheFlyTeacher` recomputes it with one teacher forward per step, as the paper does. `choose_cache` picks by size.
+The teacher and the inputs are fixed, so its tempered distribution on every example is the same in every epoch:
+`TeacherCache` keeps it in full (N × T × V × 4 bytes) or as top-k plus a tail bucket (N × T × (8k + 4) bytes; a
+lower bound of the full KL, `losses.distill_kl_topk`); `OnTheFlyTeacher` recomputes it every step, as the paper does.
 """
 
 from __future__ import annotations
@@ -21,17 +20,17 @@ from .losses import distill_kl, distill_kl_topk, tempered_log_probs, topk_compre
 
 
 def choose_cache(n: int, width: int, vocab: int, k: int, budget_gb: float) -> str:
-    """The rule of teacher_cache="auto": "full" if it fits `budget_gb`, else "topk" if that fits, else "none".
+    """teacher_cache="auto": "full" if it fits `budget_gb`, else "topk" if that fits, else "none" (recompute).
 
-    E.g. 8,000 facts of 40 tokens with a 49,152 vocabulary: full 63 GB, top-64 0.17 GB → "topk" at the 2 GB default.
+    E.g. 8,000 facts × 40 positions with a 49,152 vocabulary: full 63 GB, top-64 0.17 GB → "topk" within 2 GB.
     """
-    budget = budget_gb * 1e9
-    return "full" if n * width * vocab * 4 <= budget else "topk" if n * width * (8 * k + 4) <= budget else "none"
+    fits = lambda per_position: n * width * per_position <= budget_gb * 1e9
+    return "full" if fits(4 * vocab) else "topk" if fits(8 * k + 4) else "none"
 
 
 @dataclass
 class Snapshot:
-    """Frozen weights θ_snapshot: parameter name → tensor (names as in `named_parameters()`, tied weights once)."""
+    """Frozen weights θ_snapshot: parameter name → tensor (as in `named_parameters()`, tied weights once)."""
 
     params: dict[str, torch.Tensor]
     epochs: int = 1
@@ -42,14 +41,12 @@ class Snapshot:
 
     def load_into(self, model: torch.nn.Module) -> None:
         """Copy the snapshot into `model`'s parameters (same architecture)."""
-        names = {n: p for n, p in model.named_parameters()}
-        if set(names) != set(self.params):
-            odd = sorted(set(names) ^ set(self.params))[0]
-            raise InterferenceError(f"snapshot does not match the model (parameter {odd!r})")
+        named = dict(model.named_parameters())
+        odd = sorted(set(named) ^ set(self.params)) or [n for n in named if named[n].shape != self.params[n].shape]
+        if odd:
+            raise InterferenceError(f"snapshot does not match the model (parameter {odd[0]!r})")
         with torch.no_grad():
-            for name, param in names.items():
-                if self.params[name].shape != param.shape:
-                    raise InterferenceError(f"snapshot parameter {name!r} has shape {tuple(self.params[name].shape)}")
+            for name, param in named.items():
                 param.copy_(self.params[name])
 
     def anchors(self, names: list[str], device: torch.device) -> list[torch.Tensor]:
@@ -68,7 +65,7 @@ def _log_probs(teacher: torch.nn.Module, batch: Batch, tau: float) -> torch.Tens
 
 
 class TeacherCache:
-    """The teacher's tempered distribution on every training example, [N, T_max, V] or top-k [N, T_max, k] + tail."""
+    """The teacher's tempered distribution on every example: [N, T_max, V], or top-k [N, T_max, k] with tail [N, T]."""
 
     def __init__(self, mode, tau, keys, lengths, values, indices=None, tail=None):
         self.mode, self.tau, self.keys, self.lengths = mode, tau, keys, lengths
@@ -80,23 +77,18 @@ class TeacherCache:
         """Run the frozen teacher once over all examples and keep its distribution ("full" or "topk")."""
         if mode not in ("full", "topk"):
             raise InterferenceError(f"teacher cache mode must be 'full' or 'topk', got {mode!r}")
-        device, (n, width) = next(teacher.parameters()).device, examples.input_ids.shape
-        values = indices = tail = None
+        device, (n, width), kept = next(teacher.parameters()).device, examples.input_ids.shape, None
         with inference_mode(teacher):
             for index in tqdm(epoch_order(n, batch_size, seed=0, epoch=0, shuffle=False), desc="teacher cache",
                               disable=not progress, leave=False):
                 log_probs = _log_probs(teacher, examples.batch(index).to(device), tau)
-                t = log_probs.shape[1]
-                if mode == "full":
-                    values = torch.zeros((n, width, log_probs.shape[-1]), device=device) if values is None else values
-                    values[index, :t] = log_probs
-                    continue
-                top_i, top_v, top_tail = topk_compress(log_probs, k)
-                if values is None:
-                    values = torch.zeros((n, width, top_i.shape[-1]), device=device)
-                    indices = torch.zeros((n, width, top_i.shape[-1]), dtype=torch.int32, device=device)
-                    tail = torch.full((n, width), float("-inf"), device=device)
-                values[index, :t], indices[index, :t], tail[index, :t] = top_v, top_i.int(), top_tail
+                parts = (log_probs,) if mode == "full" else topk_compress(log_probs, k)
+                if kept is None:  # values, and for top-k indices and tail, padded to the longest example
+                    kept = [torch.full((n, width, *p.shape[2:]), -torch.inf if p.dim() == 2 else 0, device=device,
+                                       dtype=torch.int32 if p.dtype == torch.int64 else p.dtype) for p in parts]
+                for store, part in zip(kept, parts, strict=True):
+                    store[index, : part.shape[1]] = part.to(store.dtype)
+        indices, values, tail = (None, kept[0], None) if mode == "full" else kept
         return cls(mode, tau, list(examples.keys), examples.lengths.clone(), values, indices, tail)
 
     def check(self, examples: Examples, tau: float) -> None:
@@ -107,18 +99,16 @@ class TeacherCache:
             raise InterferenceError(f"the teacher cache was built at tau={self.tau}, training uses tau={tau}")
 
     def to(self, device: torch.device | str) -> TeacherCache:
-        if self.values.device == torch.device(device):
-            return self
         move = lambda t: None if t is None else t.to(device)
-        return TeacherCache(self.mode, self.tau, self.keys, self.lengths, move(self.values), move(self.indices),
-                            move(self.tail))
+        return TeacherCache(self.mode, self.tau, self.keys, self.lengths, *map(move, (self.values, self.indices,
+                                                                                    self.tail)))
 
     def kl(self, student_logits: torch.Tensor, batch: Batch, weighting: str = "token") -> torch.Tensor:
         """KD KL of the student on `batch` against the cached distribution."""
-        t, index = student_logits.shape[1], batch.index.to(self.values.device)
+        t, i = student_logits.shape[1], batch.index.to(self.values.device)
         if self.mode == "full":
-            return distill_kl(student_logits, self.values[index, :t], batch.attention_mask, self.tau, weighting)
-        return distill_kl_topk(student_logits, self.indices[index, :t], self.values[index, :t], self.tail[index, :t],
+            return distill_kl(student_logits, self.values[i, :t], batch.attention_mask, self.tau, weighting)
+        return distill_kl_topk(student_logits, self.indices[i, :t], self.values[i, :t], self.tail[i, :t],
                                batch.attention_mask, self.tau, weighting)
 
 
