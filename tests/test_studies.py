@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+from glance import assert_reads_at_a_glance
 
 from interference.experiment import ExperimentConfig
 from interference.report import CONDITION_FIELDS, validate_results
@@ -52,7 +53,13 @@ def test_forgetting_report_validates_and_summarises(forgetting, tmp_path):
     validate_results(data)
     summary = {row["method"]: row for row in data["results"]["summary"]}
     assert summary["sft"]["forgetting"] == pytest.approx(forgetting.of("sft")[0]["forgetting"])
-    assert "<script src=" not in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "<script src=" not in page
+    headline = assert_reads_at_a_glance(page)
+    assert "Verdict: not tested" in headline  # self_distill was not run: no verdict, and the page says why
+    assert "attention-only: acquisition (Table 1)" in headline and "1.0 %" in headline  # the paper's number
+    paired = {(d["condition"], d["measure"]) for d in data["results"]["paired"]}
+    assert ("attention-only", "held_acc_final") in paired and ("known-only", "new_acc") not in paired
 
 
 def test_unknown_method_is_a_clear_error(config, world):
@@ -77,7 +84,15 @@ def test_overlap_study_measures_every_held_fact_and_the_causal_split(config, wor
     net_drop = round((record["held_acc_peak"] - record["held_acc_final"]) * config.n_held)
     assert sum(f["forgotten_sft"] for f in study.facts) >= net_drop
     out = overlap_report(study).write(tmp_path / "overlap")
-    validate_results(json.loads((out / "results.json").read_text()))
+    data = json.loads((out / "results.json").read_text())
+    validate_results(data)
+    headline = assert_reads_at_a_glance((out / "report.html").read_text())
+    assert "38–41 %" in headline and "0–4 %" in headline
+    assert data["headline"]["verdict"]["verdict"] in ("reproduces", "partly reproduces", "does not reproduce")
+    uuid = next(d for d in data["results"]["paired"]
+                if d["condition"] == "uuid-sft" and d["measure"] == "held_acc_final")
+    record = {r["name"]: r for r in data["conditions"]}
+    assert uuid["difference"] == pytest.approx(record["uuid-sft"]["held_acc_final"] - record["sft"]["held_acc_final"])
 
 
 def test_hypotheses_grid_and_verdicts(config, world, tmp_path):
@@ -89,6 +104,7 @@ def test_hypotheses_grid_and_verdicts(config, world, tmp_path):
     assert all(v["verdict"] in ("supported", "not supported", "rejected", "not rejected") for v in verdicts)
     out = hypotheses_report(study).write(tmp_path / "hypotheses")
     validate_results(json.loads((out / "results.json").read_text()))
+    assert "0–4 %" in assert_reads_at_a_glance((out / "report.html").read_text())
 
 
 def test_overlap_command_writes_both_files_and_rejects_bad_input(tmp_path, world, capsys):
@@ -97,7 +113,8 @@ def test_overlap_command_writes_both_files_and_rejects_bad_input(tmp_path, world
     out = tmp_path / "report"
     assert main(["--quick", "--out", str(out), "--seeds", "0", "--epochs", "1", "--n-known", "12",
                  "--n-unknown", "12", "--n-held", "12", "--no-progress"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".interference.json", "conditions.csv", "manifest.json", "report.html", "results.json"]
     bad = tmp_path / "bad"
     assert main(["--quick", "--out", str(bad), "--epochs", "0"]) == 2
     err = capsys.readouterr().err
