@@ -13,8 +13,8 @@ def _optional(kind: type) -> typing.Callable[[str], object]:
     return convert
 
 
-def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, choices: dict | None = None) -> None:
-    """Add one option per field of `cls`: help from `field.metadata["help"]`, choices from `choices[name]`.
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one option per field of `cls`, with the help and choices of `field.metadata` ("help", "choices").
 
     `int`, `float`, `str` as themselves; `X | None` as X or "none"; `tuple[X, ...]` as one or more X; other unions
     as text (the dataclass converts). Read the values back with `dataclass_values(args, cls)`.
@@ -29,8 +29,8 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, choices: d
             options["type"] = kind
         else:
             options["type"] = _optional(args[0]) if type(None) in args else str
-        if f.name in (choices or {}):
-            options["choices"] = choices[f.name]
+        if "choices" in f.metadata:
+            options["choices"] = f.metadata["choices"]
         parser.add_argument("--" + f.name.replace("_", "-"), **options)
 
 

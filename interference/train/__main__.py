@@ -1,10 +1,7 @@
-"""Command line: fine-tune a model on D_known ∪ D_unknown and measure forgetting on D_held.
+"""Command line: `python -m interference.train --model M --splits DIR --out RUN [--method self_distill ...]`.
 
-    python -m interference.train --model tiny-llama --splits DIR --out RUN --method self_distill --epochs 10
-
-DIR holds known.jsonl, unknown.jsonl and held.jsonl (`interference.splits.save_splits`); RUN receives the files of
-`interference.train.checkpoint`, and the summary is printed as JSON. Every `TrainConfig` field is an option
-(`--help`); several GPUs: README, "Several GPUs".
+DIR holds known.jsonl, unknown.jsonl and held.jsonl (`interference.splits.save_splits`); RUN gets the files of
+`interference.train.checkpoint`; the summary is printed as JSON. Every `TrainConfig` field is an option (`--help`).
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ import sys
 
 from ..dataclass_options import add_dataclass_options, dataclass_values
 from ..errors import cli_errors
-from .config import CHOICES, TrainConfig
+from .config import TrainConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,35 +29,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (other files are kept)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or logs")
-    add_dataclass_options(p, TrainConfig, CHOICES)
+    add_dataclass_options(p, TrainConfig)
     return p
 
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    config = TrainConfig(**dataclass_values(args, TrainConfig))
-    main_process = int(os.environ.get("RANK", "0")) == 0
-    quiet = args.quiet or not main_process
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    config, main_process = TrainConfig(**dataclass_values(args, TrainConfig)), int(os.environ.get("RANK", "0")) == 0
+    from transformers.utils import logging as hf_logging
+
     from ..devices import resolve_device, resolve_dtype
-    from ..outputs import check_folder_target
-
-    device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
-    check_folder_target(args.out, "--out")
-    if quiet:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # "Writing model shards" and the like
-        logging.getLogger("accelerate").setLevel(logging.ERROR)
     from ..models import load_model
+    from ..outputs import check_folder_target
     from ..splits import load_splits
     from .loop import train
 
+    device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
+    check_folder_target(args.out, "--out")
+    quiet = args.quiet or not main_process
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    if quiet:
+        hf_logging.disable_progress_bar()  # "Writing model shards" and the like
+        logging.getLogger("accelerate").setLevel(logging.ERROR)
     splits = load_splits(args.splits)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        device = "cpu"  # several processes: train() moves the model to this process's device
-    model, tokenizer = load_model(args.model, device=device, dtype=dtype, seed=config.seed)
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1  # then train() moves the model to this process's device
+    model, tokenizer = load_model(args.model, device="cpu" if several else device, dtype=dtype, seed=config.seed)
     result = train(model, tokenizer, config, known=splits.known, unknown=splits.unknown, held=splits.held,
                    out_dir=args.out, resume=args.resume, overwrite=args.overwrite, progress=not quiet)
     if main_process:

@@ -1,8 +1,8 @@
-"""`TrainConfig`: every choice of a training run, with its help text (the command line is derived from it).
+"""`TrainConfig`: every choice of a training run, with its help text and bounds (the command line derives from it).
 
-Defaults for what the paper leaves open: AdamW (β 0.9, 0.999), constant lr, clipping at norm 1, every method
-starting from the snapshot (the fair protocol), KL as a per-token mean over all non-pad positions. The paper's lr
-is 5e-5 for 1.5B–8B models; tiny models need far more (≈1e-3).
+Defaults for what the paper leaves open: AdamW (β 0.9, 0.999), constant lr, clipping at norm 1, every method starting
+from the snapshot (the fair protocol), the KL a per-token mean over all non-pad positions. The paper's lr is 5e-5 for
+1.5B–8B models; tiny models need far more (≈1e-3).
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from ..errors import InterferenceError
 from ..parameter_groups import parse_selection
 
 SPLITS = ("known", "unknown")
-CHOICES = {"method": ("sft", "self_distill", "l2"), "start": ("snapshot", "base"), "teacher_cache": ("auto", "full",
-           "topk", "none"), "kd_weighting": ("token", "sequence"), "mixed_precision": ("no", "bf16", "fp16")}
 
 
-def option(default, help: str, **kw):
-    return field(default=default, metadata={"help": help, **kw})
+def option(default, help: str, **rules):
+    """A field with its help; rules: `choices`, or `low` (with `above`: strictly) and `high` bounds."""
+    return field(default=default, metadata={"help": help, **rules})
 
 
 @dataclass
@@ -27,83 +26,79 @@ class TrainConfig:
     """One training run (SPEC §3); each field's help says what it sets."""
 
     method: str = option("sft", "sft: CE on answer tokens; self_distill: CE + λτ²·KL to the snapshot teacher; l2: "
-                         "CE + μ‖θ − θ_snapshot‖²")
-    epochs: int = option(10, "maximum epochs over the training facts")
+                         "CE + μ‖θ − θ_snapshot‖²", choices=("sft", "self_distill", "l2"))
+    epochs: int = option(10, "maximum epochs over the training facts", low=1)
     target_new_acc: float | None = option(None, "stop at the first check with acc(D_unknown) >= this (matched "
-                                          "acquisition); none: train for --epochs")
-    eval_every_steps: int | None = option(None, "with a target: check acc(D_unknown) every this many steps; "
-                                          "none: 4 checks per epoch (a full evaluation ends every epoch)")
-    lr: float = option(5e-5, "AdamW learning rate (constant)")
-    batch_size: int = option(32, "facts per optimiser step (over all processes)")
-    weight_decay: float = option(0.0, "AdamW decoupled weight decay")
-    max_grad_norm: float | None = option(1.0, "clip the gradient norm to this; none: no clipping")
-    seed: int = option(0, "seeds batch order, dropout and the snapshot")
-    start: str = option("snapshot", "student start: the snapshot (same for every method) or the base model")
-    snapshot_epochs: int = option(1, "epochs of SFT on D_known (all parameters) that make the snapshot")
-    kd_lambda: float = option(1.0, "λ, weight of the KD term")
-    kd_tau: float = option(0.5, "τ, distillation temperature")
+                                          "acquisition); none: train for --epochs", low=0, above=True, high=1)
+    eval_every_steps: int | None = option(None, "with a target: check acc(D_unknown) every this many steps; none: "
+                                          "4 checks per epoch (a full evaluation ends every epoch)", low=1)
+    lr: float = option(5e-5, "AdamW learning rate (constant)", low=0, above=True)
+    batch_size: int = option(32, "facts per optimiser step (over all processes)", low=1)
+    weight_decay: float = option(0.0, "AdamW decoupled weight decay", low=0)
+    max_grad_norm: float | None = option(1.0, "clip the gradient norm to this; none: no clipping", low=0, above=True)
+    seed: int = option(0, "seeds batch order, dropout and the snapshot", low=0)
+    start: str = option("snapshot", "student start: the snapshot (the same for every method) or the base model",
+                        choices=("snapshot", "base"))
+    snapshot_epochs: int = option(1, "epochs of SFT on D_known (all parameters) that make the snapshot", low=1)
+    kd_lambda: float = option(1.0, "λ, weight of the KD term", low=0)
+    kd_tau: float = option(0.5, "τ, distillation temperature", low=0, above=True)
     kd_weighting: str = option("token", "KL averaged over all non-pad positions (token) or summed per sequence and "
-                               "averaged over sequences (sequence)")
-    teacher_cache: str = option("auto", "teacher distribution kept in full, as top-k + tail, or recomputed each step "
-                                "(none); auto: the first that fits --teacher-cache-gb")
-    teacher_topk: int = option(64, "k of the top-k cache")
-    teacher_cache_gb: float = option(2.0, "memory the auto cache may take (GB)")
+                               "averaged over sequences (sequence)", choices=("token", "sequence"))
+    teacher_cache: str = option("auto", "teacher distribution kept in full, as top-k + tail, or recomputed every step "
+                                "(none); auto: the first that fits --teacher-cache-gb",
+                                choices=("auto", "full", "topk", "none"))
+    teacher_topk: int = option(64, "k of the top-k cache", low=1)
+    teacher_cache_gb: float = option(2.0, "memory the auto cache may take (GB)", low=0, above=True)
     l2_mu: float | str = option("match_kd", "μ of l2, or match_kd: μ = ‖∇KD‖ / (2‖θ − θ₀‖) after an SFT probe")
-    l2_match_steps: int | None = option(None, "SFT steps of that probe; none: one epoch")
-    l2_match_batches: int = option(4, "batches the KD gradient norm is averaged over")
+    l2_match_steps: int | None = option(None, "SFT steps of that probe; none: one epoch", low=1)
+    l2_match_batches: int = option(4, "batches the KD gradient norm is averaged over", low=1)
     freeze: str | None = option(None, "parameters to freeze: GROUP[@LAYER|@A-B],... (interference.parameter_groups)")
     train_only: str | None = option(None, "parameters to train, everything else frozen (same syntax)")
-    train_splits: tuple[str, ...] = option(SPLITS, "splits trained on (known alone: Table 1's known-only row)")
+    train_splits: tuple[str, ...] = option(SPLITS, "splits trained on (known alone: Table 1's known-only row)",
+                                           choices=SPLITS)
     eval_batch_size: int | None = option(None, "facts per generation batch in evaluation and teacher caching; none: "
-                                         "64 on a CPU, 8x on a GPU (interference.devices.inference_batch_size)")
-    eval_max_new_tokens: int | None = option(None, "generated tokens per answer; none: longest gold answer + 8")
-    mixed_precision: str = option("no", "autocast: no, bf16 or fp16 (through accelerate)")
-    report_to: str | None = option(None, "trackers for per-step loss/CE/KL/grad-norm and accuracies (tensorboard, "
-                                   "wandb, all), written under the output folder")
-    log_every: int = option(10, "steps between progress updates and loss checks")
-    checkpoint_every: int = option(1, "epochs between resumable checkpoints")
+                                         "64 on a CPU, 8x on a GPU (interference.devices.inference_batch_size)", low=1)
+    eval_max_new_tokens: int | None = option(None, "generated tokens per answer; none: longest gold answer + 8", low=1)
+    mixed_precision: str = option("no", "autocast through accelerate", choices=("no", "bf16", "fp16"))
+    report_to: str | None = option(None, "trackers of per-step loss/CE/KL/grad-norm and accuracies (tensorboard, "
+                                   "wandb, all), written under the output folder's logs/")
+    log_every: int = option(10, "steps between progress updates and loss checks", low=1)
+    checkpoint_every: int = option(1, "epochs between resumable checkpoints", low=1)
 
     def __post_init__(self) -> None:
-        def bad(name: str, why: str):
-            raise InterferenceError(f"{name} {why}, got {getattr(self, name)!r}")
-
-        def number(v) -> bool:
-            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-        for name, choices in CHOICES.items():
-            if getattr(self, name) not in choices:
-                bad(name, f"must be one of {', '.join(choices)}")
-        for f in fields(self):
-            value, low = getattr(self, f.name), 0 if f.name == "seed" else 1
-            if f.type in ("int", "int | None") and not (f.type != "int" and value is None) and (
-                    isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**32):
-                bad(f.name, f"must be an integer >= {low}" + (" and < 2^32" if isinstance(value, int) and value > 0
-                                                             else "") + (" or None" if f.type != "int" else ""))
-        for name in ("lr", "kd_tau", "teacher_cache_gb", "max_grad_norm", "kd_lambda", "weight_decay"):
-            value, strict = getattr(self, name), name not in ("kd_lambda", "weight_decay")
-            if not (value is None and name == "max_grad_norm") and not (
-                    number(value) and (value > 0 if strict else value >= 0)):
-                bad(name, f"must be a finite number {'> 0' if strict else '>= 0'}")
-        if self.target_new_acc is not None and not (number(self.target_new_acc) and 0 < self.target_new_acc <= 1):
-            bad("target_new_acc", "must be in (0, 1] or None")
         if isinstance(self.l2_mu, str) and self.l2_mu != "match_kd":
             try:
                 self.l2_mu = float(self.l2_mu)
             except ValueError:
-                bad("l2_mu", "must be a number >= 0 or 'match_kd'")
-        if not isinstance(self.l2_mu, str) and not (number(self.l2_mu) and self.l2_mu >= 0):
-            bad("l2_mu", "must be a number >= 0 or 'match_kd'")
+                raise InterferenceError(f"l2_mu must be a number >= 0 or 'match_kd', got {self.l2_mu!r}") from None
+        if isinstance(self.train_splits, str | None) or not self.train_splits or len(set(self.train_splits)) < len(
+                self.train_splits):
+            raise InterferenceError(f"train_splits must be a non-empty tuple of distinct split names from {SPLITS}, "
+                                    f"got {self.train_splits!r}")
+        self.train_splits = tuple(self.train_splits)
+        for f in fields(self):
+            value, rule = getattr(self, f.name), f.metadata
+            values = value if f.name == "train_splits" else (value,)
+            if "choices" in rule and any(v not in rule["choices"] for v in values):
+                raise InterferenceError(f"{f.name} must be one of {', '.join(rule['choices'])}, got {value!r}")
+            if "low" not in rule or (value is None and "None" in f.type):
+                continue
+            integer = f.type.startswith("int")
+            low, high = rule["low"], rule.get("high", 2**32 - 1 if integer else math.inf)
+            kind = isinstance(value, int) if integer else isinstance(value, int | float) and math.isfinite(value)
+            above = rule.get("above")
+            if isinstance(value, bool) or not kind or not low <= value <= high or (above and value == low):
+                shown = "high" in rule or kind and value > high
+                bound = f"{'>' if above else '>='} {low}" + (f" and <= {high}" if shown else "")
+                raise InterferenceError(f"{f.name} must be {'an integer' if integer else 'a finite number'} {bound}"
+                                        f"{' or None' if 'None' in f.type else ''}, got {value!r}")
+        if not isinstance(self.l2_mu, str) and not (isinstance(self.l2_mu, int | float) and 0 <= self.l2_mu < math.inf):
+            raise InterferenceError(f"l2_mu must be a number >= 0 or 'match_kd', got {self.l2_mu!r}")
         if self.freeze is not None and self.train_only is not None:
             raise InterferenceError("give either freeze or train_only, not both")
         for selection in (self.freeze, self.train_only):
             if selection is not None:
                 parse_selection(selection)
-        if isinstance(self.train_splits, str):
-            bad("train_splits", "must be a tuple of split names, e.g. ('known',)")
-        self.train_splits = tuple(self.train_splits)
-        if not self.train_splits or not set(self.train_splits) <= set(SPLITS) or len(set(self.train_splits)) < len(
-                self.train_splits):
-            bad("train_splits", "must be a non-empty subset of ('known', 'unknown')")
 
     @property
     def needs_snapshot(self) -> bool:

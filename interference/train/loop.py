@@ -1,8 +1,8 @@
-"""The training loop on `accelerate`: snapshot, teacher, then epochs of steps, acquisition checks and evaluation.
+"""The training loop on `accelerate`: snapshot, teacher, then epochs of steps with acquisition checks and evaluation.
 
 The `Accelerator` autocasts (`mixed_precision`) and, under `accelerate launch`, wraps the student in DDP or FSDP.
-`batch_size` is global: process r of N trains on facts r, r + N, … of each batch, with its CE and KL weighted so that
-the averaged gradient is one process's on the whole batch. Every process evaluates every fact; the main one writes.
+`batch_size` is global: process r of N trains on facts r, r + N, … of each batch, its CE and KL weighted so that the
+averaged gradient is one process's on the whole batch. Every process evaluates every fact; the main one writes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
@@ -46,50 +45,43 @@ def make_accelerator(config: TrainConfig, device: torch.device, out=None):
                        project_dir=None if out is None else os.path.join(out, "logs"))
 
 
-@dataclass
-class Objective:
-    """The loss on a batch: CE, + λτ²·KL (self_distill) or + μ‖θ − θ₀‖² (l2); `weights` scale the CE and KL terms."""
+def objective(config: TrainConfig, method: str, teacher=None, mu: float = 0.0, params=(), anchors=()) -> Callable:
+    """loss(logits, batch, weights) → (loss, parts): CE, + λτ²·KL (self_distill) or + μ‖θ − θ₀‖² (l2); `weights`
+    scale the CE and KL terms."""
 
-    method: str
-    config: TrainConfig
-    teacher: object = None
-    mu: float = 0.0
-    params: list = field(default_factory=list)
-    anchors: list = field(default_factory=list)
-
-    def __call__(self, logits, batch, weights=(1.0, 1.0)) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(logits, batch, weights=(1.0, 1.0)):
         ce = answer_cross_entropy(logits, batch.labels)
-        if self.method == "self_distill":
-            kl = self.teacher.kl(logits, batch, self.config.kd_weighting)
-            loss = self_distill_objective(ce * weights[0], kl * weights[1], self.config.kd_lambda, self.config.kd_tau)
-            return loss, {"ce": ce, "kl": kl}
-        if self.method == "l2":
-            dist = l2_distance(self.params, self.anchors)
-            return ce * weights[0] + self.mu * dist, {"ce": ce, "l2": dist}
+        if method == "self_distill":
+            kl = teacher.kl(logits, batch, config.kd_weighting)
+            return self_distill_objective(ce * weights[0], kl * weights[1], config.kd_lambda, config.kd_tau), {
+                "ce": ce, "kl": kl}
+        if method == "l2":
+            dist = l2_distance(params, anchors)
+            return ce * weights[0] + mu * dist, {"ce": ce, "l2": dist}
         return ce * weights[0], {"ce": ce}
 
+    return loss
 
-def _step(accelerator, forward, objective, batch, weights, params, optimizer, max_grad_norm) -> dict:
-    logits = forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    loss, parts = objective(logits, batch, weights)
+
+def _step(accelerator, forward, loss_fn, examples, index, params, optimizer, config) -> dict[str, torch.Tensor]:
+    """One optimiser step on this process's part of the global batch `index`."""
+    world, rank, weights = accelerator.num_processes, accelerator.process_index, (1.0, 1.0)
+    if world > 1:  # this process's part; CE and KL weighted by its share of the batch's answer tokens and KL units
+        answers = lambda i: int((examples.labels[i] != IGNORE).sum())
+        units = lambda i: int(examples.lengths[i].sum()) if config.kd_weighting == "token" else len(i)
+        local = index[rank::world]
+        weights = (world * answers(local) / answers(index), world * units(local) / units(index)) if len(local) else (
+            0.0, 0.0)  # a last batch smaller than N: this process contributes nothing
+        index = local if len(local) else index[:1]
+    batch = examples.batch(index).to(params[0].device)
+    loss, parts = loss_fn(forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits, batch,
+                          weights)
     accelerator.backward(loss)
-    if max_grad_norm is not None:
-        parts["grad_norm"] = accelerator.clip_grad_norm_(params, max_grad_norm)
+    if config.max_grad_norm is not None:
+        parts["grad_norm"] = accelerator.clip_grad_norm_(params, config.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return {"loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}
-
-
-def _shard(examples: Examples, index: torch.Tensor, accelerator, weighting: str):
-    """This process's part of a global batch and the weights of its CE and KL terms."""
-    world, rank = accelerator.num_processes, accelerator.process_index
-    if world == 1:
-        return index, (1.0, 1.0)
-    if len(index) <= rank:  # a last batch smaller than the number of processes
-        return index[:1], (0.0, 0.0)
-    local, answers = index[rank::world], lambda i: int((examples.labels[i] != IGNORE).sum())
-    units = lambda i: int(examples.lengths[i].sum()) if weighting == "token" else len(i)
-    return local, (world * answers(local) / answers(index), world * units(local) / units(index))
 
 
 def _check_loss(value: float, epoch: int, step: int) -> None:
@@ -105,13 +97,10 @@ def _sft(accelerator, model, examples, config, steps: int, desc: str, progress: 
                                                                       weight_decay=config.weight_decay))
     torch.manual_seed(config.seed)
     for s in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
-        epoch = s // per_epoch + 1
-        local, weights = _shard(examples, epoch_order(len(examples), config.batch_size, seed=config.seed,
-                                                      epoch=epoch)[s % per_epoch], accelerator, config.kd_weighting)
-        loss = _step(accelerator, forward, Objective("sft", config), examples.batch(local).to(params[0].device),
-                     weights, params, optimizer, config.max_grad_norm)["loss"]
+        index = epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=s // per_epoch + 1)[s % per_epoch]
+        loss = _step(accelerator, forward, objective(config, "sft"), examples, index, params, optimizer, config)
         if (s + 1) % per_epoch == 0 or s + 1 == steps:
-            _check_loss(loss.item(), epoch, s + 1)
+            _check_loss(loss["loss"].item(), s // per_epoch + 1, s + 1)
     accelerator.free_memory()
 
 
@@ -122,8 +111,8 @@ def make_snapshot(model: torch.nn.Module, tokenizer, known: Sequence[Fact], conf
         raise InterferenceError("the snapshot is trained on D_known, which is empty")
     student, examples = copy.deepcopy(model).train().requires_grad_(True), Examples(tokenizer, known)
     accelerator = accelerator or make_accelerator(config, next(model.parameters()).device)
-    steps = config.snapshot_epochs * math.ceil(len(examples) / config.batch_size)
-    _sft(accelerator, student, examples, config, steps, "snapshot", progress)
+    _sft(accelerator, student, examples, config, config.snapshot_epochs * math.ceil(len(examples) / config.batch_size),
+         "snapshot", progress)
     check_finite(student, "after the snapshot's training")
     return Snapshot.of(student, config.snapshot_epochs)
 
@@ -145,16 +134,14 @@ def _matched_mu(accelerator, model, examples, config, trainable, anchors, teache
     if distance == 0:
         raise InterferenceError("l2_mu='match_kd': the SFT probe left θ at θ_snapshot, so μ cannot be matched; "
                                 "raise lr or l2_match_steps, or give l2_mu as a number")
-    mu = matched_mu(sum(norms) / len(norms), distance)
-    log.info("l2: matched mu = %.4g (distance %.4g after the SFT probe)", mu, distance)
-    return mu
+    log.info("l2: KD gradient norm %.4g, distance %.4g after the SFT probe", sum(norms) / len(norms), distance)
+    return matched_mu(sum(norms) / len(norms), distance)
 
 
 def _teacher(model, examples, snapshot, cache, config, fresh, progress):
     """The KD teacher: the given or a newly built cache, or an on-the-fly frozen copy."""
-    n, width = examples.input_ids.shape
     mode = config.teacher_cache if config.teacher_cache != "auto" else choose_cache(
-        n, width, model.config.vocab_size, config.teacher_topk, config.teacher_cache_gb)
+        *examples.input_ids.shape, model.config.vocab_size, config.teacher_topk, config.teacher_cache_gb)
     if config.method == "l2" or mode == "none":
         return OnTheFlyTeacher(teacher_module(model, snapshot), config.kd_tau)
     if cache is not None:
@@ -164,16 +151,9 @@ def _teacher(model, examples, snapshot, cache, config, fresh, progress):
         return cache.to(next(model.parameters()).device)
     # Before its first step the student holds exactly θ_snapshot: it can be the teacher instead of a copy.
     teacher = model if fresh and config.start == "snapshot" else teacher_module(model, snapshot)
+    batch = config.eval_batch_size or inference_batch_size(EVAL_BATCH, next(model.parameters()).device)
     return TeacherCache.build(teacher, examples, tau=config.kd_tau, mode=mode, k=config.teacher_topk,
-                              batch_size=config.eval_batch_size or inference_batch_size(
-                                  EVAL_BATCH, next(model.parameters()).device),
-                              progress=progress)
-
-
-def _correct(model, tokenizer, splits, config, max_new_tokens, progress) -> dict[str, list[bool]]:
-    return {name: fact_correctness(model, tokenizer, facts, batch_size=config.eval_batch_size,
-                                   max_new_tokens=max_new_tokens, desc=f"eval {name}" if progress else None)
-            for name, facts in splits.items()}
+                              batch_size=batch, progress=progress)
 
 
 def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequence[Fact],
@@ -196,11 +176,16 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
     answers = [" " + a for facts in splits.values() for f in facts for a in f.answers]
     max_new = config.eval_max_new_tokens or max(
         [len(i) + 8 for i in tokenizer(answers, add_special_tokens=False)["input_ids"]] if answers else [16])
-    target = config.target_new_acc
+    target, accelerator = config.target_new_acc, make_accelerator(config, next(model.parameters()).device, out_dir)
     reached = lambda acc: target is not None and not math.isnan(acc) and acc >= target
-    accelerator = make_accelerator(config, next(model.parameters()).device, out_dir)
     device = accelerator.device if accelerator.num_processes > 1 else next(model.parameters()).device
     progress = progress and accelerator.is_main_process
+
+    def correct(names, desc=progress):  # per-fact greedy exact match; under autocast like training
+        with accelerator.autocast():
+            return {name: fact_correctness(model, tokenizer, splits[name], batch_size=config.eval_batch_size,
+                                           max_new_tokens=max_new, desc=f"eval {name}" if desc else None)
+                    for name in names}
 
     with RunFolder(out_dir, accelerator, fingerprint(model, splits, config), resume=resume, overwrite=overwrite) as run:
         model.to(device)
@@ -212,14 +197,13 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
         flags, student = apply_trainable(model, trainable), model
         try:
             params, teacher, mu, anchors = [p for p in model.parameters() if p.requires_grad], None, None, []
-            if config.method == "self_distill" or (config.method == "l2" and config.l2_mu == "match_kd"
-                                                   and not run.state):
+            if config.method == "self_distill" or (config.method, config.l2_mu, run.state) == ("l2", "match_kd", None):
                 teacher = _teacher(model, examples, snapshot, teacher_cache, config, not run.state, progress)
             if config.method == "l2":
                 anchors = snapshot.anchors(trainable, device)
                 mu = run.state["mu"] if run.state else float(config.l2_mu) if config.l2_mu != "match_kd" else (
                     _matched_mu(accelerator, model, examples, config, trainable, anchors, teacher))
-            objective = Objective(config.method, config, teacher, mu or 0.0, params, anchors)
+            loss_fn = objective(config, config.method, teacher, mu or 0.0, params, anchors)
             student, optimizer = accelerator.prepare(model, torch.optim.AdamW(params, config.lr,
                                                                               weight_decay=config.weight_decay))
             if config.report_to:
@@ -230,9 +214,8 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             else:
                 run.save_snapshot(snapshot)
                 torch.manual_seed(config.seed)
-                start = time.perf_counter()
-                correct = _correct(model, tokenizer, splits, config, max_new, progress)
-                history = [EpochRecord(0, 0, {k: accuracy(v) for k, v in correct.items()}, correct,
+                start, outcomes = time.perf_counter(), correct(splits)
+                history = [EpochRecord(0, 0, {k: accuracy(v) for k, v in outcomes.items()}, outcomes,
                                        eval_seconds=time.perf_counter() - start)]
             state = lambda: {"epoch": history[-1].epoch, "history": [r.to_dict() for r in history], "mu": mu,
                              "trainable": trainable}
@@ -247,27 +230,22 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                 student.train()
                 order = epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=epoch)
                 for i, index in enumerate(tqdm(order, desc=f"epoch {epoch}", disable=not progress, leave=False), 1):
-                    local, weights = _shard(examples, index, accelerator, config.kd_weighting)
-                    parts = _step(accelerator, student, objective, examples.batch(local).to(device), weights, params,
-                                  optimizer, config.max_grad_norm)
+                    parts = _step(accelerator, student, loss_fn, examples, index, params, optimizer, config)
                     sums, step = {k: sums[k] + v if k in sums else v for k, v in parts.items()}, step + 1
                     if config.report_to:
                         accelerator.log({k: v.item() for k, v in parts.items()}, step=step)
                     if i % config.log_every == 0 or i == len(order):
                         _check_loss(sums["loss"].item() / i, epoch, step)
                     if target is not None and i < len(order) and i % check_every == 0:  # matched acquisition
-                        with accelerator.autocast():
-                            stop = reached(accuracy(_correct(model, tokenizer, {"unknown": splits["unknown"]},
-                                                             config, max_new, False)["unknown"]))
+                        stop = reached(accuracy(correct(["unknown"], desc=False)["unknown"]))
                         student.train()
                         if stop:
                             break
                 seconds, means, start = time.perf_counter() - start, {k: v.item() / i for k, v in sums.items()}, \
                     time.perf_counter()
-                with accelerator.autocast():
-                    correct = _correct(model, tokenizer, splits, config, max_new, progress)
-                acc = {k: accuracy(v) for k, v in correct.items()}
-                history.append(EpochRecord(epoch, step, acc, correct, means["loss"], means["ce"], means.get("kl"),
+                outcomes = correct(splits)
+                acc = {k: accuracy(v) for k, v in outcomes.items()}
+                history.append(EpochRecord(epoch, step, acc, outcomes, means["loss"], means["ce"], means.get("kl"),
                                            means.get("l2"), seconds, time.perf_counter() - start))
                 stop = stop or reached(acc["unknown"])
                 bar.update()
