@@ -110,7 +110,8 @@ class OutputFolder:
         return [
             prefix + f
             for f in _files_under(target)
-            if prefix + f not in self._known and not (prefix + f == MARKER) and not atomic.is_leftover(Path(f).name)
+            if prefix + f not in self._known and prefix + f != MARKER
+            and not any(atomic.is_leftover(part) for part in Path(f).parts)  # a temporary of a write under way
         ]
 
     def check_replace(self, name: str | os.PathLike) -> Path:

@@ -150,9 +150,13 @@ def test_leftover_temporaries_of_a_killed_run_are_removed_and_not_counted_as_for
         folder.write_text("metrics.json", "{}")
     (out / f".train_state.pt.abc123{atomic.TMP_SUFFIX}").write_bytes(b"partial")
     (out / f".model.xyz{atomic.TMP_SUFFIX}").mkdir()
-    with claim_output(out, "train"):
-        pass
-    assert sorted(p.name for p in out.iterdir()) == [MARKER, "metrics.json"]
+    (out / f".model.xyz{atomic.TMP_SUFFIX}" / "w.bin").write_bytes(b"partial")
+    with claim_output(out, "train") as folder:
+        assert sorted(p.name for p in out.iterdir()) == [MARKER, "metrics.json"]
+        staging = out / f".checkpoint-1.staging{atomic.TMP_SUFFIX}"
+        staging.mkdir()
+        (staging / "w.bin").write_bytes(b"being written")
+        assert folder.foreign() == []  # a write under way is not a user's file
 
 
 def test_atomic_writes_get_the_usual_modes_and_leave_nothing_on_failure(tmp_path):
