@@ -10,6 +10,7 @@ from interference.errors import InterferenceError
 from interference.facts import Fact
 from interference.models import load_model
 from interference.tracing import (
+    PatchEffects,
     causal_trace,
     encode_facts,
     gold_probability,
@@ -180,3 +181,31 @@ def test_analysis_rejects_bad_options_before_work(tmp_path, capsys):
     assert main(["--quick", "--out", str(tmp_path / "x"), "--samples", "0"]) == 2
     assert "error: --samples" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def _effects(recovered: float, noise: float, seed: int, n_layers: int = 2, n: int = 4) -> PatchEffects:
+    """Synthetic effects: p 0 -> 1, and the patch at (subject, layer 0, resid) recovers `recovered` (± noise)."""
+    from interference.tracing import MODES
+
+    generator = torch.Generator().manual_seed(seed)
+    p = torch.zeros(len(MODES), n_layers, len(SITES), n)
+    p[0, 0, SITES.index("resid")] = recovered + noise * torch.randn(n, generator=generator)
+    ok = torch.zeros_like(p, dtype=torch.bool)
+    return PatchEffects(MODES, SITES, torch.zeros(n), torch.ones(n), p, torch.zeros(n, dtype=torch.bool),
+                        torch.ones(n, dtype=torch.bool), ok)
+
+
+@pytest.mark.parametrize(("own", "other", "verdict"), [(0.9, 0.0, "supports"), (0.3, 0.0, "partly"),
+                                                        (0.1, 0.2, "does not")])
+def test_verdict_needs_recovery_above_the_other_fact_control(own, other, verdict):
+    from interference.experiment import ExperimentConfig
+    from interference.studies.tracing import TracingStudy
+
+    study = TracingStudy(ExperimentConfig.quick_preset(), n_layers=2, effects={
+        "sft forgotten": {s: _effects(own, 0.05, s) for s in range(3)},
+        "sft forgotten, other fact's state": {s: _effects(other, 0.05, 10 + s) for s in range(3)},
+    })
+    best = study.best("sft forgotten", "subject")
+    assert (best["layer"], best["site"]) == (0, "resid")
+    assert study.verdict()[0] == verdict
+    assert len(study.cells("sft forgotten")) == 2 * 2 * len(SITES)

@@ -122,8 +122,14 @@ class TracingStudy:
             return "supports", (f"restoring the start state at the {where} recovers {best['recovery']:.2f} of the "
                                 f"lost probability, above the other-fact control ({control_mean:.2f})")
         if _finite(control_mean) and best["recovery"] > control_mean:
+            missed = []
+            if best["recovery"] < SUPPORT_THRESHOLD:
+                missed.append(f"it is below {SUPPORT_THRESHOLD}")
+            if not (_finite(best["low"]) and _finite(control_high) and best["low"] > control_high):
+                missed.append(f"its interval [{best['low']:.2f}, {best['high']:.2f}] is not above the control's "
+                              f"[{control['low']:.2f}, {control_high:.2f}]")
             return "partly", (f"the {where} recovers {best['recovery']:.2f} vs {control_mean:.2f} for the other-fact "
-                              f"control, but below {SUPPORT_THRESHOLD} or without separated intervals")
+                              f"control, but {' and '.join(missed)}")
         return "does not", (f"the best subject-token cell ({where}) recovers {best['recovery']:.2f}, no more than "
                             f"the other-fact control ({control_mean:.2f})")
 
