@@ -19,7 +19,8 @@ def assert_reads_at_a_glance(page: str, *, paired: bool = True) -> str:
     assert "Claim tested." in headline and "Verdict: " in headline
     if paired:
         assert "Paired difference from" in headline
-        assert re.search(rf"{_NUMBER} \[{_NUMBER}, {_NUMBER}\]", headline), "paired differences with intervals"
+        assert re.search(rf"<td>{_NUMBER}", headline), "paired differences"
+        assert re.search(rf"\[{_NUMBER}, {_NUMBER}\]", headline), "95 % intervals (over seeds, or over facts)"
     assert "The paper beside ours" in headline and "<td>paper</td>" not in headline
     assert "Plotly.newPlot(" in headline, "the comparison chart is in the headline"
     if "<h2>Per-seed records</h2>" in body:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from glance import assert_reads_at_a_glance
 
 from analyses import ffn as cli
 from interference.errors import InterferenceError
@@ -101,7 +102,7 @@ def test_report_validates_and_writes_both_files(study, tmp_path):
     figure = next(f for f in data["figures"] if f["title"] == title)
     assert len(figure["traces"]) == len(MODELS) * 2
     out = report.write(tmp_path / "ffn")
-    assert (out / "report.html").is_file()
+    assert "≈15 % / ≈3 %" in assert_reads_at_a_glance((out / "report.html").read_text())
     assert load_results(out)["results"]["forgotten"] == study.record("sft")["n_forgotten_sft"]
 
 

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from glance import assert_reads_at_a_glance
 
 from analyses import freezing as cli
 from interference.architectures import decoder_layers, get_module, layout_of, n_layers
@@ -119,7 +120,7 @@ def test_report_validates_and_writes_both_files(study, tmp_path):
     heat = next(f for f in data["figures"] if f["title"].startswith("Held-out forgetting"))
     assert heat["traces"][0]["type"] == "heatmap" and len(heat["traces"][0]["z"]) == 2
     out = report.write(tmp_path / "freezing")
-    assert (out / "report.html").is_file()
+    assert "78.0 %" in assert_reads_at_a_glance((out / "report.html").read_text())
     assert load_results(out)["results"]["grid_forgetting"]["rows"] == ["train-only", "freeze-only"]
 
 

@@ -33,8 +33,10 @@ from ..experiment import (
     middle_layer,
     run_condition,
 )
+from ..paired import Check, paired_difference
 from ..report import Report
 from ..stats import mean_ci
+from .headline import add_curves, add_headline, add_summary, ours
 
 #: Sweep modes: the TrainConfig field each sets, and its label in condition names.
 MODES = {"train_only": "train-only", "freeze": "freeze-only"}
@@ -252,8 +254,41 @@ def _heatmap(study: FreezingStudy, key: str, title: str, scale: str):
     return figure
 
 
+#: The verdict's threshold: freezing one band "costs little" acquisition when it stays within this of full SFT's.
+MAX_FREEZE_COST = 0.1
+
+
+def freezing_checks(study: FreezingStudy, records: list[dict]) -> list[Check]:
+    """The verdict's rules for "acquisition is spread over the layers": training any one band alone acquires less
+    than full SFT with the same budget, while freezing any one band costs little acquisition."""
+    def gaps(mode: str) -> list[tuple[str, float]]:
+        out = []
+        for cell in study.cells:
+            if cell.mode == mode:
+                diff = paired_difference(records, cell.name, REFERENCE, "new_acc")
+                out.append((cell.name, diff.t.mean))
+        return out
+
+    train_only, frozen = gaps("train_only"), gaps("freeze")
+    checks = []
+    if train_only:
+        mean_gap = sum(g for _, g in train_only) / len(train_only)
+        checks += [Check("training one band alone acquires less than full SFT, on average over bands (paired)",
+                         f"mean difference {mean_gap:+.3f}", mean_gap < 0, primary=True),
+                   Check("every train-only band acquires less than full SFT",
+                         f"{sum(g < 0 for _, g in train_only)} of {len(train_only)} bands",
+                         all(g < 0 for _, g in train_only))]
+    if frozen:
+        worst = min(frozen, key=lambda item: item[1])
+        checks.append(Check(f"freezing any one band costs at most {MAX_FREEZE_COST} acquisition",
+                            f"largest cost {-worst[1]:+.3f} ({worst[0]})", -worst[1] <= MAX_FREEZE_COST,
+                            primary=not train_only))
+    return checks
+
+
 def freezing_report(study: FreezingStudy) -> Report:
-    """The freezing-sweep report: the condition table and heat-maps of acquisition and forgetting per layer."""
+    """The freezing-sweep report: the headline (each cell − full SFT, paired, with Table 1 of the paper beside),
+    heat-maps of acquisition and forgetting per layer, per-epoch curves and the condition table."""
     config = study.config
     summary = study.summary()
     reference = next(r for r in summary if r["condition"] == REFERENCE)
@@ -276,10 +311,25 @@ def freezing_report(study: FreezingStudy) -> Report:
         ),
     )
     report.add_conditions(study.records)
+    records, names = report.conditions, study.names
     report.results.update(summary=summary, layers=study.layers, layer=study.layer, match=study.match)
     for key in ("new_acc", "forgetting", "task_acc", "drift"):
         rows, bands, values = study.grid(key)
         report.results[f"grid_{key}"] = {"rows": rows, "layers": bands, "values": values}
+    paper = [
+        {"quantity": "acquisition, attention-only training in all layers (Table 1)", "paper": "1.0 %",
+         "ours": "— (analyses.forgetting, attention-only)"},
+        {"quantity": "acquisition, FFN-only / all parameters (Table 1)", "paper": "94.1 % / 94.6 %",
+         "ours": f"— / {ours(records, REFERENCE, 'new_acc')} (full SFT here)"},
+        {"quantity": "held-out accuracy after full SFT (Table 1)", "paper": "78.0 %",
+         "ours": ours(records, REFERENCE, "held_acc_final")},
+        {"quantity": "acquisition and forgetting per single layer", "paper": "not in the paper (ours)",
+         "ours": "the heat-maps below"},
+    ]
+    add_headline(report, claim="Acquisition of new facts is spread over the layers: training any one band of layers "
+                 "alone learns less than full SFT with the same budget, and freezing one band costs little (ours; "
+                 "the paper's Table 1 restricts attention vs FFN in all layers).", records=records, conditions=names,
+                 checks=freezing_checks(study, records), paper=paper, reference=REFERENCE)
 
     def fmt(value) -> str:
         return "—" if value is None else f"{value:.3f}"
@@ -292,8 +342,6 @@ def freezing_report(study: FreezingStudy) -> Report:
     )
     heat.figure(_heatmap(study, "new_acc", "New-fact acquisition acc(D_unknown)", "Blues"))
     heat.figure(_heatmap(study, "forgetting", "Held-out forgetting (relative drop from peak)", "Reds"))
-    table = report.section("Conditions", "Mean over seeds and 95 % t-interval half-width (— with one seed).")
-    table.table(summary, columns=["condition", "mode", "group", "layers", "seeds", "task_acc", "new_acc",
-                                  "new_acc_ci", "held_acc_final", "forgetting", "forgetting_ci", "absolute_drop",
-                                  "drift", "drift_ci"])
+    add_summary(report, records, names)
+    add_curves(report, records, names)
     return report

@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from .. import charts
 from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, run_condition
 from ..overlap import linear_cka, overlap_table
+from ..paired import Check, interval_text, paired_comparison, paired_difference, ratio
 from ..report import Report
 from ..representations import subject_states
 from ..stats import binned_rates, logistic_fit, mean_ci
+from .headline import add_curves, add_headline, add_summary, mean_of, ours
 
 #: Overlap levels of the causal test's candidate pool (fraction of stored syllables in a new name).
 POOL_OVERLAPS = (1.0, 0.5, 0.0)
@@ -166,10 +169,43 @@ def run_overlap(config: ExperimentConfig, *, world=None, top_k: int = 10, pool_f
     return study
 
 
-def overlap_report(study: OverlapStudy) -> Report:
-    """The overlap report: drift per layer, overlap vs forgetting, CKA, and the causal test."""
-    import plotly.graph_objects as go
+#: The verdict's thresholds: name-like / UUID absolute drop ratio, and the p-value of the logistic slope.
+MIN_KEY_RATIO, MAX_P = 3.0, 0.05
 
+
+def overlap_checks(study: OverlapStudy, records: list[dict], relation: dict) -> list[Check]:
+    """The verdict's rules for "forgetting is localized interference" (SPEC §4)."""
+    fit, layer = relation["logistic"], study.layer
+    slope_ok = fit.note is None and fit.slope > 0 and fit.p_value < MAX_P
+    slope = Check("overlap predicts forgetting under SFT: logistic slope > 0 with p < 0.05",
+                  fit.note or f"slope {fit.slope:.2f}, p = {fit.p_value:.3g}", slope_ok)
+    drift = {name: mean_of(records, name, "drift") for name in ("sft", "self_distill", "uuid-sft")}
+    others = [n for n in ("self_distill", "uuid-sft") if drift[n] is not None]
+    drift_ok = drift["sft"] is not None and all(drift["sft"] > drift[n] for n in others)
+    drift_check = Check(f"held-out subjects drift more under name-like SFT than under {' and '.join(others)} "
+                        f"(layer {layer})", ", ".join(f"{n} {drift[n]:.3f}" for n in ("sft", *others)), drift_ok)
+    if not study.of("uuid-sft"):  # real data: no generated keys, no causal test
+        return [Check(slope.rule, slope.observed, slope.passed, primary=True), drift_check]
+    keys = paired_difference(records, "uuid-sft", "sft", "held_acc_final")
+    key_ratio = ratio(mean_of(records, "sft", "absolute_drop"), mean_of(records, "uuid-sft", "absolute_drop"))
+    checks = [
+        Check("UUID-keyed SFT ends with higher held-out accuracy than name-like SFT (uuid-sft − sft > 0)",
+              interval_text(keys.t), keys.t.mean > 0, primary=True),
+        Check(f"absolute drop name-like / UUID ≥ {MIN_KEY_RATIO:g} (paper: 38–41 % vs 0–4 %)", f"{key_ratio:.2f}",
+              key_ratio >= MIN_KEY_RATIO),
+        slope,
+    ]
+    if study.of("high-overlap sft") and study.of("low-overlap sft"):
+        causal = paired_difference(records, "high-overlap sft", "low-overlap sft", "absolute_drop")
+        checks.append(Check("causal test: high- minus low-overlap absolute drop > 0, 95 % t-interval above 0",
+                            interval_text(causal.t), causal.t.mean > 0 and causal.t.low > 0))
+    return [*checks, drift_check]
+
+
+def overlap_report(study: OverlapStudy) -> Report:
+    """The overlap report: the headline (name-like vs UUID keys, self-distillation, overlap and the causal test
+    against the paper), per-condition summary, per-epoch curves, drift per layer, overlap vs forgetting with the
+    fitted logistic curve, CKA, and the causal test as a chart."""
     config = study.config
     source = "Embedded world" if config.model == "world" else config.model
     report = Report(
@@ -179,12 +215,14 @@ def overlap_report(study: OverlapStudy) -> Report:
         description=(
             f"{source}{' (quick)' if config.quick else ''}: D_known {config.n_known}, D_unknown "
             f"{config.n_unknown} new facts, D_held {config.n_held}; {len(config.seeds)} seeds; every condition "
-            f"trained until acc(new) >= {config.train.target_new_acc} or {config.train.epochs} epochs. Subject "
-            "states: last "
-            f"subject token of the QA prompt; overlap and headline drift at layer {study.layer}."
+            f"trained until acc(new) >= {config.train.target_new_acc} or {config.train.epochs} epochs, "
+            "all from the same start. "
+            f"Subject states: last subject token of the QA prompt; overlap and headline drift at layer {study.layer}."
         ),
     )
     report.add_conditions(study.records)
+    records = report.conditions
+    names = [name for name in CONDITIONS if study.of(name)]
     curves = study.drift_curves()
     relation = study.overlap_vs_forgetting("max_cosine")
     relation_topk = study.overlap_vs_forgetting("topk_mean_cosine")
@@ -193,49 +231,72 @@ def overlap_report(study: OverlapStudy) -> Report:
     report.results.update(layer=study.layer, drift_per_layer=curves, cka_per_layer=cka, causal=causal,
                           overlap_vs_forgetting=[relation, relation_topk], facts=study.facts)
 
-    summary = [{"condition": name, "seeds": len(study.of(name)),
-                "new_acc": study.mean(name, "new_acc"), "forgetting": study.mean(name, "forgetting"),
-                "drift": study.mean(name, "drift")} for name in CONDITIONS if study.of(name)]
+    differences = paired_comparison(records, names, "sft")
+    if causal is not None:
+        differences += paired_comparison(records, ["high-overlap sft"], "low-overlap sft")
+    paper = [
+        {"quantity": "forgetting, name-like keys (SFT; 10⁶ facts in the paper)", "paper": "38–41 %",
+         "ours": ours(records, "sft", "forgetting")},
+        {"quantity": "forgetting, UUID keys (SFT)", "paper": "0–4 %",
+         "ours": ours(records, "uuid-sft", "forgetting")},
+        {"quantity": "forgetting, self-distillation", "paper": "≈3 %",
+         "ours": ours(records, "self_distill", "forgetting")},
+        {"quantity": "held-out subject drift, name-like SFT (middle layer)", "paper": "≈11 %",
+         "ours": ours(records, "sft", "drift")},
+        {"quantity": "drift, self-distillation / UUID keys", "paper": "≈5 % / ≈5 %",
+         "ours": f"{ours(records, 'self_distill', 'drift')} / {ours(records, 'uuid-sft', 'drift')}"},
+        {"quantity": "causal test, absolute drop high / low overlap", "paper": "not in the paper (ours)",
+         "ours": f"{ours(records, 'high-overlap sft', 'absolute_drop', False)} / "
+                 f"{ours(records, 'low-overlap sft', 'absolute_drop', False)}"},
+    ]
+    add_headline(report, claim="Forgetting is localized interference: new subjects that resemble stored ones make the "
+                 "model forget, so name-like keys forget far more than UUID keys and overlap predicts which facts "
+                 "go (Kaplan et al. §5).", records=records, conditions=names,
+                 checks=overlap_checks(study, records, relation), paper=paper, differences=differences)
+    summary = add_summary(report, records, names)
     report.results["summary"] = summary
+    add_curves(report, records, names)
+
     section = report.section("Drift of held-out subject representations",
-                             "Mean 1 - cos(h_after, h_base) of held-out subjects per layer (SPEC Eq. 3-4).")
-    section.table(summary)
-    figure = go.Figure([go.Scatter(x=list(range(len(c))), y=c, mode="lines+markers", name=n)
-                        for n, c in curves.items()])
-    figure.update_layout(title="Held-out subject drift per layer", xaxis_title="layer", yaxis_title="1 - cos")
-    section.figure(figure)
+                             "Mean 1 − cos(h_after, h_base) of held-out subjects per layer (SPEC Eq. 3–4); the band "
+                             "spans the seeds.")
+    series = {name: [r["drift_per_layer"] for r in study.of(name)] for name in names}
+    section.figure(charts.band_chart(series, title="Held-out subject drift per layer", x_title="layer",
+                                     y_title="1 − cos", layers=True))
+
+    fit, fit_topk = relation["logistic"], relation_topk["logistic"]
+
+    def slope_text(f) -> str:
+        return f.note or (f"slope {f.slope:.2f} (bootstrap 95 % [{f.ci_low:.2f}, {f.ci_high:.2f}], Wald p = "
+                          f"{f.p_value:.3g})")
 
     section = report.section(
         "Overlap vs forgetting",
         f"Each held-out fact's overlap = max cosine of its subject state with the new facts' subjects at layer "
-        f"{study.layer} (base model); forgotten = correct at the held-out peak and wrong at the end of SFT. Logistic "
-        f"slope {relation['logistic'].slope:.2f} (p = {relation['logistic'].p_value:.3g}); top-{study.top_k} mean "
-        f"cosine slope {relation_topk['logistic'].slope:.2f} (p = {relation_topk['logistic'].p_value:.3g}).",
+        f"{study.layer} (base model); forgotten = correct at the held-out peak and wrong at the end of SFT, pooled "
+        f"over seeds. Logistic fit on max cosine: {slope_text(fit)}; on the top-{study.top_k} mean cosine: "
+        f"{slope_text(fit_topk)}.",
     )
-    section.table(relation["bins"], title="forgetting rate per overlap bin (Wilson 95 % intervals)")
-    bins = relation["bins"]
-    figure = go.Figure(go.Scatter(
-        x=[b.x_mean for b in bins], y=[b.rate for b in bins], mode="lines+markers", name="SFT",
-        error_y={"type": "data", "symmetric": False, "array": [b.ci_high - b.rate for b in bins],
-                 "arrayminus": [b.rate - b.ci_low for b in bins]}))
-    figure.update_layout(title="Forgetting rate vs subject overlap", xaxis_title="max cosine with new subjects",
-                         yaxis_title="fraction forgotten")
-    section.figure(figure)
-    figure = go.Figure(go.Scatter(x=list(range(len(cka))), y=cka, mode="lines+markers"))
-    figure.update_layout(title="Linear CKA, held-out subjects vs their nearest new subjects", xaxis_title="layer",
-                         yaxis_title="CKA")
-    section.figure(figure)
+    section.figure(charts.logistic_chart([f["max_cosine"] for f in study.facts],
+                                         [bool(f["forgotten_sft"]) for f in study.facts], fit, relation["bins"],
+                                         title="Forgetting under SFT vs subject overlap",
+                                         x_title="max cosine with the new subjects (base model)"))
+    section.table(relation["bins"], title="Forgetting rate per overlap bin (Wilson 95 % intervals)")
+    section.figure(charts.band_chart({"CKA": study.cka}, title="Linear CKA, held-out subjects vs their nearest new "
+                                     "subjects (base model)", x_title="layer", y_title="CKA", layers=True))
 
     if causal is None:
         return report
-    high, low = causal["high_forgetting"], causal["low_forgetting"]
     section = report.section(
         "Causal test: high- vs low-overlap new facts",
         f"Two SFT runs per seed that differ only in which new facts are trained: the {config.n_unknown} candidates "
         f"most similar (top-{study.top_k} mean cosine {causal['high_overlap']:.3f}) or least similar "
-        f"({causal['low_overlap']:.3f}) to the held-out subjects. Held-out forgetting: {high.mean:.3f} ± "
-        f"{high.half_width:.3f} vs {low.mean:.3f} ± {low.half_width:.3f} (acquisition {causal['high_new_acc']:.2f} vs "
-        f"{causal['low_new_acc']:.2f}).",
+        f"({causal['low_overlap']:.3f}) to the held-out subjects. The paired difference high − low is in the "
+        f"headline table.",
     )
-    section.table([{"new facts": "high overlap", **vars(high)}, {"new facts": "low overlap", **vars(low)}])
+    section.figure(charts.comparison_chart(
+        records, ["high-overlap sft", "low-overlap sft"],
+        [("absolute_drop", "absolute drop of held-out accuracy"), ("held_acc_final", "final held-out accuracy"),
+         ("new_acc", "acquisition acc(D_unknown)")],
+        title="Causal test: held-out accuracy after SFT on high- vs low-overlap new facts (dots are seeds)"))
     return report
