@@ -264,6 +264,16 @@ def save_knowledge_table(
     return atomic.write_text(path, text)
 
 
+def _check_replaceable(path: Path) -> None:
+    """An existing output table is replaced only if it is one (a table this command wrote); any other file is kept."""
+    if path.exists():
+        try:
+            load_knowledge_table(path)
+        except InterferenceError:
+            raise InterferenceError(f"--out {path} exists and is not a knowledge table written by interference; it is "
+                                    "kept: choose another path") from None
+
+
 def load_knowledge_table(path: str | os.PathLike) -> list[FactKnowledge]:
     """Read a table written by `save_knowledge_table` (JSONL or CSV)."""
     path = Path(path)
@@ -466,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _check_table_suffix(Path(args.out))
     check_file_target(args.out, "--out")
+    _check_replaceable(Path(args.out))
     check_seed(args.seed, "--seed")
     device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
     config = SlickConfig.preset(

@@ -93,6 +93,17 @@ def test_knowledge_out_below_a_file_is_refused_before_the_work(afile, capsys, mo
     one_error(capsys, rc, "afile is a file")
 
 
+def test_knowledge_never_replaces_a_file_that_is_not_its_table(tmp_path, capsys, monkeypatch):
+    from interference import knowledge, models
+
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text('{"my": "notes"}\n')
+    monkeypatch.setattr(models, "load_model", no_work)
+    rc = knowledge.main(["--model", "tiny-llama", "--data", str(EQ_MINI), "--out", str(notes)])
+    one_error(capsys, rc, "is not a knowledge table written by interference")
+    assert notes.read_text() == '{"my": "notes"}\n'
+
+
 def test_world_cache_dir_that_is_a_file_is_refused_before_pretraining(afile, capsys, monkeypatch):
     from interference.world import __main__ as world_main
 
