@@ -19,6 +19,7 @@ from interference.errors import InterferenceError
 from interference.facts import Fact
 from interference.metrics import first_reaching
 from interference.models import load_model
+from interference.outputs import MARKER
 from interference.train import TrainConfig, train
 from interference.train.__main__ import main
 from interference.train.checkpoint import SNAPSHOT, STATE
@@ -114,15 +115,29 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_result(tmp_path, m
 def test_stops_at_the_first_epoch_reaching_the_target_acquisition():
     # One object for every fact: the tiny model picks up the new facts within a few epochs.
     known, unknown, held = _facts(4, 0, ["Oslo"]), _facts(4, 1, ["Oslo"]), _facts(4, 2, ["Oslo"])
-    free = _run(_config(epochs=12), known=known, unknown=unknown, held=held)
+    epoch_checks = dict(epochs=12, eval_every_steps=100)  # more steps than an epoch has: checks at epoch ends only
+    free = _run(_config(**epoch_checks), known=known, unknown=unknown, held=held)
     target = next((acc for acc in free.curve("unknown") if acc > 0), None)  # reached exactly: >= matters
     assert target is not None, free.curve("unknown")
     reached = first_reaching(free.curve("unknown"), target)
     assert 0 < reached < 12
-    stopped = _run(_config(epochs=12, target_new_acc=target), known=known, unknown=unknown, held=held)
+    stopped = _run(_config(**epoch_checks, target_new_acc=target), known=known, unknown=unknown, held=held)
     assert stopped.stopped == "target" and stopped.epochs == reached
     assert _trace(stopped) == _trace(free)[: reached + 1]
     assert free.stopped == "epochs" and free.epochs == 12
+
+
+def test_acquisition_checks_inside_an_epoch_stop_at_the_first_step_reaching_the_target():
+    known, unknown, held = _facts(8, 0, ["Oslo", "Rome"]), _facts(8, 1, ["Oslo", "Rome"]), _facts(4, 2)
+    splits = dict(known=known, unknown=unknown, held=held)
+    by_epoch = _run(_config(epochs=12, target_new_acc=0.5, eval_every_steps=100), **splits)
+    by_step = _run(_config(epochs=12, target_new_acc=0.5, eval_every_steps=1), **splits)
+    assert by_epoch.stopped == by_step.stopped == "target", (by_epoch.curve("unknown"), by_step.curve("unknown"))
+    last = by_step.history[-1]
+    assert last.accuracy["unknown"] >= 0.5 and last.step <= by_epoch.history[-1].step
+    # Until the epoch it stopped in, the run with finer checks is the same run.
+    assert _trace(by_step)[:-1] == _trace(by_epoch)[: len(by_step.history) - 1]
+    assert by_step.summary()["steps"] == last.step and by_step.summary()["start"] == "snapshot"
 
 
 def test_known_only_training_never_trains_on_the_unknown_facts():
@@ -176,8 +191,8 @@ def test_a_nan_loss_stops_training_with_a_one_line_error(tmp_path):
 
 def test_metrics_json_is_rewritten_atomically_after_every_epoch(tmp_path, monkeypatch):
     writes = []
-    original = atomic.write_text
-    monkeypatch.setattr(atomic, "write_text", lambda path, text: writes.append(path) or original(path, text))
+    original = atomic.write_with
+    monkeypatch.setattr(atomic, "write_with", lambda path, write: writes.append(path) or original(path, write))
     seen = []
 
     def read(record):
@@ -191,11 +206,12 @@ def test_metrics_json_is_rewritten_atomically_after_every_epoch(tmp_path, monkey
         ([0, 1, 2], False, result.history[2].loss),
         ([0, 1, 2, 3], False, result.history[3].loss),
     ]
-    assert {str(p) for p in writes} == {str(tmp_path / "metrics.json")} and len(writes) == 5  # step 0, 3 epochs, end
+    metrics_writes = [p for p in writes if str(p) == str(tmp_path / "metrics.json")]
+    assert len(metrics_writes) == 5  # step 0, 3 epochs, end
     final = json.loads((tmp_path / "metrics.json").read_text())
     assert final["finished"] is True and final["summary"]["stopped"] == "epochs"
     assert final["summary"]["forgetting"] == (None if math.isnan(result.forgetting) else result.forgetting)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["metrics.json", "model", SNAPSHOT, STATE])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([MARKER, "metrics.json", "model", SNAPSHOT, STATE])
 
 
 @pytest.fixture
@@ -210,7 +226,9 @@ def test_cli_help_lists_the_options():
         [sys.executable, "-m", "interference.train", "--help"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0
-    for option in "--method --target-new-acc --freeze --train-only --teacher-cache --resume --known-only".split():
+    options = "--method --target-new-acc --eval-every-steps --kd-weighting --freeze --train-only --teacher-cache " \
+        "--train-splits --mixed-precision --report-to --resume --overwrite --device --dtype"
+    for option in options.split():
         assert option in done.stdout
 
 
@@ -272,3 +290,118 @@ def test_cli_refuses_to_overwrite_a_run(split_dir, tmp_path, capsys):
     file.write_text("x")
     assert main(["--model", "tiny-llama", "--splits", str(split_dir), "--out", str(file), "--quiet"]) == 2
     assert "is a file" in capsys.readouterr().err and file.read_text() == "x"
+
+
+def _cli(split_dir, out, *extra):
+    return main(["--model", "tiny-llama", "--splits", str(split_dir), "--out", str(out), "--epochs", "2",
+                 "--batch-size", "4", "--lr", "1e-2", "--quiet", *extra])
+
+
+def test_a_folder_with_files_the_toolkit_did_not_write_is_refused_and_the_files_are_kept(split_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "model").mkdir(parents=True)
+    (out / "checkpoint-final").mkdir()
+    (out / "model" / "notes.txt").write_text("mine")
+    (out / "checkpoint-final" / "best.bin").write_text("mine too")
+    before = _listing(out)
+    assert _cli(split_dir, out) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "--overwrite" in err
+    # --overwrite never replaces a file the toolkit did not write: model/ would be, so it is refused too.
+    assert _cli(split_dir, out, "--overwrite") == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert _listing(out) == before
+    # A user's file beside the run is kept through a run with --overwrite.
+    (out / "model" / "notes.txt").rename(out / "notes.txt")
+    (out / "model").rmdir()
+    (out / "checkpoint-final" / "best.bin").unlink()
+    (out / "checkpoint-final").rmdir()
+    assert _cli(split_dir, out) == 2 and _cli(split_dir, out, "--overwrite") == 0
+    assert (out / "notes.txt").read_text() == "mine" and (out / "model").is_dir()
+
+
+def test_resume_refuses_other_splits_or_another_model(split_dir, tmp_path, capsys):
+    from interference.splits import Splits, save_splits
+
+    config = _config(method="self_distill")
+    with pytest.raises(KeyboardInterrupt):
+        _run(config, out_dir=tmp_path / "cut", on_epoch_end=lambda r: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(InterferenceError, match="the splits differ"):
+        _run(config, out_dir=tmp_path / "cut", resume=True, held=HELD[:3])
+    model, tokenizer = _tiny()
+    with torch.no_grad():
+        model.lm_head.weight.add_(1.0)
+    with pytest.raises(InterferenceError, match="the model differs"):
+        train(model, tokenizer, config, known=KNOWN, unknown=UNKNOWN, held=HELD, out_dir=tmp_path / "cut",
+              resume=True, progress=False)
+    # The command line: the same through --splits.
+    other = save_splits(Splits(known=KNOWN, unknown=UNKNOWN[:5], held=HELD, relations=("capital",)),
+                        tmp_path / "other")
+    out = tmp_path / "cli"
+    assert _cli(split_dir, out, "--epochs", "1") == 0
+    (out / STATE).write_text((out / STATE).read_text().replace('"finished": true', '"finished": false'))
+    assert _cli(other, out, "--epochs", "1", "--resume") == 2
+    assert "the splits differ" in capsys.readouterr().err
+
+
+def test_a_second_run_into_a_folder_being_written_is_refused(split_dir, tmp_path, capsys):
+    from interference.outputs import claim_output
+
+    out = tmp_path / "run"
+    with claim_output(out, "train"):  # another run holds the folder
+        assert _cli(split_dir, out) == 2
+        err = capsys.readouterr().err.strip()
+        assert "another run is writing" in err and "\n" not in err
+    assert not (out / "metrics.json").exists()
+
+
+def test_parameters_are_checked_finite_after_the_last_step_before_any_save(split_dir, tmp_path, capsys, monkeypatch):
+    original = torch.optim.AdamW.step
+    calls = []
+
+    def step(self, *args, **kwargs):  # the last step of the run leaves a non-finite weight (its loss was finite)
+        result = original(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 5:  # snapshot: 6 known facts in batches of 4 (2 steps); then 12 facts (steps 3-5)
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(float("inf"))
+        return result
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    out = tmp_path / "run"
+    assert _cli(split_dir, out, "--epochs", "1") == 2
+    err = capsys.readouterr().err.strip()
+    assert "not finite" in err and "\n" not in err
+    assert not (out / "model").exists() and not list(out.glob("checkpoint-*"))
+    assert json.loads((out / "metrics.json").read_text())["finished"] is False
+
+
+def test_finished_is_written_only_after_the_model_is_saved(split_dir, tmp_path, monkeypatch):
+    from transformers import PreTrainedModel
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(PreTrainedModel, "save_pretrained", killed)
+        with pytest.raises(KeyboardInterrupt):
+            _run(_config(epochs=1), out_dir=out)
+    assert not (out / "model").exists()
+    assert json.loads((out / "metrics.json").read_text())["finished"] is False
+    resumed = _run(_config(epochs=1), out_dir=out, resume=True)  # the last epoch's checkpoint is there
+    assert json.loads((out / "metrics.json").read_text())["finished"] is True and (out / "model").is_dir()
+    assert _trace(resumed) == _trace(_run(_config(epochs=1)))
+
+
+def test_no_temporary_files_after_a_resume_and_quiet_is_quiet(split_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    config = _config(method="self_distill")
+    with pytest.raises(KeyboardInterrupt):
+        _run(config, out_dir=out, on_epoch_end=lambda r: (_ for _ in ()).throw(KeyboardInterrupt()))
+    (out / ".train_state.json.x.interference-tmp").write_text("left by a killed run")
+    _run(config, out_dir=out, resume=True)
+    assert not [p for p in out.rglob("*") if "tmp" in p.name], sorted(p.name for p in out.rglob("*"))
+    capsys.readouterr()
+    assert _cli(split_dir, tmp_path / "quiet") == 0
+    assert capsys.readouterr().err == ""

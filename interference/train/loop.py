@@ -254,8 +254,8 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                     accelerator.log({f"accuracy/{k}": v for k, v in acc.items()}, step=step)
                 check_finite(model, f"after epoch {epoch}")
                 run.write_metrics({**metrics("running"), "finished": False})
-                if epoch % config.checkpoint_every == 0 and epoch < config.epochs and not stop:
-                    run.save_checkpoint(state())
+                if (epoch % config.checkpoint_every == 0 or epoch == config.epochs) and i == len(order):
+                    run.save_checkpoint(state())  # not after a stop inside an epoch: a resume redoes that epoch
                 if on_epoch_end is not None:
                     on_epoch_end(history[-1])
             bar.close()
