@@ -79,6 +79,8 @@ class ExperimentConfig:
             self.train = TrainConfig.from_dict(self.train)
         if self.model != WORLD and self.data is None:
             raise InterferenceError(f"model {self.model!r} needs --data (a splits or EntityQuestions folder)")
+        if self.model == WORLD and self.data is not None:
+            raise InterferenceError(f"--data {self.data} needs a --model: the embedded world brings its own facts")
         for name in ("n_known", "n_unknown", "n_held"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

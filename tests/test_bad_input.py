@@ -216,6 +216,14 @@ def test_bad_seed_of_knowledge_and_world_is_refused_before_the_work(seed, tmp_pa
               "--seed must be an integer")
 
 
+def test_data_without_a_model_is_refused_instead_of_ignored(tmp_path, capsys, monkeypatch):
+    from analyses import overlap
+
+    monkeypatch.setattr(overlap, "run_overlap", no_work)
+    rc = overlap.main(["--quick", "--data", str(splits_folder(tmp_path / "S")), "--out", str(tmp_path / "r")])
+    one_error(capsys, rc, "needs a --model: the embedded world brings its own facts")
+
+
 def test_an_unknown_device_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
     from interference import knowledge, models
 
