@@ -294,13 +294,14 @@ def _check_contents(path: Path, kind: str, *, overwrite: bool, resume: bool, wri
         folder.earlier = frozenset(known)
     foreign = folder.foreign()
     if resume and earlier_kind not in (None, kind):
-        raise InterferenceError(f"{what} {path} holds a {earlier_kind} run, not a {kind} run; cannot resume it")
+        raise InterferenceError(f"{what} {path} holds a run of {earlier_kind}, not of {kind}; cannot resume it")
     if foreign and not overwrite:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        owner = f"a {earlier_kind} run" if earlier_kind not in (None, kind) and set(foreign) <= known else "files"
-        raise InterferenceError(
-            f"{what} {path} holds {owner} not written by this command ({shown}); "
-            "choose another folder or pass --overwrite (files interference did not write are kept)")
+        if earlier_kind not in (None, kind) and set(foreign) <= known:
+            raise InterferenceError(f"{what} {path} holds a run of {earlier_kind} ({shown}); choose another folder "
+                                    "or pass --overwrite to replace it")
+        raise InterferenceError(f"{what} {path} holds files interference did not write ({shown}); choose another "
+                                "folder or pass --overwrite (they are kept)")
     for pattern in writes:
         for entry in sorted(path.glob(pattern)):
             folder.check_replace(entry.relative_to(path).as_posix())

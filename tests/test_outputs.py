@@ -71,8 +71,8 @@ def test_user_files_are_refused_and_never_deleted_even_with_overwrite(tmp_path):
     (out / "model" / "notes.txt").write_text("mine")
     (out / "checkpoint-final").mkdir()
     (out / "checkpoint-final" / "best.bin").write_text("mine")
-    with pytest.raises(InterferenceError, match=r"not written by this command \(checkpoint-final/best.bin, "
-                                                r"model/notes.txt\).*--overwrite"):
+    with pytest.raises(InterferenceError, match=r"holds files interference did not write \(checkpoint-final/best.bin, "
+                                                r"model/notes.txt\).*--overwrite \(they are kept\)"):
         with claim_output(out, "train"):
             raise AssertionError("the work must not start")
     # --overwrite: a run that would replace model/ is still refused before the work
@@ -101,7 +101,7 @@ def test_an_earlier_run_of_the_same_command_is_replaced_but_another_commands_is_
         folder.write_text("results.json", "2")
         assert folder.remove_earlier() == ["old.json"]
     assert (out / "results.json").read_text() == "2" and not (out / "old.json").exists()
-    with pytest.raises(InterferenceError, match="holds a analyses.ffn run"):
+    with pytest.raises(InterferenceError, match="holds a run of analyses.ffn"):
         with claim_output(out, "analyses.overlap"):
             pass
     with pytest.raises(InterferenceError, match="cannot resume"):
