@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -10,9 +11,9 @@ import torch
 from interference.errors import InterferenceError
 from interference.facts import Fact
 from interference.models import load_model
+from interference.parameter_groups import parse_selection
 from interference.train import TrainConfig, resolve_trainable, train
 from interference.train.checkpoint import STATE
-from interference.parameter_groups import parse_selection
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +112,9 @@ def test_frozen_parameters_are_bit_identical_and_have_no_optimiser_state(tmp_pat
 
     def interrupt(record):
         flags_seen.append({n: p.requires_grad for n, p in model.named_parameters()})
-        raise KeyboardInterrupt  # keep train_state.pt of epoch 1, with its optimiser state, for inspection
+        raise KeyboardInterrupt  # keep the checkpoint of epoch 1, with its optimiser state, for inspection
 
-    config = TrainConfig(method="sft", epochs=3, lr=1e-2, batch_size=4, **spec)
+    config = TrainConfig(method="sft", start="base", epochs=3, lr=1e-2, batch_size=4, **spec)
     facts = _facts(12, 0)
     with pytest.raises(KeyboardInterrupt):
         train(
@@ -134,8 +135,8 @@ def test_frozen_parameters_are_bit_identical_and_have_no_optimiser_state(tmp_pat
             assert not torch.equal(after[name], value), f"{name} should have trained"
         else:
             assert torch.equal(after[name], value), f"{name} is frozen but changed"
-    state = torch.load(tmp_path / STATE, weights_only=True)
-    optimizer = state["optimizer"]
+    state = json.loads((tmp_path / STATE).read_text())
+    optimizer = torch.load(tmp_path / state["checkpoint"] / "optimizer.bin", weights_only=True)
     assert sum(len(g["params"]) for g in optimizer["param_groups"]) == len(trainable)
     shapes = sorted(tuple(s["exp_avg"].shape) for s in optimizer["state"].values())
     assert shapes == sorted(tuple(after[n].shape) for n in trainable)

@@ -14,6 +14,7 @@ from interference.train.losses import (
     answer_cross_entropy,
     distill_kl,
     distill_kl_topk,
+    kd_weight,
     l2_distance,
     matched_mu,
     self_distill_objective,
@@ -215,3 +216,24 @@ def test_matched_mu_equalises_the_gradient_norms():
     assert grad.norm().item() == pytest.approx(kd_norm, rel=1e-5)
     with pytest.raises(ValueError, match="zero"):
         matched_mu(kd_norm, 0.0)
+
+
+def test_kd_weighting_token_mean_or_per_sequence_sum(batch):
+    _, b = batch
+    tau = 0.5
+    student, teacher = _random_logits((*b.input_ids.shape, 100), 19), _random_logits((*b.input_ids.shape, 100), 20)
+    teacher_lp = tempered_log_probs(teacher, tau)
+    p, q = torch.softmax(teacher / tau, -1), torch.softmax(student / tau, -1)
+    per_position = (p * (p.log() - q.log())).sum(-1) * b.attention_mask
+    token = distill_kl(student, teacher_lp, b.attention_mask, tau, "token")
+    sequence = distill_kl(student, teacher_lp, b.attention_mask, tau, "sequence")
+    assert token.item() == pytest.approx((per_position.sum() / b.attention_mask.sum()).item(), rel=1e-5)
+    assert sequence.item() == pytest.approx(per_position.sum(1).mean().item(), rel=1e-5)
+    # Per sequence, a longer example weighs more: its KL is a sum over more positions.
+    lengths = b.attention_mask.sum(1).float()
+    assert sequence.item() == pytest.approx((token * lengths.mean()).item(), rel=0.5)
+    idx, val, tail = topk_compress(teacher_lp, 100)
+    top = distill_kl_topk(student, idx, val, tail, b.attention_mask, tau, "sequence")
+    assert top.item() == pytest.approx(sequence.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="weighting"):
+        kd_weight(per_position, b.attention_mask, "batch")

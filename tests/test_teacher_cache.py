@@ -14,7 +14,7 @@ from interference.models import load_model
 from interference.train import Snapshot, TeacherCache, TrainConfig, build_teacher_cache, make_snapshot, train
 from interference.train.batches import Examples, epoch_order
 from interference.train.losses import tempered_log_probs
-from interference.train.teacher import OnTheFlyTeacher, teacher_module
+from interference.train.teacher import OnTheFlyTeacher, choose_cache, teacher_module
 
 
 def _facts(n: int, seed: int, relation: str = "capital") -> list[Fact]:
@@ -136,3 +136,23 @@ def test_teacher_module_is_a_frozen_copy_holding_the_snapshot(setup):
     assert copy is not student and not copy.training
     assert all(not p.requires_grad for p in copy.parameters())
     assert all(torch.equal(p, snapshot.params[n]) for n, p in copy.named_parameters())
+
+
+def test_the_auto_cache_is_chosen_by_size():
+    # 8,000 facts × 40 positions, a 49,152 vocabulary: full 63 GB, top-64 0.17 GB.
+    assert choose_cache(8000, 40, 49152, 64, 2.0) == "topk"
+    assert choose_cache(8000, 40, 49152, 64, 100.0) == "full"
+    assert choose_cache(8000, 40, 49152, 64, 0.1) == "none"
+    assert choose_cache(300, 85, 100, 64, 2.0) == "full"
+
+
+def test_auto_picks_top_k_when_the_full_cache_does_not_fit_and_trains_as_top_k():
+    facts = _facts(14, 7)
+    known, unknown, held = facts[:5], facts[5:10], facts[10:]
+    runs = {}
+    for mode, budget in (("auto", 1e-4), ("topk", 2.0)):  # 10 × 75 positions: full 0.3 MB, top-6 0.04 MB
+        model, tokenizer = load_model("tiny-llama")
+        config = TrainConfig(method="self_distill", epochs=2, lr=1e-2, batch_size=4, teacher_cache=mode,
+                             teacher_topk=6, teacher_cache_gb=budget)
+        runs[mode] = train(model, tokenizer, config, known=known, unknown=unknown, held=held, progress=False)
+    assert [(r.loss, r.kl) for r in runs["auto"].history] == [(r.loss, r.kl) for r in runs["topk"].history]
