@@ -39,6 +39,7 @@ GROUPS = {
 }
 HEADLINE_GROUP = "sft forgotten"
 TRACE_GROUP = "causal trace (start model)"
+OTHER_GROUP = "sft forgotten, other fact's state"
 #: Recovery is defined for facts whose start-model gold probability exceeds the unpatched one by at least this.
 MIN_GAP = 0.05
 #: A cell "brings the fact back" when its mean recovery reaches this.
@@ -101,37 +102,49 @@ class TracingStudy:
                 return row
         return None
 
+    def paired(self, group: str, other: str, cell: dict) -> dict | None:
+        """Per seed, `group`'s mean recovery minus `other`'s at `cell` (the same mode, layer and site), over the seeds
+        both have: the mean difference with its 95 % t-interval (None where no seed has both)."""
+        m, s = MODES.index(cell["mode"]), SITES.index(cell["site"])
+        ours, theirs = self.effects.get(group, {}), self.effects.get(other, {})
+        differences = [float(ours[seed].mean_recovery(self.min_gap)[m, cell["layer"], s]
+                             - theirs[seed].mean_recovery(self.min_gap)[m, cell["layer"], s])
+                       for seed in ours if ours[seed] is not None and theirs.get(seed) is not None]
+        differences = [d for d in differences if math.isfinite(d)]
+        if not differences:
+            return None
+        interval = mean_ci(differences)
+        return {"difference": interval.mean, "low": interval.low, "high": interval.high, "seeds": interval.n}
+
     def verdict(self) -> tuple[str, str]:
         """Whether restoration supports localized interference, and why.
 
         "supports": restoring the subject tokens' start state at some layer and site recovers at least
-        `SUPPORT_THRESHOLD` of SFT's forgotten facts' lost probability on average, with an interval above that of
-        the other-fact control at the same cell; "partly": it beats the control on average but misses the threshold
-        or the interval separation; "does not": otherwise. Last-token cells are left out: restoring the last
-        token's late state overrides the whole computation and says nothing about where the fact was damaged.
+        `SUPPORT_THRESHOLD` of SFT's forgotten facts' lost probability on average, and more than a random other
+        fact's state at the same cell (the per-seed paired difference's 95 % interval lies above 0); "partly": it
+        beats the control on average but misses the threshold or the interval; "does not": otherwise. Last-token
+        cells are left out: restoring the last token's late state overrides the whole computation and says nothing
+        about where the fact was damaged.
         """
         best = self.best(HEADLINE_GROUP, "subject")
         if best is None:
             return "not tested", "no forgotten facts with a recovery to measure"
-        control = self.at("sft forgotten, other fact's state", best)
-        control_mean = control["recovery"] if control else float("nan")
-        control_high = control["high"] if control else float("nan")
+        paired = self.paired(HEADLINE_GROUP, OTHER_GROUP, best)
         where = f"subject tokens, layer {best['layer']} {best['site']}"
-        if (best["recovery"] >= SUPPORT_THRESHOLD and _finite(best["low"]) and _finite(control_high)
-                and best["low"] > control_high):
-            return "supports", (f"restoring the start state at the {where} recovers {best['recovery']:.2f} of the "
-                                f"lost probability, above the other-fact control ({control_mean:.2f})")
-        if _finite(control_mean) and best["recovery"] > control_mean:
-            missed = []
+        if paired is None:
+            return "not tested", f"the {where} recovers {best['recovery']:.2f}, but the other-fact control is missing"
+        versus = (f"the {where} recovers {best['recovery']:.2f}, {paired['difference']:+.2f} "
+                  f"[{paired['low']:+.2f}, {paired['high']:+.2f}] against a random other fact's state (paired over "
+                  f"{paired['seeds']} seeds)")
+        separated = _finite(paired["low"]) and paired["low"] > 0
+        if best["recovery"] >= SUPPORT_THRESHOLD and separated:
+            return "supports", versus
+        if paired["difference"] > 0:
+            missed = [] if separated else ["the interval of the difference reaches 0"]
             if best["recovery"] < SUPPORT_THRESHOLD:
-                missed.append(f"it is below {SUPPORT_THRESHOLD}")
-            if not (_finite(best["low"]) and _finite(control_high) and best["low"] > control_high):
-                missed.append(f"its interval [{best['low']:.2f}, {best['high']:.2f}] is not above the control's "
-                              f"[{control['low']:.2f}, {control_high:.2f}]")
-            return "partly", (f"the {where} recovers {best['recovery']:.2f} vs {control_mean:.2f} for the other-fact "
-                              f"control, but {' and '.join(missed)}")
-        return "does not", (f"the best subject-token cell ({where}) recovers {best['recovery']:.2f}, no more than "
-                            f"the other-fact control ({control_mean:.2f})")
+                missed.insert(0, f"the recovery is below {SUPPORT_THRESHOLD}")
+            return "partly", f"{versus}; but {' and '.join(missed)}"
+        return "does not", f"{versus}: no more than the control"
 
 
 def _finite(value) -> bool:
@@ -288,6 +301,14 @@ def tracing_report(study: TracingStudy) -> Report:
     trace_best = study.best(TRACE_GROUP, "subject")
     rows.append({"what": "causal trace: where the fact lives (best subject-token cell)", "cell": _cell_text(trace_best),
                  "restored": None})
+    paired = {}
+    for other in (OTHER_GROUP, "sft retained"):
+        difference = study.paired(HEADLINE_GROUP, other, best_subject) if best_subject else None
+        paired[other] = difference
+        if difference is not None:
+            rows.append({"what": f"SFT forgotten − {other}, paired by seed, at the best subject-token cell",
+                         "cell": f"{difference['difference']:+.2f} [{difference['low']:+.2f}, "
+                                 f"{difference['high']:+.2f}]", "restored": None})
     section = report.section(
         "Headline",
         f"Claim tested: if fine-tuning forgot a fact by overwriting its subject's representation (localized "
@@ -317,7 +338,7 @@ def tracing_report(study: TracingStudy) -> Report:
         section.figure(recovery_heatmaps(study, "causal trace (start model)"))
     section = report.section("Forgotten facts (SFT)", "Per fact: the start model's and SFT's gold probability, and "
                                                       "the cell that restores it most.")
-    section.table(study.facts)
+    section.table(study.facts, collapsed=True)
 
     report.results["tracing"] = {
         "modes": list(MODES), "sites": list(SITES), "n_layers": study.n_layers, "min_gap": study.min_gap,
@@ -325,9 +346,10 @@ def tracing_report(study: TracingStudy) -> Report:
         "cells": [row for group in GROUPS for row in study.cells(group)],
         "headline": {"best": best_all, "best_subject": best_subject, "retained_best": retained_best,
                      "retained_at_best_subject": study.at("sft retained", best_subject) if best_subject else None,
-                     "other_fact_at_best_subject": (study.at("sft forgotten, other fact's state", best_subject)
+                     "other_fact_at_best_subject": (study.at(OTHER_GROUP, best_subject)
                                                     if best_subject else None),
-                     "causal_trace_best_subject": trace_best, "verdict": verdict, "why": why},
+                     "causal_trace_best_subject": trace_best, "verdict": verdict, "why": why,
+                     "paired_minus_other_fact": paired[OTHER_GROUP], "paired_minus_retained": paired["sft retained"]},
         "facts": study.facts,
     }
     return report
