@@ -556,6 +556,16 @@ def table(rows: Sequence[Any], columns: Sequence[str] | None = None, title: str 
     return Table(rows, columns, title)
 
 
+def notebook_setup(renderer: str = "plotly_mimetype") -> None:
+    """Notebook display settings: plotly figures as their JSON mimetype (JupyterLab draws them with the extension
+    plotly ships; the saved notebook stays small) and no model-loading progress bars from transformers."""
+    import plotly.io as pio
+    from transformers.utils import logging as hf_logging
+
+    pio.renderers.default = renderer
+    hf_logging.disable_progress_bar()
+
+
 def _blocks_html(section: Section) -> list[str]:
     parts = []
     for kind, block in section.blocks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -28,3 +29,15 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"
     ]
     assert not errors
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_committed_executed(path):
+    """Opened, a notebook shows its results: every code cell ran, top to bottom in one go, without errors."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert [c.get("execution_count") for c in code] == list(range(1, len(code) + 1))
+    outputs = [o for c in code for o in c.get("outputs", [])]
+    assert sum(bool(c.get("outputs")) for c in code) >= len(code) // 2
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    assert not any("def table(" in "".join(c["source"]) for c in code)  # the library's helper, not a pasted one

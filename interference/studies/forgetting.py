@@ -32,7 +32,8 @@ METHODS: dict[str, dict] = {
 }
 #: Methods trained for as many epochs as full SFT took (they cannot reach the acquisition target).
 SFT_LENGTH = ("attention-only", "known-only")
-SUMMARY_FIELDS = ("task_acc", "new_acc", "held_acc_peak", "held_acc_final", "forgetting", "drift")
+SUMMARY_FIELDS = ("task_acc", "new_acc", "held_acc_start", "held_acc_peak", "held_acc_final", "absolute_drop",
+                  "forgetting", "drift")
 
 
 @dataclass
