@@ -168,3 +168,13 @@ def logistic_chart(x: Sequence[float], y: Sequence[bool], fit, bins: Sequence, *
     figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, yaxis_range=[-0.08, 1.08],
                          height=400)
     return figure
+
+
+def notebook_setup(renderer: str = "plotly_mimetype") -> None:
+    """Notebook display settings: plotly figures as their JSON mimetype (JupyterLab draws them with the extension
+    plotly ships; the saved notebook stays small) and no model-loading progress bars from transformers."""
+    import plotly.io as pio
+    from transformers.utils import logging as hf_logging
+
+    pio.renderers.default = renderer
+    hf_logging.disable_progress_bar()

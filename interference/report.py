@@ -37,6 +37,8 @@ from typing import Any
 
 from . import atomic
 from .errors import InterferenceError
+from .tables import flatten, is_scalar, paragraphs, table_block, table_html
+from .tables import table as table  # notebooks display tables in the report's format
 
 REQUIRED_FIELDS = ("title", "config", "seeds", "versions", "conditions")
 VERSION_FIELDS = ("python", "torch", "transformers", "interference")
@@ -200,29 +202,6 @@ def _refuse_non_finite(name: str):
     raise ValueError(f"holds {name}, which is not a JSON number (unmeasured values are written as null)")
 
 
-def number_text(value: Any) -> str:
-    """A table cell's text: floats to 3 significant digits (thousands and more as integers), None/NaN as a dash."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if abs(value) >= 1000:
-            return f"{value:,.0f}"
-        return f"{value:.3g}" if value else "0"
-    if isinstance(value, list | tuple | dict):
-        return f"({len(value)} values)"
-    return str(value)
-
-
-def _cell(value: Any) -> str:
-    return html.escape(number_text(value)).replace("\n", "<br>")
-
-
-def _scalar(value: Any) -> bool:
-    return not isinstance(value, list | tuple | dict)
-
-
 def _rows(rows: Any, where: str) -> list[dict]:
     rows = to_jsonable(rows, where)
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
@@ -335,7 +314,7 @@ class Headline(Section):
                          f'hold)</span></div>')
             rows = [{"rule": ("★ " if c.primary else "") + c.rule, "observed": c.observed,
                      "holds": "yes" if c.passed else "no"} for c in verdict.checks]
-            parts.append(_table_html(["rule", "observed", "holds"], rows, None, css="rules"))
+            parts.append(table_html(["rule", "observed", "holds"], rows, None, css="rules"))
             parts.append('<p class="note">★ the claim\'s direction: if it fails, the verdict is "does not reproduce"; '
                          'all rules hold: "reproduces"; otherwise "partly reproduces".</p>')
         return parts
@@ -454,7 +433,7 @@ class Report:
     def to_csv(self) -> str:
         """conditions.csv: one row per condition record, its scalar fields as columns (lists stay in the JSON)."""
         columns = [k for k in dict.fromkeys(k for record in self.conditions for k in record)
-                   if all(_scalar(record.get(k)) for record in self.conditions)]
+                   if all(is_scalar(record.get(k)) for record in self.conditions)]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
@@ -473,7 +452,7 @@ class Report:
             parts += self.head.opening_html() + _blocks_html(self.head)
             parts.append("</section>")
         if self.description:
-            parts += ["<h2>Set-up</h2>", *_paragraphs(self.description)]
+            parts += ["<h2>Set-up</h2>", *paragraphs(self.description)]
         for section in self.sections:
             parts.append(f"<h2>{html.escape(section.title)}</h2>")
             parts += _blocks_html(section)
@@ -484,12 +463,12 @@ class Report:
             parts += ["<h2>Per-seed records</h2>",
                       f"<p>One row per condition and seed ({len(self.conditions)} rows; also in "
                       f"<code>{CSV_FILE}</code>).</p>",
-                      _table_block(shown, details, self.conditions, None)]
+                      table_block(shown, details, self.conditions, None)]
         config = [{"setting": k, "value": v} for k, v in flatten(data["config"]).items()]
         config += [{"setting": "seeds", "value": ", ".join(map(str, data["seeds"]))},
                    {"setting": "wall time (s)", "value": data["wall_time_s"]}]
         config += [{"setting": f"version of {k}", "value": v} for k, v in data["versions"].items()]
-        parts += ["<h2>Configuration</h2>", _table_html(["setting", "value"], config, None, css="rules")]
+        parts += ["<h2>Configuration</h2>", table_html(["setting", "value"], config, None, css="rules")]
         return (
             '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>{html.escape(self.title)}</title>\n<style>{_STYLE}</style>\n"
@@ -519,60 +498,13 @@ class Report:
         return Path(out.path)
 
 
-def flatten(config: Mapping, prefix: str = "") -> dict[str, Any]:
-    """A nested config as one level: {"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}; lists as comma-joined text."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, list | tuple):
-            flat[name] = ", ".join(number_text(v) if isinstance(v, float) else str(v) for v in value) or "—"
-        else:
-            flat[name] = value
-    return flat
-
-
-class Table:
-    """Rows shown as an HTML table in a notebook (the report's cell format: 3 significant digits, no lists)."""
-
-    def __init__(self, rows: Sequence[Any], columns: Sequence[str] | None = None, title: str | None = None):
-        self.rows = _rows(rows, f"table {title or ''}".strip())
-        self.columns = list(columns) if columns is not None else list(
-            dict.fromkeys(key for record in self.rows for key in record))
-        self.title = title
-
-    def _repr_html_(self) -> str:
-        return _table_block(self.columns, [], self.rows, self.title)
-
-    def __repr__(self) -> str:
-        lines = [" | ".join(self.columns)]
-        lines += [" | ".join(number_text(row.get(c)) for c in self.columns) for row in self.rows]
-        return "\n".join(lines)
-
-
-def table(rows: Sequence[Any], columns: Sequence[str] | None = None, title: str | None = None) -> Table:
-    """A list of records (dicts or dataclasses) as a table that notebooks display (`display(table(rows))`)."""
-    return Table(rows, columns, title)
-
-
-def notebook_setup(renderer: str = "plotly_mimetype") -> None:
-    """Notebook display settings: plotly figures as their JSON mimetype (JupyterLab draws them with the extension
-    plotly ships; the saved notebook stays small) and no model-loading progress bars from transformers."""
-    import plotly.io as pio
-    from transformers.utils import logging as hf_logging
-
-    pio.renderers.default = renderer
-    hf_logging.disable_progress_bar()
-
-
 def _blocks_html(section: Section) -> list[str]:
     parts = []
     for kind, block in section.blocks:
         if kind == "text":
-            parts += _paragraphs(block)
+            parts += paragraphs(block)
         elif kind == "table":
-            parts.append(_table_block(block["columns"], block["details"], block["rows"], block["title"],
+            parts.append(table_block(block["columns"], block["details"], block["rows"], block["title"],
                                       collapsed=block["collapsed"]))
         else:
             div_id, title, figure = block
@@ -580,38 +512,3 @@ def _blocks_html(section: Section) -> list[str]:
             body = figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id)
             parts.append(f'<div class="figure">{heading}{body}</div>')
     return parts
-
-
-def _paragraphs(text: str) -> list[str]:
-    return [f"<p>{html.escape(p.strip())}</p>" for p in str(text).split("\n\n") if p.strip()]
-
-
-def _table_block(columns: Sequence[str], details: Sequence[str], rows: Sequence[Mapping], title: str | None, *,
-                 collapsed: bool = False) -> str:
-    """A table of the scalar `columns`, the scalar `details` in a collapsible table below, and a note naming the
-    list-valued columns left out."""
-    def scalar(cols):
-        return [c for c in cols if all(_scalar(row.get(c)) for row in rows)]
-
-    shown, extra = scalar(columns), scalar(c for c in details if c not in columns)
-    left_out = [c for c in list(columns) + list(details) if c not in shown and c not in extra]
-    parts = [_table_html(shown, rows, title)]
-    if extra and shown:
-        parts.append(f"<details><summary>more columns ({', '.join(html.escape(c) for c in extra)})</summary>"
-                     f"{_table_html([shown[0], *extra], rows, None)}</details>")
-    if left_out:
-        parts.append(f'<p class="note">Per-item values of {", ".join(html.escape(c) for c in left_out)} are in '
-                     f"{RESULTS_FILE}.</p>")
-    body = "".join(parts)
-    if collapsed:
-        label = html.escape(title) if title else f"{len(rows)} rows"
-        return f"<details><summary>show the table ({label})</summary>{body}</details>"
-    return body
-
-
-def _table_html(columns: Sequence[str], rows: Sequence[Mapping], title: str | None, css: str | None = None) -> str:
-    caption = f"<caption>{html.escape(title)}</caption>" if title else ""
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows)
-    klass = f' class="{css}"' if css else ""
-    return f"<table{klass}>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

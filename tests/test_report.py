@@ -284,7 +284,7 @@ def test_headline_comes_first_with_verdict_and_chart_before_per_seed_tables():
 
 
 def test_table_helper_for_notebooks():
-    from interference.report import number_text, table
+    from interference.tables import number_text, table
 
     shown = table([{"a": 0.123456, "b": None, "c": [1, 2]}])
     text = shown._repr_html_()
