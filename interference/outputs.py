@@ -21,6 +21,7 @@ import contextlib
 import errno
 import fcntl
 import fnmatch
+import itertools
 import json
 import os
 import shutil
@@ -68,14 +69,12 @@ def _check_writable(path: Path, what: str, of: Path | None = None) -> Path:
     return path
 
 
-def _files_under(root: Path) -> list[str]:
-    """Every file (or link) below `root`, as posix paths relative to it."""
-    found = []
+def _files_under(root: Path) -> Iterator[str]:
+    """Every file (or link) below `root`, as posix paths relative to it, in a stable order."""
     for parent, dirs, names in os.walk(root):
         dirs.sort()
         for name in sorted(names) + [d for d in dirs if os.path.islink(os.path.join(parent, d))]:
-            found.append(Path(os.path.relpath(os.path.join(parent, name), root)).as_posix())
-    return found
+            yield Path(os.path.relpath(os.path.join(parent, name), root)).as_posix()
 
 
 class OutputFolder:
@@ -98,8 +97,9 @@ class OutputFolder:
             target = target.relative_to(self.path)
         return target.as_posix()
 
-    def foreign(self, name: str | os.PathLike = ".") -> list[str]:
-        """Files at or below `name` that the toolkit did not write (they are never replaced or removed)."""
+    def foreign(self, name: str | os.PathLike = ".", limit: int | None = None) -> list[str]:
+        """Files at or below `name` that the toolkit did not write (they are never replaced or removed); the first
+        `limit` of them (a folder such as a home folder is not walked to its end to say it is not ours)."""
         rel = self._relative(name)
         target = self.path / rel
         if target.is_symlink() or target.is_file():
@@ -107,12 +107,13 @@ class OutputFolder:
         if not target.is_dir():
             return []
         prefix = "" if rel == "." else rel + "/"
-        return [
+        found = (
             prefix + f
             for f in _files_under(target)
             if prefix + f not in self._known and prefix + f != MARKER
             and not any(atomic.is_leftover(part) for part in Path(f).parts)  # a temporary of a write under way
-        ]
+        )
+        return list(itertools.islice(found, limit))
 
     def check_replace(self, name: str | os.PathLike) -> Path:
         """Refuse (one line) to write `name` if that would replace a file the toolkit did not write."""
@@ -287,21 +288,21 @@ def claim_output(
 def _check_contents(path: Path, kind: str, *, overwrite: bool, resume: bool, writes: Iterable[str],
                     what: str) -> OutputFolder:
     earlier_kind, known = _read_marker(path)
-    _remove_leftovers(path)
     folder = OutputFolder(path, kind, set(), overwrite)
     if earlier_kind == kind or overwrite:
         folder._known = set(known)
         folder.earlier = frozenset(known)
-    foreign = folder.foreign()
     if resume and earlier_kind not in (None, kind):
         raise InterferenceError(f"{what} {path} holds a run of {earlier_kind}, not of {kind}; cannot resume it")
-    if foreign and not overwrite:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+    foreign = [] if overwrite else folder.foreign(limit=4)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (" and more" if len(foreign) > 3 else "")
         if earlier_kind not in (None, kind) and set(foreign) <= known:
             raise InterferenceError(f"{what} {path} holds a run of {earlier_kind} ({shown}); choose another folder "
                                     "or pass --overwrite to replace it")
         raise InterferenceError(f"{what} {path} holds files interference did not write ({shown}); choose another "
                                 "folder or pass --overwrite (they are kept)")
+    _remove_leftovers(path)
     for pattern in writes:
         for entry in sorted(path.glob(pattern)):
             folder.check_replace(entry.relative_to(path).as_posix())

@@ -185,3 +185,12 @@ def test_atomic_writes_get_the_usual_modes_and_leave_nothing_on_failure(tmp_path
             (tmp / "f").write_text("partial")
             raise RuntimeError("disk full")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "d", "private.txt"]
+
+
+def test_a_big_foreign_folder_is_refused_after_a_few_files(tmp_path):
+    for i in range(6):
+        (tmp_path / f"mine-{i}.txt").write_text("mine")
+    with pytest.raises(InterferenceError, match=r"\(mine-0.txt, mine-1.txt, mine-2.txt and more\)"):
+        with claim_output(tmp_path, "demo"):
+            pass
+    assert not (tmp_path / MARKER).exists()
