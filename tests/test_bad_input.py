@@ -332,9 +332,12 @@ def test_an_interrupt_during_the_work_is_one_line_and_releases_the_folder(tmp_pa
         pass  # the lock was released
 
 
-def test_an_interrupt_while_a_command_imports_is_one_line(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "analyses.overlap", "--quick", "--out", str(tmp_path / "r")]
+@pytest.mark.parametrize("command", [["analyses.overlap", "--quick"], ["interference.world", "--quick"]])
+def test_an_interrupt_while_a_command_imports_is_one_line(command, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "INTERFERENCE_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", *command, "--out" if command[0].startswith("analyses") else "--cache-dir",
+               str(tmp_path / "r")]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     time.sleep(0.4)  # inside `import torch` / transformers on any machine this suite runs on
     process.send_signal(signal.SIGINT)
