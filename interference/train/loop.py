@@ -46,19 +46,18 @@ def make_accelerator(config: TrainConfig, device: torch.device, out=None):
 
 
 def objective(config: TrainConfig, method: str, teacher=None, mu: float = 0.0, params=(), anchors=()) -> Callable:
-    """loss(logits, batch, weights) → (loss, parts): CE, + λτ²·KL (self_distill) or + μ‖θ − θ₀‖² (l2); `weights`
-    scale the CE and KL terms."""
+    """loss(logits, batch, weights) → (loss, parts): CE, + λτ²·KL (self_distill) or + μ‖θ − θ₀‖² (l2), the CE and KL
+    scaled by `weights` (so that their means over processes are the whole batch's)."""
 
     def loss(logits, batch, weights=(1.0, 1.0)):
-        ce = answer_cross_entropy(logits, batch.labels)
+        ce = answer_cross_entropy(logits, batch.labels) * weights[0]
         if method == "self_distill":
-            kl = teacher.kl(logits, batch, config.kd_weighting)
-            return self_distill_objective(ce * weights[0], kl * weights[1], config.kd_lambda, config.kd_tau), {
-                "ce": ce, "kl": kl}
+            kl = teacher.kl(logits, batch, config.kd_weighting) * weights[1]
+            return self_distill_objective(ce, kl, config.kd_lambda, config.kd_tau), {"ce": ce, "kl": kl}
         if method == "l2":
             dist = l2_distance(params, anchors)
-            return ce * weights[0] + mu * dist, {"ce": ce, "l2": dist}
-        return ce * weights[0], {"ce": ce}
+            return ce + mu * dist, {"ce": ce, "l2": dist}
+        return ce, {"ce": ce}
 
     return loss
 
@@ -241,6 +240,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                         student.train()
                         if stop:
                             break
+                sums = accelerator.reduce(sums, "mean") if accelerator.num_processes > 1 else sums  # the batch's
                 seconds, means, start = time.perf_counter() - start, {k: v.item() / i for k, v in sums.items()}, \
                     time.perf_counter()
                 outcomes = correct(splits)
