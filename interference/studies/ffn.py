@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .. import metrics
+from .. import charts, metrics
 from ..architectures import n_layers, unembedding, value_vectors
 from ..errors import InterferenceError
 from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
@@ -311,7 +311,7 @@ def ffn_report(study: FFNStudy) -> Report:
         figure.add_trace(go.Bar(x=[r["layer"] for r in rows], y=[r["mean_relative"] for r in rows], name=method))
     figure.update_layout(title="Mean relative change of value vectors from the base", xaxis_title="layer",
                          yaxis_title="mean ‖Δv‖ / ‖v‖", barmode="group")
-    movement.figure(figure)
+    movement.figure(charts.layer_axis(figure))
 
     moved = report.section(
         "The most-moved sub-updates",
@@ -338,7 +338,7 @@ def ffn_report(study: FFNStudy) -> Report:
                                             f"({group})", mode="lines+markers", line={"dash": dash}))
         figure.update_layout(title=f"Promotion of the held-out answer by {label}", xaxis_title="layer",
                              yaxis_title="mean Σ m_i (e_w·v_i)")
-        promotion.figure(figure)
+        promotion.figure(charts.layer_axis(figure))
     if forgotten:
         promotion.table([{"subject": f["subject"], "relation": f["relation"], "answer": f["answer"],
                           "answer_token": f["answer_token"], "kept_by_self_distill": f["kept_by_self_distill"],
