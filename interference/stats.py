@@ -1,5 +1,8 @@
 """Small statistics for the reports: confidence intervals over seeds, binned rates, a logistic fit, relative drops.
 
+On the libraries: Student-t intervals from `scipy.stats.t`, Wilson intervals from `scipy.stats.binomtest`, the
+logistic fit from statsmodels' `Logit` (Newton, Wald errors and p-values), its interval from `scipy.stats.bootstrap`.
+
 All functions are pure: plain sequences or arrays in, frozen dataclasses (JSON-ready through `dataclasses.asdict`)
 or floats out. Undefined quantities are NaN with a note, never an exception, so that one degenerate condition
 (e.g. nothing forgotten) does not stop a report; malformed input is an `InterferenceError`.
@@ -83,17 +86,13 @@ class Bin:
 
 
 def wilson_interval(positives: int, count: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a binomial rate (NaN, NaN when count is 0)."""
+    """Wilson score interval of a binomial rate (`scipy.stats.binomtest`); (NaN, NaN) when count is 0."""
     _check_level(level)
     if count <= 0:
         return float("nan"), float("nan")
-    z = float(_scipy_stats.norm.ppf((1 + level) / 2))
-    p = positives / count
-    centre = (p + z * z / (2 * count)) / (1 + z * z / count)
-    half = z * math.sqrt(p * (1 - p) / count + z * z / (4 * count * count)) / (1 + z * z / count)
-    low = 0.0 if positives == 0 else max(0.0, centre - half)  # exact bounds at 0 and 1 (no rounding error)
-    high = 1.0 if positives == count else min(1.0, centre + half)
-    return low, high
+    ci = _scipy_stats.binomtest(int(positives), int(count)).proportion_ci(confidence_level=level, method="wilson")
+    # exact bounds at 0 and 1 (no rounding error)
+    return 0.0 if positives == 0 else float(ci.low), 1.0 if positives == count else float(ci.high)
 
 
 def _pair(x, y_bool, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -176,21 +175,24 @@ def _separated(xs: np.ndarray, ys: np.ndarray) -> bool:
     return xs[ys].max() < xs[~ys].min() or xs[~ys].max() < xs[ys].min()
 
 
-def _fit(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float]:
-    from sklearn.linear_model import LogisticRegression
+def _fit(z: np.ndarray, ys: np.ndarray):
+    """statsmodels' unpenalised Logit of ys on [1, z] (Newton): params (intercept, slope), Wald errors, p-values."""
+    import statsmodels.api as sm
 
-    model = LogisticRegression(C=np.inf, solver="newton-cholesky", tol=1e-10, max_iter=200)
-    model.fit(xs[:, None], ys)
-    return float(model.coef_[0, 0]), float(model.intercept_[0])
+    design = np.column_stack([np.ones_like(z), z])
+    return sm.Logit(ys.astype(float), design).fit(method="newton", tol=1e-10, maxiter=200, disp=0)
 
 
-def _wald(z: np.ndarray, slope: float, intercept: float) -> float:
-    """Standard error of the slope: sqrt of [I⁻¹]₁₁ with I = Xᵀ diag(p(1-p)) X, X = [1, z]."""
-    p = 1 / (1 + np.exp(-(intercept + slope * z)))
-    w = p * (1 - p)
-    info = np.array([[w.sum(), (w * z).sum()], [(w * z).sum(), (w * z * z).sum()]])
-    det = info[0, 0] * info[1, 1] - info[0, 1] ** 2
-    return math.sqrt(info[0, 0] / det) if det > 0 else float("inf")
+def _bootstrap_slope(z: np.ndarray, ys: np.ndarray) -> float:
+    """The slope on one resample: NaN for a single class (left out), ±inf for separated classes."""
+    ys = ys.astype(bool)  # the bootstrap hands the outcomes back as floats
+    if ys.all() or not ys.any():
+        return math.nan
+    if _separated(z, ys):
+        return math.inf if z[ys].min() > z[~ys].max() else -math.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # near-separated resamples converge slowly; their slope is still valid
+        return float(_fit(z, ys).params[1])
 
 
 def logistic_fit(
@@ -201,11 +203,12 @@ def logistic_fit(
     level: float = 0.95,
     seed: int = 0,
 ) -> LogisticFit:
-    """Unpenalised logistic regression of a boolean outcome on one covariate (scikit-learn, Newton solver).
+    """Unpenalised logistic regression of a boolean outcome on one covariate (statsmodels `Logit`, Newton).
 
-    x is standardised for the fit and the estimates are mapped back to its scale. The interval resamples (x, y)
-    pairs `n_bootstrap` times with `numpy.random.default_rng(seed)` (0 disables it). A single outcome class, a
-    constant x or perfectly separated classes leave slope, p-value and interval NaN and say so in `note`.
+    x is standardised for the fit and the estimates are mapped back to its scale. The interval is the percentile
+    interval of `scipy.stats.bootstrap` over (x, y) pairs, `n_bootstrap` resamples drawn with
+    `numpy.random.default_rng(seed)` (0 disables it); resamples of a single class are left out. A single outcome
+    class, a constant x or perfectly separated classes leave slope, p-value and interval NaN and say so in `note`.
     """
     _check_level(level)
     if n_bootstrap < 0:
@@ -226,23 +229,15 @@ def logistic_fit(
     if _separated(xs, ys):
         return undefined("the classes are perfectly separated by x: the maximum-likelihood slope is infinite")
     z = (xs - mean) / sd
-    slope_z, intercept_z = _fit(z, ys)
-    stderr_z = _wald(z, slope_z, intercept_z)
-    p_value = float(2 * _scipy_stats.norm.sf(abs(slope_z / stderr_z)))
-    slopes = []
-    rng = np.random.default_rng(seed)
-    for _ in range(n_bootstrap):
-        pick = rng.integers(0, n, size=n)
-        zb, yb = z[pick], ys[pick]
-        if yb.all() or not yb.any():
-            continue
-        if _separated(zb, yb):
-            slopes.append(math.inf if zb[yb].min() > zb[~yb].max() else -math.inf)
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # near-separated resamples converge slowly; their slope is still valid
-            slopes.append(_fit(zb, yb)[0])
-    if slopes:
+    fit = _fit(z, ys)
+    (intercept_z, slope_z), stderr_z, p_value = fit.params, float(fit.bse[1]), float(fit.pvalues[1])
+    slopes = np.array([])
+    if n_bootstrap:
+        resampled = _scipy_stats.bootstrap((z, ys), _bootstrap_slope, paired=True, vectorized=False,
+                                           n_resamples=n_bootstrap, method="percentile",
+                                           random_state=np.random.default_rng(seed))
+        slopes = resampled.bootstrap_distribution[~np.isnan(resampled.bootstrap_distribution)]
+    if slopes.size:
         tails = [(1 - level) / 2, (1 + level) / 2]
         ci_low, ci_high = (float(q) / sd for q in np.quantile(slopes, tails, method="inverted_cdf"))
     else:
@@ -257,7 +252,7 @@ def logistic_fit(
         level=level,
         n=n,
         n_positive=n_pos,
-        n_bootstrap=len(slopes),
+        n_bootstrap=int(slopes.size),
     )
 
 
