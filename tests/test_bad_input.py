@@ -287,6 +287,42 @@ def test_load_results_refuses_infinity_and_nan(tmp_path):
             load_results(tmp_path / "alone" / "results.json")
 
 
+# Row: a run killed between its report's files is never paired with the earlier run's files.
+
+def test_an_analysis_killed_between_its_files_is_not_paired_with_the_earlier_run(tmp_path, capsys, monkeypatch):
+    from analyses import overlap
+    from interference import atomic
+    from interference.report import Report, load_results
+
+    def tiny_report(config):
+        report = Report("t", config={"seeds": list(config.seeds)}, seeds=list(config.seeds))
+        report.add_condition("sft", config.seeds[0], task_acc=1.0, new_acc=0.5, held_acc_peak=0.9,
+                             held_acc_final=0.8, forgetting=0.1)
+        return report
+
+    monkeypatch.setattr(overlap, "run_overlap", lambda config, **kwargs: config)
+    monkeypatch.setattr(overlap, "overlap_report", tiny_report)
+    out = tmp_path / "r"
+    assert overlap.main(["--quick", "--seeds", "0", "--out", str(out)]) == 0
+    assert load_results(out)["seeds"] == [0]
+    real = atomic.os.replace
+
+    def killed(src, dst):
+        if str(dst).endswith("report.html"):
+            raise KeyboardInterrupt  # Ctrl-C after results.json of the second run is written
+        return real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", killed)
+    assert overlap.main(["--quick", "--seeds", "1", "--out", str(out)]) == 130
+    monkeypatch.setattr(atomic.os, "replace", real)
+    assert json.loads((out / "results.json").read_text())["seeds"] == [1]
+    with pytest.raises(InterferenceError, match="come from different runs"):
+        load_results(out)
+    assert overlap.main(["--quick", "--seeds", "1", "--out", str(out)]) == 0  # the same command may replace it
+    assert load_results(out)["seeds"] == [1]
+    assert not [p for p in out.iterdir() if atomic.is_leftover(p.name)]
+
+
 # Row: an analysis that runs one seed refuses several instead of dropping all but the first.
 
 def test_ffn_refuses_several_seeds_before_the_work(capsys, monkeypatch):
