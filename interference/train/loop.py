@@ -181,10 +181,16 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
     progress = progress and accelerator.is_main_process
 
     def correct(names, desc=progress):  # per-fact greedy exact match; under autocast like training
+        # The splits are decoded together (one length-sorted pass, full batches), then cut back per split.
+        names = list(names)
+        facts = [f for name in names for f in splits[name]]
         with accelerator.autocast():
-            return {name: fact_correctness(model, tokenizer, splits[name], batch_size=config.eval_batch_size,
-                                           max_new_tokens=max_new, desc=f"eval {name}" if desc else None)
-                    for name in names}
+            flat = fact_correctness(model, tokenizer, facts, batch_size=config.eval_batch_size,
+                                    max_new_tokens=max_new, desc=f"eval {'+'.join(names)}" if desc else None)
+        out, start = {}, 0
+        for name in names:
+            out[name], start = flat[start : start + len(splits[name])], start + len(splits[name])
+        return out
 
     with RunFolder(out_dir, accelerator, fingerprint(model, splits, config), resume=resume, overwrite=overwrite) as run:
         model.to(device)
