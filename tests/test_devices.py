@@ -95,3 +95,16 @@ def test_every_analysis_takes_device_and_dtype(name, capsys):
     if not torch.cuda.is_available():
         assert main(["--device", "cuda:0"]) == 2
         assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_models_load_by_device_and_dtype_names():
+    from interference.models import load_model
+
+    model, _ = load_model("tiny-llama", device="auto", dtype="bfloat16")
+    assert next(model.parameters()).dtype is torch.bfloat16
+    assert next(model.parameters()).device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(InterferenceError, match="unknown dtype"):
+        load_model("tiny-llama", dtype="float16")
+    if not torch.cuda.is_available():
+        with pytest.raises(InterferenceError, match="CUDA is not available"):
+            load_model("tiny-llama", device="cuda")
