@@ -70,7 +70,9 @@ def add_headline(report: Report, *, claim: str, records: Sequence[Mapping], cond
         differences = paired_comparison(records, conditions, reference)
     verdict = judge(checks) if checks else None
     head = report.headline(claim, verdict, untested)
-    if differences:
+    if not differences:
+        head.text(f"No paired comparison: no condition of this run shares a seed with {reference}.")
+    else:
         head.table(paired_rows(differences), title=f"Paired difference from {reference}: mean over seeds [95 % "
                                                    f"t-interval over seeds]; below, [95 % bootstrap over facts]")
     head.table(paper, title="The paper beside ours", columns=["quantity", "paper", "ours"])
