@@ -93,7 +93,7 @@ def subject_states(
     *,
     position: str = "subject_last",
     subjects: Sequence[str] | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     backend: str = "hf",
     desc: str | None = "subject states",
 ) -> torch.Tensor:
@@ -101,7 +101,12 @@ def subject_states(
 
     `facts_or_texts`: `Fact`s (rendered with `qa_prompt`, subject from the fact) or plain texts with `subjects`
     (not needed for `position="prompt_last"`). `layers=None` reads every layer. `position` is one of `POSITIONS`.
+    `batch_size` None follows the model's device (`interference.devices.inference_batch_size` of 64).
     """
+    if batch_size is None:
+        from .devices import inference_batch_size
+
+        batch_size = inference_batch_size(64, next(model.parameters()).device)
     if position not in POSITIONS:
         raise InterferenceError(f"unknown position {position!r} (choose {', '.join(POSITIONS)})")
     if batch_size < 1:
