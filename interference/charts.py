@@ -71,7 +71,8 @@ def comparison_chart(records: Sequence[Mapping], conditions: Sequence[str],
                 row=1, col=col)
         figure.update_yaxes(title_text=label, row=1, col=col)
         figure.update_xaxes(tickmode="array", tickvals=list(range(len(conditions))), ticktext=list(conditions),
-                            range=[-0.6, len(conditions) - 0.4], row=1, col=col)
+                            range=[-0.6, len(conditions) - 0.4], tickangle=-35 if len(conditions) > 5 else 0,
+                            row=1, col=col)
     figure.update_layout(title=title or "Per condition: mean over seeds with 95 % t-interval; dots are seeds",
                          height=380, margin={"t": 70, "b": 40}, legend={"orientation": "h", "y": -0.15})
     return figure
