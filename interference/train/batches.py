@@ -28,8 +28,7 @@ class Batch:
     labels: torch.Tensor
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(t.to(device, non_blocking=True) for t in (self.index, self.input_ids, self.attention_mask,
-                                                                 self.labels)))
+        return Batch(*(t.to(device, non_blocking=True) for t in vars(self).values()))
 
 
 class Examples:
@@ -63,6 +62,5 @@ class Examples:
 def epoch_order(n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True) -> list[torch.Tensor]:
     """Example numbers of each batch of an epoch: a permutation seeded by (seed, epoch), so a resumed run sees the
     same batches as an uninterrupted one without any sampler state."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)) if shuffle else (
-        torch.arange(n))
-    return list(order.split(batch_size))
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return list((torch.randperm(n, generator=generator) if shuffle else torch.arange(n)).split(batch_size))

@@ -7,6 +7,7 @@ from the snapshot (the fair protocol), the KL a per-token mean over all non-pad 
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import asdict, dataclass, field, fields
 
@@ -60,8 +61,8 @@ class TrainConfig:
                                          "64 on a CPU, 8x on a GPU (interference.devices.inference_batch_size)", low=1)
     eval_max_new_tokens: int | None = option(None, "generated tokens per answer; none: longest gold answer + 8", low=1)
     mixed_precision: str = option("no", "autocast through accelerate", choices=("no", "bf16", "fp16"))
-    report_to: str | None = option(None, "trackers of per-step loss/CE/KL/grad-norm and accuracies (tensorboard, "
-                                   "wandb, all), written under the output folder's logs/")
+    report_to: str | None = option(None, "tracker of per-step loss/CE/KL/grad-norm and per-epoch accuracies, "
+                                   "written under the output folder's logs/", choices=("tensorboard", "wandb"))
     log_every: int = option(10, "steps between progress updates and loss checks", low=1)
     checkpoint_every: int = option(1, "epochs between resumable checkpoints", low=1)
 
@@ -79,7 +80,7 @@ class TrainConfig:
         for f in fields(self):
             value, rule = getattr(self, f.name), f.metadata
             values = value if f.name == "train_splits" else (value,)
-            if "choices" in rule and any(v not in rule["choices"] for v in values):
+            if "choices" in rule and value is not None and any(v not in rule["choices"] for v in values):
                 raise InterferenceError(f"{f.name} must be one of {', '.join(rule['choices'])}, got {value!r}")
             if "low" not in rule or (value is None and "None" in f.type):
                 continue
@@ -96,6 +97,9 @@ class TrainConfig:
             raise InterferenceError(f"l2_mu must be a number >= 0 or 'match_kd', got {self.l2_mu!r}")
         if self.freeze is not None and self.train_only is not None:
             raise InterferenceError("give either freeze or train_only, not both")
+        if self.report_to and importlib.util.find_spec(self.report_to) is None:
+            raise InterferenceError(f"report_to={self.report_to!r} needs the {self.report_to} package (pip install "
+                                    f"{self.report_to})")
         for selection in (self.freeze, self.train_only):
             if selection is not None:
                 parse_selection(selection)

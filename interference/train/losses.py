@@ -1,13 +1,9 @@
 """The training objectives as pure functions of tensors (SPEC §3).
 
-Shapes: logits [B, T, V]; `labels` [B, T], the target id on answer tokens and `IGNORE` elsewhere (the label at t is
-the token at t, predicted from position t − 1); `mask` [B, T] marks the non-pad positions.
-- SFT: `answer_cross_entropy`, the mean CE over answer tokens.
-- Self-distillation (Eq. 1–2): CE + λ·τ²·KL(p_teacher^τ ‖ p_student^τ), forward KL over the vocabulary at every
-  non-pad position (prompt and answer), weighted by `kd_weight`: "token" (mean over all non-pad positions of the
-  batch, the paper's) or "sequence" (summed per sequence, averaged over sequences: long prompts weigh more).
-  `distill_kl` takes the teacher's full log-probabilities, `distill_kl_topk` a cached top-k plus one tail bucket.
-- L2 control: CE + μ·‖θ − θ_snapshot‖² (`l2_distance`), μ optionally matched to the KD gradient (`matched_mu`).
+Shapes: logits [B, T, V]; `labels` [B, T], the target id on answer tokens and `IGNORE` elsewhere (label t is the
+token at t, predicted from position t − 1); `mask` [B, T], the non-pad positions. SFT: `answer_cross_entropy`.
+Self-distillation (Eq. 1–2): CE + λ·τ²·KL(p_teacher^τ ‖ p_student^τ) at every non-pad position, reduced by
+`kd_weight`. L2 control: CE + μ·‖θ − θ_snapshot‖², μ optionally matched to the KD gradient (`matched_mu`).
 """
 
 from __future__ import annotations
