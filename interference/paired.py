@@ -264,6 +264,21 @@ def judge(checks: Sequence[Check]) -> Verdict:
     return Verdict(verdict, checks)
 
 
+def beyond_noise(difference: PairedDifference) -> bool:
+    """Whether a paired difference is positive beyond noise: a positive mean, and its 95 % bootstrap interval over
+    facts above 0 (the t-interval over seeds where the records hold no per-fact outcomes)."""
+    interval = difference.bootstrap or difference.t
+    return bool(difference.t.mean > 0 and interval.low > 0)
+
+
+def evidence(difference: PairedDifference) -> str:
+    """'+0.082 [+0.031, +0.133] over seeds; facts [+0.050, +0.110]' for a verdict's table."""
+    text = interval_text(difference.t)
+    if difference.bootstrap is not None:
+        text += f" over seeds; facts [{difference.bootstrap.low:+.3f}, {difference.bootstrap.high:+.3f}]"
+    return text
+
+
 def find(differences: Sequence[PairedDifference], condition: str, measure: str) -> PairedDifference | None:
     """The paired difference of `condition` in `measure`, or None."""
     return next((d for d in differences if d.condition == condition and d.measure == measure), None)

@@ -124,3 +124,19 @@ def test_small_helpers():
     assert interval_text(t_interval([0.1, 0.2, 0.3])).startswith("+0.200 [")
     assert interval_text(t_interval([0.1])) == "+0.100"
     assert ratio(0.3, 0.1) == pytest.approx(3.0) and ratio(0.3, 0.0) == math.inf and math.isnan(ratio(None, 1))
+
+
+def test_beyond_noise_needs_a_positive_mean_and_an_interval_above_zero():
+    from interference.paired import beyond_noise, evidence
+
+    start = [True] * 40
+    sft = [True] * 20 + [False] * 20
+    clear = [record("sft", 0, 1.0, 0.5, 0.9, held=sft, start_held=start),
+             record("sd", 0, 1.0, 0.9, 0.9, held=[True] * 36 + [False] * 4, start_held=start)]
+    noise = [clear[0], record("sd", 0, 1.0, 0.525, 0.9, held=[True] * 21 + [False] * 19, start_held=start)]
+    assert beyond_noise(paired_difference(clear, "sd", "sft"))
+    assert not beyond_noise(paired_difference(noise, "sd", "sft"))  # +0.025 with 40 facts: within noise
+    assert "facts [" in evidence(paired_difference(clear, "sd", "sft"))
+    seeds_only = [record("sft", s, 0.9, 0.5, 0.9) for s in (0, 1, 2)] + [
+        record("sd", s, 0.9, v, 0.9) for s, v in ((0, 0.8), (1, 0.82), (2, 0.79))]
+    assert beyond_noise(paired_difference(seeds_only, "sd", "sft"))  # no per-fact outcomes: the t-interval decides

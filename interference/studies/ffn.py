@@ -28,7 +28,7 @@ from ..errors import InterferenceError
 from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
 from ..facts import Fact, qa_prompt, qa_target
 from ..ffn import answer_promotions, value_vector_shift, value_vector_tokens
-from ..paired import Check
+from ..paired import Check, beyond_noise, evidence, paired_difference
 from ..report import Report
 from .headline import add_curves, add_headline, ours
 
@@ -247,11 +247,11 @@ def _promotion(study: FFNStudy, models: Mapping, setup, layer: int, groups: Mapp
 def ffn_checks(study: FFNStudy, forgotten: int, kept: int) -> list[Check]:
     """The verdict's rules (one seed): self-distillation ends with higher held-out accuracy than SFT, moves the
     value vectors of the drift layer less, and keeps more than half of the facts SFT forgot."""
-    sft, sd = study.record("sft"), study.record("self_distill")
     moved = {r["method"]: r["mean_relative"] for r in study.movement if r["layer"] == study.layer}
-    gain = sd["held_acc_final"] - sft["held_acc_final"]
+    gain = paired_difference(study.records, "self_distill", "sft", "held_acc_final")
     return [
-        Check("self_distill − sft final held-out accuracy > 0", f"{gain:+.3f}", gain > 0, primary=True),
+        Check("self_distill − sft final held-out accuracy > 0 beyond noise (95 % bootstrap over facts above 0)",
+              evidence(gain), beyond_noise(gain), primary=True),
         Check(f"self_distill moves layer {study.layer}'s value vectors less than sft (mean ‖Δv‖/‖v‖)",
               f"{moved['self_distill']:.4f} vs {moved['sft']:.4f}", moved["self_distill"] < moved["sft"]),
         Check("self_distill still answers more than half of the held-out facts SFT forgot",

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .. import charts
 from ..errors import InterferenceError
 from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
-from ..paired import Check, interval_text, paired_difference, ratio
+from ..paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
 from ..report import Report
 from ..stats import mean_ci
 from .headline import add_curves, add_headline, add_summary, mean_of, ours
@@ -143,8 +143,8 @@ def forgetting_checks(records: list[dict]) -> list[Check] | None:
     acquisition = ratio(mean_of(records, "self_distill", "new_acc"), mean_of(records, "sft", "new_acc"))
     drops = ratio(mean_of(records, "sft", "absolute_drop"), mean_of(records, "self_distill", "absolute_drop"))
     return [
-        Check("self_distill − sft final held-out accuracy > 0 (mean over paired seeds)", interval_text(gain.t),
-              gain.t.mean > 0, primary=True),
+        Check("self_distill − sft final held-out accuracy > 0 beyond noise (positive mean over paired seeds, 95 % "
+              "bootstrap over facts above 0)", evidence(gain), beyond_noise(gain), primary=True),
         Check(f"that difference ≥ +{MIN_GAIN} with its 95 % t-interval above 0", interval_text(gain.t),
               gain.t.mean >= MIN_GAIN and gain.t.low > 0),
         Check(f"self_distill acquisition ≥ {MIN_ACQUISITION_RATIO} × sft's (matched acquisition)",
