@@ -227,8 +227,9 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             metrics = lambda stopped: TrainResult(config, history, stopped, trainable, mu).to_dict()
             run.write_metrics({**metrics("running"), "finished": False})
 
-            check_every = config.eval_every_steps or math.ceil(len(examples) / config.batch_size / 4)
-            step, stop = history[-1].step, reached(history[-1].accuracy["unknown"])
+            quarter = math.ceil(len(examples) / config.batch_size / 4)
+            step, seen = history[-1].step, history[-1].accuracy["unknown"]  # the last acquisition measured
+            stop = reached(seen)
             bar = tqdm(total=config.epochs, initial=history[-1].epoch, desc=config.method, disable=not progress)
             while history[-1].epoch < config.epochs and not stop:
                 epoch, sums, start = history[-1].epoch + 1, {}, time.perf_counter()
@@ -241,8 +242,11 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                         accelerator.log({k: v.item() for k, v in parts.items()}, step=step)
                     if i % config.log_every == 0 or i == len(order):
                         _check_loss(sums["loss"].item() / i, epoch, step)
-                    if target is not None and i < len(order) and i % check_every == 0:  # matched acquisition
-                        stop = reached(accuracy(correct(["unknown"], desc=False)["unknown"]))
+                    # matched acquisition: by default 4 checks per epoch, every step within 0.1 of the target
+                    every = config.eval_every_steps or (1 if target is not None and seen >= target - 0.1 else quarter)
+                    if target is not None and i < len(order) and i % every == 0:
+                        seen = accuracy(correct(["unknown"], desc=False)["unknown"])
+                        stop = reached(seen)
                         student.train()
                         if stop:
                             break
@@ -253,7 +257,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                 acc = {k: accuracy(v) for k, v in outcomes.items()}
                 history.append(EpochRecord(epoch, step, acc, outcomes, means["loss"], means["ce"], means.get("kl"),
                                            means.get("l2"), seconds, time.perf_counter() - start))
-                stop = stop or reached(acc["unknown"])
+                seen, stop = acc["unknown"], stop or reached(acc["unknown"])
                 bar.update()
                 bar.set_postfix_str(f"loss {means['loss']:.3f} " + " ".join(f"{k} {v:.2f}" for k, v in acc.items()))
                 if config.report_to:
