@@ -194,7 +194,7 @@ def answer_promotions(
     *,
     top_k: int = 10,
     indices: Sequence[int] | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     desc: str | None = "answer promotion",
 ) -> list[AnswerPromotion]:
     """For each prompt, the dominant sub-updates of `layer` where the model predicts its answer, and their promotion
@@ -203,8 +203,13 @@ def answer_promotions(
     The answer is appended to the prompt as in training (e.g. `qa_prompt(f)` and `qa_target(f)`); the predicting
     position is the token before the answer's first token that holds a non-space character (the prompt's last
     token for word-piece tokenizers, the space for character-level ones). Pass `indices` (e.g. the dominant
-    sub-updates found in the base model) to follow the same sub-updates in another model.
+    sub-updates found in the base model) to follow the same sub-updates in another model. `batch_size` None follows
+    the model's device (`interference.devices.inference_batch_size` of 32).
     """
+    if batch_size is None:
+        from .devices import inference_batch_size
+
+        batch_size = inference_batch_size(32, next(model.parameters()).device)
     prompts, answers = list(prompts), list(answers)
     if len(prompts) != len(answers):
         raise InterferenceError(f"got {len(prompts)} prompts but {len(answers)} answers")
