@@ -405,3 +405,13 @@ def test_no_temporary_files_after_a_resume_and_quiet_is_quiet(split_dir, tmp_pat
     capsys.readouterr()
     assert _cli(split_dir, tmp_path / "quiet") == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_tracker_logs_under_the_run_folder_and_the_run_can_be_replaced(split_dir, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "run"
+    assert _cli(split_dir, out, "--epochs", "1", "--report-to", "wandb") == 0
+    assert list((out / "logs").rglob("*.wandb")), sorted(p.name for p in out.rglob("*"))
+    assert _cli(split_dir, out, "--epochs", "1", "--overwrite") == 0  # the tracker's files are the toolkit's

@@ -115,8 +115,12 @@ class RunFolder:
     def write_metrics(self, data: dict) -> None:
         if self.folder is not None:
             self.folder.write_json(METRICS, data)
-            if (self.path / "logs").is_dir():
-                self.folder.register("logs")  # the trackers' files
+            self.register_logs()
+
+    def register_logs(self) -> None:
+        """Record the trackers' files (under logs/) as the toolkit's."""
+        if self.folder is not None and (self.path / "logs").is_dir():
+            self.folder.register("logs")
 
     def save_snapshot(self, snapshot: Snapshot | None) -> None:
         if self.folder is not None and snapshot is not None:

@@ -211,8 +211,11 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             loss_fn = objective(config, config.method, teacher, mu or 0.0, params, anchors)
             student, optimizer = accelerator.prepare(model, torch.optim.AdamW(params, config.lr,
                                                                               weight_decay=config.weight_decay))
-            if config.report_to:
-                accelerator.init_trackers("interference", config={k: str(v) for k, v in config.to_dict().items()})
+            if config.report_to:  # files under RUN/logs: TensorBoard's by the project folder, W&B's by its dir
+                logs = accelerator.logging_dir and os.makedirs(accelerator.logging_dir, exist_ok=True) or (
+                    accelerator.logging_dir)
+                accelerator.init_trackers("interference", config={k: str(v) for k, v in config.to_dict().items()},
+                                          init_kwargs={"wandb": {"dir": logs}} if logs else {})
             if run.state:
                 accelerator.load_state(str(run.checkpoint))  # weights, optimiser state, every RNG
                 history = [EpochRecord(**r) for r in run.state["history"]]
@@ -273,6 +276,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             run.finish(model, student, tokenizer, metrics("target" if stop else "epochs"), state())
             if config.report_to:
                 accelerator.end_training()
+                run.register_logs()
         finally:
             accelerator.unwrap_model(student, keep_fp32_wrapper=False)  # drops the autocast wrapper of forward
             model.eval()
