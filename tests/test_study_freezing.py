@@ -73,15 +73,17 @@ def test_train_only_a_layer_leaves_every_other_weight_untouched(config, world):
     name_of = {id(p): name for name, p in setup.model.named_parameters()}
     prefix = {i: {name_of[id(p)] for p in decoder_layers(setup.model)[i].parameters()} for i in range(layers)}
     every = {n for n, _ in setup.model.named_parameters()}
+    start = setup.fresh_model()  # every condition starts from the snapshot
+    setup.snapshot(config.train_config(0)).load_into(start)
     for layer in range(layers):
         trained = train_cell(setup, config, SweepCondition("train_only", "all", layer, layer), 0, epochs=1)
         assert set(trained.result.trainable) == prefix[layer]
-        changed = _changed(trained.model, setup.model)
+        changed = _changed(trained.model, start)
         assert changed and changed <= prefix[layer]
     frozen = train_cell(setup, config, SweepCondition("freeze", "all", 0, 0), 0)  # match="acquisition"
     assert frozen.result.config.target_new_acc == config.train.target_new_acc
     assert frozen.result.epochs <= config.train.epochs
-    changed = _changed(frozen.model, setup.model)
+    changed = _changed(frozen.model, start)
     assert not changed & prefix[0]
     assert changed & (every - prefix[0]), "the unfrozen layers must train"
 
