@@ -212,8 +212,9 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             student, optimizer = accelerator.prepare(model, torch.optim.AdamW(params, config.lr,
                                                                               weight_decay=config.weight_decay))
             if config.report_to:  # files under RUN/logs: TensorBoard's by the project folder, W&B's by its dir
-                logs = accelerator.logging_dir and os.makedirs(accelerator.logging_dir, exist_ok=True) or (
-                    accelerator.logging_dir)
+                logs = accelerator.logging_dir
+                if logs:
+                    os.makedirs(logs, exist_ok=True)
                 accelerator.init_trackers("interference", config={k: str(v) for k, v in config.to_dict().items()},
                                           init_kwargs={"wandb": {"dir": logs}} if logs else {})
             if run.state:
