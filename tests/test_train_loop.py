@@ -415,3 +415,10 @@ def test_a_tracker_logs_under_the_run_folder_and_the_run_can_be_replaced(split_d
     assert _cli(split_dir, out, "--epochs", "1", "--report-to", "wandb") == 0
     assert list((out / "logs").rglob("*.wandb")), sorted(p.name for p in out.rglob("*"))
     assert _cli(split_dir, out, "--epochs", "1", "--overwrite") == 0  # the tracker's files are the toolkit's
+
+
+def test_bf16_autocast_trains_and_gives_back_the_plain_model():
+    result = _run(_config(method="self_distill", mixed_precision="bf16", epochs=2))
+    assert all(math.isfinite(r.loss) and r.kl > 0 for r in result.history[1:])
+    assert result.model.forward.__func__ is type(result.model).forward  # the autocast wrapper is gone
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())

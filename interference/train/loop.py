@@ -199,7 +199,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                 model, tokenizer, splits["known"], config, progress=progress, accelerator=accelerator)
         if config.start == "snapshot":
             snapshot.load_into(model)
-        flags, student = apply_trainable(model, trainable), model
+        flags, own = apply_trainable(model, trainable), {k: v for k, v in vars(model).items() if "forward" in k}
         try:
             params, teacher, mu, anchors = [p for p in model.parameters() if p.requires_grad], None, None, []
             if config.method == "self_distill" or (config.method, config.l2_mu, run.state) == ("l2", "match_kd", None):
@@ -279,7 +279,9 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                 accelerator.end_training()
                 run.register_logs()
         finally:
-            accelerator.unwrap_model(student, keep_fp32_wrapper=False)  # drops the autocast wrapper of forward
+            for patched in ("forward", "_original_forward"):  # the autocast wrapper `prepare` put on the model
+                vars(model).pop(patched, None)
+            vars(model).update(own)
             model.eval()
             restore_flags(model, flags)
     return TrainResult(config, history, "target" if stop else "epochs", trainable, mu, model)
