@@ -66,6 +66,28 @@ def test_new_name_subjects_share_pieces_with_stored_names_and_uuids_do_not():
         assert len(pieces(tokenizer, fact.subject)) == len(fact.subject) // 2
 
 
+def test_new_facts_cycle_through_a_tuple_of_relations():
+    corpus = build_corpus(WorldConfig.quick())
+    relations = corpus.config.relations
+    facts = corpus.new_facts(9, relation=relations, seed=1)
+    assert [f.relation for f in facts] == [relations[i % len(relations)] for i in range(9)]
+    assert all(f.object in corpus.objects[f.relation] and f.subject in f.question for f in facts)
+    assert len({f.subject for f in facts}) == 9 and facts == corpus.new_facts(9, relation=relations, seed=1)
+    assert {f.relation for f in corpus.new_facts(5)} == {relations[0]}  # default: the first relation
+    with pytest.raises(InterferenceError, match="nope"):
+        corpus.new_facts(3, relation=(relations[0], "nope"))
+    with pytest.raises(InterferenceError, match="at least one relation"):
+        corpus.new_facts(3, relation=())
+
+
+def test_default_world_names_ten_thousand_fresh_subjects_of_each_kind():
+    corpus = build_corpus(WorldConfig())  # no training: the hypotheses study goes to 10^4 new facts
+    stored = set(corpus.stored_names())
+    for kind in ("name", "uuid"):
+        subjects = {f.subject for f in corpus.new_facts(10_000, key_kind=kind)}
+        assert len(subjects) == 10_000 and not subjects & stored
+
+
 def test_prompt_and_target_tokenize_at_the_space_boundary():
     corpus = build_corpus(WorldConfig.quick())
     tokenizer = world_tokenizer(corpus)

@@ -110,20 +110,26 @@ class WorldCorpus:
         *,
         key_kind: str = "name",
         overlap: float = 1.0,
-        relation: str | None = None,
+        relation: str | tuple[str, ...] | None = None,
         seed: int = 0,
     ) -> list[Fact]:
         """`n` facts about fresh subjects (never a world subject or object) for `relation` (default: the first).
 
-        Objects are drawn uniformly from the relation's object vocabulary. `key_kind` "name" builds name-like
-        subjects, a fraction `overlap` of whose syllables come from the stored pool (the rest from the held-back
-        pool); "uuid" builds random hex keys (`overlap` is ignored). Deterministic in (world seed, arguments).
+        `relation` may also be a tuple of relations: the facts then cycle through them (fact i has relation
+        i mod len). Objects are drawn uniformly from the relation's object vocabulary. `key_kind` "name" builds
+        name-like subjects, a fraction `overlap` of whose syllables come from the stored pool (the rest from the
+        held-back pool); "uuid" builds random hex keys (`overlap` is ignored). Deterministic in (world seed,
+        arguments).
         """
         relation = self.config.relations[0] if relation is None else relation
-        if relation not in self.objects:
-            raise InterferenceError(
-                f"relation {relation!r} is not in this world (it has {', '.join(self.config.relations)})"
-            )
+        relations = (relation,) if isinstance(relation, str) else tuple(relation)
+        if not relations:
+            raise InterferenceError("new facts need at least one relation, got an empty tuple")
+        for r in relations:
+            if r not in self.objects:
+                raise InterferenceError(
+                    f"relation {r!r} is not in this world (it has {', '.join(self.config.relations)})"
+                )
         if key_kind not in ("name", "uuid"):
             raise InterferenceError(f"key_kind must be 'name' or 'uuid', got {key_kind!r}")
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -134,8 +140,11 @@ class WorldCorpus:
             subjects = factory.names(n, rng, overlap=overlap)
         else:
             subjects = factory.uuids(n, rng, length=self.config.uuid_length)
-        vocabulary = self.objects[relation]
-        return [make_fact(relation, s, rng.choice(vocabulary), key_kind) for s in subjects]
+        facts = []
+        for i, subject in enumerate(subjects):
+            name = relations[i % len(relations)]
+            facts.append(make_fact(name, subject, rng.choice(self.objects[name]), key_kind))
+        return facts
 
 
 def _object_vocabulary(kind: str, n: int, rng: random.Random, factory: NameFactory) -> tuple[str, ...]:

@@ -70,10 +70,17 @@ class World:
         ]
 
     def new_facts(
-        self, n: int, *, key_kind: str = "name", overlap: float = 1.0, relation: str | None = None, seed: int = 0
+        self,
+        n: int,
+        *,
+        key_kind: str = "name",
+        overlap: float = 1.0,
+        relation: str | tuple[str, ...] | None = None,
+        seed: int = 0,
     ) -> list[Fact]:
         """`n` facts about fresh subjects (see `WorldCorpus.new_facts`): never a stored subject, objects of the
-        relation's vocabulary, name-like keys with a fraction `overlap` of stored syllables, or UUID keys."""
+        relation's vocabulary (a tuple of relations: cycled), name-like keys with a fraction `overlap` of stored
+        syllables, or UUID keys."""
         return self.corpus.new_facts(n, key_kind=key_kind, overlap=overlap, relation=relation, seed=seed)
 
     def split(
