@@ -116,6 +116,8 @@ def run_hypotheses(config: ExperimentConfig, counts: Sequence[int], *, world=Non
     if config.model != "world":
         raise InterferenceError("the hypotheses grid needs the embedded world (it generates name-like and UUID facts)")
     world = world if world is not None else load_base(config, progress=progress)
+    for key_kind in KEY_KINDS:  # a count the world cannot name fails here, before any training
+        world.new_facts(counts[-1], key_kind=key_kind, seed=config.seeds[0])
     study: HypothesesStudy | None = None
     bar = tqdm(total=len(KEY_KINDS) * len(counts) * len(config.seeds), desc="hypotheses", unit="run",
                disable=not progress)
