@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from interference.devices import DEVICE_CHOICES, DTYPES, resolve_device, resolve_dtype
-from interference.errors import InterferenceError
+from interference.errors import CommandParser, InterferenceError
 from interference.experiment import WORLD, ExperimentConfig
 from interference.outputs import claim_output
 from interference.report import CSV_FILE, HTML_FILE, MANIFEST_FILE, RESULTS_FILE
@@ -20,7 +20,7 @@ REPORT_FILES = (RESULTS_FILE, CSV_FILE, HTML_FILE, MANIFEST_FILE)
 
 def parser(name: str, description: str) -> argparse.ArgumentParser:
     """An argument parser with the shared options (model, data, sizes, seeds, output, --quick)."""
-    p = argparse.ArgumentParser(prog=f"python -m analyses.{name}", description=description)
+    p = CommandParser(prog=f"python -m analyses.{name}", description=description)
     p.set_defaults(command=f"analyses.{name}")
     p.add_argument("--quick", action="store_true",
                    help="small world and sizes (about a minute): for tests and smoke runs")

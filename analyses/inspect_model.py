@@ -7,11 +7,10 @@ A thin shell over `interference.views`; `--backend` reads the same numbers throu
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from interference.devices import DEVICE_CHOICES, DTYPES, resolve_device, resolve_dtype
-from interference.errors import InterferenceError, cli_errors
+from interference.errors import CommandParser, InterferenceError, cli_errors
 from interference.models import load_model
 from interference.readable import check_readable
 from interference.views import BACKENDS, encode, last_positions, logit_lens, mlp_activations, residual_stream
@@ -43,7 +42,7 @@ def summarize(model, tokenizer, prompts: list[str], *, backend: str = "hf", top_
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analyses.inspect_model", description=__doc__.split("\n")[0])
+    parser = CommandParser(prog="python -m analyses.inspect_model", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="tiny-llama", help="built-in name, local folder or Hub name")
     parser.add_argument("--prompt", action="append", help="prompt to read (repeatable); default: two examples")
     parser.add_argument("--backend", default="hf", choices=BACKENDS)

@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.samples < 1 or args.noise <= 0 or not 0 <= args.min_gap < 1:
         raise InterferenceError("--samples must be >= 1, --noise > 0 and --min-gap in [0, 1)")
+    if args.layer is not None:
+        raise InterferenceError("--layer does not apply: analyses.tracing traces every layer")
     config = common.experiment_config(args)
     common.run(lambda: tracing_report(run_tracing(config, samples=args.samples, noise=args.noise,
                                                   min_gap=args.min_gap, progress=not args.no_progress)), args)

@@ -3,6 +3,7 @@ interrupt is one line "interrupted" (exit 130), at any moment of a command, its 
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
@@ -16,6 +17,14 @@ MAX_SEED = 2**32 - 1
 
 class InterferenceError(Exception):
     """A problem with the user's input (model name, file, split, hyper-parameter); the message is one line."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The commands' argument parser: a bad or missing option is one line like every other bad input
+    (an InterferenceError, which `cli_errors` prints as `error: ...` with exit 2), not the usage text."""
+
+    def error(self, message: str):
+        raise InterferenceError(f"{message} (see {self.prog} --help)")
 
 
 def check_seed(value, name: str = "seed") -> int:

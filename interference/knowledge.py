@@ -40,7 +40,7 @@ from . import atomic
 from .answers import exact_match
 from .datasets import DataError, fact_from_record, fact_record
 from .devices import DEVICE_CHOICES, DTYPES, inference_batch_size, resolve_device, resolve_dtype
-from .errors import InterferenceError, cli_errors
+from .errors import CommandParser, InterferenceError, cli_errors
 from .facts import Fact
 from .generation import generate_answers
 
@@ -434,7 +434,7 @@ def _decode_sorted(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m interference.knowledge",
         description="Categorise EntityQuestions facts by what a model knows (SLiCK: HighlyKnown, MaybeKnown, "
         "WeaklyKnown, Unknown) and write a per-fact table.",

@@ -296,10 +296,12 @@ def _check_contents(path: Path, kind: str, *, overwrite: bool, resume: bool, wri
         raise InterferenceError(f"{what} {path} holds a run of {earlier_kind}, not of {kind}; cannot resume it")
     foreign = [] if overwrite else folder.foreign(limit=4)
     if foreign:
-        shown = ", ".join(foreign[:3]) + (" and more" if len(foreign) > 3 else "")
-        if earlier_kind not in (None, kind) and set(foreign) <= known:
+        users = OutputFolder(path, kind, set(known), overwrite).foreign(limit=4)  # not even another command's
+        if not users:
+            shown = ", ".join(foreign[:3]) + (" and more" if len(foreign) > 3 else "")
             raise InterferenceError(f"{what} {path} holds a run of {earlier_kind} ({shown}); choose another folder "
                                     "or pass --overwrite to replace it")
+        shown = ", ".join(users[:3]) + (" and more" if len(users) > 3 else "")
         raise InterferenceError(f"{what} {path} holds files interference did not write ({shown}); choose another "
                                 "folder or pass --overwrite (they are kept)")
     _remove_leftovers(path)

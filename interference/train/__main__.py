@@ -14,12 +14,12 @@ import os
 import sys
 
 from ..dataclass_options import add_dataclass_options, dataclass_values
-from ..errors import cli_errors
+from ..errors import CommandParser, cli_errors
 from .config import TrainConfig
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m interference.train", description="Fine-tune by SFT, "
+    p = CommandParser(prog="python -m interference.train", description="Fine-tune by SFT, "
                                 "self-distillation or the L2 control; evaluate known / new / held-out accuracy.")
     p.add_argument("--model", required=True, help="tiny-llama | tiny-gpt2 | smollm2-135m | a folder | a Hub name")
     p.add_argument("--splits", required=True, help="folder with known.jsonl, unknown.jsonl, held.jsonl")

@@ -6,14 +6,14 @@ import argparse
 import time
 
 from ..atomic import cache_root
-from ..errors import check_seed, cli_errors
+from ..errors import CommandParser, check_seed, cli_errors
 from ..outputs import check_folder_target
 from .config import WorldConfig
 from .store import load_world
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m interference.world",
         description="Build the embedded synthetic world and pretrain its model (cached; a second run only loads it).",
     )

@@ -1,0 +1,92 @@
+"""What a careful user meets at the commands' edges: every command's own option errors are one line, an output folder
+holding both a user's file and another command's run names the user's file, options that do not apply are refused.
+Fast: the work of each command is never reached."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+
+import analyses
+from interference.errors import InterferenceError
+from interference.outputs import claim_output
+
+
+def _commands() -> list[str]:
+    names = [f"analyses.{m.name}" for m in pkgutil.iter_modules(analyses.__path__) if m.name != "common"]
+    return ["interference.train", "interference.world", "interference.knowledge", *sorted(names)]
+
+
+def _main(command: str):
+    module = importlib.import_module(command if command.startswith("analyses") else
+                                     {"interference.train": "interference.train.__main__",
+                                      "interference.world": "interference.world.__main__"}.get(command, command))
+    return module.main
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_an_unknown_option_is_one_line_and_exit_2(command, capsys):
+    """argparse's refusals (here an unknown option, or the required ones missing) end like every other bad input:
+    one line, `error: ...`, exit 2, and no usage text."""
+    rc = _main(command)(["--no-such-option"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "usage:" not in err, err
+    assert f"(see python -m {command} --help)" in lines[0]
+    assert "--no-such-option" in lines[0] or "required" in lines[0]
+
+
+def test_a_bad_value_of_a_training_option_is_one_line_before_the_work(tmp_path, capsys):
+    from interference.train import __main__ as cli
+
+    assert cli.main(["--model", "tiny-llama", "--splits", str(tmp_path), "--out", str(tmp_path / "run"),
+                     "--epochs", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: argument --epochs: invalid int value: 'x' "
+                   "(see python -m interference.train --help)\n")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_bad_choice_names_the_choices_in_one_line(capsys):
+    from analyses import forgetting
+
+    assert forgetting.main(["--quick", "--dtype", "float16"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice: 'float16'" in err and "'bfloat16'" in err
+
+
+def test_a_folder_with_a_users_file_and_another_commands_run_names_the_users_file(tmp_path):
+    out = tmp_path / "out"
+    with claim_output(out, "analyses.forgetting") as folder:
+        folder.write_text("results.json", "{}")
+        folder.write_text("conditions.csv", "a\n")
+    (out / "notes.txt").write_text("mine\n")
+    with pytest.raises(InterferenceError) as refused:
+        with claim_output(out, "analyses.freezing"):
+            pass
+    message = str(refused.value)
+    assert "did not write (notes.txt)" in message
+    assert "results.json" not in message and "conditions.csv" not in message
+    assert (out / "notes.txt").read_text() == "mine\n"
+
+
+def test_a_folder_with_only_another_commands_run_says_whose(tmp_path):
+    out = tmp_path / "out"
+    with claim_output(out, "analyses.forgetting") as folder:
+        folder.write_text("results.json", "{}")
+    with pytest.raises(InterferenceError, match="holds a run of analyses.forgetting"):
+        with claim_output(out, "analyses.freezing"):
+            pass
+
+
+def test_tracing_refuses_a_layer_it_would_ignore(tmp_path, capsys, monkeypatch):
+    from analyses import tracing
+
+    monkeypatch.setattr(tracing, "run_tracing", lambda *a, **k: pytest.fail("the work started"))
+    assert tracing.main(["--quick", "--layer", "1", "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --layer does not apply") and err.count("\n") == 1
+    assert not (tmp_path / "t").exists()
