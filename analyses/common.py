@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from interference.devices import DEVICE_CHOICES, DTYPES, resolve_device, resolve_dtype
+from interference.devices import DEVICE_CHOICES, DTYPES, device_description, resolve_device, resolve_dtype
 from interference.errors import CommandParser, InterferenceError
 from interference.experiment import WORLD, ExperimentConfig
 from interference.outputs import claim_output
@@ -58,14 +58,15 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
 
 def experiment_config(args: argparse.Namespace, **defaults) -> ExperimentConfig:
     """The ExperimentConfig the options describe (`defaults` are this analysis's own sizes, options win)."""
-    resolve_device(args.device), resolve_dtype(args.dtype)  # one-line errors before any work
+    device = resolve_device(args.device)  # one-line errors before any work; "auto" recorded as what it chose
+    resolve_dtype(args.dtype)
     if args.knowledge is not None and args.data is not None and args.data != args.knowledge:
         raise InterferenceError("give the facts once: --knowledge TABLE or --data DIR/TABLE, not both")
     options = {
         "model": args.model, "data": args.knowledge or args.data, "n_known": args.n_known, "n_unknown": args.n_unknown,
         "n_held": args.n_held, "lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size,
         "target_new_acc": args.target_new_acc, "layer": args.layer,
-        "min_known_fraction": args.min_known_fraction, "device": args.device, "dtype": args.dtype,
+        "min_known_fraction": args.min_known_fraction, "device": str(device), "dtype": args.dtype,
         "seeds": tuple(args.seeds) if args.seeds else None,
     }
     settings = {**defaults, **{k: v for k, v in options.items() if v is not None}}
@@ -97,6 +98,8 @@ def run(build: Callable[[], object], out: str | Path | argparse.Namespace) -> Pa
         start = time.monotonic()
         report = build()
         report.started = start  # results.json's wall_time_s covers the whole analysis, not only the report
+        if getattr(args, "device", None):  # the device that ran it, not only the option ("auto")
+            report.results.setdefault("device", device_description(resolve_device(args.device)))
         path = report.write(folder)  # each file recorded as the toolkit's before it is written
         folder.remove_earlier()  # an earlier run's files this run did not write again
     print(f"report: {path / 'report.html'}\nresults: {path / 'results.json'}\n"

@@ -108,3 +108,10 @@ def test_models_load_by_device_and_dtype_names():
     if not torch.cuda.is_available():
         with pytest.raises(InterferenceError, match="CUDA is not available"):
             load_model("tiny-llama", device="cuda")
+
+
+def test_auto_is_recorded_as_the_device_it_chose():
+    from analyses import common
+
+    args = common.parser("forgetting", "test").parse_args(["--quick", "--device", "auto"])
+    assert common.experiment_config(args).device == ("cuda" if torch.cuda.is_available() else "cpu")
