@@ -259,7 +259,8 @@ def claim_output(
     - with `resume`, it holds another command's run;
     - `writes` (glob patterns of what this run will write, e.g. "model", "checkpoint-*") matches a file or folder
       that holds a file the toolkit did not write (it would be replaced).
-    Leftover temporary files of a killed run are removed. The lock is released when the block ends.
+    Leftover temporary files of a killed run are removed. The lock is released when the block ends; a folder this
+    call created is removed again if the block fails before writing anything.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -281,6 +282,12 @@ def claim_output(
         raise
     try:
         yield folder
+    except BaseException:
+        if created and not folder.written and os.listdir(path) == [MARKER]:  # a failed run leaves no empty folder
+            with contextlib.suppress(OSError):
+                (path / MARKER).unlink()
+                path.rmdir()
+        raise
     finally:
         os.close(fd)
 

@@ -90,3 +90,28 @@ def test_tracing_refuses_a_layer_it_would_ignore(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith("error: --layer does not apply") and err.count("\n") == 1
     assert not (tmp_path / "t").exists()
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder_behind(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(InterferenceError, match="layer 99"):
+        with claim_output(out, "analyses.forgetting"):
+            raise InterferenceError("layer 99 out of range")
+    assert not out.exists()
+    with pytest.raises(InterferenceError):  # a folder that was there before is kept, and so is a written file
+        with claim_output(out, "analyses.forgetting") as folder:
+            folder.write_text("results.json", "{}")
+            raise InterferenceError("late")
+    assert (out / "results.json").exists()
+
+
+def test_an_analysis_names_the_device_that_ran_it(tmp_path):
+    import argparse
+
+    from analyses import common
+    from interference.report import Report, load_results
+
+    args = argparse.Namespace(out=str(tmp_path / "r"), device="auto", command="analyses.demo", overwrite=False)
+    common.run(lambda: Report("demo", config={"device": "auto"}, seeds=[0]), args)
+    device = load_results(tmp_path / "r")["results"]["device"]
+    assert device.startswith("cpu (") or device.startswith("cuda") or device.startswith("mps"), device
