@@ -1,11 +1,13 @@
 """What a careful user meets at the commands' edges: every command's own option errors are one line, an output folder
 holding both a user's file and another command's run names the user's file, options that do not apply are refused.
-Fast: the work of each command is never reached."""
+Fast: the work of each command is never reached; the README says what the code does."""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +117,39 @@ def test_an_analysis_names_the_device_that_ran_it(tmp_path):
     common.run(lambda: Report("demo", config={"device": "auto"}, seeds=[0]), args)
     device = load_results(tmp_path / "r")["results"]["device"]
     assert device.startswith("cpu (") or device.startswith("cuda") or device.startswith("mps"), device
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_section(title: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def test_the_readme_names_every_declared_dependency():
+    import tomllib
+
+    declared = tomllib.loads((README.parent / "pyproject.toml").read_text())["project"]["dependencies"]
+    section = _readme_section("Dependencies")
+    for requirement in declared:
+        name = re.split(r"[<>=!~ \[]", requirement, maxsplit=1)[0]
+        assert name in section, f"README's Dependencies does not name {name}"
+
+
+def test_the_readme_training_snippet_runs_as_written(tmp_path):
+    """The Training section's code, run on tiny-llama and 6/6/4 facts (the names it leaves to the reader defined)."""
+    from interference.facts import Fact
+    from interference.models import load_model
+
+    section = _readme_section("Training")
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    model, tokenizer = load_model("tiny-llama")
+    facts = {s: [Fact(f"Person{s}{i}", "P19", f"Town{i}", f"Where was Person{s}{i} born?") for i in range(n)]
+             for s, n in (("k", 6), ("u", 6), ("h", 4))}
+    scope = {"model": model, "tokenizer": tokenizer, "known": facts["k"], "unknown": facts["u"], "held": facts["h"]}
+    exec(compile(code, "README.md", "exec"), scope)
+    summary = scope["result"].summary()
+    assert summary["method"] == "self_distill" and 0 <= summary["held_acc_final"] <= 1
