@@ -115,3 +115,13 @@ def test_auto_is_recorded_as_the_device_it_chose():
 
     args = common.parser("forgetting", "test").parse_args(["--quick", "--device", "auto"])
     assert common.experiment_config(args).device == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_the_gpu_benchmark_refuses_without_cuda(capsys, tmp_path):
+    from bench.bench_gpu_table1 import main
+
+    assert main(["--out", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no CUDA device" in err and err.count("\n") == 1
+    assert not (tmp_path / "b.json").exists()
