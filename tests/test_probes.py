@@ -153,3 +153,49 @@ def test_the_readme_training_snippet_runs_as_written(tmp_path):
     exec(compile(code, "README.md", "exec"), scope)
     summary = scope["result"].summary()
     assert summary["method"] == "self_distill" and 0 <= summary["held_acc_final"] <= 1
+
+
+def _facts(split: str, n: int) -> list:
+    from interference.facts import Fact
+
+    return [Fact(f"Person{split}{i}", "P19", f"Town{i}", f"Where was Person{split}{i} born?") for i in range(n)]
+
+
+def test_library_training_refuses_a_held_out_fact_it_would_train_on(tmp_path):
+    from interference.models import load_model
+    from interference.train import TrainConfig, train
+
+    model, tokenizer = load_model("tiny-llama")
+    known, unknown, held = _facts("k", 6), _facts("u", 6), _facts("h", 4)
+    with pytest.raises(InterferenceError, match="in both known and held"):
+        train(model, tokenizer, TrainConfig(epochs=1), known=known, unknown=unknown, held=[*held, known[0]],
+              out_dir=tmp_path / "run", progress=False)
+    with pytest.raises(InterferenceError, match="twice in unknown"):
+        train(model, tokenizer, TrainConfig(epochs=1), known=known, unknown=[*unknown, unknown[0]], held=held,
+              progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_progress_is_not_interleaved_with_accelerates_checkpoint_chatter(tmp_path, caplog):
+    import logging
+
+    from interference.splits import Splits, save_splits
+    from interference.train import __main__ as cli
+
+    save_splits(Splits(known=_facts("k", 6), unknown=_facts("u", 6), held=_facts("h", 4)), tmp_path / "s")
+    caplog.set_level(logging.INFO)
+    assert cli.main(["--model", "tiny-llama", "--splits", str(tmp_path / "s"), "--out", str(tmp_path / "run"),
+                     "--epochs", "1", "--batch-size", "4"]) == 0
+    assert (tmp_path / "run" / "model").is_dir()
+    assert not [r for r in caplog.records if r.name.startswith("accelerate")], caplog.text
+
+
+def test_one_cpu_thread_is_said_in_the_singular(monkeypatch):
+    import torch
+
+    from interference.devices import device_description
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert device_description("cpu") == "cpu (1 thread)"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert device_description("cpu") == "cpu (2 threads)"

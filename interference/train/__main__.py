@@ -49,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     check_folder_target(args.out, "--out")
     quiet = args.quiet or not main_process
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    # accelerate's INFO is four lines per checkpoint ("Saving current state ...") through the progress bars
+    logging.getLogger("accelerate").setLevel(logging.ERROR if quiet else logging.WARNING)
     if quiet:
         hf_logging.disable_progress_bar()  # "Writing model shards" and the like
-        logging.getLogger("accelerate").setLevel(logging.ERROR)
     splits = load_splits(args.splits)
     several = int(os.environ.get("WORLD_SIZE", "1")) > 1  # then train() moves the model to this process's device
     model, tokenizer = load_model(args.model, device="cpu" if several else device, dtype=dtype, seed=config.seed)

@@ -22,6 +22,7 @@ from ..errors import InterferenceError
 from ..evaluation import EVAL_BATCH, accuracy, fact_correctness
 from ..facts import Fact
 from ..parameter_groups import apply_trainable, resolve_trainable, restore_flags
+from ..splits import check_disjoint
 from .batches import Examples, epoch_order
 from .checkpoint import RunFolder, check_finite, fingerprint
 from .config import TrainConfig
@@ -168,6 +169,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
     (`checkpoint.RunFolder`); `resume=True` continues an interrupted run, bitwise as if it had not stopped.
     """
     splits = {"known": list(known), "unknown": list(unknown), "held": list(held)}
+    check_disjoint(splits)  # a held-out fact trained on, or a fact trained twice, is refused
     examples = Examples(tokenizer, [f for name in config.train_splits for f in splits[name]])
     trainable = resolve_trainable(model, freeze=config.freeze, train_only=config.train_only)
     if teacher_cache is not None and config.teacher_cache == "none":
