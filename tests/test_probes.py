@@ -199,3 +199,23 @@ def test_one_cpu_thread_is_said_in_the_singular(monkeypatch):
     assert device_description("cpu") == "cpu (1 thread)"
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert device_description("cpu") == "cpu (2 threads)"
+
+
+def test_a_one_seed_tracing_verdict_says_there_is_no_interval_rather_than_nan():
+    import torch
+
+    from interference.experiment import ExperimentConfig
+    from interference.studies.tracing import TracingStudy
+    from interference.tracing import MODES, SITES, PatchEffects
+
+    def effects(recovered: float, n: int = 4) -> PatchEffects:
+        p = torch.zeros(len(MODES), 2, len(SITES), n)
+        p[0, 0, SITES.index("resid")] = recovered
+        return PatchEffects(MODES, SITES, torch.zeros(n), torch.ones(n), p, torch.zeros(n, dtype=torch.bool),
+                            torch.ones(n, dtype=torch.bool), torch.zeros_like(p, dtype=torch.bool))
+
+    study = TracingStudy(ExperimentConfig.quick_preset(seeds=(0,)), n_layers=2, effects={
+        "sft forgotten": {0: effects(0.3)}, "sft forgotten, other fact's state": {0: effects(0.0)}})
+    verdict, why = study.verdict()
+    assert verdict == "partly"
+    assert "nan" not in why and "1 seed gives no interval" in why and "1 seeds" not in why, why

@@ -133,14 +133,17 @@ class TracingStudy:
         where = f"subject tokens, layer {best['layer']} {best['site']}"
         if paired is None:
             return "not tested", f"the {where} recovers {best['recovery']:.2f}, but the other-fact control is missing"
+        interval = _finite(paired["low"])  # one seed has none
+        seeds = f"{paired['seeds']} seed{'' if paired['seeds'] == 1 else 's'}"
         versus = (f"the {where} recovers {best['recovery']:.2f}, {paired['difference']:+.2f} "
-                  f"[{paired['low']:+.2f}, {paired['high']:+.2f}] against a random other fact's state (paired over "
-                  f"{paired['seeds']} seeds)")
-        separated = _finite(paired["low"]) and paired["low"] > 0
+                  + (f"[{paired['low']:+.2f}, {paired['high']:+.2f}] " if interval else "")
+                  + f"against a random other fact's state (paired over {seeds})")
+        separated = interval and paired["low"] > 0
         if best["recovery"] >= SUPPORT_THRESHOLD and separated:
             return "supports", versus
         if paired["difference"] > 0:
-            missed = [] if separated else ["the interval of the difference reaches 0"]
+            missed = [] if separated else ["the interval of the difference reaches 0" if interval
+                                           else f"{seeds} give{'s' if paired['seeds'] == 1 else ''} no interval"]
             if best["recovery"] < SUPPORT_THRESHOLD:
                 missed.insert(0, f"the recovery is below {SUPPORT_THRESHOLD}")
             return "partly", f"{versus}; but {' and '.join(missed)}"
