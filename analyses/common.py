@@ -62,6 +62,9 @@ def experiment_config(args: argparse.Namespace, **defaults) -> ExperimentConfig:
     resolve_dtype(args.dtype)
     if args.knowledge is not None and args.data is not None and args.data != args.knowledge:
         raise InterferenceError("give the facts once: --knowledge TABLE or --data DIR/TABLE, not both")
+    if args.knowledge is not None and args.model == WORLD:
+        raise InterferenceError(f"--knowledge {args.knowledge} needs --model, the model that categorised it: the "
+                                "embedded world brings its own facts")
     options = {
         "model": args.model, "data": args.knowledge or args.data, "n_known": args.n_known, "n_unknown": args.n_unknown,
         "n_held": args.n_held, "lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size,

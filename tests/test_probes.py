@@ -219,3 +219,14 @@ def test_a_one_seed_tracing_verdict_says_there_is_no_interval_rather_than_nan():
     verdict, why = study.verdict()
     assert verdict == "partly"
     assert "nan" not in why and "1 seed gives no interval" in why and "1 seeds" not in why, why
+
+
+def test_a_knowledge_table_without_a_model_is_refused_naming_the_option_given(tmp_path, capsys):
+    from analyses import forgetting
+
+    table = tmp_path / "t.jsonl"
+    table.write_text("")
+    assert forgetting.main(["--knowledge", str(table), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --knowledge {table} needs --model") and err.count("\n") == 1, err
+    assert not (tmp_path / "r").exists()
