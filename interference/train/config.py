@@ -32,7 +32,8 @@ class TrainConfig:
     target_new_acc: float | None = option(None, "stop at the first check with acc(D_unknown) >= this (matched "
                                           "acquisition); none: train for --epochs", low=0, above=True, high=1)
     eval_every_steps: int | None = option(None, "with a target: check acc(D_unknown) every this many steps; none: "
-                                          "4 checks per epoch, every step within 0.1 of the target", low=1)
+                                          "4 checks per epoch, and within 0.1 of the target every step (at most "
+                                          "16 checks per epoch)", low=1)
     lr: float = option(5e-5, "AdamW learning rate (constant)", low=0, above=True)
     batch_size: int = option(32, "facts per optimiser step (over all processes)", low=1)
     weight_decay: float = option(0.0, "AdamW decoupled weight decay", low=0)

@@ -234,6 +234,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             run.write_metrics({**metrics("running"), "finished": False})
 
             quarter = math.ceil(len(examples) / config.batch_size / 4)
+            fine = max(1, len(examples) // config.batch_size // 16)
             step, seen = history[-1].step, history[-1].accuracy["unknown"]  # the last acquisition measured
             stop = reached(seen)
             bar = tqdm(total=config.epochs, initial=history[-1].epoch, desc=config.method, disable=not progress)
@@ -248,8 +249,10 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                         accelerator.log({k: v.item() for k, v in parts.items()}, step=step)
                     if i % config.log_every == 0 or i == len(order):
                         _check_loss(sums["loss"].item() / i, epoch, step)
-                    # matched acquisition: by default 4 checks per epoch, every step within 0.1 of the target
-                    every = config.eval_every_steps or (1 if target is not None and seen >= target - 0.1 else quarter)
+                    # matched acquisition: by default 4 checks per epoch, and within 0.1 of the target every step
+                    # (at most 16 checks per epoch, so that a large D_unknown is not decoded on every step)
+                    near = target is not None and seen >= target - 0.1
+                    every = config.eval_every_steps or (fine if near else quarter)
                     if target is not None and i < len(order) and i % every == 0:
                         seen = accuracy(correct(["unknown"], desc=False)["unknown"])
                         stop = reached(seen)
