@@ -456,6 +456,7 @@ class Report:
         for section in self.sections:
             parts.append(f"<h2>{html.escape(section.title)}</h2>")
             parts += _blocks_html(section)
+        parts += _relation_filter_html(self.conditions)
         if self.conditions:
             columns = list(dict.fromkeys(k for record in self.conditions for k in record))
             shown = [c for c in SEED_COLUMNS if c in columns]
@@ -496,6 +497,23 @@ class Report:
         for name, text in files.items():
             out.write_text(name, text)
         return Path(out.path)
+
+
+def _relation_filter_html(conditions: Sequence[Mapping]) -> list[str]:
+    """The SLiCK relation filter of a real-data report (every relation's HighlyKnown fraction and whether it was
+    kept), once per distinct filter among the condition records; nothing for the embedded world."""
+    filters = list({json.dumps(r["relation_filter"], sort_keys=True): r["relation_filter"]
+                    for r in conditions if r.get("relation_filter")}.values())
+    parts = []
+    for summary in filters:
+        kept, threshold = set(summary.get("relations", ())), summary.get("min_known_fraction")
+        rows = [{"relation": name, "HighlyKnown fraction": fraction, "kept": "yes" if name in kept else "no"}
+                for name, fraction in sorted(summary.get("known_fractions", {}).items())]
+        parts += ["<h2>Relations</h2>",
+                  f"<p>SLiCK relation filter: relations with a HighlyKnown fraction of at least {threshold} are kept "
+                  "(<code>--min-known-fraction</code>).</p>",
+                  table_html(["relation", "HighlyKnown fraction", "kept"], rows, None, css="rules")]
+    return parts
 
 
 def _blocks_html(section: Section) -> list[str]:

@@ -290,3 +290,18 @@ def test_table_helper_for_notebooks():
     text = shown._repr_html_()
     assert "<td>0.123</td>" in text and "<td>—</td>" in text and "[1" not in text
     assert number_text(1234.5) == "1,234" and number_text(0.0) == "0" and number_text(True) == "yes"
+
+
+def test_a_real_data_report_lists_every_relations_known_fraction():
+    report = build_report()
+    assert "<h2>Relations</h2>" not in report.to_html()  # the embedded world has no relation filter
+    summary = {"known_fractions": {"P17": 0.139, "P495": 0.356}, "min_known_fraction": 0.3, "relations": ["P495"]}
+    for seed in (3, 4):
+        report.add_condition("sft", seed, task_acc=1.0, new_acc=0.5, held_acc_peak=0.9, held_acc_final=0.8,
+                             forgetting=0.1, relation_filter=summary)
+    page = report.to_html()
+    assert page.count("<h2>Relations</h2>") == 1  # one filter shared by every record: listed once
+    section = page.split("<h2>Relations</h2>")[1].split("<h2>")[0]
+    cells = _cells(section)
+    assert cells[:6] == ["P17", "0.139", "no", "P495", "0.356", "yes"]
+    assert "at least 0.3" in section
