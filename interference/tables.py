@@ -28,6 +28,11 @@ def number_text(value: Any) -> str:
     return str(value)
 
 
+def count_text(n: int, noun: str) -> str:
+    """'1 seed', '3 seeds': a count with its noun in the right number."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def cell_html(value: Any) -> str:
     return html.escape(number_text(value)).replace("\n", "<br>")
 

@@ -19,6 +19,7 @@ from ..experiment import ExperimentConfig, held_drift, held_states, load_base, m
 from ..paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
 from ..report import Report
 from ..stats import mean_ci
+from ..tables import count_text
 from .headline import add_curves, add_headline, add_summary, mean_of, ours
 
 #: Method name -> TrainConfig fields that make it.
@@ -165,7 +166,7 @@ def forgetting_report(study: ForgettingStudy) -> Report:
         config=config,
         seeds=config.seeds,
         description=(
-            f"{len(study.methods)} methods x {len(config.seeds)} seeds on {config.model}"
+            f"{len(study.methods)} methods x {count_text(len(config.seeds), 'seed')} on {config.model}"
             f"{' (quick)' if config.quick else ''}: D_known {config.n_known}, D_unknown {config.n_unknown} new facts, "
             f"D_held {config.n_held}. Every method of one seed starts from the same model. Absolute drop = held-out "
             f"accuracy at the start − at the end; forgetting = (peak − final) / peak (SPEC §2); intervals are 95 % "

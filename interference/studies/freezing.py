@@ -36,6 +36,7 @@ from ..experiment import (
 from ..paired import Check, paired_difference
 from ..report import Report
 from ..stats import mean_ci
+from ..tables import count_text
 from .headline import add_curves, add_headline, add_summary, ours
 
 #: Sweep modes: the TrainConfig field each sets, and its label in condition names.
@@ -301,7 +302,8 @@ def freezing_report(study: FreezingStudy) -> Report:
                 "modes": list(dict.fromkeys(c.mode for c in study.cells))},
         seeds=config.seeds,
         description=(
-            f"{len(study.cells)} sweep conditions + full SFT x {len(config.seeds)} seeds on {config.model}"
+            f"{len(study.cells)} sweep conditions + full SFT x {count_text(len(config.seeds), 'seed')}"
+            f" on {config.model}"
             f"{' (quick)' if config.quick else ''} ({study.layers} layers): D_known {config.n_known}, D_unknown "
             f"{config.n_unknown} new facts, D_held {config.n_held}. Train-only trains just the named layers "
             f"(everything else, embeddings included, frozen); freeze-only freezes just them. Sweep conditions train "

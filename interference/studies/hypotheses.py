@@ -25,6 +25,7 @@ from ..experiment import ExperimentConfig, held_drift, held_states, load_base, m
 from ..paired import Check, beyond_noise, evidence, paired_comparison, paired_difference
 from ..report import Report
 from ..stats import mean_ci
+from ..tables import count_text
 from .headline import add_curves, add_headline, add_summary, ours
 
 KEY_KINDS = ("name", "uuid")
@@ -170,7 +171,8 @@ def hypotheses_report(study: HypothesesStudy) -> Report:
             f"SFT on new facts with name-like or UUID subjects, {' and '.join(map(str, study.counts))} facts, each "
             f"trained until acc(new) >= {config.train.target_new_acc} (matched acquisition) or "
             f"{config.train.epochs} epochs; "
-            f"D_known {config.n_known}, D_held {config.n_held}, {len(config.seeds)} seeds. Drift at layer "
+            f"D_known {config.n_known}, D_held {config.n_held}, {count_text(len(config.seeds), 'seed')}"
+            f". Drift at layer "
             f"{study.layer}."
         ),
     )

@@ -26,6 +26,7 @@ from ..paired import Check, beyond_noise, evidence, interval_text, paired_compar
 from ..report import Report
 from ..representations import subject_states
 from ..stats import binned_rates, logistic_fit, mean_ci
+from ..tables import count_text
 from .headline import add_curves, add_headline, add_summary, mean_of, ours
 
 #: Overlap levels of the causal test's candidate pool (fraction of stored syllables in a new name).
@@ -214,7 +215,8 @@ def overlap_report(study: OverlapStudy) -> Report:
         seeds=config.seeds,
         description=(
             f"{source}{' (quick)' if config.quick else ''}: D_known {config.n_known}, D_unknown "
-            f"{config.n_unknown} new facts, D_held {config.n_held}; {len(config.seeds)} seeds; every condition "
+            f"{config.n_unknown} new facts, D_held {config.n_held}; {count_text(len(config.seeds), 'seed')}"
+            f"; every condition "
             f"trained until acc(new) >= {config.train.target_new_acc} or {config.train.epochs} epochs, "
             "all from the same start. "
             f"Subject states: last subject token of the QA prompt; overlap and headline drift at layer {study.layer}."

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ..experiment import ExperimentConfig, load_base, make_setup, run_condition
 from ..report import Report
 from ..stats import mean_ci
+from ..tables import count_text
 from ..tracing import MODES, PatchEffects, causal_trace, random_donors, restore, score_facts
 from ..views import SITES
 
@@ -276,7 +277,8 @@ def tracing_report(study: TracingStudy) -> Report:
         seeds=config.seeds,
         description=(
             f"{source}{' (quick)' if config.quick else ''}: D_known {config.n_known}, D_unknown {config.n_unknown}, "
-            f"D_held {config.n_held}; {len(config.seeds)} seeds; every condition starts from the same snapshot and "
+            f"D_held {config.n_held}; {count_text(len(config.seeds), 'seed')}"
+            f"; every condition starts from the same snapshot and "
             f"trains until acc(new) >= {config.train.target_new_acc} or {config.train.epochs} epochs. "
             "For each held-out fact a "
             f"condition forgot, the start model's activation at one layer and site (at the subject's tokens, or at "
