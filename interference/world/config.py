@@ -62,7 +62,7 @@ class WorldConfig:
     n_objects: int = 10
     syllable_pool: int = 96
     held_syllables: int = 24
-    name_syllables: tuple[int, int] = (2, 3)
+    name_syllables: tuple[int, int] = (3, 4)
     uuid_length: int = 8
     d_model: int = 64
     n_layers: int = 2
@@ -143,10 +143,11 @@ class WorldConfig:
     def quick(cls, **overrides) -> WorldConfig:
         """A small world for tests and smoke runs: builds and pretrains in seconds on one CPU core.
 
-        It keeps the earlier, denser design (24 syllables, 95 % known), which pretrains fastest and forgets most.
+        It keeps the earlier, denser design (24 syllables, names of 2-3 of them, 95 % known), which pretrains
+        fastest and forgets most.
         """
         settings = dict(n_entities=40, relations=("country", "capital", "founded"), n_objects=6, max_epochs=300,
-                        syllable_pool=24, knowledge_target=0.95)
+                        syllable_pool=24, name_syllables=(2, 3), knowledge_target=0.95)
         settings.update(overrides)
         return cls(**settings)
 
