@@ -1,10 +1,48 @@
-"""Command-line options derived from a dataclass: one `--field-name` per field, with its type, default and help."""
+"""Dataclass fields that carry their help, choices and bounds (`option`), checked on construction (`check_options`)
+and turned into command-line options (`add_dataclass_options`): one `--field-name` per field."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
+
+from .errors import InterferenceError
+
+
+def option(default, help: str, **rules):
+    """A field with its help; rules: `choices`, or `low` (with `above`: strictly) and `high` bounds."""
+    return dataclasses.field(default=default, metadata={"help": help, **rules})
+
+
+def check_options(instance) -> None:
+    """Raise a one-line InterferenceError for the first field outside its `choices` (every item of a tuple) or its
+    bounds; None passes where the field's type allows it."""
+    for f in dataclasses.fields(instance):
+        value, rule, optional = getattr(instance, f.name), f.metadata, "None" in str(f.type)
+        if value is None and optional:
+            continue
+        values = value if isinstance(value, tuple) else (value,)
+        if "choices" in rule and any(v not in rule["choices"] for v in values):
+            raise InterferenceError(f"{f.name} must be one of {', '.join(rule['choices'])}, got {value!r}")
+        if "low" in rule:
+            _check_bounds(f.name, value, rule, integer=str(f.type).startswith("int"), optional=optional)
+
+
+def _check_bounds(name: str, value, rule: dict, *, integer: bool, optional: bool) -> None:
+    low, high, above = rule["low"], rule.get("high", 2**32 - 1 if integer else math.inf), rule.get("above", False)
+    if integer:
+        kind = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        kind = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if kind and low <= value <= high and not (above and value == low):
+        return
+    bound = f"{'>' if above else '>='} {low}"
+    if "high" in rule or (kind and value > high):
+        bound += f" and <= {high}"
+    raise InterferenceError(f"{name} must be {'an integer' if integer else 'a finite number'} {bound}"
+                            f"{' or None' if optional else ''}, got {value!r}")
 
 
 def _optional(kind: type) -> typing.Callable[[str], object]:
