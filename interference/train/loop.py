@@ -13,6 +13,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 
 import torch
 from tqdm.auto import tqdm
@@ -207,7 +208,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             if config.method == "self_distill" or (config.method, config.l2_mu, run.state) == ("l2", "match_kd", None):
                 teacher = _teacher(model, examples, snapshot, teacher_cache, config, not run.state, progress)
             if config.method == "l2":
-                anchors = snapshot.anchors(trainable, device)
+                anchors = [snapshot.params[n].to(device) for n in trainable]
                 mu = run.state["mu"] if run.state else float(config.l2_mu) if config.l2_mu != "match_kd" else (
                     _matched_mu(accelerator, model, examples, config, trainable, anchors, teacher))
             loss_fn = objective(config, config.method, teacher, mu or 0.0, params, anchors)
@@ -228,7 +229,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                 start, outcomes = time.perf_counter(), correct(splits)
                 history = [EpochRecord(0, 0, {k: accuracy(v) for k, v in outcomes.items()}, outcomes,
                                        eval_seconds=time.perf_counter() - start)]
-            state = lambda: {"epoch": history[-1].epoch, "history": [r.to_dict() for r in history], "mu": mu,
+            state = lambda: {"epoch": history[-1].epoch, "history": [asdict(r) for r in history], "mu": mu,
                              "trainable": trainable}
             metrics = lambda stopped: TrainResult(config, history, stopped, trainable, mu).to_dict()
             run.write_metrics({**metrics("running"), "finished": False})

@@ -29,9 +29,6 @@ class EpochRecord:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
 class TrainResult:
@@ -63,22 +60,19 @@ class TrainResult:
         return metrics.forgetting(self.curve("held"))
 
     @property
-    def absolute_drop(self) -> float:
-        return metrics.absolute_drop(self.curve("held"))
-
-    @property
     def forgotten(self) -> list[int]:
         """Indices of held-out facts correct at the held-out peak and wrong at the end."""
         return metrics.forgotten_at_peak([r.correct["held"] for r in self.history], self.curve("held"))
 
     def summary(self) -> dict:
+        """Accuracies at the end, held-out accuracy at the start and peak, and forgetting (SPEC §2)."""
+        held, last = self.curve("held"), self.history[-1]
         return {"method": self.config.method, "seed": self.config.seed, "start": self.config.start,
-                "epochs": self.epochs, "steps": self.history[-1].step, "stopped": self.stopped,
-                "task_acc": self.final["known"], "new_acc": self.final["unknown"],
-                "held_acc_start": self.history[0].accuracy["held"], "held_acc_peak": metrics.peak(self.curve("held")),
-                "held_acc_final": self.final["held"], "forgetting": self.forgetting,
-                "absolute_drop": self.absolute_drop, "mu": self.mu}
+                "epochs": last.epoch, "steps": last.step, "stopped": self.stopped,
+                "task_acc": last.accuracy["known"], "new_acc": last.accuracy["unknown"],
+                "held_acc_start": held[0], "held_acc_peak": metrics.peak(held), "held_acc_final": held[-1],
+                "forgetting": self.forgetting, "absolute_drop": metrics.absolute_drop(held), "mu": self.mu}
 
     def to_dict(self) -> dict:
         return {"summary": self.summary(), "config": self.config.to_dict(), "trainable": list(self.trainable),
-                "epochs": [r.to_dict() for r in self.history]}
+                "epochs": [asdict(r) for r in self.history]}

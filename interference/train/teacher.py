@@ -1,8 +1,7 @@
-"""The self-distillation teacher: frozen snapshot weights, and their output distribution computed once.
+"""The self-distillation teacher: frozen snapshot weights, and their output distribution on every example.
 
-The teacher and the inputs are fixed, so its tempered distribution on every example is the same in every epoch:
-`TeacherCache` keeps it in full (N × T × V × 4 bytes) or as top-k plus a tail bucket (N × T × (8k + 4) bytes; a
-lower bound of the full KL, `losses.distill_kl_topk`); `OnTheFlyTeacher` recomputes it every step, as the paper does.
+The teacher and the inputs are fixed, so `TeacherCache` computes the distribution once (in full, or top-k plus a tail
+bucket); `OnTheFlyTeacher` recomputes it every step, as the paper does. README, "Training": which cache and its size.
 """
 
 from __future__ import annotations
@@ -20,12 +19,12 @@ from .losses import distill_kl, distill_kl_topk, tempered_log_probs, topk_compre
 
 
 def choose_cache(n: int, width: int, vocab: int, k: int, budget_gb: float) -> str:
-    """teacher_cache="auto": "full" if it fits `budget_gb`, else "topk" if that fits, else "none" (recompute).
-
-    E.g. 8,000 facts × 40 positions with a 49,152 vocabulary: full 63 GB, top-64 0.17 GB → "topk" within 2 GB.
-    """
-    fits = lambda per_position: n * width * per_position <= budget_gb * 1e9
-    return "full" if fits(4 * vocab) else "topk" if fits(8 * k + 4) else "none"
+    """teacher_cache="auto": "full" (4·V bytes a position) if it fits `budget_gb`, else "topk" (8k + 4 bytes) if that
+    fits, else "none" (recompute every step)."""
+    positions, budget = n * width, budget_gb * 1e9
+    if positions * 4 * vocab <= budget:
+        return "full"
+    return "topk" if positions * (8 * k + 4) <= budget else "none"
 
 
 @dataclass
@@ -48,9 +47,6 @@ class Snapshot:
         with torch.no_grad():
             for name, param in named.items():
                 param.copy_(self.params[name])
-
-    def anchors(self, names: list[str], device: torch.device) -> list[torch.Tensor]:
-        return [self.params[n].to(device) for n in names]
 
 
 def teacher_module(model: torch.nn.Module, snapshot: Snapshot) -> torch.nn.Module:
@@ -99,9 +95,8 @@ class TeacherCache:
             raise InterferenceError(f"the teacher cache was built at tau={self.tau}, training uses tau={tau}")
 
     def to(self, device: torch.device | str) -> TeacherCache:
-        move = lambda t: None if t is None else t.to(device)
-        return TeacherCache(self.mode, self.tau, self.keys, self.lengths, *map(move, (self.values, self.indices,
-                                                                                    self.tail)))
+        moved = [None if t is None else t.to(device) for t in (self.values, self.indices, self.tail)]
+        return TeacherCache(self.mode, self.tau, self.keys, self.lengths, *moved)
 
     def kl(self, student_logits: torch.Tensor, batch: Batch, weighting: str = "token") -> torch.Tensor:
         """KD KL of the student on `batch` against the cached distribution."""
