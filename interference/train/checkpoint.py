@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -112,9 +113,9 @@ class RunFolder:
     def checkpoint(self) -> Path:
         return self.path / self.state["checkpoint"]
 
-    def write_metrics(self, data: dict) -> None:
+    def write_metrics(self, result, finished: bool = False) -> None:
         if self.folder is not None:
-            self.folder.write_json(METRICS, data)
+            self.folder.write_json(METRICS, {**result.to_dict(), "finished": finished})
             self.register_logs()
 
     def register_logs(self) -> None:
@@ -132,11 +133,11 @@ class RunFolder:
             epochs = int((handle.metadata() or {}).get("epochs", 1))
         return Snapshot(load_file(str(self.path / SNAPSHOT)), epochs)
 
-    def save_checkpoint(self, state: dict) -> None:
+    def save_checkpoint(self, result) -> None:
         """`checkpoint-<epoch>/` through a staging folder, then the state naming it; older checkpoints go."""
         if self.path is None:
             return
-        name, main = f"checkpoint-{state['epoch']}", self.accelerator.is_main_process
+        name, main = f"checkpoint-{result.epochs}", self.accelerator.is_main_process
         staging = self.path / f".{name}.staging{TMP_SUFFIX}"
         if main:
             shutil.rmtree(staging, ignore_errors=True)
@@ -148,9 +149,9 @@ class RunFolder:
                 self.folder.remove(name)
             os.replace(staging, self.path / name)
             self.folder.register(name)
-            self._write_state({**state, "checkpoint": name})
+            self._write_state(result, name)
 
-    def finish(self, model, prepared, tokenizer, metrics: dict, state: dict) -> None:
+    def finish(self, model, prepared, tokenizer, result) -> None:
         """`model/`, then metrics marked finished, then the state; the checkpoints go."""
         if self.path is None:
             return
@@ -160,11 +161,14 @@ class RunFolder:
             with self.folder.directory(MODEL) as tmp:
                 model.save_pretrained(tmp, state_dict=weights)
                 tokenizer.save_pretrained(tmp)
-            self.write_metrics({**metrics, "finished": True})
-            self._write_state({**state, "checkpoint": None, "finished": True})
+            self.write_metrics(result, finished=True)
+            self._write_state(result, None, finished=True)
 
-    def _write_state(self, state: dict) -> None:
-        self.folder.write_json(STATE, {**state, "fingerprint": self.inputs})
+    def _write_state(self, result, checkpoint: str | None, finished: bool = False) -> None:
+        """What a resume needs beside the checkpoint: the history, μ and the run's fingerprint."""
+        self.folder.write_json(STATE, {"epoch": result.epochs, "history": [asdict(r) for r in result.history],
+                                       "mu": result.mu, "trainable": result.trainable, "checkpoint": checkpoint,
+                                       "finished": finished, "fingerprint": self.inputs})
         for old in sorted(self.path.glob("checkpoint-*")):
-            if old.name != state["checkpoint"]:
+            if old.name != checkpoint:
                 self.folder.remove(old.name)

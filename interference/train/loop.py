@@ -1,19 +1,17 @@
 """The training loop on `accelerate`: snapshot, teacher, then epochs of steps with acquisition checks and evaluation.
 
-The `Accelerator` autocasts (`mixed_precision`) and, under `accelerate launch`, wraps the student in DDP or FSDP.
-`batch_size` is global: process r of N trains on facts r, r + N, … of each batch, its CE and KL weighted so that the
-averaged gradient is one process's on the whole batch. Every process evaluates every fact; the main one writes.
+`batch_size` is global: process r of N trains on facts r, r + N, … of each batch (README, "Several GPUs").
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 
 import torch
 from tqdm.auto import tqdm
@@ -64,19 +62,26 @@ def objective(config: TrainConfig, method: str, teacher=None, mu: float = 0.0, p
     return loss
 
 
+def _local_part(examples: Examples, index: torch.Tensor, rank: int, world: int, weighting: str):
+    """This process's facts of the global batch `index`, and the weights of its CE and KL: its share of the batch's
+    answer tokens and of its KL units (positions or sequences), times the number of processes."""
+    local = index[rank::world]
+    if not len(local):
+        return index[:1], (0.0, 0.0)  # a last batch smaller than N: this process contributes nothing
+    answers = [int((examples.labels[i] != IGNORE).sum()) for i in (local, index)]
+    units = [int(examples.lengths[i].sum()) if weighting == "token" else len(i) for i in (local, index)]
+    return local, (world * answers[0] / answers[1], world * units[0] / units[1])
+
+
 def _step(accelerator, forward, loss_fn, examples, index, params, optimizer, config) -> dict[str, torch.Tensor]:
     """One optimiser step on this process's part of the global batch `index`."""
-    world, rank, weights = accelerator.num_processes, accelerator.process_index, (1.0, 1.0)
-    if world > 1:  # this process's part; CE and KL weighted by its share of the batch's answer tokens and KL units
-        answers = lambda i: int((examples.labels[i] != IGNORE).sum())
-        units = lambda i: int(examples.lengths[i].sum()) if config.kd_weighting == "token" else len(i)
-        local = index[rank::world]
-        weights = (world * answers(local) / answers(index), world * units(local) / units(index)) if len(local) else (
-            0.0, 0.0)  # a last batch smaller than N: this process contributes nothing
-        index = local if len(local) else index[:1]
+    weights = (1.0, 1.0)
+    if accelerator.num_processes > 1:
+        index, weights = _local_part(examples, index, accelerator.process_index, accelerator.num_processes,
+                                     config.kd_weighting)
     batch = examples.batch(index).to(params[0].device)
-    loss, parts = loss_fn(forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits, batch,
-                          weights)
+    logits = forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    loss, parts = loss_fn(logits, batch, weights)
     accelerator.backward(loss)
     if config.max_grad_norm is not None:
         parts["grad_norm"] = accelerator.clip_grad_norm_(params, config.max_grad_norm)
@@ -94,14 +99,15 @@ def _check_loss(value: float, epoch: int, step: int) -> None:
 def _sft(accelerator, model, examples, config, steps: int, desc: str, progress: bool) -> None:
     """`steps` steps of SFT of `model` on `examples` (epochs in their seeded orders)."""
     params, per_epoch = [p for p in model.parameters() if p.requires_grad], math.ceil(len(examples) / config.batch_size)
-    forward, optimizer = accelerator.prepare(model, torch.optim.AdamW(params, config.lr,
-                                                                      weight_decay=config.weight_decay))
+    optimizer = torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay)
+    forward, optimizer = accelerator.prepare(model, optimizer)
     torch.manual_seed(config.seed)
     for s in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
-        index = epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=s // per_epoch + 1)[s % per_epoch]
+        epoch = s // per_epoch + 1
+        index = epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=epoch)[s % per_epoch]
         loss = _step(accelerator, forward, objective(config, "sft"), examples, index, params, optimizer, config)
         if (s + 1) % per_epoch == 0 or s + 1 == steps:
-            _check_loss(loss["loss"].item(), s // per_epoch + 1, s + 1)
+            _check_loss(loss["loss"].item(), epoch, s + 1)
     accelerator.free_memory()
 
 
@@ -118,8 +124,9 @@ def make_snapshot(model: torch.nn.Module, tokenizer, known: Sequence[Fact], conf
     return Snapshot.of(student, config.snapshot_epochs)
 
 
-def _matched_mu(accelerator, model, examples, config, trainable, anchors, teacher) -> float:
+def _matched_mu(accelerator, model, examples, config, trainable, anchors, snapshot) -> float:
     """μ with ‖∇ μ‖θ−θ₀‖²‖ = ‖∇ λτ²KL‖, both measured on a copy of the student after a short SFT probe."""
+    teacher = OnTheFlyTeacher(teacher_module(model, snapshot), config.kd_tau)
     probe = copy.deepcopy(model).train()
     _sft(accelerator, probe, examples, config, config.l2_match_steps or math.ceil(len(examples) / config.batch_size),
          "matching mu", False)
@@ -143,7 +150,7 @@ def _teacher(model, examples, snapshot, cache, config, fresh, progress):
     """The KD teacher: the given or a newly built cache, or an on-the-fly frozen copy."""
     mode = config.teacher_cache if config.teacher_cache != "auto" else choose_cache(
         *examples.input_ids.shape, model.config.vocab_size, config.teacher_topk, config.teacher_cache_gb)
-    if config.method == "l2" or mode == "none":
+    if mode == "none":
         return OnTheFlyTeacher(teacher_module(model, snapshot), config.kd_tau)
     if cache is not None:
         cache.check(examples, config.kd_tau)
@@ -157,6 +164,20 @@ def _teacher(model, examples, snapshot, cache, config, fresh, progress):
                               batch_size=batch, progress=progress)
 
 
+def _reached(acc: float, target: float | None) -> bool:
+    return target is not None and acc >= target  # False for NaN
+
+
+def _checks_every(config: TrainConfig, n: int, seen: float) -> int:
+    """Steps between acquisition checks: `eval_every_steps`, else 4 checks per epoch, and within 0.1 of the target
+    every step (at most 16 checks per epoch, so that a large D_unknown is not decoded on every step)."""
+    if config.eval_every_steps:
+        return config.eval_every_steps
+    if seen >= config.target_new_acc - 0.1:
+        return max(1, n // config.batch_size // 16)
+    return math.ceil(n / config.batch_size / 4)
+
+
 def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequence[Fact],
           unknown: Sequence[Fact], held: Sequence[Fact], out_dir: str | os.PathLike | None = None,
           snapshot: Snapshot | None = None, teacher_cache: TeacherCache | None = None, resume: bool = False,
@@ -165,9 +186,9 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
     """Fine-tune `model` in place on `config.train_splits` by `config.method`.
 
     Greedy exact match on known / unknown / held is evaluated at step 0, after every epoch and where the run stops:
-    after `config.epochs`, or at the first check (every `eval_every_steps`) with acc(unknown) >= `target_new_acc`.
-    `snapshot` and `teacher_cache` may be shared between runs. With `out_dir` the run is written there
-    (`checkpoint.RunFolder`); `resume=True` continues an interrupted run, bitwise as if it had not stopped.
+    after `config.epochs`, or at the first acquisition check with acc(unknown) >= `target_new_acc`. `snapshot` and
+    `teacher_cache` may be shared between runs. With `out_dir` the run is written there (`checkpoint.RunFolder`);
+    `resume=True` continues an interrupted run, bitwise as if it had not stopped.
     """
     splits = {"known": list(known), "unknown": list(unknown), "held": list(held)}
     check_disjoint(splits)  # a held-out fact trained on, or a fact trained twice, is refused
@@ -175,25 +196,30 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
     trainable = resolve_trainable(model, freeze=config.freeze, train_only=config.train_only)
     if teacher_cache is not None and config.teacher_cache == "none":
         raise InterferenceError("a teacher cache was given but the config says teacher_cache='none'")
-    answers = [" " + a for facts in splits.values() for f in facts for a in f.answers]
-    max_new = config.eval_max_new_tokens or max(
-        [len(i) + 8 for i in tokenizer(answers, add_special_tokens=False)["input_ids"]] if answers else [16])
+    max_new = config.eval_max_new_tokens
+    if max_new is None:  # the longest gold answer + 8
+        answers = [" " + a for facts in splits.values() for f in facts for a in f.answers]
+        max_new = max(len(ids) for ids in tokenizer(answers, add_special_tokens=False)["input_ids"]) + 8
     target, accelerator = config.target_new_acc, make_accelerator(config, next(model.parameters()).device, out_dir)
-    reached = lambda acc: target is not None and not math.isnan(acc) and acc >= target
     device = accelerator.device if accelerator.num_processes > 1 else next(model.parameters()).device
     progress = progress and accelerator.is_main_process
 
-    def correct(names, desc=progress):  # per-fact greedy exact match; under autocast like training
-        # The splits are decoded together (one length-sorted pass, full batches), then cut back per split.
-        names = list(names)
-        facts = [f for name in names for f in splits[name]]
+    def correct(names: Sequence[str], desc: bool) -> dict[str, list[bool]]:
+        """Per-fact greedy exact match of the splits `names`, decoded together (one length-sorted pass, full
+        batches), under autocast like training."""
         with accelerator.autocast():
-            flat = fact_correctness(model, tokenizer, facts, batch_size=config.eval_batch_size,
-                                    max_new_tokens=max_new, desc=f"eval {'+'.join(names)}" if desc else None)
-        out, start = {}, 0
-        for name in names:
-            out[name], start = flat[start : start + len(splits[name])], start + len(splits[name])
-        return out
+            flat = fact_correctness(model, tokenizer, [f for name in names for f in splits[name]],
+                                    batch_size=config.eval_batch_size, max_new_tokens=max_new,
+                                    desc=f"eval {'+'.join(names)}" if desc else None)
+        cut = iter(flat)
+        return {name: list(itertools.islice(cut, len(splits[name]))) for name in names}
+
+    def evaluate(epoch: int, step: int, means: dict, train_seconds: float) -> EpochRecord:
+        start = time.perf_counter()
+        outcomes = correct(list(splits), progress)
+        return EpochRecord(epoch, step, {k: accuracy(v) for k, v in outcomes.items()}, outcomes, means.get("loss"),
+                           means.get("ce"), means.get("kl"), means.get("l2"), train_seconds,
+                           time.perf_counter() - start)
 
     with RunFolder(out_dir, accelerator, fingerprint(model, splits, config), resume=resume, overwrite=overwrite) as run:
         model.to(device)
@@ -205,15 +231,19 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
         flags, own = apply_trainable(model, trainable), {k: v for k, v in vars(model).items() if "forward" in k}
         try:
             params, teacher, mu, anchors = [p for p in model.parameters() if p.requires_grad], None, None, []
-            if config.method == "self_distill" or (config.method, config.l2_mu, run.state) == ("l2", "match_kd", None):
+            if config.method == "self_distill":
                 teacher = _teacher(model, examples, snapshot, teacher_cache, config, not run.state, progress)
             if config.method == "l2":
                 anchors = [snapshot.params[n].to(device) for n in trainable]
-                mu = run.state["mu"] if run.state else float(config.l2_mu) if config.l2_mu != "match_kd" else (
-                    _matched_mu(accelerator, model, examples, config, trainable, anchors, teacher))
+                if run.state:
+                    mu = run.state["mu"]
+                elif config.l2_mu == "match_kd":
+                    mu = _matched_mu(accelerator, model, examples, config, trainable, anchors, snapshot)
+                else:
+                    mu = config.l2_mu
             loss_fn = objective(config, config.method, teacher, mu or 0.0, params, anchors)
-            student, optimizer = accelerator.prepare(model, torch.optim.AdamW(params, config.lr,
-                                                                              weight_decay=config.weight_decay))
+            optimizer = torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay)
+            student, optimizer = accelerator.prepare(model, optimizer)
             if config.report_to:  # files under RUN/logs: TensorBoard's by the project folder, W&B's by its dir
                 logs = accelerator.logging_dir
                 if logs:
@@ -226,18 +256,12 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             else:
                 run.save_snapshot(snapshot)
                 torch.manual_seed(config.seed)
-                start, outcomes = time.perf_counter(), correct(splits)
-                history = [EpochRecord(0, 0, {k: accuracy(v) for k, v in outcomes.items()}, outcomes,
-                                       eval_seconds=time.perf_counter() - start)]
-            state = lambda: {"epoch": history[-1].epoch, "history": [asdict(r) for r in history], "mu": mu,
-                             "trainable": trainable}
-            metrics = lambda stopped: TrainResult(config, history, stopped, trainable, mu).to_dict()
-            run.write_metrics({**metrics("running"), "finished": False})
+                history = [evaluate(0, 0, {}, 0.0)]
+            result = TrainResult(config, history, "running", trainable, mu, model)
+            run.write_metrics(result)
 
-            quarter = math.ceil(len(examples) / config.batch_size / 4)
-            fine = max(1, len(examples) // config.batch_size // 16)
             step, seen = history[-1].step, history[-1].accuracy["unknown"]  # the last acquisition measured
-            stop = reached(seen)
+            stop = _reached(seen, target)
             bar = tqdm(total=config.epochs, initial=history[-1].epoch, desc=config.method, disable=not progress)
             while history[-1].epoch < config.epochs and not stop:
                 epoch, sums, start = history[-1].epoch + 1, {}, time.perf_counter()
@@ -245,42 +269,39 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                 order = epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=epoch)
                 for i, index in enumerate(tqdm(order, desc=f"epoch {epoch}", disable=not progress, leave=False), 1):
                     parts = _step(accelerator, student, loss_fn, examples, index, params, optimizer, config)
-                    sums, step = {k: sums[k] + v if k in sums else v for k, v in parts.items()}, step + 1
+                    sums = {k: sums[k] + v if k in sums else v for k, v in parts.items()}
+                    step += 1
                     if config.report_to:
                         accelerator.log({k: v.item() for k, v in parts.items()}, step=step)
                     if i % config.log_every == 0 or i == len(order):
                         _check_loss(sums["loss"].item() / i, epoch, step)
-                    # matched acquisition: by default 4 checks per epoch, and within 0.1 of the target every step
-                    # (at most 16 checks per epoch, so that a large D_unknown is not decoded on every step)
-                    near = target is not None and seen >= target - 0.1
-                    every = config.eval_every_steps or (fine if near else quarter)
-                    if target is not None and i < len(order) and i % every == 0:
+                    if target is not None and i < len(order) and i % _checks_every(config, len(examples), seen) == 0:
                         seen = accuracy(correct(["unknown"], desc=False)["unknown"])
-                        stop = reached(seen)
+                        stop = _reached(seen, target)
                         student.train()
                         if stop:
                             break
-                sums = accelerator.reduce(sums, "mean") if accelerator.num_processes > 1 else sums  # the batch's
-                seconds, means, start = time.perf_counter() - start, {k: v.item() / i for k, v in sums.items()}, \
-                    time.perf_counter()
-                outcomes = correct(splits)
-                acc = {k: accuracy(v) for k, v in outcomes.items()}
-                history.append(EpochRecord(epoch, step, acc, outcomes, means["loss"], means["ce"], means.get("kl"),
-                                           means.get("l2"), seconds, time.perf_counter() - start))
-                seen, stop = acc["unknown"], stop or reached(acc["unknown"])
+                if accelerator.num_processes > 1:
+                    sums = accelerator.reduce(sums, "mean")  # the whole batch's
+                seconds = time.perf_counter() - start
+                history.append(evaluate(epoch, step, {k: v.item() / i for k, v in sums.items()}, seconds))
+                seen = history[-1].accuracy["unknown"]
+                stop = stop or _reached(seen, target)
                 bar.update()
-                bar.set_postfix_str(f"loss {means['loss']:.3f} " + " ".join(f"{k} {v:.2f}" for k, v in acc.items()))
+                bar.set_postfix_str(f"loss {history[-1].loss:.3f} "
+                                    + " ".join(f"{k} {v:.2f}" for k, v in history[-1].accuracy.items()))
                 if config.report_to:
-                    accelerator.log({f"accuracy/{k}": v for k, v in acc.items()}, step=step)
+                    accelerator.log({f"accuracy/{k}": v for k, v in history[-1].accuracy.items()}, step=step)
                 check_finite(model, f"after epoch {epoch}")
-                run.write_metrics({**metrics("running"), "finished": False})
+                run.write_metrics(result)
                 if (epoch % config.checkpoint_every == 0 or epoch == config.epochs) and i == len(order):
-                    run.save_checkpoint(state())  # not after a stop inside an epoch: a resume redoes that epoch
+                    run.save_checkpoint(result)  # not after a stop inside an epoch: a resume redoes that epoch
                 if on_epoch_end is not None:
                     on_epoch_end(history[-1])
             bar.close()
             check_finite(model, "at the end of training")
-            run.finish(model, student, tokenizer, metrics("target" if stop else "epochs"), state())
+            result.stopped = "target" if stop else "epochs"
+            run.finish(model, student, tokenizer, result)
             if config.report_to:
                 accelerator.end_training()
                 run.register_logs()
@@ -290,7 +311,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             vars(model).update(own)
             model.eval()
             restore_flags(model, flags)
-    return TrainResult(config, history, "target" if stop else "epochs", trainable, mu, model)
+    return result
 
 
 def build_teacher_cache(model: torch.nn.Module, tokenizer, config: TrainConfig, snapshot: Snapshot, *,
