@@ -9,9 +9,9 @@ Command line: `python -m interference.train --help`; one GPU, several, FSDP: REA
 
 from ..parameter_groups import resolve_trainable
 from .config import TrainConfig
-from .loop import build_teacher_cache, make_snapshot, train
+from .loop import make_snapshot, train
 from .result import EpochRecord, TrainResult
-from .teacher import Snapshot, TeacherCache
+from .teacher import Snapshot, TeacherCache, build_teacher_cache
 
 __all__ = ["EpochRecord", "Snapshot", "TeacherCache", "TrainConfig", "TrainResult", "build_teacher_cache",
            "make_snapshot", "resolve_trainable", "train"]

@@ -16,9 +16,8 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..devices import inference_batch_size
 from ..errors import InterferenceError
-from ..evaluation import EVAL_BATCH, accuracy, fact_correctness
+from ..evaluation import accuracy, fact_correctness
 from ..facts import Fact
 from ..parameter_groups import apply_trainable, resolve_trainable, restore_flags
 from ..splits import check_disjoint
@@ -27,7 +26,7 @@ from .checkpoint import RunFolder, check_finite, fingerprint
 from .config import TrainConfig
 from .losses import IGNORE, answer_cross_entropy, l2_distance, matched_mu, self_distill_objective
 from .result import EpochRecord, TrainResult
-from .teacher import OnTheFlyTeacher, Snapshot, TeacherCache, choose_cache, teacher_module
+from .teacher import OnTheFlyTeacher, Snapshot, TeacherCache, make_teacher, teacher_module
 
 log = logging.getLogger("interference.train")
 
@@ -146,24 +145,6 @@ def _matched_mu(accelerator, model, examples, config, trainable, anchors, snapsh
     return matched_mu(sum(norms) / len(norms), distance)
 
 
-def _teacher(model, examples, snapshot, cache, config, fresh, progress):
-    """The KD teacher: the given or a newly built cache, or an on-the-fly frozen copy."""
-    mode = config.teacher_cache if config.teacher_cache != "auto" else choose_cache(
-        *examples.input_ids.shape, model.config.vocab_size, config.teacher_topk, config.teacher_cache_gb)
-    if mode == "none":
-        return OnTheFlyTeacher(teacher_module(model, snapshot), config.kd_tau)
-    if cache is not None:
-        cache.check(examples, config.kd_tau)
-        if config.teacher_cache not in ("auto", cache.mode):
-            raise InterferenceError(f"the teacher cache is {cache.mode!r} but teacher_cache={config.teacher_cache!r}")
-        return cache.to(next(model.parameters()).device)
-    # Before its first step the student holds exactly θ_snapshot: it can be the teacher instead of a copy.
-    teacher = model if fresh and config.start == "snapshot" else teacher_module(model, snapshot)
-    batch = config.eval_batch_size or inference_batch_size(EVAL_BATCH, next(model.parameters()).device)
-    return TeacherCache.build(teacher, examples, tau=config.kd_tau, mode=mode, k=config.teacher_topk,
-                              batch_size=batch, progress=progress)
-
-
 def _reached(acc: float, target: float | None) -> bool:
     return target is not None and acc >= target  # False for NaN
 
@@ -232,7 +213,8 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
         try:
             params, teacher, mu, anchors = [p for p in model.parameters() if p.requires_grad], None, None, []
             if config.method == "self_distill":
-                teacher = _teacher(model, examples, snapshot, teacher_cache, config, not run.state, progress)
+                teacher = make_teacher(model, examples, snapshot, config, cache=teacher_cache, fresh=not run.state,
+                                       progress=progress)
             if config.method == "l2":
                 anchors = [snapshot.params[n].to(device) for n in trainable]
                 if run.state:
@@ -290,8 +272,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                 bar.update()
                 bar.set_postfix_str(f"loss {history[-1].loss:.3f} "
                                     + " ".join(f"{k} {v:.2f}" for k, v in history[-1].accuracy.items()))
-                if config.report_to:
-                    accelerator.log({f"accuracy/{k}": v for k, v in history[-1].accuracy.items()}, step=step)
+                accelerator.log({f"accuracy/{k}": v for k, v in history[-1].accuracy.items()}, step=step)
                 check_finite(model, f"after epoch {epoch}")
                 run.write_metrics(result)
                 if (epoch % config.checkpoint_every == 0 or epoch == config.epochs) and i == len(order):
@@ -313,13 +294,3 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             restore_flags(model, flags)
     return result
 
-
-def build_teacher_cache(model: torch.nn.Module, tokenizer, config: TrainConfig, snapshot: Snapshot, *,
-                        known: Sequence[Fact], unknown: Sequence[Fact], progress: bool = True) -> TeacherCache:
-    """The teacher cache `train` would build for this config and snapshot, to share between runs."""
-    splits = {"known": list(known), "unknown": list(unknown)}
-    examples = Examples(tokenizer, [f for name in config.train_splits for f in splits[name]])
-    teacher = _teacher(model, examples, snapshot, None, config, False, progress)
-    if not isinstance(teacher, TeacherCache):
-        raise InterferenceError("this config keeps no teacher cache to share (teacher_cache resolves to 'none')")
-    return teacher

@@ -7,14 +7,19 @@ bucket); `OnTheFlyTeacher` recomputes it every step, as the paper does. README, 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
+from ..devices import inference_batch_size
 from ..errors import InterferenceError
+from ..evaluation import EVAL_BATCH
+from ..facts import Fact
 from ..generation import inference_mode
 from .batches import Batch, Examples, epoch_order
+from .config import TrainConfig
 from .losses import distill_kl, distill_kl_topk, tempered_log_probs, topk_compress
 
 
@@ -117,3 +122,33 @@ class OnTheFlyTeacher:
         with torch.no_grad():
             teacher = _log_probs(self.teacher, batch, self.tau)
         return distill_kl(student_logits, teacher, batch.attention_mask, self.tau, weighting)
+
+
+def make_teacher(model, examples: Examples, snapshot: Snapshot, config: TrainConfig, *,
+                 cache: TeacherCache | None = None, fresh: bool = False, progress: bool = True):
+    """The KD teacher of `config`: the given cache (checked), a new one, or an on-the-fly frozen copy of `model`
+    holding the snapshot. `fresh`: `model` holds exactly θ_snapshot (before its first step)."""
+    mode = config.teacher_cache if config.teacher_cache != "auto" else choose_cache(
+        *examples.input_ids.shape, model.config.vocab_size, config.teacher_topk, config.teacher_cache_gb)
+    if mode == "none":
+        return OnTheFlyTeacher(teacher_module(model, snapshot), config.kd_tau)
+    if cache is not None:
+        cache.check(examples, config.kd_tau)
+        if config.teacher_cache not in ("auto", cache.mode):
+            raise InterferenceError(f"the teacher cache is {cache.mode!r} but teacher_cache={config.teacher_cache!r}")
+        return cache.to(next(model.parameters()).device)
+    teacher = model if fresh and config.start == "snapshot" else teacher_module(model, snapshot)
+    batch = config.eval_batch_size or inference_batch_size(EVAL_BATCH, next(model.parameters()).device)
+    return TeacherCache.build(teacher, examples, tau=config.kd_tau, mode=mode, k=config.teacher_topk,
+                              batch_size=batch, progress=progress)
+
+
+def build_teacher_cache(model: torch.nn.Module, tokenizer, config: TrainConfig, snapshot: Snapshot, *,
+                        known: Sequence[Fact], unknown: Sequence[Fact], progress: bool = True) -> TeacherCache:
+    """The teacher cache `train` would build for this config and snapshot, to share between runs."""
+    splits = {"known": list(known), "unknown": list(unknown)}
+    examples = Examples(tokenizer, [f for name in config.train_splits for f in splits[name]])
+    teacher = make_teacher(model, examples, snapshot, config, progress=progress)
+    if not isinstance(teacher, TeacherCache):
+        raise InterferenceError("this config keeps no teacher cache to share (teacher_cache resolves to 'none')")
+    return teacher
