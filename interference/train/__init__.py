@@ -1,10 +1,6 @@
-"""The lean training core on `accelerate`: SFT, self-distillation and the L2 control (SPEC §3).
-
-    result = train(model, tokenizer, TrainConfig(method="self_distill", lr=1e-3, target_new_acc=0.9),
-                   known=splits.known, unknown=splits.unknown, held=splits.held)
+"""The lean training core on `accelerate`: SFT, self-distillation and the L2 control (SPEC §3; README, "Training").
 
 Conditions compared in one study share the snapshot and the teacher cache (`make_snapshot`, `build_teacher_cache`).
-Command line: `python -m interference.train --help`; one GPU, several, FSDP: README, "Several GPUs".
 """
 
 from ..parameter_groups import resolve_trainable

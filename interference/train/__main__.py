@@ -1,8 +1,5 @@
-"""Command line: `python -m interference.train --model M --splits DIR --out RUN [--method self_distill ...]`.
-
-DIR holds known.jsonl, unknown.jsonl and held.jsonl (`interference.splits.save_splits`); RUN gets the files of
-`interference.train.checkpoint`; the summary is printed as JSON. Every `TrainConfig` field is an option (`--help`).
-"""
+"""Command line: `python -m interference.train --model M --splits DIR --out RUN [--method self_distill ...]`; every
+`TrainConfig` field is an option (`--help`). DIR is a `interference.splits.save_splits` folder; prints the summary."""
 
 from __future__ import annotations
 

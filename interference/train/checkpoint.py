@@ -13,12 +13,11 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..atomic import TMP_SUFFIX
 from ..errors import InterferenceError
@@ -130,8 +129,7 @@ class RunFolder:
 
     def load_snapshot(self) -> Snapshot:
         with safe_open(str(self.path / SNAPSHOT), framework="pt") as handle:
-            epochs = int((handle.metadata() or {}).get("epochs", 1))
-        return Snapshot(load_file(str(self.path / SNAPSHOT)), epochs)
+            return Snapshot({n: handle.get_tensor(n) for n in handle.keys()}, int(handle.metadata()["epochs"]))
 
     def save_checkpoint(self, result) -> None:
         """`checkpoint-<epoch>/` through a staging folder, then the state naming it; older checkpoints go."""
@@ -166,9 +164,10 @@ class RunFolder:
 
     def _write_state(self, result, checkpoint: str | None, finished: bool = False) -> None:
         """What a resume needs beside the checkpoint: the history, μ and the run's fingerprint."""
-        self.folder.write_json(STATE, {"epoch": result.epochs, "history": [asdict(r) for r in result.history],
-                                       "mu": result.mu, "trainable": result.trainable, "checkpoint": checkpoint,
-                                       "finished": finished, "fingerprint": self.inputs})
+        history = [dataclasses.asdict(r) for r in result.history]
+        self.folder.write_json(STATE, {"epoch": result.epochs, "history": history, "mu": result.mu,
+                                       "trainable": result.trainable, "checkpoint": checkpoint, "finished": finished,
+                                       "fingerprint": self.inputs})
         for old in sorted(self.path.glob("checkpoint-*")):
             if old.name != checkpoint:
                 self.folder.remove(old.name)
