@@ -25,9 +25,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 from .errors import InterferenceError
+from .stats import mean_ci
 
 #: The paired measures: record field -> what it means.
 MEASURES: dict[str, str] = {
@@ -96,15 +96,11 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> Interval:
     """Mean and Student-t interval of `values` (non-finite values dropped); NaN bounds with fewer than 2 values."""
     if not 0 < level < 1:
         raise InterferenceError(f"confidence level must lie strictly between 0 and 1, got {level}")
-    array = np.asarray([v for v in values if _number(v)], dtype=np.float64)
-    if array.size == 0:
+    kept = [float(v) for v in values if _number(v)]
+    if not kept:
         return Interval(math.nan, math.nan, math.nan, 0, level)
-    mean = float(array.mean())
-    if array.size == 1:
-        return Interval(mean, math.nan, math.nan, 1, level)
-    sem = float(array.std(ddof=1)) / math.sqrt(array.size)
-    half = float(scipy_stats.t.ppf((1 + level) / 2, df=array.size - 1)) * sem
-    return Interval(mean, mean - half, mean + half, int(array.size), level)
+    ci = mean_ci(kept, level)
+    return Interval(ci.mean, ci.low, ci.high, ci.n, level)
 
 
 def fact_bootstrap(differences: Sequence[Sequence[float]], *, n_resamples: int = 2000, level: float = 0.95,
