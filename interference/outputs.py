@@ -262,10 +262,7 @@ def claim_output(
     Leftover temporary files of a killed run are removed. The lock is released when the block ends; a folder this
     call created is removed again if the block fails before writing anything.
     """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise InterferenceError(f"{what} {path} is a file, not a folder")
-    _check_writable(path, what)
+    path = check_folder_target(path, what)
     created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
