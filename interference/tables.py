@@ -9,6 +9,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .report_files import records
+
 #: Where the values of list-valued columns can be found (named in the note under a table).
 FULL_DATA = "results.json"
 
@@ -59,9 +61,7 @@ class Table:
     """Rows shown as an HTML table in a notebook (the report's cell format: 3 significant digits, no lists)."""
 
     def __init__(self, rows: Sequence[Any], columns: Sequence[str] | None = None, title: str | None = None):
-        from .report import _rows
-
-        self.rows = _rows(rows, f"table {title or ''}".strip())
+        self.rows = records(rows, f"table {title or ''}".strip())
         self.columns = list(columns) if columns is not None else list(
             dict.fromkeys(key for record in self.rows for key in record))
         self.title = title
