@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from .answers import exact_match
 from .devices import inference_batch_size
 from .facts import Fact, qa_prompt
-from .generation import generate_answers
+from .generation import generate_in_length_order
 
 #: Facts per evaluation batch on a CPU (an accelerator takes `inference_batch_size` of it).
 EVAL_BATCH = 64
@@ -37,14 +37,10 @@ def fact_correctness(
         batch_size = inference_batch_size(EVAL_BATCH, next(model.parameters()).device)
     prompts = [qa_prompt(f) for f in facts]
     lengths = [len(ids) for ids in tokenizer(prompts)["input_ids"]]
-    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
-    answers = generate_answers(
-        model, tokenizer, [prompts[i] for i in order], batch_size=batch_size, max_new_tokens=max_new_tokens, desc=desc
+    answers = generate_in_length_order(
+        model, tokenizer, prompts, lengths, batch_size=batch_size, max_new_tokens=max_new_tokens, desc=desc
     )
-    correct = [False] * len(facts)
-    for position, index in enumerate(order):
-        correct[index] = exact_match(answers[position][0], facts[index].answers)
-    return correct
+    return [exact_match(a[0], f.answers) for a, f in zip(answers, facts, strict=True)]
 
 
 def accuracy(correct: Sequence[bool]) -> float:

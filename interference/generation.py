@@ -130,3 +130,17 @@ def generate_answers(
     finally:
         torch.random.set_rng_state(generator_state)
     return out
+
+
+def generate_in_length_order(model, tokenizer, prompts: Sequence[str], lengths: Sequence[int],
+                             **options) -> list[list[str]]:
+    """`generate_answers(model, tokenizer, prompts, **options)` with the prompts decoded shortest first by `lengths`
+    (so that a batch pads little); the answers come back in the prompts' order."""
+    if not prompts:
+        return []
+    order = sorted(range(len(prompts)), key=lengths.__getitem__)
+    answers = generate_answers(model, tokenizer, [prompts[i] for i in order], **options)
+    out: list[list[str]] = [[] for _ in prompts]
+    for position, index in enumerate(order):
+        out[index] = answers[position]
+    return out

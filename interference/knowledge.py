@@ -42,7 +42,7 @@ from .datasets import DataError, fact_from_record, fact_record
 from .devices import DEVICE_CHOICES, DTYPES, inference_batch_size, resolve_device, resolve_dtype
 from .errors import CommandParser, InterferenceError, cli_errors
 from .facts import Fact
-from .generation import generate_answers
+from .generation import generate_in_length_order
 
 CATEGORIES = ("HighlyKnown", "MaybeKnown", "WeaklyKnown", "Unknown")
 TABLE_SUFFIXES = (".jsonl", ".csv")
@@ -411,14 +411,12 @@ def _decode_sorted(
     desc: str | None = None,
 ) -> list[list[str]]:
     """Greedy (seed None) or sampled answers for `prompts`, decoded in length order to limit padding."""
-    if not prompts:
-        return []
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     sampling = seed is not None
-    answers = generate_answers(
+    return generate_in_length_order(
         model,
         tokenizer,
-        [prompts[i] for i in order],
+        prompts,
+        [len(p) for p in prompts],
         max_new_tokens=config.max_new_tokens,
         batch_size=batch_size,
         num_samples=config.n_samples if sampling else 1,
@@ -427,10 +425,6 @@ def _decode_sorted(
         seed=seed if sampling else config.seed,
         desc=desc,
     )
-    out: list[list[str]] = [[] for _ in prompts]
-    for position, index in enumerate(order):
-        out[index] = answers[position]
-    return out
 
 
 def _parser() -> argparse.ArgumentParser:
