@@ -9,10 +9,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .report_files import records
-
-#: Where the values of list-valued columns can be found (named in the note under a table).
-FULL_DATA = "results.json"
+from .report_files import RESULTS_FILE, records
 
 
 def number_text(value: Any) -> str:
@@ -99,7 +96,7 @@ def table_block(columns: Sequence[str], details: Sequence[str], rows: Sequence[M
                      f"{table_html([shown[0], *extra], rows, None)}</details>")
     if left_out:
         parts.append(f'<p class="note">Per-item values of {", ".join(html.escape(c) for c in left_out)} are in '
-                     f"{FULL_DATA}.</p>")
+                     f"{RESULTS_FILE}.</p>")
     body = "".join(parts)
     if collapsed:
         label = html.escape(title) if title else f"{len(rows)} rows"
