@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats as scipy_stats
 
-from .paired import t_interval
+from .paired import finite_number, t_interval
 
 #: Colours of the conditions, in order (plotly's default qualitative palette).
 PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff",
@@ -35,10 +35,6 @@ def _rgba(hex_colour: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def _finite(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def comparison_chart(records: Sequence[Mapping], conditions: Sequence[str],
                      measures: Sequence[tuple[str, str]] = HEADLINE_MEASURES, *, title: str | None = None):
     """One panel per (field, label) in `measures`: per condition the mean over seeds with its 95 % t-interval, and
@@ -50,7 +46,7 @@ def comparison_chart(records: Sequence[Mapping], conditions: Sequence[str],
                            horizontal_spacing=0.08)
     for col, (field, label) in enumerate(measures, 1):
         for i, name in enumerate(conditions):
-            runs = [r for r in records if r["name"] == name and _finite(r.get(field))]
+            runs = [r for r in records if r["name"] == name and finite_number(r.get(field))]
             if not runs:
                 continue
             values = [float(r[field]) for r in runs]
@@ -87,7 +83,7 @@ def band_chart(series: Mapping[str, Sequence[Sequence[float]]], *, title: str, x
 
     figure = go.Figure()
     for i, (name, runs) in enumerate(series.items()):
-        runs = [[v if _finite(v) else math.nan for v in run] for run in runs if run]
+        runs = [[v if finite_number(v) else math.nan for v in run] for run in runs if run]
         if not runs:
             continue
         length = max(len(run) for run in runs)
@@ -111,7 +107,7 @@ def band_chart(series: Mapping[str, Sequence[Sequence[float]]], *, title: str, x
 
 def layer_axis(figure, axis: str = "x"):
     """Integer ticks (every layer, or every few layers past 24) on a layer axis of `figure`."""
-    values = [v for trace in figure.data for v in (getattr(trace, axis) or ()) if _finite(v)]
+    values = [v for trace in figure.data for v in (getattr(trace, axis) or ()) if finite_number(v)]
     span = (max(values) - min(values)) if values else 0
     step = max(1, math.ceil(span / 24))
     update = figure.update_xaxes if axis == "x" else figure.update_yaxes
@@ -158,7 +154,7 @@ def logistic_chart(x: Sequence[float], y: Sequence[bool], fit, bins: Sequence, *
         marker={"size": 9, "color": colour(1)},
         error_y={"type": "data", "symmetric": False, "array": [b.ci_high - b.rate for b in bins],
                  "arrayminus": [b.rate - b.ci_low for b in bins]}))
-    if getattr(fit, "note", None) is None and n and _finite(fit.slope) and _finite(fit.intercept):
+    if getattr(fit, "note", None) is None and n and finite_number(fit.slope) and finite_number(fit.intercept):
         grid = np.linspace(min(x), max(x), 60)
         mean, low, high = logistic_band(x, fit.intercept, fit.slope, grid)
         figure.add_trace(go.Scatter(x=grid.tolist() + grid.tolist()[::-1], y=high.tolist() + low.tolist()[::-1],

@@ -88,7 +88,8 @@ class Interval:
         return bool(self.low > 0 or self.high < 0)
 
 
-def _number(value) -> bool:
+def finite_number(value) -> bool:
+    """True for a finite int or float (not a bool, None or NaN)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -96,7 +97,7 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> Interval:
     """Mean and Student-t interval of `values` (non-finite values dropped); NaN bounds with fewer than 2 values."""
     if not 0 < level < 1:
         raise InterferenceError(f"confidence level must lie strictly between 0 and 1, got {level}")
-    kept = [float(v) for v in values if _number(v)]
+    kept = [float(v) for v in values if finite_number(v)]
     if not kept:
         return Interval(math.nan, math.nan, math.nan, 0, level)
     ci = mean_ci(kept, level)
@@ -163,13 +164,18 @@ def _by_seed(records: Sequence[Mapping], name: str) -> dict[int, Mapping]:
     return {r["seed"]: r for r in records if r["name"] == name}
 
 
+def _paired_seeds(mine: Mapping[int, Mapping], theirs: Mapping[int, Mapping], measure: str) -> tuple[int, ...]:
+    """The seeds (in the reference's order) on which both members of a pair hold a finite `measure`."""
+    return tuple(s for s in theirs if s in mine and finite_number(mine[s].get(measure))
+                 and finite_number(theirs[s].get(measure)))
+
+
 def paired_difference(records: Sequence[Mapping], condition: str, reference: str = "sft",
                       measure: str = "held_acc_final", *, level: float = 0.95, n_resamples: int = 2000,
                       seed: int = 0) -> PairedDifference:
     """`condition − reference` in `measure`, paired by seed over the seeds both were run on."""
     mine, theirs = _by_seed(records, condition), _by_seed(records, reference)
-    seeds = tuple(s for s in theirs if s in mine and _number(mine[s].get(measure))
-                  and _number(theirs[s].get(measure)))
+    seeds = _paired_seeds(mine, theirs, measure)
     if not seeds:
         raise InterferenceError(f"no seed holds {measure!r} for both {condition!r} and {reference!r}")
     differences = tuple(float(mine[s][measure]) - float(theirs[s][measure]) for s in seeds)
@@ -193,9 +199,9 @@ def paired_comparison(records: Sequence[Mapping], conditions: Sequence[str], ref
     for condition in conditions:
         if condition == reference:
             continue
+        mine, theirs = _by_seed(records, condition), _by_seed(records, reference)
         for measure in measures:
-            mine, theirs = _by_seed(records, condition), _by_seed(records, reference)
-            if any(s in mine and _number(mine[s].get(measure)) and _number(theirs[s].get(measure)) for s in theirs):
+            if _paired_seeds(mine, theirs, measure):
                 out.append(paired_difference(records, condition, reference, measure, **options))
     return out
 
@@ -292,7 +298,7 @@ def interval_text(interval: Interval, digits: int = 3) -> str:
 
 def ratio(numerator: float | None, denominator: float | None) -> float:
     """numerator / denominator, +inf when only the denominator is ≤ 0 and the numerator > 0, NaN when undefined."""
-    if not (_number(numerator) and _number(denominator)):
+    if not (finite_number(numerator) and finite_number(denominator)):
         return math.nan
     if denominator > 0:
         return numerator / denominator
