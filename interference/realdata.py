@@ -46,20 +46,18 @@ def data_setup(model_name: str, data: str | Path, *, n_known: int | None = None,
         raise InterferenceError(f"data {path} is neither a folder nor a SLiCK table (.jsonl/.csv) that exists")
     if limit_per_relation is None and path.is_dir():  # a table is used whole unless a limit is given
         limit_per_relation = EQ_LIMIT
-    if is_table(path):  # checked against the model before the model is loaded
-        knowledge_source(path, model_name, relations=relations, limit_per_relation=limit_per_relation)
     key = (model_name, str(path.resolve()), tuple(relations or ()), limit_per_relation, preset, str(device), dtype)
     if key not in _REAL:
+        splits = rows = None
+        if is_table(path):  # read and checked against the model before the model is loaded
+            rows = knowledge_source(path, model_name, relations=relations, limit_per_relation=limit_per_relation)
         model, tokenizer = load_model(model_name, device=device, dtype=dtype)
         if path.is_dir() and (path / "known.jsonl").exists():
-            _REAL[key] = (model, tokenizer, load_splits(path), None)
-        elif is_table(path):
-            rows = knowledge_source(path, model_name, relations=relations, limit_per_relation=limit_per_relation)
-            _REAL[key] = (model, tokenizer, None, rows)
-        else:
+            splits = load_splits(path)
+        elif rows is None:
             rows, _ = categorised_facts(model_name, path, model=model, tokenizer=tokenizer, relations=relations,
                                         limit_per_relation=limit_per_relation, preset=preset, progress=progress)
-            _REAL[key] = (model, tokenizer, None, rows)
+        _REAL[key] = (model, tokenizer, splits, rows)
     model, tokenizer, splits, rows = _REAL[key]
     if rows is None:
         sizes = (n_known, n_unknown, n_held)
