@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..experiment import ExperimentConfig, load_base, make_setup, run_condition
+from ..paired import finite_number
 from ..report import Report
 from ..stats import mean_ci
 from ..tables import count_text
@@ -92,7 +93,7 @@ class TracingStudy:
     def best(self, group: str, mode: str | None = None) -> dict | None:
         """The cell of `group` (optionally of one position mode) with the highest mean recovery (for the causal
         trace, not the corrupted embeddings themselves, whose restoration undoes the corruption)."""
-        rows = [r for r in self.cells(group) if (mode is None or r["mode"] == mode) and _finite(r["recovery"])
+        rows = [r for r in self.cells(group) if (mode is None or r["mode"] == mode) and finite_number(r["recovery"])
                 and not (group == TRACE_GROUP and (r["mode"], r["layer"], r["site"]) == ("subject", 0, "resid_pre"))]
         return max(rows, key=lambda r: r["recovery"]) if rows else None
 
@@ -134,7 +135,7 @@ class TracingStudy:
         where = f"subject tokens, layer {best['layer']} {best['site']}"
         if paired is None:
             return "not tested", f"the {where} recovers {best['recovery']:.2f}, but the other-fact control is missing"
-        interval = _finite(paired["low"])  # one seed has none
+        interval = finite_number(paired["low"])  # one seed has none
         seeds = f"{paired['seeds']} seed{'' if paired['seeds'] == 1 else 's'}"
         versus = (f"the {where} recovers {best['recovery']:.2f}, {paired['difference']:+.2f} "
                   + (f"[{paired['low']:+.2f}, {paired['high']:+.2f}] " if interval else "")
@@ -149,10 +150,6 @@ class TracingStudy:
                 missed.insert(0, f"the recovery is below {SUPPORT_THRESHOLD}")
             return "partly", f"{versus}; but {' and '.join(missed)}"
         return "does not", f"{versus}: no more than the control"
-
-
-def _finite(value) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def start_model(setup, train_config) -> torch.nn.Module:
@@ -245,9 +242,9 @@ def recovery_heatmaps(study: TracingStudy, group: str, value: str = "recovery"):
             if r["mode"] != mode:
                 continue
             v = r[value]
-            z[r["layer"]][SITES.index(r["site"])] = v if _finite(v) else None
-            if _finite(v):
-                half = (r["high"] - r["low"]) / 2 if value == "recovery" and _finite(r["high"]) else None
+            z[r["layer"]][SITES.index(r["site"])] = v if finite_number(v) else None
+            if finite_number(v):
+                half = (r["high"] - r["low"]) / 2 if value == "recovery" and finite_number(r["high"]) else None
                 text[r["layer"]][SITES.index(r["site"])] = f"{v:.2f}" + (f"±{half:.2f}" if half is not None else "")
         figure.add_trace(go.Heatmap(z=z, x=list(SITES), y=list(range(study.n_layers)), text=text,
                                     texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-1, zmax=1,
@@ -261,9 +258,9 @@ def recovery_heatmaps(study: TracingStudy, group: str, value: str = "recovery"):
 
 
 def _cell_text(row: dict | None) -> str:
-    if row is None or not _finite(row["recovery"]):
+    if row is None or not finite_number(row["recovery"]):
         return "—"
-    interval = f" [{row['low']:.2f}, {row['high']:.2f}]" if _finite(row["low"]) else " (one seed: no interval)"
+    interval = f" [{row['low']:.2f}, {row['high']:.2f}]" if finite_number(row["low"]) else " (one seed: no interval)"
     return f"{row['mode']} L{row['layer']} {row['site']}: {row['recovery']:.2f}{interval}"
 
 
