@@ -125,12 +125,18 @@ class OutputFolder:
 
     def register(self, *names: str | os.PathLike) -> None:
         """Record files (or every file below folders) at these paths, relative to the folder, as the toolkit's."""
+        files = []
         for name in names:
             rel = self._relative(name)
             target = self.path / rel
-            files = [f"{rel}/{f}" for f in _files_under(target)] if target.is_dir() else [rel]
-            self._known.update(files)
-            self.written.update(files)
+            files += [f"{rel}/{f}" for f in _files_under(target)] if target.is_dir() else [rel]
+        self._record(files)
+
+    def _record(self, files: Iterable[str]) -> None:
+        """Record `files` as written by this run, in the marker."""
+        files = set(files)
+        self._known |= files
+        self.written |= files
         self._save()
 
     def _forget(self, rel: str) -> None:
@@ -150,10 +156,7 @@ class OutputFolder:
         """Call `write(tmp)` on a temporary file that becomes `name` atomically; record it first (a kill between
         the two leaves a recorded name that does not exist, which is harmless)."""
         target = self.check_replace(name)
-        rel = self._relative(name)
-        self._known.add(rel)
-        self.written.add(rel)
-        self._save()
+        self._record([self._relative(name)])
         return atomic.write_with(target, write)
 
     @contextlib.contextmanager
@@ -165,10 +168,7 @@ class OutputFolder:
         with atomic.directory(target) as tmp:
             yield tmp
             self._forget(rel)
-            files = [f"{rel}/{f}" for f in _files_under(tmp)]
-            self._known.update(files)
-            self.written.update(files)
-            self._save()
+            self._record(f"{rel}/{f}" for f in _files_under(tmp))
             self.check_replace(name)  # nobody put a file there while the block ran
 
     def remove(self, name: str | os.PathLike) -> None:
