@@ -28,6 +28,7 @@ import torch
 from .architectures import n_layers
 from .errors import InterferenceError
 from .facts import Fact, qa_prompt, qa_target
+from .generation import stop_token_ids
 from .representations import subject_spans
 from .views import SITES, Patch, position_mask, right_pad, run_sites
 
@@ -132,17 +133,12 @@ def greedy_correct(logits: torch.Tensor, encoded: Encoded, stop_ids: Sequence[in
     return torch.tensor(out, dtype=torch.bool)
 
 
-def stop_tokens(tokenizer) -> list[int]:
-    """Token ids besides eos that end a greedy answer: those of a newline."""
-    return list(tokenizer("\n", add_special_tokens=False)["input_ids"])[:1]
-
-
 def score_facts(model, tokenizer, facts: Sequence[Fact], *, batch_size: int = 64, backend: str = "hf"
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per fact, the probability of its first answer token and whether greedy decoding yields its gold answer (one
     teacher-forced forward pass; see the module docstring): ([n] floats, [n] booleans)."""
     encoded = encode_facts(tokenizer, facts)
-    stop = stop_tokens(tokenizer)
+    stop = stop_token_ids(tokenizer)
     p, ok = [], []
     for index in torch.arange(len(facts)).split(batch_size):
         batch = encoded.rows(index)
@@ -256,7 +252,7 @@ def restore(model, start, tokenizer, facts: Sequence[Fact], *, donors: Sequence[
         raise InterferenceError(f"donors must give one fact index in [0, {len(facts)}) per fact")
     layers = n_layers(model)
     reads = [(layer, site) for layer in range(layers) for site in sites]
-    stop = stop_tokens(tokenizer)
+    stop = stop_token_ids(tokenizer)
     parts = []
     for index in torch.arange(len(facts)).split(batch_size):
         batch, donor = encoded.rows(index), encoded.rows(donors[index])
@@ -329,6 +325,6 @@ def causal_trace(model, tokenizer, facts: Sequence[Fact], *, noise: float = 3.0,
                                       backend=backend)
                 p[m, layer, sites.index(site)] = mean_p(logits)
         corrupted, _ = run_sites(model, drawn.input_ids, drawn.attention_mask, patches=[corrupt], backend=backend)
-        ok_clean = greedy_correct(clean_logits.cpu(), batch, stop_tokens(tokenizer))
+        ok_clean = greedy_correct(clean_logits.cpu(), batch, stop_token_ids(tokenizer))
         parts.append((mean_p(corrupted), gold_probability(clean_logits, batch).cpu(), p, None, ok_clean, None))
     return _joined(parts, modes, sites)
