@@ -83,16 +83,17 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write `data` as indented JSON to `path` atomically (NaN is written as null)."""
-    return write_text(path, json.dumps(_nan_to_none(data), indent=2, sort_keys=False) + "\n")
+    return write_text(path, json.dumps(nan_to_none(data), indent=2, sort_keys=False) + "\n")
 
 
-def _nan_to_none(value: Any) -> Any:
+def nan_to_none(value: Any) -> Any:
+    """`value` with every NaN float (in nested dicts, lists and tuples) as None, which JSON writes as null."""
     if isinstance(value, float) and value != value:
         return None
     if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
+        return {k: nan_to_none(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_nan_to_none(v) for v in value]
+        return [nan_to_none(v) for v in value]
     return value
 
 

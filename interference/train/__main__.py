@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 
+from ..atomic import nan_to_none
 from ..dataclass_options import add_dataclass_options, dataclass_values
 from ..errors import CommandParser, cli_errors
 from .config import TrainConfig
@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     result = train(model, tokenizer, config, known=splits.known, unknown=splits.unknown, held=splits.held,
                    out_dir=args.out, resume=args.resume, overwrite=args.overwrite, progress=not quiet)
     if main_process:
-        print(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v
-                          for k, v in result.summary().items()}))
+        print(json.dumps(nan_to_none(result.summary())))
     return 0
 
 
