@@ -52,11 +52,9 @@ def recovery(p_patched: torch.Tensor, p_from: torch.Tensor, p_to: torch.Tensor, 
 
 
 def nanmean(values: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Mean over `dim` ignoring NaN (NaN where every value is NaN)."""
-    defined = ~torch.isnan(values)
-    total = torch.where(defined, values, torch.zeros_like(values)).sum(dim)
-    count = defined.sum(dim)
-    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))
+    """Mean over `dim` ignoring NaN (NaN where every value is NaN): `torch.nanmean` over the last dimension by
+    default."""
+    return torch.nanmean(values, dim=dim)
 
 
 @dataclass(frozen=True)
