@@ -83,7 +83,12 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write `data` as indented JSON to `path` atomically (NaN is written as null)."""
-    return write_text(path, json.dumps(nan_to_none(data), indent=2, sort_keys=False) + "\n")
+    return write_text(path, json_text(data))
+
+
+def json_text(data: Any) -> str:
+    """`data` as indented JSON text with a final newline (NaN as null), as `write_json` writes it."""
+    return json.dumps(nan_to_none(data), indent=2) + "\n"
 
 
 def nan_to_none(value: Any) -> Any:

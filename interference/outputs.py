@@ -150,7 +150,7 @@ class OutputFolder:
 
     def write_json(self, name: str, data: Any) -> Path:
         """Write `name` as JSON atomically (NaN as null) and record it."""
-        return self.write_text(name, json.dumps(atomic.nan_to_none(data), indent=2) + "\n")
+        return self.write_text(name, atomic.json_text(data))
 
     def write_with(self, name: str, write) -> Path:
         """Call `write(tmp)` on a temporary file that becomes `name` atomically; record it first (a kill between
