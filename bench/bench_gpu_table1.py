@@ -28,12 +28,10 @@ REFERENCE_PER_CONDITION_S = 20.0  # one condition measured with the library on a
 TABLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "slick" / "smollm2-135m-fast.jsonl"
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.bench_gpu_table1", description=__doc__.split("\n\n")[0])
+def add_setup_options(p: argparse.ArgumentParser) -> None:
+    """The model, facts, sizes and training options shared by the GPU benchmarks."""
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--knowledge", default=str(TABLE), help="SLiCK table of the model, or an EntityQuestions folder")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    p.add_argument("--methods", nargs="+", default=None, help="default: all six of Table 1")
     p.add_argument("--n-known", type=int, default=200)
     p.add_argument("--n-unknown", type=int, default=300)
     p.add_argument("--n-held", type=int, default=200)
@@ -43,16 +41,38 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--target-new-acc", type=float, default=0.9)
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--device", default="cuda", help="cuda or cuda:N")
+
+
+def setup_settings(args: argparse.Namespace) -> dict:
+    """`ExperimentConfig.build` settings from `add_setup_options`' values."""
+    return dict(model=args.model, data=args.knowledge, n_known=args.n_known, n_unknown=args.n_unknown,
+                n_held=args.n_held, min_known_fraction=args.min_known_fraction, lr=args.lr,
+                batch_size=args.batch_size, epochs=args.epochs, target_new_acc=args.target_new_acc)
+
+
+def refuse_without_cuda(name: str) -> bool:
+    """Print the one-line refusal and return True when this machine has no CUDA device."""
+    if torch.cuda.is_available():
+        return False
+    print(f"error: {name} measures a GPU and this machine has no CUDA device", file=sys.stderr)
+    return True
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.bench_gpu_table1", description=__doc__.split("\n\n")[0])
+    add_setup_options(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--methods", nargs="+", default=None, help="default: all six of Table 1")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the weights' dtype")
+    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"], help="autocast in training")
     p.add_argument("--out", default="reports/bench_gpu_table1.json")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    if not torch.cuda.is_available():
-        print("error: bench_gpu_table1 times Table 1 on a GPU and this machine has no CUDA device", file=sys.stderr)
+    if refuse_without_cuda("bench_gpu_table1"):
         return 2
     from interference.devices import device_description, resolve_device
     from interference.errors import InterferenceError
@@ -61,11 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         device = resolve_device(args.device)
-        config = ExperimentConfig.build(
-            model=args.model, data=args.knowledge, n_known=args.n_known, n_unknown=args.n_unknown,
-            n_held=args.n_held, min_known_fraction=args.min_known_fraction, seeds=tuple(args.seeds), lr=args.lr,
-            batch_size=args.batch_size, epochs=args.epochs, target_new_acc=args.target_new_acc,
-            device=str(device), dtype=args.dtype)
+        config = ExperimentConfig.build(**setup_settings(args), seeds=tuple(args.seeds), device=str(device),
+                                        dtype=args.dtype, mixed_precision=args.mixed_precision)
         methods = tuple(args.methods or METHODS)
         torch.cuda.synchronize(device)
         start = time.perf_counter()
@@ -81,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "device": device_description(device),
         "dtype": args.dtype,
+        "mixed_precision": args.mixed_precision,
         "torch": torch.__version__,
         "config": config.to_dict(),
         "methods": list(methods),
@@ -96,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         "summary": study.summary(),
     }
     atomic.write_json(args.out, result)
-    print(f"{result['device']}, {args.dtype}: {len(methods)} methods x {len(args.seeds)} seeds = {conditions} "
+    print(f"{result['device']}, {args.dtype} (autocast {args.mixed_precision}): {len(methods)} methods x "
+          f"{len(args.seeds)} seeds = {conditions} "
           f"conditions in {total:.1f} s (goal {GOAL_S:.0f} s: {total / GOAL_S:.2f}x); per condition "
           f"{result['per_condition_mean_s']:.1f} s (reference {REFERENCE_PER_CONDITION_S:.0f} s)")
     for method, seconds in result["per_method_median_s"].items():
