@@ -92,6 +92,7 @@ class ExperimentConfig:
         if not (isinstance(self.min_known_fraction, int | float) and 0 <= self.min_known_fraction <= 1):
             raise InterferenceError(f"min_known_fraction must be in [0, 1], got {self.min_known_fraction!r}")
         resolve_device(self.device), resolve_dtype(self.dtype)  # one-line errors before any work
+        check_layer(self)  # read from the world's or the model's config, before any weights load
 
     @classmethod
     def build(cls, **settings) -> ExperimentConfig:
@@ -117,15 +118,41 @@ class ExperimentConfig:
         return {**asdict(self), "seeds": list(self.seeds), "train": self.train.to_dict()}
 
 
+def world_config(config: ExperimentConfig):
+    """The `WorldConfig` of `config`'s embedded world (the quick one with `config.quick`)."""
+    from .world import WorldConfig
+
+    return (WorldConfig.quick if config.quick else WorldConfig)(seed=config.world_seed)
+
+
+def check_layer(config: ExperimentConfig, model: torch.nn.Module | None = None) -> None:
+    """A one-line error when `config.layer` is not a decoder layer of the base model: of `model` when given, else of
+    what the config of `config.model` declares, read before any weights load (the world's `WorldConfig`, a model's
+    config.json, see `interference.models.declared_layers`); unchecked where neither can tell."""
+    if config.layer is None:
+        return
+    if model is not None:
+        from .architectures import n_layers
+
+        layers = n_layers(model)
+    elif config.model == WORLD:
+        layers = world_config(config).n_layers
+    else:
+        from .models import declared_layers
+
+        layers = declared_layers(config.model)
+    if layers is not None and config.layer >= layers:
+        raise InterferenceError(f"layer {config.layer} out of range: {config.model} has layers 0-{layers - 1}")
+
+
 def load_base(config: ExperimentConfig, *, progress: bool = True):
     """The embedded world of `config` (built on first use), or None for a real model (see `make_setup`)."""
     if config.model != WORLD:
         return None
     from .devices import resolve_device, resolve_dtype
-    from .world import WorldConfig, load_world
+    from .world import load_world
 
-    world_config = (WorldConfig.quick if config.quick else WorldConfig)(seed=config.world_seed)
-    world = load_world(world_config, progress=progress)
+    world = load_world(world_config(config), progress=progress)
     world.model.to(resolve_device(config.device), resolve_dtype(config.dtype))
     return world
 

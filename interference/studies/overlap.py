@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import charts
-from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, run_condition
+from ..experiment import ExperimentConfig, check_layer, held_drift, held_states, load_base, make_setup, run_condition
 from ..overlap import linear_cka, overlap_table
 from ..paired import Check, beyond_noise, evidence, interval_text, paired_comparison, paired_difference, ratio
 from ..report import Report
@@ -106,7 +106,6 @@ def run_overlap(config: ExperimentConfig, *, world=None, top_k: int = 10, pool_f
     the causal test are left out: drift and overlap vs forgetting use the data's own D_unknown.
     """
     from ..architectures import n_layers
-    from ..errors import InterferenceError
 
     world = world if world is not None else load_base(config, progress=progress)
     generated = world is not None
@@ -117,9 +116,8 @@ def run_overlap(config: ExperimentConfig, *, world=None, top_k: int = 10, pool_f
         setup = make_setup(config, seed, world=world, progress=progress)
         if study is None:
             layers = list(range(n_layers(setup.model)))
+            check_layer(config, setup.model)
             layer = len(layers) // 2 if config.layer is None else config.layer
-            if layer >= len(layers):
-                raise InterferenceError(f"layer {layer} does not exist: the model has {len(layers)} layers")
             study = OverlapStudy(config, layer, top_k)
         base = held_states(setup, setup.model, layers)
         new = _states(setup, setup.unknown, layers)
