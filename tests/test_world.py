@@ -154,3 +154,24 @@ def test_cli_prints_the_world(cache, capsys, world):
     assert main(["--quick", "--cache-dir", str(cache)]) == 0
     out = capsys.readouterr().out
     assert world.config.digest() in out and "knowledge" in out
+
+
+def test_a_rebuild_never_deletes_a_file_interference_did_not_write(world, cache, capsys, monkeypatch):
+    from interference.world import __main__ as world_main
+    from interference.world import store
+
+    folder = world_dir(world.config, cache)
+    assert sorted(world.record["files"]) == sorted(p.name for p in folder.iterdir())  # the build lists its files
+    builds = []
+    monkeypatch.setattr(store, "_build", lambda *args: builds.append(args))
+    notes = folder / "notes.txt"
+    notes.write_text("mine")
+    try:
+        assert world_main.main(["--quick", "--rebuild", "--cache-dir", str(cache)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "notes.txt" in err, err
+        assert notes.read_text() == "mine" and not builds  # refused before pretraining
+    finally:
+        notes.unlink()
+    load_world(WorldConfig.quick(), cache_dir=cache, rebuild=True, progress=False)  # only its own files: rebuilt
+    assert len(builds) == 1

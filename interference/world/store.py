@@ -28,6 +28,9 @@ from .tokenizer import world_tokenizer
 
 FACTS_FILE = "facts.json"
 WORLD_FILE = "world.json"
+#: What a build writes besides the files `world.json` lists (caches built before it listed them).
+CHECKPOINT_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                    "tokenizer_config.json", "special_tokens_map.json", FACTS_FILE, WORLD_FILE)
 
 
 def world_dir(config: WorldConfig, cache_dir: str | Path | None = None) -> Path:
@@ -169,6 +172,7 @@ def _build(config: WorldConfig, path: Path, progress: bool) -> None:
         tokenizer.save_pretrained(tmp)
         facts = [_fact_record(f, k) for f, k in zip(corpus.facts, result.known, strict=True)]
         (tmp / FACTS_FILE).write_text(json.dumps(facts, indent=1) + "\n")
+        record["files"] = sorted([p.name for p in tmp.iterdir()] + [WORLD_FILE])
         (tmp / WORLD_FILE).write_text(json.dumps(record, indent=1) + "\n")
     if not record["reached_target"]:
         print(
@@ -176,6 +180,22 @@ def _build(config: WorldConfig, path: Path, progress: bool) -> None:
             f"{config.knowledge_target} in {config.max_epochs} epochs",
             file=sys.stderr,
         )
+
+
+def _check_own(path: Path) -> None:
+    """Refuse, with one line, to build over a world folder that holds anything a build did not write (a build
+    replaces the whole folder)."""
+    if not path.is_dir():
+        raise InterferenceError(f"world cache {path} is a file interference did not write: move it away")
+    try:
+        listed = json.loads((path / WORLD_FILE).read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        listed = []
+    own = {*CHECKPOINT_FILES, *(name for name in listed if isinstance(name, str))}
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in own or not p.is_file())
+    if foreign:
+        raise InterferenceError(f"world cache {path} holds {foreign[0]}, which interference did not write: move it "
+                                "away (building the world replaces the whole folder)")
 
 
 def _read(config: WorldConfig, path: Path) -> World:
@@ -207,12 +227,15 @@ def load_world(
     """The world of `config` (default: `WorldConfig()`), built and pretrained on first use, then read from the cache.
 
     `cache_dir` defaults to `$INTERFERENCE_CACHE` or `~/.cache/interference`; the world lives in its `worlds/<digest>`
-    subfolder. `rebuild` retrains even when a cached copy exists.
+    subfolder. `rebuild` retrains even when a cached copy exists, and replaces it: a folder holding a file the build
+    did not write is refused instead.
     """
     config = WorldConfig() if config is None else config
     if not isinstance(config, WorldConfig):
         raise InterferenceError(f"load_world needs a WorldConfig, got {type(config).__name__}")
     path = world_dir(config, cache_dir)
     if rebuild or not (path / WORLD_FILE).exists():
+        if path.exists():
+            _check_own(path)
         _build(config, path, progress)
     return _read(config, path)
