@@ -274,6 +274,31 @@ def test_cli_bad_input_is_a_one_line_error_with_no_output(split_dir, tmp_path, c
     assert not out.exists()
 
 
+def test_an_fsdp_launch_is_refused_before_the_model_loads(split_dir, tmp_path, capsys, monkeypatch):
+    import interference.models
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch` sets from an FSDP config
+    monkeypatch.setattr(interference.models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert main(["--model", "tiny-llama", "--splits", str(split_dir), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: FSDP is not supported") and "\n" not in err and not (tmp_path / "run").exists()
+
+
+def test_launched_processes_that_formed_no_group_are_refused(monkeypatch):
+    from types import SimpleNamespace
+
+    from interference.errors import InterferenceError
+    from interference.train.loop import check_launch
+
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(InterferenceError, match="2 processes were launched but accelerate joined 1"):
+        check_launch(SimpleNamespace(distributed_type="NO", num_processes=1))
+    check_launch(SimpleNamespace(distributed_type="MULTI_CPU", num_processes=2))
+    with pytest.raises(InterferenceError, match="FSDP is not supported"):
+        check_launch(SimpleNamespace(distributed_type="FSDP", num_processes=2))
+
+
 def test_cli_refuses_to_overwrite_a_run(split_dir, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["--model", "tiny-llama", "--splits", str(split_dir), "--out", str(out), "--epochs", "1", "--quiet"]

@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..models import load_model
     from ..outputs import check_folder_target
     from ..splits import load_splits
-    from .loop import train
+    from .loop import check_launch, train
 
+    check_launch()
     device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
     check_folder_target(args.out, "--out")
     quiet = args.quiet or not main_process

@@ -36,12 +36,29 @@ def make_accelerator(config: TrainConfig, device: torch.device, out=None):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
+    check_launch()
     single = int(os.environ.get("WORLD_SIZE", "1")) == 1
     if single:
         AcceleratorState._reset_state(True)  # so that each run in a process may choose its own precision
-    return Accelerator(cpu=single and device.type == "cpu", device_placement=False, log_with=config.report_to,
-                       mixed_precision=None if config.mixed_precision == "no" else config.mixed_precision,
-                       project_dir=None if out is None else os.path.join(out, "logs"))
+    accelerator = Accelerator(cpu=single and device.type == "cpu", device_placement=False, log_with=config.report_to,
+                              mixed_precision=None if config.mixed_precision == "no" else config.mixed_precision,
+                              project_dir=None if out is None else os.path.join(out, "logs"))
+    check_launch(accelerator)
+    return accelerator
+
+
+def check_launch(accelerator=None) -> None:
+    """Refuse, with one line, what this loop cannot run: FSDP (the snapshot, the teacher and the l2 anchor need the
+    full weights on every process; README, "Several GPUs") and launched processes that formed no process group."""
+    from accelerate.utils import parse_flag_from_env
+
+    if parse_flag_from_env("ACCELERATE_USE_FSDP") or getattr(accelerator, "distributed_type", None) == "FSDP":
+        raise InterferenceError("FSDP is not supported yet (every process needs the full snapshot weights): launch "
+                                "with --multi_gpu (DDP), or use one GPU")
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if accelerator is not None and accelerator.num_processes != launched:
+        raise InterferenceError(f"{launched} processes were launched but accelerate joined {accelerator.num_processes} "
+                                "(no process group formed): check the launch's config (GPUs, or --cpu)")
 
 
 def objective(config: TrainConfig, method: str, teacher=None, mu: float = 0.0, params=(), anchors=()) -> Callable:
