@@ -141,3 +141,22 @@ def test_a_real_model_runs_from_a_splits_folder(tmp_path):
         ExperimentConfig(model="tiny-llama")
     with pytest.raises(InterferenceError, match="embedded world"):
         run_hypotheses(config, [2], progress=False)
+
+
+def test_a_forgetting_run_short_of_matched_acquisition_gets_no_verdict_and_says_why(config, world):
+    from dataclasses import replace
+
+    study = run_forgetting(config, ["sft", "self_distill"], world=world, progress=False)
+    acquired = study.mean("sft", "new_acc")
+    assert 0 < acquired < config.train.target_new_acc  # two epochs: short of the target
+    headline = forgetting_report(study).to_dict()["headline"]
+    assert headline["verdict"] is None
+    assert headline["untested"].startswith(f"sft stayed below the acquisition target (mean acquisition "
+                                           f"{acquired:.2f} < {config.train.target_new_acc:g})")
+    never = replace(study, records=[{**r, "new_acc": 0.0} for r in study.records])
+    assert forgetting_report(never).to_dict()["headline"]["untested"] == (
+        "sft never learned the new facts (acquisition 0.00): the comparison needs acquisition")
+    # the same records judged against a target sft reached get a verdict
+    reached = replace(study, config=ExperimentConfig.quick_preset(**SMALL, target_new_acc=acquired))
+    assert forgetting_report(reached).to_dict()["headline"]["verdict"]["verdict"] in (
+        "reproduces", "partly reproduces", "does not reproduce")

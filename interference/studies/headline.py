@@ -50,6 +50,20 @@ def mean_of(records: Sequence[Mapping], name: str, field: str) -> float | None:
     return None if interval.n == 0 else interval.mean
 
 
+def acquisition_gap(records: Sequence[Mapping], name: str, target: float | None) -> str | None:
+    """Why a comparison at matched acquisition cannot be judged: condition `name` never learned the new facts (mean
+    acquisition over seeds 0) or stayed below `target`; None when it reached it (or did not run)."""
+    acquired = mean_of(records, name, "new_acc")
+    if acquired is None:
+        return None
+    if acquired == 0:
+        return f"{name} never learned the new facts (acquisition 0.00): the comparison needs acquisition"
+    if target is not None and acquired < target - 1e-9:
+        return (f"{name} stayed below the acquisition target (mean acquisition {acquired:.2f} < {target:g}): the "
+                "comparison is not at matched acquisition")
+    return None
+
+
 def ours(records: Sequence[Mapping], name: str, field: str, percent: bool = True) -> str:
     """'12.3 %' (or '0.123'): our mean of `field` for `name`, for the paper-vs-ours table."""
     value = mean_of(records, name, field)
