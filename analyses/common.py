@@ -8,11 +8,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from interference.dataclass_options import add_dataclass_options, dataclass_values
 from interference.devices import DEVICE_CHOICES, DTYPES, device_description, resolve_device, resolve_dtype
 from interference.errors import CommandParser, InterferenceError
 from interference.experiment import WORLD, ExperimentConfig
 from interference.outputs import claim_output
 from interference.report import CSV_FILE, HTML_FILE, MANIFEST_FILE, RESULTS_FILE
+from interference.train import TrainConfig
+
+#: TrainConfig fields each analysis sets per condition (or that only a single run writes): not options here.
+PER_CONDITION = ("method", "freeze", "train_only", "train_splits", "seed", "report_to", "checkpoint_every",
+                 "log_every")
 
 #: The files an analysis writes into its output folder.
 REPORT_FILES = (RESULTS_FILE, CSV_FILE, HTML_FILE, MANIFEST_FILE)
@@ -35,11 +41,6 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; quick: 0 1)")
     for split in ("known", "unknown", "held"):
         p.add_argument(f"--n-{split}", type=int, default=None, help=f"size of D_{split}")
-    p.add_argument("--lr", type=float, default=None, help="learning rate of every condition")
-    p.add_argument("--epochs", type=int, default=None, help="epoch limit of every condition")
-    p.add_argument("--batch-size", type=int, default=None, help="training batch size")
-    p.add_argument("--target-new-acc", type=float, default=None,
-                   help="stop each condition once acc(D_unknown) reaches this (matched acquisition)")
     p.add_argument("--layer", type=int, default=None, help="layer of drift/overlap (default: the middle layer)")
     p.add_argument("--knowledge", default=None, metavar="TABLE",
                    help="with a real model: a saved SLiCK table (.jsonl/.csv) of that model to split, instead of "
@@ -53,6 +54,10 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=list(DTYPES),
                    help="dtype of the model's weights (default float32)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (nor the libraries' chatter)")
+    training = p.add_argument_group("training of every condition", "TrainConfig's options; the analysis sets each "
+                                    "condition's method, frozen parameters, training splits and seed, and --quick or "
+                                    "the analysis may set other defaults (results.json records what ran)")
+    add_dataclass_options(training, TrainConfig, exclude=PER_CONDITION, shown_defaults=ExperimentConfig.build().train)
     return p
 
 
@@ -67,12 +72,11 @@ def experiment_config(args: argparse.Namespace, **defaults) -> ExperimentConfig:
                                 "embedded world brings its own facts")
     options = {
         "model": args.model, "data": args.knowledge or args.data, "n_known": args.n_known, "n_unknown": args.n_unknown,
-        "n_held": args.n_held, "lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size,
-        "target_new_acc": args.target_new_acc, "layer": args.layer,
-        "min_known_fraction": args.min_known_fraction, "device": str(device), "dtype": args.dtype,
-        "seeds": tuple(args.seeds) if args.seeds else None,
+        "n_held": args.n_held, "layer": args.layer, "min_known_fraction": args.min_known_fraction,
+        "device": str(device), "dtype": args.dtype, "seeds": tuple(args.seeds) if args.seeds else None,
     }
-    settings = {**defaults, **{k: v for k, v in options.items() if v is not None}}
+    given = {k: v for k, v in options.items() if v is not None}
+    settings = {**defaults, **given, **dataclass_values(args, TrainConfig)}  # a given "none" stays None
     return ExperimentConfig.quick_preset(**settings) if args.quick else ExperimentConfig.build(**settings)
 
 

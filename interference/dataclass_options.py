@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import math
 import typing
+from collections.abc import Collection
 
 from .errors import InterferenceError
 
@@ -51,16 +52,23 @@ def _optional(kind: type) -> typing.Callable[[str], object]:
     return convert
 
 
-def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one option per field of `cls`, with the help and choices of `field.metadata` ("help", "choices").
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, exclude: Collection[str] = (),
+                          shown_defaults: object | None = None) -> None:
+    """Add one option per field of `cls` (but `exclude`), with the help and choices of `field.metadata`.
 
     `int`, `float`, `str` as themselves; `X | None` as X or "none"; `tuple[X, ...]` as one or more X; other unions
-    as text (the dataclass converts). Read the values back with `dataclass_values(args, cls)`.
+    as text (the dataclass converts). With `shown_defaults` (an instance of `cls`) an option left out sets nothing,
+    so that the caller's own defaults apply, and the help shows that instance's value. Read the values back with
+    `dataclass_values(args, cls)`.
     """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
         kind, args = hints[f.name], typing.get_args(hints[f.name])
-        options = {"default": f.default, "help": f"{f.metadata.get('help', '')} (default: %(default)s)"}
+        shown = "%(default)s" if shown_defaults is None else str(getattr(shown_defaults, f.name)).replace("%", "%%")
+        options = {"default": f.default if shown_defaults is None else argparse.SUPPRESS,
+                   "help": f"{f.metadata.get('help', '')} (default: {shown})"}
         if typing.get_origin(kind) is tuple:
             options.update(nargs="+", type=args[0])
         elif kind in (int, float, str):
@@ -73,5 +81,5 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def dataclass_values(args: argparse.Namespace, cls: type) -> dict:
-    """The parsed values of `cls`'s fields, by field name."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+    """The parsed values of `cls`'s fields, by field name (only those given, with `shown_defaults`)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}

@@ -31,3 +31,28 @@ def test_bad_settings_are_one_line_errors(settings, message):
     with pytest.raises(InterferenceError, match=message) as err:
         ExperimentConfig.build(**settings)
     assert "\n" not in str(err.value)
+
+
+def test_analyses_take_every_training_option_and_keep_their_own_defaults_otherwise():
+    from analyses import common
+
+    parse = common.parser("forgetting", "test").parse_args
+    config = common.experiment_config(parse(["--quick", "--start", "base", "--kd-tau", "1.0", "--mixed-precision",
+                                             "bf16", "--target-new-acc", "none", "--teacher-cache", "topk"]))
+    train = config.train
+    assert (train.start, train.kd_tau, train.mixed_precision, train.target_new_acc, train.teacher_cache) == (
+        "base", 1.0, "bf16", None, "topk")
+    quick = common.experiment_config(parse(["--quick"])).train
+    assert quick == ExperimentConfig.quick_preset().train  # options left out set nothing
+    assert common.experiment_config(parse([])).train == ExperimentConfig.build().train
+    for per_condition in ("--method", "--freeze", "--train-only", "--train-splits"):
+        with pytest.raises(InterferenceError, match="unrecognized arguments"):
+            parse([per_condition, "sft"])
+
+
+def test_a_bad_training_option_of_an_analysis_is_a_one_line_error_before_the_work(capsys):
+    from analyses import forgetting
+
+    assert forgetting.main(["--quick", "--kd-tau", "0", "--out", "/nonexistent/never"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: kd_tau must be a finite number > 0, got 0.0"
