@@ -472,6 +472,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_file_target(args.out, "--out")
     _check_replaceable(Path(args.out))
     check_seed(args.seed, "--seed")
+    for option, value in (("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens),
+                          ("--limit", args.limit)):
+        if value is not None and value < 1:
+            raise InterferenceError(f"{option} must be >= 1, got {value}")
     device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
     config = SlickConfig.preset(
         args.preset,

@@ -104,6 +104,16 @@ def test_knowledge_never_replaces_a_file_that_is_not_its_table(tmp_path, capsys,
     assert notes.read_text() == '{"my": "notes"}\n'
 
 
+@pytest.mark.parametrize("option", ["--batch-size", "--max-new-tokens", "--limit"])
+def test_knowledge_names_the_option_of_a_bad_size(option, tmp_path, capsys, monkeypatch):
+    from interference import knowledge, models
+
+    monkeypatch.setattr(models, "load_model", no_work)
+    rc = knowledge.main(["--model", "tiny-llama", "--data", str(EQ_MINI), "--out", str(tmp_path / "k.jsonl"),
+                         option, "0"])
+    one_error(capsys, rc, f"{option} must be >= 1, got 0")
+
+
 def test_world_cache_dir_that_is_a_file_is_refused_before_pretraining(afile, capsys, monkeypatch):
     from interference.world import __main__ as world_main
 
