@@ -259,6 +259,7 @@ def test_cli_trains_and_prints_the_summary(split_dir, tmp_path, capsys):
         (["--resume"], "nothing to resume"),
         (["--method", "self_distill", "--train-only", "ffn@5"], "layer 5 out of range"),
         (["--device", "cuda:0"], "CUDA is not available"),
+        (["--eval-every-steps", "2"], "target_new_acc, which is not set"),
     ],
 )
 def test_cli_bad_input_is_a_one_line_error_with_no_output(split_dir, tmp_path, capsys, extra, message):

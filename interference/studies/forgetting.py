@@ -15,16 +15,8 @@ from tqdm.auto import tqdm
 
 from .. import charts
 from ..errors import InterferenceError
-from ..experiment import (
-    ExperimentConfig,
-    check_layer,
-    held_drift,
-    held_states,
-    load_base,
-    make_setup,
-    middle_layer,
-    run_condition,
-)
+from ..experiment import (ExperimentConfig, check_layer, held_drift, held_states, load_base, make_setup,
+                          middle_layer, run_condition)
 from ..paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
 from ..report import Report
 from ..stats import mean_ci
@@ -111,7 +103,7 @@ def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METH
         for method in order:
             overrides = dict(METHODS[method])
             if method in SFT_LENGTH:
-                overrides.update(epochs=sft_epochs or config.train.epochs, target_new_acc=None)
+                overrides.update(epochs=sft_epochs or config.train.epochs, target_new_acc=None, eval_every_steps=None)
             bar.set_postfix_str(f"seed {seed} {method}")
             condition = run_condition(setup, method, config.train_config(seed, **overrides))
             if method == "sft":

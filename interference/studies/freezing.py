@@ -122,7 +122,7 @@ def train_cell(setup: Setup, config: ExperimentConfig, cell: SweepCondition, see
     """Train one sweep cell with SFT: `epochs` exactly (no target), or to the config's target when None."""
     overrides = {"method": "sft", cell.mode: cell.selection}
     if epochs is not None:
-        overrides.update(epochs=epochs, target_new_acc=None)
+        overrides.update(epochs=epochs, target_new_acc=None, eval_every_steps=None)
     return run_condition(setup, cell.name, config.train_config(seed, **overrides))
 
 

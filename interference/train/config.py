@@ -77,6 +77,9 @@ class TrainConfig:
                                     f"got {splits!r}")
         self.train_splits = tuple(splits)
         check_options(self)
+        if self.eval_every_steps is not None and self.target_new_acc is None:
+            raise InterferenceError("eval_every_steps sets how often acquisition is checked against target_new_acc, "
+                                    "which is not set")
         if self.freeze is not None and self.train_only is not None:
             raise InterferenceError("give either freeze or train_only, not both")
         if self.report_to and importlib.util.find_spec(self.report_to) is None:
