@@ -160,20 +160,23 @@ def load_base(config: ExperimentConfig, *, progress: bool = True):
 def make_setup(config: ExperimentConfig, seed: int, *, world=None, key_kind: str = "name", overlap: float = 1.0,
                n_unknown: int | None = None, progress: bool = True) -> Setup:
     """The setup of one seed: from the embedded world (`world`, see `load_base`) or from `config.model` and
-    `config.data`."""
+    `config.data`; `config.layer` is checked against its model."""
     n_unknown = config.n_unknown if n_unknown is None else n_unknown
     if config.model == WORLD:
         world = world if world is not None else load_base(config, progress=progress)
-        return world_setup(world, n_known=config.n_known, n_unknown=n_unknown, n_held=config.n_held,
-                           key_kind=key_kind, overlap=overlap, seed=seed)
-    if key_kind != "name" or overlap != 1.0:
-        raise InterferenceError("key kinds and overlap levels need the embedded world (new facts are generated)")
-    from .devices import resolve_device, resolve_dtype
-    from .realdata import data_setup
+        setup = world_setup(world, n_known=config.n_known, n_unknown=n_unknown, n_held=config.n_held,
+                            key_kind=key_kind, overlap=overlap, seed=seed)
+    else:
+        if key_kind != "name" or overlap != 1.0:
+            raise InterferenceError("key kinds and overlap levels need the embedded world (new facts are generated)")
+        from .devices import resolve_device, resolve_dtype
+        from .realdata import data_setup
 
-    return data_setup(config.model, config.data, n_known=config.n_known, n_unknown=n_unknown, n_held=config.n_held,
-                      seed=seed, min_known_fraction=config.min_known_fraction, device=resolve_device(config.device),
-                      dtype=resolve_dtype(config.dtype), progress=progress)
+        setup = data_setup(config.model, config.data, n_known=config.n_known, n_unknown=n_unknown,
+                           n_held=config.n_held, seed=seed, min_known_fraction=config.min_known_fraction,
+                           device=resolve_device(config.device), dtype=resolve_dtype(config.dtype), progress=progress)
+    check_layer(config, setup.model)  # where the config could not tell (a Hub model offline, a world passed in)
+    return setup
 
 
 def middle_layer(model) -> int:

@@ -363,6 +363,16 @@ def test_a_layer_beyond_a_real_model_is_refused_from_its_config_before_it_loads(
     assert models.declared_layers("no-such-org/no-such-model") is None  # offline: checked once the model loads
 
 
+def test_a_layer_the_config_cannot_check_is_refused_once_the_model_loads(tmp_path, monkeypatch):
+    from interference import models
+    from interference.experiment import ExperimentConfig, make_setup
+
+    monkeypatch.setattr(models, "declared_layers", lambda name: None)  # as for a Hub model offline
+    config = ExperimentConfig.build(model="tiny-llama", data=str(splits_folder(tmp_path / "S")), layer=2)
+    with pytest.raises(InterferenceError, match="layer 2 out of range: tiny-llama has layers 0-1"):
+        make_setup(config, 0, progress=False)
+
+
 # Row: an analysis that runs one seed refuses several instead of dropping all but the first.
 
 def test_ffn_refuses_several_seeds_before_the_work(capsys, monkeypatch):

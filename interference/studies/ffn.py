@@ -25,16 +25,7 @@ from tqdm.auto import tqdm
 from .. import charts, metrics
 from ..architectures import n_layers, unembedding, value_vectors
 from ..errors import InterferenceError
-from ..experiment import (
-    ExperimentConfig,
-    check_layer,
-    held_drift,
-    held_states,
-    load_base,
-    make_setup,
-    middle_layer,
-    run_condition,
-)
+from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
 from ..facts import Fact, qa_prompt, qa_target
 from ..ffn import answer_promotions, value_vector_shift, value_vector_tokens
 from ..paired import Check, beyond_noise, evidence, paired_difference
@@ -177,7 +168,6 @@ def run_ffn(config: ExperimentConfig, *, world=None, progress: bool = True, top_
     world = world if world is not None else load_base(config, progress=progress)
     setup = make_setup(config, seed, world=world, progress=progress)
     layers = n_layers(setup.model)
-    check_layer(config, setup.model)
     d_mlp, vocab = value_vectors(setup.model, 0).shape[0], unembedding(setup.model).shape[0]
     if dominant > d_mlp or top_k > vocab:
         raise InterferenceError(f"dominant must be <= {d_mlp} (sub-updates per layer) and top_k <= {vocab} (the "

@@ -15,8 +15,7 @@ from tqdm.auto import tqdm
 
 from .. import charts
 from ..errors import InterferenceError
-from ..experiment import (ExperimentConfig, check_layer, held_drift, held_states, load_base, make_setup,
-                          middle_layer, run_condition)
+from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
 from ..paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
 from ..report import Report
 from ..stats import mean_ci
@@ -95,7 +94,6 @@ def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METH
     for seed in config.seeds:
         setup = make_setup(config, seed, world=world, progress=progress)
         if study is None:
-            check_layer(config, setup.model)
             layer = middle_layer(setup.model) if config.layer is None else config.layer
             study = ForgettingStudy(config, methods, layer)
         base = held_states(setup, setup.model, [study.layer])

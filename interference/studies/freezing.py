@@ -26,7 +26,6 @@ from ..experiment import (
     Condition,
     ExperimentConfig,
     Setup,
-    check_layer,
     held_drift,
     held_states,
     load_base,
@@ -218,7 +217,6 @@ def run_freezing(config: ExperimentConfig, *, world=None, progress: bool = True,
         setup = make_setup(config, seed, world=world, progress=progress)
         if study is None:
             layers = n_layers(setup.model)
-            check_layer(config, setup.model)
             cells = sweep_conditions(layers, groups=groups, band=band, modes=mode)
             layer = middle_layer(setup.model) if config.layer is None else config.layer
             study = FreezingStudy(config, cells, layers, layer, band, match)

@@ -21,16 +21,7 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from ..errors import InterferenceError
-from ..experiment import (
-    ExperimentConfig,
-    check_layer,
-    held_drift,
-    held_states,
-    load_base,
-    make_setup,
-    middle_layer,
-    run_condition,
-)
+from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
 from ..paired import Check, beyond_noise, evidence, paired_comparison, paired_difference
 from ..report import Report
 from ..stats import mean_ci
@@ -137,7 +128,6 @@ def run_hypotheses(config: ExperimentConfig, counts: Sequence[int], *, world=Non
             for count in counts:
                 setup = make_setup(config, seed, world=world, key_kind=key_kind, n_unknown=count, progress=progress)
                 if study is None:
-                    check_layer(config, setup.model)
                     layer = middle_layer(setup.model) if config.layer is None else config.layer
                     study = HypothesesStudy(config, counts, layer)
                 if base is None:

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import charts
-from ..experiment import ExperimentConfig, check_layer, held_drift, held_states, load_base, make_setup, run_condition
+from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, run_condition
 from ..overlap import linear_cka, overlap_table
 from ..paired import Check, beyond_noise, evidence, interval_text, paired_comparison, paired_difference, ratio
 from ..report import Report
@@ -116,7 +116,6 @@ def run_overlap(config: ExperimentConfig, *, world=None, top_k: int = 10, pool_f
         setup = make_setup(config, seed, world=world, progress=progress)
         if study is None:
             layers = list(range(n_layers(setup.model)))
-            check_layer(config, setup.model)
             layer = len(layers) // 2 if config.layer is None else config.layer
             study = OverlapStudy(config, layer, top_k)
         base = held_states(setup, setup.model, layers)
