@@ -116,7 +116,7 @@ def test_stops_at_the_first_epoch_reaching_the_target_acquisition():
     # One object for every fact: the tiny model picks up the new facts within a few epochs.
     known, unknown, held = _facts(4, 0, ["Oslo"]), _facts(4, 1, ["Oslo"]), _facts(4, 2, ["Oslo"])
     epoch_checks = dict(epochs=12, eval_every_steps=100)  # more steps than an epoch has: checks at epoch ends only
-    free = _run(_config(**epoch_checks), known=known, unknown=unknown, held=held)
+    free = _run(_config(epochs=12), known=known, unknown=unknown, held=held)
     target = next((acc for acc in free.curve("unknown") if acc > 0), None)  # reached exactly: >= matters
     assert target is not None, free.curve("unknown")
     reached = first_reaching(free.curve("unknown"), target)
