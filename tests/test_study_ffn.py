@@ -106,6 +106,26 @@ def test_report_validates_and_writes_both_files(study, tmp_path):
     assert load_results(out)["results"]["forgotten"] == study.record("sft")["n_forgotten_sft"]
 
 
+def test_a_run_short_of_matched_acquisition_gets_no_verdict_and_says_why(study):
+    from dataclasses import replace
+
+    target = study.config.train.target_new_acc
+
+    def headline(**acquired):
+        records = [{**r, "new_acc": acquired[r["name"]]} for r in study.records]
+        return ffn_report(replace(study, records=records)).to_dict()["headline"]
+
+    short = headline(sft=target / 2, self_distill=target)
+    assert short["verdict"] is None
+    assert short["untested"] == (f"sft stayed below the acquisition target (mean acquisition {target / 2:.2f} < "
+                                 f"{target:g}): the comparison is not at matched acquisition")
+    assert headline(sft=target, self_distill=0.0)["untested"] == (
+        "self_distill never learned the new facts (acquisition 0.00): the comparison needs acquisition")
+    reached = headline(sft=target, self_distill=target)
+    assert reached["untested"] is None
+    assert reached["verdict"]["verdict"] in ("reproduces", "partly reproduces", "does not reproduce")
+
+
 def test_command_writes_both_files(tmp_path, capsys):
     out = tmp_path / "report"
     assert cli.main(["--quick", "--out", str(out), "--epochs", "2", "--n-known", "12", "--n-unknown", "12",

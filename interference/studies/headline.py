@@ -64,6 +64,12 @@ def acquisition_gap(records: Sequence[Mapping], name: str, target: float | None)
     return None
 
 
+def first_acquisition_gap(records: Sequence[Mapping], names: Sequence[str], target: float | None) -> str | None:
+    """The first `acquisition_gap` among conditions `names`: why a verdict that needs each of them at matched
+    acquisition cannot be judged (None when every one that ran reached it)."""
+    return next((gap for name in names if (gap := acquisition_gap(records, name, target))), None)
+
+
 def ours(records: Sequence[Mapping], name: str, field: str, percent: bool = True) -> str:
     """'12.3 %' (or '0.123'): our mean of `field` for `name`, for the paper-vs-ours table."""
     value = mean_of(records, name, field)
