@@ -115,12 +115,8 @@ class RunFolder:
     def write_metrics(self, result, finished: bool = False) -> None:
         if self.folder is not None:
             self.folder.write_json(METRICS, {**result.to_dict(), "finished": finished})
-            self.register_logs()
-
-    def register_logs(self) -> None:
-        """Record the trackers' files (under logs/) as the toolkit's."""
-        if self.folder is not None and (self.path / "logs").is_dir():
-            self.folder.register("logs")
+            if (self.path / "logs").is_dir():  # the trackers' files are the toolkit's
+                self.folder.register("logs")
 
     def save_snapshot(self, snapshot: Snapshot | None) -> None:
         if self.folder is not None and snapshot is not None:

@@ -302,7 +302,6 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             run.finish(model, student, tokenizer, result)
             if config.report_to:
                 accelerator.end_training()
-                run.register_logs()
         finally:
             for patched in ("forward", "_original_forward"):  # the autocast wrapper `prepare` put on the model
                 vars(model).pop(patched, None)
