@@ -81,6 +81,10 @@ class ExperimentConfig:
             raise InterferenceError(f"model {self.model!r} needs --data (a splits or EntityQuestions folder)")
         if self.model == WORLD and self.data is not None:
             raise InterferenceError(f"--data {self.data} needs a --model: the embedded world brings its own facts")
+        if self.data is not None:
+            from .realdata import check_data
+
+            check_data(self.data)  # a path that is not there fails here, before any work
         for name in ("n_known", "n_unknown", "n_held"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -22,6 +22,16 @@ EQ_LIMIT = 200
 _REAL: dict[tuple, tuple] = {}
 
 
+def check_data(data: str | Path) -> Path:
+    """`data` as a path, with a one-line error unless it is a folder or a SLiCK table (.jsonl/.csv) that exists."""
+    from .knowledge_cache import is_table
+
+    path = Path(data)
+    if not (path.is_dir() or (is_table(path) and path.is_file())):
+        raise InterferenceError(f"data {path} is neither a folder nor a SLiCK table (.jsonl/.csv) that exists")
+    return path
+
+
 def data_setup(model_name: str, data: str | Path, *, n_known: int | None = None, n_unknown: int | None = None,
                n_held: int | None = None, seed: int = 0, relations: Sequence[str] | None = None,
                limit_per_relation: int | None = None, preset: str = "fast", min_known_fraction: float = 0.3,
@@ -41,9 +51,7 @@ def data_setup(model_name: str, data: str | Path, *, n_known: int | None = None,
     from .models import load_model
     from .splits import SplitConfig, build_splits, load_splits
 
-    path = Path(data)
-    if not (path.is_dir() or is_table(path)):
-        raise InterferenceError(f"data {path} is neither a folder nor a SLiCK table (.jsonl/.csv) that exists")
+    path = check_data(data)
     if limit_per_relation is None and path.is_dir():  # a table is used whole unless a limit is given
         limit_per_relation = EQ_LIMIT
     key = (model_name, str(path.resolve()), tuple(relations or ()), limit_per_relation, preset, str(device), dtype)

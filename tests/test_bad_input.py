@@ -234,6 +234,18 @@ def test_data_without_a_model_is_refused_instead_of_ignored(tmp_path, capsys, mo
     one_error(capsys, rc, "needs a --model: the embedded world brings its own facts")
 
 
+@pytest.mark.parametrize("option, data", [("--knowledge", "missing.jsonl"), ("--data", "missing"),
+                                          ("--data", "afile")])
+def test_data_that_is_not_there_is_refused_before_the_work(option, data, tmp_path, afile, capsys, monkeypatch):
+    from analyses import forgetting
+
+    monkeypatch.setattr(forgetting, "run_forgetting", no_work)
+    out = tmp_path / "r"
+    rc = forgetting.main(["--model", "tiny-llama", option, str(tmp_path / data), "--out", str(out)])
+    one_error(capsys, rc, f"data {tmp_path / data} is neither a folder nor a SLiCK table (.jsonl/.csv) that exists")
+    assert not out.exists()
+
+
 def test_an_unknown_device_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
     from interference import knowledge, models
 
