@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 from glance import assert_reads_at_a_glance
@@ -88,7 +89,15 @@ def test_overlap_study_measures_every_held_fact_and_the_causal_split(config, wor
     validate_results(data)
     headline = assert_reads_at_a_glance((out / "report.html").read_text())
     assert "38–41 %" in headline and "0–4 %" in headline
-    assert data["headline"]["verdict"]["verdict"] in ("reproduces", "partly reproduces", "does not reproduce")
+    # two epochs: every condition short of the target (uuid-sft learned least), so no verdict, and the page says why
+    target, lowest = config.train.target_new_acc, min(r["new_acc"] for r in study.records)
+    assert 0 < lowest < target
+    assert data["headline"]["verdict"] is None
+    assert data["headline"]["untested"].startswith("sft stayed below the acquisition target")
+    assert "Verdict: not tested" in headline
+    reached = replace(study, config=ExperimentConfig.quick_preset(**SMALL, target_new_acc=lowest))
+    assert overlap_report(reached).to_dict()["headline"]["verdict"]["verdict"] in (
+        "reproduces", "partly reproduces", "does not reproduce")
     uuid = next(d for d in data["results"]["paired"]
                 if d["condition"] == "uuid-sft" and d["measure"] == "held_acc_final")
     record = {r["name"]: r for r in data["conditions"]}
@@ -103,7 +112,12 @@ def test_hypotheses_grid_and_verdicts(config, world, tmp_path):
     assert [v["hypothesis"] for v in verdicts] == ["capacity limits", "behaviour cloning", "localized interference"]
     assert all(v["verdict"] in ("supported", "not supported", "rejected", "not rejected") for v in verdicts)
     out = hypotheses_report(study).write(tmp_path / "hypotheses")
-    validate_results(json.loads((out / "results.json").read_text()))
+    data = json.loads((out / "results.json").read_text())
+    validate_results(data)
+    # two epochs: the cells stay short of the target, so the headline gives no verdict and says why
+    assert study.cell("name", 4, "new_acc") < config.train.target_new_acc
+    assert data["headline"]["verdict"] is None
+    assert data["headline"]["untested"].startswith("name x4 stayed below the acquisition target")
     assert "0–4 %" in assert_reads_at_a_glance((out / "report.html").read_text())
 
 

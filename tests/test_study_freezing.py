@@ -126,6 +126,19 @@ def test_report_validates_and_writes_both_files(study, tmp_path):
     assert load_results(out)["results"]["grid_forgetting"]["rows"] == ["train-only", "freeze-only"]
 
 
+def test_a_sweep_whose_full_sft_learned_nothing_gets_no_verdict_and_says_why(study):
+    from dataclasses import replace
+
+    def headline(reference_acquired):
+        records = [{**r, "new_acc": reference_acquired} if r["name"] == REFERENCE else r for r in study.records]
+        return freezing_report(replace(study, records=records)).to_dict()["headline"]
+
+    never = headline(0.0)
+    assert never["verdict"] is None
+    assert never["untested"] == "sft never learned the new facts (acquisition 0.00): the comparison needs acquisition"
+    assert headline(0.5)["verdict"]["verdict"] in ("reproduces", "partly reproduces", "does not reproduce")
+
+
 def test_groups_split_each_layer(config, world):
     split = run_freezing(ExperimentConfig.quick_preset(**{**SIZES, "epochs": 1}), world=world, progress=False,
                          mode=("train_only",), groups=("attention", "ffn"))
