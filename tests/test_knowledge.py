@@ -347,9 +347,9 @@ def test_cli_bad_inputs_in_process(tmp_path, capsys):
     base = ["--model", "tiny-llama", "--data", str(MINI), "--out", str(tmp_path / "t.jsonl")]
     for extra, message in [
         (["--relations", "P20"], "unknown relation 'P20'"),
-        (["--limit", "0"], "limit_per_relation must be a positive integer"),
-        (["--batch-size", "0"], "batch_size must be a positive integer"),
-        (["--max-new-tokens", "0"], "max_new_tokens must be a positive integer"),
+        (["--limit", "0"], "--limit must be >= 1, got 0"),
+        (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+        (["--max-new-tokens", "0"], "--max-new-tokens must be >= 1, got 0"),
         (["--exemplar-split", "train"], "no file P17.train.json"),
         (["--device", "foo"], "unknown device 'foo'"),
         *([(["--device", "cuda"], "CUDA is not available")] if not torch.cuda.is_available() else []),
