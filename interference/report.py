@@ -337,7 +337,7 @@ class Report:
         manifest = {"title": self.title, "files": {
             name: {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "bytes": len(text.encode("utf-8"))}
             for name, text in files.items()}}
-        files[MANIFEST_FILE] = json.dumps(manifest, indent=2) + "\n"
+        files[MANIFEST_FILE] = atomic.json_text(manifest)
         if isinstance(out, str | os.PathLike):
             folder = Path(out)
             for name, text in files.items():
