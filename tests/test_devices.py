@@ -118,12 +118,15 @@ def test_auto_is_recorded_as_the_device_it_chose():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_the_gpu_benchmark_refuses_without_cuda(capsys, tmp_path):
+@pytest.mark.parametrize("name", ["bench_gpu_table1", "bench_gpu_precision"])
+def test_the_gpu_benchmarks_refuse_without_cuda(capsys, tmp_path, monkeypatch, name):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "bench_gpu_table1.py"
-    spec = importlib.util.spec_from_file_location("bench_gpu_table1", path)
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root))  # as `python -m bench.NAME` from the repository root
+    path = root / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     assert bench.main(["--out", str(tmp_path / "b.json")]) == 2
