@@ -80,12 +80,17 @@ def ours(records: Sequence[Mapping], name: str, field: str, percent: bool = True
 
 def add_headline(report: Report, *, claim: str, records: Sequence[Mapping], conditions: Sequence[str],
                  checks: Sequence[Check] | None, paper: Sequence[Mapping], reference: str = "sft",
-                 differences: Sequence[PairedDifference] | None = None, untested: str | None = None
-                 ) -> Verdict | None:
+                 differences: Sequence[PairedDifference] | None = None, untested: str | None = None,
+                 acquired: Sequence[str] = (), target: float | None = None) -> Verdict | None:
     """Open `report`'s headline: the claim, the verdict from `checks` (none when they are None), the paired
     comparison (`differences`, default every condition − `reference`), `paper` rows ({"quantity", "paper", "ours"})
     and the comparison chart; the numbers also go to `report.results` (`paired`, `verdict`, `paper`). Without
-    checks, `untested` says why there is no verdict."""
+    checks, `untested` says why there is no verdict. `acquired`: the conditions the verdict needs at the acquisition
+    `target` (None: any acquisition); when one never learned the new facts or stayed below it, there is no verdict
+    and `first_acquisition_gap` says why."""
+    gap = first_acquisition_gap(records, acquired, target) if checks else None
+    if gap:
+        checks, untested = None, gap
     if differences is None:
         differences = paired_comparison(records, conditions, reference)
     verdict = judge(checks) if checks else None

@@ -36,7 +36,6 @@ def make_accelerator(config: TrainConfig, device: torch.device, out=None):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    check_launch()
     single = int(os.environ.get("WORLD_SIZE", "1")) == 1
     if single:
         AcceleratorState._reset_state(True)  # so that each run in a process may choose its own precision
