@@ -1,18 +1,30 @@
-"""Greedy exact-match accuracy of a model on facts in the fine-tuning format (SPEC §2).
+"""Greedy exact-match accuracy of a model on facts in the fine-tuning format (SPEC §2), and its one-pass lower bound.
 
 Evaluation is batched greedy decoding with the KV cache on the model's own device (`generate_answers`), prompts in
 length order so a batch pads little, and stops as soon as every answer in the batch has ended (newline or EOS). Its
 batch follows the device (`interference.devices.inference_batch_size`): `EVAL_BATCH` facts on a CPU, 8x that on a GPU.
+
+`teacher_forced_correctness` is the cheap acquisition check of training: one forward pass over prompt + trained
+answer + EOS, and a fact counts as correct when the argmax at every answer position is the trained token (at the
+last, EOS, position any token that ends an answer). Such a fact is correct under greedy decoding too, since greedy
+then emits exactly those tokens; the converse need not hold (greedy may give another accepted alias, or a text equal
+after normalisation), so its accuracy is a lower bound on greedy accuracy, never above it. Reported numbers stay
+greedy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+
 from .answers import exact_match
 from .devices import inference_batch_size
 from .facts import Fact, qa_prompt
-from .generation import generate_in_length_order
+from .generation import generate_in_length_order, inference_mode, stop_token_ids
+
+#: The label of positions that are not answer tokens (prompt, pad), as in `interference.train.losses`.
+IGNORE = -100
 
 #: Facts per evaluation batch on a CPU (an accelerator takes `inference_batch_size` of it).
 EVAL_BATCH = 64
@@ -46,3 +58,35 @@ def fact_correctness(
 def accuracy(correct: Sequence[bool]) -> float:
     """Fraction of True values; NaN for an empty sequence (an empty split has no accuracy)."""
     return sum(correct) / len(correct) if correct else float("nan")
+
+
+def teacher_forced_correctness(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                               labels: torch.Tensor, *, batch_size: int | None = None) -> list[bool]:
+    """Per example, in order: is the trained answer the argmax continuation at every answer position?
+
+    The tensors are right-padded [N, T] rows of prompt + answer + EOS, as `interference.train.batches.Examples` holds
+    them, with `labels` the answer ids (EOS included) and `IGNORE` elsewhere. At the last answer position any stop
+    token (`interference.generation.stop_token_ids`) is accepted, as greedy decoding would stop there too. One
+    forward pass per batch of examples (length-sorted so that a batch pads little) and one host sync at the end.
+    True implies that greedy decoding gives the trained answer (see the module's docstring).
+    """
+    n = len(input_ids)
+    if not n:
+        return []
+    device = next(model.parameters()).device
+    batch_size = batch_size or inference_batch_size(EVAL_BATCH, device)
+    stops = torch.tensor(stop_token_ids(tokenizer), device=device)
+    lengths = attention_mask.sum(dim=1)
+    order = torch.argsort(lengths, stable=True)
+    correct = torch.zeros(n, dtype=torch.bool, device=device)
+    with inference_mode(model):
+        for index in order.split(batch_size):
+            width = int(lengths[index].max())
+            ids, mask, gold = (t[index, :width].to(device) for t in (input_ids, attention_mask, labels))
+            predicted = model(input_ids=ids, attention_mask=mask).logits[:, :-1].argmax(dim=-1)
+            gold = gold[:, 1:]  # the label of position t + 1 is predicted at position t
+            answer = gold != IGNORE
+            last = answer & ~torch.cat([answer[:, 1:], torch.zeros_like(answer[:, :1])], dim=1)
+            hit = (predicted == gold) | (last & torch.isin(predicted, stops))
+            correct[index.to(device)] = (hit | ~answer).all(dim=1) & answer.any(dim=1)
+    return correct.tolist()

@@ -29,6 +29,11 @@ class TrainConfig:
     eval_every_steps: int | None = option(None, "with a target: check acc(D_unknown) every this many steps; none: "
                                           "4 checks per epoch, and within 0.1 of the target every step (at most "
                                           "16 checks per epoch)", low=1)
+    acquisition_check: str = option("greedy", "how the checks inside an epoch measure acc(D_unknown): greedy "
+                                    "decoding (exact), or teacher_forced: one forward pass, a fact counts when the "
+                                    "argmax reproduces its trained answer (a lower bound on greedy, no generation; "
+                                    "evaluations after each epoch and at the stop stay greedy)",
+                                    choices=("greedy", "teacher_forced"))
     lr: float = option(5e-5, "AdamW learning rate (constant)", low=0, above=True)
     batch_size: int = option(32, "facts per optimiser step (over all processes)", low=1)
     weight_decay: float = option(0.0, "AdamW decoupled weight decay", low=0)

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import InterferenceError
-from ..evaluation import accuracy, fact_correctness
+from ..evaluation import accuracy, fact_correctness, teacher_forced_correctness
 from ..facts import Fact
 from ..parameter_groups import apply_trainable, resolve_trainable, restore_flags
 from ..splits import check_disjoint
@@ -105,6 +105,13 @@ def _step(accelerator, forward, loss_fn, examples, index, params, optimizer, con
     return {"loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}
 
 
+def _optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over `params`: the fused CUDA kernel where the parameters are on a GPU (one launch per step instead of
+    several per tensor), torch's default implementation elsewhere."""
+    fused = params[0].device.type == "cuda"
+    return torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay, fused=fused or None)
+
+
 def _check_loss(value: float, epoch: int, step: int) -> None:
     if not math.isfinite(value):
         raise InterferenceError(f"the loss became {value} in epoch {epoch} (step {step}): training diverged; "
@@ -114,8 +121,7 @@ def _check_loss(value: float, epoch: int, step: int) -> None:
 def _sft(accelerator, model, examples, config, steps: int, desc: str, progress: bool) -> None:
     """`steps` steps of SFT of `model` on `examples` (epochs in their seeded orders)."""
     params, per_epoch = [p for p in model.parameters() if p.requires_grad], math.ceil(len(examples) / config.batch_size)
-    optimizer = torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay)
-    forward, optimizer = accelerator.prepare(model, optimizer)
+    forward, optimizer = accelerator.prepare(model, _optimizer(params, config))
     torch.manual_seed(config.seed)
     for s in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
         epoch = s // per_epoch + 1
@@ -183,7 +189,8 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
     """Fine-tune `model` in place on `config.train_splits` by `config.method`.
 
     Greedy exact match on known / unknown / held is evaluated at step 0, after every epoch and where the run stops:
-    after `config.epochs`, or at the first acquisition check with acc(unknown) >= `target_new_acc`. `snapshot` and
+    after `config.epochs`, or at the first acquisition check with acc(unknown) >= `target_new_acc` (checks inside an
+    epoch decode greedily, or with `acquisition_check="teacher_forced"` take one forward pass). `snapshot` and
     `teacher_cache` may be shared between runs. With `out_dir` the run is written there (`checkpoint.RunFolder`);
     `resume=True` continues an interrupted run, bitwise as if it had not stopped.
     """
@@ -210,6 +217,17 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                                     desc=f"eval {'+'.join(names)}" if desc else None)
         cut = iter(flat)
         return {name: list(itertools.islice(cut, len(splits[name]))) for name in names}
+
+    teacher_forced = config.acquisition_check == "teacher_forced" and target is not None and splits["unknown"]
+    checked = Examples(tokenizer, splits["unknown"]) if teacher_forced else None  # tokenised once for every check
+
+    def acquisition() -> float:
+        """acc(D_unknown) for a check inside an epoch, by `config.acquisition_check`."""
+        if checked is None:
+            return accuracy(correct(["unknown"], desc=False)["unknown"])
+        with accelerator.autocast():
+            return accuracy(teacher_forced_correctness(model, tokenizer, checked.input_ids, checked.attention_mask,
+                                                       checked.labels, batch_size=config.eval_batch_size))
 
     def evaluate(epoch: int, step: int, means: dict, train_seconds: float) -> EpochRecord:
         start = time.perf_counter()
@@ -240,8 +258,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                 else:
                     mu = config.l2_mu
             loss_fn = objective(config, config.method, teacher, mu or 0.0, params, anchors)
-            optimizer = torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay)
-            student, optimizer = accelerator.prepare(model, optimizer)
+            student, optimizer = accelerator.prepare(model, _optimizer(params, config))
             if config.report_to:  # files under RUN/logs: TensorBoard's by the project folder, W&B's by its dir
                 logs = accelerator.logging_dir
                 if logs:
@@ -274,7 +291,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                     if i % config.log_every == 0 or i == len(order):
                         _check_loss(sums["loss"].item() / i, epoch, step)
                     if target is not None and i < len(order) and i % _checks_every(config, len(examples), seen) == 0:
-                        seen = accuracy(correct(["unknown"], desc=False)["unknown"])
+                        seen = acquisition()
                         stop = _reached(seen, target)
                         student.train()
                         if stop:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-IGNORE = -100
+from ..evaluation import IGNORE  # the label of prompt and pad positions, shared with the acquisition check
 
 
 def answer_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
