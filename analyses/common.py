@@ -20,6 +20,10 @@ from interference.train import TrainConfig
 PER_CONDITION = ("method", "freeze", "train_only", "train_splits", "seed", "report_to", "checkpoint_every",
                  "log_every")
 
+#: The analyses whose seeds accumulate over runs into one folder (`--accumulate`): their reports are computed from
+#: the per-seed records alone.
+ACCUMULATES = ("forgetting", "hypotheses")
+
 #: The files an analysis writes into its output folder.
 REPORT_FILES = (RESULTS_FILE, CSV_FILE, HTML_FILE, MANIFEST_FILE)
 
@@ -54,6 +58,10 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=list(DTYPES),
                    help="dtype of the model's weights (default float32)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (nor the libraries' chatter)")
+    if name in ACCUMULATES:
+        p.add_argument("--accumulate", action="store_true",
+                       help="add this run's seeds to the earlier run in --out (same settings, checked by the run "
+                            "fingerprint; seeds already there are skipped) and recompute the report over all seeds")
     training = p.add_argument_group("training of every condition", "TrainConfig's options; the analysis sets each "
                                     "condition's method, frozen parameters, training splits and seed, and --quick or "
                                     "the analysis may set other defaults (results.json records what ran)")
@@ -112,3 +120,30 @@ def run(build: Callable[[], object], out: str | Path | argparse.Namespace) -> Pa
     print(f"report: {path / 'report.html'}\nresults: {path / 'results.json'}\n"
           f"wall time: {time.monotonic() - start:.1f} s", file=sys.stderr)
     return path
+
+
+def run_study(args: argparse.Namespace, config: ExperimentConfig, study: Callable[[ExperimentConfig], object],
+              report: Callable[[object], object], *, order: list[str] | None = None, **settings) -> Path:
+    """`run` for a study whose report is computed from its per-seed records: `study(config)` runs it, `report(s)`
+    makes its report, `settings` are the study's own settings (methods, counts, …) for the run fingerprint
+    (`interference.accumulate`), which results.json records. With `args.accumulate` the seeds already in `args.out`
+    under the same fingerprint are not run again and the report pools the earlier records with the new ones
+    (`order`: the conditions' order in the pooled records)."""
+    from interference.accumulate import config_for_new_seeds, earlier_run, pool, run_fingerprint
+
+    fingerprint = run_fingerprint(config, args.command, **settings)
+    machine = device_description(resolve_device(config.device))
+
+    def build():
+        earlier = earlier_run(args.out, fingerprint) if getattr(args, "accumulate", False) else None
+        ran = study(config_for_new_seeds(config, earlier))
+        for record in ran.records:
+            record.setdefault("machine", machine)
+        if earlier is not None:
+            print(f"adding seeds {' '.join(str(s) for s in ran.config.seeds)} to the {len(earlier.seeds)} in "
+                  f"{args.out}", file=sys.stderr)
+        made = report(pool(ran, earlier, order))
+        made.results["run_fingerprint"] = fingerprint
+        return made
+
+    return run(build, args)

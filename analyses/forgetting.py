@@ -4,6 +4,7 @@ control, attention-only, FFN-only and known-only training, over several seeds.
     python -m analyses.forgetting                 # embedded world, 3 seeds (a few minutes on 2 cores)
     python -m analyses.forgetting --quick         # about a minute
     python -m analyses.forgetting --model smollm2-135m --data ../shared/data/entityquestions --seeds 0
+    python -m analyses.forgetting --seeds 3 4 --accumulate   # add two seeds to the run in reports/forgetting
 
 Writes <out>/report.html and <out>/results.json. A thin shell over `interference.studies.forgetting`.
 """
@@ -23,8 +24,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="methods to run (default: all)")
     args = parser.parse_args(argv)
     config = common.experiment_config(args)
-    common.run(lambda: forgetting_report(run_forgetting(config, args.methods, progress=not args.no_progress)),
-               args)
+    common.run_study(args, config, lambda c: run_forgetting(c, args.methods, progress=not args.no_progress),
+                     forgetting_report, order=list(args.methods), methods=list(args.methods))
     return 0
 
 

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = args.counts or ([20, 200] if args.quick else [40, 400])
     if min(counts) < 1:
         raise InterferenceError(f"--counts must be positive, got {counts}")
-    common.run(lambda: hypotheses_report(run_hypotheses(config, counts, progress=not args.no_progress)), args)
+    common.run_study(args, config, lambda c: run_hypotheses(c, counts, progress=not args.no_progress),
+                     hypotheses_report, counts=sorted(set(counts)))
     return 0
 
 

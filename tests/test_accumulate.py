@@ -1,0 +1,110 @@
+"""Seeds that accumulate over runs into one folder: pooled reports equal one run over all seeds, and only runs of the
+same experiment pool."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from analyses.forgetting import main
+from interference.accumulate import config_for_new_seeds, earlier_run, run_fingerprint
+from interference.errors import InterferenceError
+from interference.experiment import ExperimentConfig
+
+QUICK = ["--quick", "--methods", "sft", "self_distill", "--no-progress", "--n-known", "24", "--n-unknown", "24",
+         "--n-held", "24", "--epochs", "6"]
+
+#: Per-record fields that differ between two runs of the same seed (timings) or say where the record came from.
+VOLATILE = ("seconds", "machine")
+
+
+def _results(folder) -> dict:
+    return json.loads((folder / "results.json").read_text())
+
+
+def _rewrite(folder, data: dict) -> None:
+    """Replace a report's results.json by `data`, as a run would have written it (its manifest updated)."""
+    from interference.report_files import sha256
+
+    (folder / "results.json").write_text(json.dumps(data))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["results.json"]["sha256"] = sha256(folder / "results.json")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _stable(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in records]
+
+
+def test_a_second_run_adds_its_seeds_and_equals_one_run_over_all_seeds(tmp_path, capsys):
+    pooled, whole = tmp_path / "pooled", tmp_path / "whole"
+    assert main([*QUICK, "--seeds", "0", "--out", str(pooled)]) == 0
+    assert main([*QUICK, "--seeds", "0", "1", "--accumulate", "--out", str(pooled)]) == 0  # seed 0 is not rerun
+    assert "adding seeds 1 to the 1 in" in capsys.readouterr().err
+    assert main([*QUICK, "--seeds", "0", "1", "--out", str(whole)]) == 0
+    a, b = _results(pooled), _results(whole)
+    assert a["seeds"] == b["seeds"] == [0, 1]
+    assert _stable(a["conditions"]) == _stable(b["conditions"])  # deterministic per seed: the same records
+    assert a["headline"] == b["headline"]  # every statistic recomputed over both seeds
+    assert a["results"]["summary"] == b["results"]["summary"]
+    assert a["results"]["run_fingerprint"] == b["results"]["run_fingerprint"]
+    assert {r["machine"] for r in a["conditions"]} == {"cpu (1 thread)"}
+
+
+def test_other_settings_or_no_new_seed_are_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main([*QUICK, "--seeds", "0", "--out", str(out)]) == 0
+    before = (out / "results.json").read_text()
+    capsys.readouterr()
+    assert main([*QUICK, "--seeds", "1", "--lr", "0.002", "--accumulate", "--out", str(out)]) == 2
+    assert "holds a run with other settings (train.lr: 0.001 there, 0.002 now)" in capsys.readouterr().err
+    assert main([*QUICK, "--seeds", "0", "--accumulate", "--out", str(out)]) == 2
+    assert "seeds 0 are all in the earlier run already" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == before  # refused runs leave the earlier run as it was
+
+
+def test_the_fingerprint_ignores_seeds_and_device_and_reads_data_files_by_content(tmp_path):
+    table = tmp_path / "a.jsonl"
+    table.write_text('{"x": 1}\n')
+    copy = tmp_path / "elsewhere" / "a.jsonl"
+    copy.parent.mkdir()
+    copy.write_text(table.read_text())
+
+    def fingerprint(**kw):
+        settings = {**dict(model="tiny-llama", data=str(table), device="cpu", seeds=(0,)), **kw}
+        config = ExperimentConfig.build(**settings)
+        return run_fingerprint(config, "analyses.forgetting", methods=["sft"])["digest"]
+
+    assert fingerprint() == fingerprint(seeds=(3, 4)) == fingerprint(device="auto") == fingerprint(data=str(copy))
+    assert fingerprint() != fingerprint(lr=0.5)
+    assert fingerprint() != fingerprint(n_held=7)
+    copy.write_text('{"x": 2}\n')
+    assert fingerprint() != fingerprint(data=str(copy))
+
+
+def test_earlier_records_read_back_as_the_study_computed_them(tmp_path):
+    out = tmp_path / "r"
+    assert main([*QUICK, "--seeds", "0", "--out", str(out)]) == 0
+    data = _results(out)
+    earlier = earlier_run(out, data["results"]["run_fingerprint"])
+    assert earlier.seeds == (0,) and len(earlier.records) == 2
+    assert all(isinstance(r["forgetting"], float) for r in earlier.records)  # a null would come back as NaN
+    assert earlier_run(tmp_path / "empty", data["results"]["run_fingerprint"]) is None
+    fresh = ExperimentConfig.quick_preset(seeds=(0, 2))
+    assert config_for_new_seeds(fresh, earlier).seeds == (2,)
+    with pytest.raises(InterferenceError, match="no run fingerprint"):
+        del data["results"]["run_fingerprint"]
+        _rewrite(out, data)
+        earlier_run(out, {"digest": "x", "settings": {}})
+
+
+def test_null_measurements_read_back_as_nan(tmp_path):
+    out = tmp_path / "r"
+    assert main([*QUICK, "--seeds", "0", "--out", str(out)]) == 0
+    data = _results(out)
+    data["conditions"][0]["forgetting"] = None  # a run whose held-out accuracy never rose above 0
+    _rewrite(out, data)
+    earlier = earlier_run(out, data["results"]["run_fingerprint"])
+    assert math.isnan(earlier.records[0]["forgetting"]) and earlier.records[0]["new_acc"] is not None
