@@ -1,10 +1,10 @@
 """Seeds that accumulate: a later run of an analysis into the same output folder adds its seeds to the earlier run's.
 
 Every report records its run fingerprint (`results.json` → `results.run_fingerprint`): the analysis, the study's
-own settings (methods, counts, …) and every setting of the `ExperimentConfig` that decides the numbers — model, facts (a data
-file by its SHA-256, so a copy elsewhere is the same facts), sizes, layer, dtype, world seed and the whole training
-config — but not the seeds, which are what accumulates, nor the device. Two runs with the same fingerprint are
-samples of the same experiment, so their per-seed records may be pooled:
+own settings (methods, counts, …) and every setting of the `ExperimentConfig` that decides the numbers — model,
+facts (a data file by its SHA-256, so a copy elsewhere is the same facts), sizes, layer, dtype, world seed and the
+whole training config — but not the seeds, which are what accumulates, nor the device. Two runs with the same
+fingerprint are samples of the same experiment, so their per-seed records may be pooled:
 
     earlier = earlier_run(folder, fingerprint)         # None, or the records and seeds already there
     config = config_for_new_seeds(config, earlier)      # only the seeds not run yet
