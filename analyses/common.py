@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from interference.dataclass_options import add_dataclass_options, dataclass_values
@@ -62,6 +63,9 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
         p.add_argument("--accumulate", action="store_true",
                        help="add this run's seeds to the earlier run in --out (same settings, checked by the run "
                             "fingerprint; seeds already there are skipped) and recompute the report over all seeds")
+        p.add_argument("--merge", nargs="+", default=None, metavar="FOLDER",
+                       help="pool the seeds of these report folders (runs of the same settings, e.g. on other "
+                            "machines) into this report; only --seeds none of them has are trained")
     training = p.add_argument_group("training of every condition", "TrainConfig's options; the analysis sets each "
                                     "condition's method, frozen parameters, training splits and seed, and --quick or "
                                     "the analysis may set other defaults (results.json records what ran)")
@@ -123,27 +127,42 @@ def run(build: Callable[[], object], out: str | Path | argparse.Namespace) -> Pa
 
 
 def run_study(args: argparse.Namespace, config: ExperimentConfig, study: Callable[[ExperimentConfig], object],
-              report: Callable[[object], object], *, order: list[str] | None = None, **settings) -> Path:
-    """`run` for a study whose report is computed from its per-seed records: `study(config)` runs it, `report(s)`
-    makes its report, `settings` are the study's own settings (methods, counts, …) for the run fingerprint
-    (`interference.accumulate`), which results.json records. With `args.accumulate` the seeds already in `args.out`
-    under the same fingerprint are not run again and the report pools the earlier records with the new ones
-    (`order`: the conditions' order in the pooled records)."""
-    from interference.accumulate import config_for_new_seeds, earlier_run, pool, run_fingerprint
+              report: Callable[[object], object], rebuild: Callable[[ExperimentConfig, list[dict], dict], object], *,
+              order: list[str] | None = None, **settings) -> Path:
+    """`run` for a study whose report is computed from its per-seed records.
+
+    `study(config)` runs it, `report(s)` makes its report, `rebuild(config, records, results)` makes the study from
+    pooled records and the earlier `results` (no training), and `settings` are the study's own settings (methods,
+    counts, …) for the run fingerprint (`interference.accumulate`), which results.json records. With
+    `args.accumulate` the run in `args.out`, and with `args.merge` the runs in those folders, are pooled with this
+    one: only seeds none of them has are trained, and the report is recomputed over all (`order`: the conditions'
+    order in the pooled records).
+    """
+    from interference.accumulate import earlier_run, in_order, pool, run_fingerprint
 
     fingerprint = run_fingerprint(config, args.command, **settings)
     machine = device_description(resolve_device(config.device))
 
     def build():
         earlier = earlier_run(args.out, fingerprint) if getattr(args, "accumulate", False) else None
-        ran = study(config_for_new_seeds(config, earlier))
-        for record in ran.records:
-            record.setdefault("machine", machine)
+        for folder in getattr(args, "merge", None) or ():
+            found = earlier_run(folder, fingerprint, required=True)
+            earlier = found + earlier
+        new = tuple(s for s in config.seeds if earlier is None or s not in earlier.seeds)
+        if new:
+            ran = study(replace(config, seeds=new))
+            for record in ran.records:
+                record.setdefault("machine", machine)
+            made = pool(ran, earlier, order)
+        elif getattr(args, "merge", None):
+            made = rebuild(replace(config, seeds=earlier.seeds), in_order(earlier.records, order), earlier.results)
+        else:
+            raise InterferenceError(f"seeds {' '.join(map(str, config.seeds))} are all in the earlier run already "
+                                    f"(it has {' '.join(map(str, earlier.seeds))}): give new --seeds to add")
         if earlier is not None:
-            print(f"adding seeds {' '.join(str(s) for s in ran.config.seeds)} to the {len(earlier.seeds)} in "
-                  f"{args.out}", file=sys.stderr)
-        made = report(pool(ran, earlier, order))
-        made.results["run_fingerprint"] = fingerprint
-        return made
+            print(f"pooled seeds {' '.join(map(str, made.config.seeds))} ({len(new)} run now)", file=sys.stderr)
+        result = report(made)
+        result.results["run_fingerprint"] = fingerprint
+        return result
 
     return run(build, args)

@@ -5,6 +5,7 @@ control, attention-only, FFN-only and known-only training, over several seeds.
     python -m analyses.forgetting --quick         # about a minute
     python -m analyses.forgetting --model smollm2-135m --data ../shared/data/entityquestions --seeds 0
     python -m analyses.forgetting --seeds 3 4 --accumulate   # add two seeds to the run in reports/forgetting
+    python -m analyses.forgetting --merge run-a run-b --out pooled   # pool runs made elsewhere (same settings)
 
 Writes <out>/report.html and <out>/results.json. A thin shell over `interference.studies.forgetting`.
 """
@@ -12,7 +13,7 @@ Writes <out>/report.html and <out>/results.json. A thin shell over `interference
 from __future__ import annotations
 
 from interference.errors import cli_errors
-from interference.studies.forgetting import METHODS, forgetting_report, run_forgetting
+from interference.studies.forgetting import METHODS, ForgettingStudy, forgetting_report, run_forgetting
 
 from . import common
 
@@ -24,8 +25,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="methods to run (default: all)")
     args = parser.parse_args(argv)
     config = common.experiment_config(args)
-    common.run_study(args, config, lambda c: run_forgetting(c, args.methods, progress=not args.no_progress),
-                     forgetting_report, order=list(args.methods), methods=list(args.methods))
+    methods = tuple(args.methods)
+    common.run_study(args, config, lambda c: run_forgetting(c, methods, progress=not args.no_progress),
+                     forgetting_report, lambda c, records, results: ForgettingStudy(c, methods, results["layer"],
+                                                                                   records),
+                     order=list(methods), methods=list(methods))
     return 0
 
 

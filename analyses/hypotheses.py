@@ -11,7 +11,7 @@ Writes <out>/report.html and <out>/results.json. A thin shell over `interference
 from __future__ import annotations
 
 from interference.errors import InterferenceError, cli_errors
-from interference.studies.hypotheses import hypotheses_report, run_hypotheses
+from interference.studies.hypotheses import HypothesesStudy, hypotheses_report, run_hypotheses
 
 from . import common
 
@@ -26,8 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     counts = args.counts or ([20, 200] if args.quick else [40, 400])
     if min(counts) < 1:
         raise InterferenceError(f"--counts must be positive, got {counts}")
+    counts = tuple(sorted(set(counts)))
     common.run_study(args, config, lambda c: run_hypotheses(c, counts, progress=not args.no_progress),
-                     hypotheses_report, counts=sorted(set(counts)))
+                     hypotheses_report, lambda c, records, results: HypothesesStudy(c, counts, results["layer"],
+                                                                                   records),
+                     counts=list(counts))
     return 0
 
 

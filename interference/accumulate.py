@@ -6,8 +6,8 @@ facts (a data file by its SHA-256, so a copy elsewhere is the same facts), sizes
 whole training config — but not the seeds, which are what accumulates, nor the device. Two runs with the same
 fingerprint are samples of the same experiment, so their per-seed records may be pooled:
 
-    earlier = earlier_run(folder, fingerprint)         # None, or the records and seeds already there
-    config = config_for_new_seeds(config, earlier)      # only the seeds not run yet
+    earlier = earlier_run(folder, fingerprint)   # None, or the records, seeds and results already there
+    study = pool(run_study(config_with_only_new_seeds), earlier)
 
 and the study's records become the earlier ones plus the new ones; every report statistic is then recomputed over
 all seeds. A folder whose run has another fingerprint is refused with one line naming the first differing setting.
@@ -61,10 +61,21 @@ def run_fingerprint(config, command: str, **study: Any) -> dict:
 
 @dataclass(frozen=True)
 class Earlier:
-    """The records of an earlier run in an output folder with the same fingerprint, and its seeds."""
+    """The records of earlier runs with the same fingerprint, their seeds, and the first run's `results` (settings
+    its study resolved, e.g. the layer)."""
 
     records: list[dict]
     seeds: tuple[int, ...]
+    results: dict
+
+    def __add__(self, other: Earlier | None) -> Earlier:
+        """Both runs' records; a one-line error when they share a seed (the same seed twice is not two samples)."""
+        if other is None:
+            return self
+        shared = sorted(set(self.seeds) & set(other.seeds))
+        if shared:
+            raise InterferenceError(f"seed {shared[0]} is in two of the runs to pool: each seed may count once")
+        return Earlier(self.records + other.records, tuple(sorted(self.seeds + other.seeds)), self.results)
 
 
 def _first_difference(ours: dict, theirs: dict, prefix: str = "") -> str:
@@ -79,11 +90,13 @@ def _first_difference(ours: dict, theirs: dict, prefix: str = "") -> str:
     return ""
 
 
-def earlier_run(folder: str | Path, fingerprint: dict) -> Earlier | None:
-    """The earlier run in `folder` to add seeds to: None when the folder holds no results; a one-line error when it
-    holds results of other settings (or written before fingerprints were recorded)."""
+def earlier_run(folder: str | Path, fingerprint: dict, *, required: bool = False) -> Earlier | None:
+    """The earlier run in `folder` to add seeds to: None when the folder holds no results (an error if `required`);
+    a one-line error when it holds results of other settings (or written before fingerprints were recorded)."""
     path = Path(folder) / RESULTS_FILE
     if not path.is_file():
+        if required:
+            raise InterferenceError(f"{folder} holds no {RESULTS_FILE} to pool")
         return None
     data = load_results(path)
     theirs = data.get("results", {}).get("run_fingerprint")
@@ -96,28 +109,20 @@ def earlier_run(folder: str | Path, fingerprint: dict) -> Earlier | None:
                                 "over the same experiment; use another --out")
     records = [{k: math.nan if k in NAN_FIELDS and v is None else v for k, v in r.items()}
                for r in data["conditions"]]
-    return Earlier(records, tuple(sorted({r["seed"] for r in records})))
+    return Earlier(records, tuple(sorted({r["seed"] for r in records})), data.get("results", {}))
 
 
-def config_for_new_seeds(config, earlier: Earlier | None):
-    """`config` with only the seeds `earlier` lacks; a one-line error when it has them all."""
-    if earlier is None:
-        return config
-    new = tuple(s for s in config.seeds if s not in earlier.seeds)
-    if not new:
-        raise InterferenceError(f"seeds {' '.join(map(str, config.seeds))} are all in the earlier run already (it "
-                                f"has {' '.join(map(str, earlier.seeds))}): give new --seeds to add")
-    return replace(config, seeds=new)
+def in_order(records: list[dict], order: list[str] | None = None) -> list[dict]:
+    """Records sorted by condition name (in `order`; others after, in their order) and then by seed."""
+    rank = {name: i for i, name in enumerate(order or [])}
+    return sorted(records, key=lambda r: (rank.get(r["name"], len(rank)), r["seed"]))
 
 
 def pool(study, earlier: Earlier | None, order: list[str] | None = None):
-    """`study` with `earlier`'s records before its own (sorted by condition `order`, then seed) and its config's
-    seeds the union of both; returned as is without an earlier run."""
+    """`study` with `earlier`'s records added to its own (`in_order`) and its config's seeds the union of both;
+    returned as is without an earlier run."""
     if earlier is None:
         return study
-    records = earlier.records + study.records
-    rank = {name: i for i, name in enumerate(order or [])}
-    records.sort(key=lambda r: (rank.get(r["name"], len(rank)), r["seed"]))
-    study.records = records
-    study.config = replace(study.config, seeds=tuple(sorted({r["seed"] for r in records})))
+    study.records = in_order(earlier.records + study.records, order)
+    study.config = replace(study.config, seeds=tuple(sorted({r["seed"] for r in study.records})))
     return study

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from analyses.forgetting import main
-from interference.accumulate import config_for_new_seeds, earlier_run, run_fingerprint
+from interference.accumulate import earlier_run, run_fingerprint
 from interference.errors import InterferenceError
 from interference.experiment import ExperimentConfig
 
@@ -42,7 +42,7 @@ def test_a_second_run_adds_its_seeds_and_equals_one_run_over_all_seeds(tmp_path,
     pooled, whole = tmp_path / "pooled", tmp_path / "whole"
     assert main([*QUICK, "--seeds", "0", "--out", str(pooled)]) == 0
     assert main([*QUICK, "--seeds", "0", "1", "--accumulate", "--out", str(pooled)]) == 0  # seed 0 is not rerun
-    assert "adding seeds 1 to the 1 in" in capsys.readouterr().err
+    assert "pooled seeds 0 1 (1 run now)" in capsys.readouterr().err
     assert main([*QUICK, "--seeds", "0", "1", "--out", str(whole)]) == 0
     a, b = _results(pooled), _results(whole)
     assert a["seeds"] == b["seeds"] == [0, 1]
@@ -92,8 +92,7 @@ def test_earlier_records_read_back_as_the_study_computed_them(tmp_path):
     assert earlier.seeds == (0,) and len(earlier.records) == 2
     assert all(isinstance(r["forgetting"], float) for r in earlier.records)  # a null would come back as NaN
     assert earlier_run(tmp_path / "empty", data["results"]["run_fingerprint"]) is None
-    fresh = ExperimentConfig.quick_preset(seeds=(0, 2))
-    assert config_for_new_seeds(fresh, earlier).seeds == (2,)
+    assert earlier.results["layer"] == data["results"]["layer"]
     with pytest.raises(InterferenceError, match="no run fingerprint"):
         del data["results"]["run_fingerprint"]
         _rewrite(out, data)
@@ -108,3 +107,17 @@ def test_null_measurements_read_back_as_nan(tmp_path):
     _rewrite(out, data)
     earlier = earlier_run(out, data["results"]["run_fingerprint"])
     assert math.isnan(earlier.records[0]["forgetting"]) and earlier.records[0]["new_acc"] is not None
+
+
+def test_runs_made_apart_merge_into_the_report_of_one_run(tmp_path, capsys):
+    parts = [tmp_path / "a", tmp_path / "b"]
+    for seed, part in enumerate(parts):
+        assert main([*QUICK, "--seeds", str(seed), "--out", str(part)]) == 0
+    merged, whole = tmp_path / "merged", tmp_path / "whole"
+    assert main([*QUICK, "--seeds", "0", "1", "--merge", *map(str, parts), "--out", str(merged)]) == 0  # no training
+    assert main([*QUICK, "--seeds", "0", "1", "--out", str(whole)]) == 0
+    a, b = _results(merged), _results(whole)
+    assert _stable(a["conditions"]) == _stable(b["conditions"]) and a["headline"] == b["headline"]
+    capsys.readouterr()
+    assert main([*QUICK, "--seeds", "0", "--merge", str(parts[0]), str(parts[0]), "--out", str(tmp_path / "x")]) == 2
+    assert "seed 0 is in two of the runs to pool" in capsys.readouterr().err
