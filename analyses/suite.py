@@ -1,0 +1,217 @@
+"""The real-model suite in one command: Table 1, the §5 hypotheses grid, drift and overlap, causal tracing and
+freezing by layer blocks, written into one folder with one index page. Seeds accumulate: a later run into the same
+folder adds its --seeds to Table 1 and the grid (same settings, checked by the run fingerprint) and every report is
+recomputed over all of them; the other parts run once per folder.
+
+    python -m analyses.suite --model smollm2-135m --knowledge ../shared/data/slick/smollm2-135m-fast.jsonl \\
+        --min-known-fraction 0.1 --n-known 200 --n-unknown 300 --n-held 200 --lr 1e-4 \\
+        --acquisition-check teacher_forced --device cuda --workers 4 --out results/smollm2-135m-h200
+    python -m analyses.suite --quick --out reports/suite        # the embedded world, small: a smoke run
+    python -m analyses.suite ... --estimate-only                # the plan and its estimated time, nothing run
+
+Options not listed below (model, facts, sizes, training, device) are passed to every analysis as given; see
+`python -m analyses.forgetting --help`. It prints its plan and an estimate before the work starts, then each
+analysis's own progress. Writes <out>/index.html and <out>/suite.json, and each analysis's report in <out>/<part>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from interference.accumulate import earlier_run, run_fingerprint
+from interference.errors import CommandParser, InterferenceError, cli_errors
+from interference.outputs import claim_output
+from interference.report_files import RESULTS_FILE
+from interference.suite import (
+    ACCUMULATING,
+    ASSUMED_EPOCHS,
+    PARTS,
+    calibrate,
+    estimate,
+    index_page,
+    plan,
+    rate_from_records,
+)
+
+from . import common
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKERS = ".workers"
+
+
+def suite_parser() -> argparse.ArgumentParser:
+    p = CommandParser(prog="python -m analyses.suite", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    p.add_argument("--out", default="reports/suite", help="the suite's folder (default reports/suite)")
+    p.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS), help="analyses to run (default all)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                   help="seeds of Table 1 and the grid, added to those already in --out (default 0-4); the other "
+                        "parts run the first")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes that train seeds concurrently on the device (default 1): a small model leaves a "
+                        "GPU mostly idle, so several processes share it")
+    p.add_argument("--counts", type=int, nargs="+", default=None,
+                   help="new facts per cell of the grid (default: 1000 10000 on a GPU, 100 on a CPU; the world: 40 "
+                        "400, quick 20 200)")
+    p.add_argument("--band", type=int, default=None, help="layers per block of the freezing sweep (default: five "
+                                                          "blocks)")
+    p.add_argument("--redo", action="store_true", help="rerun the parts that run once per folder")
+    p.add_argument("--estimate-only", action="store_true", help="print the plan and its estimate, run nothing")
+    return p
+
+
+def _counts(args, shared, config) -> list[int]:
+    if args.counts:
+        if min(args.counts) < 1:
+            raise InterferenceError(f"--counts must be positive, got {args.counts}")
+        return sorted(set(args.counts))
+    if config.model == "world":
+        return [20, 200] if shared.quick else [40, 400]
+    return [1000, 10000] if config.device.startswith("cuda") else [100]
+
+
+def _layers(config) -> int:
+    from interference.experiment import world_config
+    from interference.models import declared_layers
+
+    layers = world_config(config).n_layers if config.model == "world" else declared_layers(config.model)
+    if layers is None:
+        raise InterferenceError(f"cannot tell how many layers {config.model} has before loading it: give --band")
+    return layers
+
+
+def _part_args(part: str, rest: list[str], counts: list[int], band: int) -> list[str]:
+    extra = {"hypotheses": ["--counts", *map(str, counts)], "freezing": ["--band", str(band), "--mode", "train_only",
+                                                                        "freeze"]}.get(part, [])
+    if part == "tracing":  # it traces every layer and refuses --layer
+        rest = [a for i, a in enumerate(rest) if a != "--layer" and (i == 0 or rest[i - 1] != "--layer")]
+    return [*rest, *extra]
+
+
+def _fingerprint(part: str, config, counts: list[int]) -> dict:
+    """The run fingerprint the part's own command records (see analyses.forgetting and analyses.hypotheses)."""
+    from interference.studies.forgetting import METHODS
+
+    settings = {"forgetting": {"methods": list(METHODS)}, "hypotheses": {"counts": counts}}[part]
+    return run_fingerprint(config, f"analyses.{part}", **settings)
+
+
+def _analysis(part: str, argv: list[str], *, workers: int = 1, wait: bool = True):
+    """Run `python -m analyses.<part> argv` (its output shown as it comes); with `workers` processes at once on a
+    CPU, each gets its share of the cores unless OMP_NUM_THREADS says otherwise."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    if workers > 1:
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    process = subprocess.Popen([sys.executable, "-m", f"analyses.{part}", *argv], env=env)
+    return process.wait() if wait else process
+
+
+def _run_accumulating(part: str, argv: list[str], seeds: list[int], earlier, out: Path, workers: int, folder) -> int:
+    """Train `seeds` (those not in `earlier`) and pool them with `earlier` into out/part: in one process, or split
+    over `workers` processes whose reports are then merged."""
+    target = out / part
+    new = [s for s in seeds if earlier is None or s not in earlier.seeds]
+    if not new:
+        print(f"{part}: seeds {' '.join(map(str, seeds))} are all in {target} already", file=sys.stderr)
+        return 0
+    accumulate = ["--accumulate"] if earlier is not None else []
+    groups = [new[k::workers] for k in range(min(workers, len(new)))]
+    if len(groups) == 1:
+        return _analysis(part, [*argv, "--seeds", *map(str, new), *accumulate, "--out", str(target)])
+    parts = [out / WORKERS / f"{part}-{k}" for k in range(len(groups))]
+    for path in parts:
+        if path.exists():
+            folder.remove(path.relative_to(out))  # a killed earlier run's worker report: this run redoes its seeds
+    running = [_analysis(part, [*argv, "--seeds", *map(str, g), "--no-progress", "--out", str(path)],
+                         workers=len(groups), wait=False) for g, path in zip(groups, parts, strict=True)]
+    codes = [p.wait() for p in running]
+    folder.register(WORKERS)
+    if any(codes):
+        return max(codes)
+    every = sorted(set(new) | set(earlier.seeds if earlier else ()))
+    code = _analysis(part, [*argv, "--seeds", *map(str, every), *accumulate, "--merge", *map(str, parts),
+                            "--out", str(target)])
+    if code == 0:
+        folder.remove(WORKERS)
+    return code
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, rest = suite_parser().parse_known_args(argv)
+    if args.workers < 1:
+        raise InterferenceError(f"--workers must be >= 1, got {args.workers}")
+    shared = common.parser("suite", "").parse_args([*rest, "--seeds", *map(str, args.seeds)])  # checks the rest
+    config = common.experiment_config(shared)
+    counts = _counts(args, shared, config)
+    band = args.band or max(1, _layers(config) // 5)
+    if band < 1:
+        raise InterferenceError(f"--band must be >= 1, got {band}")
+    out = Path(args.out).resolve()
+    cells = plan(args.parts, world=config.model == "world", n_known=config.n_known, n_unknown=config.n_unknown,
+                 n_held=config.n_held, layers=_layers(config) if "freezing" in args.parts else 1, counts=counts,
+                 band=band)
+    earlier = {part: earlier_run(out / part, _fingerprint(part, config, counts)) for part in ACCUMULATING
+               if part in args.parts}  # other settings in the folder: refused here, before any work (and again by
+    # each part, under its folder's lock)
+    seeds = {part: (len([s for s in args.seeds if earlier[part] is None or s not in earlier[part].seeds])
+                    if part in ACCUMULATING else int(args.redo or not (out / part / RESULTS_FILE).is_file()))
+             for part in args.parts}
+    known = rate_from_records(out)
+    if known is not None:
+        rate, epochs, n = known
+        basis = (f"from the {n} conditions already in {out}: {rate * 1e3:.2f} ms per fact-epoch, {epochs:.1f} "
+                 "epochs a condition")
+    else:
+        from interference.experiment import load_base, make_setup
+
+        setup = make_setup(config, args.seeds[0], world=load_base(config, progress=False), progress=False)
+        rate, epochs = calibrate(setup, config.train), ASSUMED_EPOCHS
+        basis = (f"calibrated here: {rate * 1e3:.2f} ms per fact-epoch, assuming {epochs} epochs a condition "
+                 "(matched acquisition varies: read this as the order of magnitude)")
+    costs = {part: seconds / (args.workers if part in ACCUMULATING else 1)
+             for part, seconds in estimate(cells, seeds, rate, epochs).items()}  # workers share a part's seeds
+    print(f"suite into {out}: {config.model}, {config.n_known}/{config.n_unknown}/{config.n_held} facts, "
+          f"grid counts {' '.join(map(str, counts))}, freezing blocks of {band} layers, {args.workers} "
+          f"worker(s)\nestimate ({basis}):", file=sys.stderr)
+    for part in args.parts:
+        conditions = sum(c.conditions for c in cells if c.part == part) * seeds[part]
+        print(f"  {part:<11} {conditions:4d} conditions  ~{costs.get(part, 0) / 60:6.1f} min", file=sys.stderr)
+    print(f"  total                  ~{sum(costs.values()) / 60:6.1f} min" + (
+        f" (Table 1 and the grid shared ideally over {args.workers} workers)" if args.workers > 1 else ""),
+        file=sys.stderr)
+    if args.estimate_only:
+        return 0
+    with claim_output(out, "analyses.suite", writes=("index.html", "suite.json", WORKERS)) as folder:
+        codes, walls = {}, {}
+        for part in args.parts:
+            start, argv_part = time.monotonic(), _part_args(part, rest, counts, band)
+            print(f"== {part}", file=sys.stderr)
+            if part in ACCUMULATING:
+                codes[part] = _run_accumulating(part, argv_part, args.seeds, earlier[part], out, args.workers, folder)
+            elif seeds[part]:
+                codes[part] = _analysis(part, [*argv_part, "--seeds", str(args.seeds[0]), "--out", str(out / part)])
+            else:
+                print(f"{part}: already in {out / part} (--redo to run it again)", file=sys.stderr)
+                codes[part] = 0
+            walls[part] = round(time.monotonic() - start, 1)
+            if (out / part).is_dir():
+                folder.register(part)
+            page, data = index_page(out, PARTS, title=f"Suite: {config.model}",
+                                    note=f"{config.n_known}/{config.n_unknown}/{config.n_held} facts; each row "
+                                         "links to its report")
+            folder.write_text("index.html", page)
+            folder.write_json("suite.json", {**data, "estimate_s": costs, "estimate_basis": basis, "wall_s": walls,
+                                             "exit_codes": codes, "command": ["python", "-m", "analyses.suite", *argv]})
+    failed = [p for p, c in codes.items() if c]
+    print(f"index: {out / 'index.html'}" + (f"\nfailed: {', '.join(failed)}" if failed else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

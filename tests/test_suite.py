@@ -1,0 +1,66 @@
+"""The suite command at tiny size on the quick world: the plan and estimate before the work, seeds split over
+worker processes and merged into the report one process would write, seeds accumulating over runs, and the index."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from analyses.suite import main
+from interference.suite import Cell, estimate, plan
+
+TINY = ["--quick", "--no-progress", "--epochs", "6", "--n-known", "24", "--n-unknown", "24", "--n-held", "24"]
+
+
+def test_the_plan_counts_each_part_s_conditions_and_the_estimate_scales_with_them():
+    cells = plan(["forgetting", "hypotheses", "freezing"], world=False, n_known=10, n_unknown=20, n_held=30,
+                 layers=30, counts=[100, 1000], band=6)
+    assert [(c.part, c.conditions, c.trained, c.evaluated) for c in cells] == [
+        ("forgetting", 6, 30, 60), ("hypotheses", 2, 110, 140), ("hypotheses", 2, 1010, 1040),
+        ("freezing", 11, 30, 60)]
+    costs = estimate(cells, {"forgetting": 5, "hypotheses": 1, "freezing": 0}, rate=0.01, epochs=2)
+    assert costs == pytest.approx({"forgetting": 5 * 6 * 0.01 * 2 * 60, "hypotheses": 2 * 0.01 * 2 * (140 + 1040),
+                                   "freezing": 0.0})
+    with pytest.raises(Exception, match="unknown suite part 'ffn'"):
+        plan(["ffn"], world=True, n_known=1, n_unknown=1, n_held=1, layers=2, counts=[1], band=1)
+    assert Cell("x", 1, 1, 1).conditions == 1
+
+
+def test_estimate_only_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "suite"
+    assert main([*TINY, "--seeds", "0", "--estimate-only", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "estimate (calibrated here:" in err and re.search(r"forgetting +6 conditions", err)
+    assert re.search(r"freezing +5 conditions", err)  # full SFT + train-only and freeze for each of 2 one-layer blocks
+    assert not out.exists()
+
+
+def test_workers_merge_into_one_report_and_seeds_accumulate(tmp_path, capsys):
+    from analyses.forgetting import main as forgetting
+
+    out = tmp_path / "suite"
+    assert main([*TINY, "--parts", "forgetting", "--seeds", "0", "1", "--workers", "2", "--out", str(out)]) == 0
+    assert not (out / ".workers").exists()  # the workers' reports are merged, then removed
+    assert forgetting([*TINY, "--seeds", "0", "1", "--out", str(tmp_path / "one")]) == 0
+    merged, one = (json.loads((p / "results.json").read_text()) for p in (out / "forgetting", tmp_path / "one"))
+    def stable(records):  # timings differ between two runs of a seed, and threads between processes
+        return [{k: v for k, v in r.items() if k not in ("seconds", "machine")} for r in records]
+
+    assert stable(merged["conditions"]) == stable(one["conditions"])
+    assert merged["headline"] == one["headline"]
+
+    capsys.readouterr()
+    assert main([*TINY, "--parts", "forgetting", "--seeds", "1", "2", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "from the 12 conditions already in" in err and re.search(r"forgetting +6 conditions", err)  # seed 2 only
+    index = json.loads((out / "suite.json").read_text())
+    assert index["parts"][0]["seeds"] == [0, 1, 2] and index["parts"][0]["conditions"] == 18
+    assert [p["verdict"] for p in index["parts"][1:]] == ["not run"] * 4
+    assert "forgetting/report.html" in (out / "index.html").read_text()
+
+    before = (out / "forgetting" / "results.json").read_text()
+    assert main([*TINY, "--parts", "forgetting", "--seeds", "3", "--lr", "0.002", "--out", str(out)]) == 2
+    assert "holds a run with other settings (train.lr: 0.001 there, 0.002 now)" in capsys.readouterr().err
+    assert (out / "forgetting" / "results.json").read_text() == before
