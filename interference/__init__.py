@@ -11,6 +11,10 @@ The public surface is small; each concept lives in its own module:
 - `interference.experiment`: `ExperimentConfig` (what every analysis runs on); `interference.studies.*` the analyses
 """
 
+from . import numerics
+
+numerics.apply()  # before PyTorch's first CPU kernel: the same bits on every AVX2 machine (interference.numerics)
+
 from .errors import InterferenceError, exit_quietly_on_interrupt, started_as_command
 
 if started_as_command("interference", "analyses"):  # Ctrl-C while the imports below run: one line, exit 130

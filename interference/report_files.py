@@ -31,13 +31,15 @@ RESULTS_FILE, HTML_FILE, CSV_FILE, MANIFEST_FILE = "results.json", "report.html"
 
 
 def versions() -> dict[str, str]:
-    """Versions of python, torch, transformers, interference and the other libraries a report depends on."""
+    """Versions of python, torch, transformers, interference and the other libraries a report depends on, and the
+    CPU numerics in effect (`interference.numerics.mode`: "portable" or "native (<capability>)")."""
     import numpy
     import plotly
     import torch
     import transformers
 
     import interference
+    from interference import numerics
 
     return {
         "python": platform.python_version(),
@@ -46,6 +48,7 @@ def versions() -> dict[str, str]:
         "interference": interference.__version__,
         "numpy": numpy.__version__,
         "plotly": plotly.__version__,
+        "numerics": numerics.mode(),
     }
 
 

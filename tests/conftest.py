@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import interference  # noqa: F401  (pins the portable CPU numerics before PyTorch runs a kernel)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # One thread: the tests' models are tiny, where more threads only add synchronisation (and oversubscribe a shared

@@ -1,6 +1,6 @@
 """`load_world`: build (or load from the cache) a world and the model pretrained on it; `World` is the result.
 
-A built world is an HF checkpoint folder `<cache>/worlds/<config digest>/` holding the model, the tokenizer,
+A built world is an HF checkpoint folder `<cache>/worlds/<config digest>-<numerics>/` holding the model, the tokenizer,
 `facts.json` (every world fact, with whether the model answered it correctly) and `world.json` (the config,
 knowledge and build record). It is written atomically, so an interrupted build leaves nothing behind, and a second
 `load_world` with the same config only reads it back.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .. import atomic
+from .. import atomic, numerics
 from ..errors import InterferenceError
 from ..facts import Fact
 from .build import WorldCorpus, build_corpus
@@ -34,9 +34,16 @@ CHECKPOINT_FILES = ("config.json", "generation_config.json", "model.safetensors"
 
 
 def world_dir(config: WorldConfig, cache_dir: str | Path | None = None) -> Path:
-    """The checkpoint folder of `config`'s world: `<cache_dir or cache root>/worlds/<config digest>`."""
+    """The checkpoint folder of `config`'s world: `<cache_dir or cache root>/worlds/<config digest>-<numerics>`, the
+    numerics "avx2" under the portable CPU mode (the same world on every AVX2 machine, `interference.numerics`) and
+    "native-<capability>" otherwise, so that a world pretrained on one kind of kernels is never read as another's."""
     root = Path(cache_dir) if cache_dir is not None else atomic.cache_root()
-    return root / "worlds" / config.digest()
+    return root / "worlds" / f"{config.digest()}-{_numerics_tag()}"
+
+
+def _numerics_tag() -> str:
+    mode = numerics.mode()
+    return "avx2" if mode == "portable" else "native-" + torch.backends.cpu.get_cpu_capability().lower()
 
 
 @dataclass
@@ -165,6 +172,7 @@ def _build(config: WorldConfig, path: Path, progress: bool) -> None:
         "steps": result.steps,
         "build_seconds": time.perf_counter() - start,
         "torch_threads": torch.get_num_threads(),
+        "numerics": numerics.mode(),
         "history": result.history,
     }
     with atomic.directory(path) as tmp:
@@ -226,9 +234,9 @@ def load_world(
 ) -> World:
     """The world of `config` (default: `WorldConfig()`), built and pretrained on first use, then read from the cache.
 
-    `cache_dir` defaults to `$INTERFERENCE_CACHE` or `~/.cache/interference`; the world lives in its `worlds/<digest>`
-    subfolder. `rebuild` retrains even when a cached copy exists, and replaces it: a folder holding a file the build
-    did not write is refused instead.
+    `cache_dir` defaults to `$INTERFERENCE_CACHE` or `~/.cache/interference`; the world lives in its
+    `worlds/<digest>-<numerics>` subfolder (`world_dir`). `rebuild` retrains even when a cached copy exists, and
+    replaces it: a folder holding a file the build did not write is refused instead.
     """
     config = WorldConfig() if config is None else config
     if not isinstance(config, WorldConfig):

@@ -1,0 +1,41 @@
+"""Portable CPU numerics: the same bits on every x86 machine with AVX2, at about the cost of the native path.
+
+PyTorch picks its CPU kernels by the machine's instruction set (AVX-512, AVX2, …), and so does MKL for matrix
+products; kernels of different widths sum in different orders, so the same run gives different bits on different
+CPUs. Over the thousands of steps that pretrain the embedded world, and the training that follows, those bits grow
+into different worlds and different results (measured: docs/reproducibility.md). Pinning both to AVX2 —
+`ATEN_CPU_CAPABILITY=avx2` for PyTorch's own kernels and `MKL_CBWR=AVX2`, MKL's conditional numerical
+reproducibility mode — gives identical weights whatever the machine's newer instructions (measured by capping the
+instruction set of one AVX-512 machine: AVX-512, AVX2-only and SSE4-only runs of a world condition gave one hash).
+
+`apply()` sets both (unless the user set them, or `INTERFERENCE_NUMERICS=native`) and must run before PyTorch's first
+CPU kernel: `import interference` calls it. PyTorch reads its capability once, at the first dispatched kernel, so a
+process that computed with torch before importing interference keeps the native kernels; `mode()` says which is in
+effect, and reports and worlds record it.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: The settings of the portable mode.
+PORTABLE = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
+#: Set to "native" to keep the fastest kernels of this machine (results then hold on this kind of CPU only).
+SWITCH = "INTERFERENCE_NUMERICS"
+
+
+def apply() -> None:
+    """Pin PyTorch's and MKL's CPU kernels to AVX2 (see the module's docstring), unless opted out."""
+    if os.environ.get(SWITCH, "portable") == "native":
+        return
+    for name, value in PORTABLE.items():
+        os.environ.setdefault(name, value)
+
+
+def mode() -> str:
+    """"portable" when PyTorch's kernels and MKL run at AVX2 as `apply` sets them, else "native (<capability>)"."""
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    portable = capability == "AVX2" and os.environ.get("MKL_CBWR") == PORTABLE["MKL_CBWR"]
+    return "portable" if portable else f"native ({capability})"
