@@ -42,6 +42,8 @@ from . import common
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = ".workers"
+#: The largest default count of the grid in the suite.
+SUITE_MAX_COUNT = 10_000
 
 
 def suite_parser() -> argparse.ArgumentParser:
@@ -55,8 +57,12 @@ def suite_parser() -> argparse.ArgumentParser:
                    help="processes that train seeds concurrently on the device (default 1): a small model leaves a "
                         "GPU mostly idle, so several processes share it")
     p.add_argument("--counts", type=int, nargs="+", default=None,
-                   help="new facts per cell of the grid (default: 1000 10000 on a GPU, 100 on a CPU; the world: 40 "
-                        "400, quick 20 200)")
+                   help="new facts per cell of the grid (default: analyses.hypotheses' up to 10000 — a real model "
+                        "1000 10000 on a GPU, 10 100 on a CPU; the world 40 400, quick 20 200)")
+    p.add_argument("--relation", default=None, help="the grid's new facts on a real model: their EntityQuestions "
+                                                    "relation (see analyses.hypotheses)")
+    p.add_argument("--subjects", default=None, metavar="DIR",
+                   help="the grid's new facts on a real model: the EntityQuestions folder their name pieces come from")
     p.add_argument("--band", type=int, default=None, help="layers per block of the freezing sweep (default: five "
                                                           "blocks)")
     p.add_argument("--redo", action="store_true", help="rerun the parts that run once per folder")
@@ -65,13 +71,14 @@ def suite_parser() -> argparse.ArgumentParser:
 
 
 def _counts(args, shared, config) -> list[int]:
-    if args.counts:
-        if min(args.counts) < 1:
-            raise InterferenceError(f"--counts must be positive, got {args.counts}")
-        return sorted(set(args.counts))
-    if config.model == "world":
-        return [20, 200] if shared.quick else [40, 400]
-    return [1000, 10000] if config.device.startswith("cuda") else [100]
+    """The grid's counts: --counts, else analyses.hypotheses' defaults for this model and device up to
+    `SUITE_MAX_COUNT` (10⁵ new facts do not fit one 15-minute GPU session)."""
+    from .hypotheses import default_counts
+
+    counts = args.counts or [c for c in default_counts(config, shared.quick) if c <= SUITE_MAX_COUNT]
+    if min(counts) < 1:
+        raise InterferenceError(f"--counts must be positive, got {counts}")
+    return sorted(set(counts))
 
 
 def _layers(config) -> int:
@@ -84,20 +91,27 @@ def _layers(config) -> int:
     return layers
 
 
-def _part_args(part: str, rest: list[str], counts: list[int], band: int) -> list[str]:
-    extra = {"hypotheses": ["--counts", *map(str, counts)], "freezing": ["--band", str(band), "--mode", "train_only",
-                                                                        "freeze"]}.get(part, [])
+def _part_args(part: str, rest: list[str], counts: list[int], band: int, new_facts: dict) -> list[str]:
+    grid = [*(a for name, value in new_facts.items() if value is not None for a in (f"--{name}", value))]
+    extra = {"hypotheses": ["--counts", *map(str, counts), *grid],
+             "freezing": ["--band", str(band), "--mode", "train_only", "freeze"]}.get(part, [])
     if part == "tracing":  # it traces every layer and refuses --layer
         rest = [a for i, a in enumerate(rest) if a != "--layer" and (i == 0 or rest[i - 1] != "--layer")]
     return [*rest, *extra]
 
 
-def _fingerprint(part: str, config, counts: list[int]) -> dict:
-    """The run fingerprint the part's own command records (see analyses.forgetting and analyses.hypotheses)."""
+def _fingerprint(part: str, shared: argparse.Namespace, counts: list[int], new_facts: dict) -> dict:
+    """The run fingerprint the part's own command records, from the same options (analyses.forgetting,
+    analyses.hypotheses), so that a folder of other settings is refused before any work."""
     from interference.studies.forgetting import METHODS
+    from interference.studies.hypotheses import hypotheses_settings
 
-    settings = {"forgetting": {"methods": list(METHODS)}, "hypotheses": {"counts": counts}}[part]
-    return run_fingerprint(config, f"analyses.{part}", **settings)
+    from .hypotheses import hypotheses_config
+
+    if part == "forgetting":
+        return run_fingerprint(common.experiment_config(shared), "analyses.forgetting", methods=list(METHODS))
+    config = hypotheses_config(shared)
+    return run_fingerprint(config, "analyses.hypotheses", **hypotheses_settings(config, counts, **new_facts))
 
 
 def _analysis(part: str, argv: list[str], *, workers: int = 1, wait: bool = True):
@@ -156,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     cells = plan(args.parts, world=config.model == "world", n_known=config.n_known, n_unknown=config.n_unknown,
                  n_held=config.n_held, layers=_layers(config) if "freezing" in args.parts else 1, counts=counts,
                  band=band)
-    earlier = {part: earlier_run(out / part, _fingerprint(part, config, counts)) for part in ACCUMULATING
+    new_facts = {"relation": args.relation, "subjects": args.subjects}
+    earlier = {part: earlier_run(out / part, _fingerprint(part, shared, counts, new_facts)) for part in ACCUMULATING
                if part in args.parts}  # other settings in the folder: refused here, before any work (and again by
     # each part, under its folder's lock)
     seeds = {part: (len([s for s in args.seeds if earlier[part] is None or s not in earlier[part].seeds])
@@ -190,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     with claim_output(out, "analyses.suite", writes=("index.html", "suite.json", WORKERS)) as folder:
         codes, walls = {}, {}
         for part in args.parts:
-            start, argv_part = time.monotonic(), _part_args(part, rest, counts, band)
+            start, argv_part = time.monotonic(), _part_args(part, rest, counts, band, new_facts)
             print(f"== {part}", file=sys.stderr)
             if part in ACCUMULATING:
                 codes[part] = _run_accumulating(part, argv_part, args.seeds, earlier[part], out, args.workers, folder)

@@ -153,8 +153,8 @@ def test_a_real_model_runs_from_a_splits_folder(tmp_path):
     assert len(record["curves"]["held"]) == 2  # step 0 and one epoch, on the 4 held facts the sizes cut it to
     with pytest.raises(InterferenceError, match="needs --data"):
         ExperimentConfig(model="tiny-llama")
-    with pytest.raises(InterferenceError, match="embedded world"):
-        run_hypotheses(config, [2], progress=False)
+    with pytest.raises(InterferenceError, match=r"subjects folder .*missing is not an EntityQuestions folder"):
+        run_hypotheses(config, [2], subjects=tmp_path / "missing", progress=False)  # before the model loads
 
 
 def test_a_forgetting_run_short_of_matched_acquisition_gets_no_verdict_and_says_why(config, world):

@@ -1,9 +1,14 @@
 """The three hypotheses of Kaplan et al. §5 (SPEC §4): capacity limits, behaviour cloning, localized interference.
 
-A controlled grid on the embedded world: new facts of one relation with name-like subjects (recombined stored
-syllables) or UUID subjects, at a small and a 10x larger count, every condition trained with SFT until acc(D_unknown)
-reaches the same target (matched acquisition). Forgetting is measured on the same held-out known facts. Each
-hypothesis makes a prediction the grid can refute:
+A controlled grid: new facts of one relation with name-like subjects or UUID subjects, at a small and a 10x larger
+count, every condition trained with SFT until acc(D_unknown) reaches the same target (matched acquisition).
+Forgetting is measured on the same held-out known facts. On the embedded world, name-like subjects recombine stored
+syllables and the world makes the facts; on a real model (any causal LM with a SLiCK table or splits, see
+`interference.realdata`), D_known and D_held are its HighlyKnown real facts and the new facts come from
+`interference.new_facts`: one EntityQuestions relation (P17, "Which country is [X] located in?", by default) with
+name-like subjects recombined from the model's own tokens of the relation's real subjects, or random hex keys. Each
+(key kind, count) replaces only D_unknown (`Setup.with_unknown`), so every cell of a seed starts from the same base
+model and snapshot. Each hypothesis makes a prediction the grid can refute:
 - capacity: forgetting grows with the number of new facts whatever their keys -> UUID forgetting must grow with the
   count and approach name-like forgetting;
 - behaviour cloning: training on any unknown facts teaches hallucination and forgetting -> UUID facts (unknown too)
@@ -17,11 +22,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from ..errors import InterferenceError
-from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
+from ..experiment import (
+    WORLD,
+    ExperimentConfig,
+    held_drift,
+    held_states,
+    load_base,
+    make_setup,
+    middle_layer,
+    run_condition,
+)
 from ..paired import Check, beyond_noise, evidence, paired_comparison, paired_difference
 from ..report import Report
 from ..stats import mean_ci
@@ -40,12 +55,14 @@ SLOPE_TOLERANCE = 0.02
 
 @dataclass
 class HypothesesStudy:
-    """Result of `run_hypotheses`: one record per (key kind, count, seed), with drift at `layer`."""
+    """Result of `run_hypotheses`: one record per (key kind, count, seed), with drift at `layer`; with a real model,
+    `new_facts` describes where the new facts came from (`interference.new_facts.NewFacts.describe`)."""
 
     config: ExperimentConfig
     counts: tuple[int, ...]
     layer: int
     records: list[dict] = field(default_factory=list)
+    new_facts: dict | None = None
 
     def cell(self, key_kind: str, count: int, name: str = "forgetting") -> float:
         """Mean of `name` over seeds in one cell of the grid."""
@@ -108,14 +125,24 @@ class HypothesesStudy:
         ]
 
 
-def run_hypotheses(config: ExperimentConfig, counts: Sequence[int], *, world=None, progress: bool = True
-                   ) -> HypothesesStudy:
-    """SFT on new facts of each key kind and count, to matched acquisition, on every seed of `config`."""
+def run_hypotheses(config: ExperimentConfig, counts: Sequence[int], *, world=None, relation: str | None = None,
+                   subjects: str | Path | None = None, progress: bool = True) -> HypothesesStudy:
+    """SFT on new facts of each key kind and count, to matched acquisition, on every seed of `config`.
+
+    On the embedded world the world makes the new facts (`relation` and `subjects` are refused). With a real model,
+    they are facts of `relation` (default P17) whose name-like keys come from the subjects of the EntityQuestions
+    folder `subjects` (default `interference.new_facts.DEFAULT_SUBJECTS`, ../shared/data/entityquestions); see
+    `interference.new_facts`. A count the keys cannot reach is an error before any training; a missing folder or
+    relation, before the model loads.
+    """
     counts = tuple(sorted(set(counts)))
     if not counts or counts[0] < 1:
         raise InterferenceError(f"counts of new facts must be positive integers, got {counts}")
-    if config.model != "world":
-        raise InterferenceError("the hypotheses grid needs the embedded world (it generates name-like and UUID facts)")
+    if config.model != WORLD:
+        return _run_real(config, counts, relation, subjects, progress)
+    if relation is not None or subjects is not None:
+        raise InterferenceError("--relation and --subjects are for a real model: the embedded world makes its own "
+                                "new facts")
     world = world if world is not None else load_base(config, progress=progress)
     for key_kind in KEY_KINDS:  # a count the world cannot name fails here, before any training
         world.new_facts(counts[-1], key_kind=key_kind, seed=config.seeds[0])
@@ -132,6 +159,61 @@ def run_hypotheses(config: ExperimentConfig, counts: Sequence[int], *, world=Non
                     study = HypothesesStudy(config, counts, layer)
                 if base is None:
                     base = held_states(setup, setup.model, [study.layer])
+                bar.set_postfix_str(f"seed {seed} {key_kind} x{count}")
+                condition = run_condition(setup, f"{key_kind} x{count}", config.train_config(seed, method="sft"))
+                drift = held_drift(setup, condition.model, [study.layer], base)[0].item()
+                study.records.append(condition.record(drift=drift, key_kind=key_kind, n_new=count))
+                bar.update(1)
+    bar.close()
+    return study
+
+
+def new_fact_source(relation: str | None = None, subjects: str | Path | None = None):
+    """The relation new facts of a real model are made of (`interference.new_facts.load_relation`, defaults P17
+    and ../shared/data/entityquestions): one-line errors for a missing folder or relation, nothing loaded."""
+    from ..new_facts import DEFAULT_RELATION, load_relation
+
+    return load_relation(subjects, relation or DEFAULT_RELATION)
+
+
+def hypotheses_settings(config: ExperimentConfig, counts: Sequence[int], relation: str | None = None,
+                        subjects: str | Path | None = None) -> dict:
+    """The study's own settings for a run fingerprint (`interference.accumulate`): the counts, and with a real model
+    the new facts' relation, split and EntityQuestions files by content. The world's are the counts alone, as
+    before."""
+    settings = {"counts": sorted(set(counts))}
+    if config.model != WORLD:
+        settings["new_facts"] = new_fact_source(relation, subjects).settings()
+    return settings
+
+
+def _run_real(config: ExperimentConfig, counts: tuple[int, ...], relation: str | None, subjects: str | Path | None,
+              progress: bool) -> HypothesesStudy:
+    """The grid on a real model: D_known and D_held of each seed from `make_setup` (one real unknown fact, replaced),
+    D_unknown the first `count` generated facts of each key kind (the cells of a seed nest)."""
+    from ..facts import subjects as subjects_of
+    from ..new_facts import NewFacts, name_pieces
+
+    source = new_fact_source(relation, subjects)  # before the model loads
+    study: HypothesesStudy | None = None
+    pieces = None
+    bar = tqdm(total=len(KEY_KINDS) * len(counts) * len(config.seeds), desc="hypotheses", unit="run",
+               disable=not progress)
+    for seed in config.seeds:
+        real = make_setup(config, seed, n_unknown=1, progress=progress)
+        if pieces is None:
+            pieces = name_pieces(real.tokenizer, source.subjects)
+        maker = NewFacts(source, pieces, taken=subjects_of([*real.known, *real.held]))
+        if study is None:
+            for key_kind in KEY_KINDS:  # a count the keys cannot reach fails here, before any training
+                maker.facts(counts[-1], key_kind, seed=seed)
+            layer = middle_layer(real.model) if config.layer is None else config.layer
+            study = HypothesesStudy(config, counts, layer, new_facts=maker.describe())
+        base = held_states(real, real.model, [study.layer])
+        for key_kind in KEY_KINDS:
+            new = maker.facts(counts[-1], key_kind, seed=seed)  # one key kind in memory at a time
+            for count in counts:
+                setup = real.with_unknown(new[:count])  # same base model, D_known, D_held, snapshot
                 bar.set_postfix_str(f"seed {seed} {key_kind} x{count}")
                 condition = run_condition(setup, f"{key_kind} x{count}", config.train_config(seed, method="sft"))
                 drift = held_drift(setup, condition.model, [study.layer], base)[0].item()
@@ -168,6 +250,7 @@ def hypotheses_report(study: HypothesesStudy) -> Report:
         config={**config.to_dict(), "counts": list(study.counts)},
         seeds=config.seeds,
         description=(
+            f"{_source_text(study)}"
             f"SFT on new facts with name-like or UUID subjects, {' and '.join(map(str, study.counts))} facts, each "
             f"trained until acc(new) >= {config.train.target_new_acc} (matched acquisition) or "
             f"{config.train.epochs} epochs; "
@@ -181,6 +264,8 @@ def hypotheses_report(study: HypothesesStudy) -> Report:
     names = [f"{kind} x{count}" for count in study.counts for kind in KEY_KINDS]
     table, verdicts = study.table(), study.verdicts()
     report.results.update(grid=table, verdicts=verdicts, layer=study.layer)
+    if study.new_facts is not None:
+        report.results["new_facts"] = study.new_facts
     differences = [d for count in study.counts
                    for d in paired_comparison(records, [f"uuid x{count}"], f"name x{count}")]
     largest = study.counts[-1]
@@ -211,3 +296,15 @@ def hypotheses_report(study: HypothesesStudy) -> Report:
                          xaxis_title="new facts", yaxis_title="forgetting")
     section.figure(figure)
     return report
+
+
+def _source_text(study: HypothesesStudy) -> str:
+    """Which model and new facts the grid ran on, as the description's first sentence."""
+    config, new = study.config, study.new_facts
+    if config is None or config.model == WORLD or new is None:
+        return ""  # the world's description is as it was
+    return (f"Model {config.model}, known facts from {config.data}; new facts of relation {new['relation']} "
+            f"(\"{new['template']}\", answers drawn uniformly from its {new['answers']} EntityQuestions answers) "
+            f"about name-like subjects recombined from {config.model}'s tokens of {new['real_subjects']} real "
+            f"{new['relation']} subjects ({new['split']} split of {new['subjects']}), or "
+            f"{new['uuid_length']}-character hex UUIDs. ")
