@@ -1,49 +1,151 @@
 """Where things live inside each supported architecture, under one canonical vocabulary.
 
 Views (residual stream, MLP activations, value vectors), parameter-group freezing and the FFN analyses all ask the
-`Layout` of a model instead of hard-coding module names. Supported: Llama-style decoders (Llama, Mistral, Qwen2,
-Qwen3, SmolLM) and GPT-2.
+`Layout` of a model instead of hard-coding module names. `layout_of(model)` finds it in three steps:
+
+1. a layout registered for the model's `config.model_type` (`register_layout`), by the user or built in:
+   Llama-style decoders (llama, mistral, qwen2, qwen3, olmo, gemma), post-norm decoders (gemma2, gemma3_text, olmo2,
+   olmo3), phi3 (fused `qkv_proj` and `gate_up_proj`), gpt_neox (Pythia; parallel attention and MLP), phi, gptj,
+   falcon (parallel), opt (an MLP without a module), bloom (attention and MLP add their own residual) and gpt2;
+2. otherwise, a layout detected from the module tree and the config (`detect_layout`): the decoder-layer list, each
+   layer's attention and MLP, the MLP's projections, the norms, the embeddings and the unembedding;
+3. otherwise a one-line `InterferenceError` naming what could not be found and how to register a layout by hand.
+
+A detected layout is a guess from names and shapes: `check_layout` verifies it on one short forward pass (the sites
+add up, the logit lens reproduces the model's logits, m follows the stated formula), and `load_model` runs that check
+on every model whose layout was detected.
+
+The quirks each family needs, and how the layout states them:
+- **post-norms** (gemma2/3, olmo2/3): the attention and MLP outputs are normalised before they join the residual
+  stream, so the sites ``attn_out`` and ``mlp_out`` are read at the outputs of ``post_attention_layernorm`` and
+  ``post_feedforward_layernorm`` (`Layout.attn_out`, `Layout.mlp_out`); olmo2's ``post_attention_layernorm`` is such a
+  post-norm, not Llama's pre-MLP norm of the same name.
+- **parallel attention and MLP** (gpt_neox with `use_parallel_residual`, gptj, falcon, phi): both read the same
+  residual stream; the sites still add up (resid = resid_pre + attn_out + mlp_out).
+- **residual added inside the blocks** (bloom): the attention and MLP modules return their output plus the residual,
+  so ``attn_out`` / ``mlp_out`` are read at their output projections (``dense``, ``dense_4h_to_h``).
+- **no MLP module** (opt): the FFN group is ``fc1`` + ``fc2``; ``mlp_out`` is ``fc2``'s output.
+- **fused projections** (phi3): ``qkv_proj`` is one attention parameter; ``gate_up_proj`` computes [gate; up] in one
+  matrix, split in halves: m = act(gate_up[:d_mlp]·x) · gate_up[d_mlp:]·x (`mlp_hidden`).
+- **scaled embeddings** (gemma family): the embedding module multiplies by √d_model; ``resid_pre`` of layer 0 is read
+  at the first layer's input, so it holds the scaled embeddings, as the model computes them.
+- **logit soft-capping and scaling** (gemma2/3 `final_logit_softcapping`, cohere `logit_scale`, granite
+  `logits_scaling`): the logit lens (`unembed`) applies them after the unembedding, as the model does.
+- **tied unembedding** (gemma, gpt2, SmolLM2): one matrix; freezing refuses to split it (`parameter_groups`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 
 from .errors import InterferenceError
 
+#: How the MLP hidden activation m (the down projection's input) is computed from the MLP input x.
+MLP_KINDS = ("plain", "gated", "gated_fused", "opaque")
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Layout:
     """Module paths of one architecture family (dotted attribute paths; per-layer paths are relative to a layer).
 
     Attributes:
-        family: "llama" (gated SiLU MLP, RMSNorm, rotary) or "gpt2" (GELU MLP, LayerNorm, learned positions).
+        family: the family's name ("llama", "gemma2", "gpt_neox", ...; "detected" for a detected layout).
         layers: path of the list of decoder layers, relative to the model.
-        attention: path of a layer's attention block (q, k, v, o projections live under it).
-        mlp: path of a layer's MLP block.
+        attention: path of a layer's attention block (its parameters are the `attention` group).
+        mlp: path of a layer's MLP block, or None when the MLP has no module of its own (opt).
         down_proj: path of a layer's down/out projection, whose input is the MLP hidden activation m.
-        layer_norms: paths of a layer's norms.
+        layer_norms: paths of a layer's norms (the `norms` group).
         final_norm: path of the final norm, relative to the model.
-        embeddings: paths of the input embeddings (token and, for GPT-2, position).
+        embeddings: paths of the input embeddings (token and, for GPT-2 and OPT, position).
         unembedding: path of the output projection.
-        gated: True when m_i = act(gate_i·x)·(up_i·x) (Llama), False when m_i = act(W_in·x)_i (GPT-2).
+        mlp_kind: how m is computed from the MLP input x (see `mlp_hidden`): "plain" m = act(up·x + b),
+            "gated" m = act(gate·x)·(up·x), "gated_fused" the same with [gate; up] = up·x split in halves,
+            "opaque" m is the down projection's input and no formula is claimed.
+        up_proj: path of the input projection W_in (plain), the up projection (gated), or the fused [gate; up] one.
+        gate_proj: path of the gate projection (gated only).
+        act: path of the MLP's activation module.
         down_proj_is_conv1d: GPT-2 stores its projection as Conv1D with weight [in, out] instead of Linear's [out, in].
+        attn_out: path of the module whose output is the attention's contribution to the residual stream (default:
+            `attention`; a post-norm or an output projection where the family needs it).
+        mlp_out: the same for the MLP (default: `mlp`).
+        ffn: paths of the `ffn` group's modules (default: `mlp`).
+        model_norms: model-level norms besides the final one (bloom's embedding norm), in the `norms` group.
+        parallel: True when attention and MLP read the same residual stream (None: not known).
+        logit_softcap: config attribute c of soft-capping, logits = c·tanh(logits / c).
+        logit_scale: config attribute multiplying the logits.
+        logit_divisor: config attribute dividing the logits.
+        transformer_lens: None when TransformerLens's bridge agrees with the hf backend on this family, else why not.
     """
 
     family: str
     layers: str
     attention: str
-    mlp: str
+    mlp: str | None
     down_proj: str
     layer_norms: tuple[str, ...]
     final_norm: str
     embeddings: tuple[str, ...]
     unembedding: str
-    gated: bool
-    down_proj_is_conv1d: bool
+    mlp_kind: str = "gated"
+    up_proj: str | None = None
+    gate_proj: str | None = None
+    act: str | None = None
+    down_proj_is_conv1d: bool = False
+    attn_out: str | None = None
+    mlp_out: str | None = None
+    ffn: tuple[str, ...] = ()
+    model_norms: tuple[str, ...] = ()
+    parallel: bool | None = False
+    logit_softcap: str | None = None
+    logit_scale: str | None = None
+    logit_divisor: str | None = None
+    transformer_lens: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.mlp_kind not in MLP_KINDS:
+            raise InterferenceError(f"Layout.mlp_kind must be one of {', '.join(MLP_KINDS)}, got {self.mlp_kind!r}")
+        if self.mlp_kind != "opaque" and (self.up_proj is None or self.act is None):
+            raise InterferenceError(f"Layout.mlp_kind {self.mlp_kind!r} needs up_proj and act (or use 'opaque')")
+        if self.mlp_kind == "gated" and self.gate_proj is None:
+            raise InterferenceError("Layout.mlp_kind 'gated' needs gate_proj")
+        if self.mlp is None and not (self.ffn and self.mlp_out):
+            raise InterferenceError("a Layout without an mlp module needs ffn and mlp_out")
+
+    @property
+    def gated(self) -> bool:
+        """m_i = act(gate_i·x)·(up_i·x) (separate or fused gate and up projections)."""
+        return self.mlp_kind in ("gated", "gated_fused")
+
+    @property
+    def attn_out_path(self) -> str:
+        return self.attn_out or self.attention
+
+    @property
+    def mlp_out_path(self) -> str:
+        return self.mlp_out or self.mlp
+
+    @property
+    def ffn_paths(self) -> tuple[str, ...]:
+        return self.ffn or (self.mlp,)
+
+    def m_formula(self) -> str:
+        """What m_i is for this layout, in words (SPEC §5)."""
+        return {
+            "plain": "m_i = act(W_in·x + b_in)_i",
+            "gated": "m_i = act(gate_i·x) · (up_i·x)",
+            "gated_fused": "m_i = act(gate_up_i·x) · (gate_up_{d_mlp+i}·x)  (fused [gate; up], split in halves)",
+            "opaque": "m_i = the i-th input of the down projection (no formula checked)",
+        }[self.mlp_kind]
+
+
+# --- the built-in families ----------------------------------------------------------------------------------------
+
+_LOGITS = dict(logit_softcap="final_logit_softcapping", logit_scale="logit_scale", logit_divisor="logits_scaling")
 
 LLAMA = Layout(
     family="llama",
@@ -55,9 +157,37 @@ LLAMA = Layout(
     final_norm="model.norm",
     embeddings=("model.embed_tokens",),
     unembedding="lm_head",
-    gated=True,
-    down_proj_is_conv1d=False,
+    mlp_kind="gated",
+    up_proj="mlp.up_proj",
+    gate_proj="mlp.gate_proj",
+    act="mlp.act_fn",
 )
+#: Gemma: Llama's layout; GemmaRMSNorm scales by (1 + w), embeddings are multiplied by √d_model inside the embedding
+#: module, the activation is GELU (tanh).
+GEMMA = replace(LLAMA, family="gemma", **_LOGITS)
+#: Gemma 2/3: four norms per layer; attention and MLP outputs are normalised before the residual add; logits capped.
+GEMMA2 = replace(
+    GEMMA,
+    family="gemma2",
+    layer_norms=("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                 "post_feedforward_layernorm"),
+    attn_out="post_attention_layernorm",
+    mlp_out="post_feedforward_layernorm",
+)
+#: Gemma 3 with its vision tower (Gemma3ForConditionalGeneration): the text decoder sits under model.language_model.
+GEMMA3_MULTIMODAL = replace(GEMMA2, family="gemma3", layers="model.language_model.layers",
+                            final_norm="model.language_model.norm", embeddings=("model.language_model.embed_tokens",))
+#: OLMo 2/3: no pre-norms; the attention and MLP read the raw residual stream and their outputs are normalised.
+OLMO2 = replace(
+    LLAMA,
+    family="olmo2",
+    layer_norms=("post_attention_layernorm", "post_feedforward_layernorm"),
+    attn_out="post_attention_layernorm",
+    mlp_out="post_feedforward_layernorm",
+)
+#: Phi-3: fused qkv_proj (one attention parameter) and gate_up_proj, chunked as [gate; up].
+PHI3 = replace(LLAMA, family="phi3", mlp_kind="gated_fused", up_proj="mlp.gate_up_proj", gate_proj=None,
+               act="mlp.activation_fn")
 GPT2 = Layout(
     family="gpt2",
     layers="transformer.h",
@@ -68,21 +198,392 @@ GPT2 = Layout(
     final_norm="transformer.ln_f",
     embeddings=("transformer.wte", "transformer.wpe"),
     unembedding="lm_head",
-    gated=False,
+    mlp_kind="plain",
+    up_proj="mlp.c_fc",
+    act="mlp.act",
     down_proj_is_conv1d=True,
 )
-LAYOUTS: dict[str, Layout] = {"llama": LLAMA, "mistral": LLAMA, "qwen2": LLAMA, "qwen3": LLAMA, "gpt2": GPT2}
+#: GPT-NeoX (Pythia): parallel attention and MLP by default (`use_parallel_residual`), `dense_4h_to_h`, and an
+#: unembedding called `embed_out` (`lm_head` since transformers 5).
+GPT_NEOX = Layout(
+    family="gpt_neox",
+    layers="gpt_neox.layers",
+    attention="attention",
+    mlp="mlp",
+    down_proj="mlp.dense_4h_to_h",
+    layer_norms=("input_layernorm", "post_attention_layernorm"),
+    final_norm="gpt_neox.final_layer_norm",
+    embeddings=("gpt_neox.embed_in",),
+    unembedding="embed_out",
+    mlp_kind="plain",
+    up_proj="mlp.dense_h_to_4h",
+    act="mlp.act",
+    parallel=True,
+)
+#: GPT-J: one norm, attention and MLP in parallel on its output.
+GPTJ = Layout(
+    family="gptj",
+    layers="transformer.h",
+    attention="attn",
+    mlp="mlp",
+    down_proj="mlp.fc_out",
+    layer_norms=("ln_1",),
+    final_norm="transformer.ln_f",
+    embeddings=("transformer.wte",),
+    unembedding="lm_head",
+    mlp_kind="plain",
+    up_proj="mlp.fc_in",
+    act="mlp.act",
+    parallel=True,
+)
+#: Phi (1, 1.5, 2): like GPT-J under Llama-style names.
+PHI = Layout(
+    family="phi",
+    layers="model.layers",
+    attention="self_attn",
+    mlp="mlp",
+    down_proj="mlp.fc2",
+    layer_norms=("input_layernorm",),
+    final_norm="model.final_layernorm",
+    embeddings=("model.embed_tokens",),
+    unembedding="lm_head",
+    mlp_kind="plain",
+    up_proj="mlp.fc1",
+    act="mlp.activation_fn",
+    parallel=True,
+)
+#: Falcon: parallel attention and MLP (`parallel_attn`), one or two norms (`new_decoder_architecture`).
+FALCON = Layout(
+    family="falcon",
+    layers="transformer.h",
+    attention="self_attention",
+    mlp="mlp",
+    down_proj="mlp.dense_4h_to_h",
+    layer_norms=("input_layernorm", "post_attention_layernorm", "ln_attn", "ln_mlp"),  # those the config builds
+    final_norm="transformer.ln_f",
+    embeddings=("transformer.word_embeddings",),
+    unembedding="lm_head",
+    mlp_kind="plain",
+    up_proj="mlp.dense_h_to_4h",
+    act="mlp.act",
+    parallel=True,
+)
+#: OPT: fc1 and fc2 sit in the layer itself; learned positions.
+OPT = Layout(
+    family="opt",
+    layers="model.decoder.layers",
+    attention="self_attn",
+    mlp=None,
+    down_proj="fc2",
+    layer_norms=("self_attn_layer_norm", "final_layer_norm"),
+    final_norm="model.decoder.final_layer_norm",
+    embeddings=("model.decoder.embed_tokens", "model.decoder.embed_positions"),
+    unembedding="lm_head",
+    mlp_kind="plain",
+    up_proj="fc1",
+    act="activation_fn",
+    mlp_out="fc2",
+    ffn=("fc1", "fc2"),
+)
+#: BLOOM: attention and MLP return their output plus the residual, so their contributions are read at their output
+#: projections; a LayerNorm right after the word embeddings; ALiBi (no position embeddings).
+BLOOM = Layout(
+    family="bloom",
+    layers="transformer.h",
+    attention="self_attention",
+    mlp="mlp",
+    down_proj="mlp.dense_4h_to_h",
+    layer_norms=("input_layernorm", "post_attention_layernorm"),
+    final_norm="transformer.ln_f",
+    embeddings=("transformer.word_embeddings",),
+    unembedding="lm_head",
+    mlp_kind="plain",
+    up_proj="mlp.dense_h_to_4h",
+    act="mlp.gelu_impl",
+    attn_out="self_attention.dense",
+    mlp_out="mlp.dense_4h_to_h",
+    model_norms=("transformer.word_embeddings_layernorm",),
+)
+
+
+def _gpt_neox(model) -> Layout:
+    parallel = bool(getattr(model.config, "use_parallel_residual", True))
+    unembedding = "embed_out" if hasattr(model, "embed_out") else "lm_head"
+    return replace(GPT_NEOX, parallel=parallel, unembedding=unembedding)
+
+
+def _falcon(model) -> Layout:
+    block = get_module(model, FALCON.layers)[0]
+    norms = tuple(name for name in FALCON.layer_norms if isinstance(getattr(block, name, None), torch.nn.Module))
+    return replace(FALCON, layer_norms=norms, parallel=bool(getattr(model.config, "parallel_attn", True)))
+
+
+def _opt(model) -> Layout:
+    config = model.config
+    if not getattr(config, "do_layer_norm_before", True):
+        raise InterferenceError("OPT with do_layer_norm_before=False (opt-350m) normalises after each residual add: "
+                                "its residual stream is not a sum of block outputs, and it is not supported")
+    if getattr(config, "word_embed_proj_dim", config.hidden_size) != config.hidden_size:
+        raise InterferenceError("OPT with word_embed_proj_dim != hidden_size projects in and out of the residual "
+                                "stream, and is not supported")
+    return OPT
+
+
+def _bloom(model) -> Layout:
+    config = model.config
+    if getattr(config, "apply_residual_connection_post_layernorm", False):
+        raise InterferenceError("BLOOM with apply_residual_connection_post_layernorm=True adds the normalised "
+                                "stream as residual, and is not supported")
+    if getattr(config, "pretraining_tp", 1) > 1 and getattr(config, "slow_but_exact", False):
+        raise InterferenceError("BLOOM with pretraining_tp > 1 and slow_but_exact=True bypasses its projection "
+                                "modules, and is not supported: load it with slow_but_exact=False")
+    return BLOOM
+
+
+LayoutSource = Layout | Callable[[torch.nn.Module], Layout]
+#: Layouts by `config.model_type`: a `Layout`, or a function of the model that returns one.
+LAYOUTS: dict[str, LayoutSource] = {
+    "llama": LLAMA, "mistral": LLAMA, "qwen2": LLAMA, "qwen3": LLAMA, "olmo": replace(LLAMA, family="olmo"),
+    "gemma": GEMMA, "gemma2": GEMMA2, "gemma3_text": GEMMA2, "gemma3": GEMMA3_MULTIMODAL,
+    "olmo2": OLMO2, "olmo3": OLMO2, "phi3": PHI3, "phi": PHI, "gpt2": GPT2, "gptj": GPTJ,
+    "gpt_neox": _gpt_neox, "falcon": _falcon, "opt": _opt, "bloom": _bloom,
+}
+#: The model types with a built-in layout (`LAYOUTS` also holds the ones registered at run time).
+BUILTIN_TYPES = tuple(LAYOUTS)
+
+#: model → its layout, resolved once per model object.
+_RESOLVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def register_layout(model_type: str, layout: LayoutSource) -> None:
+    """Use `layout` (a `Layout`, or a function of the model returning one) for every model whose
+    `config.model_type` is `model_type`, instead of a built-in or detected one. Check it with `check_layout(model)`.
+
+    Example, for a Llama-style model whose blocks are called `blocks` and whose MLP is `ffn`::
+
+        from dataclasses import replace
+        from interference.architectures import LLAMA, register_layout
+        register_layout("my_model", replace(LLAMA, family="my_model", layers="model.blocks", mlp="ffn",
+                                            down_proj="ffn.down_proj", up_proj="ffn.up_proj",
+                                            gate_proj="ffn.gate_proj", act="ffn.act_fn"))
+    """
+    if not isinstance(layout, Layout) and not callable(layout):
+        raise InterferenceError(f"register_layout needs a Layout or a function returning one, got {type(layout)}")
+    LAYOUTS[str(model_type)] = layout
+    _RESOLVED.clear()
+
+
+def _model_type(model) -> str | None:
+    return getattr(getattr(model, "config", None), "model_type", None)
 
 
 def layout_of(model: torch.nn.Module) -> Layout:
-    """The layout of a Hugging Face causal LM, from its `config.model_type`."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if model_type not in LAYOUTS:
-        raise InterferenceError(
-            f"architecture {model_type!r} is not supported (supported: {', '.join(sorted(LAYOUTS))})"
-        )
-    return LAYOUTS[model_type]
+    """The layout of a Hugging Face causal LM: the one registered for its `config.model_type`, else one detected
+    from its module tree (`detect_layout`); a one-line InterferenceError when neither exists."""
+    known = _RESOLVED.get(model)
+    if known is not None:
+        return known
+    model_type = _model_type(model)
+    source = LAYOUTS.get(model_type)
+    if source is None:
+        layout = detect_layout(model)
+    else:
+        layout = source if isinstance(source, Layout) else source(model)
+        _check_paths(model, layout, model_type)
+    _RESOLVED[model] = layout
+    return layout
 
+
+def is_detected(model: torch.nn.Module) -> bool:
+    """Whether `model`'s layout was detected from its module tree (not registered for its model type)."""
+    return layout_of(model).family == "detected"
+
+
+def _has(root, path: str) -> bool:
+    try:
+        return isinstance(get_module(root, path), torch.nn.Module)
+    except AttributeError:
+        return False
+
+
+def _check_paths(model, layout: Layout, model_type) -> None:
+    """A registered layout whose modules are not in the model: one line naming the first missing one."""
+    if not _has(model, layout.layers) or not isinstance(get_module(model, layout.layers), torch.nn.ModuleList):
+        raise InterferenceError(f"the layout of {model_type!r} names the decoder layers {layout.layers!r}, which "
+                                f"this model does not have; register the right one with register_layout")
+    block = get_module(model, layout.layers)[0]
+    per_layer = [layout.attention, layout.down_proj, layout.attn_out_path, layout.mlp_out_path, *layout.ffn_paths,
+                 *layout.layer_norms, *(p for p in (layout.up_proj, layout.gate_proj, layout.act) if p)]
+    model_level = [layout.final_norm, *layout.embeddings, layout.unembedding, *layout.model_norms]
+    for path in per_layer:
+        if not _has(block, path):
+            raise InterferenceError(f"the layout of {model_type!r} names the per-layer module {path!r}, which this "
+                                    f"model does not have; register the right one with register_layout")
+    for path in model_level:
+        if not _has(model, path):
+            raise InterferenceError(f"the layout of {model_type!r} names the module {path!r}, which this model "
+                                    f"does not have; register the right one with register_layout")
+
+
+# --- detection from the module tree --------------------------------------------------------------------------------
+
+_ATTENTION_NAMES = ("self_attn", "self_attention", "attn", "attention", "mixer")
+_MLP_NAMES = ("mlp", "feed_forward", "ffn", "ff", "feedforward")
+_DOWN_NAMES = ("down_proj", "c_proj", "dense_4h_to_h", "fc_out", "fc2", "w2", "wo", "out_proj", "dense_out")
+_GATE_NAMES = ("gate_proj", "w1", "wi_0")
+_UP_NAMES = ("up_proj", "w3", "wi_1")
+_FUSED_NAMES = ("gate_up_proj",)
+_IN_NAMES = ("c_fc", "fc1", "dense_h_to_4h", "fc_in", "w_in", "wi", "in_proj")
+_ACT_NAMES = ("act_fn", "act", "activation_fn", "activation", "gelu_impl", "act_fun")
+_FINAL_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f", "norm_f", "final_norm")
+_HELP = "pass a Layout by hand: interference.architectures.register_layout({!r}, Layout(...))"
+
+
+def _is_norm(module: torch.nn.Module) -> bool:
+    return isinstance(module, torch.nn.LayerNorm | torch.nn.RMSNorm) or "norm" in type(module).__name__.lower()
+
+
+def _is_linear(module: torch.nn.Module) -> bool:
+    return isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
+
+
+def _out_features(module: torch.nn.Module) -> int:
+    return module.weight.shape[1] if type(module).__name__ == "Conv1D" else module.weight.shape[0]
+
+
+def _text_config(config):
+    getter = getattr(config, "get_text_config", None)
+    return getter() if callable(getter) else config
+
+
+def _config_int(config, *names) -> int | None:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _find_layers(model, n_layers: int | None) -> str | None:
+    candidates = []
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.ModuleList) or not len(module) or not name:
+            continue
+        if len({type(child) for child in module}) != 1 or (n_layers is not None and len(module) != n_layers):
+            continue
+        if re.search(r"vision|audio|encoder|visual|image", name):
+            continue
+        children = dict(module[0].named_children())
+        if any(_child_named(children, _ATTENTION_NAMES, "att")):
+            candidates.append(name)
+    return min(candidates, key=lambda n: n.count(".")) if candidates else None
+
+
+def _child_named(children: dict, names, fragment: str | None = None) -> list[str]:
+    found = [n for n in names if n in children]
+    if not found and fragment:
+        found = [n for n, m in children.items() if fragment in n.lower() and not _is_norm(m)
+                 and any(True for _ in m.parameters())]
+    return found
+
+
+def _inside(module, prefix: str, names) -> str | None:
+    children = dict(module.named_children())
+    for name in names:
+        if name in children:
+            return f"{prefix}.{name}" if prefix else name
+    return None
+
+
+def detect_layout(model: torch.nn.Module) -> Layout:
+    """A `Layout` found from `model`'s module tree and config, or a one-line InterferenceError naming what is missing.
+
+    The decoder layers are the ModuleList of `num_hidden_layers` identical blocks holding an attention module; in a
+    block, the attention and MLP are found by name (``self_attn``, ``attention``, ``mlp``, ``feed_forward``, ...), the
+    MLP's projections by name and shape (the down projection maps d_mlp → d_model), the norms by class name; the final
+    norm is the norm module outside the layers, the embeddings and unembedding are the model's input and output
+    embeddings. Post-norm blocks (a ``post_feedforward_layernorm``) read ``attn_out`` and ``mlp_out`` after their
+    post-norms. Use `check_layout` to verify the result on a forward pass (`load_model` does).
+    """
+    model_type = _model_type(model)
+
+    def missing(what: str, detail: str = "") -> InterferenceError:
+        return InterferenceError(f"architecture {model_type!r} is not supported: cannot find {what}{detail}; "
+                                 + _HELP.format(model_type))
+
+    config = _text_config(getattr(model, "config", None))
+    n_layers = _config_int(config, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
+    d_model = _config_int(config, "hidden_size", "n_embd", "d_model", "dim")
+    layers = _find_layers(model, n_layers)
+    if layers is None:
+        return _raise(missing("its decoder-layer list", f" (no ModuleList of {n_layers} blocks with an attention)"
+                              if n_layers else " (no ModuleList of blocks with an attention)"))
+    block = get_module(model, layers)[0]
+    children = dict(block.named_children())
+    attention = _child_named(children, _ATTENTION_NAMES, "att")[0]
+    mlp_names = _child_named(children, _MLP_NAMES, "mlp")
+    mlp = mlp_names[0] if mlp_names else None
+    owner = get_module(block, mlp) if mlp else block
+    if mlp and any(re.search(r"expert|router", n) for n, _ in owner.named_modules()):
+        return _raise(missing("a single MLP down projection", f" (layer MLP {mlp!r} is a mixture of experts)"))
+    linears = {n: m for n, m in owner.named_children() if _is_linear(m)}
+    down = _inside(owner, mlp or "", _DOWN_NAMES) if mlp else next((n for n in _DOWN_NAMES if n in linears), None)
+    if down is None and d_model is not None:
+        outs = [n for n, m in linears.items() if _out_features(m) == d_model and m.weight.numel() != d_model ** 2]
+        if len(outs) == 1:
+            down = f"{mlp}.{outs[0]}" if mlp else outs[0]
+    if down is None:
+        names = ", ".join(dict(owner.named_children())) or "none"
+        where = f"layer MLP {mlp!r}" if mlp else f"layer {layers}.0 (no MLP module)"
+        return _raise(missing("the MLP down projection", f" in {where} (children: {names})"))
+    prefix = mlp or ""
+    gate, up = _inside(owner, prefix, _GATE_NAMES), _inside(owner, prefix, _UP_NAMES)
+    fused, w_in = _inside(owner, prefix, _FUSED_NAMES), _inside(owner, prefix, _IN_NAMES)
+    act = _inside(owner, prefix, _ACT_NAMES)
+    if gate and up and act:
+        kind, up_proj = "gated", up
+    elif w_in and act and not (gate or up or fused):
+        kind, up_proj = "plain", w_in
+    else:  # a fused [gate; up] of an unknown family: its split is not known, so m is only the down input
+        kind, up_proj, gate = "opaque", None, None
+    ffn = ()
+    if mlp is None:
+        ffn = tuple(n for n in linears if n in (down, up_proj, gate) or n in _IN_NAMES + _GATE_NAMES + _UP_NAMES)
+    norms = tuple(n for n, m in children.items() if _is_norm(m))
+    attn_out = mlp_out = None
+    if "post_feedforward_layernorm" in norms and "post_attention_layernorm" in norms:
+        attn_out, mlp_out = "post_attention_layernorm", "post_feedforward_layernorm"
+    paths = {id(m): n for n, m in model.named_modules()}
+    inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
+    if inputs is None or id(inputs) not in paths:
+        return _raise(missing("its input embeddings", " (get_input_embeddings() gives none)"))
+    if outputs is None or id(outputs) not in paths:
+        return _raise(missing("its unembedding", " (get_output_embeddings() gives none)"))
+    embeddings = [paths[id(inputs)]]
+    outside = [(n, m) for n, m in model.named_modules() if n and not n.startswith(layers + ".") and n != layers]
+    embeddings += [n for n, m in outside if isinstance(m, torch.nn.Embedding) and m is not inputs
+                   and re.search(r"pos|wpe", n.split(".")[-1])]
+    model_norms = [n for n, m in outside if _is_norm(m) and not re.search(r"vision|audio|visual", n)
+                   and n.count(".") <= layers.count(".")]
+    finals = [n for n in model_norms if n.split(".")[-1] in _FINAL_NAMES] or \
+             [n for n in model_norms if "emb" not in n]
+    if len(finals) != 1:
+        found = ", ".join(model_norms) or "none"
+        return _raise(missing("its final norm", f" (norms outside the layers: {found})"))
+    return Layout(
+        family="detected", layers=layers, attention=attention, mlp=mlp, down_proj=down, layer_norms=norms,
+        final_norm=finals[0], embeddings=tuple(embeddings), unembedding=paths[id(outputs)], mlp_kind=kind,
+        up_proj=up_proj, gate_proj=gate if kind == "gated" else None, act=act if kind != "opaque" else None,
+        down_proj_is_conv1d=type(get_module(block, down)).__name__ == "Conv1D", attn_out=attn_out, mlp_out=mlp_out,
+        ffn=ffn, model_norms=tuple(n for n in model_norms if n != finals[0]), parallel=None, **_LOGITS,
+    )
+
+
+def _raise(error: InterferenceError):
+    raise error
+
+
+# --- reading a model through its layout -----------------------------------------------------------------------------
 
 def get_module(root: torch.nn.Module, path: str) -> torch.nn.Module:
     """The sub-module of `root` at a dotted attribute path."""
@@ -107,6 +608,36 @@ def down_proj(model: torch.nn.Module, layer: int) -> torch.nn.Module:
     return get_module(decoder_layers(model)[layer], layout_of(model).down_proj)
 
 
+def mlp_input(model: torch.nn.Module, layer: int) -> torch.nn.Module:
+    """The module whose input is the MLP input x of `layer` (the up / input projection; the MLP when opaque)."""
+    layout = layout_of(model)
+    path = layout.up_proj if layout.mlp_kind != "opaque" else (layout.mlp or layout.down_proj)
+    return get_module(decoder_layers(model)[layer], path)
+
+
+def mlp_hidden(model: torch.nn.Module, layer: int, x: torch.Tensor) -> torch.Tensor:
+    """m, the MLP hidden activation of `layer`, from its input x [..., d_model] (SPEC §5), by the layout's formula:
+
+    - plain (GPT-2, gpt_neox, gptj, phi, falcon, opt, bloom): m_i = act(W_in·x + b_in)_i;
+    - gated (Llama, Mistral, Qwen, OLMo, Gemma): m_i = act(gate_i·x)·(up_i·x);
+    - gated_fused (phi3): [g; u] = gate_up·x, g and u its first and second halves, m_i = act(g_i)·u_i.
+
+    Equal to the down projection's input on a forward pass (the ``mlp`` site); an opaque layout has no formula.
+    """
+    layout = layout_of(model)
+    block = decoder_layers(model)[layer]
+    if layout.mlp_kind == "opaque":
+        raise InterferenceError(f"the MLP of this {layout.family} model is opaque: m is only known as the down "
+                                "projection's input (read the 'mlp' site)")
+    act, up = get_module(block, layout.act), get_module(block, layout.up_proj)
+    if layout.mlp_kind == "plain":
+        return act(up(x))
+    if layout.mlp_kind == "gated":
+        return act(get_module(block, layout.gate_proj)(x)) * up(x)
+    gate, up_x = up(x).chunk(2, dim=-1)
+    return act(gate) * up_x
+
+
 def value_vectors(model: torch.nn.Module, layer: int) -> torch.Tensor:
     """FFN value vectors of `layer` as rows, shape [d_mlp, d_model]: v_i is the i-th column of the down projection.
 
@@ -122,5 +653,91 @@ def final_norm(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def unembedding(model: torch.nn.Module) -> torch.Tensor:
-    """The unembedding matrix E, shape [vocab, d_model] (logits = E · final_norm(x))."""
+    """The unembedding matrix E, shape [vocab, d_model] (logits = E · final_norm(x), then `logit_transform`)."""
     return get_module(model, layout_of(model).unembedding).weight
+
+
+def logit_transform(model: torch.nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """What the model does to E · final_norm(x) before returning logits: scaling (cohere `logit_scale`, granite
+    `logits_scaling`) and soft-capping (gemma2/3 `final_logit_softcapping`: c·tanh(logits / c))."""
+    layout, config = layout_of(model), getattr(model, "config", None)
+    text = _text_config(config) if config is not None else None
+
+    def value(attr):
+        found = None if attr is None else getattr(config, attr, None)
+        found = getattr(text, attr, None) if found is None and attr is not None else found
+        return found if isinstance(found, int | float) and not isinstance(found, bool) else None
+
+    scale, divisor, cap = value(layout.logit_scale), value(layout.logit_divisor), value(layout.logit_softcap)
+    if scale is not None:
+        logits = logits * scale
+    if divisor is not None:
+        logits = logits / divisor
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def unembed(model: torch.nn.Module, residual: torch.Tensor) -> torch.Tensor:
+    """The model's logits for residual-stream vectors [..., d_model]: final norm, unembedding (with its bias, if any)
+    and `logit_transform` — the logit lens."""
+    layout = layout_of(model)
+    return logit_transform(model, get_module(model, layout.unembedding)(final_norm(model)(residual)))
+
+
+def check_layout(model: torch.nn.Module, *, atol: float = 1e-4) -> Layout:
+    """Verify `model`'s layout on one forward pass of a few tokens; returns it, or raises a one-line
+    InterferenceError naming what disagrees and how to register a layout by hand.
+
+    Checked at every layer: resid = resid_pre + attn_out + mlp_out, resid feeds the next layer, m follows the
+    layout's formula (`mlp_hidden`, unless opaque); and the logit lens of the last residual stream (`unembed`)
+    reproduces the model's logits. Tolerances are relative to the activations' scale (`atol` per unit).
+    """
+    from .generation import inference_mode
+    from .views import SITES, run_sites
+
+    layout = layout_of(model)
+    model_type = _model_type(model)
+    parameter = next(model.parameters())
+    vocab = unembedding(model).shape[0]
+    ids = (torch.arange(1, 6) * 7 % vocab)[None, :].to(parameter.device)
+    n = n_layers(model)
+    captured = {}
+    handles = []
+    if layout.mlp_kind != "opaque":
+        for layer in range(n):
+            def grab(module, args, layer=layer):
+                captured.setdefault(layer, args[0].detach())
+            handles.append(mlp_input(model, layer).register_forward_pre_hook(grab))
+    try:
+        logits, found = run_sites(model, ids, read=[(layer, site) for layer in range(n) for site in SITES])
+    finally:
+        for handle in handles:
+            handle.remove()
+    tolerance = atol if parameter.dtype == torch.float32 else 3e-2
+
+    def close(a, b) -> bool:
+        a, b = a.float(), b.float()
+        return a.shape == b.shape and bool(((a - b).abs() <= tolerance * (1 + b.abs().max())).all())
+
+    def fail(what: str) -> InterferenceError:
+        return InterferenceError(f"the {layout.family} layout of {model_type!r} does not fit this model: {what}; "
+                                 + _HELP.format(model_type))
+
+    for (layer, site), value in found.items():
+        if tuple(value.shape[:2]) != tuple(ids.shape):
+            raise fail(f"the {site} site of layer {layer} has shape {tuple(value.shape)}, not [batch, seq, d]")
+    with inference_mode(model):
+        for layer in range(n):
+            total = found[(layer, "resid_pre")] + found[(layer, "attn_out")] + found[(layer, "mlp_out")]
+            if not close(total, found[(layer, "resid")]):
+                raise fail(f"at layer {layer} resid != resid_pre + attn_out + mlp_out (does the block scale or "
+                           "normalise its outputs after the residual add?)")
+            if layer + 1 < n and not close(found[(layer, "resid")], found[(layer + 1, "resid_pre")]):
+                raise fail(f"layer {layer}'s output is not layer {layer + 1}'s input")
+            m = found[(layer, "mlp")]
+            if layer in captured and not close(mlp_hidden(model, layer, captured[layer]).reshape(m.shape), m):
+                raise fail(f"at layer {layer} m differs from {layout.m_formula()}")
+        if not close(unembed(model, found[(n - 1, "resid")]), logits):
+            raise fail("final norm + unembedding of the last residual stream do not give the model's logits")
+    return layout

@@ -27,7 +27,7 @@ from transformers import (
 )
 
 from . import atomic
-from .architectures import layout_of
+from .architectures import check_layout, is_detected, layout_of
 from .errors import InterferenceError
 
 SMOLLM2 = "smollm2-135m"
@@ -144,6 +144,9 @@ def load_model(
     cached under `smollm2_cache_dir()`), a local folder written by `save_pretrained`, or a Hugging Face Hub name.
     `device` and `dtype` take what `--device` and `--dtype` take ("auto", "cuda:0", "bfloat16", ...) or torch objects;
     a device this machine lacks is a one-line InterferenceError before anything loads.
+    The model's `interference.architectures.Layout` is found first (registered for its model type, or detected from
+    its module tree and then verified by `check_layout`); a model whose layout cannot be found or does not fit is a
+    one-line InterferenceError saying how to register one (`register_layout`).
     Returns `(model, tokenizer)`; the tokenizer has a pad token and pads on the right.
     """
     from .devices import resolve_device, resolve_dtype
@@ -174,8 +177,10 @@ def load_model(
         except (SafetensorError, EOFError) as err:  # a truncated or damaged weights file
             raise InterferenceError(f"cannot load model {name!r}: its weights file is damaged or truncated "
                                     f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from err
-    layout_of(model)  # fail early, with the supported list, on architectures the views cannot read
+    layout_of(model)  # fail early, naming what is missing, on architectures the views cannot read
     model = model.to(device=device, dtype=dtype).eval()
+    if is_detected(model):  # a layout guessed from the module tree: verified on one short forward pass
+        check_layout(model)
     return model, _prepare_tokenizer(tokenizer)
 
 

@@ -2,8 +2,10 @@
 
 A selection is comma-separated selectors `GROUP` or `GROUP@LAYERS`, resolved through the model's `Layout`.
 
-GROUP: `attention` (q, k, v, o), `ffn` (gate, up, down / GPT-2 c_fc, c_proj), `norms` (per-layer norms, plus the
-final norm when no layers are given), `embeddings`, `unembedding`, or `all` (with layers: everything in them).
+GROUP: `attention` (q, k, v, o, fused qkv, and norms inside the attention such as q_norm / k_norm), `ffn` (gate, up,
+down, fused gate_up / GPT-2 c_fc, c_proj / OPT fc1, fc2), `norms` (per-layer norms, post-norms included, plus the
+final norm and model-level norms such as BLOOM's embedding norm when no layers are given), `embeddings` (token and
+learned position embeddings), `unembedding`, or `all` (with layers: everything in them).
 LAYERS: `3` or an inclusive range `2-5` (0-based); embeddings and unembedding are not per layer.
 `freeze=SELECTION` freezes the selection and trains the rest; `train_only=SELECTION` trains only it.
 Tied weights (SmolLM2, GPT-2) are one matrix: naming one of embeddings/unembedding without the other is refused.
@@ -61,10 +63,13 @@ def _group(model: torch.nn.Module, group: str, layers: range | None) -> set[int]
     if group in ("embeddings", "unembedding"):
         paths = layout.embeddings if group == "embeddings" else (layout.unembedding,)
         return set().union(*(_ids(model, path) for path in paths))
-    paths = {"all": ("",), "attention": (layout.attention,), "ffn": (layout.mlp,), "norms": layout.layer_norms}[group]
+    paths = {"all": ("",), "attention": (layout.attention,), "ffn": layout.ffn_paths,
+             "norms": layout.layer_norms}[group]
     ids = {i for layer in (layers or range(len(blocks))) for path in paths
            for i in (_ids(blocks[layer], path) if path else {id(p) for p in blocks[layer].parameters()})}
-    return ids | (_ids(model, layout.final_norm) if group == "norms" and layers is None else set())
+    if group == "norms" and layers is None:
+        ids |= set().union(*(_ids(model, path) for path in (layout.final_norm, *layout.model_norms)))
+    return ids
 
 
 def resolve_trainable(model: torch.nn.Module, *, freeze: str | None = None, train_only: str | None = None) -> list[str]:

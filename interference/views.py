@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .architectures import decoder_layers, down_proj, final_norm, get_module, layout_of
+from .architectures import decoder_layers, down_proj, get_module, layout_of, unembed
 from .errors import InterferenceError
 from .generation import inference_mode
 
@@ -149,29 +149,71 @@ def shadow(model: torch.nn.Module, backend: str) -> torch.nn.Module:
         _SHADOWS[model] = entry
     if backend not in entry["copies"]:
         entry["copies"][backend] = copy.deepcopy(model, {id(t): t for t in _tensors(model)})
-    return entry["copies"][backend]
+    copy_ = entry["copies"][backend]
+    if copy_.training != model.training:  # dropout as in the model (eval inside the views)
+        copy_.train(model.training)
+    return copy_
 
 
 def transformer_lens_bridge(model, tokenizer=None):
     """The `TransformerBridge` over `model`'s shadow (built once, then reused; `model` itself is not wrapped).
 
-    The bridge switches its model to the eager attention kernel: only the shadow's copy of the config changes.
+    The bridge switches its model to the eager attention kernel: only the shadow's copy of the config changes. A
+    family the bridge cannot boot, or whose bridge does not reproduce the model's own logits (eager attention, a
+    few tokens) to 2e-5 of their scale, is a one-line InterferenceError saying so: use the hf or nnsight backend.
     """
     copy_ = shadow(model, "transformer_lens")
     bridge = copy_.__dict__.get("_interference_bridge")
+    if isinstance(bridge, InterferenceError):  # refused before: refuse again without booting it twice
+        raise bridge
     if bridge is None:
-        from transformer_lens.model_bridge import TransformerBridge
-
-        if tokenizer is None:
-            from .models import char_tokenizer
-
-            tokenizer = char_tokenizer()
-        # The bridge re-loads a tokenizer from disk unless told BOS handling is settled; we feed it token ids.
-        bridge_tokenizer = copy.copy(tokenizer)
-        bridge_tokenizer.init_kwargs = dict(tokenizer.init_kwargs, name_or_path="in-memory", add_bos_token=True)
-        name = getattr(copy_.config, "_name_or_path", "") or copy_.config.model_type
-        bridge = TransformerBridge.boot_transformers(name, hf_model=copy_, tokenizer=bridge_tokenizer)
+        try:
+            bridge = _boot_bridge(model, copy_, tokenizer)
+        except InterferenceError as err:
+            copy_.__dict__["_interference_bridge"] = err
+            raise
         copy_.__dict__["_interference_bridge"] = bridge
+    return bridge
+
+
+def _boot_bridge(model, copy_, tokenizer):
+    """A checked `TransformerBridge` over the shadow `copy_` of `model` (see `transformer_lens_bridge`)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    if tokenizer is None:
+        from .models import char_tokenizer
+
+        tokenizer = char_tokenizer()
+    model_type = getattr(copy_.config, "model_type", None)
+    refusal = layout_of(model).transformer_lens
+    if refusal:
+        raise InterferenceError(f"the transformer_lens backend does not support {model_type!r}: {refusal}; "
+                                "use the hf or nnsight backend")
+    if not getattr(copy_.config, "architectures", None):  # a model built in memory: name its class for the bridge
+        copy_.config.architectures = [type(copy_).__name__]
+    # The bridge re-loads a tokenizer from disk unless told BOS handling is settled; we feed it token ids.
+    bridge_tokenizer = copy.copy(tokenizer)
+    bridge_tokenizer.init_kwargs = dict(tokenizer.init_kwargs, name_or_path="in-memory", add_bos_token=True)
+    name = getattr(copy_.config, "_name_or_path", "") or model_type
+    copy_.set_attn_implementation("eager")
+    ids = (torch.arange(1, 9) * 7 % copy_.get_output_embeddings().weight.shape[0])[None, :]
+    ids = ids.to(next(copy_.parameters()).device)
+    with torch.no_grad():
+        expected = copy_(input_ids=ids).logits
+    try:
+        bridge = TransformerBridge.boot_transformers(name, hf_model=copy_, tokenizer=bridge_tokenizer)
+    except Exception as err:  # the bridge's own errors (unsupported architecture, missing config fields)
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise InterferenceError(f"the transformer_lens backend does not support {model_type!r}: TransformerBridge "
+                                f"cannot wrap it ({reason}); use the hf or nnsight backend") from err
+    with torch.no_grad():
+        got = bridge.run_with_hooks(ids, attention_mask=torch.ones_like(ids), fwd_hooks=[])
+    tolerance = (2e-5 if expected.dtype == torch.float32 else 2e-2) * (1 + float(expected.abs().max()))
+    error = float((got.float() - expected.float()).abs().max())
+    if not error <= tolerance:
+        raise InterferenceError(f"the transformer_lens backend does not support {model_type!r}: TransformerBridge's "
+                                f"{type(copy_).__name__} adapter gives logits {error:.1e} away from the model's "
+                                "own; use the hf or nnsight backend")
     return bridge
 
 
@@ -192,9 +234,13 @@ def nnsight_model(model):
 Key = tuple[int, str]
 
 
-def _plan(reads: Sequence[Key], patches: Sequence[Patch]) -> tuple[list[tuple[Key, Callable]], dict]:
+def _plan(reads: Sequence[Key], patches: Sequence[Patch], shape: tuple[int, int]
+          ) -> tuple[list[tuple[Key, Callable]], dict]:
     """Per (layer, site) in execution order, a function of the activation that returns its patched value (None when
-    the site is only read) and records reads, taken after any patch at the same site, into the returned dict."""
+    the site is only read) and records reads, taken after any patch at the same site, into the returned dict.
+
+    `shape` is the inputs' (batch, seq): an activation flattened to [batch·seq, d] (OPT runs its MLP so) is read and
+    patched as [batch, seq, d] and handed back flat."""
     found: dict[Key, torch.Tensor] = {}
     by_key: dict[Key, list[Patch]] = {}
     for patch in patches:
@@ -204,12 +250,15 @@ def _plan(reads: Sequence[Key], patches: Sequence[Patch]) -> tuple[list[tuple[Ke
 
     def action(key: Key):
         def act(activation: torch.Tensor) -> torch.Tensor | None:
-            new = activation
+            flat = activation.ndim == 2 and activation.shape[0] == shape[0] * shape[1]
+            new = activation.view(*shape, -1) if flat else activation
             for patch in by_key.get(key, ()):
                 new = patch.apply(new)
             if key in wanted:
                 found[key] = new.clone()
-            return new if key in by_key else None
+            if key not in by_key:
+                return None
+            return new.reshape(activation.shape) if flat else new
 
         return act
 
@@ -234,8 +283,8 @@ def _hf_hook(model, layer: int, site: str, act):
 
         return down_proj(model, layer).register_forward_pre_hook(pre_down)
     layout = layout_of(model)
-    module = {"resid": block, "attn_out": get_module(block, layout.attention),
-              "mlp_out": get_module(block, layout.mlp)}[site]
+    module = {"resid": block, "attn_out": get_module(block, layout.attn_out_path),
+              "mlp_out": get_module(block, layout.mlp_out_path)}[site]
 
     def post(module, args, output):
         new = act(_first(output))
@@ -266,8 +315,8 @@ def _nnsight_value(block, layout, site):
         return block.input
     if site == "mlp":
         return get_module(block, layout.down_proj).input
-    module = {"resid": block, "attn_out": get_module(block, layout.attention),
-              "mlp_out": get_module(block, layout.mlp)}[site]
+    module = {"resid": block, "attn_out": get_module(block, layout.attn_out_path),
+              "mlp_out": get_module(block, layout.mlp_out_path)}[site]
     return _first(module.output)
 
 
@@ -313,7 +362,7 @@ def run_sites(
         attention_mask = torch.ones_like(input_ids)
     device = next(model.parameters()).device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    actions, found = _plan(reads, patches)
+    actions, found = _plan(reads, patches, tuple(input_ids.shape))
     with inference_mode(model):
         logits = _RUNNERS[backend](model, input_ids, attention_mask, actions)
     return logits.detach(), {key: found[key].detach() for key in reads}
@@ -377,9 +426,10 @@ def mlp_activations(model, input_ids, attention_mask=None, *, layers=None, posit
 
 
 def logit_lens(model, residual: torch.Tensor) -> torch.Tensor:
-    """Logits obtained by applying the final norm and the unembedding to residual-stream vectors [..., d_model]."""
+    """Logits obtained by applying the final norm and the unembedding to residual-stream vectors [..., d_model], then
+    whatever the model does to its logits (soft-capping, scaling; `interference.architectures.unembed`)."""
     with torch.no_grad():
-        return get_module(model, layout_of(model).unembedding)(final_norm(model)(residual))
+        return unembed(model, residual)
 
 
 def logit_lens_top_k(model, tokenizer, residual: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
