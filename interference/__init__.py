@@ -4,7 +4,8 @@ The public surface is small; each concept lives in its own module:
 
 - `interference.models`: `load_model`, `save_checkpoint`
 - `interference.views`: `residual_stream`, `mlp_activations`, `logit_lens` (hf | transformer_lens | nnsight)
-- `interference.architectures`: `layout_of`, `value_vectors`
+- `interference.architectures`: `layout_of`, `register_layout`, `check_layout`, `value_vectors` (built-in and
+  detected layouts of Hugging Face families)
 - `interference.facts`: `Fact`, `qa_prompt`, `qa_target`
 - `interference.world`: `WorldConfig`, `load_world` (the embedded world and its pretrained model)
 - `interference.train`: `TrainConfig`, `train` (SFT, self-distillation, L2, freezing)

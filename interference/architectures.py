@@ -550,7 +550,7 @@ def detect_layout(model: torch.nn.Module) -> Layout:
     if mlp is None:
         ffn = tuple(n for n in linears if n in (down, up_proj, gate) or n in _IN_NAMES + _GATE_NAMES + _UP_NAMES)
     norms = tuple(n for n, m in children.items() if _is_norm(m))
-    attn_out = mlp_out = None
+    attn_out, mlp_out = None, None if mlp else down
     if "post_feedforward_layernorm" in norms and "post_attention_layernorm" in norms:
         attn_out, mlp_out = "post_attention_layernorm", "post_feedforward_layernorm"
     paths = {id(m): n for n, m in model.named_modules()}
@@ -707,7 +707,7 @@ def check_layout(model: torch.nn.Module, *, atol: float = 1e-4) -> Layout:
     if layout.mlp_kind != "opaque":
         for layer in range(n):
             def grab(module, args, layer=layer):
-                captured.setdefault(layer, args[0].detach())
+                captured.setdefault(layer, args[0].detach().clone())
             handles.append(mlp_input(model, layer).register_forward_pre_hook(grab))
     try:
         logits, found = run_sites(model, ids, read=[(layer, site) for layer in range(n) for site in SITES])

@@ -5,6 +5,15 @@ i-th value vector (column of the down/out projection) and m_i its activation —
 m_i = act(gate_i·x)·(up_i·x). Projecting v_i on the unembedding, r_i = E·v_i, gives the tokens it promotes (optionally
 after the final norm, as Geva et al.'s GPT-2 code does). A sub-update's contribution is |m_i|·‖v_i‖, and its
 promotion of token w is m_i·(e_w·v_i); summed over i this is the FFN output's direct logit for w, without the norm.
+
+What m_i is depends on the family's MLP (`m_definition` says it for a model; `interference.architectures.mlp_hidden`
+computes it from the MLP input x, and tests check it against the down projection's input):
+- plain MLPs (GPT-2, gpt_neox/Pythia, GPT-J, Phi, Falcon, OPT, BLOOM): m_i = act(W_in·x + b_in)_i;
+- gated MLPs (Llama, Mistral, Qwen, OLMo, Gemma): m_i = act(gate_i·x)·(up_i·x);
+- phi3's fused gate_up_proj: [g; u] = W_gate_up·x, g the first d_mlp rows' outputs and u the last d_mlp,
+  m_i = act(g_i)·u_i.
+In post-norm families (gemma2/3, olmo2/3) Σ_i m_i v_i is the input of `post_feedforward_layernorm`, which rescales it
+before it joins the residual stream: the promotions are those of the MLP's own output, before that norm.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .architectures import final_norm, n_layers, unembedding, value_vectors
+from .architectures import final_norm, layout_of, n_layers, unembedding, value_vectors
 from .errors import InterferenceError
 from .views import mlp_activations, right_pad
 
@@ -32,6 +41,16 @@ def _layer(model, layer: int) -> int:
 
 def _values(model, layer: int) -> torch.Tensor:
     return value_vectors(model, _layer(model, layer)).detach()
+
+
+def m_definition(model) -> str:
+    """What the sub-updates m_i v_i of `model` are, in one sentence (its family's formula for m_i, SPEC §5)."""
+    layout = layout_of(model)
+    text = (f"{layout.family} MLP: {layout.m_formula()}, x the MLP input; v_i is the i-th column of the down "
+            f"projection ({layout.down_proj})")
+    if layout.mlp_out and layout.mlp_out != layout.down_proj:
+        text += f"; Σ_i m_i v_i passes {layout.mlp_out} before it joins the residual stream"
+    return text
 
 
 def _check_activations(m: torch.Tensor, values: torch.Tensor) -> None:

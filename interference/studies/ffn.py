@@ -27,7 +27,7 @@ from ..architectures import n_layers, unembedding, value_vectors
 from ..errors import InterferenceError
 from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
 from ..facts import Fact, qa_prompt, qa_target
-from ..ffn import answer_promotions, value_vector_shift, value_vector_tokens
+from ..ffn import answer_promotions, m_definition, value_vector_shift, value_vector_tokens
 from ..paired import Check, beyond_noise, evidence, paired_difference
 from ..report import Report
 from .headline import add_curves, add_headline, ours
@@ -60,6 +60,7 @@ class FFNStudy:
             base's dominant sub-updates from the base to that model (None for the base).
         facts: per held-out fact in either group: its subject, answer token, group, whether self-distillation
             kept it, and per layer and model its promotions.
+        m_definition: what m_i and v_i are in this model's family (`interference.ffn.m_definition`).
     """
 
     config: ExperimentConfig
@@ -74,6 +75,7 @@ class FFNStudy:
     moved: list[dict] = field(default_factory=list)
     promotion: list[dict] = field(default_factory=list)
     facts: list[dict] = field(default_factory=list)
+    m_definition: str = ""
 
     def record(self, name: str) -> dict:
         """The condition record of `name` ("sft" or "self_distill")."""
@@ -173,7 +175,7 @@ def run_ffn(config: ExperimentConfig, *, world=None, progress: bool = True, top_
         raise InterferenceError(f"dominant must be <= {d_mlp} (sub-updates per layer) and top_k <= {vocab} (the "
                                 f"vocabulary), got {dominant} and {top_k}")
     layer = middle_layer(setup.model) if config.layer is None else config.layer
-    study = FFNStudy(config, seed, layers, layer, top_k, n_vectors, dominant)
+    study = FFNStudy(config, seed, layers, layer, top_k, n_vectors, dominant, m_definition=m_definition(setup.model))
     bar = tqdm(total=len(METHODS) + 2 * layers, desc="ffn", unit="step", disable=not progress)
     base_states = held_states(setup, setup.model, [layer])
     models, conditions = {"base": setup.model}, {}
@@ -275,7 +277,8 @@ def ffn_report(study: FFNStudy) -> Report:
             f"({study.layers} layers): D_known {config.n_known}, D_unknown {config.n_unknown}, D_held {config.n_held}. "
             f"SFT forgot {len(forgotten)} held-out facts (correct at the held-out peak, wrong at the end) and "
             f"retained {sft['n_retained_sft']}; self-distillation still answers {kept} of those {len(forgotten)}. "
-            f"A sub-update is m_i v_i, v_i a value vector (column of the down projection); its top tokens are the "
+            f"A sub-update is m_i v_i, v_i a value vector (column of the down projection"
+            f"{'; ' + study.m_definition if study.m_definition else ''}); its top tokens are the "
             f"largest entries of E·v_i; its promotion of token w is m_i (e_w·v_i) (Geva et al. 2022). Both methods "
             f"start from the same model (the snapshot, the base after SFT on D_known, unless configured otherwise); "
             f"every change is measured from the base."
