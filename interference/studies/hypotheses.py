@@ -125,6 +125,15 @@ class HypothesesStudy:
         ]
 
 
+def _run_cell(study: HypothesesStudy, setup, key_kind: str, count: int, seed: int, base, bar) -> None:
+    """SFT on `setup`'s new facts to matched acquisition; its record (with held-out drift from `base`) is added."""
+    bar.set_postfix_str(f"seed {seed} {key_kind} x{count}")
+    condition = run_condition(setup, f"{key_kind} x{count}", study.config.train_config(seed, method="sft"))
+    drift = held_drift(setup, condition.model, [study.layer], base)[0].item()
+    study.records.append(condition.record(drift=drift, key_kind=key_kind, n_new=count))
+    bar.update(1)
+
+
 def run_hypotheses(config: ExperimentConfig, counts: Sequence[int], *, world=None, relation: str | None = None,
                    subjects: str | Path | None = None, progress: bool = True) -> HypothesesStudy:
     """SFT on new facts of each key kind and count, to matched acquisition, on every seed of `config`.
@@ -159,11 +168,7 @@ def run_hypotheses(config: ExperimentConfig, counts: Sequence[int], *, world=Non
                     study = HypothesesStudy(config, counts, layer)
                 if base is None:
                     base = held_states(setup, setup.model, [study.layer])
-                bar.set_postfix_str(f"seed {seed} {key_kind} x{count}")
-                condition = run_condition(setup, f"{key_kind} x{count}", config.train_config(seed, method="sft"))
-                drift = held_drift(setup, condition.model, [study.layer], base)[0].item()
-                study.records.append(condition.record(drift=drift, key_kind=key_kind, n_new=count))
-                bar.update(1)
+                _run_cell(study, setup, key_kind, count, seed, base, bar)
     bar.close()
     return study
 
@@ -214,11 +219,7 @@ def _run_real(config: ExperimentConfig, counts: tuple[int, ...], relation: str |
             new = maker.facts(counts[-1], key_kind, seed=seed)  # one key kind in memory at a time
             for count in counts:
                 setup = real.with_unknown(new[:count])  # same base model, D_known, D_held, snapshot
-                bar.set_postfix_str(f"seed {seed} {key_kind} x{count}")
-                condition = run_condition(setup, f"{key_kind} x{count}", config.train_config(seed, method="sft"))
-                drift = held_drift(setup, condition.model, [study.layer], base)[0].item()
-                study.records.append(condition.record(drift=drift, key_kind=key_kind, n_new=count))
-                bar.update(1)
+                _run_cell(study, setup, key_kind, count, seed, base, bar)
     bar.close()
     return study
 
