@@ -1,0 +1,62 @@
+"""The README's numbers are measured, not remembered: its embedded-world headline rows are recomputed here from the
+committed results files (results/world-default/), and the runs under one and two threads hold the same records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from interference.paired import interval_text, paired_difference, ratio
+from interference.report_files import load_results
+from interference.studies.headline import mean_of
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "world-default"
+#: The committed runs of the default forgetting study: folder -> torch threads it ran with.
+FORGETTING_RUNS = {"forgetting": 1, "forgetting-2-threads": 2, "forgetting-seeds-10-19": 1}
+
+
+def headline_row(folder: str) -> str:
+    """The README's table row of one committed forgetting run, computed from its results.json."""
+    data = load_results(RESULTS / folder)
+    records = data["conditions"]
+    gain = paired_difference(records, "self_distill", "sft", "held_acc_final")
+    drops = ratio(mean_of(records, "sft", "absolute_drop"), mean_of(records, "self_distill", "absolute_drop"))
+    ahead = sum(d >= 0 for d in gain.differences)
+    seeds = data["seeds"]
+    return (f"| `{folder}` | {seeds[0]}–{seeds[-1]} | {FORGETTING_RUNS[folder]} | {interval_text(gain.t)} | "
+            f"{ahead} of {len(seeds)} | {drops:.2f} | {data['headline']['verdict']['verdict']} |")
+
+
+@pytest.fixture(scope="module")
+def readme() -> str:
+    return (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("folder", list(FORGETTING_RUNS))
+def test_the_readme_states_each_committed_forgetting_run(folder, readme):
+    assert headline_row(folder) in readme
+
+
+@pytest.mark.parametrize("folder", list(FORGETTING_RUNS) + ["overlap"])
+def test_committed_runs_used_the_portable_numerics_and_name_their_machine(folder):
+    data = load_results(RESULTS / folder)
+    assert data["versions"]["numerics"] == "portable"
+    assert data["versions"]["torch"].startswith("2.13.0")
+
+
+def test_one_and_two_threads_gave_the_same_verdict_and_the_same_sft_and_self_distill_records():
+    one, two = (load_results(RESULTS / f) for f in ("forgetting", "forgetting-2-threads"))
+    assert one["headline"]["verdict"] == two["headline"]["verdict"]
+
+    def records(data, names=("sft", "self_distill")):
+        return [{k: v for k, v in r.items() if k not in ("seconds", "machine")} for r in data["conditions"]
+                if r["name"] in names]
+
+    assert records(one) == records(two)
+
+
+def test_the_readme_states_the_demo_verdict(readme):
+    data = load_results(RESULTS / "overlap")
+    assert f"**localized interference {data['headline']['verdict']['verdict']}**" in readme
