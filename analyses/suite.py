@@ -47,7 +47,9 @@ SUITE_MAX_COUNT = 10_000
 
 
 def suite_parser() -> argparse.ArgumentParser:
-    p = CommandParser(prog="python -m analyses.suite", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    p = CommandParser(prog="python -m analyses.suite", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                      add_help=False)
+    p.add_argument("-h", "--help", action="store_true", help="this help, then the options passed to every analysis")
     p.add_argument("--out", default="reports/suite", help="the suite's folder (default reports/suite)")
     p.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS), help="analyses to run (default all)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
@@ -157,7 +159,12 @@ def _run_accumulating(part: str, argv: list[str], seeds: list[int], earlier, out
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args, rest = suite_parser().parse_known_args(argv)
+    parser = suite_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.help:
+        shared = common.parser("suite", "").format_help().split("\n\n", 1)[1]  # without the usage line
+        print(parser.format_help() + "\noptions passed to every analysis:\n\n" + shared)
+        raise SystemExit(0)
     if args.workers < 1:
         raise InterferenceError(f"--workers must be >= 1, got {args.workers}")
     shared = common.parser("suite", "").parse_args([*rest, "--seeds", *map(str, args.seeds)])  # checks the rest

@@ -26,6 +26,7 @@ import copy
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from unittest import mock
 
 import torch
 
@@ -176,6 +177,12 @@ def transformer_lens_bridge(model, tokenizer=None):
     return bridge
 
 
+def _no_installs(command, *args, **kwargs):
+    """Stands in for `subprocess.check_call` while the bridge boots: TransformerBridge pip-installs torchvision when a
+    multimodal model has no image processor, which would replace the pinned torch with another build mid-run."""
+    raise RuntimeError(f"interference does not let TransformerBridge run {' '.join(map(str, command))!r}")
+
+
 def _boot_bridge(model, copy_, tokenizer):
     """A checked `TransformerBridge` over the shadow `copy_` of `model` (see `transformer_lens_bridge`)."""
     from transformer_lens.model_bridge import TransformerBridge
@@ -201,7 +208,8 @@ def _boot_bridge(model, copy_, tokenizer):
     with torch.no_grad():
         expected = copy_(input_ids=ids).logits
     try:
-        bridge = TransformerBridge.boot_transformers(name, hf_model=copy_, tokenizer=bridge_tokenizer)
+        with mock.patch("subprocess.check_call", _no_installs):
+            bridge = TransformerBridge.boot_transformers(name, hf_model=copy_, tokenizer=bridge_tokenizer)
     except Exception as err:  # the bridge's own errors (unsupported architecture, missing config fields)
         reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
         raise InterferenceError(f"the transformer_lens backend does not support {model_type!r}: TransformerBridge "

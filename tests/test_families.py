@@ -407,8 +407,13 @@ def test_layouts_that_do_not_fit_are_refused_on_load_in_one_line(tmp_path, model
     assert "\n" not in str(err.value)
 
 
-def test_gemma3_with_its_vision_tower_reads_its_text_decoder():
+def test_gemma3_with_its_vision_tower_reads_its_text_decoder(monkeypatch):
+    import subprocess
+
     from transformers import Gemma3Config
+
+    commands = []  # TransformerBridge pip-installs torchvision for a multimodal model unless stopped
+    monkeypatch.setattr(subprocess, "check_call", lambda command, *a, **k: commands.append(command))
 
     text = dict(COMMON, intermediate_size=64, head_dim=8, num_key_value_heads=2, sliding_window=32)
     vision = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=28,
@@ -426,3 +431,4 @@ def test_gemma3_with_its_vision_tower_reads_its_text_decoder():
         for key, value in ref.items():
             torch.testing.assert_close(other[key], value, atol=1e-5, rtol=0)
     assert get_module(model, layout_of(model).layers) is model.model.language_model.layers
+    assert commands == []  # nothing was installed

@@ -39,7 +39,7 @@ def test_the_readme_states_each_committed_forgetting_run(folder, readme):
     assert headline_row(folder) in readme
 
 
-@pytest.mark.parametrize("folder", list(FORGETTING_RUNS) + ["overlap"])
+@pytest.mark.parametrize("folder", list(FORGETTING_RUNS) + ["overlap", "tracing"])
 def test_committed_runs_used_the_portable_numerics_and_name_their_machine(folder):
     data = load_results(RESULTS / folder)
     assert data["versions"]["numerics"] == "portable"
@@ -60,3 +60,11 @@ def test_one_and_two_threads_gave_the_same_verdict_and_the_same_sft_and_self_dis
 def test_the_readme_states_the_demo_verdict(readme):
     data = load_results(RESULTS / "overlap")
     assert f"**localized interference {data['headline']['verdict']['verdict']}**" in readme
+
+
+def test_the_readme_states_the_tracing_headline(readme):
+    head = load_results(RESULTS / "tracing")["results"]["tracing"]["headline"]
+    own, other = head["best_subject"], head["paired_minus_other_fact"]
+    assert f"recovers **{own['recovery']:.2f} [{own['low']:.2f}, {own['high']:.2f}]**" in readme
+    assert f"own − other {other['difference']:+.2f} [{other['low']:+.2f}, {other['high']:+.2f}]" in readme
+    assert f"**{head['verdict']}**" in readme
