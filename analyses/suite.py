@@ -170,12 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     shared = common.parser("suite", "").parse_args([*rest, "--seeds", *map(str, args.seeds)])  # checks the rest
     config = common.experiment_config(shared)
     counts = _counts(args, shared, config)
-    band = args.band or max(1, _layers(config) // 5)
+    layers = _layers(config) if "freezing" in args.parts else 1  # read once, and only where a part needs it
+    band = args.band or max(1, layers // 5)
     if band < 1:
         raise InterferenceError(f"--band must be >= 1, got {band}")
     out = Path(args.out).resolve()
     cells = plan(args.parts, world=config.model == "world", n_known=config.n_known, n_unknown=config.n_unknown,
-                 n_held=config.n_held, layers=_layers(config) if "freezing" in args.parts else 1, counts=counts,
+                 n_held=config.n_held, layers=layers, counts=counts,
                  band=band)
     new_facts = {"relation": args.relation, "subjects": args.subjects}
     earlier = {part: earlier_run(out / part, _fingerprint(part, shared, counts, new_facts)) for part in ACCUMULATING

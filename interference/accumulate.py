@@ -24,21 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InterferenceError
-from .report_files import RESULTS_FILE, load_results
+from .report_files import RESULTS_FILE, load_results, sha256
 
 #: Config settings that do not enter the fingerprint: what accumulates, and where it ran.
 NOT_FINGERPRINTED = ("seeds", "device")
 #: Record fields that hold NaN when undefined (JSON stores null): read back as NaN, as the studies computed them.
 NAN_FIELDS = ("task_acc", "held_acc_peak", "held_acc_final", "forgetting", "held_acc_start", "absolute_drop", "drift")
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fingerprint_settings(config, command: str, **study: Any) -> dict:
@@ -48,7 +39,7 @@ def fingerprint_settings(config, command: str, **study: Any) -> dict:
     settings = {k: v for k, v in config.to_dict().items() if k not in NOT_FINGERPRINTED}
     data = settings.get("data")
     if data is not None and Path(data).is_file():
-        settings["data"] = f"{Path(data).name} sha256:{file_digest(data)}"
+        settings["data"] = f"{Path(data).name} sha256:{sha256(Path(data))}"
     return to_jsonable({"command": command, **{k: study[k] for k in sorted(study)}, **settings}, "fingerprint")
 
 
