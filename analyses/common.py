@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from interference.dataclass_options import add_dataclass_options, dataclass_values
-from interference.devices import DEVICE_CHOICES, DTYPES, device_description, resolve_device, resolve_dtype
-from interference.errors import CommandParser, InterferenceError
-from interference.experiment import WORLD, ExperimentConfig
-from interference.outputs import claim_output
+from interference.io.dataclass_options import add_dataclass_options, dataclass_values
+from interference.io.errors import CommandParser, InterferenceError
+from interference.io.outputs import claim_output
+from interference.models.devices import DEVICE_CHOICES, DTYPES, device_description, resolve_device, resolve_dtype
 from interference.report import CSV_FILE, HTML_FILE, MANIFEST_FILE, RESULTS_FILE
+from interference.studies.setup import WORLD, ExperimentConfig
 from interference.train import TrainConfig
 
 #: TrainConfig fields each analysis sets per condition (or that only a single run writes): not options here.
@@ -105,7 +105,7 @@ def run(build: Callable[[], object], out: str | Path | argparse.Namespace) -> Pa
     and say where it is.
 
     `out` is the folder, or the parsed options (their `out`, `overwrite`, `no_progress` and the command's name).
-    The folder is checked and locked before `build()` runs (`interference.outputs.claim_output`): a file, a folder
+    The folder is checked and locked before `build()` runs (`interference.io.outputs.claim_output`): a file, a folder
     that cannot be written, one holding files this analysis did not write (without --overwrite), or one another
     run is writing to is refused with one line before any work.
     """
@@ -133,12 +133,12 @@ def run_study(args: argparse.Namespace, config: ExperimentConfig, study: Callabl
 
     `study(config)` runs it, `report(s)` makes its report, `rebuild(config, records, results)` makes the study from
     pooled records and the earlier `results` (no training), and `settings` are the study's own settings (methods,
-    counts, …) for the run fingerprint (`interference.accumulate`), which results.json records. With
+    counts, …) for the run fingerprint (`interference.report.accumulate`), which results.json records. With
     `args.accumulate` the run in `args.out`, and with `args.merge` the runs in those folders, are pooled with this
     one: only seeds none of them has are trained, and the report is recomputed over all (`order`: the conditions'
     order in the pooled records).
     """
-    from interference.accumulate import earlier_run, in_order, pool, run_fingerprint
+    from interference.report.accumulate import earlier_run, in_order, pool, run_fingerprint
 
     fingerprint = run_fingerprint(config, args.command, **settings)
     machine = device_description(resolve_device(config.device))

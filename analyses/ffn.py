@@ -10,7 +10,7 @@ Writes <out>/report.html and <out>/results.json. A thin shell over `interference
 
 from __future__ import annotations
 
-from interference.errors import InterferenceError, cli_errors
+from interference.io.errors import InterferenceError, cli_errors
 from interference.studies.ffn import ffn_report, run_ffn
 
 from . import common

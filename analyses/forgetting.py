@@ -12,7 +12,7 @@ Writes <out>/report.html and <out>/results.json. A thin shell over `interference
 
 from __future__ import annotations
 
-from interference.errors import cli_errors
+from interference.io.errors import cli_errors
 from interference.studies.forgetting import METHODS, ForgettingStudy, forgetting_report, run_forgetting
 
 from . import common

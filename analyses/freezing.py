@@ -11,7 +11,7 @@ Writes <out>/report.html and <out>/results.json. A thin shell over `interference
 
 from __future__ import annotations
 
-from interference.errors import cli_errors
+from interference.io.errors import cli_errors
 from interference.studies.freezing import GROUPS, MATCHES, MODES, check_options, freezing_report, run_freezing
 
 from . import common

@@ -11,7 +11,7 @@ facts at a small and a 10x larger count, each trained to matched acquisition, wi
 
 On the embedded world the world makes the new facts (name-like keys from its stored syllables). With a real model
 (--model with --knowledge or --data, see analyses.forgetting), D_known and D_held are the model's HighlyKnown real
-facts, and the new facts are generated (`interference.new_facts`): questions of --relation (default P17, "Which
+facts, and the new facts are generated (`interference.facts.new_facts`): questions of --relation (default P17, "Which
 country is [X] located in?") about subjects that do not exist, name-like ones recombined from the model's own tokens
 of the relation's real subjects in the train split of --subjects (an EntityQuestions folder, default
 ../shared/data/entityquestions beside the repo) or random hex UUIDs, answers drawn uniformly from the relation's
@@ -27,9 +27,9 @@ Writes <out>/report.html and <out>/results.json. A thin shell over `interference
 
 from __future__ import annotations
 
-from interference.errors import InterferenceError, cli_errors
-from interference.experiment import WORLD
+from interference.io.errors import InterferenceError, cli_errors
 from interference.studies.hypotheses import HypothesesStudy, hypotheses_report, hypotheses_settings, run_hypotheses
+from interference.studies.setup import WORLD
 
 from . import common
 

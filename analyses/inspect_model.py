@@ -2,18 +2,18 @@
 
     python -m analyses.inspect_model --model smollm2-135m --prompt "The capital of France is"
 
-A thin shell over `interference.views`; `--backend` reads the same numbers through TransformerLens or nnsight.
+A thin shell over `interference.models.views`; `--backend` reads the same numbers through TransformerLens or nnsight.
 """
 
 from __future__ import annotations
 
 import sys
 
-from interference.devices import DEVICE_CHOICES, DTYPES, resolve_device, resolve_dtype
-from interference.errors import CommandParser, InterferenceError, cli_errors
+from interference.io.errors import CommandParser, InterferenceError, cli_errors
 from interference.models import load_model
-from interference.readable import check_readable
-from interference.views import BACKENDS, encode, last_positions, logit_lens, mlp_activations, residual_stream
+from interference.models.devices import DEVICE_CHOICES, DTYPES, resolve_device, resolve_dtype
+from interference.models.readable import check_readable
+from interference.models.views import BACKENDS, encode, last_positions, logit_lens, mlp_activations, residual_stream
 
 DEFAULT_PROMPTS = ["The capital of France is", "Answer the following question. Where was Bergadena born?\nAnswer:"]
 

@@ -10,7 +10,7 @@ Writes <out>/report.html and <out>/results.json. A thin shell over `interference
 
 from __future__ import annotations
 
-from interference.errors import cli_errors
+from interference.io.errors import cli_errors
 from interference.studies.overlap import overlap_report, run_overlap
 
 from . import common

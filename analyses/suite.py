@@ -23,11 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-from interference.accumulate import earlier_run, run_fingerprint
-from interference.errors import CommandParser, InterferenceError, cli_errors
-from interference.outputs import claim_output
-from interference.report_files import RESULTS_FILE
-from interference.suite import (
+from interference.io.errors import CommandParser, InterferenceError, cli_errors
+from interference.io.outputs import claim_output
+from interference.report.accumulate import earlier_run, run_fingerprint
+from interference.report.files import RESULTS_FILE
+from interference.studies.suite import (
     ACCUMULATING,
     ASSUMED_EPOCHS,
     PARTS,
@@ -84,8 +84,8 @@ def _counts(args, shared, config) -> list[int]:
 
 
 def _layers(config) -> int:
-    from interference.experiment import world_config
     from interference.models import declared_layers
+    from interference.studies.setup import world_config
 
     layers = world_config(config).n_layers if config.model == "world" else declared_layers(config.model)
     if layers is None:
@@ -191,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         basis = (f"from the {n} conditions already in {out}: {rate * 1e3:.2f} ms per fact-epoch, {epochs:.1f} "
                  "epochs a condition")
     else:
-        from interference.experiment import load_base, make_setup
+        from interference.studies.setup import load_base, make_setup
 
-        setup = make_setup(config, args.seeds[0], world=load_base(config, progress=False), progress=False)
+        setup = make_setup(config, args.seeds[0], base=load_base(config, progress=False), progress=False)
         rate, epochs = calibrate(setup, config.train), ASSUMED_EPOCHS
         basis = (f"calibrated here: {rate * 1e3:.2f} ms per fact-epoch, assuming {epochs} epochs a condition "
                  "(matched acquisition varies: read this as the order of magnitude)")

@@ -11,7 +11,7 @@ shell over `interference.studies.tracing`.
 
 from __future__ import annotations
 
-from interference.errors import InterferenceError, cli_errors
+from interference.io.errors import InterferenceError, cli_errors
 from interference.studies.tracing import MIN_GAP, run_tracing, tracing_report
 
 from . import common

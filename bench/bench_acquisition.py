@@ -23,7 +23,7 @@ from dataclasses import replace
 
 import torch
 
-from interference import atomic
+from interference.io import atomic
 
 GOAL_RATIO = 1.2
 
@@ -60,9 +60,9 @@ def step_seconds(result) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    from interference.devices import device_description, resolve_device
-    from interference.errors import InterferenceError
-    from interference.experiment import ExperimentConfig, load_base, make_setup, run_condition
+    from interference.io.errors import InterferenceError
+    from interference.models.devices import device_description, resolve_device
+    from interference.studies.setup import ExperimentConfig, load_base, make_setup, run_condition
 
     torch.set_num_threads(args.threads)
     try:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                                         min_known_fraction=args.min_known_fraction, device=str(device),
                                         lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
                                         target_new_acc=args.target, seeds=(args.seed,))
-        setup = make_setup(config, args.seed, world=load_base(config, progress=False), progress=False)
+        setup = make_setup(config, args.seed, base=load_base(config, progress=False), progress=False)
     except InterferenceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -3,7 +3,7 @@
     python -m bench.bench_gpu_precision [--method self_distill] [--seed 0] [--knowledge TABLE] [--n-known 200]
                                         [--n-unknown 300] [--n-held 200] [--out reports/bench_gpu_precision.json]
 
-Each variant trains the same condition (`interference.experiment.run_condition`: the snapshot, then the method to
+Each variant trains the same condition (`interference.studies.setup.run_condition`: the snapshot, then the method to
 matched acquisition, evaluation included) from a fresh copy of the model: `float32` (weights and math in float32,
 matmuls at torch's default precision), `bf16-autocast` (float32 weights, `mixed_precision="bf16"` through
 accelerate) and `bfloat16` (weights in bfloat16, no autocast). float32 runs first and again last: the first run
@@ -20,7 +20,7 @@ import time
 import torch
 
 from bench.bench_gpu_table1 import add_setup_options, refuse_without_cuda, setup_settings
-from interference import atomic
+from interference.io import atomic
 
 #: (label, weights' dtype, autocast), in the order run; float32 twice (warm-up, then measured).
 VARIANTS = (("float32 (warm-up)", "float32", "no"), ("bf16-autocast", "float32", "bf16"),
@@ -38,8 +38,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def run_variant(args: argparse.Namespace, dtype: str, autocast: str, device: torch.device) -> dict:
     """Train the condition once with these weights and autocast; its times, steps, accuracies and peak memory."""
-    from interference.experiment import ExperimentConfig, make_setup, run_condition
     from interference.studies.forgetting import METHODS
+    from interference.studies.setup import ExperimentConfig, make_setup, run_condition
 
     config = ExperimentConfig.build(**setup_settings(args), seeds=(args.seed,), device=str(device), dtype=dtype,
                                     mixed_precision=autocast)
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if refuse_without_cuda("bench_gpu_precision"):
         return 2
-    from interference.devices import device_description, resolve_device
-    from interference.errors import InterferenceError
+    from interference.io.errors import InterferenceError
+    from interference.models.devices import device_description, resolve_device
 
     try:
         device = resolve_device(args.device)

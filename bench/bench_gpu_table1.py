@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from interference import atomic
+from interference.io import atomic
 
 GOAL_S = 300.0  # the whole table on one GPU
 REFERENCE_PER_CONDITION_S = 20.0  # one condition measured with the library on an H200 before this benchmark
@@ -74,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if refuse_without_cuda("bench_gpu_table1"):
         return 2
-    from interference.devices import device_description, resolve_device
-    from interference.errors import InterferenceError
-    from interference.experiment import ExperimentConfig
+    from interference.io.errors import InterferenceError
+    from interference.models.devices import device_description, resolve_device
     from interference.studies.forgetting import METHODS, run_forgetting
+    from interference.studies.setup import ExperimentConfig
 
     try:
         device = resolve_device(args.device)

@@ -23,12 +23,12 @@ from types import SimpleNamespace
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from interference import atomic
 from interference.facts import Fact
+from interference.facts.examples import Examples, epoch_order
+from interference.io import atomic
 from interference.models import char_tokenizer
 from interference.train import TrainConfig, build_teacher_cache, make_snapshot, train
 from interference.train import loop as loop_module
-from interference.train.batches import Examples, epoch_order
 from interference.train.losses import answer_cross_entropy
 
 COUNTRIES = ["Norway", "Italy", "Peru", "Chile", "Kenya", "Japan", "Spain", "Nepal", "Ghana", "Cuba", "Oman", "Fiji"]

@@ -18,7 +18,7 @@ import time
 import torch
 
 from interference.models import SMOLLM2, load_model
-from interference.views import BACKENDS, Patch, encode, last_positions, position_mask, residual_stream, run_sites
+from interference.models.views import BACKENDS, Patch, encode, last_positions, position_mask, residual_stream, run_sites
 
 PROMPT = "Answer the following question. Which country is Bergadena located in?\nAnswer:"
 

@@ -42,6 +42,6 @@ def smollm2():
 @pytest.fixture(scope="session")
 def world():
     """The quick embedded world (built once into the user cache, then read back)."""
-    from interference.experiment import ExperimentConfig, load_base
+    from interference.studies.setup import ExperimentConfig, load_base
 
     return load_base(ExperimentConfig.quick_preset(), progress=False)

@@ -9,9 +9,9 @@ import math
 import pytest
 
 from analyses.forgetting import main
-from interference.accumulate import earlier_run, run_fingerprint
-from interference.errors import InterferenceError
-from interference.experiment import ExperimentConfig
+from interference.io.errors import InterferenceError
+from interference.report.accumulate import earlier_run, run_fingerprint
+from interference.studies.setup import ExperimentConfig
 
 QUICK = ["--quick", "--methods", "sft", "self_distill", "--no-progress", "--n-known", "24", "--n-unknown", "24",
          "--n-held", "24", "--epochs", "6"]
@@ -26,7 +26,7 @@ def _results(folder) -> dict:
 
 def _rewrite(folder, data: dict) -> None:
     """Replace a report's results.json by `data`, as a run would have written it (its manifest updated)."""
-    from interference.report_files import sha256
+    from interference.report.files import sha256
 
     (folder / "results.json").write_text(json.dumps(data))
     manifest = json.loads((folder / "manifest.json").read_text())

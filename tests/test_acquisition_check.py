@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interference.evaluation import IGNORE, accuracy, fact_correctness, teacher_forced_correctness
+from interference.facts.examples import Examples
+from interference.measures.evaluation import IGNORE, accuracy, fact_correctness, teacher_forced_correctness
 from interference.train import TrainConfig, train
-from interference.train.batches import Examples
 
 EOS, NEWLINE, PAD = 1, 2, 0
 
@@ -122,7 +122,7 @@ def test_the_loop_stops_on_the_teacher_forced_check_at_or_above_the_target(world
 
 
 def test_the_option_is_checked():
-    from interference.errors import InterferenceError
+    from interference.io.errors import InterferenceError
 
     with pytest.raises(InterferenceError, match="acquisition_check"):
         TrainConfig(acquisition_check="sampled")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from interference.errors import InterferenceError
 from interference.facts import Fact
-from interference.splits import Splits, load_splits, save_splits
+from interference.facts.splits import Splits, load_splits, save_splits
+from interference.io.errors import InterferenceError
 
 ROOT = Path(__file__).resolve().parents[1]
 EQ_MINI = ROOT / "tests" / "fixtures" / "entityquestions_mini"
@@ -86,7 +86,8 @@ def test_analysis_out_that_cannot_be_written_is_refused_before_the_work(tmp_path
 
 
 def test_knowledge_out_below_a_file_is_refused_before_the_work(afile, capsys, monkeypatch):
-    from interference import knowledge, models
+    from interference.facts import knowledge
+    from interference.models import loading as models
 
     monkeypatch.setattr(models, "load_model", no_work)
     rc = knowledge.main(["--model", "tiny-llama", "--data", str(EQ_MINI), "--out", str(afile / "k.jsonl")])
@@ -94,7 +95,8 @@ def test_knowledge_out_below_a_file_is_refused_before_the_work(afile, capsys, mo
 
 
 def test_knowledge_never_replaces_a_file_that_is_not_its_table(tmp_path, capsys, monkeypatch):
-    from interference import knowledge, models
+    from interference.facts import knowledge
+    from interference.models import loading as models
 
     notes = tmp_path / "notes.jsonl"
     notes.write_text('{"my": "notes"}\n')
@@ -106,7 +108,8 @@ def test_knowledge_never_replaces_a_file_that_is_not_its_table(tmp_path, capsys,
 
 @pytest.mark.parametrize("option", ["--batch-size", "--max-new-tokens", "--limit"])
 def test_knowledge_names_the_option_of_a_bad_size(option, tmp_path, capsys, monkeypatch):
-    from interference import knowledge, models
+    from interference.facts import knowledge
+    from interference.models import loading as models
 
     monkeypatch.setattr(models, "load_model", no_work)
     rc = knowledge.main(["--model", "tiny-llama", "--data", str(EQ_MINI), "--out", str(tmp_path / "k.jsonl"),
@@ -115,7 +118,7 @@ def test_knowledge_names_the_option_of_a_bad_size(option, tmp_path, capsys, monk
 
 
 def test_world_cache_dir_that_is_a_file_is_refused_before_pretraining(afile, capsys, monkeypatch):
-    from interference.world import __main__ as world_main
+    from interference.commands import world as world_main
 
     monkeypatch.setattr(world_main, "load_world", no_work)
     one_error(capsys, world_main.main(["--quick", "--cache-dir", str(afile)]), "is a file, not a folder")
@@ -157,8 +160,8 @@ def test_a_fact_twice_in_a_split_or_in_two_splits_is_refused(tmp_path, capsys):
 
 
 def test_a_setup_refuses_a_held_out_fact_that_is_trained_on():
-    from interference.experiment import Setup
     from interference.models import load_model
+    from interference.studies.setup import Setup
 
     model, tokenizer = load_model("tiny-llama")
     known = [fact("k", i) for i in range(3)]
@@ -214,8 +217,9 @@ def test_bad_seeds_are_refused_before_the_work(seeds, match, capsys, monkeypatch
 
 @pytest.mark.parametrize("seed", ["99999999999999999999999", "-5"])
 def test_bad_seed_of_knowledge_and_world_is_refused_before_the_work(seed, tmp_path, capsys, monkeypatch):
-    from interference import knowledge, models
-    from interference.world import __main__ as world_main
+    from interference.commands import world as world_main
+    from interference.facts import knowledge
+    from interference.models import loading as models
 
     monkeypatch.setattr(models, "load_model", no_work)
     monkeypatch.setattr(world_main, "load_world", no_work)
@@ -247,7 +251,8 @@ def test_data_that_is_not_there_is_refused_before_the_work(option, data, tmp_pat
 
 
 def test_an_unknown_device_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
-    from interference import knowledge, models
+    from interference.facts import knowledge
+    from interference.models import loading as models
 
     monkeypatch.setattr(models, "load_model", no_work)
     rc = knowledge.main(["--model", "tiny-llama", "--data", str(EQ_MINI), "--out", str(tmp_path / "k.jsonl"),
@@ -313,7 +318,7 @@ def test_load_results_refuses_infinity_and_nan(tmp_path):
 
 def test_an_analysis_killed_between_its_files_is_not_paired_with_the_earlier_run(tmp_path, capsys, monkeypatch):
     from analyses import overlap
-    from interference import atomic
+    from interference.io import atomic
     from interference.report import Report, load_results
 
     def tiny_report(config):
@@ -362,7 +367,7 @@ def test_a_layer_beyond_the_world_is_refused_before_the_world_loads(analysis, tm
 
 def test_a_layer_beyond_a_real_model_is_refused_from_its_config_before_it_loads(tmp_path, capsys, monkeypatch):
     from analyses import forgetting
-    from interference import models
+    from interference.models import loading as models
 
     folder = models.save_checkpoint(*models.load_model("tiny-qwen2"), tmp_path / "ckpt")
     capsys.readouterr()  # what saving printed
@@ -376,8 +381,8 @@ def test_a_layer_beyond_a_real_model_is_refused_from_its_config_before_it_loads(
 
 
 def test_a_layer_the_config_cannot_check_is_refused_once_the_model_loads(tmp_path, monkeypatch):
-    from interference import models
-    from interference.experiment import ExperimentConfig, make_setup
+    from interference.models import loading as models
+    from interference.studies.setup import ExperimentConfig, make_setup
 
     monkeypatch.setattr(models, "declared_layers", lambda name: None)  # as for a Hub model offline
     config = ExperimentConfig.build(model="tiny-llama", data=str(splits_folder(tmp_path / "S")), layer=2)
@@ -398,8 +403,8 @@ def test_ffn_refuses_several_seeds_before_the_work(capsys, monkeypatch):
 
 def test_characters_outside_the_vocabulary_are_warned_about_once(capsys):
     from analyses import inspect_model
-    from interference.experiment import Setup
     from interference.models import load_model
+    from interference.studies.setup import Setup
 
     assert inspect_model.main(["--model", "tiny-llama", "--prompt", "東京", "--prompt", "大阪"]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
@@ -418,7 +423,7 @@ def test_characters_outside_the_vocabulary_are_warned_about_once(capsys):
 
 def test_an_interrupt_during_the_work_is_one_line_and_releases_the_folder(tmp_path, capsys, monkeypatch):
     from analyses import forgetting
-    from interference.outputs import claim_output
+    from interference.io.outputs import claim_output
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from interference import charts
+from interference.report import charts
 
 
 def test_logistic_band_contains_the_curve_and_narrows_with_data():

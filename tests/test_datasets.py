@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from interference.datasets import (
+from interference.facts import Fact
+from interference.facts.datasets import (
     DataError,
     load_entityquestions,
     load_facts_jsonl,
     load_templates,
     save_facts_jsonl,
 )
-from interference.errors import InterferenceError
-from interference.facts import Fact
+from interference.io.errors import InterferenceError
 
 MINI = Path(__file__).parent / "fixtures" / "entityquestions_mini"
 

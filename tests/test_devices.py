@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interference.devices import (
+from interference.io.errors import InterferenceError
+from interference.models.devices import (
     ACCELERATOR_BATCH_FACTOR,
     device_description,
     dtype_name,
@@ -13,7 +14,6 @@ from interference.devices import (
     resolve_device,
     resolve_dtype,
 )
-from interference.errors import InterferenceError
 
 
 def test_auto_picks_cuda_only_when_available():

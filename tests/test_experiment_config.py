@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from interference.errors import InterferenceError
-from interference.experiment import ExperimentConfig
+from interference.io.errors import InterferenceError
+from interference.studies.setup import ExperimentConfig
 from interference.train import TrainConfig
 
 

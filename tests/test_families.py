@@ -11,10 +11,15 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from interference.architectures import (
+from interference.facts import Fact
+from interference.io.errors import InterferenceError
+from interference.measures.ffn import m_definition, sub_update_contributions, token_promotion, value_vector_tokens
+from interference.measures.representations import cosine_drift, subject_states
+from interference.measures.tracing import restore
+from interference.models import char_tokenizer, load_model, save_checkpoint
+from interference.models.architectures import (
     LLAMA,
     Layout,
-    check_layout,
     decoder_layers,
     down_proj,
     get_module,
@@ -25,14 +30,18 @@ from interference.architectures import (
     unembed,
     value_vectors,
 )
-from interference.errors import InterferenceError
-from interference.facts import Fact
-from interference.ffn import m_definition, sub_update_contributions, token_promotion, value_vector_tokens
-from interference.models import char_tokenizer, load_model, save_checkpoint
-from interference.parameter_groups import resolve_trainable
-from interference.representations import cosine_drift, subject_states
-from interference.tracing import restore
-from interference.views import BACKENDS, SITES, Patch, encode, last_positions, patch_from, position_mask, run_sites
+from interference.models.layout_check import check_layout
+from interference.models.parameter_groups import resolve_trainable
+from interference.models.views import (
+    BACKENDS,
+    SITES,
+    Patch,
+    encode,
+    last_positions,
+    patch_from,
+    position_mask,
+    run_sites,
+)
 
 COMMON = dict(vocab_size=100, pad_token_id=0, eos_token_id=1, bos_token_id=1, hidden_size=32, num_hidden_layers=2,
               num_attention_heads=4)
@@ -156,7 +165,7 @@ LAYOUT_FIELDS = ("layers", "attention", "mlp", "down_proj", "layer_norms", "fina
 def test_detection_alone_finds_the_built_in_layouts(loaded, model_type, monkeypatch):
     """Without its built-in layout, each family is detected from its module tree, exactly (phi3's fused gate_up
     as opaque: its split is not guessed), or refused by the check (bloom adds the residual inside its blocks)."""
-    from interference import architectures
+    from interference.models import architectures
 
     model = tiny_family(model_type)
     built_in = layout_of(loaded(model_type)[0])
@@ -302,7 +311,7 @@ def test_inspect_model_runs_or_refuses_in_one_line(folders, model_type, backend,
 
 @pytest.fixture(scope="module")
 def split_dir(tmp_path_factory):
-    from interference.splits import Splits, save_splits
+    from interference.facts.splits import Splits, save_splits
 
     names = ["Bergadena", "Ulm", "Kasotiru", "Vel", "Lima", "Rome"]
     facts = [Fact(n, "capital", "Oslo", f"What is the capital of {n}?") for n in names]
@@ -312,8 +321,8 @@ def split_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("model_type", FAMILY_IDS)
 def test_self_distillation_with_frozen_attention_trains(folders, split_dir, model_type, tmp_path, capsys):
-    from interference.train.__main__ import main
-    from interference.train.checkpoint import SNAPSHOT
+    from interference.commands.train import main
+    from interference.io.run_folder import SNAPSHOT
 
     out = tmp_path / "run"
     args = ["--model", str(folders(model_type)), "--splits", str(split_dir), "--out", str(out), "--device", "cpu",
@@ -356,7 +365,7 @@ def _llama_with_renamed_down_proj():
 def test_an_undetectable_model_names_what_is_missing_and_a_registered_layout_fixes_it(monkeypatch):
     from dataclasses import replace
 
-    from interference import architectures
+    from interference.models import architectures
 
     monkeypatch.setattr(architectures, "LAYOUTS", dict(architectures.LAYOUTS))
     model = _llama_with_renamed_down_proj()
@@ -382,7 +391,7 @@ def test_a_unique_down_projection_is_detected_by_shape():
 def test_a_registered_layout_naming_missing_modules_is_one_line(monkeypatch):
     from dataclasses import replace
 
-    from interference import architectures
+    from interference.models import architectures
 
     monkeypatch.setattr(architectures, "LAYOUTS", dict(architectures.LAYOUTS))
     register_layout("my_llama", replace(LLAMA, down_proj="mlp.nothing"))

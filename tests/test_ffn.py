@@ -5,10 +5,9 @@ import copy
 import pytest
 import torch
 
-from interference.architectures import decoder_layers, down_proj, final_norm, get_module, layout_of, value_vectors
-from interference.errors import InterferenceError
 from interference.facts import Fact, qa_prompt, qa_target
-from interference.ffn import (
+from interference.io.errors import InterferenceError
+from interference.measures.ffn import (
     answer_promotion,
     answer_promotions,
     sub_update_contributions,
@@ -17,7 +16,15 @@ from interference.ffn import (
     value_vector_tokens,
 )
 from interference.models import TINY_MODELS, load_model, tiny_model
-from interference.views import encode, mlp_activations
+from interference.models.architectures import (
+    decoder_layers,
+    down_proj,
+    final_norm,
+    get_module,
+    layout_of,
+    value_vectors,
+)
+from interference.models.views import encode, mlp_activations
 
 TEXTS = ["Where was Bergadena born?", "Who is Ax married to?"]
 FACTS = [

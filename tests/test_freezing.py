@@ -8,12 +8,12 @@ import random
 import pytest
 import torch
 
-from interference.errors import InterferenceError
 from interference.facts import Fact
+from interference.io.errors import InterferenceError
+from interference.io.run_folder import STATE
 from interference.models import load_model
-from interference.parameter_groups import parse_selection
+from interference.models.parameter_groups import parse_selection
 from interference.train import TrainConfig, resolve_trainable, train
-from interference.train.checkpoint import STATE
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interference.generation import _left_padded, _shared_prefill, generate_answers, stop_token_ids
 from interference.models import load_model
+from interference.models.generation import _left_padded, _shared_prefill, generate_answers, stop_token_ids
 
 PROMPTS = ["Q: What is the capital of Xa?\nA:", "Q: Where?\nA:", "Hello there, what", "A"]
 
@@ -49,7 +49,7 @@ def test_greedy_is_one_answer_per_prompt_and_sampling_needs_a_temperature():
 def test_the_shared_prefill_passes_the_cache_under_the_forward_s_own_name():
     import inspect
 
-    from interference.generation import cache_argument
+    from interference.models.generation import cache_argument
 
     model, tokenizer = load_model("tiny-llama")
     name = cache_argument(model)
@@ -61,7 +61,7 @@ def test_the_shared_prefill_passes_the_cache_under_the_forward_s_own_name():
 
 
 def test_evaluation_in_length_order_gives_each_fact_its_own_verdict(world):
-    from interference.evaluation import fact_correctness
+    from interference.measures.evaluation import fact_correctness
 
     known, held = world.split(12, 12, seed=0)
     facts = [*known[:6], *world.new_facts(6, seed=0), *held[:6]]  # known and new facts interleaved by split

@@ -14,10 +14,9 @@ import pytest
 import torch
 from tokenizers import decoders
 
-from interference.datasets import DataError, load_entityquestions
-from interference.errors import InterferenceError
 from interference.facts import Fact
-from interference.knowledge import (
+from interference.facts.datasets import DataError, load_entityquestions
+from interference.facts.knowledge import (
     FactKnowledge,
     SlickConfig,
     categorize,
@@ -28,6 +27,7 @@ from interference.knowledge import (
     save_knowledge_table,
     slick_category,
 )
+from interference.io.errors import InterferenceError
 from interference.models import char_tokenizer, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -336,7 +336,8 @@ def test_cli_help(capsys):
 
 def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "interference.knowledge", "--model", "tiny-llama", "--data", str(tmp_path / "no")]
+    command = [sys.executable, "-m", "interference.facts.knowledge", "--model", "tiny-llama", "--data",
+               str(tmp_path / "no")]
     done = subprocess.run([*command, "--out", str(tmp_path / "t.jsonl")], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=120)  # fmt: skip
     assert done.returncode == 2
@@ -383,7 +384,7 @@ def test_cli_writes_the_table(tmp_path, capsys):
 @pytest.fixture
 def counted_categorize(tmp_path, monkeypatch):
     """The cache under tmp_path, and the number of facts SLiCK categorised so far."""
-    import interference.knowledge_cache as cache
+    import interference.facts.knowledge_cache as cache
 
     monkeypatch.setenv("INTERFERENCE_CACHE", str(tmp_path / "cache"))
     calls = []
@@ -397,7 +398,7 @@ def counted_categorize(tmp_path, monkeypatch):
 
 
 def test_categorised_facts_are_cached_by_what_made_them(counted_categorize, tmp_path):
-    from interference.knowledge_cache import cache_dir, categorised_facts
+    from interference.facts.knowledge_cache import cache_dir, categorised_facts
 
     model, tokenizer = load_model("tiny-llama")
     ask = dict(model=model, tokenizer=tokenizer, relations=["P36"], limit_per_relation=2, preset="fast", seed=0,
@@ -417,7 +418,7 @@ def test_categorised_facts_are_cached_by_what_made_them(counted_categorize, tmp_
 def test_cache_key_follows_the_data_files(tmp_path):
     import shutil
 
-    from interference.knowledge_cache import cache_key
+    from interference.facts.knowledge_cache import cache_key
 
     copy = shutil.copytree(MINI, tmp_path / "eq")
     key = dict(relations=["P36"], limit_per_relation=2, preset="fast", seed=0)
@@ -430,7 +431,7 @@ def test_cache_key_follows_the_data_files(tmp_path):
 
 
 def test_a_saved_table_is_read_for_its_own_model_only(tmp_path):
-    from interference.knowledge_cache import is_table, knowledge_source
+    from interference.facts.knowledge_cache import is_table, knowledge_source
 
     path = save_knowledge_table(ROWS, tmp_path / "t.jsonl", "smollm2-135m", SlickConfig.fast())
     assert is_table(path) and not is_table(tmp_path)

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from interference.facts import Fact
+from interference.facts.examples import Examples
 from interference.models import load_model
-from interference.train.batches import Examples
 from interference.train.losses import (
     IGNORE,
     answer_cross_entropy,

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from interference import metrics
-from interference.errors import InterferenceError
+from interference.io.errors import InterferenceError
+from interference.measures import metrics
 
 
 def test_forgetting_is_relative_drop_from_the_peak_not_from_the_start():

@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from interference.architectures import layout_of, n_layers, value_vectors
-from interference.errors import InterferenceError
+from interference.io.errors import InterferenceError
 from interference.models import TINY_MODELS, load_model, save_checkpoint
+from interference.models.architectures import layout_of, n_layers, value_vectors
 
 
 @pytest.mark.parametrize("name", TINY_MODELS)
@@ -61,7 +61,7 @@ def test_unsupported_architecture_is_named():
 def test_smollm2_missing_package_says_how_to_install(monkeypatch, tmp_path):
     import importlib.util
 
-    from interference import models
+    from interference.models import loading as models
 
     monkeypatch.setenv("INTERFERENCE_CACHE", str(tmp_path))
     real = importlib.util.find_spec
@@ -73,7 +73,7 @@ def test_smollm2_missing_package_says_how_to_install(monkeypatch, tmp_path):
 @pytest.mark.parametrize("name", TINY_MODELS)
 def test_value_vectors_reconstruct_the_ffn_output(name):
     """FFN output == Σ_i m_i v_i with v_i the rows returned by value_vectors (GPT-2 Conv1D and Linear alike)."""
-    from interference.views import encode, mlp_activations
+    from interference.models.views import encode, mlp_activations
 
     model, tokenizer = load_model(name)
     ids, mask = encode(tokenizer, ["abc def"])

@@ -1,4 +1,4 @@
-"""Synthetic new facts for a real model (`interference.new_facts`): name-like keys from the model's tokens of real
+"""Synthetic new facts for a real model (`interference.facts.new_facts`): name-like keys from the model's tokens of real
 names, UUID keys, answers from the relation's answer set, determinism, exclusions, limits and speed."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from interference.errors import InterferenceError
-from interference.new_facts import DEFAULT_SUBJECTS, NewFacts, load_relation, name_pieces
+from interference.facts.new_facts import DEFAULT_SUBJECTS, NewFacts, load_relation, name_pieces
+from interference.io.errors import InterferenceError
 
 MINI = Path(__file__).parent / "fixtures" / "entityquestions_mini"
 #: Real place names (ASCII, so the test can read the tokenizer's pieces back from its byte-level tokens) with their
@@ -180,8 +180,8 @@ def test_hypotheses_grid_on_a_tiny_real_model(folder, tokenizer, tmp_path):
 
     from analyses.hypotheses import main
     from interference.facts import Fact
+    from interference.facts.splits import Splits, save_splits
     from interference.models import save_checkpoint
-    from interference.splits import Splits, save_splits
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -8,9 +8,9 @@ import stat
 
 import pytest
 
-from interference import atomic
-from interference.errors import InterferenceError
-from interference.outputs import MARKER, check_file_target, check_folder_target, claim_output
+from interference.io import atomic
+from interference.io.errors import InterferenceError
+from interference.io.outputs import MARKER, check_file_target, check_folder_target, claim_output
 
 
 def _mode(path) -> int:

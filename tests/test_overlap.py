@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from interference import overlap
-from interference.errors import InterferenceError
-from interference.overlap import cosine_matrix, linear_cka, max_cosine, overlap_table, topk_mean_cosine
+from interference.io.errors import InterferenceError
+from interference.measures import overlap
+from interference.measures.overlap import cosine_matrix, linear_cka, max_cosine, overlap_table, topk_mean_cosine
 
 
 def _brute_cosines(q, k):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from interference.errors import InterferenceError
-from interference.paired import (
+from interference.io.errors import InterferenceError
+from interference.report.paired import (
     Check,
     condition_summary,
     fact_bootstrap,
@@ -127,7 +127,7 @@ def test_small_helpers():
 
 
 def test_beyond_noise_needs_a_positive_mean_and_an_interval_above_zero():
-    from interference.paired import beyond_noise, evidence
+    from interference.report.paired import beyond_noise, evidence
 
     start = [True] * 40
     sft = [True] * 20 + [False] * 20

@@ -12,19 +12,19 @@ from pathlib import Path
 import pytest
 
 import analyses
-from interference.errors import InterferenceError
-from interference.outputs import claim_output
+from interference.io.errors import InterferenceError
+from interference.io.outputs import claim_output
 
 
 def _commands() -> list[str]:
     names = [f"analyses.{m.name}" for m in pkgutil.iter_modules(analyses.__path__) if m.name != "common"]
-    return ["interference.train", "interference.world", "interference.knowledge", *sorted(names)]
+    return ["interference.train", "interference.world", "interference.facts.knowledge", *sorted(names)]
 
 
 def _main(command: str):
     module = importlib.import_module(command if command.startswith("analyses") else
-                                     {"interference.train": "interference.train.__main__",
-                                      "interference.world": "interference.world.__main__"}.get(command, command))
+                                     {"interference.train": "interference.commands.train",
+                                      "interference.world": "interference.commands.world"}.get(command, command))
     return module.main
 
 
@@ -42,7 +42,7 @@ def test_an_unknown_option_is_one_line_and_exit_2(command, capsys):
 
 
 def test_a_bad_value_of_a_training_option_is_one_line_before_the_work(tmp_path, capsys):
-    from interference.train import __main__ as cli
+    from interference.commands import train as cli
 
     assert cli.main(["--model", "tiny-llama", "--splits", str(tmp_path), "--out", str(tmp_path / "run"),
                      "--epochs", "x"]) == 2
@@ -179,8 +179,8 @@ def test_library_training_refuses_a_held_out_fact_it_would_train_on(tmp_path):
 def test_training_progress_is_not_interleaved_with_accelerates_checkpoint_chatter(tmp_path, caplog):
     import logging
 
-    from interference.splits import Splits, save_splits
-    from interference.train import __main__ as cli
+    from interference.commands import train as cli
+    from interference.facts.splits import Splits, save_splits
 
     save_splits(Splits(known=_facts("k", 6), unknown=_facts("u", 6), held=_facts("h", 4)), tmp_path / "s")
     caplog.set_level(logging.INFO)
@@ -193,7 +193,7 @@ def test_training_progress_is_not_interleaved_with_accelerates_checkpoint_chatte
 def test_one_cpu_thread_is_said_in_the_singular(monkeypatch):
     import torch
 
-    from interference.devices import device_description
+    from interference.models.devices import device_description
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert device_description("cpu") == "cpu (1 thread)"
@@ -204,9 +204,9 @@ def test_one_cpu_thread_is_said_in_the_singular(monkeypatch):
 def test_a_one_seed_tracing_verdict_says_there_is_no_interval_rather_than_nan():
     import torch
 
-    from interference.experiment import ExperimentConfig
+    from interference.measures.tracing import MODES, SITES, PatchEffects
+    from interference.studies.setup import ExperimentConfig
     from interference.studies.tracing import TracingStudy
-    from interference.tracing import MODES, SITES, PatchEffects
 
     def effects(recovered: float, n: int = 4) -> PatchEffects:
         p = torch.zeros(len(MODES), 2, len(SITES), n)

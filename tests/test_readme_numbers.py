@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from interference.paired import interval_text, paired_difference, ratio
-from interference.report_files import load_results
-from interference.studies.headline import mean_of
+from interference.report.files import load_results
+from interference.report.headline import mean_of
+from interference.report.paired import interval_text, paired_difference, ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "world-default"

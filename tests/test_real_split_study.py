@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from interference.errors import InterferenceError
+from interference.io.errors import InterferenceError
 
 TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "slick" / "smollm2-135m-fast.jsonl"
 #: HighlyKnown fractions of the shared table, as its README states them (519 questions a relation).
@@ -22,8 +22,8 @@ def table() -> Path:
 
 
 def test_the_shared_table_splits_whole_with_the_paper_s_filter(table):
-    from interference.knowledge_cache import knowledge_source
-    from interference.splits import SplitConfig, build_splits
+    from interference.facts.knowledge_cache import knowledge_source
+    from interference.facts.splits import SplitConfig, build_splits
 
     rows = knowledge_source(table, "smollm2-135m")
     assert len(rows) == 2076
@@ -37,7 +37,7 @@ def test_the_shared_table_splits_whole_with_the_paper_s_filter(table):
 
 
 def test_a_table_of_another_model_is_refused_before_loading(table):
-    from interference.realdata import data_setup
+    from interference.studies.setup import data_setup
 
     with pytest.raises(InterferenceError, match="categorised with model smollm2-135m, not 'tiny-llama'"):
         data_setup("tiny-llama", table, n_known=2, n_unknown=2, n_held=2)
@@ -92,7 +92,7 @@ def test_hypotheses_grid_on_smollm2_from_the_shared_table(table, smollm2, tmp_pa
     generated P17 facts from the default EntityQuestions folder, one shared start, verdicts (the grid's mechanics are
     tested fast in test_new_facts.py; this is the real model and table, about 30 s)."""
     from analyses.hypotheses import main
-    from interference.new_facts import DEFAULT_SUBJECTS
+    from interference.facts.new_facts import DEFAULT_SUBJECTS
 
     if not DEFAULT_SUBJECTS.is_dir():
         pytest.skip(f"EntityQuestions data not found at {DEFAULT_SUBJECTS}")

@@ -10,8 +10,8 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from interference import atomic
-from interference.errors import InterferenceError
+from interference.io import atomic
+from interference.io.errors import InterferenceError
 from interference.report import (
     CONDITION_FIELDS,
     REQUIRED_FIELDS,
@@ -21,7 +21,7 @@ from interference.report import (
     to_jsonable,
     validate_results,
 )
-from interference.stats import mean_ci
+from interference.report.stats import mean_ci
 
 
 @dataclass
@@ -266,7 +266,7 @@ def test_config_is_a_flat_two_column_table():
 
 
 def test_headline_comes_first_with_verdict_and_chart_before_per_seed_tables():
-    from interference.paired import Check, judge
+    from interference.report.paired import Check, judge
 
     report = build_report()
     head = report.headline("SD forgets less than SFT.", judge([Check("sd > sft", "+0.1", True, primary=True),
@@ -284,7 +284,7 @@ def test_headline_comes_first_with_verdict_and_chart_before_per_seed_tables():
 
 
 def test_table_helper_for_notebooks():
-    from interference.tables import number_text, table
+    from interference.report.tables import number_text, table
 
     shown = table([{"a": 0.123456, "b": None, "c": [1, 2]}])
     text = shown._repr_html_()

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from interference.errors import InterferenceError
 from interference.facts import Fact, qa_prompt
+from interference.io.errors import InterferenceError
+from interference.measures.representations import cosine_drift, subject_positions, subject_spans, subject_states
 from interference.models import load_model
-from interference.representations import cosine_drift, subject_positions, subject_spans, subject_states
-from interference.views import encode, residual_stream
+from interference.models.views import encode, residual_stream
 
 FACTS = [
     Fact("Bergadena", "born", "Paris", "Where was Bergadena born?"),

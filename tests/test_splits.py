@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from interference.datasets import DataError
-from interference.errors import InterferenceError
 from interference.facts import Fact
-from interference.knowledge import FactKnowledge
-from interference.splits import SplitConfig, build_splits, known_fractions, load_splits, save_splits
+from interference.facts.datasets import DataError
+from interference.facts.knowledge import FactKnowledge
+from interference.facts.splits import SplitConfig, build_splits, known_fractions, load_splits, save_splits
+from interference.io.errors import InterferenceError
 
 
 def categorised(relation: str, **counts: int) -> tuple[list[Fact], list[str]]:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from interference.errors import InterferenceError
-from interference.stats import binned_rates, logistic_fit, mean_ci, relative_drop, wilson_interval
+from interference.io.errors import InterferenceError
+from interference.report.stats import binned_rates, logistic_fit, mean_ci, relative_drop, wilson_interval
 
 
 def test_mean_ci_textbook_values():

@@ -9,11 +9,11 @@ from dataclasses import replace
 import pytest
 from glance import assert_reads_at_a_glance
 
-from interference.experiment import ExperimentConfig
 from interference.report import CONDITION_FIELDS, validate_results
 from interference.studies.forgetting import forgetting_report, run_forgetting
 from interference.studies.hypotheses import hypotheses_report, run_hypotheses
 from interference.studies.overlap import overlap_report, run_overlap
+from interference.studies.setup import ExperimentConfig
 
 SMALL = dict(seeds=(0,), n_known=16, n_unknown=16, n_held=16, epochs=2)
 
@@ -25,7 +25,7 @@ def config():
 
 @pytest.fixture(scope="module")
 def forgetting(config, world):
-    return run_forgetting(config, ["sft", "attention-only", "known-only"], world=world, progress=False)
+    return run_forgetting(config, ["sft", "attention-only", "known-only"], base=world, progress=False)
 
 
 def test_forgetting_records_carry_the_required_fields(forgetting, config):
@@ -43,7 +43,7 @@ def test_forgetting_records_carry_the_required_fields(forgetting, config):
 
 
 def test_forgetting_is_deterministic_for_a_seed(forgetting, config, world):
-    again = run_forgetting(config, ["sft"], world=world, progress=False)
+    again = run_forgetting(config, ["sft"], base=world, progress=False)
     first = {k: v for k, v in forgetting.of("sft")[0].items() if k != "seconds"}
     assert {k: v for k, v in again.records[0].items() if k != "seconds"} == first
 
@@ -64,14 +64,14 @@ def test_forgetting_report_validates_and_summarises(forgetting, tmp_path):
 
 
 def test_unknown_method_is_a_clear_error(config, world):
-    from interference.errors import InterferenceError
+    from interference.io.errors import InterferenceError
 
     with pytest.raises(InterferenceError, match="unknown method 'dpo'"):
-        run_forgetting(config, ["dpo"], world=world, progress=False)
+        run_forgetting(config, ["dpo"], base=world, progress=False)
 
 
 def test_overlap_study_measures_every_held_fact_and_the_causal_split(config, world, tmp_path):
-    study = run_overlap(config, world=world, top_k=4, progress=False)
+    study = run_overlap(config, base=world, top_k=4, progress=False)
     n_layers = world.config.n_layers
     assert len(study.facts) == config.n_held and len(study.cka[0]) == n_layers
     assert {r["name"] for r in study.records} == {"sft", "self_distill", "uuid-sft", "high-overlap sft",
@@ -105,7 +105,7 @@ def test_overlap_study_measures_every_held_fact_and_the_causal_split(config, wor
 
 
 def test_hypotheses_grid_and_verdicts(config, world, tmp_path):
-    study = run_hypotheses(config, [4, 12], world=world, progress=False)
+    study = run_hypotheses(config, [4, 12], base=world, progress=False)
     assert len(study.records) == 4 and {(r["key_kind"], r["n_new"]) for r in study.records} == {
         ("name", 4), ("name", 12), ("uuid", 4), ("uuid", 12)}
     verdicts = study.verdicts()
@@ -137,9 +137,9 @@ def test_overlap_command_writes_both_files_and_rejects_bad_input(tmp_path, world
 
 
 def test_a_real_model_runs_from_a_splits_folder(tmp_path):
-    from interference.errors import InterferenceError
     from interference.facts import Fact
-    from interference.splits import Splits, save_splits
+    from interference.facts.splits import Splits, save_splits
+    from interference.io.errors import InterferenceError
 
     def facts(prefix, n):
         return [Fact(f"{prefix}{i}", "P36", f"c{i % 3}", f"What is the capital of {prefix}{i}?") for i in range(n)]
@@ -160,7 +160,7 @@ def test_a_real_model_runs_from_a_splits_folder(tmp_path):
 def test_a_forgetting_run_short_of_matched_acquisition_gets_no_verdict_and_says_why(config, world):
     from dataclasses import replace
 
-    study = run_forgetting(config, ["sft", "self_distill"], world=world, progress=False)
+    study = run_forgetting(config, ["sft", "self_distill"], base=world, progress=False)
     acquired = study.mean("sft", "new_acc")
     assert 0 < acquired < config.train.target_new_acc  # two epochs: short of the target
     headline = forgetting_report(study).to_dict()["headline"]

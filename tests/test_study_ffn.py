@@ -10,14 +10,14 @@ import torch
 from glance import assert_reads_at_a_glance
 
 from analyses import ffn as cli
-from interference.errors import InterferenceError
-from interference.experiment import ExperimentConfig, make_setup
 from interference.facts import qa_prompt, qa_target
-from interference.ffn import answer_promotion
+from interference.io.errors import InterferenceError
+from interference.measures.ffn import answer_promotion
+from interference.measures.history import EpochRecord, TrainResult
 from interference.report import CONDITION_FIELDS, load_results, validate_results
 from interference.studies.ffn import METHODS, MODELS, PROMOTIONS, ffn_report, outcome_groups, promotion_vectors, run_ffn
+from interference.studies.setup import ExperimentConfig, make_setup
 from interference.train import TrainConfig
-from interference.train.result import EpochRecord, TrainResult
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def config():
 
 @pytest.fixture(scope="module")
 def study(config, world):
-    return run_ffn(config, world=world, progress=False, top_k=4, n_vectors=3, dominant=5)
+    return run_ffn(config, base=world, progress=False, top_k=4, n_vectors=3, dominant=5)
 
 
 def _result(held: list[list[bool]]) -> TrainResult:
@@ -44,7 +44,7 @@ def test_outcome_groups_use_the_held_out_peak():
 
 
 def test_promotion_vectors_sum_to_the_total_and_rank_by_contribution(config, world):
-    setup = make_setup(config, 0, world=world, progress=False)
+    setup = make_setup(config, 0, base=world, progress=False)
     facts = setup.held[:4]
     full, top, total, tokens = promotion_vectors(setup.model, setup.tokenizer, facts, 1, dominant=3)
     assert full.shape[0] == 4 and top.shape == (4, 3)

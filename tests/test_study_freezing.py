@@ -10,9 +10,8 @@ import torch
 from glance import assert_reads_at_a_glance
 
 from analyses import freezing as cli
-from interference.architectures import decoder_layers, get_module, layout_of, n_layers
-from interference.errors import InterferenceError
-from interference.experiment import ExperimentConfig, make_setup
+from interference.io.errors import InterferenceError
+from interference.models.architectures import decoder_layers, get_module, layout_of, n_layers
 from interference.report import CONDITION_FIELDS, load_results, validate_results
 from interference.studies.freezing import (
     REFERENCE,
@@ -23,6 +22,7 @@ from interference.studies.freezing import (
     sweep_conditions,
     train_cell,
 )
+from interference.studies.setup import ExperimentConfig, make_setup
 
 SIZES = dict(seeds=(0,), epochs=3, n_known=20, n_unknown=30, n_held=20)
 
@@ -34,7 +34,7 @@ def config():
 
 @pytest.fixture(scope="module")
 def study(config, world):
-    return run_freezing(config, world=world, progress=False)
+    return run_freezing(config, base=world, progress=False)
 
 
 def test_sweep_cells_cover_every_layer_in_bands():
@@ -68,7 +68,7 @@ def _changed(model, base) -> set[str]:
 
 
 def test_train_only_a_layer_leaves_every_other_weight_untouched(config, world):
-    setup = make_setup(config, 0, world=world, progress=False)
+    setup = make_setup(config, 0, base=world, progress=False)
     layers = n_layers(setup.model)
     name_of = {id(p): name for name, p in setup.model.named_parameters()}
     prefix = {i: {name_of[id(p)] for p in decoder_layers(setup.model)[i].parameters()} for i in range(layers)}
@@ -140,7 +140,7 @@ def test_a_sweep_whose_full_sft_learned_nothing_gets_no_verdict_and_says_why(stu
 
 
 def test_groups_split_each_layer(config, world):
-    split = run_freezing(ExperimentConfig.quick_preset(**{**SIZES, "epochs": 1}), world=world, progress=False,
+    split = run_freezing(ExperimentConfig.quick_preset(**{**SIZES, "epochs": 1}), base=world, progress=False,
                          mode=("train_only",), groups=("attention", "ffn"))
     rows, bands, values = split.grid("new_acc")
     assert rows == ["train-only attention", "train-only ffn"] and len(bands) == split.layers

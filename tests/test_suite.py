@@ -9,7 +9,7 @@ import re
 import pytest
 
 from analyses.suite import main
-from interference.suite import Cell, estimate, plan
+from interference.studies.suite import Cell, estimate, plan
 
 TINY = ["--quick", "--no-progress", "--epochs", "6", "--n-known", "24", "--n-unknown", "24", "--n-held", "24"]
 

@@ -8,11 +8,11 @@ import random
 import pytest
 import torch
 
-from interference.errors import InterferenceError
 from interference.facts import Fact
+from interference.facts.examples import Examples, epoch_order
+from interference.io.errors import InterferenceError
 from interference.models import load_model
 from interference.train import Snapshot, TeacherCache, TrainConfig, build_teacher_cache, make_snapshot, train
-from interference.train.batches import Examples, epoch_order
 from interference.train.losses import tempered_log_probs
 from interference.train.teacher import OnTheFlyTeacher, choose_cache, teacher_module
 

@@ -5,11 +5,9 @@ import math
 import pytest
 import torch
 
-from interference.architectures import decoder_layers
-from interference.errors import InterferenceError
 from interference.facts import Fact
-from interference.models import load_model
-from interference.tracing import (
+from interference.io.errors import InterferenceError
+from interference.measures.tracing import (
     PatchEffects,
     causal_trace,
     encode_facts,
@@ -21,7 +19,9 @@ from interference.tracing import (
     restore,
     score_facts,
 )
-from interference.views import SITES
+from interference.models import load_model
+from interference.models.architectures import decoder_layers
+from interference.models.views import SITES
 
 FACTS = [
     Fact("Bergadena", "country", "Norway", "Which country is Bergadena located in?"),
@@ -185,7 +185,7 @@ def test_analysis_rejects_bad_options_before_work(tmp_path, capsys):
 
 def _effects(recovered: float, noise: float, seed: int, n_layers: int = 2, n: int = 4) -> PatchEffects:
     """Synthetic effects: p 0 -> 1, and the patch at (subject, layer 0, resid) recovers `recovered` (± noise)."""
-    from interference.tracing import MODES
+    from interference.measures.tracing import MODES
 
     generator = torch.Generator().manual_seed(seed)
     p = torch.zeros(len(MODES), n_layers, len(SITES), n)
@@ -198,7 +198,7 @@ def _effects(recovered: float, noise: float, seed: int, n_layers: int = 2, n: in
 @pytest.mark.parametrize(("own", "other", "verdict"), [(0.9, 0.0, "supports"), (0.3, 0.0, "partly"),
                                                         (0.1, 0.2, "does not")])
 def test_verdict_needs_recovery_above_the_other_fact_control(own, other, verdict):
-    from interference.experiment import ExperimentConfig
+    from interference.studies.setup import ExperimentConfig
     from interference.studies.tracing import TracingStudy
 
     study = TracingStudy(ExperimentConfig.quick_preset(), n_layers=2, effects={

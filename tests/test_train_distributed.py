@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from interference.facts import Fact
-from interference.splits import Splits, save_splits
+from interference.facts.splits import Splits, save_splits
 
 ACCELERATE = shutil.which("accelerate", path=os.path.dirname(sys.executable))
 

@@ -14,15 +14,15 @@ import torch
 from safetensors.torch import load_file
 from tokenizers import decoders
 
-from interference import atomic
-from interference.errors import InterferenceError
+from interference.commands.train import main
 from interference.facts import Fact
-from interference.metrics import first_reaching
+from interference.io import atomic
+from interference.io.errors import InterferenceError
+from interference.io.outputs import MARKER
+from interference.io.run_folder import SNAPSHOT, STATE
+from interference.measures.metrics import first_reaching
 from interference.models import load_model
-from interference.outputs import MARKER
 from interference.train import TrainConfig, train
-from interference.train.__main__ import main
-from interference.train.checkpoint import SNAPSHOT, STATE
 
 CAPITALS = ["Oslo", "Rome", "Lima"]
 
@@ -216,7 +216,7 @@ def test_metrics_json_is_rewritten_atomically_after_every_epoch(tmp_path, monkey
 
 @pytest.fixture
 def split_dir(tmp_path):
-    from interference.splits import Splits, save_splits
+    from interference.facts.splits import Splits, save_splits
 
     return save_splits(Splits(known=KNOWN, unknown=UNKNOWN, held=HELD, relations=("capital",)), tmp_path / "splits")
 
@@ -288,7 +288,7 @@ def test_an_fsdp_launch_is_refused_before_the_model_loads(split_dir, tmp_path, c
 def test_launched_processes_that_formed_no_group_are_refused(monkeypatch):
     from types import SimpleNamespace
 
-    from interference.errors import InterferenceError
+    from interference.io.errors import InterferenceError
     from interference.train.loop import check_launch
 
     monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
@@ -347,7 +347,7 @@ def test_a_folder_with_files_the_toolkit_did_not_write_is_refused_and_the_files_
 
 
 def test_resume_refuses_other_splits_or_another_model(split_dir, tmp_path, capsys):
-    from interference.splits import Splits, save_splits
+    from interference.facts.splits import Splits, save_splits
 
     config = _config(method="self_distill")
     with pytest.raises(KeyboardInterrupt):
@@ -371,7 +371,7 @@ def test_resume_refuses_other_splits_or_another_model(split_dir, tmp_path, capsy
 
 
 def test_a_second_run_into_a_folder_being_written_is_refused(split_dir, tmp_path, capsys):
-    from interference.outputs import claim_output
+    from interference.io.outputs import claim_output
 
     out = tmp_path / "run"
     with claim_output(out, "train"):  # another run holds the folder

@@ -5,10 +5,10 @@ import contextlib
 import pytest
 import torch
 
-from interference.architectures import decoder_layers, final_norm
-from interference.errors import InterferenceError
+from interference.io.errors import InterferenceError
 from interference.models import TINY_MODELS, load_model
-from interference.views import (
+from interference.models.architectures import decoder_layers, final_norm
+from interference.models.views import (
     BACKENDS,
     SITES,
     Patch,

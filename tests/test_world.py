@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from interference.errors import InterferenceError
 from interference.facts import qa_prompt, qa_target
+from interference.io.errors import InterferenceError
 from interference.world import WorldConfig, load_world, pieces, world_dir
 from interference.world.build import build_corpus
 from interference.world.tokenizer import world_tokenizer
@@ -149,7 +149,7 @@ def test_config_validation_names_the_field(overrides, field):
 
 
 def test_cli_prints_the_world(cache, capsys, world):
-    from interference.world.__main__ import main
+    from interference.commands.world import main
 
     assert main(["--quick", "--cache-dir", str(cache)]) == 0
     out = capsys.readouterr().out
@@ -157,7 +157,7 @@ def test_cli_prints_the_world(cache, capsys, world):
 
 
 def test_a_rebuild_never_deletes_a_file_interference_did_not_write(world, cache, capsys, monkeypatch):
-    from interference.world import __main__ as world_main
+    from interference.commands import world as world_main
     from interference.world import store
 
     folder = world_dir(world.config, cache)

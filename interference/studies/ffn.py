@@ -22,15 +22,16 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .. import charts, metrics
-from ..architectures import n_layers, unembedding, value_vectors
-from ..errors import InterferenceError
-from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
-from ..facts import Fact, qa_prompt, qa_target
-from ..ffn import answer_promotions, m_definition, value_vector_shift, value_vector_tokens
-from ..paired import Check, beyond_noise, evidence, paired_difference
-from ..report import Report
-from .headline import add_curves, add_headline, ours
+from ..facts.fact import Fact, qa_prompt, qa_target
+from ..io.errors import InterferenceError
+from ..measures import metrics
+from ..measures.ffn import answer_promotions, m_definition, value_vector_shift, value_vector_tokens
+from ..models.architectures import n_layers, unembedding, value_vectors
+from ..report import charts
+from ..report.document import Report
+from ..report.headline import add_curves, add_headline, ours
+from ..report.paired import Check, beyond_noise, evidence, paired_difference
+from .setup import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
 
 #: The trained conditions, and the model names used in the promotion tables ("base" is the untrained model).
 METHODS = ("sft", "self_distill")
@@ -60,7 +61,7 @@ class FFNStudy:
             base's dominant sub-updates from the base to that model (None for the base).
         facts: per held-out fact in either group: its subject, answer token, group, whether self-distillation
             kept it, and per layer and model its promotions.
-        m_definition: what m_i and v_i are in this model's family (`interference.ffn.m_definition`).
+        m_definition: what m_i and v_i are in this model's family (`interference.measures.ffn.m_definition`).
     """
 
     config: ExperimentConfig
@@ -160,15 +161,15 @@ def _moved(models: Mapping, tokenizer, method: str, layer: int, shifts: Mapping,
     ]
 
 
-def run_ffn(config: ExperimentConfig, *, world=None, progress: bool = True, top_k: int = 10, n_vectors: int = 5,
+def run_ffn(config: ExperimentConfig, *, base=None, progress: bool = True, top_k: int = 10, n_vectors: int = 5,
             dominant: int = 10) -> FFNStudy:
     """Train SFT and self-distillation on `config.seeds[0]` and compare their FFN sub-updates with the base's."""
     for name, value in (("top_k", top_k), ("n_vectors", n_vectors), ("dominant", dominant)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InterferenceError(f"{name} must be an integer >= 1, got {value!r}")
     seed = config.seeds[0]
-    world = world if world is not None else load_base(config, progress=progress)
-    setup = make_setup(config, seed, world=world, progress=progress)
+    base = base if base is not None else load_base(config, progress=progress)
+    setup = make_setup(config, seed, base=base, progress=progress)
     layers = n_layers(setup.model)
     d_mlp, vocab = value_vectors(setup.model, 0).shape[0], unembedding(setup.model).shape[0]
     if dominant > d_mlp or top_k > vocab:

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from .. import charts
-from ..errors import InterferenceError
-from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
-from ..paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
-from ..report import Report
-from ..stats import mean_ci
-from ..tables import count_text
-from .headline import add_curves, add_headline, add_summary, mean_of, ours
+from ..io.errors import InterferenceError
+from ..report import charts
+from ..report.document import Report
+from ..report.headline import add_curves, add_headline, add_summary, mean_of, ours
+from ..report.paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
+from ..report.stats import mean_ci
+from ..report.tables import count_text
+from .setup import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
 
 #: Method name -> TrainConfig fields that make it.
 METHODS: dict[str, dict] = {
@@ -45,7 +45,7 @@ class ForgettingStudy:
         config: the experiment settings.
         methods: the methods run, in order.
         layer: the layer drift was measured at.
-        records: one condition record per (method, seed) (see `interference.experiment.Condition.record`), with the
+        records: one condition record per (method, seed) (see `interference.studies.setup.Condition.record`), with the
             mean held-out subject drift at `layer`, the per-epoch accuracy curves and `forgotten`, the (relation,
             subject) keys of the held-out facts right at the held-out peak and wrong at the end.
     """
@@ -79,7 +79,7 @@ class ForgettingStudy:
         return next(row[name] for row in self.summary() if row["method"] == method)
 
 
-def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METHODS), *, world=None,
+def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METHODS), *, base=None,
                    progress: bool = True) -> ForgettingStudy:
     """Train every method on every seed of `config` from the same base model and measure forgetting and drift."""
     methods = tuple(methods)
@@ -88,15 +88,15 @@ def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METH
         bad = unknown[0] if unknown else None
         raise InterferenceError(f"unknown method {bad!r} (choose from {', '.join(METHODS)})")
     order = sorted(methods, key=lambda m: m != "sft")  # SFT first: its length sets the others'
-    world = world if world is not None else load_base(config, progress=progress)
+    base = base if base is not None else load_base(config, progress=progress)
     study: ForgettingStudy | None = None
     bar = tqdm(total=len(methods) * len(config.seeds), desc="forgetting", unit="run", disable=not progress)
     for seed in config.seeds:
-        setup = make_setup(config, seed, world=world, progress=progress)
+        setup = make_setup(config, seed, base=base, progress=progress)
         if study is None:
             layer = middle_layer(setup.model) if config.layer is None else config.layer
             study = ForgettingStudy(config, methods, layer)
-        base = held_states(setup, setup.model, [study.layer])
+        states = held_states(setup, setup.model, [study.layer])
         sft_epochs = None
         for method in order:
             overrides = dict(METHODS[method])
@@ -106,7 +106,7 @@ def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METH
             condition = run_condition(setup, method, config.train_config(seed, **overrides))
             if method == "sft":
                 sft_epochs = max(1, condition.result.epochs)
-            drift = held_drift(setup, condition.model, [study.layer], base)[0].item()
+            drift = held_drift(setup, condition.model, [study.layer], states)[0].item()
             study.records.append(condition.record(drift=drift,
                                                   forgotten=[setup.held[i].key for i in condition.result.forgotten]))
             bar.update(1)

@@ -20,9 +20,14 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from ..architectures import n_layers
-from ..errors import InterferenceError
-from ..experiment import (
+from ..io.errors import InterferenceError
+from ..models.architectures import n_layers
+from ..report.document import Report
+from ..report.headline import add_curves, add_headline, add_summary, ours
+from ..report.paired import Check, paired_difference
+from ..report.stats import mean_ci
+from ..report.tables import count_text
+from .setup import (
     Condition,
     ExperimentConfig,
     Setup,
@@ -33,15 +38,10 @@ from ..experiment import (
     middle_layer,
     run_condition,
 )
-from ..paired import Check, paired_difference
-from ..report import Report
-from ..stats import mean_ci
-from ..tables import count_text
-from .headline import add_curves, add_headline, add_summary, ours
 
 #: Sweep modes: the TrainConfig field each sets, and its label in condition names.
 MODES = {"train_only": "train-only", "freeze": "freeze-only"}
-#: Parameter groups a band can be split into (see `interference.parameter_groups`).
+#: Parameter groups a band can be split into (see `interference.models.parameter_groups`).
 GROUPS = ("all", "attention", "ffn", "norms")
 #: How long sweep conditions train: as many epochs as full SFT, or to the acquisition target.
 MATCHES = ("epochs", "acquisition")
@@ -66,7 +66,7 @@ class SweepCondition:
 
     @property
     def selection(self) -> str:
-        """The parameter selection (`interference.parameter_groups` syntax), e.g. "all@2" or "ffn@0-1"."""
+        """The parameter selection (`interference.models.parameter_groups` syntax), e.g. "all@2" or "ffn@0-1"."""
         return f"{self.group}@{self.band}"
 
     @property
@@ -125,9 +125,10 @@ def train_cell(setup: Setup, config: ExperimentConfig, cell: SweepCondition, see
     return run_condition(setup, cell.name, config.train_config(seed, **overrides))
 
 
-def _record(setup: Setup, condition: Condition, layer: int, base, **extra) -> dict:
-    """The condition's record with its held-out drift at `layer` (base states given) and accuracy curves."""
-    drift = held_drift(setup, condition.model, [layer], base)[0].item()
+def _record(setup: Setup, condition: Condition, layer: int, states, **extra) -> dict:
+    """The condition's record with its held-out drift at `layer` (from `states`, the base model's held-out subject
+    states) and accuracy curves."""
+    drift = held_drift(setup, condition.model, [layer], states)[0].item()
     curves = {split: condition.result.curve(split) for split in ("known", "unknown", "held")}
     return condition.record(drift=drift, curves=curves, **extra)
 
@@ -201,7 +202,7 @@ class FreezingStudy:
         return rows, bands, values
 
 
-def run_freezing(config: ExperimentConfig, *, world=None, progress: bool = True,
+def run_freezing(config: ExperimentConfig, *, base=None, progress: bool = True,
                  mode: Sequence[str] = ("train_only", "freeze"), groups: Sequence[str] = ("all",), band: int = 1,
                  match: str = "epochs") -> FreezingStudy:
     """Run the sweep on every seed of `config`: full SFT, then each cell (see `sweep_conditions`), from the same base.
@@ -210,28 +211,28 @@ def run_freezing(config: ExperimentConfig, *, world=None, progress: bool = True,
     consecutive layers per band, and `match` sets how long cells train (see the module docstring).
     """
     groups, mode = check_options(groups=groups, band=band, modes=mode, match=match)
-    world = world if world is not None else load_base(config, progress=progress)
+    base = base if base is not None else load_base(config, progress=progress)
     study: FreezingStudy | None = None
     bar = None
     for seed in config.seeds:
-        setup = make_setup(config, seed, world=world, progress=progress)
+        setup = make_setup(config, seed, base=base, progress=progress)
         if study is None:
             layers = n_layers(setup.model)
             cells = sweep_conditions(layers, groups=groups, band=band, modes=mode)
             layer = middle_layer(setup.model) if config.layer is None else config.layer
             study = FreezingStudy(config, cells, layers, layer, band, match)
             bar = tqdm(total=(len(cells) + 1) * len(config.seeds), desc="freezing", unit="run", disable=not progress)
-        base = held_states(setup, setup.model, [study.layer])
+        states = held_states(setup, setup.model, [study.layer])
         bar.set_postfix_str(f"seed {seed} {REFERENCE}")
         reference = run_condition(setup, REFERENCE, config.train_config(seed, method="sft"))
-        study.records.append(_record(setup, reference, study.layer, base, mode="full", group="all", first=0,
+        study.records.append(_record(setup, reference, study.layer, states, mode="full", group="all", first=0,
                                      last=study.layers - 1, selection=None, trained_fraction=1.0))
         bar.update(1)
         epochs = max(1, reference.result.epochs) if match == "epochs" else None
         for cell in study.cells:
             bar.set_postfix_str(f"seed {seed} {cell.name}")
             condition = train_cell(setup, config, cell, seed, epochs)
-            study.records.append(_record(setup, condition, study.layer, base, mode=cell.mode, group=cell.group,
+            study.records.append(_record(setup, condition, study.layer, states, mode=cell.mode, group=cell.group,
                                          first=cell.first, last=cell.last, selection=cell.selection,
                                          trained_fraction=_trained_fraction(condition)))
             bar.update(1)

@@ -4,8 +4,8 @@ A controlled grid: new facts of one relation with name-like subjects or UUID sub
 count, every condition trained with SFT until acc(D_unknown) reaches the same target (matched acquisition).
 Forgetting is measured on the same held-out known facts. On the embedded world, name-like subjects recombine stored
 syllables and the world makes the facts; on a real model (any causal LM with a SLiCK table or splits, see
-`interference.realdata`), D_known and D_held are its HighlyKnown real facts and the new facts come from
-`interference.new_facts`: one EntityQuestions relation (P17, "Which country is [X] located in?", by default) with
+`interference.facts.realdata`), D_known and D_held are its HighlyKnown real facts and the new facts come from
+`interference.facts.new_facts`: one EntityQuestions relation (P17, "Which country is [X] located in?", by default) with
 name-like subjects recombined from the model's own tokens of the relation's real subjects, or random hex keys. Each
 (key kind, count) replaces only D_unknown (`Setup.with_unknown`), so every cell of a seed starts from the same base
 model and snapshot. Each hypothesis makes a prediction the grid can refute:
@@ -26,8 +26,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..errors import InterferenceError
-from ..experiment import (
+from ..io.errors import InterferenceError
+from ..report.document import Report
+from ..report.headline import add_curves, add_headline, add_summary, ours
+from ..report.paired import Check, beyond_noise, evidence, paired_comparison, paired_difference
+from ..report.stats import mean_ci
+from ..report.tables import count_text
+from .setup import (
     WORLD,
     ExperimentConfig,
     held_drift,
@@ -37,11 +42,6 @@ from ..experiment import (
     middle_layer,
     run_condition,
 )
-from ..paired import Check, beyond_noise, evidence, paired_comparison, paired_difference
-from ..report import Report
-from ..stats import mean_ci
-from ..tables import count_text
-from .headline import add_curves, add_headline, add_summary, ours
 
 KEY_KINDS = ("name", "uuid")
 #: Name-like forgetting must be at least this many times UUID forgetting for "interference" to be supported, and
@@ -56,7 +56,7 @@ SLOPE_TOLERANCE = 0.02
 @dataclass
 class HypothesesStudy:
     """Result of `run_hypotheses`: one record per (key kind, count, seed), with drift at `layer`; with a real model,
-    `new_facts` describes where the new facts came from (`interference.new_facts.NewFacts.describe`)."""
+    `new_facts` describes where the new facts came from (`interference.facts.new_facts.NewFacts.describe`)."""
 
     config: ExperimentConfig
     counts: tuple[int, ...]
@@ -125,66 +125,67 @@ class HypothesesStudy:
         ]
 
 
-def _run_cell(study: HypothesesStudy, setup, key_kind: str, count: int, seed: int, base, bar) -> None:
-    """SFT on `setup`'s new facts to matched acquisition; its record (with held-out drift from `base`) is added."""
+def _run_cell(study: HypothesesStudy, setup, key_kind: str, count: int, seed: int, states, bar) -> None:
+    """SFT on `setup`'s new facts to matched acquisition; its record (with held-out drift from the base model's
+    held-out subject `states`) is added."""
     bar.set_postfix_str(f"seed {seed} {key_kind} x{count}")
     condition = run_condition(setup, f"{key_kind} x{count}", study.config.train_config(seed, method="sft"))
-    drift = held_drift(setup, condition.model, [study.layer], base)[0].item()
+    drift = held_drift(setup, condition.model, [study.layer], states)[0].item()
     study.records.append(condition.record(drift=drift, key_kind=key_kind, n_new=count))
     bar.update(1)
 
 
-def run_hypotheses(config: ExperimentConfig, counts: Sequence[int], *, world=None, relation: str | None = None,
+def run_hypotheses(config: ExperimentConfig, counts: Sequence[int], *, base=None, relation: str | None = None,
                    subjects: str | Path | None = None, progress: bool = True) -> HypothesesStudy:
     """SFT on new facts of each key kind and count, to matched acquisition, on every seed of `config`.
 
     On the embedded world the world makes the new facts (`relation` and `subjects` are refused). With a real model,
     they are facts of `relation` (default P17) whose name-like keys come from the subjects of the EntityQuestions
-    folder `subjects` (default `interference.new_facts.DEFAULT_SUBJECTS`, ../shared/data/entityquestions); see
-    `interference.new_facts`. A count the keys cannot reach is an error before any training; a missing folder or
+    folder `subjects` (default `interference.facts.new_facts.DEFAULT_SUBJECTS`, ../shared/data/entityquestions); see
+    `interference.facts.new_facts`. A count the keys cannot reach is an error before any training; a missing folder or
     relation, before the model loads.
     """
     counts = tuple(sorted(set(counts)))
     if not counts or counts[0] < 1:
         raise InterferenceError(f"counts of new facts must be positive integers, got {counts}")
     if config.model != WORLD:
-        return _run_real(config, counts, relation, subjects, progress)
+        return _run_real(config, counts, relation, subjects, base, progress)
     if relation is not None or subjects is not None:
         raise InterferenceError("--relation and --subjects are for a real model: the embedded world makes its own "
                                 "new facts")
-    world = world if world is not None else load_base(config, progress=progress)
+    base = base if base is not None else load_base(config, progress=progress)
     for key_kind in KEY_KINDS:  # a count the world cannot name fails here, before any training
-        world.new_facts(counts[-1], key_kind=key_kind, seed=config.seeds[0])
+        base.new_facts(counts[-1], key_kind=key_kind, seed=config.seeds[0])
     study: HypothesesStudy | None = None
     bar = tqdm(total=len(KEY_KINDS) * len(counts) * len(config.seeds), desc="hypotheses", unit="run",
                disable=not progress)
     for seed in config.seeds:
-        base = None  # held-out subject states of the base model: D_held depends on the seed only
+        states = None  # held-out subject states of the base model: D_held depends on the seed only
         for key_kind in KEY_KINDS:
             for count in counts:
-                setup = make_setup(config, seed, world=world, key_kind=key_kind, n_unknown=count, progress=progress)
+                setup = make_setup(config, seed, base=base, key_kind=key_kind, n_unknown=count, progress=progress)
                 if study is None:
                     layer = middle_layer(setup.model) if config.layer is None else config.layer
                     study = HypothesesStudy(config, counts, layer)
-                if base is None:
-                    base = held_states(setup, setup.model, [study.layer])
-                _run_cell(study, setup, key_kind, count, seed, base, bar)
+                if states is None:
+                    states = held_states(setup, setup.model, [study.layer])
+                _run_cell(study, setup, key_kind, count, seed, states, bar)
     bar.close()
     return study
 
 
 def new_fact_source(relation: str | None = None, subjects: str | Path | None = None):
-    """The relation new facts of a real model are made of (`interference.new_facts.load_relation`, defaults P17
+    """The relation new facts of a real model are made of (`interference.facts.new_facts.load_relation`, defaults P17
     and ../shared/data/entityquestions): one-line errors for a missing folder or relation, nothing loaded."""
-    from ..new_facts import DEFAULT_RELATION, load_relation
+    from ..facts.new_facts import DEFAULT_RELATION, load_relation
 
     return load_relation(subjects, relation or DEFAULT_RELATION)
 
 
 def hypotheses_settings(config: ExperimentConfig, counts: Sequence[int], relation: str | None = None,
                         subjects: str | Path | None = None) -> dict:
-    """The study's own settings for a run fingerprint (`interference.accumulate`): the counts, and with a real model
-    the new facts' relation, split and EntityQuestions files by content. The world's are the counts alone, as
+    """The study's own settings for a run fingerprint (`interference.report.accumulate`): the counts, and with a real
+    model the new facts' relation, split and EntityQuestions files by content. The world's are the counts alone, as
     before."""
     settings = {"counts": sorted(set(counts))}
     if config.model != WORLD:
@@ -193,19 +194,20 @@ def hypotheses_settings(config: ExperimentConfig, counts: Sequence[int], relatio
 
 
 def _run_real(config: ExperimentConfig, counts: tuple[int, ...], relation: str | None, subjects: str | Path | None,
-              progress: bool) -> HypothesesStudy:
+              base, progress: bool) -> HypothesesStudy:
     """The grid on a real model: D_known and D_held of each seed from `make_setup` (one real unknown fact, replaced),
     D_unknown the first `count` generated facts of each key kind (the cells of a seed nest)."""
-    from ..facts import subjects as subjects_of
-    from ..new_facts import NewFacts, name_pieces
+    from ..facts.fact import subjects as subjects_of
+    from ..facts.new_facts import NewFacts, name_pieces
 
     source = new_fact_source(relation, subjects)  # before the model loads
+    base = base if base is not None else load_base(config, progress=progress)
     study: HypothesesStudy | None = None
     pieces = None
     bar = tqdm(total=len(KEY_KINDS) * len(counts) * len(config.seeds), desc="hypotheses", unit="run",
                disable=not progress)
     for seed in config.seeds:
-        real = make_setup(config, seed, n_unknown=1, progress=progress)
+        real = make_setup(config, seed, base=base, n_unknown=1, progress=progress)
         if pieces is None:
             pieces = name_pieces(real.tokenizer, source.subjects)
         maker = NewFacts(source, pieces, taken=subjects_of([*real.known, *real.held]))
@@ -214,12 +216,12 @@ def _run_real(config: ExperimentConfig, counts: tuple[int, ...], relation: str |
                 maker.facts(counts[-1], key_kind, seed=seed)
             layer = middle_layer(real.model) if config.layer is None else config.layer
             study = HypothesesStudy(config, counts, layer, new_facts=maker.describe())
-        base = held_states(real, real.model, [study.layer])
+        states = held_states(real, real.model, [study.layer])
         for key_kind in KEY_KINDS:
             new = maker.facts(counts[-1], key_kind, seed=seed)  # one key kind in memory at a time
             for count in counts:
                 setup = real.with_unknown(new[:count])  # same base model, D_known, D_held, snapshot
-                _run_cell(study, setup, key_kind, count, seed, base, bar)
+                _run_cell(study, setup, key_kind, count, seed, states, bar)
     bar.close()
     return study
 

@@ -19,15 +19,16 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .. import charts
-from ..experiment import ExperimentConfig, held_drift, held_states, load_base, make_setup, run_condition
-from ..overlap import linear_cka, overlap_table
-from ..paired import Check, beyond_noise, evidence, interval_text, paired_comparison, paired_difference, ratio
-from ..report import Report
-from ..representations import subject_states
-from ..stats import binned_rates, logistic_fit, mean_ci
-from ..tables import count_text
-from .headline import add_curves, add_headline, add_summary, mean_of, ours
+from ..measures.overlap import linear_cka, overlap_table
+from ..measures.representations import subject_states
+from ..report import charts
+from ..report.document import Report
+from ..report.headline import add_curves, add_headline, add_summary, mean_of, ours
+from ..report.paired import Check, beyond_noise, evidence, interval_text, paired_comparison, paired_difference, ratio
+from ..report.stats import binned_rates, logistic_fit, mean_ci
+from ..report.tables import count_text
+from ..world import World
+from .setup import ExperimentConfig, held_drift, held_states, load_base, make_setup, run_condition
 
 #: Overlap levels of the causal test's candidate pool (fraction of stored syllables in a new name).
 POOL_OVERLAPS = (1.0, 0.5, 0.0)
@@ -98,41 +99,41 @@ def _states(setup, facts, layers):
     return subject_states(setup.model, setup.tokenizer, facts, layers, desc=None)
 
 
-def run_overlap(config: ExperimentConfig, *, world=None, top_k: int = 10, pool_factor: int = 3,
+def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = 10, pool_factor: int = 3,
                 progress: bool = True) -> OverlapStudy:
     """Run the overlap study on every seed of `config` (see the module docstring).
 
     With a real model and data (`config.model` not "world") new facts cannot be generated, so the UUID condition and
     the causal test are left out: drift and overlap vs forgetting use the data's own D_unknown.
     """
-    from ..architectures import n_layers
+    from ..models.architectures import n_layers
 
-    world = world if world is not None else load_base(config, progress=progress)
-    generated = world is not None
+    base = base if base is not None else load_base(config, progress=progress)
+    generated = isinstance(base, World)
     study: OverlapStudy | None = None
     runs = len(CONDITIONS) if generated else 2
     bar = tqdm(total=runs * len(config.seeds), desc="overlap", unit="run", disable=not progress)
     for seed in config.seeds:
-        setup = make_setup(config, seed, world=world, progress=progress)
+        setup = make_setup(config, seed, base=base, progress=progress)
         if study is None:
             layers = list(range(n_layers(setup.model)))
             layer = len(layers) // 2 if config.layer is None else config.layer
             study = OverlapStudy(config, layer, top_k)
-        base = held_states(setup, setup.model, layers)
+        states = held_states(setup, setup.model, layers)
         new = _states(setup, setup.unknown, layers)
-        table = overlap_table(base[layer], new[layer], k=min(top_k, len(setup.unknown)))
+        table = overlap_table(states[layer], new[layer], k=min(top_k, len(setup.unknown)))
         # CKA needs paired items: each held-out subject is paired with its nearest new subject (per layer).
-        nearest = overlap_table(base, new, k=1).nearest  # [layers, n_held]
-        study.cka.append([linear_cka(base[i], new[i][nearest[i]]) for i in range(len(layers))])
+        nearest = overlap_table(states, new, k=1).nearest  # [layers, n_held]
+        study.cka.append([linear_cka(states[i], new[i][nearest[i]]) for i in range(len(layers))])
         plan = [("sft", setup, "sft"), ("self_distill", setup, "self_distill")]
         if generated:
-            uuid_setup = setup.with_unknown(world.new_facts(config.n_unknown, key_kind="uuid", seed=seed))
+            uuid_setup = setup.with_unknown(base.new_facts(config.n_unknown, key_kind="uuid", seed=seed))
             plan.append(("uuid-sft", uuid_setup, "sft"))
         per_condition = {}
         for name, run_setup, method in plan:
             bar.set_postfix_str(f"seed {seed} {name}")
             condition = run_condition(run_setup, name, config.train_config(seed, method=method))
-            drift = held_drift(run_setup, condition.model, layers, base)
+            drift = held_drift(run_setup, condition.model, layers, states)
             per_condition[name] = condition
             study.records.append(condition.record(drift=drift[layer].item(), drift_per_layer=drift.tolist()))
             bar.update(1)
@@ -150,15 +151,15 @@ def run_overlap(config: ExperimentConfig, *, world=None, top_k: int = 10, pool_f
         # The causal test: the same candidate pool, split by representational overlap with the held-out set.
         per_level = -(-pool_factor * config.n_unknown // len(POOL_OVERLAPS))
         pool = [f for level in POOL_OVERLAPS
-                for f in world.new_facts(per_level, overlap=level, seed=10_000 + seed)]
-        scores = overlap_table(_states(setup, pool, [layer])[0], base[layer], k=min(top_k, len(setup.held)))
+                for f in base.new_facts(per_level, overlap=level, seed=10_000 + seed)]
+        scores = overlap_table(_states(setup, pool, [layer])[0], states[layer], k=min(top_k, len(setup.held)))
         order = torch.argsort(scores.topk_mean_cosine, descending=True).tolist()
         chosen = {"high-overlap sft": order[: config.n_unknown], "low-overlap sft": order[-config.n_unknown:]}
         for name, index in chosen.items():
             bar.set_postfix_str(f"seed {seed} {name}")
             run_setup = setup.with_unknown([pool[i] for i in index])
             condition = run_condition(run_setup, name, config.train_config(seed, method="sft"))
-            drift = held_drift(run_setup, condition.model, layers, base)
+            drift = held_drift(run_setup, condition.model, layers, states)
             overlap = scores.topk_mean_cosine[index].mean().item()
             study.records.append(condition.record(drift=drift[layer].item(), drift_per_layer=drift.tolist(),
                                                   selection_overlap=overlap))

@@ -3,7 +3,7 @@
 Per seed, from one setup, every condition starting from the same snapshot (the fair protocol):
 1. conditions: SFT and self-distillation on name-like new facts, and (embedded world only) SFT on UUID new facts;
 2. per condition, its forgotten facts: held-out facts the start model (the snapshot) answers correctly and the
-   fine-tuned model does not (greedy, teacher-forced check, `interference.tracing`);
+   fine-tuned model does not (greedy, teacher-forced check, `interference.measures.tracing`);
 3. restoration: for every position mode (subject tokens, last prompt token) × layer × site, the start model's state
    patched into the fine-tuned model; recovery of the first answer token's probability, and whether the greedy
    answer becomes correct;
@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from ..experiment import ExperimentConfig, load_base, make_setup, run_condition
-from ..paired import finite_number
-from ..report import Report
-from ..stats import mean_ci
-from ..tables import count_text
-from ..tracing import MODES, PatchEffects, causal_trace, random_donors, restore, score_facts
-from ..views import SITES
+from ..measures.tracing import MODES, PatchEffects, causal_trace, random_donors, restore, score_facts
+from ..models.views import SITES
+from ..report.document import Report
+from ..report.paired import finite_number
+from ..report.stats import mean_ci
+from ..report.tables import count_text
+from ..world import World
+from .setup import ExperimentConfig, load_base, make_setup, run_condition
 
 #: The groups of facts traced, in report order: (name, what it is).
 GROUPS = {
@@ -159,19 +160,19 @@ def start_model(setup, train_config) -> torch.nn.Module:
     return model.eval()
 
 
-def run_tracing(config: ExperimentConfig, *, world=None, samples: int = 10, noise: float = 3.0,
+def run_tracing(config: ExperimentConfig, *, base=None, samples: int = 10, noise: float = 3.0,
                 min_gap: float = MIN_GAP, progress: bool = True) -> TracingStudy:
     """Run the tracing study on every seed of `config` (see the module docstring). `samples` and `noise` are the
     causal trace's noise draws and scale (× the subject embeddings' standard deviation)."""
-    from ..architectures import n_layers
+    from ..models.architectures import n_layers
 
-    world = world if world is not None else load_base(config, progress=progress)
-    generated = world is not None
+    base = base if base is not None else load_base(config, progress=progress)
+    generated = isinstance(base, World)
     study: TracingStudy | None = None
     plan = ["sft", "self_distill"] + (["uuid-sft"] if generated else [])
     bar = tqdm(total=len(plan) * len(config.seeds), desc="tracing", unit="run", disable=not progress)
     for seed in config.seeds:
-        setup = make_setup(config, seed, world=world, progress=progress)
+        setup = make_setup(config, seed, base=base, progress=progress)
         if study is None:
             study = TracingStudy(config, n_layers(setup.model), min_gap)
         configs = {name: config.train_config(seed, method="self_distill" if name == "self_distill" else "sft",
@@ -181,7 +182,7 @@ def run_tracing(config: ExperimentConfig, *, world=None, samples: int = 10, nois
         _, start_ok = score_facts(start, tokenizer, setup.held)
         for name in plan:
             bar.set_postfix_str(f"seed {seed} {name}")
-            run_setup = (setup.with_unknown(world.new_facts(config.n_unknown, key_kind="uuid", seed=seed))
+            run_setup = (setup.with_unknown(base.new_facts(config.n_unknown, key_kind="uuid", seed=seed))
                          if name == "uuid-sft" else setup)
             condition = run_condition(run_setup, name, configs[name])
             _, ft_ok = score_facts(condition.model, tokenizer, setup.held)

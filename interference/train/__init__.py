@@ -1,12 +1,15 @@
 """The lean training core on `accelerate`: SFT, self-distillation and the L2 control (SPEC §3; README, "Training").
 
 Conditions compared in one study share the snapshot and the teacher cache (`make_snapshot`, `build_teacher_cache`).
+The algorithm only: the run folder is `interference.io.run_folder`, the evaluations `interference.measures`.
+
+Layer 4: imports `interference.io`, `models`, `facts` and `measures`.
 """
 
-from ..parameter_groups import resolve_trainable
+from ..measures.history import EpochRecord, TrainResult
+from ..models.parameter_groups import resolve_trainable
 from .config import TrainConfig
 from .loop import make_snapshot, train
-from .result import EpochRecord, TrainResult
 from .teacher import Snapshot, TeacherCache, build_teacher_cache
 
 __all__ = ["EpochRecord", "Snapshot", "TeacherCache", "TrainConfig", "TrainResult", "build_teacher_cache",

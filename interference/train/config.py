@@ -10,9 +10,9 @@ import importlib.util
 import math
 from dataclasses import asdict, dataclass, fields
 
-from ..dataclass_options import check_options, option
-from ..errors import InterferenceError
-from ..parameter_groups import parse_selection
+from ..io.dataclass_options import check_options, option
+from ..io.errors import InterferenceError
+from ..models.parameter_groups import parse_selection
 
 SPLITS = ("known", "unknown")
 
@@ -54,12 +54,14 @@ class TrainConfig:
     l2_mu: float | str = option("match_kd", "μ of l2, or match_kd: μ = ‖∇KD‖ / (2‖θ − θ₀‖) after an SFT probe")
     l2_match_steps: int | None = option(None, "SFT steps of that probe; none: one epoch", low=1)
     l2_match_batches: int = option(4, "batches the KD gradient norm is averaged over", low=1)
-    freeze: str | None = option(None, "parameters to freeze: GROUP[@LAYER|@A-B],... (interference.parameter_groups)")
+    freeze: str | None = option(None, "parameters to freeze: GROUP[@LAYER|@A-B],... "
+                                "(interference.models.parameter_groups)")
     train_only: str | None = option(None, "parameters to train, everything else frozen (same syntax)")
     train_splits: tuple[str, ...] = option(SPLITS, "splits trained on (known alone: Table 1's known-only row)",
                                            choices=SPLITS)
     eval_batch_size: int | None = option(None, "facts per generation batch in evaluation and teacher caching; none: "
-                                         "64 on a CPU, 8x on a GPU (interference.devices.inference_batch_size)", low=1)
+                                         "64 on a CPU, 8x on a GPU (interference.models.devices.inference_batch_size)",
+                                         low=1)
     eval_max_new_tokens: int | None = option(None, "generated tokens per answer; none: longest gold answer + 8", low=1)
     mixed_precision: str = option("no", "autocast through accelerate", choices=("no", "bf16", "fp16"))
     report_to: str | None = option(None, "tracker of per-step loss/CE/KL/grad-norm and per-epoch accuracies, "

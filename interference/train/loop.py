@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
 import math
 import os
@@ -16,16 +15,16 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import InterferenceError
-from ..evaluation import accuracy, fact_correctness, teacher_forced_correctness
-from ..facts import Fact
-from ..parameter_groups import apply_trainable, resolve_trainable, restore_flags
-from ..splits import check_disjoint
-from .batches import Examples, epoch_order
-from .checkpoint import RunFolder, check_finite, fingerprint
+from ..facts.examples import Examples, epoch_order
+from ..facts.fact import Fact
+from ..facts.splits import check_disjoint
+from ..io.errors import InterferenceError
+from ..io.run_folder import RunFolder, check_finite, fingerprint
+from ..measures.evaluation import SplitEvaluator, accuracy
+from ..measures.history import EpochRecord, TrainResult
+from ..models.parameter_groups import apply_trainable, resolve_trainable, restore_flags
 from .config import TrainConfig
 from .losses import IGNORE, answer_cross_entropy, l2_distance, matched_mu, self_distill_objective
-from .result import EpochRecord, TrainResult
 from .teacher import OnTheFlyTeacher, Snapshot, TeacherCache, make_teacher, teacher_module
 
 log = logging.getLogger("interference.train")
@@ -191,8 +190,9 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
     Greedy exact match on known / unknown / held is evaluated at step 0, after every epoch and where the run stops:
     after `config.epochs`, or at the first acquisition check with acc(unknown) >= `target_new_acc` (checks inside an
     epoch decode greedily, or with `acquisition_check="teacher_forced"` take one forward pass). `snapshot` and
-    `teacher_cache` may be shared between runs. With `out_dir` the run is written there (`checkpoint.RunFolder`);
-    `resume=True` continues an interrupted run, bitwise as if it had not stopped.
+    `teacher_cache` may be shared between runs. With `out_dir` the run is written there
+    (`interference.io.run_folder.RunFolder`); `resume=True` continues an interrupted run, bitwise as if it had not
+    stopped.
     """
     splits = {"known": list(known), "unknown": list(unknown), "held": list(held)}
     check_disjoint(splits)  # a held-out fact trained on, or a fact trained twice, is refused
@@ -200,38 +200,16 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
     trainable = resolve_trainable(model, freeze=config.freeze, train_only=config.train_only)
     if teacher_cache is not None and config.teacher_cache == "none":
         raise InterferenceError("a teacher cache was given but the config says teacher_cache='none'")
-    max_new = config.eval_max_new_tokens
-    if max_new is None:  # the longest gold answer + 8
-        answers = [" " + a for facts in splits.values() for f in facts for a in f.answers]
-        max_new = max(len(ids) for ids in tokenizer(answers, add_special_tokens=False)["input_ids"]) + 8
     target, accelerator = config.target_new_acc, make_accelerator(config, next(model.parameters()).device, out_dir)
     device = accelerator.device if accelerator.num_processes > 1 else next(model.parameters()).device
     progress = progress and accelerator.is_main_process
-
-    def correct(names: Sequence[str], desc: bool) -> dict[str, list[bool]]:
-        """Per-fact greedy exact match of the splits `names`, decoded together (one length-sorted pass, full
-        batches), under autocast like training."""
-        with accelerator.autocast():
-            flat = fact_correctness(model, tokenizer, [f for name in names for f in splits[name]],
-                                    batch_size=config.eval_batch_size, max_new_tokens=max_new,
-                                    desc=f"eval {'+'.join(names)}" if desc else None)
-        cut = iter(flat)
-        return {name: list(itertools.islice(cut, len(splits[name]))) for name in names}
-
-    teacher_forced = config.acquisition_check == "teacher_forced" and target is not None and splits["unknown"]
-    checked = Examples(tokenizer, splits["unknown"]) if teacher_forced else None  # tokenised once for every check
-
-    def acquisition() -> float:
-        """acc(D_unknown) for a check inside an epoch, by `config.acquisition_check`."""
-        if checked is None:
-            return accuracy(correct(["unknown"], desc=False)["unknown"])
-        with accelerator.autocast():
-            return accuracy(teacher_forced_correctness(model, tokenizer, checked.input_ids, checked.attention_mask,
-                                                       checked.labels, batch_size=config.eval_batch_size))
+    measure = SplitEvaluator(model, tokenizer, splits, batch_size=config.eval_batch_size,
+                             max_new_tokens=config.eval_max_new_tokens, autocast=accelerator.autocast,
+                             check=config.acquisition_check if target is not None else "greedy")
 
     def evaluate(epoch: int, step: int, means: dict, train_seconds: float) -> EpochRecord:
         start = time.perf_counter()
-        outcomes = correct(list(splits), progress)
+        outcomes = measure.correct(list(splits), f"eval {'+'.join(splits)}" if progress else None)
         return EpochRecord(epoch, step, {k: accuracy(v) for k, v in outcomes.items()}, outcomes, means.get("loss"),
                            means.get("ce"), means.get("kl"), means.get("l2"), train_seconds,
                            time.perf_counter() - start)
@@ -239,7 +217,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
     with RunFolder(out_dir, accelerator, fingerprint(model, splits, config), resume=resume, overwrite=overwrite) as run:
         model.to(device)
         if config.needs_snapshot and snapshot is None:
-            snapshot = run.load_snapshot() if run.state else make_snapshot(
+            snapshot = Snapshot(*run.load_snapshot()) if run.state else make_snapshot(
                 model, tokenizer, splits["known"], config, progress=progress, accelerator=accelerator)
         if config.start == "snapshot":
             snapshot.load_into(model)
@@ -269,7 +247,8 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                 accelerator.load_state(str(run.checkpoint))  # weights, optimiser state, every RNG
                 history = [EpochRecord(**r) for r in run.state["history"]]
             else:
-                run.save_snapshot(snapshot)
+                if snapshot is not None:
+                    run.save_snapshot(snapshot.params, snapshot.epochs)
                 torch.manual_seed(config.seed)
                 history = [evaluate(0, 0, {}, 0.0)]
             result = TrainResult(config, history, "running", trainable, mu, model)
@@ -291,7 +270,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                     if i % config.log_every == 0 or i == len(order):
                         _check_loss(sums["loss"].item() / i, epoch, step)
                     if target is not None and i < len(order) and i % _checks_every(config, len(examples), seen) == 0:
-                        seen = acquisition()
+                        seen = measure.acquisition()
                         stop = _reached(seen, target)
                         student.train()
                         if stop:

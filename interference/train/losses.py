@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..evaluation import IGNORE  # the label of prompt and pad positions, shared with the acquisition check
+from ..facts.examples import IGNORE  # the label of prompt and pad positions
 
 
 def answer_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

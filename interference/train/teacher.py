@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..devices import inference_batch_size
-from ..errors import InterferenceError
-from ..evaluation import EVAL_BATCH
-from ..facts import Fact
-from ..generation import inference_mode
-from .batches import Batch, Examples, epoch_order
+from ..facts.examples import Batch, Examples, epoch_order
+from ..facts.fact import Fact
+from ..io.errors import InterferenceError
+from ..measures.evaluation import EVAL_BATCH
+from ..models.devices import inference_batch_size
+from ..models.generation import inference_mode
 from .config import TrainConfig
 from .losses import distill_kl, distill_kl_topk, tempered_log_probs, topk_compress
 

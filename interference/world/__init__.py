@@ -7,6 +7,8 @@ and a small Llama-style model pretrained until it knows them (SPEC §6).
     new = world.new_facts(40, key_kind="name")        # D_unknown: facts about fresh subjects
 
 Command line: `python -m interference.world [--quick] [--rebuild]`.
+
+Layer 3: imports `interference.io`, `models` and `facts`.
 """
 
 from .build import qa_form

@@ -12,8 +12,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ..errors import InterferenceError
-from ..facts import Fact
+from ..facts.fact import Fact
+from ..io.errors import InterferenceError
 from .config import WorldConfig
 from .names import NameFactory, SyllablePools
 

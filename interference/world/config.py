@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from ..errors import InterferenceError
+from ..io.errors import InterferenceError
 from .names import MIN_UUID_LENGTH, NUCLEI, ONSETS
 
 #: Bumped whenever the way a config turns into a world changes, so stale caches are not reused.

@@ -15,7 +15,7 @@ import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from ..errors import InterferenceError
+from ..io.errors import InterferenceError
 
 #: Syllable onsets (one or two consonants); every syllable has one, so a name parses back into its syllables.
 ONSETS = (

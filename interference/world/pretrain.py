@@ -19,10 +19,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from ..answers import exact_match
-from ..facts import Fact
-from ..generation import generate_answers, inference_mode
-from ..views import right_pad
+from ..facts.answers import exact_match
+from ..facts.fact import Fact
+from ..models.generation import generate_answers, inference_mode
+from ..models.views import right_pad
 from .build import qa_form
 from .config import WorldConfig
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from .. import atomic, numerics
-from ..errors import InterferenceError
-from ..facts import Fact
+from .. import numerics
+from ..facts.fact import Fact
+from ..io import atomic
+from ..io.errors import InterferenceError
 from .build import WorldCorpus, build_corpus
 from .config import WorldConfig
 from .pretrain import pretrain
@@ -207,7 +208,7 @@ def _check_own(path: Path) -> None:
 
 
 def _read(config: WorldConfig, path: Path) -> World:
-    from ..models import load_model
+    from ..models.loading import load_model
 
     try:
         record = json.loads((path / WORLD_FILE).read_text())

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from ..facts import QA_INSTRUCTION, qa_prompt, qa_target
+from ..facts.fact import QA_INSTRUCTION, qa_prompt, qa_target
 from .build import WorldCorpus
 from .names import CONSONANTS, HEX_DIGITS, MIN_UUID_LENGTH, VOWELS, make_name
 

@@ -1,0 +1,119 @@
+"""Seeds that accumulate: a later run of an analysis into the same output folder adds its seeds to the earlier run's.
+
+Every report records its run fingerprint (`results.json` → `results.run_fingerprint`): the analysis, the study's
+own settings (methods, counts, …) and every setting of the `ExperimentConfig` that decides the numbers — model,
+facts (a data file by its SHA-256, so a copy elsewhere is the same facts), sizes, layer, dtype, world seed and the
+whole training config — but not the seeds, which are what accumulates, nor the device. Two runs with the same
+fingerprint are samples of the same experiment, so their per-seed records may be pooled:
+
+    earlier = earlier_run(folder, fingerprint)   # None, or the records, seeds and results already there
+    study = pool(run_study(config_with_only_new_seeds), earlier)
+
+and the study's records become the earlier ones plus the new ones; every report statistic is then recomputed over
+all seeds. A folder whose run has another fingerprint is refused with one line naming the first differing setting.
+Each record carries the `machine` it ran on, so a pooled report shows where its seeds came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..io.errors import InterferenceError
+from .files import RESULTS_FILE, load_results, sha256
+
+#: Config settings that do not enter the fingerprint: what accumulates, and where it ran.
+NOT_FINGERPRINTED = ("seeds", "device")
+#: Record fields that hold NaN when undefined (JSON stores null): read back as NaN, as the studies computed them.
+NAN_FIELDS = ("task_acc", "held_acc_peak", "held_acc_final", "forgetting", "held_acc_start", "absolute_drop", "drift")
+
+
+def fingerprint_settings(config, command: str, **study: Any) -> dict:
+    """The settings that decide a run's numbers (see the module's docstring), as plain JSON."""
+    from .files import to_jsonable
+
+    settings = {k: v for k, v in config.to_dict().items() if k not in NOT_FINGERPRINTED}
+    data = settings.get("data")
+    if data is not None and Path(data).is_file():
+        settings["data"] = f"{Path(data).name} sha256:{sha256(Path(data))}"
+    return to_jsonable({"command": command, **{k: study[k] for k in sorted(study)}, **settings}, "fingerprint")
+
+
+def run_fingerprint(config, command: str, **study: Any) -> dict:
+    """{"digest": a short hash of `fingerprint_settings`, "settings": those settings} for results.json."""
+    settings = fingerprint_settings(config, command, **study)
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return {"digest": hashlib.sha256(text.encode()).hexdigest()[:16], "settings": settings}
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """The records of earlier runs with the same fingerprint, their seeds, and the first run's `results` (settings
+    its study resolved, e.g. the layer)."""
+
+    records: list[dict]
+    seeds: tuple[int, ...]
+    results: dict
+
+    def __add__(self, other: Earlier | None) -> Earlier:
+        """Both runs' records; a one-line error when they share a seed (the same seed twice is not two samples)."""
+        if other is None:
+            return self
+        shared = sorted(set(self.seeds) & set(other.seeds))
+        if shared:
+            raise InterferenceError(f"seed {shared[0]} is in two of the runs to pool: each seed may count once")
+        return Earlier(self.records + other.records, tuple(sorted(self.seeds + other.seeds)), self.results)
+
+
+def _first_difference(ours: dict, theirs: dict, prefix: str = "") -> str:
+    for key in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(key), theirs.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _first_difference(a, b, f"{prefix}{key}.")
+            if inner:
+                return inner
+        elif a != b:
+            return f"{prefix}{key}: {b!r} there, {a!r} now"
+    return ""
+
+
+def earlier_run(folder: str | Path, fingerprint: dict, *, required: bool = False) -> Earlier | None:
+    """The earlier run in `folder` to add seeds to: None when the folder holds no results (an error if `required`);
+    a one-line error when it holds results of other settings (or written before fingerprints were recorded)."""
+    path = Path(folder) / RESULTS_FILE
+    if not path.is_file():
+        if required:
+            raise InterferenceError(f"{folder} holds no {RESULTS_FILE} to pool")
+        return None
+    data = load_results(path)
+    theirs = data.get("results", {}).get("run_fingerprint")
+    if not isinstance(theirs, dict) or "digest" not in theirs:
+        raise InterferenceError(f"{path} has no run fingerprint (written by an older version): its seeds cannot be "
+                                "added to; use another --out")
+    if theirs["digest"] != fingerprint["digest"]:
+        difference = _first_difference(fingerprint["settings"], theirs.get("settings", {})) or "the settings differ"
+        raise InterferenceError(f"{folder} holds a run with other settings ({difference}): seeds accumulate only "
+                                "over the same experiment; use another --out")
+    records = [{k: math.nan if k in NAN_FIELDS and v is None else v for k, v in r.items()}
+               for r in data["conditions"]]
+    return Earlier(records, tuple(sorted({r["seed"] for r in records})), data.get("results", {}))
+
+
+def in_order(records: list[dict], order: list[str] | None = None) -> list[dict]:
+    """Records sorted by condition name (in `order`; others after, in their order) and then by seed."""
+    rank = {name: i for i, name in enumerate(order or [])}
+    return sorted(records, key=lambda r: (rank.get(r["name"], len(rank)), r["seed"]))
+
+
+def pool(study, earlier: Earlier | None, order: list[str] | None = None):
+    """`study` with `earlier`'s records added to its own (`in_order`) and its config's seeds the union of both;
+    returned as is without an earlier run."""
+    if earlier is None:
+        return study
+    study.records = in_order(earlier.records + study.records, order)
+    study.config = replace(study.config, seeds=tuple(sorted({r["seed"] for r in study.records})))
+    return study

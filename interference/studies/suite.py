@@ -1,0 +1,166 @@
+"""The real-model suite: which analyses it runs, how many conditions each trains, what that should cost, and the
+index page that ties their reports together (`python -m analyses.suite` runs it).
+
+Parts, in order: Table 1 (`forgetting`), the §5 grid (`hypotheses`), drift and overlap (`overlap`), causal tracing
+(`tracing`) and freezing by layer blocks (`freezing`). The first two are computed from per-seed records, so their
+seeds accumulate over runs into the same folder (`interference.report.accumulate`); the others run once per folder.
+
+The cost model is one number, seconds per fact-epoch: a condition that trains K + U facts and evaluates K + U + H
+facts for E epochs costs about E · (K + U + H) fact-epochs (training a fact and greedily decoding one cost about the
+same on the models this toolkit runs; acquisition checks are folded in). It is read from the records of an earlier
+run in the folder when there is one, else calibrated on this machine before the work (a few SFT steps and one
+greedy evaluation), with the epochs per condition assumed.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..io.errors import InterferenceError
+from ..report.files import RESULTS_FILE, load_results
+
+#: The analyses of the suite, in the order they run.
+PARTS = ("forgetting", "hypotheses", "overlap", "tracing", "freezing")
+#: Those whose seeds accumulate over runs into one folder (reports computed from per-seed records).
+ACCUMULATING = ("forgetting", "hypotheses")
+#: Epochs per condition assumed by a calibration (conditions train to matched acquisition; SmolLM2-135M at lr 1e-4
+#: reached 0.9 in about 5 epochs on an H200, the embedded world in 10-20).
+ASSUMED_EPOCHS = 8
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One kind of condition of a part: how many of them per seed, and the facts each trains and evaluates."""
+
+    part: str
+    conditions: int
+    trained: int
+    evaluated: int
+
+
+def plan(parts: Sequence[str], *, world: bool, n_known: int, n_unknown: int, n_held: int, layers: int,
+         counts: Sequence[int], band: int, methods: int = 6) -> list[Cell]:
+    """The conditions each part trains per seed, with their facts (see the analyses for what each condition is)."""
+    unknown = [Cell("hypotheses", 2, n_known + c, n_known + c + n_held) for c in counts]
+    cells = {
+        "forgetting": [Cell("forgetting", methods, n_known + n_unknown, n_known + n_unknown + n_held)],
+        "hypotheses": unknown,
+        "overlap": [Cell("overlap", 5 if world else 2, n_known + n_unknown, n_known + n_unknown + n_held)],
+        "tracing": [Cell("tracing", 3 if world else 2, n_known + n_unknown, n_known + n_unknown + n_held)],
+        "freezing": [Cell("freezing", 1 + 2 * math.ceil(layers / band), n_known + n_unknown,
+                          n_known + n_unknown + n_held)],
+    }
+    unknown_parts = [p for p in parts if p not in cells]
+    if unknown_parts:
+        raise InterferenceError(f"unknown suite part {unknown_parts[0]!r} (choose from {', '.join(PARTS)})")
+    return [cell for part in parts for cell in cells[part]]
+
+
+def fact_epochs(cell: Cell, epochs: float) -> float:
+    """The cost of one condition of `cell` in fact-epochs (see the module's docstring)."""
+    return epochs * cell.evaluated
+
+
+def rate_from_records(folder: str | Path) -> tuple[float, float, int] | None:
+    """(seconds per fact-epoch, mean epochs per condition, conditions) from the earlier reports under `folder`, or
+    None when there are none."""
+    seconds = work = epochs = 0.0
+    n = 0
+    for results in Path(folder).glob(f"*/{RESULTS_FILE}"):
+        try:
+            data = load_results(results)
+        except InterferenceError:
+            continue
+        config = data.get("config") or {}
+        size = sum(int(config.get(k) or 0) for k in ("n_known", "n_unknown", "n_held"))
+        for record in data["conditions"]:
+            if record.get("seconds") and record.get("epochs") and size:
+                seconds += record["seconds"]
+                work += record["epochs"] * size
+                epochs += record["epochs"]
+                n += 1
+    return (seconds / work, epochs / n, n) if n else None
+
+
+def calibrate(setup, train_config, *, steps: int = 3, facts: int = 32) -> float:
+    """Seconds per fact-epoch on this machine: `steps` SFT steps (after one warm-up) and one greedy evaluation of
+    `facts` facts of `setup`, on a copy of its model."""
+    import copy
+
+    import torch
+
+    from ..facts.examples import Examples
+    from ..measures.evaluation import fact_correctness
+    from ..train.losses import answer_cross_entropy
+
+    model = copy.deepcopy(setup.model).train()
+    examples = Examples(setup.tokenizer, setup.known + setup.unknown)
+    optimizer = torch.optim.AdamW(model.parameters(), train_config.lr)
+    device = next(model.parameters()).device
+    size = train_config.batch_size
+    elapsed = 0.0
+    for step in range(steps + 1):
+        index = torch.arange(step * size, (step + 1) * size) % len(examples)
+        batch = examples.batch(index).to(device)
+        start = time.perf_counter()
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        answer_cross_entropy(logits, batch.labels).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed += (time.perf_counter() - start) if step else 0.0
+    train_per_fact = elapsed / (steps * size)
+    facts_read = (setup.known + setup.unknown + setup.held)[:facts]
+    start = time.perf_counter()
+    fact_correctness(model, setup.tokenizer, facts_read, max_new_tokens=train_config.eval_max_new_tokens or 16)
+    eval_per_fact = (time.perf_counter() - start) / len(facts_read)
+    return train_per_fact + eval_per_fact
+
+
+def estimate(cells: Sequence[Cell], seeds: dict[str, int], rate: float, epochs: float) -> dict[str, float]:
+    """Estimated seconds per part: `seeds[part]` seeds of each of its cells at `rate` seconds per fact-epoch."""
+    out: dict[str, float] = {}
+    for cell in cells:
+        out[cell.part] = out.get(cell.part, 0.0) + seeds[cell.part] * cell.conditions * rate * fact_epochs(cell,
+                                                                                                           epochs)
+    return out
+
+
+def index_page(folder: str | Path, parts: Sequence[str], *, title: str, note: str = "") -> tuple[str, dict]:
+    """The suite's index page (HTML) and its JSON twin: per part, the claim, the verdict, the seeds and where they
+    ran, linked to the part's report."""
+    folder = Path(folder)
+    rows, entries = [], []
+    for part in parts:
+        path = folder / part / RESULTS_FILE
+        if not path.is_file():
+            entries.append({"part": part, "report": None, "verdict": "not run"})
+            rows.append(f"<tr><td>{part}</td><td colspan=4>not run</td></tr>")
+            continue
+        data = load_results(path)
+        head = data.get("headline") or {}
+        verdict = head.get("verdict") or {}
+        text = verdict.get("verdict") if isinstance(verdict, dict) else None
+        machines = sorted({r.get("machine") for r in data["conditions"] if r.get("machine")}
+                          or ([data["results"]["device"]] if data["results"].get("device") else []))
+        entry = {"part": part, "report": f"{part}/report.html", "title": data["title"], "claim": head.get("claim"),
+                 "verdict": text or f"not tested ({head.get('untested')})", "seeds": data["seeds"],
+                 "conditions": len(data["conditions"]), "machines": machines}
+        entries.append(entry)
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in (
+            f'<a href="{html.escape(entry["report"])}">{html.escape(data["title"])}</a>',
+            html.escape(entry["verdict"]), html.escape(" ".join(map(str, data["seeds"]))),
+            entry["conditions"], html.escape(", ".join(machines) or "—"))) + "</tr>")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+            "body{font-family:system-ui,sans-serif;max-width:1100px;margin:1.2em auto;padding:0 1em}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}"
+            "th{background:#f4f4f4}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1><p>{html.escape(note)}</p><table><tr><th>report</th><th>verdict</th>"
+            "<th>seeds</th><th>conditions</th><th>machines</th></tr>" + "".join(rows) + "</table></body></html>\n")
+    return page, {"title": title, "note": note, "parts": entries}
