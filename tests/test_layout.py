@@ -118,6 +118,14 @@ def test_a_flat_import_path_gives_the_module_at_its_new_place(old):
     assert sys.modules[old] is module
 
 
+def test_a_flat_module_imports_from_its_package_too():
+    from interference import experiment, views
+    from interference.train import batches, checkpoint
+
+    assert views.__name__ == "interference.models.views" and experiment.__name__ == "interference.studies.setup"
+    assert batches.__name__ == "interference.facts.examples" and checkpoint.__name__ == "interference.io.run_folder"
+
+
 def _public_imports() -> list[tuple[str, str, list[str]]]:
     """(where, module, names) of every `from interference… import …` in the README, the docs and the notebooks."""
     texts = [(p.name, p.read_text()) for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]]
