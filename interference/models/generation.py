@@ -31,13 +31,18 @@ def inference_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _left_padded(tokenizer, prompts: Sequence[str], device) -> dict[str, torch.Tensor]:
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
+def padded(tokenizer, texts: Sequence[str], side: str):
+    """`texts` tokenised into one batch padded on `side` ("left" or "right"); the tokenizer's own side is kept."""
+    kept = tokenizer.padding_side
+    tokenizer.padding_side = side
     try:
-        batch = tokenizer(list(prompts), return_tensors="pt", padding=True)
+        return tokenizer(list(texts), return_tensors="pt", padding=True)
     finally:
-        tokenizer.padding_side = side
+        tokenizer.padding_side = kept
+
+
+def _left_padded(tokenizer, prompts: Sequence[str], device) -> dict[str, torch.Tensor]:
+    batch = padded(tokenizer, prompts, "left")
     return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
 

@@ -32,7 +32,7 @@ import torch
 
 from ..io.errors import InterferenceError
 from .architectures import decoder_layers, down_proj, get_module, layout_of, unembed
-from .generation import inference_mode
+from .generation import inference_mode, padded
 
 BACKENDS = ("hf", "transformer_lens", "nnsight")
 #: Sites of a decoder layer, in the order the forward pass computes them.
@@ -44,12 +44,7 @@ _TL_HOOKS = {"resid_pre": "hook_resid_pre", "attn_out": "hook_attn_out", "mlp": 
 
 def encode(tokenizer, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded `input_ids` and `attention_mask` for `texts`."""
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "right"
-    try:
-        batch = tokenizer(list(texts), return_tensors="pt", padding=True)
-    finally:
-        tokenizer.padding_side = side
+    batch = padded(tokenizer, texts, "right")
     return batch["input_ids"], batch["attention_mask"]
 
 

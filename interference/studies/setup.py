@@ -29,7 +29,7 @@ from ..facts.splits import check_disjoint
 from ..io.errors import InterferenceError, check_seed, check_seeds
 from ..models.readable import check_readable
 from ..train import Snapshot, TrainConfig, TrainResult, make_snapshot, train
-from ..world import World
+from ..world import World, WorldConfig
 
 #: The model name that means "the embedded world" (its default or quick preset).
 WORLD = "world"
@@ -127,8 +127,6 @@ class ExperimentConfig:
 
 def world_config(config: ExperimentConfig):
     """The `WorldConfig` of `config`'s embedded world (the quick one with `config.quick`)."""
-    from ..world import WorldConfig
-
     return (WorldConfig.quick if config.quick else WorldConfig)(seed=config.world_seed)
 
 
