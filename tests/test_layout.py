@@ -105,7 +105,7 @@ def test_the_training_core_is_read_in_one_sitting():
     assert lines <= TRAIN_BUDGET, f"interference/train is {lines} lines, over its budget of {TRAIN_BUDGET}"
     source = (LIBRARY / "train" / "loop.py").read_text()
     assert "from accelerate import Accelerator" in source
-    objective = source[source.index("def objective("):source.index("def _local_part(")]
+    objective = source[source.index("def objective("):source.index("def _step(")]
     assert all(f'"{m}"' in objective for m in ("self_distill", "l2")), "SFT, self-distillation and L2 side by side"
 
 

@@ -55,10 +55,44 @@ class Examples:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def share(self, index: torch.Tensor, rank: int, world: int, weighting: str) -> tuple[torch.Tensor, tuple]:
+        """Process `rank` of `world`'s examples of the global batch `index`, and the weights of its CE and KL: its
+        share of the batch's answer tokens and of its KL units (positions, or sequences with `weighting`
+        "sequence"), times the number of processes."""
+        local = index[rank::world]
+        if not len(local):
+            return index[:1], (0.0, 0.0)  # a last batch smaller than N: this process contributes nothing
+        answers = [int((self.labels[i] != IGNORE).sum()) for i in (local, index)]
+        units = [int(self.lengths[i].sum()) if weighting == "token" else len(i) for i in (local, index)]
+        return local, (world * answers[0] / answers[1], world * units[0] / units[1])
+
     def batch(self, index: torch.Tensor) -> Batch:
         """The examples `index`, cut to the longest of them."""
         width = int(self.lengths[index].max())
         return Batch(index, *(t[index, :width] for t in (self.input_ids, self.attention_mask, self.labels)))
+
+
+def training_rows(tokenizer, splits: dict[str, list[Fact]], train_splits: Sequence[str],
+                  pool: Sequence[Fact] | None = None) -> tuple[Examples, int, torch.Tensor]:
+    """The examples of a run, the number n of rows it trains on (the first n: `train_splits` in order) and the rows
+    replay draws from: those of the `pool` facts, trained ones found by key, the others appended after row n."""
+    trained = [f for name in train_splits for f in splits[name]]
+    rows = {f.key: i for i, f in enumerate(trained)}
+    extra = [f for f in pool or () if f.key not in rows]
+    examples = Examples(tokenizer, trained + extra)
+    rows.update({f.key: len(trained) + i for i, f in enumerate(extra)})
+    return examples, len(trained), torch.tensor([rows[f.key] for f in pool or ()], dtype=torch.long)
+
+
+def replay_draw(pool: torch.Tensor, batch_size: int, fraction: float, *, seed: int, epoch: int, step: int
+                ) -> torch.Tensor:
+    """Example numbers from `pool` to add to a batch of `batch_size` so that they make `fraction` of it:
+    round(batch_size · f / (1 − f)) of them, without replacement while the pool allows, seeded by (seed, epoch, step)
+    so that a resumed run replays the same."""
+    count = round(batch_size * fraction / (1 - fraction))
+    generator = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 100_003 + step)
+    draws = [torch.randperm(len(pool), generator=generator) for _ in range(-(-count // max(len(pool), 1)))]
+    return pool[torch.cat(draws)[:count]] if draws else pool[:0]
 
 
 def epoch_order(n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True) -> list[torch.Tensor]:

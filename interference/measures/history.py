@@ -16,7 +16,7 @@ class EpochRecord:
     """One full evaluation: at the start (epoch 0), after an epoch, or where a run stopped inside epoch `epoch`.
 
     `accuracy`: greedy exact match per split (NaN when empty); `correct`: per-fact outcomes in the given order;
-    loss, ce, kl, l2: means over the epoch's steps (None for terms the method lacks).
+    loss, ce, kl, l2, ewc: means over the epoch's steps (None for terms the method lacks).
     """
 
     epoch: int
@@ -29,12 +29,14 @@ class EpochRecord:
     l2: float | None = None
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
+    ewc: float | None = None
 
 
 @dataclass
 class TrainResult:
     """A run: config, history (epoch 0 first), why it stopped ("target" or "epochs"), the trained parameters' names,
-    the l2 weight μ (else None) and the trained model (the one passed to `train`, in eval mode)."""
+    the l2 weight μ (else None), the trained model (the one passed to `train`, in eval mode) and, with LoRA, the
+    modules that carried adapters (merged into their weights at the end)."""
 
     config: Any  # the run's `interference.train.TrainConfig` (the training core sits above the measures)
     history: list[EpochRecord]
@@ -42,6 +44,7 @@ class TrainResult:
     trainable: list[str]
     mu: float | None = None
     model: torch.nn.Module | None = field(default=None, repr=False)
+    adapters: list[str] | None = None
 
     def curve(self, split: str) -> list[float]:
         return [r.accuracy[split] for r in self.history]

@@ -8,9 +8,10 @@ Layer 4: imports `interference.io`, `models`, `facts` and `measures`.
 
 from ..measures.history import EpochRecord, TrainResult
 from ..models.parameter_groups import resolve_trainable
+from ..models.weights import Snapshot
 from .config import TrainConfig
 from .loop import make_snapshot, train
-from .teacher import Snapshot, TeacherCache, build_teacher_cache
+from .teacher import TeacherCache, build_teacher_cache
 
 __all__ = ["EpochRecord", "Snapshot", "TeacherCache", "TrainConfig", "TrainResult", "build_teacher_cache",
            "make_snapshot", "resolve_trainable", "train"]

@@ -57,6 +57,15 @@ class TrainConfig:
     freeze: str | None = option(None, "parameters to freeze: GROUP[@LAYER|@A-B],... "
                                 "(interference.models.parameter_groups)")
     train_only: str | None = option(None, "parameters to train, everything else frozen (same syntax)")
+    ewc_lambda: float = option(0.0, "EWC: + λ·Σ F_i (θ_i − θ_i⁰)², F the diagonal Fisher of D_known at the start "
+                               "(the snapshot); 0: off", low=0)
+    replay_fraction: float = option(0.0, "rehearsal: this share of every batch is drawn again from the replay facts "
+                                    "(D_known unless train() is given others); 0: off", low=0, high=0.9)
+    lora_rank: int | None = option(None, "train LoRA adapters of this rank (PEFT) on --lora-targets instead of the "
+                                   "weights, merged into them at the end; none: full fine-tuning", low=1)
+    lora_alpha: float = option(16.0, "LoRA α: the update is (α / rank)·B·A", low=0, above=True)
+    lora_targets: str = option("attention,ffn", "parameter groups whose linear projections get adapters (freeze's "
+                               "syntax)")
     train_splits: tuple[str, ...] = option(SPLITS, "splits trained on (known alone: Table 1's known-only row)",
                                            choices=SPLITS)
     eval_batch_size: int | None = option(None, "facts per generation batch in evaluation and teacher caching; none: "
@@ -92,13 +101,18 @@ class TrainConfig:
         if self.report_to and importlib.util.find_spec(self.report_to) is None:
             raise InterferenceError(f"report_to={self.report_to!r} needs the {self.report_to} package (pip install "
                                     f"{self.report_to})")
-        for selection in (self.freeze, self.train_only):
+        for selection in (self.freeze, self.train_only, self.lora_targets):
             if selection is not None:
                 parse_selection(selection)
+        if self.ewc_lambda and self.start != "snapshot":
+            raise InterferenceError("ewc_lambda anchors at the snapshot: it needs start='snapshot'")
+        if self.lora_rank and (self.freeze or self.train_only or self.method == "l2" or self.ewc_lambda):
+            raise InterferenceError("LoRA trains adapters only: it does not combine with freeze, train_only, l2 or "
+                                    "ewc_lambda (their anchors are weights)")
 
     @property
     def needs_snapshot(self) -> bool:
-        """Whether this run needs θ_snapshot (as teacher, anchor or start)."""
+        """Whether this run needs θ_snapshot (as teacher, anchor or start; EWC's anchor is the start)."""
         return self.method != "sft" or self.start == "snapshot"
 
     def to_dict(self) -> dict:

@@ -15,17 +15,20 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..facts.examples import Examples, epoch_order
+from ..facts.examples import Examples, epoch_order, replay_draw, training_rows
 from ..facts.fact import Fact
 from ..facts.splits import check_disjoint
 from ..io.errors import InterferenceError
 from ..io.run_folder import RunFolder, check_finite, fingerprint
 from ..measures.evaluation import SplitEvaluator, accuracy
+from ..measures.fisher import diagonal_fisher
 from ..measures.history import EpochRecord, TrainResult
+from ..models.adapters import add_lora, lora_parameters, merge_lora
 from ..models.parameter_groups import apply_trainable, resolve_trainable, restore_flags
+from ..models.weights import Snapshot
 from .config import TrainConfig
-from .losses import IGNORE, answer_cross_entropy, l2_distance, matched_mu, self_distill_objective
-from .teacher import OnTheFlyTeacher, Snapshot, TeacherCache, make_teacher, teacher_module
+from .losses import answer_cross_entropy, ewc_penalty, l2_distance, matched_mu, self_distill_objective
+from .teacher import OnTheFlyTeacher, TeacherCache, make_teacher, teacher_module
 
 log = logging.getLogger("interference.train")
 
@@ -59,40 +62,35 @@ def check_launch(accelerator=None) -> None:
                                 "(no process group formed): check the launch's config (GPUs, or --cpu)")
 
 
-def objective(config: TrainConfig, method: str, teacher=None, mu: float = 0.0, params=(), anchors=()) -> Callable:
-    """loss(logits, batch, weights) → (loss, parts): CE, + λτ²·KL (self_distill) or + μ‖θ − θ₀‖² (l2), the CE and KL
-    scaled by `weights` (so that their means over processes are the whole batch's)."""
+def objective(config: TrainConfig, method: str, teacher=None, mu: float = 0.0, params=(), anchors=(),
+              fisher=None) -> Callable:
+    """loss(logits, batch, weights) → (loss, parts): CE, + λτ²·KL (self_distill) or + μ‖θ − θ₀‖² (l2), and with a
+    Fisher + λ_ewc·Σ F(θ − θ₀)²; the CE and KL scaled by `weights` (so that their means over processes are the whole
+    batch's)."""
 
     def loss(logits, batch, weights=(1.0, 1.0)):
         ce = answer_cross_entropy(logits, batch.labels) * weights[0]
+        total, parts = ce, {"ce": ce}
         if method == "self_distill":
-            kl = teacher.kl(logits, batch, config.kd_weighting) * weights[1]
-            return self_distill_objective(ce, kl, config.kd_lambda, config.kd_tau), {"ce": ce, "kl": kl}
+            parts["kl"] = teacher.kl(logits, batch, config.kd_weighting) * weights[1]
+            total = self_distill_objective(ce, parts["kl"], config.kd_lambda, config.kd_tau)
         if method == "l2":
-            dist = l2_distance(params, anchors)
-            return ce + mu * dist, {"ce": ce, "l2": dist}
-        return ce, {"ce": ce}
+            parts["l2"] = l2_distance(params, anchors)
+            total = total + mu * parts["l2"]
+        if fisher is not None:
+            parts["ewc"] = ewc_penalty(params, anchors, fisher)
+            total = total + config.ewc_lambda * parts["ewc"]
+        return total, parts
 
     return loss
-
-
-def _local_part(examples: Examples, index: torch.Tensor, rank: int, world: int, weighting: str):
-    """This process's facts of the global batch `index`, and the weights of its CE and KL: its share of the batch's
-    answer tokens and of its KL units (positions or sequences), times the number of processes."""
-    local = index[rank::world]
-    if not len(local):
-        return index[:1], (0.0, 0.0)  # a last batch smaller than N: this process contributes nothing
-    answers = [int((examples.labels[i] != IGNORE).sum()) for i in (local, index)]
-    units = [int(examples.lengths[i].sum()) if weighting == "token" else len(i) for i in (local, index)]
-    return local, (world * answers[0] / answers[1], world * units[0] / units[1])
 
 
 def _step(accelerator, forward, loss_fn, examples, index, params, optimizer, config) -> dict[str, torch.Tensor]:
     """One optimiser step on this process's part of the global batch `index`."""
     weights = (1.0, 1.0)
     if accelerator.num_processes > 1:
-        index, weights = _local_part(examples, index, accelerator.process_index, accelerator.num_processes,
-                                     config.kd_weighting)
+        index, weights = examples.share(index, accelerator.process_index, accelerator.num_processes,
+                                        config.kd_weighting)
     batch = examples.batch(index).to(params[0].device)
     logits = forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     loss, parts = loss_fn(logits, batch, weights)
@@ -183,7 +181,7 @@ def _checks_every(config: TrainConfig, n: int, seen: float) -> int:
 def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequence[Fact],
           unknown: Sequence[Fact], held: Sequence[Fact], out_dir: str | os.PathLike | None = None,
           snapshot: Snapshot | None = None, teacher_cache: TeacherCache | None = None, resume: bool = False,
-          overwrite: bool = False, progress: bool = True,
+          overwrite: bool = False, progress: bool = True, replay: Sequence[Fact] = (),
           on_epoch_end: Callable[[EpochRecord], None] | None = None) -> TrainResult:
     """Fine-tune `model` in place on `config.train_splits` by `config.method`.
 
@@ -192,11 +190,12 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
     epoch decode greedily, or with `acquisition_check="teacher_forced"` take one forward pass). `snapshot` and
     `teacher_cache` may be shared between runs. With `out_dir` the run is written there
     (`interference.io.run_folder.RunFolder`); `resume=True` continues an interrupted run, bitwise as if it had not
-    stopped.
+    stopped. `replay` facts (default D_known) are what `config.replay_fraction` of every batch is drawn from.
     """
     splits = {"known": list(known), "unknown": list(unknown), "held": list(held)}
-    check_disjoint(splits)  # a held-out fact trained on, or a fact trained twice, is refused
-    examples = Examples(tokenizer, [f for name in config.train_splits for f in splits[name]])
+    check_disjoint({**splits, "replay": list(replay)})  # a held-out fact trained on, or one trained twice: refused
+    pool = (list(replay) or splits["known"]) if config.replay_fraction else None
+    examples, n, pool = training_rows(tokenizer, splits, config.train_splits, pool)
     trainable = resolve_trainable(model, freeze=config.freeze, train_only=config.train_only)
     if teacher_cache is not None and config.teacher_cache == "none":
         raise InterferenceError("a teacher cache was given but the config says teacher_cache='none'")
@@ -212,7 +211,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
         outcomes = measure.correct(list(splits), f"eval {'+'.join(splits)}" if progress else None)
         return EpochRecord(epoch, step, {k: accuracy(v) for k, v in outcomes.items()}, outcomes, means.get("loss"),
                            means.get("ce"), means.get("kl"), means.get("l2"), train_seconds,
-                           time.perf_counter() - start)
+                           time.perf_counter() - start, means.get("ewc"))
 
     with RunFolder(out_dir, accelerator, fingerprint(model, splits, config), resume=resume, overwrite=overwrite) as run:
         model.to(device)
@@ -223,19 +222,28 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             snapshot.load_into(model)
         flags, own = apply_trainable(model, trainable), {k: v for k, v in vars(model).items() if "forward" in k}
         try:
-            params, teacher, mu, anchors = [p for p in model.parameters() if p.requires_grad], None, None, []
+            teacher, mu, anchors, fisher, adapters = None, None, [], None, None
             if config.method == "self_distill":
                 teacher = make_teacher(model, examples, snapshot, config, cache=teacher_cache, fresh=not run.state,
                                        progress=progress)
-            if config.method == "l2":
+            if config.method == "l2" or config.ewc_lambda:
                 anchors = [snapshot.params[n].to(device) for n in trainable]
+            if config.ewc_lambda:  # at the snapshot, on D_known (the same on a resume)
+                fisher = list(diagonal_fisher(teacher_module(model, snapshot).requires_grad_(True), Examples(
+                    tokenizer, splits["known"]), trainable, progress=progress).values())
+            if config.method == "l2":
                 if run.state:
                     mu = run.state["mu"]
                 elif config.l2_mu == "match_kd":
                     mu = _matched_mu(accelerator, model, examples, config, trainable, anchors, snapshot)
                 else:
                     mu = config.l2_mu
-            loss_fn = objective(config, config.method, teacher, mu or 0.0, params, anchors)
+            if config.lora_rank:  # after the teacher's copy: the adapters are the student's
+                torch.manual_seed(config.seed)
+                adapters = add_lora(model, config.lora_targets, rank=config.lora_rank, alpha=config.lora_alpha)
+                trainable = lora_parameters(model)
+            params = [p for p in model.parameters() if p.requires_grad]
+            loss_fn = objective(config, config.method, teacher, mu or 0.0, params, anchors, fisher)
             student, optimizer = accelerator.prepare(model, _optimizer(params, config))
             if config.report_to:  # files under RUN/logs: TensorBoard's by the project folder, W&B's by its dir
                 logs = accelerator.logging_dir
@@ -251,7 +259,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                     run.save_snapshot(snapshot.params, snapshot.epochs)
                 torch.manual_seed(config.seed)
                 history = [evaluate(0, 0, {}, 0.0)]
-            result = TrainResult(config, history, "running", trainable, mu, model)
+            result = TrainResult(config, history, "running", trainable, mu, model, adapters)
             run.write_metrics(result)
 
             step, seen = history[-1].step, history[-1].accuracy["unknown"]  # the last acquisition measured
@@ -260,8 +268,11 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             while history[-1].epoch < config.epochs and not stop:
                 epoch, sums, start = history[-1].epoch + 1, {}, time.perf_counter()
                 student.train()
-                order = epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=epoch)
+                order = epoch_order(n, config.batch_size, seed=config.seed, epoch=epoch)
                 for i, index in enumerate(tqdm(order, desc=f"epoch {epoch}", disable=not progress, leave=False), 1):
+                    if config.replay_fraction:
+                        index = torch.cat([index, replay_draw(pool, len(index), config.replay_fraction,
+                                                              seed=config.seed, epoch=epoch, step=i)])
                     parts = _step(accelerator, student, loss_fn, examples, index, params, optimizer, config)
                     sums = {k: sums[k] + v if k in sums else v for k, v in parts.items()}
                     step += 1
@@ -269,7 +280,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                         accelerator.log({k: v.item() for k, v in parts.items()}, step=step)
                     if i % config.log_every == 0 or i == len(order):
                         _check_loss(sums["loss"].item() / i, epoch, step)
-                    if target is not None and i < len(order) and i % _checks_every(config, len(examples), seen) == 0:
+                    if target is not None and i < len(order) and i % _checks_every(config, n, seen) == 0:
                         seen = measure.acquisition()
                         stop = _reached(seen, target)
                         student.train()
@@ -294,6 +305,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             bar.close()
             check_finite(model, "at the end of training")
             result.stopped = "target" if stop else "epochs"
+            merge_lora(model)  # the plain model is what is saved and returned
             run.finish(model, student, tokenizer, result)
             if config.report_to:
                 accelerator.end_training()
@@ -301,6 +313,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             for patched in ("forward", "_original_forward"):  # the autocast wrapper `prepare` put on the model
                 vars(model).pop(patched, None)
             vars(model).update(own)
+            merge_lora(model)
             model.eval()
             restore_flags(model, flags)
     return result

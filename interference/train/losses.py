@@ -4,6 +4,7 @@ Shapes: logits [B, T, V]; `labels` [B, T], the target id on answer tokens and `I
 token at t, predicted from position t − 1); `mask` [B, T], the non-pad positions. SFT: `answer_cross_entropy`.
 Self-distillation (Eq. 1–2): CE + λ·τ²·KL(p_teacher^τ ‖ p_student^τ) at every non-pad position, reduced by
 `kd_weight`. L2 control: CE + μ·‖θ − θ_snapshot‖², μ optionally matched to the KD gradient (`matched_mu`).
+EWC: + λ·Σ F_i (θ_i − θ_i⁰)² (`ewc_penalty`), F the diagonal Fisher of D_known at the start.
 """
 
 from __future__ import annotations
@@ -87,6 +88,18 @@ def l2_distance(params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor])
     if not params:
         return torch.zeros(())
     return torch.stack([(p.float() - a.float()).pow(2).sum() for p, a in zip(params, anchors, strict=True)]).sum()
+
+
+def ewc_penalty(params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor], fisher: Sequence[torch.Tensor]
+                ) -> torch.Tensor:
+    """Σ F_i (θ_i − θ_i⁰)² over the given parameters (EWC, Kirkpatrick et al. 2017); F = 1 is `l2_distance`."""
+    if not len(params) == len(anchors) == len(fisher):
+        raise ValueError(f"ewc_penalty needs one anchor and one Fisher per parameter, got {len(params)}, "
+                         f"{len(anchors)} and {len(fisher)}")
+    if not params:
+        return torch.zeros(())
+    return torch.stack([(f * (p.float() - a.float()).pow(2)).sum()
+                        for p, a, f in zip(params, anchors, fisher, strict=True)]).sum()
 
 
 def matched_mu(kd_grad_norm: float, distance_norm: float) -> float:

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from ..facts.examples import Batch, Examples, epoch_order
+from ..facts.examples import Batch, Examples, epoch_order, training_rows
 from ..facts.fact import Fact
 from ..io.errors import InterferenceError
 from ..measures.evaluation import EVAL_BATCH
 from ..models.devices import inference_batch_size
 from ..models.generation import inference_mode
+from ..models.weights import Snapshot
 from .config import TrainConfig
 from .losses import distill_kl, distill_kl_topk, tempered_log_probs, topk_compress
 
@@ -30,28 +30,6 @@ def choose_cache(n: int, width: int, vocab: int, k: int, budget_gb: float) -> st
     if positions * 4 * vocab <= budget:
         return "full"
     return "topk" if positions * (8 * k + 4) <= budget else "none"
-
-
-@dataclass
-class Snapshot:
-    """Frozen weights θ_snapshot: parameter name → tensor (as in `named_parameters()`, tied weights once)."""
-
-    params: dict[str, torch.Tensor]
-    epochs: int = 1
-
-    @classmethod
-    def of(cls, model: torch.nn.Module, epochs: int = 1) -> Snapshot:
-        return cls({n: p.detach().clone() for n, p in model.named_parameters()}, epochs)
-
-    def load_into(self, model: torch.nn.Module) -> None:
-        """Copy the snapshot into `model`'s parameters (same architecture)."""
-        named = dict(model.named_parameters())
-        odd = sorted(set(named) ^ set(self.params)) or [n for n in named if named[n].shape != self.params[n].shape]
-        if odd:
-            raise InterferenceError(f"snapshot does not match the model (parameter {odd[0]!r})")
-        with torch.no_grad():
-            for name, param in named.items():
-                param.copy_(self.params[name])
 
 
 def teacher_module(model: torch.nn.Module, snapshot: Snapshot) -> torch.nn.Module:
@@ -144,10 +122,13 @@ def make_teacher(model, examples: Examples, snapshot: Snapshot, config: TrainCon
 
 
 def build_teacher_cache(model: torch.nn.Module, tokenizer, config: TrainConfig, snapshot: Snapshot, *,
-                        known: Sequence[Fact], unknown: Sequence[Fact], progress: bool = True) -> TeacherCache:
-    """The teacher cache `train` would build for this config and snapshot, to share between runs."""
+                        known: Sequence[Fact], unknown: Sequence[Fact], replay: Sequence[Fact] = (),
+                        progress: bool = True) -> TeacherCache:
+    """The teacher cache `train` would build for this config and snapshot (and `replay` facts), to share between
+    runs."""
     splits = {"known": list(known), "unknown": list(unknown)}
-    examples = Examples(tokenizer, [f for name in config.train_splits for f in splits[name]])
+    pool = (list(replay) or splits["known"]) if config.replay_fraction else None
+    examples = training_rows(tokenizer, splits, config.train_splits, pool)[0]
     teacher = make_teacher(model, examples, snapshot, config, progress=progress)
     if not isinstance(teacher, TeacherCache):
         raise InterferenceError("this config keeps no teacher cache to share (teacher_cache resolves to 'none')")

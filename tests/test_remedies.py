@@ -1,0 +1,173 @@
+"""The remedies' parts: LoRA through PEFT, the diagonal Fisher and the EWC term, replay draws, weight interpolation,
+and each of them (alone and with self-distillation) through the training loop."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from interference.facts import Fact
+from interference.facts.examples import Examples, replay_draw, training_rows
+from interference.io.errors import InterferenceError
+from interference.measures.fisher import diagonal_fisher
+from interference.models import load_model
+from interference.models.adapters import add_lora, lora_modules, lora_parameters, merge_lora
+from interference.models.weights import Snapshot, interpolate
+from interference.train import TrainConfig, train
+from interference.train.losses import answer_cross_entropy, ewc_penalty, l2_distance
+
+CITIES = ["Oslo", "Lima", "Rome", "Kyiv", "Baku", "Doha", "Riga", "Bern", "Apia", "Suva", "Male", "Lome"]
+
+
+def _facts(prefix: str, n: int) -> list[Fact]:
+    return [Fact(f"{prefix}{i}", "P36", CITIES[i % len(CITIES)], f"What is the capital of {prefix}{i}?")
+            for i in range(n)]
+
+
+@pytest.fixture
+def tiny():
+    return load_model("tiny-llama")
+
+
+def test_lora_targets_follow_the_parameter_groups(tiny):
+    model, _ = tiny
+    assert lora_modules(model, "ffn@1") == [f"model.layers.1.mlp.{p}" for p in ("gate_proj", "up_proj", "down_proj")]
+    assert len(lora_modules(model, "attention,ffn")) == 14  # q, k, v, o, gate, up, down in each of 2 layers
+    with pytest.raises(InterferenceError, match="select no linear projection"):
+        lora_modules(model, "norms")
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_lora_starts_as_the_model_and_merges_into_the_same_function(name):
+    model, _ = load_model(name)
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    before = model(ids).logits
+    torch.manual_seed(0)
+    names = add_lora(model, "attention,ffn", rank=4, alpha=8)
+    assert torch.allclose(model(ids).logits, before, atol=1e-6)  # B = 0: the adapters add nothing yet
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == set(lora_parameters(model))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if ".lora_B" in n:
+                p.normal_(std=0.1)
+    adapted = model(ids).logits
+    assert not torch.allclose(adapted, before, atol=1e-4)
+    merge_lora(model)
+    assert not lora_parameters(model) and type(model.get_submodule(names[0])).__name__ in ("Linear", "Conv1D")
+    assert torch.allclose(model(ids).logits, adapted, atol=1e-5)
+
+
+def test_the_fisher_is_the_mean_of_per_example_squared_gradients(tiny):
+    model, tokenizer = tiny
+    examples = Examples(tokenizer, _facts("Land", 3))
+    names = ["model.layers.0.mlp.down_proj.weight", "lm_head.weight"]
+    fisher = diagonal_fisher(model, examples, names)
+    named = dict(model.named_parameters())
+    expected = [torch.zeros_like(named[n]) for n in names]
+    for i in range(3):
+        batch = examples.batch(torch.tensor([i]))
+        loss = answer_cross_entropy(model(input_ids=batch.input_ids).logits, batch.labels)
+        for total, grad in zip(expected, torch.autograd.grad(loss, [named[n] for n in names]), strict=True):
+            total += grad**2 / 3
+    for name, value in zip(names, expected, strict=True):
+        assert torch.allclose(fisher[name], value, rtol=1e-5, atol=1e-12)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_the_ewc_penalty_weights_squared_distances_by_the_fisher():
+    params = [torch.tensor([1.0, 2.0]), torch.tensor([[3.0]])]
+    anchors = [torch.tensor([0.0, 0.0]), torch.tensor([[1.0]])]
+    fisher = [torch.tensor([0.5, 2.0]), torch.tensor([[10.0]])]
+    assert ewc_penalty(params, anchors, fisher).item() == pytest.approx(0.5 * 1 + 2 * 4 + 10 * 4)
+    ones = [torch.ones_like(p) for p in params]
+    assert ewc_penalty(params, anchors, ones).item() == pytest.approx(l2_distance(params, anchors).item())
+    with pytest.raises(ValueError, match="one anchor and one Fisher"):
+        ewc_penalty(params, anchors, fisher[:1])
+
+
+def test_replay_draws_make_the_fraction_of_a_batch_and_repeat_with_the_seed():
+    pool = torch.arange(100, 110)
+    drawn = replay_draw(pool, 12, 0.25, seed=0, epoch=1, step=3)
+    assert len(drawn) == 4 and len(set(drawn.tolist())) == 4 and set(drawn.tolist()) <= set(pool.tolist())
+    assert torch.equal(drawn, replay_draw(pool, 12, 0.25, seed=0, epoch=1, step=3))
+    assert not torch.equal(drawn, replay_draw(pool, 12, 0.25, seed=0, epoch=1, step=4))
+    assert len(replay_draw(pool[:2], 16, 0.5, seed=0, epoch=1, step=1)) == 16  # a small pool is drawn again
+    assert len(replay_draw(pool, 16, 0.0, seed=0, epoch=1, step=1)) == 0
+
+
+def test_training_rows_find_trained_replay_facts_and_append_the_others(tiny):
+    _, tokenizer = tiny
+    known, unknown, other = _facts("K", 3), _facts("U", 2), _facts("R", 2)
+    splits = {"known": known, "unknown": unknown}
+    examples, n, pool = training_rows(tokenizer, splits, ("known", "unknown"), known)
+    assert (len(examples), n, pool.tolist()) == (5, 5, [0, 1, 2])
+    examples, n, pool = training_rows(tokenizer, splits, ("unknown",), known + other)
+    assert (len(examples), n, pool.tolist()) == (7, 2, [2, 3, 4, 5, 6])
+    examples, n, pool = training_rows(tokenizer, splits, ("known", "unknown"))
+    assert (len(examples), n, len(pool)) == (5, 5, 0)
+
+
+def test_interpolation_walks_from_the_start_to_the_end(tiny):
+    model, _ = tiny
+    start = Snapshot.of(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    end = Snapshot.of(model)
+    for alpha in (0.0, 0.3, 1.0):
+        mixed = interpolate(start, end, alpha)
+        assert all(torch.allclose(mixed.params[n], start.params[n] + alpha) for n in start.params)
+
+
+def test_remedy_options_are_checked_before_any_work():
+    with pytest.raises(InterferenceError, match="LoRA trains adapters only"):
+        TrainConfig(method="l2", lora_rank=4)
+    with pytest.raises(InterferenceError, match="ewc_lambda anchors at the snapshot"):
+        TrainConfig(ewc_lambda=1.0, start="base")
+    with pytest.raises(InterferenceError, match="replay_fraction"):
+        TrainConfig(replay_fraction=0.95)
+    with pytest.raises(InterferenceError, match="unknown parameter group"):
+        TrainConfig(lora_rank=4, lora_targets="heads")
+
+
+def _run(tiny, **options):
+    model, tokenizer = copy.deepcopy(tiny[0]), tiny[1]
+    config = TrainConfig(lr=3e-3, batch_size=4, epochs=2, seed=0, **options)
+    return train(model, tokenizer, config, known=_facts("K", 8), unknown=_facts("U", 8), held=_facts("H", 4),
+                 progress=False), model
+
+
+@pytest.mark.parametrize("options", [
+    {"method": "sft", "lora_rank": 4},
+    {"method": "self_distill", "lora_rank": 4, "lora_targets": "ffn"},
+    {"method": "sft", "ewc_lambda": 100.0},
+    {"method": "self_distill", "ewc_lambda": 100.0},
+    {"method": "sft", "replay_fraction": 0.5},
+    {"method": "self_distill", "replay_fraction": 0.5},
+], ids=lambda o: "+".join(f"{k}={v}" for k, v in o.items()))
+def test_each_remedy_trains_alone_and_with_self_distillation(tiny, options):
+    result, model = _run(tiny, **options)
+    plain = [n for n, _ in tiny[0].named_parameters()]
+    assert [n for n, _ in model.named_parameters()] == plain  # adapters merged: the plain model comes back
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    moved = any(not torch.equal(a, b) for a, b in zip(model.parameters(), tiny[0].parameters(), strict=True))
+    assert moved and result.epochs == 2
+    if "lora_rank" in options:
+        assert result.adapters and all(".lora_" in n for n in result.trainable)
+    if "ewc_lambda" in options:
+        assert result.history[-1].ewc is not None and result.history[-1].ewc > 0
+    again, _ = _run(tiny, **options)
+    assert again.history[-1].correct == result.history[-1].correct and again.history[-1].loss == result.history[-1].loss
+
+
+def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
+    sft, sft_model = _run(tiny, method="sft")
+    ewc, ewc_model = _run(tiny, method="sft", ewc_lambda=1e6)
+    start = copy.deepcopy(tiny[0])
+
+    def moved(model):
+        return sum((a - b).pow(2).sum().item() for a, b in zip(model.parameters(), start.parameters(), strict=True))
+
+    assert moved(ewc_model) < moved(sft_model)
