@@ -45,9 +45,9 @@ def test_lora_starts_as_the_model_and_merges_into_the_same_function(name):
     ids = torch.tensor([[5, 6, 7, 8, 9]])
     before = model(ids).logits
     torch.manual_seed(0)
-    names = add_lora(model, "attention,ffn", rank=4, alpha=8)
+    names, adapters = add_lora(model, "attention,ffn", rank=4, alpha=8)
     assert torch.allclose(model(ids).logits, before, atol=1e-6)  # B = 0: the adapters add nothing yet
-    assert {n for n, p in model.named_parameters() if p.requires_grad} == set(lora_parameters(model))
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == set(adapters) == set(lora_parameters(model))
     with torch.no_grad():
         for n, p in model.named_parameters():
             if ".lora_B" in n:

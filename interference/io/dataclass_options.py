@@ -1,5 +1,6 @@
 """Dataclass fields that carry their help, choices and bounds (`option`), checked on construction (`check_options`)
-and turned into command-line options (`add_dataclass_options`): one `--field-name` per field."""
+and turned into command-line options (`add_dataclass_options`): one `--field-name` per field; `DictFields` reads and
+writes such a dataclass as plain JSON values."""
 
 from __future__ import annotations
 
@@ -10,6 +11,21 @@ import typing
 from collections.abc import Collection
 
 from .errors import InterferenceError
+
+
+class DictFields:
+    """`to_dict` and `from_dict` for a dataclass of plain values (tuples become lists); an unknown key is a one-line
+    error naming it."""
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise InterferenceError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+        return cls(**data)
 
 
 def option(default, help: str, **rules):

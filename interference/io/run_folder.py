@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -36,6 +37,13 @@ def fingerprint(model: torch.nn.Module, splits: dict, config) -> dict:
         sample = p.detach().flatten()[:: max(1, p.numel() // 4096)].float().cpu().numpy()
         weights.update(f"{name}{tuple(p.shape)}{p.dtype}".encode() + sample.tobytes())
     return {"config": config.to_dict(), "facts": facts.hexdigest(), "model": weights.hexdigest()}
+
+
+def check_finite_loss(value: float, epoch: int, step: int) -> None:
+    """Refuse to go on with a loss that is not finite."""
+    if not math.isfinite(value):
+        raise InterferenceError(f"the loss became {value} in epoch {epoch} (step {step}): training diverged; "
+                                "lower the learning rate")
 
 
 def check_finite(model: torch.nn.Module, when: str) -> None:

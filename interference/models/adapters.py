@@ -28,9 +28,11 @@ def lora_modules(model: torch.nn.Module, targets: str) -> list[str]:
     return names
 
 
-def add_lora(model: torch.nn.Module, targets: str, *, rank: int, alpha: float, dropout: float = 0.0) -> list[str]:
+def add_lora(model: torch.nn.Module, targets: str, *, rank: int, alpha: float, dropout: float = 0.0
+             ) -> tuple[list[str], list[str]]:
     """Inject LoRA adapters of `rank` into the projections `lora_modules(model, targets)`, in place; only the adapters'
-    A and B require grad afterwards. Returns the adapted modules' names. A is drawn from torch's RNG (seed it)."""
+    A and B require grad afterwards. Returns the adapted modules' names and the adapters' parameter names. A is drawn
+    from torch's RNG (seed it)."""
     from peft import LoraConfig, inject_adapter_in_model
 
     names = lora_modules(model, targets)
@@ -40,7 +42,7 @@ def add_lora(model: torch.nn.Module, targets: str, *, rank: int, alpha: float, d
     inject_adapter_in_model(config, model)
     for name, param in model.named_parameters():
         param.requires_grad_(".lora_" in name)
-    return names
+    return names, lora_parameters(model)
 
 
 def lora_parameters(model: torch.nn.Module) -> list[str]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
-from ..io.dataclass_options import check_options, option
+from ..io.dataclass_options import DictFields, check_options, option
 from ..io.errors import InterferenceError
 from ..models.parameter_groups import parse_selection
 
@@ -18,7 +18,7 @@ SPLITS = ("known", "unknown")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictFields):
     """One training run (SPEC §3); each field's help says what it sets."""
 
     method: str = option("sft", "sft: CE on answer tokens; self_distill: CE + λτ²·KL to the snapshot teacher; l2: "
@@ -115,13 +115,3 @@ class TrainConfig:
         """Whether this run needs θ_snapshot (as teacher, anchor or start; EWC's anchor is the start)."""
         return self.method != "sft" or self.start == "snapshot"
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "train_splits": list(self.train_splits)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        """Inverse of `to_dict`; unknown keys are an error."""
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise InterferenceError(f"unknown training option {unknown[0]!r}")
-        return cls(**data)

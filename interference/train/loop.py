@@ -19,11 +19,11 @@ from ..facts.examples import Examples, epoch_order, replay_draw, training_rows
 from ..facts.fact import Fact
 from ..facts.splits import check_disjoint
 from ..io.errors import InterferenceError
-from ..io.run_folder import RunFolder, check_finite, fingerprint
+from ..io.run_folder import RunFolder, check_finite, check_finite_loss, fingerprint
 from ..measures.evaluation import SplitEvaluator, accuracy
 from ..measures.fisher import diagonal_fisher
 from ..measures.history import EpochRecord, TrainResult
-from ..models.adapters import add_lora, lora_parameters, merge_lora
+from ..models.adapters import add_lora, merge_lora
 from ..models.parameter_groups import apply_trainable, resolve_trainable, restore_flags
 from ..models.weights import Snapshot
 from .config import TrainConfig
@@ -109,12 +109,6 @@ def _optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.o
     return torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
 
-def _check_loss(value: float, epoch: int, step: int) -> None:
-    if not math.isfinite(value):
-        raise InterferenceError(f"the loss became {value} in epoch {epoch} (step {step}): training diverged; "
-                                "lower the learning rate")
-
-
 def _sft(accelerator, model, examples, config, steps: int, desc: str, progress: bool) -> None:
     """`steps` steps of SFT of `model` on `examples` (epochs in their seeded orders)."""
     params, per_epoch = [p for p in model.parameters() if p.requires_grad], math.ceil(len(examples) / config.batch_size)
@@ -125,7 +119,7 @@ def _sft(accelerator, model, examples, config, steps: int, desc: str, progress: 
         index = epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=epoch)[s % per_epoch]
         loss = _step(accelerator, forward, objective(config, "sft"), examples, index, params, optimizer, config)
         if (s + 1) % per_epoch == 0 or s + 1 == steps:
-            _check_loss(loss["loss"].item(), epoch, s + 1)
+            check_finite_loss(loss["loss"].item(), epoch, s + 1)
     accelerator.free_memory()
 
 
@@ -240,8 +234,8 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                     mu = config.l2_mu
             if config.lora_rank:  # after the teacher's copy: the adapters are the student's
                 torch.manual_seed(config.seed)
-                adapters = add_lora(model, config.lora_targets, rank=config.lora_rank, alpha=config.lora_alpha)
-                trainable = lora_parameters(model)
+                adapters, trainable = add_lora(model, config.lora_targets, rank=config.lora_rank,
+                                               alpha=config.lora_alpha)
             params = [p for p in model.parameters() if p.requires_grad]
             loss_fn = objective(config, config.method, teacher, mu or 0.0, params, anchors, fisher)
             student, optimizer = accelerator.prepare(model, _optimizer(params, config))
@@ -279,7 +273,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                     if config.report_to:
                         accelerator.log({k: v.item() for k, v in parts.items()}, step=step)
                     if i % config.log_every == 0 or i == len(order):
-                        _check_loss(sums["loss"].item() / i, epoch, step)
+                        check_finite_loss(sums["loss"].item() / i, epoch, step)
                     if target is not None and i < len(order) and i % _checks_every(config, n, seen) == 0:
                         seen = measure.acquisition()
                         stop = _reached(seen, target)

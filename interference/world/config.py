@@ -6,11 +6,11 @@ the config's hash names its cache folder.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
 
+from ..io.dataclass_options import DictFields
 from ..io.errors import InterferenceError
 from .names import MIN_UUID_LENGTH, NUCLEI, ONSETS
 
@@ -22,7 +22,7 @@ SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
-class WorldConfig:
+class WorldConfig(DictFields):
     """An embedded world and its pretraining.
 
     World:
@@ -150,19 +150,6 @@ class WorldConfig:
                         syllable_pool=24, name_syllables=(2, 3), knowledge_target=0.95)
         settings.update(overrides)
         return cls(**settings)
-
-    def to_dict(self) -> dict:
-        """The config as plain JSON-able values."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> WorldConfig:
-        """Inverse of `to_dict`; unknown keys are an error naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InterferenceError(f"unknown WorldConfig field(s): {', '.join(unknown)}")
-        return cls(**data)
 
     def digest(self) -> str:
         """A short hash of the config (and the world format version): the name of its cache folder."""
