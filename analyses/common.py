@@ -19,11 +19,11 @@ from interference.train import TrainConfig
 
 #: TrainConfig fields each analysis sets per condition (or that only a single run writes): not options here.
 PER_CONDITION = ("method", "freeze", "train_only", "train_splits", "seed", "report_to", "checkpoint_every",
-                 "log_every")
+                 "log_every", "ewc_lambda", "replay_fraction", "lora_rank", "lora_alpha", "lora_targets")
 
 #: The analyses whose seeds accumulate over runs into one folder (`--accumulate`): their reports are computed from
 #: the per-seed records alone.
-ACCUMULATES = ("forgetting", "hypotheses")
+ACCUMULATES = ("forgetting", "hypotheses", "remedies")
 
 #: The files an analysis writes into its output folder.
 REPORT_FILES = (RESULTS_FILE, CSV_FILE, HTML_FILE, MANIFEST_FILE)
@@ -88,7 +88,8 @@ def experiment_config(args: argparse.Namespace, **defaults) -> ExperimentConfig:
         "device": str(device), "dtype": args.dtype, "seeds": tuple(args.seeds) if args.seeds else None,
     }
     given = {k: v for k, v in options.items() if v is not None}
-    settings = {**defaults, **given, **dataclass_values(args, TrainConfig)}  # a given "none" stays None
+    training = {k: v for k, v in dataclass_values(args, TrainConfig).items() if k not in PER_CONDITION}
+    settings = {**defaults, **given, **training}  # a given "none" stays None
     return ExperimentConfig.quick_preset(**settings) if args.quick else ExperimentConfig.build(**settings)
 
 

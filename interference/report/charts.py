@@ -74,6 +74,42 @@ def comparison_chart(records: Sequence[Mapping], conditions: Sequence[str],
     return figure
 
 
+def pareto_chart(records: Sequence[Mapping], conditions: Sequence[str], *, x: tuple[str, str], y: tuple[str, str],
+                 paths: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[str]]] = (), title: str):
+    """`y` against `x` ((field, label) each): every seed a small dot, every condition its mean with 95 % t-intervals
+    on both axes; `paths` adds lines through (x, y) points with labels (a sweep, e.g. an interpolation)."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for i, name in enumerate(conditions):
+        runs = [r for r in records if r["name"] == name and finite_number(r.get(x[0])) and finite_number(r.get(y[0]))]
+        if not runs:
+            continue
+        xs, ys = [float(r[x[0]]) for r in runs], [float(r[y[0]]) for r in runs]
+        bars = []
+        for values in (xs, ys):
+            t = t_interval(values)
+            bars.append({"type": "data", "symmetric": False, "array": [t.high - t.mean], "arrayminus": [t.mean - t.low],
+                         "thickness": 1.5, "width": 5} if math.isfinite(t.low) else None)
+        figure.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=f"{name} seeds", legendgroup=name,
+                                    showlegend=False, marker={"size": 6, "color": _rgba(colour(i), 0.5)},
+                                    text=[f"{name} seed {r['seed']}" for r in runs],
+                                    hovertemplate="%{text}: (%{x:.3f}, %{y:.3f})<extra></extra>"))
+        figure.add_trace(go.Scatter(x=[float(np.mean(xs))], y=[float(np.mean(ys))], mode="markers", name=name,
+                                    legendgroup=name, error_x=bars[0], error_y=bars[1],
+                                    marker={"size": 13, "color": colour(i), "symbol": "diamond"},
+                                    hovertemplate=f"{name}: mean (%{{x:.3f}}, %{{y:.3f}}) over {len(runs)} seeds"
+                                                  f"<extra></extra>"))
+    for j, (name, (px, py, labels)) in enumerate(dict(paths).items()):
+        line = {"dash": "dot", "color": colour(len(conditions) + j)}
+        figure.add_trace(go.Scatter(x=list(px), y=list(py), mode="lines+markers+text", name=name, text=list(labels),
+                                    textposition="top center", line=line,
+                                    hovertemplate=f"{name} %{{text}}: (%{{x:.3f}}, %{{y:.3f}})<extra></extra>"))
+    figure.update_layout(title=title, xaxis_title=x[1], yaxis_title=y[1], height=460, margin={"t": 60},
+                         legend={"orientation": "h", "y": -0.18})
+    return figure
+
+
 def band_chart(series: Mapping[str, Sequence[Sequence[float]]], *, title: str, x_title: str, y_title: str,
                x: Sequence[float] | None = None, layers: bool = False):
     """Per name in `series` (a list of per-seed sequences), the mean over seeds as a line with a band spanning the

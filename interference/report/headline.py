@@ -81,13 +81,13 @@ def ours(records: Sequence[Mapping], name: str, field: str, percent: bool = True
 def add_headline(report: Report, *, claim: str, records: Sequence[Mapping], conditions: Sequence[str],
                  checks: Sequence[Check] | None, paper: Sequence[Mapping], reference: str = "sft",
                  differences: Sequence[PairedDifference] | None = None, untested: str | None = None,
-                 acquired: Sequence[str] = (), target: float | None = None) -> Verdict | None:
+                 acquired: Sequence[str] = (), target: float | None = None, chart=None) -> Verdict | None:
     """Open `report`'s headline: the claim, the verdict from `checks` (none when they are None), the paired
     comparison (`differences`, default every condition − `reference`), `paper` rows ({"quantity", "paper", "ours"})
     and the comparison chart; the numbers also go to `report.results` (`paired`, `verdict`, `paper`). Without
     checks, `untested` says why there is no verdict. `acquired`: the conditions the verdict needs at the acquisition
     `target` (None: any acquisition); when one never learned the new facts or stayed below it, there is no verdict
-    and `first_acquisition_gap` says why."""
+    and `first_acquisition_gap` says why. `chart`: the headline's figure instead of the comparison chart."""
     gap = first_acquisition_gap(records, acquired, target) if checks else None
     if gap:
         checks, untested = None, gap
@@ -100,8 +100,9 @@ def add_headline(report: Report, *, claim: str, records: Sequence[Mapping], cond
     else:
         head.table(paired_rows(differences), title=f"Paired difference from {reference}: mean over seeds [95 % "
                                                    f"t-interval over seeds]; below, [95 % bootstrap over facts]")
-    head.table(paper, title="The paper beside ours", columns=["quantity", "paper", "ours"])
-    head.figure(charts.comparison_chart(records, conditions))
+    if paper:
+        head.table(paper, title="The paper beside ours", columns=["quantity", "paper", "ours"])
+    head.figure(chart if chart is not None else charts.comparison_chart(records, conditions))
     report.results.update(paired=[d.row() for d in differences], verdict=verdict, paper=list(paper))
     return verdict
 

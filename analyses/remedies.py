@@ -1,0 +1,55 @@
+"""How to stop it: LoRA, replay, EWC and WiSE-FT against SFT and self-distillation, and combined with it, from the
+same start at matched acquisition; the headline is acquisition against held-out accuracy, one dot per seed.
+
+    python -m analyses.remedies                   # embedded world, 5 seeds
+    python -m analyses.remedies --quick           # a few minutes
+    python -m analyses.remedies --methods sft self_distill lora self_distill+lora --lora-rank 4
+    python -m analyses.remedies --model smollm2-135m --knowledge ../shared/data/slick/smollm2-135m-fast.jsonl
+    python -m analyses.remedies --seeds 5 6 --accumulate   # add seeds to the run in reports/remedies
+
+Writes <out>/report.html and <out>/results.json. A thin shell over `interference.studies.remedies`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from interference.io.dataclass_options import add_dataclass_options, dataclass_values
+from interference.io.errors import cli_errors
+from interference.studies.remedies import (
+    METHODS,
+    RemediesStudy,
+    RemedySettings,
+    check_methods,
+    remedies_report,
+    run_remedies,
+)
+
+from . import common
+
+#: Seeds of a default run (docs/remedies.md: 3 seeds cannot resolve differences of a few points).
+DEFAULT_SEEDS = tuple(range(5))
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    parser = common.parser("remedies", __doc__.split("\n\n")[0])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
+                        help="methods to run (default: all)")
+    add_dataclass_options(parser, RemedySettings)
+    args = parser.parse_args(argv)
+    methods = check_methods(args.methods)
+    settings = RemedySettings(**dataclass_values(args, RemedySettings))
+    config = common.experiment_config(args, **({} if args.quick else {"seeds": DEFAULT_SEEDS}))
+    for method in methods:  # the methods' training options, checked before any work
+        if method != "wise-ft":
+            config.train_config(0, **settings.overrides(method, config))
+    common.run_study(args, config, lambda c: run_remedies(c, methods, settings, progress=not args.no_progress),
+                     remedies_report,
+                     lambda c, records, results: RemediesStudy(c, methods, settings, results["layer"], records),
+                     order=list(methods), methods=list(methods), remedies=asdict(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,24 @@
+"""Where fine-tuning changed the weights: the relative update norm ‖θ − θ⁰‖ / ‖θ⁰‖ of each decoder layer, and of the
+embeddings and unembedding, between a start (a `Snapshot`) and a trained model of the same architecture."""
+
+from __future__ import annotations
+
+import torch
+
+from ..models.architectures import decoder_layers, layout_of
+from ..models.weights import Snapshot
+
+
+def layer_update_norms(start: Snapshot, model: torch.nn.Module) -> dict[str, float]:
+    """{"layer 0": …, "layer 1": …, …, "other": …}: per decoder layer, ‖Δθ‖ / ‖θ⁰‖ over its parameters; "other"
+    covers the rest (embeddings, final norm, unembedding)."""
+    prefix, n = layout_of(model).layers + ".", len(decoder_layers(model))
+    change, size = torch.zeros(n + 1, dtype=torch.float64), torch.zeros(n + 1, dtype=torch.float64)
+    for name, param in model.named_parameters():
+        rest = name[len(prefix):] if name.startswith(prefix) else None
+        slot = int(rest.split(".")[0]) if rest is not None else n
+        before = start.params[name].to(param.device, torch.float32)
+        change[slot] += (param.detach().float() - before).pow(2).sum().item()
+        size[slot] += before.pow(2).sum().item()
+    norms = (change / size.clamp_min(1e-30)).sqrt().tolist()
+    return {**{f"layer {i}": norms[i] for i in range(n)}, "other": norms[n]}
