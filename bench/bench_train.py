@@ -33,11 +33,15 @@ from interference.train.losses import answer_cross_entropy
 
 COUNTRIES = ["Norway", "Italy", "Peru", "Chile", "Kenya", "Japan", "Spain", "Nepal", "Ghana", "Cuba", "Oman", "Fiji"]
 #: (name, method, teacher_cache) of the variants run through `interference.train.train`.
+#: (name, method, teacher cache, other TrainConfig options): the remedies of `interference.studies.remedies` too.
 LOOP_VARIANTS = [
-    ("sft", "sft", "full"),
-    ("self_distill cache=full", "self_distill", "full"),
-    ("self_distill cache=topk", "self_distill", "topk"),
-    ("self_distill cache=none", "self_distill", "none"),
+    ("sft", "sft", "full", {}),
+    ("self_distill cache=full", "self_distill", "full", {}),
+    ("self_distill cache=topk", "self_distill", "topk", {}),
+    ("self_distill cache=none", "self_distill", "none", {}),
+    ("sft + ewc", "sft", "full", {"ewc_lambda": 1.0}),
+    ("sft + replay 0.25", "sft", "full", {"replay_fraction": 0.25}),
+    ("lora rank 8", "sft", "full", {"lora_rank": 8}),
 ]
 PLAIN = "plain PyTorch sft"
 
@@ -139,12 +143,12 @@ def main(argv: list[str] | None = None) -> dict:
     }
     examples = Examples(tokenizer, known + unknown)
 
-    times: dict[str, list[float]] = {name: [] for name, _, _ in LOOP_VARIANTS}
+    times: dict[str, list[float]] = {name: [] for name, *_ in LOOP_VARIANTS}
     times[PLAIN] = []
     for _ in range(args.rounds):
-        for name, method, cache in LOOP_VARIANTS:
+        for name, method, cache, options in LOOP_VARIANTS:
             model = make_model(args, args.vocab)
-            config = TrainConfig(method=method, teacher_cache=cache, **common)
+            config = TrainConfig(method=method, teacher_cache=cache, **common, **options)
             result = train(
                 model,
                 tokenizer,
@@ -170,6 +174,9 @@ def main(argv: list[str] | None = None) -> dict:
         "self_distill cache=topk / sft": best["self_distill cache=topk"] / best["sft"],
         "self_distill cache=none / sft": best["self_distill cache=none"] / best["sft"],
         "our sft loop / plain PyTorch": best["sft"] / best[PLAIN],
+        "sft + ewc / sft": best["sft + ewc"] / best["sft"],
+        "sft + replay 0.25 / sft (1 / 0.75 = 1.33 more examples)": best["sft + replay 0.25"] / best["sft"],
+        "lora rank 8 / sft": best["lora rank 8"] / best["sft"],
     }
     setup = {
         "facts": len(examples),

@@ -171,3 +171,56 @@ def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
         return sum((a - b).pow(2).sum().item() for a, b in zip(model.parameters(), start.parameters(), strict=True))
 
     assert moved(ewc_model) < moved(sft_model)
+
+
+# The study: every method from the same start, records the reports read, and the answers by the stated rules.
+
+def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_path):
+    from interference.report import validate_results
+    from interference.studies.remedies import RemedySettings, remedies_report, run_remedies
+    from interference.studies.setup import ExperimentConfig
+
+    config = ExperimentConfig.quick_preset(n_known=16, n_unknown=16, n_held=16, epochs=2, seeds=(0, 1))
+    methods = ("sft", "self_distill", "lora", "replay", "ewc", "self_distill+lora", "wise-ft")
+    study = run_remedies(config, methods, RemedySettings(lora_rank=2, alphas=(0.0, 0.5, 1.0)), base=world,
+                         progress=False)
+    assert [(r["name"], r["seed"]) for r in study.records] == [(m, s) for m in methods for s in (0, 1)]
+    for seed in (0, 1):
+        starts = {r["held_acc_start"] for r in study.records if r["seed"] == seed}
+        assert len(starts) == 1  # the same start for every method of a seed
+    sweep = [p for p in study.sweep if p["seed"] == 0]
+    assert [p["alpha"] for p in sweep] == [0.0, 0.5, 1.0]
+    sft = next(r for r in study.records if r["name"] == "sft" and r["seed"] == 0)
+    assert sweep[-1]["held_acc"] == sft["held_acc_final"]  # α = 1 is the SFT model itself
+    assert sweep[0]["held_acc"] == sft["held_acc_start"]  # α = 0 is the snapshot, where every method starts
+    assert study.adapters and all(r.get("update_norms") for r in study.records)
+    report = remedies_report(study)
+    path = report.write(tmp_path / "r")
+    validate_results(__import__("json").loads((path / "results.json").read_text()))
+    questions = {(a["question"], a["method"]) for a in report.results["answers"]}
+    assert ("beats sft", "lora") in questions and ("beats both of its parts", "self_distill+lora") in questions
+    reached = all(r["new_acc"] >= 0.9 for r in study.records if r["name"] == "sft")
+    assert report.results["paired"] and (report.results["verdict"] is not None) == reached
+
+
+def test_remedy_commands_refuse_bad_input_before_any_work(tmp_path, capsys, monkeypatch):
+    from analyses import remedies
+    from interference.studies import remedies as study
+
+    monkeypatch.setattr(study, "run_remedies", lambda *a, **k: pytest.fail("the work started"))
+    for argv, message in ((["--methods", "wise-ft"], "wise-ft interpolates the SFT model"),
+                          (["--alphas", "0", "1", "--alpha", "0.5"], "not among the swept alphas"),
+                          (["--alphas", "0", "2"], "alphas must be numbers in [0, 1]"),
+                          (["--replay-fraction", "0.95"], "replay_fraction must be")):
+        assert remedies.main(["--quick", *argv, "--out", str(tmp_path / "r")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_shared_training_options_leave_the_per_condition_ones_alone():
+    from analyses import common
+
+    args = common.parser("remedies", "").parse_args(["--quick"])
+    args.lora_rank, args.ewc_lambda = 8, None  # as the remedies command's own options would set them
+    train = common.experiment_config(args).train
+    assert train.lora_rank is None and train.ewc_lambda == 0.0
