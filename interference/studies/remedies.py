@@ -8,7 +8,8 @@ trained: it is the seed's SFT model interpolated with the start, θ = (1 − α)
 `RemedySettings.alphas`; its record is the one at `RemedySettings.alpha`. docs/remedies.md has each formula.
 
 Per method and seed: acquisition, held-out accuracy (paired with SFT's and self-distillation's), the drift of
-held-out subjects at the drift layer, and the relative update norm of every layer.
+held-out subjects at the drift layer, the relative update norm of every layer, and for the held-out facts it forgot,
+how much restoring the start's residual stream at the subject's tokens brings each back, per layer.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 from ..io.dataclass_options import check_options, option
 from ..io.errors import InterferenceError
 from ..measures.evaluation import accuracy, answer_budget, fact_correctness
+from ..measures.tracing import restore, score_facts
 from ..measures.updates import layer_update_norms
 from ..models.weights import Snapshot, interpolate
 from ..report import charts
@@ -31,6 +33,7 @@ from ..report.headline import add_curves, add_headline, add_summary, mean_of
 from ..report.paired import Check, beyond_noise, evidence, paired_difference, ratio
 from ..report.tables import count_text
 from .setup import ExperimentConfig, Setup, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
+from .tracing import MIN_GAP, start_model
 
 #: The trained methods, and the interpolation; combinations name their parts with "+".
 METHODS = ("sft", "self_distill", "lora", "replay", "ewc", "self_distill+lora", "self_distill+replay",
@@ -126,6 +129,19 @@ def _wise_ft(setup: Setup, sft_model, start: Snapshot, alphas: Sequence[float], 
                              for split in ("known", "unknown", "held")}
 
 
+def _subject_recovery(model, start, tokenizer, held, start_ok) -> dict:
+    """Restoration of the held-out facts `model` forgot (right at the start, wrong now): per layer, the mean recovery
+    of the first answer token's probability when the start's residual stream is patched in at the subject's tokens
+    (`interference.measures.tracing.restore`, gap ≥ `MIN_GAP`)."""
+    _, ok = score_facts(model, tokenizer, held)
+    forgotten = [f for f, before, now in zip(held, start_ok.tolist(), ok.tolist(), strict=True) if before and not now]
+    if not forgotten:
+        return {"subject_recovery": None, "traced_facts": 0}
+    effects = restore(model, start, tokenizer, forgotten, sites=("resid",), modes=("subject",))
+    per_layer = effects.mean_recovery(MIN_GAP)[0, :, 0].tolist()
+    return {"subject_recovery": [None if math.isnan(v) else v for v in per_layer], "traced_facts": len(forgotten)}
+
+
 def _wise_record(sft: dict, alpha: float, correct: dict, drift: float, norms: dict, sweep: list[dict]) -> dict:
     """The wise-ft record of one seed, on the fields every condition carries (its start is SFT's)."""
     held = accuracy(correct["held"])
@@ -157,6 +173,8 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
             study = RemediesStudy(config, methods, settings, layer)
         states = held_states(setup, setup.model, [study.layer])
         start = setup.snapshot(config.train_config(seed, method="sft"))
+        traced = start_model(setup, config.train_config(seed, method="sft"))
+        _, start_ok = score_facts(traced, setup.tokenizer, setup.held)
         sft = None
         for method in trained:
             bar.set_postfix_str(f"seed {seed} {method}")
@@ -164,6 +182,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
             study.records.append(condition.record(
                 drift=held_drift(setup, condition.model, [study.layer], states)[0].item(),
                 update_norms=layer_update_norms(start, condition.model),
+                **_subject_recovery(condition.model, traced, setup.tokenizer, setup.held, start_ok),
                 **({"adapters": condition.result.adapters} if condition.result.adapters else {})))
             if method == "sft":
                 sft = (condition.model, study.records[-1])
@@ -177,8 +196,9 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
                                                  zip(("task", "new", "held"), correct.values(), strict=True)}})
                 if alpha == settings.alpha:
                     chosen = (correct, held_drift(setup, model, [study.layer], states)[0].item(),
-                              layer_update_norms(start, model))
-            study.records.append(_wise_record(sft[1], settings.alpha, *chosen, sweep))
+                              layer_update_norms(start, model),
+                              _subject_recovery(model, traced, setup.tokenizer, setup.held, start_ok))
+            study.records.append({**_wise_record(sft[1], settings.alpha, *chosen[:3], sweep), **chosen[3]})
             bar.update(1)
     bar.close()
     study.records.sort(key=lambda r: (methods.index(r["name"]), r["seed"]))
@@ -291,5 +311,15 @@ def remedies_report(study: RemediesStudy) -> Report:
     views.table([{"method": m, **{s: round(sum(r["update_norms"][s] for r in records if r["name"] == m)
                                            / max(1, sum(r["name"] == m for r in records)), 4) for s in slots}}
                  for m in methods], title="Relative update norm per layer (mean over seeds)")
+    recovery = []
+    for method in methods:
+        runs = [r["subject_recovery"] for r in records if r["name"] == method and r.get("subject_recovery")]
+        if runs:
+            layers = [[run[i] for run in runs if run[i] is not None] for i in range(len(runs[0]))]
+            recovery.append({"method": method, "seeds": len(runs), "facts": sum(r.get("traced_facts", 0) for r in
+                                                                                records if r["name"] == method),
+                             **{f"layer {i}": round(sum(v) / len(v), 3) if v else None for i, v in enumerate(layers)}})
+    views.table(recovery, title="Restoring the start's residual stream at the subject's tokens: mean recovery of the "
+                                "forgotten held-out facts' answer probability, per layer (mean over seeds)")
     add_curves(report, records, [m for m in methods if m != "wise-ft"])
     return report
