@@ -68,3 +68,24 @@ def test_the_readme_states_the_tracing_headline(readme):
     assert f"recovers **{own['recovery']:.2f} [{own['low']:.2f}, {own['high']:.2f}]**" in readme
     assert f"own − other {other['difference']:+.2f} [{other['low']:+.2f}, {other['high']:+.2f}]" in readme
     assert f"**{head['verdict']}**" in readme
+
+
+def remedies_rows() -> list[str]:
+    """The README's table of the committed remedies run (results/world-default/remedies), one row per method."""
+    data = load_results(RESULTS / "remedies")
+    records, rows = data["conditions"], []
+    for row in data["results"]["condition_summary"]:
+        name = row["condition"]
+        versus = [interval_text(paired_difference(records, name, other, "held_acc_final").t)
+                  if name != other else "—" for other in ("sft", "self_distill")]
+        cells = [f"{row[k]:.3f} [{row[k + '_low']:.3f}, {row[k + '_high']:.3f}]" for k in ("new_acc", "held_acc_final")]
+        rows.append(f"| {name} | {cells[0]} | {cells[1]} | {versus[0]} | {versus[1]} |")
+    return rows
+
+
+def test_the_readme_states_the_committed_remedies_run(readme):
+    data = load_results(RESULTS / "remedies")
+    assert data["versions"]["numerics"] == "portable" and len(data["seeds"]) == 10
+    for row in remedies_rows():
+        assert row in readme
+    assert f"verdict: **{data['headline']['verdict']['verdict']}**" in readme
