@@ -226,3 +226,19 @@ def test_the_shared_training_options_leave_the_per_condition_ones_alone():
     args.lora_rank, args.ewc_lambda = 8, None  # as the remedies command's own options would set them
     train = common.experiment_config(args).train
     assert train.lora_rank is None and train.ewc_lambda == 0.0
+
+
+def test_the_remedies_command_writes_every_method_paired_with_sft(tmp_path):
+    import json
+
+    from analyses import remedies
+
+    out = tmp_path / "r"
+    assert remedies.main(["--quick", "--n-known", "12", "--n-unknown", "12", "--n-held", "12", "--epochs", "1",
+                          "--lora-rank", "2", "--no-progress", "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["seeds"] == [0, 1, 2]
+    names = [c["name"] for c in data["conditions"]]
+    assert all(names.count(m) == 3 for m in remedies.METHODS)
+    paired = {p["condition"] for p in data["results"]["paired"] if p["minus"] == "sft"}
+    assert paired == set(remedies.METHODS) - {"sft"}
