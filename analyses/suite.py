@@ -69,6 +69,8 @@ def suite_parser() -> argparse.ArgumentParser:
                                                           "blocks)")
     p.add_argument("--redo", action="store_true", help="rerun the parts that run once per folder")
     p.add_argument("--estimate-only", action="store_true", help="print the plan and its estimate, run nothing")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="refuse to start when the estimate exceeds this many minutes (a GPU session's budget, say)")
     return p
 
 
@@ -167,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(0)
     if args.workers < 1:
         raise InterferenceError(f"--workers must be >= 1, got {args.workers}")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise InterferenceError(f"--max-minutes must be positive, got {args.max_minutes:g}")
     shared = common.parser("suite", "").parse_args([*rest, "--seeds", *map(str, args.seeds)])  # checks the rest
     config = common.experiment_config(shared)
     counts = _counts(args, shared, config)
@@ -208,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  total                  ~{sum(costs.values()) / 60:6.1f} min" + (
         f" (Table 1 and the grid shared ideally over {args.workers} workers)" if args.workers > 1 else ""),
         file=sys.stderr)
+    total = sum(costs.values()) / 60
+    if args.max_minutes is not None and total > args.max_minutes:
+        raise InterferenceError(f"the estimate ({total:.1f} min) exceeds --max-minutes {args.max_minutes:g}: run "
+                                "fewer --seeds, --parts or --counts (nothing was run)")
     if args.estimate_only:
         return 0
     with claim_output(out, "analyses.suite", writes=("index.html", "suite.json", WORKERS)) as folder:

@@ -53,6 +53,27 @@ def test_attention_only_and_ffn_only(models, arch):
     assert set(resolve_trainable(model, freeze="ffn")) == set(every) - set(ffn)
 
 
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_single_attention_matrices_partition_the_attention(models, arch):
+    model = models[arch]
+    parts = {m: resolve_trainable(model, train_only=f"attention_{m}") for m in "qkvo"}
+    for matrix, names in parts.items():
+        assert names and all(f".{matrix}_proj." in n for n in names)
+    assert sorted(sum(parts.values(), [])) == sorted(resolve_trainable(model, train_only="attention"))
+    assert "model.layers.1.self_attn.v_proj.weight" in resolve_trainable(model, train_only="attention_v@1")
+    assert len(resolve_trainable(model, train_only="attention_v@1")) == len(parts["v"]) // 2
+    if arch == "qwen2":  # the biases go with their matrix
+        assert "model.layers.0.self_attn.k_proj.bias" in parts["k"]
+
+
+def test_a_fused_qkv_cannot_be_split(models):
+    model = models["gpt2"]
+    with pytest.raises(InterferenceError, match=r"one matrix \(c_attn\): attention_q cannot be selected alone"):
+        resolve_trainable(model, train_only="attention_q")
+    assert resolve_trainable(model, train_only="attention_o") == [
+        f"transformer.h.{i}.attn.c_proj.{kind}" for i in range(2) for kind in ("weight", "bias")]
+
+
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_layer_selections(models, arch):
     model = models[arch]

@@ -111,7 +111,7 @@ def test_no_files_when_rendering_or_validation_fails(tmp_path, monkeypatch):
     out = good.write(tmp_path / "run")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     failing = build_report()
-    monkeypatch.setattr(Report, "to_html", lambda self, data=None: 1 / 0)
+    monkeypatch.setattr(Report, "to_html", lambda self, data=None, plotly_js="inline": 1 / 0)
     with pytest.raises(ZeroDivisionError):
         failing.write(out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # old report untouched, no temp files

@@ -37,6 +37,16 @@ def test_estimate_only_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_max_minutes_refuses_a_plan_over_budget_before_any_work(tmp_path, capsys):
+    out = tmp_path / "suite"
+    assert main([*TINY, "--seeds", "0", "1", "--max-minutes", "0.001", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"error: the estimate \([\d.]+ min\) exceeds --max-minutes 0.001", err)
+    assert not out.exists()
+    assert main([*TINY, "--max-minutes", "0", "--out", str(out)]) == 2
+    assert "--max-minutes must be positive" in capsys.readouterr().err
+
+
 def test_workers_merge_into_one_report_and_seeds_accumulate(tmp_path, capsys):
     from analyses.forgetting import main as forgetting
 

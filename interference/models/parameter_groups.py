@@ -2,7 +2,9 @@
 
 A selection is comma-separated selectors `GROUP` or `GROUP@LAYERS`, resolved through the model's `Layout`.
 
-GROUP: `attention` (q, k, v, o, fused qkv, and norms inside the attention such as q_norm / k_norm), `ffn` (gate, up,
+GROUP: `attention` (q, k, v, o, fused qkv, and norms inside the attention such as q_norm / k_norm), one of its
+matrices `attention_q`, `attention_k`, `attention_v`, `attention_o` (with their biases; a fused qkv projection, as
+in GPT-2, cannot be split and is refused for q, k and v), `ffn` (gate, up,
 down, fused gate_up / GPT-2 c_fc, c_proj / OPT fc1, fc2), `norms` (per-layer norms, post-norms included, plus the
 final norm and model-level norms such as BLOOM's embedding norm when no layers are given), `embeddings` (token and
 learned position embeddings), `unembedding`, or `all` (with layers: everything in them).
@@ -22,7 +24,12 @@ from ..io.errors import InterferenceError
 from .architectures import get_module, layout_of
 
 log = logging.getLogger("interference.train")
-GROUPS = ("attention", "ffn", "norms", "embeddings", "unembedding", "all")
+GROUPS = ("attention", "attention_q", "attention_k", "attention_v", "attention_o", "ffn", "norms", "embeddings",
+          "unembedding", "all")
+#: The modules of one attention matrix, by the last part of their name inside the attention block.
+ATTENTION_MATRICES = {"q": ("q_proj", "query", "q"), "k": ("k_proj", "key", "k"), "v": ("v_proj", "value", "v"),
+                      "o": ("o_proj", "out_proj", "dense", "c_proj", "o", "out")}
+FUSED_QKV = ("c_attn", "qkv_proj", "query_key_value", "Wqkv", "qkv")
 _SELECTOR = re.compile(r"^(?P<group>[a-z_]+)(?:@(?P<first>\d+)(?:-(?P<last>\d+))?)?$")
 
 
@@ -63,6 +70,9 @@ def _group(model: torch.nn.Module, group: str, layers: range | None) -> set[int]
     if group in ("embeddings", "unembedding"):
         paths = layout.embeddings if group == "embeddings" else (layout.unembedding,)
         return set().union(*(_ids(model, path) for path in paths))
+    if group.startswith("attention_"):
+        return {i for layer in (layers or range(len(blocks)))
+                for i in _attention_matrix(get_module(blocks[layer], layout.attention), group[len("attention_"):])}
     paths = {"all": ("",), "attention": (layout.attention,), "ffn": layout.ffn_paths,
              "norms": layout.layer_norms}[group]
     ids = {i for layer in (layers or range(len(blocks))) for path in paths
@@ -70,6 +80,24 @@ def _group(model: torch.nn.Module, group: str, layers: range | None) -> set[int]
     if group == "norms" and layers is None:
         ids |= set().union(*(_ids(model, path) for path in (layout.final_norm, *layout.model_norms)))
     return ids
+
+
+def _attention_matrix(attention: torch.nn.Module, matrix: str) -> set[int]:
+    """ids of the parameters of one matrix (q, k, v or o) of an attention block, found by module name."""
+    found, fused = set(), []
+    for name, module in attention.named_modules():
+        last = name.rsplit(".", 1)[-1]
+        if last in ATTENTION_MATRICES[matrix]:
+            found |= {id(p) for p in module.parameters()}
+        elif last in FUSED_QKV:
+            fused.append(name)
+    if fused and matrix != "o":
+        raise InterferenceError(f"this model's attention projects q, k and v in one matrix ({fused[0]}): "
+                                f"attention_{matrix} cannot be selected alone (use attention)")
+    if not found:
+        raise InterferenceError(f"no {matrix} projection found in the attention block {type(attention).__name__} "
+                                f"(modules named {', '.join(ATTENTION_MATRICES[matrix])})")
+    return found
 
 
 def resolve_trainable(model: torch.nn.Module, *, freeze: str | None = None, train_only: str | None = None) -> list[str]:

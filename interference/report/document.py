@@ -283,10 +283,9 @@ class Report:
             writer.writerow({k: "" if record.get(k) is None else record.get(k) for k in columns})
         return buffer.getvalue()
 
-    def to_html(self, data: dict | None = None) -> str:
-        """The self-contained HTML page (plotly's JavaScript inlined once)."""
-        from plotly.offline import get_plotlyjs
-
+    def to_html(self, data: dict | None = None, plotly_js: str = "inline") -> str:
+        """The HTML page: self-contained with plotly's JavaScript inlined once (`plotly_js="inline"`, opens offline),
+        or loading it from plotly's CDN (`"cdn"`, 4.6 MB smaller; the charts then need the network)."""
         data = self.to_dict() if data is None else data
         parts = [f"<h1>{html.escape(self.title)}</h1>"]
         if self.head is not None:
@@ -315,22 +314,20 @@ class Report:
         return (
             '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>{html.escape(self.title)}</title>\n<style>{_STYLE}</style>\n"
-            f'<script type="text/javascript">{get_plotlyjs()}</script>\n</head>\n<body>\n'
+            f"{plotly_script(plotly_js)}\n</head>\n<body>\n"
             + "\n".join(parts)
             + "\n</body>\n</html>\n"
         )
 
-    def write(self, out: str | os.PathLike | Any) -> Path:
-        """Write results.json, conditions.csv, report.html and, last, manifest.json into `out` (a folder path, or an
-        `interference.io.outputs.OutputFolder`); nothing is written unless everything renders and validates."""
+    def write(self, out: str | os.PathLike | Any, plotly_js: str = "inline") -> Path:
+        """Write results.json, conditions.csv, report.html (see `to_html` for `plotly_js`) and, last, manifest.json
+        into `out` (a folder path, or an `interference.io.outputs.OutputFolder`); nothing is written unless
+        everything renders and validates."""
         data = self.to_dict()
         validate_results(data)
         files = {RESULTS_FILE: json.dumps(data, indent=2, allow_nan=False) + "\n", CSV_FILE: self.to_csv(),
-                 HTML_FILE: self.to_html(data)}
-        manifest = {"title": self.title, "files": {
-            name: {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "bytes": len(text.encode("utf-8"))}
-            for name, text in files.items()}}
-        files[MANIFEST_FILE] = atomic.json_text(manifest)
+                 HTML_FILE: self.to_html(data, plotly_js)}
+        files[MANIFEST_FILE] = manifest_text(self.title, files)
         if isinstance(out, str | os.PathLike):
             folder = Path(out)
             for name, text in files.items():
@@ -339,6 +336,33 @@ class Report:
         for name, text in files.items():
             out.write_text(name, text)
         return Path(out.path)
+
+
+def manifest_text(title: str, files: Mapping[str, str]) -> str:
+    """manifest.json of a report folder: each file's SHA-256 and size in bytes (of its UTF-8 text)."""
+    return atomic.json_text({"title": title, "files": {
+        name: {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "bytes": len(text.encode("utf-8"))}
+        for name, text in files.items()}})
+
+
+#: Where a slim page loads plotly.js from (the version it was written with).
+PLOTLY_CDN = "https://cdn.plot.ly/plotly-{version}.min.js"
+
+
+def plotly_script(plotly_js: str = "inline", version: str | None = None) -> str:
+    """The page's <script> for plotly.js: inlined (`"inline"`) or from `PLOTLY_CDN` (`"cdn"`) at `version` (default:
+    the installed plotly's)."""
+    if plotly_js == "inline":
+        from plotly.offline import get_plotlyjs
+
+        return f'<script type="text/javascript">{get_plotlyjs()}</script>'
+    if plotly_js == "cdn":
+        if version is None:
+            from plotly.offline import get_plotlyjs_version
+
+            version = get_plotlyjs_version()
+        return f'<script src="{PLOTLY_CDN.format(version=version)}" charset="utf-8"></script>'
+    raise InterferenceError(f"plotly_js must be 'inline' or 'cdn', got {plotly_js!r}")
 
 
 def _relation_filter_html(conditions: Sequence[Mapping]) -> list[str]:

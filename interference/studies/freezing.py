@@ -41,8 +41,9 @@ from .setup import (
 
 #: Sweep modes: the TrainConfig field each sets, and its label in condition names.
 MODES = {"train_only": "train-only", "freeze": "freeze-only"}
-#: Parameter groups a band can be split into (see `interference.models.parameter_groups`).
-GROUPS = ("all", "attention", "ffn", "norms")
+#: Parameter groups a band can be split into (see `interference.models.parameter_groups`): the attention's single
+#: matrices too, so that a band of every layer answers which attention matrices can store new facts.
+GROUPS = ("all", "attention", "ffn", "norms", "attention_q", "attention_k", "attention_v", "attention_o")
 #: How long sweep conditions train: as many epochs as full SFT, or to the acquisition target.
 MATCHES = ("epochs", "acquisition")
 #: Name of the full-SFT reference condition.

@@ -1,0 +1,82 @@
+"""Slim report pages (interference.report.slim): plotly.js from its CDN, the manifest kept true, foreign pages
+refused; and the committed results stay slim, so that the repository fits a GPU machine's transfer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from plotly.offline import get_plotlyjs_version
+from test_report import build_report  # the tests folder is on the path (pytest prepends it)
+
+from interference.io.errors import InterferenceError
+from interference.report import HTML_FILE, load_results
+from interference.report.document import PLOTLY_CDN, plotly_script
+from interference.report.slim import report_folders, slim_folder, slim_html
+
+ROOT = Path(__file__).resolve().parents[1]
+CDN = PLOTLY_CDN.format(version=get_plotlyjs_version())
+
+
+def test_slim_page_loads_the_same_plotly_from_the_cdn(tmp_path):
+    out = build_report().write(tmp_path / "run")
+    before = (out / HTML_FILE).read_text(encoding="utf-8")
+    assert slim_folder(out) is True
+    after = (out / HTML_FILE).read_text(encoding="utf-8")
+    assert CDN in after and "plotly.js v" not in after
+    assert len(after) < len(before) - 3_000_000  # the 4.6 MB bundle is gone
+    assert after.count('class="figure"') == before.count('class="figure"') > 0  # every chart is still there
+    assert load_results(out)["title"] == build_report().title  # the manifest matches the new page
+    assert slim_folder(out) is False  # once is enough
+
+
+def test_write_cdn_matches_slimming_an_inline_page(tmp_path):
+    inline = build_report().write(tmp_path / "inline")
+    slim_folder(inline)
+    cdn = build_report().write(tmp_path / "cdn", plotly_js="cdn")
+    strip = lambda page: page.split("<body>")[1].split("wall time (s)")[0]  # noqa: E731 (the wall times differ)
+    assert strip((cdn / HTML_FILE).read_text()) == strip((inline / HTML_FILE).read_text())
+    assert plotly_script("cdn") in (cdn / HTML_FILE).read_text()
+    assert slim_html((cdn / HTML_FILE).read_text()) is None
+
+
+def test_bad_plotly_js_option():
+    with pytest.raises(InterferenceError, match="plotly_js must be"):
+        plotly_script("local")
+
+
+def test_refuses_pages_the_toolkit_did_not_write_or_that_changed(tmp_path):
+    out = build_report().write(tmp_path / "run")
+    (out / HTML_FILE).write_text((out / HTML_FILE).read_text() + "<!-- edited -->")
+    with pytest.raises(InterferenceError, match="does not match"):
+        slim_folder(out)
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / HTML_FILE).write_text("<html></html>")
+    with pytest.raises(InterferenceError, match="no manifest"):
+        slim_folder(lone)
+
+
+def test_command_slims_every_report_folder_and_names_a_missing_root(tmp_path):
+    for name in ("a", "b/c"):
+        build_report().write(tmp_path / name)
+    assert report_folders(tmp_path) == [tmp_path / "a", tmp_path / "b" / "c"]
+    run = lambda *args: subprocess.run([sys.executable, "-m", "interference.report.slim", *args],  # noqa: E731
+                                       capture_output=True, text=True, cwd=ROOT)
+    done = run(str(tmp_path))
+    assert done.returncode == 0 and "2 of 2 report pages slimmed" in done.stderr
+    missing = run(str(tmp_path / "nowhere"))
+    assert missing.returncode != 0 and "is not a folder" in missing.stderr.strip().splitlines()[-1]
+
+
+def test_committed_report_pages_are_slim():
+    """Each committed page inlining plotly.js adds 4.6 MB to what travels to a GPU machine (64 MiB in all): run
+    `python -m interference.report.slim results/` before committing results."""
+    tracked = subprocess.run(["git", "ls-files", "results"], capture_output=True, text=True, cwd=ROOT)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    pages = [ROOT / p for p in tracked.stdout.split() if p.endswith(HTML_FILE)]
+    fat = [str(p.relative_to(ROOT)) for p in pages if p.is_file() and p.stat().st_size > 1_000_000]
+    assert not fat, f"report pages with plotly.js inlined: {fat}"
