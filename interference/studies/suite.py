@@ -87,15 +87,18 @@ def rate_from_records(folder: str | Path) -> tuple[float, float, int] | None:
     return (seconds / work, epochs / n, n) if n else None
 
 
-def calibrate(setup, train_config, *, steps: int = 3, facts: int = 32) -> float:
+def calibrate(setup, train_config, *, steps: int = 3, facts: int | None = None) -> float:
     """Seconds per fact-epoch on this machine: `steps` SFT steps (after one warm-up) and one greedy evaluation of
-    `facts` facts of `setup`, on a copy of its model."""
+    `facts` facts of `setup` (default: one evaluation batch, as the runs evaluate, at most 32 on a CPU), on a copy
+    of its model. A GPU decodes a batch of 512 facts in about the time of 32, so timing 32 made the estimate
+    several times too long there (2026-12-04, H200: 131 s per Table 1 condition, where 2026-11 measured 38 s)."""
     import copy
 
     import torch
 
     from ..facts.examples import Examples
-    from ..measures.evaluation import fact_correctness
+    from ..measures.evaluation import EVAL_BATCH, fact_correctness
+    from ..models.devices import inference_batch_size
     from ..train.losses import answer_cross_entropy
 
     model = copy.deepcopy(setup.model).train()
@@ -116,9 +119,13 @@ def calibrate(setup, train_config, *, steps: int = 3, facts: int = 32) -> float:
             torch.cuda.synchronize(device)
         elapsed += (time.perf_counter() - start) if step else 0.0
     train_per_fact = elapsed / (steps * size)
+    if facts is None:
+        facts = 32 if device.type == "cpu" else (train_config.eval_batch_size
+                                                 or inference_batch_size(EVAL_BATCH, device))
     facts_read = (setup.known + setup.unknown + setup.held)[:facts]
     start = time.perf_counter()
-    fact_correctness(model, setup.tokenizer, facts_read, max_new_tokens=train_config.eval_max_new_tokens or 16)
+    fact_correctness(model, setup.tokenizer, facts_read, batch_size=len(facts_read),
+                     max_new_tokens=train_config.eval_max_new_tokens or 16)
     eval_per_fact = (time.perf_counter() - start) / len(facts_read)
     return train_per_fact + eval_per_fact
 
