@@ -37,7 +37,7 @@ import torch
 
 from interference.io import atomic
 
-VARIANTS = ("eager", "fixed", "compile", "graphs")
+VARIANTS = ("eager", "graphs", "compile", "fixed")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -122,17 +122,18 @@ def time_steps(model, examples, device, args, variant: str) -> dict:
             "first_loss": first}
 
 
-def _worker(args, queue) -> None:
+def _worker(args, queue, barrier) -> None:
     torch.set_num_threads(args.threads)
     model, examples, device = load(args)
+    barrier.wait()  # every process loaded: the timed steps overlap
     queue.put(time_steps(model, examples, device, args, "eager")["ms_per_step"])
 
 
 def concurrent(args, n: int) -> dict:
     """N processes timing eager steps at once: the slowest's ms per step and the summed steps per second."""
     context = mp.get_context("spawn")
-    queue = context.Queue()
-    workers = [context.Process(target=_worker, args=(args, queue)) for _ in range(n)]
+    queue, barrier = context.Queue(), context.Barrier(n)
+    workers = [context.Process(target=_worker, args=(args, queue, barrier)) for _ in range(n)]
     for w in workers:
         w.start()
     times = [queue.get() for _ in workers]
@@ -152,38 +153,44 @@ def main(argv: list[str] | None = None) -> int:
     except InterferenceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    runs = {}
-    for variant in args.variants:
-        if variant == "graphs" and device.type != "cuda":
-            print("graphs: skipped (CUDA graphs need a CUDA device)", file=sys.stderr)
-            continue
-        try:
-            runs[variant] = time_steps(model, examples, device, args, variant)
-        except Exception as err:  # a lever that fails here is a result too
-            runs[variant] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
-    base = runs.get("eager", {})
-    for run in runs.values():
-        if "ms_per_step" in run and "ms_per_step" in base:
-            run["ratio_to_eager"] = round(run["ms_per_step"] / base["ms_per_step"], 3)
-            run["loss_rel_diff"] = abs(run["first_loss"] - base["first_loss"]) / abs(base["first_loss"])
-    scaling = [concurrent(args, n) for n in args.processes]
-    one = 1e3 / base["ms_per_step"] if "ms_per_step" in base else None
-    for row in scaling:
-        row["throughput_vs_one"] = round(row["steps_per_s"] / one, 2) if one else None
+    runs, scaling = {}, []
     data = {"device": device_description(device), "machine": platform.machine(), "torch": torch.__version__,
             "model": args.model, "batch_size": args.batch_size, "width": int(examples.input_ids.shape[1]),
             "mps_pipe": os.environ.get("CUDA_MPS_PIPE_DIRECTORY"), "runs": runs, "processes": scaling}
-    atomic.write_json(args.out, data)
-    print(f"{data['device']}, {args.model}, batch {args.batch_size}, full width {data['width']}:")
-    for name, run in runs.items():
+    print(f"{data['device']}, {args.model}, batch {args.batch_size}, full width {data['width']}:", flush=True)
+    # eager first, then the concurrent processes (cheap), then the compiled variants (slow to warm up); the JSON is
+    # rewritten after each, so a run stopped by a time limit keeps what it measured
+    order = ["eager"] * ("eager" in args.variants) + ["processes"] + [v for v in args.variants if v != "eager"]
+    for variant in order:
+        if variant == "processes":
+            one = 1e3 / runs["eager"]["ms_per_step"] if "ms_per_step" in runs.get("eager", {}) else None
+            for n in args.processes:
+                row = concurrent(args, n)
+                row["throughput_vs_one"] = round(row["steps_per_s"] / one, 2) if one else None
+                scaling.append(row)
+                print(f"  {n} processes: {row['ms_per_step']:.1f} ms/step each, {row['steps_per_s']:.1f} steps/s in "
+                      f"all ({row['throughput_vs_one']}x one)", flush=True)
+                atomic.write_json(args.out, data)
+            continue
+        if variant == "graphs" and device.type != "cuda":
+            print("  graphs   skipped (CUDA graphs need a CUDA device)", flush=True)
+            continue
+        try:
+            run = time_steps(model, examples, device, args, variant)
+        except Exception as err:  # a lever that fails here is a result too
+            run = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"}
+        base = runs.get("eager", run)
+        if "ms_per_step" in run and "ms_per_step" in base:
+            run["ratio_to_eager"] = round(run["ms_per_step"] / base["ms_per_step"], 3)
+            run["loss_rel_diff"] = abs(run["first_loss"] - base["first_loss"]) / abs(base["first_loss"])
+        runs[variant] = run
+        atomic.write_json(args.out, data)
         if "error" in run:
-            print(f"  {name:<8} failed: {run['error']}")
+            print(f"  {variant:<8} failed: {run['error']}", flush=True)
         else:
-            print(f"  {name:<8} {run['ms_per_step']:8.1f} ms/step  x{run.get('ratio_to_eager', 1):.2f} of eager  "
-                  f"(warm-up {run['warmup_s']} s, first loss off by {run.get('loss_rel_diff', 0):.1e})")
-    for row in scaling:
-        print(f"  {row['processes']} processes: {row['ms_per_step']:.1f} ms/step each, {row['steps_per_s']:.1f} "
-              f"steps/s in all ({row['throughput_vs_one']}x one)")
+            print(f"  {variant:<8} {run['ms_per_step']:8.1f} ms/step  x{run.get('ratio_to_eager', 1):.2f} of eager  "
+                  f"(warm-up {run['warmup_s']} s, first loss off by {run.get('loss_rel_diff', 0):.1e})", flush=True)
+    atomic.write_json(args.out, data)
     print(f"wrote {args.out}")
     return 0
 

