@@ -89,3 +89,26 @@ def test_the_readme_states_the_committed_remedies_run(readme):
     for row in remedies_rows():
         assert row in readme
     assert f"verdict: **{data['headline']['verdict']['verdict']}**" in readme
+
+
+ATTENTION_ONLY = ROOT / "results" / "smollm2-135m-attention-only"
+
+
+def attention_only_rows(folder: Path) -> list[str]:
+    """docs/attention-only.md's table rows of one committed learning rate, computed from its results.json."""
+    data = load_results(folder)
+    rows = []
+    for r in data["conditions"]:
+        curve = r["curves"]["unknown"]
+        rows.append(f"| {data['config']['train']['lr']:g} | {'full SFT' if r['name'] == 'sft' else r['group']} | "
+                    f"{r['trained_fraction']:.3f} | {r['epochs']} | {curve[0]:.2f} | "
+                    f"{' → '.join(f'{x:.2f}' for x in curve[1:])} | {r['held_acc_peak']:.3f} → "
+                    f"{r['held_acc_final']:.3f} |")
+    return rows
+
+
+@pytest.mark.parametrize("lr", ["1e-4", "5e-5", "3e-4"])
+def test_the_attention_only_sweep_table_comes_from_its_committed_results(lr):
+    doc = (ROOT / "docs" / "attention-only.md").read_text(encoding="utf-8")
+    for row in attention_only_rows(ATTENTION_ONLY / f"lr-{lr}"):
+        assert row in doc
