@@ -5,12 +5,13 @@
 #   3. bench.bench_gpu_step on SmolLM2 (eager; WORKERS processes; CUDA graphs, torch.compile, fixed width), 200 s;
 #   4. Table 1 (analyses.suite --parts forgetting, SEEDS_TABLE1, one worker per seed), refused before any work when
 #      its estimate exceeds the time left (--max-minutes);
-#   5. the §5 grid (--parts hypotheses, COUNTS, SEEDS_GRID) in the time left, refused the same way;
+#   5. the §5 grid (--parts hypotheses, SEEDS_GRID) in the time left: the first of the count sets in COUNTS
+#      ("1000 10000;1000 3000;1000") whose estimate fits;
 # leaving the suite folders (suites.tgz), the logs, the bench's JSON and the machine's description under $OUT.
-# Earlier seeds accumulate: results/smollm2-135m-h200-{table1,grid} are copied in first.
+# Earlier seeds accumulate: results/smollm2-135m-h200-* are copied in first.
 #
 #     bash bench/gpu_suite.sh LIMIT SEEDS_TABLE1 SEEDS_GRID      # e.g. 540 "0 1 2 3 4" "0 1 2"
-#     OUT=/tmp/o DEVICE=cpu COUNTS="8 16" EXTRA="--n-known 8 --n-unknown 8 --n-held 8 --epochs 1" \
+#     OUT=/tmp/o DEVICE=cpu COUNTS="8 16;8" EXTRA="--n-known 8 --n-unknown 8 --n-held 8 --epochs 1" \
 #         bash bench/gpu_suite.sh 900 "0 1" "0"                  # here, tiny
 set -u
 LIMIT=${1:-540}; SEEDS_T1=${2:-"0 1 2 3 4"}; SEEDS_GRID=${3:-"0 1 2"}
@@ -38,9 +39,7 @@ fi
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; echo "MPS: $MPS"; python -c "
 import sys, torch, transformers, accelerate; print('python', sys.version.split()[0], '| torch', torch.__version__,
 '| transformers', transformers.__version__, '| accelerate', accelerate.__version__)"; } > "$OUT/gpu.txt" 2>&1
-for side in table1 grid; do
-  [ -d "results/smollm2-135m-h200-$side" ] && cp -r "results/smollm2-135m-h200-$side" "$RES/"
-done
+for folder in results/smollm2-135m-h200-*/; do [ -d "$folder" ] && cp -r "$folder" "$RES/"; done
 MODEL=(--model smollm2-135m --knowledge data/smollm2-135m-fast.jsonl --min-known-fraction 0.1)
 COMMON=("${MODEL[@]}" --n-known 200 --n-unknown 300 --n-held 200 --lr 1e-4 --batch-size 16 --epochs 20
         --acquisition-check teacher_forced --device "${DEVICE:-cuda}" --no-progress ${EXTRA:-})  # EXTRA wins
@@ -48,18 +47,26 @@ python -c "from interference.models import load_model; load_model('smollm2-135m'
 WORKERS=$(wc -w <<< "$SEEDS_T1")
 timeout 200 python -m bench.bench_gpu_step "${MODEL[@]}" --device "${DEVICE:-cuda}" --processes "$WORKERS" \
     --out "$OUT/bench_gpu_step.json" > "$OUT/bench_gpu_step.log" 2>&1
-suite() {  # suite NAME SEEDS ARGS...: one suite within the time left, refused up front when it cannot fit
-  local name=$1 seeds=$2; shift 2
+suite() {  # suite LOG FOLDER SEEDS ARGS...: one suite within the time left; 3 when refused up front for time
+  local log=$OUT/$1.log folder=$2 seeds=$3; shift 3
   local budget=$(( $(left) - 20 ))
-  [ "$budget" -gt 60 ] || { echo "$name: no time left" >> "$OUT/$name.log"; return; }
+  [ "$budget" -gt 60 ] || { echo "$folder: no time left" >> "$log"; return 1; }
   timeout "$budget" python -m analyses.suite "${COMMON[@]}" --seeds $seeds --workers $(wc -w <<< "$seeds") \
-      --max-minutes "$(python -c "print($budget / 60)")" --out "$RES/smollm2-135m-h200-$name" "$@" \
-      >> "$OUT/$name.log" 2>&1
-  echo "$name exit $? at $((SECONDS - START)) s" >> "$OUT/$name.log"
+      --max-minutes "$(python -c "print($budget / 60)")" --out "$RES/smollm2-135m-h200-$folder" "$@" >> "$log" 2>&1
+  local code=$? refused
+  refused=$(tail -n 1 "$log" | grep -c "exceeds --max-minutes")
+  echo "$folder exit $code at $((SECONDS - START)) s" >> "$log"
+  [ "$code" -eq 2 ] && [ "$refused" -eq 1 ] && return 3
+  return $code
 }
-suite table1 "$SEEDS_T1" --parts forgetting
-suite grid "$SEEDS_GRID" --parts hypotheses --counts ${COUNTS:-1000 10000} --relation P17 \
-    --subjects data/entityquestions
+suite table1 table1 "$SEEDS_T1" --parts forgetting
+# the grid's counts, largest first, until a set fits the time left (each set its own folder: seeds accumulate per set)
+IFS=';' read -ra COUNT_SETS <<< "${COUNTS:-1000 10000;1000 3000;1000}"
+for counts in "${COUNT_SETS[@]}"; do
+  suite grid "grid-${counts// /-}" "$SEEDS_GRID" --parts hypotheses --counts $counts --relation P17 \
+      --subjects data/entityquestions
+  [ $? -eq 3 ] || break
+done
 [ "$MPS" = on ] && echo quit | nvidia-cuda-mps-control
 tar czf "$OUT/suites.tgz" -C "$RES" . && ls -la "$OUT"
 tail -n 4 "$OUT/bench_gpu_step.log" "$OUT/table1.log" "$OUT/grid.log"
