@@ -31,7 +31,7 @@ from ..report import charts
 from ..report.document import Report
 from ..report.headline import add_curves, add_headline, ours
 from ..report.paired import Check, beyond_noise, evidence, paired_difference
-from .setup import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
+from .setup import ExperimentConfig, drift_layer, held_drift, held_states, load_base, make_setup, run_condition
 
 #: The trained conditions, and the model names used in the promotion tables ("base" is the untrained model).
 METHODS = ("sft", "self_distill")
@@ -175,7 +175,7 @@ def run_ffn(config: ExperimentConfig, *, base=None, progress: bool = True, top_k
     if dominant > d_mlp or top_k > vocab:
         raise InterferenceError(f"dominant must be <= {d_mlp} (sub-updates per layer) and top_k <= {vocab} (the "
                                 f"vocabulary), got {dominant} and {top_k}")
-    layer = middle_layer(setup.model) if config.layer is None else config.layer
+    layer = drift_layer(config, setup.model)
     study = FFNStudy(config, seed, layers, layer, top_k, n_vectors, dominant, m_definition=m_definition(setup.model))
     bar = tqdm(total=len(METHODS) + 2 * layers, desc="ffn", unit="step", disable=not progress)
     base_states = held_states(setup, setup.model, [layer])

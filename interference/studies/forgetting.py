@@ -20,7 +20,7 @@ from ..report.headline import add_curves, add_headline, add_summary, mean_of, ou
 from ..report.paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
 from ..report.stats import mean_ci
 from ..report.tables import count_text
-from .setup import ExperimentConfig, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
+from .setup import ExperimentConfig, drift_layer, held_drift, held_states, load_base, make_setup, run_condition
 
 #: Method name -> TrainConfig fields that make it.
 METHODS: dict[str, dict] = {
@@ -94,7 +94,7 @@ def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METH
     for seed in config.seeds:
         setup = make_setup(config, seed, base=base, progress=progress)
         if study is None:
-            layer = middle_layer(setup.model) if config.layer is None else config.layer
+            layer = drift_layer(config, setup.model)
             study = ForgettingStudy(config, methods, layer)
         states = held_states(setup, setup.model, [study.layer])
         sft_epochs = None

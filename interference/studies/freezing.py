@@ -31,11 +31,11 @@ from .setup import (
     Condition,
     ExperimentConfig,
     Setup,
+    drift_layer,
     held_drift,
     held_states,
     load_base,
     make_setup,
-    middle_layer,
     run_condition,
 )
 
@@ -220,7 +220,7 @@ def run_freezing(config: ExperimentConfig, *, base=None, progress: bool = True,
         if study is None:
             layers = n_layers(setup.model)
             cells = sweep_conditions(layers, groups=groups, band=band, modes=mode)
-            layer = middle_layer(setup.model) if config.layer is None else config.layer
+            layer = drift_layer(config, setup.model)
             study = FreezingStudy(config, cells, layers, layer, band, match)
             bar = tqdm(total=(len(cells) + 1) * len(config.seeds), desc="freezing", unit="run", disable=not progress)
         states = held_states(setup, setup.model, [study.layer])

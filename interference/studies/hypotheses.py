@@ -35,6 +35,7 @@ from ..report.tables import count_text
 from .setup import (
     WORLD,
     ExperimentConfig,
+    drift_layer,
     held_drift,
     held_states,
     load_base,
@@ -165,7 +166,7 @@ def run_hypotheses(config: ExperimentConfig, counts: Sequence[int], *, base=None
             for count in counts:
                 setup = make_setup(config, seed, base=base, key_kind=key_kind, n_unknown=count, progress=progress)
                 if study is None:
-                    layer = middle_layer(setup.model) if config.layer is None else config.layer
+                    layer = drift_layer(config, setup.model)
                     study = HypothesesStudy(config, counts, layer)
                 if states is None:
                     states = held_states(setup, setup.model, [study.layer])

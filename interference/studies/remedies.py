@@ -32,7 +32,7 @@ from ..report.document import Report
 from ..report.headline import add_curves, add_headline, add_summary, mean_of
 from ..report.paired import Check, beyond_noise, evidence, paired_difference, ratio
 from ..report.tables import count_text
-from .setup import ExperimentConfig, Setup, held_drift, held_states, load_base, make_setup, middle_layer, run_condition
+from .setup import ExperimentConfig, Setup, drift_layer, held_drift, held_states, load_base, make_setup, run_condition
 from .tracing import MIN_GAP, start_model
 
 #: The trained methods, and the interpolation; combinations name their parts with "+".
@@ -169,7 +169,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
     for seed in config.seeds:
         setup = make_setup(config, seed, base=base, progress=progress)
         if study is None:
-            layer = middle_layer(setup.model) if config.layer is None else config.layer
+            layer = drift_layer(config, setup.model)
             study = RemediesStudy(config, methods, settings, layer)
         states = held_states(setup, setup.model, [study.layer])
         start = setup.snapshot(config.train_config(seed, method="sft"))

@@ -190,6 +190,11 @@ def middle_layer(model) -> int:
     return n_layers(model) // 2
 
 
+def drift_layer(config: ExperimentConfig, model) -> int:
+    """The layer a study reads drift at: `config.layer`, else the model's middle layer."""
+    return middle_layer(model) if config.layer is None else config.layer
+
+
 @dataclass
 class Setup:
     """A base model and the facts every condition is trained and measured on.
