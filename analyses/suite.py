@@ -209,10 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     for part in args.parts:
         conditions = sum(c.conditions for c in cells if c.part == part) * seeds[part]
         print(f"  {part:<11} {conditions:4d} conditions  ~{costs.get(part, 0) / 60:6.1f} min", file=sys.stderr)
-    print(f"  total                  ~{sum(costs.values()) / 60:6.1f} min" + (
+    total = sum(costs.values()) / 60
+    print(f"  total                  ~{total:6.1f} min" + (
         f" (Table 1 and the grid shared ideally over {args.workers} workers)" if args.workers > 1 else ""),
         file=sys.stderr)
-    total = sum(costs.values()) / 60
     if args.max_minutes is not None and total > args.max_minutes:
         raise InterferenceError(f"the estimate ({total:.1f} min) exceeds --max-minutes {args.max_minutes:g}: run "
                                 "fewer --seeds, --parts or --counts (nothing was run)")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import multiprocessing as mp
 import os
 import platform
@@ -84,9 +83,11 @@ def time_steps(model, examples, device, args, variant: str) -> dict:
     forward = model
     if variant in ("compile", "graphs"):
         forward = torch.compile(model, mode="reduce-overhead" if variant == "graphs" else None, dynamic=False)
-    order = [i for epoch in range(1, 1 + math.ceil((args.warmup + args.steps) * args.batch_size / len(examples)) + 1)
-             for i in epoch_order(len(examples), args.batch_size, seed=0, epoch=epoch)
-             if len(i) == args.batch_size]
+    order, epoch = [], 0
+    while len(order) < args.warmup + args.steps:  # full batches only, epoch after epoch
+        epoch += 1
+        order += [i for i in epoch_order(len(examples), args.batch_size, seed=0, epoch=epoch)
+                  if len(i) == args.batch_size]
 
     def batch(index):
         if variant == "eager":
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         model, examples, device = load(args)
+        if len(examples) < args.batch_size:
+            raise InterferenceError(f"{len(examples)} facts cannot fill a batch of {args.batch_size}: raise --n-facts")
     except InterferenceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -40,7 +40,6 @@ from .setup import (
     held_states,
     load_base,
     make_setup,
-    middle_layer,
     run_condition,
 )
 
@@ -215,7 +214,7 @@ def _run_real(config: ExperimentConfig, counts: tuple[int, ...], relation: str |
         if study is None:
             for key_kind in KEY_KINDS:  # a count the keys cannot reach fails here, before any training
                 maker.facts(counts[-1], key_kind, seed=seed)
-            layer = middle_layer(real.model) if config.layer is None else config.layer
+            layer = drift_layer(config, real.model)
             study = HypothesesStudy(config, counts, layer, new_facts=maker.describe())
         states = held_states(real, real.model, [study.layer])
         for key_kind in KEY_KINDS:
