@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = {part: (len([s for s in args.seeds if earlier[part] is None or s not in earlier[part].seeds])
                     if part in ACCUMULATING else int(args.redo or not (out / part / RESULTS_FILE).is_file()))
              for part in args.parts}
-    known = rate_from_records(out)
+    known, compiling = rate_from_records(out), 0.0
     if known is not None:
         rate, epochs, n = known
         basis = (f"from the {n} conditions already in {out}: {rate * 1e3:.2f} ms per fact-epoch, {epochs:.1f} "
@@ -198,10 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         from interference.studies.setup import load_base, make_setup
 
         setup = make_setup(config, args.seeds[0], base=load_base(config, progress=False), progress=False)
-        rate, epochs = calibrate(setup, config.train), ASSUMED_EPOCHS
+        (rate, compiling), epochs = calibrate(setup, config.train), ASSUMED_EPOCHS
         basis = (f"calibrated here: {rate * 1e3:.2f} ms per fact-epoch, assuming {epochs} epochs a condition "
-                 "(matched acquisition varies: read this as the order of magnitude)")
-    costs = {part: seconds / (args.workers if part in ACCUMULATING else 1)
+                 "(matched acquisition varies: read this as the order of magnitude)"
+                 + (f"; compiling the step took {compiling:.0f} s, counted once a part" if compiling else ""))
+    costs = {part: seconds / (args.workers if part in ACCUMULATING else 1) + compiling
              for part, seconds in estimate(cells, seeds, rate, epochs).items()}  # workers share a part's seeds
     print(f"suite into {out}: {config.model}, {config.n_known}/{config.n_unknown}/{config.n_held} facts, "
           f"grid counts {' '.join(map(str, counts))}, freezing blocks of {band} layers, {args.workers} "

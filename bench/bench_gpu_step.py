@@ -15,6 +15,8 @@ batches, after warm-up steps (compilation included in `warmup_s`):
 - `fixed`: every batch at the examples' full width (the static shape the next two need);
 - `compile`: `torch.compile` of the model (default mode), fixed width;
 - `graphs`: `torch.compile(mode="reduce-overhead")` (CUDA graphs), fixed width; CUDA only;
+  (`compile` and `graphs` are `TrainConfig.torch_compile` "default" and "reduce-overhead"; `best_mode` picks the
+  one the GPU session's runs use, `bench/gpu_suite.sh`)
 - `--processes N`: N processes each running `eager` at once on the device: their summed throughput against one
   (with or without MPS, as the device runs; the JSON records `CUDA_MPS_PIPE_DIRECTORY` when set).
 
@@ -37,6 +39,20 @@ import torch
 from interference.io import atomic
 
 VARIANTS = ("eager", "graphs", "compile", "fixed")
+#: The `TrainConfig.torch_compile` mode each compiled variant times.
+MODES = {"eager": "none", "compile": "default", "graphs": "reduce-overhead"}
+
+
+def best_mode(runs: dict, *, margin: float = 0.8, tolerance: float = 1e-3) -> str:
+    """The `--torch-compile` mode for the runs that follow a bench: the fastest variant that trains what eager does
+    (first loss within `tolerance`) and takes at most `margin` of eager's step, else "none" (eager)."""
+    eager = runs.get("eager", {}).get("ms_per_step")
+    fast = {v: r["ms_per_step"] for v, r in runs.items()
+            if v in MODES and v != "eager" and "ms_per_step" in r and r.get("loss_rel_diff", 1.0) <= tolerance}
+    if eager is None or not fast:
+        return "none"
+    best = min(fast, key=fast.get)
+    return MODES[best] if fast[best] <= margin * eager else "none"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -97,6 +113,8 @@ def time_steps(model, examples, device, args, variant: str) -> dict:
 
     def step(index):
         b = batch(index)
+        if variant == "graphs":
+            torch.compiler.cudagraph_mark_step_begin()  # as the training loop does
         logits = forward(input_ids=b.input_ids, attention_mask=b.attention_mask).logits
         loss = answer_cross_entropy(logits, b.labels)
         loss.backward()

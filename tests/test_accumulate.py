@@ -78,6 +78,7 @@ def test_the_fingerprint_ignores_seeds_and_device_and_reads_data_files_by_conten
         return run_fingerprint(config, "analyses.forgetting", methods=["sft"])["digest"]
 
     assert fingerprint() == fingerprint(seeds=(3, 4)) == fingerprint(device="auto") == fingerprint(data=str(copy))
+    assert fingerprint() == fingerprint(torch_compile="reduce-overhead")
     assert fingerprint() != fingerprint(lr=0.5)
     assert fingerprint() != fingerprint(n_held=7)
     copy.write_text('{"x": 2}\n')
@@ -121,3 +122,28 @@ def test_runs_made_apart_merge_into_the_report_of_one_run(tmp_path, capsys):
     capsys.readouterr()
     assert main([*QUICK, "--seeds", "0", "--merge", str(parts[0]), str(parts[0]), "--out", str(tmp_path / "x")]) == 2
     assert "seed 0 is in two of the runs to pool" in capsys.readouterr().err
+
+
+def test_committed_runs_still_take_seeds_under_this_version():
+    """Settings added since a run was committed (new TrainConfig fields, at their defaults) must not stop its seeds
+    from accumulating: each committed run is found to be the same experiment as its own config rebuilt today."""
+    from dataclasses import fields
+    from pathlib import Path
+
+    from interference.train import TrainConfig
+
+    own = {f.name for f in fields(ExperimentConfig)}
+    checked = 0
+    for path in sorted(Path(__file__).parents[1].glob("results/**/results.json")):
+        data = json.loads(path.read_text())
+        recorded = (data.get("results") or {}).get("run_fingerprint")
+        if not recorded or (data["config"]["data"] and not Path(data["config"]["data"]).is_file()):
+            continue  # no fingerprint, or a data file read by its content that is not here
+        settings = recorded["settings"]
+        study = {k: v for k, v in settings.items() if k not in own and k != "command"}
+        config = ExperimentConfig.build(**{k: v for k, v in data["config"].items() if k in own - {"train"}},
+                                        train=TrainConfig.from_dict(data["config"]["train"]))
+        earlier = earlier_run(path.parent, run_fingerprint(config, settings["command"], **study))
+        assert earlier.seeds == tuple(sorted(set(data["seeds"]))), path
+        checked += 1
+    assert checked >= 5, f"only {checked} committed results.json record a run fingerprint"

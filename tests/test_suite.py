@@ -37,6 +37,14 @@ def test_estimate_only_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_compiled_step_is_calibrated_compiled_and_its_compiling_is_counted(tmp_path, capsys):
+    out = tmp_path / "suite"
+    assert main([*TINY, "--parts", "forgetting", "--seeds", "0", "--torch-compile", "default", "--estimate-only",
+                 "--out", str(out)]) == 0
+    assert re.search(r"compiling the step took \d+ s, counted once a part", capsys.readouterr().err)
+    assert not out.exists()
+
+
 def test_max_minutes_refuses_a_plan_over_budget_before_any_work(tmp_path, capsys):
     out = tmp_path / "suite"
     assert main([*TINY, "--seeds", "0", "1", "--max-minutes", "0.001", "--out", str(out)]) == 2

@@ -289,7 +289,7 @@ def test_launched_processes_that_formed_no_group_are_refused(monkeypatch):
     from types import SimpleNamespace
 
     from interference.io.errors import InterferenceError
-    from interference.train.loop import check_launch
+    from interference.models.devices import check_launch
 
     monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..facts.splits import load_splits
     from ..io.outputs import check_folder_target
-    from ..models.devices import resolve_device, resolve_dtype
+    from ..models.devices import check_launch, resolve_device, resolve_dtype
     from ..models.loading import load_model
-    from ..train.loop import check_launch, train
+    from ..train.loop import train
 
     check_launch()
     device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)

@@ -66,9 +66,10 @@ class Examples:
         units = [int(self.lengths[i].sum()) if weighting == "token" else len(i) for i in (local, index)]
         return local, (world * answers[0] / answers[1], world * units[0] / units[1])
 
-    def batch(self, index: torch.Tensor) -> Batch:
-        """The examples `index`, cut to the longest of them."""
-        width = int(self.lengths[index].max())
+    def batch(self, index: torch.Tensor, fixed: bool = False) -> Batch:
+        """The examples `index`, cut to the longest of them; `fixed`: at the full width of all examples (one shape for
+        every batch, as a compiled step wants)."""
+        width = self.input_ids.shape[1] if fixed else int(self.lengths[index].max())
         return Batch(index, *(t[index, :width] for t in (self.input_ids, self.attention_mask, self.labels)))
 
 

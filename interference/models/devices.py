@@ -5,11 +5,12 @@
     resolve_dtype("bfloat16")   # torch.bfloat16
 
 Batch sizes of inference (greedy evaluation, SLiCK sampling, representation reads) follow the device too: see
-`inference_batch_size`.
+`inference_batch_size`. A training run's `accelerate` engine is made here too (`make_accelerator`, `check_launch`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 
 import torch
@@ -97,3 +98,34 @@ def device_description(device: torch.device | str) -> str:
         threads = torch.get_num_threads()
         return f"cpu ({threads} thread{'' if threads == 1 else 's'})"
     return device.type
+
+
+def make_accelerator(config, device: torch.device, out=None):
+    """The `accelerate` engine of a training run (`config`: its `mixed_precision` and `report_to`): one process keeps
+    the model where it is; under `accelerate launch` its settings apply."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    if single:
+        AcceleratorState._reset_state(True)  # so that each run in a process may choose its own precision
+    accelerator = Accelerator(cpu=single and device.type == "cpu", device_placement=False, log_with=config.report_to,
+                              mixed_precision=None if config.mixed_precision == "no" else config.mixed_precision,
+                              project_dir=None if out is None else os.path.join(out, "logs"))
+    check_launch(accelerator)
+    return accelerator
+
+
+def check_launch(accelerator=None) -> None:
+    """Refuse, with one line, what the training loop cannot run: FSDP (the snapshot, the teacher and the l2 anchor
+    need the full weights on every process; README, "Several GPUs") and launched processes that formed no process
+    group."""
+    from accelerate.utils import parse_flag_from_env
+
+    if parse_flag_from_env("ACCELERATE_USE_FSDP") or getattr(accelerator, "distributed_type", None) == "FSDP":
+        raise InterferenceError("FSDP is not supported yet (every process needs the full snapshot weights): launch "
+                                "with --multi_gpu (DDP), or use one GPU")
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if accelerator is not None and accelerator.num_processes != launched:
+        raise InterferenceError(f"{launched} processes were launched but accelerate joined {accelerator.num_processes} "
+                                "(no process group formed): check the launch's config (GPUs, or --cpu)")

@@ -3,8 +3,9 @@
 Every report records its run fingerprint (`results.json` → `results.run_fingerprint`): the analysis, the study's
 own settings (methods, counts, …) and every setting of the `ExperimentConfig` that decides the numbers — model,
 facts (a data file by its SHA-256, so a copy elsewhere is the same facts), sizes, layer, dtype, world seed and the
-whole training config — but not the seeds, which are what accumulates, nor the device. Two runs with the same
-fingerprint are samples of the same experiment, so their per-seed records may be pooled:
+whole training config — but not the seeds, which are what accumulates, nor the device, nor whether the training
+step was compiled. Two runs with the same fingerprint are samples of the same experiment, so their per-seed records
+may be pooled:
 
     earlier = earlier_run(folder, fingerprint)   # None, or the records, seeds and results already there
     study = pool(run_study(config_with_only_new_seeds), earlier)
@@ -28,6 +29,12 @@ from .files import RESULTS_FILE, load_results, sha256
 
 #: Config settings that do not enter the fingerprint: what accumulates, and where it ran.
 NOT_FINGERPRINTED = ("seeds", "device")
+#: Training settings that do not enter it either: how the step ran (a compiled step changes the floats, as another
+#: device does, not the experiment).
+NOT_FINGERPRINTED_TRAINING = ("torch_compile",)
+#: Training settings added after runs were committed, each with the value at which it does nothing and the options
+#: that act only with it: where off they are left out of the comparison (`comparable`), so those runs still pool.
+ADDED_OFF = {"ewc_lambda": (0.0, ()), "replay_fraction": (0.0, ()), "lora_rank": (None, ("lora_alpha", "lora_targets"))}
 #: Record fields that hold NaN when undefined (JSON stores null): read back as NaN, as the studies computed them.
 NAN_FIELDS = ("task_acc", "held_acc_peak", "held_acc_final", "forgetting", "held_acc_start", "absolute_drop", "drift")
 
@@ -37,6 +44,8 @@ def fingerprint_settings(config, command: str, **study: Any) -> dict:
     from .files import to_jsonable
 
     settings = {k: v for k, v in config.to_dict().items() if k not in NOT_FINGERPRINTED}
+    if isinstance(settings.get("train"), dict):
+        settings["train"] = {k: v for k, v in settings["train"].items() if k not in NOT_FINGERPRINTED_TRAINING}
     data = settings.get("data")
     if data is not None and Path(data).is_file():
         settings["data"] = f"{Path(data).name} sha256:{sha256(Path(data))}"
@@ -69,6 +78,19 @@ class Earlier:
         return Earlier(self.records + other.records, tuple(sorted(self.seeds + other.seeds)), self.results)
 
 
+def comparable(settings: dict) -> dict:
+    """Fingerprint `settings` as two runs are compared: without the training settings of `ADDED_OFF` that are off
+    (and their options), nor those of `NOT_FINGERPRINTED_TRAINING`."""
+    train = dict(settings.get("train") or {})
+    for name, (off, options) in ADDED_OFF.items():
+        if train.get(name, off) == off:
+            for key in (name, *options):
+                train.pop(key, None)
+    for key in NOT_FINGERPRINTED_TRAINING:
+        train.pop(key, None)
+    return {**settings, "train": train} if "train" in settings else settings
+
+
 def _first_difference(ours: dict, theirs: dict, prefix: str = "") -> str:
     for key in sorted(set(ours) | set(theirs)):
         a, b = ours.get(key), theirs.get(key)
@@ -94,8 +116,9 @@ def earlier_run(folder: str | Path, fingerprint: dict, *, required: bool = False
     if not isinstance(theirs, dict) or "digest" not in theirs:
         raise InterferenceError(f"{path} has no run fingerprint (written by an older version): its seeds cannot be "
                                 "added to; use another --out")
-    if theirs["digest"] != fingerprint["digest"]:
-        difference = _first_difference(fingerprint["settings"], theirs.get("settings", {})) or "the settings differ"
+    ours, recorded = comparable(fingerprint["settings"]), comparable(theirs.get("settings", {}))
+    if theirs["digest"] != fingerprint["digest"] and ours != recorded:
+        difference = _first_difference(ours, recorded) or "the settings differ"
         raise InterferenceError(f"{folder} holds a run with other settings ({difference}): seeds accumulate only "
                                 "over the same experiment; use another --out")
     records = [{k: math.nan if k in NAN_FIELDS and v is None else v for k, v in r.items()}

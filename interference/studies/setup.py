@@ -252,6 +252,7 @@ class Setup:
             config.weight_decay,
             config.max_grad_norm,
             config.mixed_precision,
+            config.torch_compile,
         )
         if key not in self._snapshots:
             self._snapshots[key] = make_snapshot(

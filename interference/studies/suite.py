@@ -87,11 +87,13 @@ def rate_from_records(folder: str | Path) -> tuple[float, float, int] | None:
     return (seconds / work, epochs / n, n) if n else None
 
 
-def calibrate(setup, train_config, *, steps: int = 3, facts: int | None = None) -> float:
-    """Seconds per fact-epoch on this machine: `steps` SFT steps (after one warm-up) and one greedy evaluation of
-    `facts` facts of `setup` (default: one evaluation batch, as the runs evaluate, at most 32 on a CPU), on a copy
-    of its model. A GPU decodes a batch of 512 facts in about the time of 32, so timing 32 made the estimate
-    several times too long there (2026-12-04, H200: 131 s per Table 1 condition, where 2026-11 measured 38 s)."""
+def calibrate(setup, train_config, *, steps: int = 3, facts: int | None = None) -> tuple[float, float]:
+    """(seconds per fact-epoch, seconds of compiling) on this machine: `steps` SFT steps as `train_config` runs them
+    (compiled at a fixed width with `torch_compile`, after warm-up steps that compile; eager after one) and one
+    greedy evaluation of `facts` facts of `setup` (default: one evaluation batch, as the runs evaluate, at most 32 on
+    a CPU), on a copy of its model. A GPU decodes a batch of 512 facts in about the time of 32, so timing 32 made
+    the estimate several times too long there (2026-12-04, H200: 131 s per Table 1 condition, where 2026-11 measured
+    38 s)."""
     import copy
 
     import torch
@@ -102,22 +104,29 @@ def calibrate(setup, train_config, *, steps: int = 3, facts: int | None = None) 
     from ..train.losses import answer_cross_entropy
 
     model = copy.deepcopy(setup.model).train()
+    mode = train_config.torch_compile
+    forward = model if mode == "none" else torch.compile(model, mode=mode)
     examples = Examples(setup.tokenizer, setup.known + setup.unknown)
     optimizer = torch.optim.AdamW(model.parameters(), train_config.lr)
     device = next(model.parameters()).device
-    size = train_config.batch_size
-    elapsed = 0.0
-    for step in range(steps + 1):
+    size, warmup = train_config.batch_size, 1 if mode == "none" else 3  # CUDA graphs record on the second call
+    elapsed = compiling = 0.0
+    for step in range(warmup + steps):
         index = torch.arange(step * size, (step + 1) * size) % len(examples)
-        batch = examples.batch(index).to(device)
+        batch = examples.batch(index, fixed=mode != "none").to(device)
         start = time.perf_counter()
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        if mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        logits = forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
         answer_cross_entropy(logits, batch.labels).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        elapsed += (time.perf_counter() - start) if step else 0.0
+        if step < warmup:
+            compiling += time.perf_counter() - start
+        else:
+            elapsed += time.perf_counter() - start
     train_per_fact = elapsed / (steps * size)
     if facts is None:
         facts = 32 if device.type == "cpu" else (train_config.eval_batch_size
@@ -127,7 +136,7 @@ def calibrate(setup, train_config, *, steps: int = 3, facts: int | None = None) 
     fact_correctness(model, setup.tokenizer, facts_read, batch_size=len(facts_read),
                      max_new_tokens=train_config.eval_max_new_tokens or 16)
     eval_per_fact = (time.perf_counter() - start) / len(facts_read)
-    return train_per_fact + eval_per_fact
+    return train_per_fact + eval_per_fact, compiling if mode != "none" else 0.0
 
 
 def estimate(cells: Sequence[Cell], seeds: dict[str, int], rate: float, epochs: float) -> dict[str, float]:

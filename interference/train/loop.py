@@ -24,6 +24,7 @@ from ..measures.evaluation import SplitEvaluator, accuracy
 from ..measures.fisher import diagonal_fisher
 from ..measures.history import EpochRecord, TrainResult
 from ..models.adapters import add_lora, merge_lora
+from ..models.devices import make_accelerator
 from ..models.parameter_groups import apply_trainable, resolve_trainable, restore_flags
 from ..models.weights import Snapshot
 from .config import TrainConfig
@@ -31,35 +32,6 @@ from .losses import answer_cross_entropy, ewc_penalty, l2_distance, matched_mu, 
 from .teacher import OnTheFlyTeacher, TeacherCache, make_teacher, teacher_module
 
 log = logging.getLogger("interference.train")
-
-
-def make_accelerator(config: TrainConfig, device: torch.device, out=None):
-    """One process keeps the model where it is; under `accelerate launch` its settings apply."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
-    if single:
-        AcceleratorState._reset_state(True)  # so that each run in a process may choose its own precision
-    accelerator = Accelerator(cpu=single and device.type == "cpu", device_placement=False, log_with=config.report_to,
-                              mixed_precision=None if config.mixed_precision == "no" else config.mixed_precision,
-                              project_dir=None if out is None else os.path.join(out, "logs"))
-    check_launch(accelerator)
-    return accelerator
-
-
-def check_launch(accelerator=None) -> None:
-    """Refuse, with one line, what this loop cannot run: FSDP (the snapshot, the teacher and the l2 anchor need the
-    full weights on every process; README, "Several GPUs") and launched processes that formed no process group."""
-    from accelerate.utils import parse_flag_from_env
-
-    if parse_flag_from_env("ACCELERATE_USE_FSDP") or getattr(accelerator, "distributed_type", None) == "FSDP":
-        raise InterferenceError("FSDP is not supported yet (every process needs the full snapshot weights): launch "
-                                "with --multi_gpu (DDP), or use one GPU")
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if accelerator is not None and accelerator.num_processes != launched:
-        raise InterferenceError(f"{launched} processes were launched but accelerate joined {accelerator.num_processes} "
-                                "(no process group formed): check the launch's config (GPUs, or --cpu)")
 
 
 def objective(config: TrainConfig, method: str, teacher=None, mu: float = 0.0, params=(), anchors=(),
@@ -91,7 +63,9 @@ def _step(accelerator, forward, loss_fn, examples, index, params, optimizer, con
     if accelerator.num_processes > 1:
         index, weights = examples.share(index, accelerator.process_index, accelerator.num_processes,
                                         config.kd_weighting)
-    batch = examples.batch(index).to(params[0].device)
+    batch = examples.batch(index, fixed=config.torch_compile != "none").to(params[0].device)
+    if config.torch_compile == "reduce-overhead":
+        torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are no longer read
     logits = forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     loss, parts = loss_fn(logits, batch, weights)
     accelerator.backward(loss)
@@ -109,10 +83,16 @@ def _optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.o
     return torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
 
+def _compiled(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
+    """The training step's forward: `model` itself, or compiled by `config.torch_compile`."""
+    return model if config.torch_compile == "none" else torch.compile(model, mode=config.torch_compile)
+
+
 def _sft(accelerator, model, examples, config, steps: int, desc: str, progress: bool) -> None:
     """`steps` steps of SFT of `model` on `examples` (epochs in their seeded orders)."""
     params, per_epoch = [p for p in model.parameters() if p.requires_grad], math.ceil(len(examples) / config.batch_size)
     forward, optimizer = accelerator.prepare(model, _optimizer(params, config))
+    forward = _compiled(forward, config)
     torch.manual_seed(config.seed)
     for s in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
         epoch = s // per_epoch + 1
@@ -239,6 +219,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             params = [p for p in model.parameters() if p.requires_grad]
             loss_fn = objective(config, config.method, teacher, mu or 0.0, params, anchors, fisher)
             student, optimizer = accelerator.prepare(model, _optimizer(params, config))
+            forward = _compiled(student, config)
             if config.report_to:  # files under RUN/logs: TensorBoard's by the project folder, W&B's by its dir
                 logs = accelerator.logging_dir
                 if logs:
@@ -267,7 +248,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                     if config.replay_fraction:
                         index = torch.cat([index, replay_draw(pool, len(index), config.replay_fraction,
                                                               seed=config.seed, epoch=epoch, step=i)])
-                    parts = _step(accelerator, student, loss_fn, examples, index, params, optimizer, config)
+                    parts = _step(accelerator, forward, loss_fn, examples, index, params, optimizer, config)
                     sums = {k: sums[k] + v if k in sums else v for k, v in parts.items()}
                     step += 1
                     if config.report_to:
