@@ -66,11 +66,18 @@ suite() {  # suite LOG FOLDER SEEDS ARGS...: one suite within the time left; 3 w
   return $code
 }
 suite table1 table1 "$SEEDS_T1" --parts forgetting
+code=$?; EAGER=()
+if [ "$code" -ne 0 ] && [ "$code" -ne 3 ] && [ "$COMPILE" != none ]; then  # the compiled step failed in a run: eager
+  echo "table1 failed with --torch-compile $COMPILE: again, and the grid, eager" >> "$OUT/table1.log"
+  EAGER=(--torch-compile none)
+  echo "torch_compile: none after $COMPILE failed in Table 1" >> "$OUT/gpu.txt"
+  suite table1 table1 "$SEEDS_T1" --parts forgetting "${EAGER[@]}"
+fi
 # the grid's counts, largest first, until a set fits the time left (each set its own folder: seeds accumulate per set)
 IFS=';' read -ra COUNT_SETS <<< "${COUNTS:-1000 10000;1000 3000;1000}"
 for counts in "${COUNT_SETS[@]}"; do
   suite grid "grid-${counts// /-}" "$SEEDS_GRID" --parts hypotheses --counts $counts --relation P17 \
-      --subjects data/entityquestions
+      --subjects data/entityquestions "${EAGER[@]}"
   [ $? -eq 3 ] || break
 done
 [ "$MPS" = on ] && echo quit | nvidia-cuda-mps-control
