@@ -1,7 +1,8 @@
 """The real-model suite in one command: Table 1, the §5 hypotheses grid, drift and overlap, causal tracing and
-freezing by layer blocks, written into one folder with one index page. Seeds accumulate: a later run into the same
-folder adds its --seeds to Table 1 and the grid (same settings, checked by the run fingerprint) and every report is
-recomputed over all of them; the other parts run once per folder.
+freezing by layer blocks (and the remedies, with --parts remedies), written into one folder with one index page.
+Seeds accumulate: a later run into the same folder adds its --seeds to Table 1, the grid and the remedies (same
+settings, checked by the run fingerprint) and every report is recomputed over all of them; the other parts run once
+per folder.
 
     python -m analyses.suite --model smollm2-135m --knowledge ../shared/data/slick/smollm2-135m-fast.jsonl \\
         --min-known-fraction 0.1 --n-known 200 --n-unknown 300 --n-held 200 --lr 1e-4 \\
@@ -27,9 +28,11 @@ from interference.io.errors import CommandParser, InterferenceError, cli_errors
 from interference.io.outputs import claim_output
 from interference.report.accumulate import earlier_run, run_fingerprint
 from interference.report.files import RESULTS_FILE
+from interference.studies.remedies import METHODS as REMEDIES
 from interference.studies.suite import (
     ACCUMULATING,
     ASSUMED_EPOCHS,
+    DEFAULT_PARTS,
     PARTS,
     calibrate,
     estimate,
@@ -51,10 +54,11 @@ def suite_parser() -> argparse.ArgumentParser:
                       add_help=False)
     p.add_argument("-h", "--help", action="store_true", help="this help, then the options passed to every analysis")
     p.add_argument("--out", default="reports/suite", help="the suite's folder (default reports/suite)")
-    p.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS), help="analyses to run (default all)")
+    p.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS), choices=list(PARTS),
+                   help="analyses to run (default: the paper's, all but remedies)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
-                   help="seeds of Table 1 and the grid, added to those already in --out (default 0-4); the other "
-                        "parts run the first")
+                   help="seeds of Table 1, the grid and the remedies, added to those already in --out (default "
+                        "0-4); the other parts run the first")
     p.add_argument("--workers", type=int, default=1,
                    help="processes that train seeds concurrently on the device (default 1): a small model leaves a "
                         "GPU mostly idle, so several processes share it")
@@ -106,7 +110,11 @@ def _part_args(part: str, rest: list[str], counts: list[int], band: int, new_fac
 
 def _fingerprint(part: str, shared: argparse.Namespace, counts: list[int], new_facts: dict) -> dict:
     """The run fingerprint the part's own command records, from the same options (analyses.forgetting,
-    analyses.hypotheses), so that a folder of other settings is refused before any work."""
+    analyses.hypotheses, analyses.remedies at its default remedy settings), so that a folder of other settings is
+    refused before any work."""
+    from dataclasses import asdict
+
+    from interference.studies import remedies
     from interference.studies.forgetting import METHODS
     from interference.studies.hypotheses import hypotheses_settings
 
@@ -114,6 +122,9 @@ def _fingerprint(part: str, shared: argparse.Namespace, counts: list[int], new_f
 
     if part == "forgetting":
         return run_fingerprint(common.experiment_config(shared), "analyses.forgetting", methods=list(METHODS))
+    if part == "remedies":
+        return run_fingerprint(common.experiment_config(shared), "analyses.remedies", methods=list(remedies.METHODS),
+                               remedies=asdict(remedies.RemedySettings()))
     config = hypotheses_config(shared)
     return run_fingerprint(config, "analyses.hypotheses", **hypotheses_settings(config, counts, **new_facts))
 
@@ -180,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         raise InterferenceError(f"--band must be >= 1, got {band}")
     out = Path(args.out).resolve()
     cells = plan(args.parts, world=config.model == "world", n_known=config.n_known, n_unknown=config.n_unknown,
-                 n_held=config.n_held, layers=layers, counts=counts,
-                 band=band)
+                 n_held=config.n_held, layers=layers, counts=counts, band=band, remedies=len(REMEDIES))
     new_facts = {"relation": args.relation, "subjects": args.subjects}
     earlier = {part: earlier_run(out / part, _fingerprint(part, shared, counts, new_facts)) for part in ACCUMULATING
                if part in args.parts}  # other settings in the folder: refused here, before any work (and again by
@@ -234,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             walls[part] = round(time.monotonic() - start, 1)
             if (out / part).is_dir():
                 folder.register(part)
-            page, data = index_page(out, PARTS, title=f"Suite: {config.model}",
+            shown = [p for p in PARTS if p in DEFAULT_PARTS or (out / p).is_dir()]  # remedies once they ran
+            page, data = index_page(out, shown, title=f"Suite: {config.model}",
                                     note=f"{config.n_known}/{config.n_unknown}/{config.n_held} facts; each row "
                                          "links to its report")
             folder.write_text("index.html", page)

@@ -90,29 +90,22 @@ def load(args):
 
 def time_steps(model, examples, device, args, variant: str) -> dict:
     """Warm-up then timed steps of one variant on a copy of `model`; ms per step and the first step's loss."""
-    from interference.facts.examples import Batch, epoch_order
+    from interference.facts.examples import epoch_order
+    from interference.train.loop import step_forward
     from interference.train.losses import answer_cross_entropy
 
     model = copy.deepcopy(model).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, args.lr, fused=True if device.type == "cuda" else None)
-    forward = model
-    if variant in ("compile", "graphs"):
-        forward = torch.compile(model, mode="reduce-overhead" if variant == "graphs" else None, dynamic=False)
+    forward = step_forward(model, MODES.get(variant, "none"))  # compiled as the training loop compiles it
     order, epoch = [], 0
     while len(order) < args.warmup + args.steps:  # full batches only, epoch after epoch
         epoch += 1
         order += [i for i in epoch_order(len(examples), args.batch_size, seed=0, epoch=epoch)
                   if len(i) == args.batch_size]
 
-    def batch(index):
-        if variant == "eager":
-            return examples.batch(index).to(device)
-        return Batch(index, examples.input_ids[index], examples.attention_mask[index],
-                     examples.labels[index]).to(device)
-
     def step(index):
-        b = batch(index)
+        b = examples.batch(index, fixed=variant != "eager").to(device)
         if variant == "graphs":
             torch.compiler.cudagraph_mark_step_begin()  # as the training loop does
         logits = forward(input_ids=b.input_ids, attention_mask=b.attention_mask).logits

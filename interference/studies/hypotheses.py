@@ -100,7 +100,8 @@ class HypothesesStudy:
         name = {c: self.cell("name", c) for c in self.counts}
         uuid = {c: self.cell("uuid", c) for c in self.counts}
         drift = {k: self.cell(k, large, "drift") for k in KEY_KINDS}
-        ratio = {c: name[c] / uuid[c] if uuid[c] > 0 else float("inf") for c in self.counts}
+        ratio = {c: name[c] / uuid[c] if uuid[c] > 0 else float("inf" if name[c] > 0 else "nan")
+                 for c in self.counts}  # NaN where neither forgets: no sign of interference there
         uuid_small = all(uuid[c] * RATIO <= name[c] for c in self.counts)
         slopes = {k: self.slope(k) for k in KEY_KINDS}
         flat = slopes["uuid"][0] < SLOPE_TOLERANCE  # NaN (one count) compares False: not rejected
@@ -120,9 +121,17 @@ class HypothesesStudy:
              "evidence": f"UUID facts are unknown facts too, yet forget {fmt(f'{uuid[c]:.3f}' for c in self.counts)} "
                          f"vs {fmt(f'{name[c]:.3f}' for c in self.counts)} for name-like keys"},
             {"hypothesis": "localized interference", "verdict": interference,
-             "evidence": f"name/UUID forgetting ratio {fmt(f'{ratio[c]:.1f}x at {c}' for c in self.counts)}; held-out "
-                         f"subject drift at layer {self.layer}: name {drift['name']:.4f} vs UUID {drift['uuid']:.4f}"},
+             "evidence": f"name/UUID forgetting ratio {fmt(f'{_times(ratio[c])} at {c}' for c in self.counts)}; "
+                         f"held-out subject drift at layer {self.layer}: name {drift['name']:.4f} vs UUID "
+                         f"{drift['uuid']:.4f}"},
         ]
+
+
+def _times(ratio: float) -> str:
+    """A forgetting ratio as text: "1.3x", "∞ (UUID keys forget nothing)", "n/a (neither forgets)"."""
+    if math.isnan(ratio):
+        return "n/a (neither forgets)"
+    return "∞ (UUID keys forget nothing)" if math.isinf(ratio) else f"{ratio:.1f}x"
 
 
 def _run_cell(study: HypothesesStudy, setup, key_kind: str, count: int, seed: int, states, bar) -> None:

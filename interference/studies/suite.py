@@ -2,8 +2,9 @@
 index page that ties their reports together (`python -m analyses.suite` runs it).
 
 Parts, in order: Table 1 (`forgetting`), the §5 grid (`hypotheses`), drift and overlap (`overlap`), causal tracing
-(`tracing`) and freezing by layer blocks (`freezing`). The first two are computed from per-seed records, so their
-seeds accumulate over runs into the same folder (`interference.report.accumulate`); the others run once per folder.
+(`tracing`), freezing by layer blocks (`freezing`) and, when asked for, the remedies (`remedies`). Table 1, the grid
+and the remedies are computed from per-seed records, so their seeds accumulate over runs into the same folder
+(`interference.report.accumulate`); the others run once per folder.
 
 The cost model is one number, seconds per fact-epoch: a condition that trains K + U facts and evaluates K + U + H
 facts for E epochs costs about E · (K + U + H) fact-epochs (training a fact and greedily decoding one cost about the
@@ -24,10 +25,11 @@ from pathlib import Path
 from ..io.errors import InterferenceError
 from ..report.files import RESULTS_FILE, load_results
 
-#: The analyses of the suite, in the order they run.
-PARTS = ("forgetting", "hypotheses", "overlap", "tracing", "freezing")
+#: The analyses of the suite, in the order they run: the paper's (the default) and the remedies (on request).
+PARTS = ("forgetting", "hypotheses", "overlap", "tracing", "freezing", "remedies")
+DEFAULT_PARTS = PARTS[:5]
 #: Those whose seeds accumulate over runs into one folder (reports computed from per-seed records).
-ACCUMULATING = ("forgetting", "hypotheses")
+ACCUMULATING = ("forgetting", "hypotheses", "remedies")
 #: Epochs per condition assumed by a calibration (conditions train to matched acquisition; SmolLM2-135M at lr 1e-4
 #: reached 0.9 in about 5 epochs on an H200, the embedded world in 10-20).
 ASSUMED_EPOCHS = 8
@@ -44,8 +46,9 @@ class Cell:
 
 
 def plan(parts: Sequence[str], *, world: bool, n_known: int, n_unknown: int, n_held: int, layers: int,
-         counts: Sequence[int], band: int, methods: int = 6) -> list[Cell]:
-    """The conditions each part trains per seed, with their facts (see the analyses for what each condition is)."""
+         counts: Sequence[int], band: int, methods: int = 6, remedies: int = 8) -> list[Cell]:
+    """The conditions each part trains per seed, with their facts (see the analyses for what each condition is;
+    `remedies` counts WiSE-FT's sweep of interpolations as one)."""
     unknown = [Cell("hypotheses", 2, n_known + c, n_known + c + n_held) for c in counts]
     cells = {
         "forgetting": [Cell("forgetting", methods, n_known + n_unknown, n_known + n_unknown + n_held)],
@@ -54,6 +57,7 @@ def plan(parts: Sequence[str], *, world: bool, n_known: int, n_unknown: int, n_h
         "tracing": [Cell("tracing", 3 if world else 2, n_known + n_unknown, n_known + n_unknown + n_held)],
         "freezing": [Cell("freezing", 1 + 2 * math.ceil(layers / band), n_known + n_unknown,
                           n_known + n_unknown + n_held)],
+        "remedies": [Cell("remedies", remedies, n_known + n_unknown, n_known + n_unknown + n_held)],
     }
     unknown_parts = [p for p in parts if p not in cells]
     if unknown_parts:
@@ -101,11 +105,12 @@ def calibrate(setup, train_config, *, steps: int = 3, facts: int | None = None) 
     from ..facts.examples import Examples
     from ..measures.evaluation import EVAL_BATCH, fact_correctness
     from ..models.devices import inference_batch_size
+    from ..train.loop import step_forward
     from ..train.losses import answer_cross_entropy
 
     model = copy.deepcopy(setup.model).train()
     mode = train_config.torch_compile
-    forward = model if mode == "none" else torch.compile(model, mode=mode)
+    forward = step_forward(model, mode)
     examples = Examples(setup.tokenizer, setup.known + setup.unknown)
     optimizer = torch.optim.AdamW(model.parameters(), train_config.lr)
     device = next(model.parameters()).device

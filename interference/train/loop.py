@@ -83,16 +83,17 @@ def _optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.o
     return torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
 
-def _compiled(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
-    """The training step's forward: `model` itself, or compiled by `config.torch_compile`."""
-    return model if config.torch_compile == "none" else torch.compile(model, mode=config.torch_compile)
+def step_forward(model: torch.nn.Module, mode: str = "none") -> torch.nn.Module:
+    """The training step's forward: `model` itself, or compiled in `mode` (`TrainConfig.torch_compile`) with the
+    batch size symbolic from the start, so that an epoch's shorter last batch does not compile a second graph."""
+    return model if mode == "none" else torch.compile(model, mode=mode, dynamic=True)
 
 
 def _sft(accelerator, model, examples, config, steps: int, desc: str, progress: bool) -> None:
     """`steps` steps of SFT of `model` on `examples` (epochs in their seeded orders)."""
     params, per_epoch = [p for p in model.parameters() if p.requires_grad], math.ceil(len(examples) / config.batch_size)
     forward, optimizer = accelerator.prepare(model, _optimizer(params, config))
-    forward = _compiled(forward, config)
+    forward = step_forward(forward, config.torch_compile)
     torch.manual_seed(config.seed)
     for s in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
         epoch = s // per_epoch + 1
@@ -219,7 +220,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
             params = [p for p in model.parameters() if p.requires_grad]
             loss_fn = objective(config, config.method, teacher, mu or 0.0, params, anchors, fisher)
             student, optimizer = accelerator.prepare(model, _optimizer(params, config))
-            forward = _compiled(student, config)
+            forward = step_forward(student, config.torch_compile)
             if config.report_to:  # files under RUN/logs: TensorBoard's by the project folder, W&B's by its dir
                 logs = accelerator.logging_dir
                 if logs:
