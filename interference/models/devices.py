@@ -5,7 +5,7 @@
     resolve_dtype("bfloat16")   # torch.bfloat16
 
 Batch sizes of inference (greedy evaluation, SLiCK sampling, representation reads) follow the device too: see
-`inference_batch_size`. A training run's `accelerate` engine is made here too (`make_accelerator`, `check_launch`).
+`inference_batch_size`. What a launch of training must be is checked here too (`check_launch`).
 """
 
 from __future__ import annotations
@@ -98,22 +98,6 @@ def device_description(device: torch.device | str) -> str:
         threads = torch.get_num_threads()
         return f"cpu ({threads} thread{'' if threads == 1 else 's'})"
     return device.type
-
-
-def make_accelerator(config, device: torch.device, out=None):
-    """The `accelerate` engine of a training run (`config`: its `mixed_precision` and `report_to`): one process keeps
-    the model where it is; under `accelerate launch` its settings apply."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
-    if single:
-        AcceleratorState._reset_state(True)  # so that each run in a process may choose its own precision
-    accelerator = Accelerator(cpu=single and device.type == "cpu", device_placement=False, log_with=config.report_to,
-                              mixed_precision=None if config.mixed_precision == "no" else config.mixed_precision,
-                              project_dir=None if out is None else os.path.join(out, "logs"))
-    check_launch(accelerator)
-    return accelerator
 
 
 def check_launch(accelerator=None) -> None:

@@ -73,12 +73,10 @@ class TrainConfig(DictFields):
                                          low=1)
     eval_max_new_tokens: int | None = option(None, "generated tokens per answer; none: longest gold answer + 8", low=1)
     mixed_precision: str = option("no", "autocast through accelerate", choices=("no", "bf16", "fp16"))
-    torch_compile: str = option("none", "torch.compile the training step's forward: default (inductor), or "
-                                "reduce-overhead (with CUDA graphs on a GPU, where an eager step of a small model is "
-                                "bound by dispatching thousands of operators); batches are then padded to the facts' "
-                                "full width, one shape for every step. Losses match eager's to float tolerance, not "
-                                "bitwise, and the first steps pay for compiling", choices=("none", "default",
-                                                                                            "reduce-overhead"))
+    torch_compile: str = option("none", "torch.compile the training step's forward (reduce-overhead: as CUDA graphs, "
+                                "for a GPU where eager steps are bound by dispatch), batches padded to the facts' full "
+                                "width; losses match eager's to float tolerance; the first steps compile",
+                                choices=("none", "default", "reduce-overhead"))
     report_to: str | None = option(None, "tracker of per-step loss/CE/KL/grad-norm and per-epoch accuracies, "
                                    "written under the output folder's logs/", choices=("tensorboard", "wandb"))
     log_every: int = option(10, "steps between progress updates and loss checks", low=1)

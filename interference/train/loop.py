@@ -24,7 +24,7 @@ from ..measures.evaluation import SplitEvaluator, accuracy
 from ..measures.fisher import diagonal_fisher
 from ..measures.history import EpochRecord, TrainResult
 from ..models.adapters import add_lora, merge_lora
-from ..models.devices import make_accelerator
+from ..models.devices import check_launch
 from ..models.parameter_groups import apply_trainable, resolve_trainable, restore_flags
 from ..models.weights import Snapshot
 from .config import TrainConfig
@@ -32,6 +32,21 @@ from .losses import answer_cross_entropy, ewc_penalty, l2_distance, matched_mu, 
 from .teacher import OnTheFlyTeacher, TeacherCache, make_teacher, teacher_module
 
 log = logging.getLogger("interference.train")
+
+
+def make_accelerator(config: TrainConfig, device: torch.device, out=None):
+    """One process keeps the model where it is; under `accelerate launch` its settings apply."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    if single:
+        AcceleratorState._reset_state(True)  # so that each run in a process may choose its own precision
+    accelerator = Accelerator(cpu=single and device.type == "cpu", device_placement=False, log_with=config.report_to,
+                              mixed_precision=None if config.mixed_precision == "no" else config.mixed_precision,
+                              project_dir=None if out is None else os.path.join(out, "logs"))
+    check_launch(accelerator)
+    return accelerator
 
 
 def objective(config: TrainConfig, method: str, teacher=None, mu: float = 0.0, params=(), anchors=(),
@@ -79,13 +94,13 @@ def _step(accelerator, forward, loss_fn, examples, index, params, optimizer, con
 def _optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.AdamW:
     """AdamW over `params`: the fused CUDA kernel where the parameters are on a GPU (one launch per step instead of
     several per tensor), torch's default implementation elsewhere."""
-    fused = params[0].device.type == "cuda"
-    return torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay, fused=fused or None)
+    return torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay,
+                             fused=True if params[0].device.type == "cuda" else None)
 
 
 def step_forward(model: torch.nn.Module, mode: str = "none") -> torch.nn.Module:
-    """The training step's forward: `model` itself, or compiled in `mode` (`TrainConfig.torch_compile`) with the
-    batch size symbolic from the start, so that an epoch's shorter last batch does not compile a second graph."""
+    """The training step's forward: `model`, or compiled in `mode` (`TrainConfig.torch_compile`) with the batch size
+    symbolic from the start (so that an epoch's shorter last batch compiles no second graph)."""
     return model if mode == "none" else torch.compile(model, mode=mode, dynamic=True)
 
 

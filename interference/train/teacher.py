@@ -126,9 +126,8 @@ def build_teacher_cache(model: torch.nn.Module, tokenizer, config: TrainConfig, 
                         progress: bool = True) -> TeacherCache:
     """The teacher cache `train` would build for this config and snapshot (and `replay` facts), to share between
     runs."""
-    splits = {"known": list(known), "unknown": list(unknown)}
-    pool = (list(replay) or splits["known"]) if config.replay_fraction else None
-    examples = training_rows(tokenizer, splits, config.train_splits, pool)[0]
+    pool = (list(replay) or list(known)) if config.replay_fraction else None
+    examples = training_rows(tokenizer, {"known": list(known), "unknown": list(unknown)}, config.train_splits, pool)[0]
     teacher = make_teacher(model, examples, snapshot, config, progress=progress)
     if not isinstance(teacher, TeacherCache):
         raise InterferenceError("this config keeps no teacher cache to share (teacher_cache resolves to 'none')")
