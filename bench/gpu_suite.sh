@@ -5,7 +5,7 @@
 #   3. bench.bench_gpu_step on SmolLM2 (eager; WORKERS processes; CUDA graphs, torch.compile, fixed width), 200 s,
 #      whose fastest lever that trains what eager does becomes the runs' --torch-compile (best_mode; gpu.txt says);
 #   4. Table 1 (analyses.suite --parts forgetting, SEEDS_TABLE1, one worker per seed), refused before any work when
-#      its estimate exceeds the time left (--max-minutes);
+#      its estimate exceeds the time left (--max-minutes), then tried on the first three seeds, then the first;
 #   5. the §5 grid (--parts hypotheses, SEEDS_GRID) in the time left: the first of the count sets in COUNTS
 #      ("1000 10000;1000 3000;1000") whose estimate fits;
 #   6. the remedies (--parts remedies, SEEDS_GRID; issue 23) if the time left still fits them;
@@ -66,13 +66,22 @@ suite() {  # suite LOG FOLDER SEEDS ARGS...: one suite within the time left; 3 w
   [ "$code" -eq 2 ] && [ "$refused" -eq 1 ] && return 3
   return $code
 }
-suite table1 table1 "$SEEDS_T1" --parts forgetting
-code=$?; EAGER=()
-if [ "$code" -ne 0 ] && [ "$code" -ne 3 ] && [ "$COMPILE" != none ]; then  # the compiled step failed in a run: eager
+# Table 1 on all its seeds, else the first three, else the first, whichever fits (seeds accumulate over sessions)
+table1() {
+  local seeds code
+  for seeds in "$SEEDS_T1" "$(cut -d' ' -f1-3 <<< "$SEEDS_T1")" "$(cut -d' ' -f1 <<< "$SEEDS_T1")"; do
+    suite table1 table1 "$seeds" --parts forgetting "$@"; code=$?
+    [ "$code" -eq 3 ] || return "$code"
+  done
+  return 3
+}
+table1; code=$?; EAGER=()
+# the compiled step failed in a run (not refused, not out of time): Table 1 again, and everything after it, eager
+if [ "$code" -ne 0 ] && [ "$code" -ne 3 ] && [ "$code" -ne 124 ] && [ "$COMPILE" != none ]; then
   echo "table1 failed with --torch-compile $COMPILE: again, and the grid, eager" >> "$OUT/table1.log"
   EAGER=(--torch-compile none)
   echo "torch_compile: none after $COMPILE failed in Table 1" >> "$OUT/gpu.txt"
-  suite table1 table1 "$SEEDS_T1" --parts forgetting "${EAGER[@]}"
+  table1 "${EAGER[@]}"
 fi
 # the grid's counts, largest first, until a set fits the time left (each set its own folder: seeds accumulate per set)
 IFS=';' read -ra COUNT_SETS <<< "${COUNTS:-1000 10000;1000 3000;1000}"
