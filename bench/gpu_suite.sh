@@ -10,7 +10,8 @@
 #      ("1000 10000;1000 3000;1000") whose estimate fits;
 #   6. the remedies (--parts remedies, SEEDS_GRID; issue 23) if the time left still fits them;
 # leaving the suite folders (suites.tgz), the logs, the bench's JSON and the machine's description under $OUT.
-# Earlier seeds accumulate: results/smollm2-135m-h200-* are copied in first.
+# Earlier seeds accumulate: results/smollm2-135m-h200-* are copied in first, and a later call on the same (warm)
+# machine adds its seeds to this call's folders, skipping the bench (its decision is kept in /tmp/g/compile).
 #
 #     bash bench/gpu_suite.sh LIMIT SEEDS_TABLE1 SEEDS_GRID      # e.g. 540 "0 1 2 3 4" "0 1 2"
 #     OUT=/tmp/o DEVICE=cpu COUNTS="8 16;8" EXTRA="--n-known 8 --n-unknown 8 --n-held 8 --epochs 1" \
@@ -41,16 +42,24 @@ fi
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; echo "MPS: $MPS"; python -c "
 import sys, torch, transformers, accelerate; print('python', sys.version.split()[0], '| torch', torch.__version__,
 '| transformers', transformers.__version__, '| accelerate', accelerate.__version__)"; } > "$OUT/gpu.txt" 2>&1
-for folder in results/smollm2-135m-h200-*/; do [ -d "$folder" ] && cp -r "$folder" "$RES/"; done
+for folder in results/smollm2-135m-h200-*/; do  # the committed seeds, unless an earlier call here has them
+  [ -d "$folder" ] && [ ! -d "$RES/$(basename "$folder")" ] && cp -r "$folder" "$RES/"
+done
 MODEL=(--model smollm2-135m --knowledge data/smollm2-135m-fast.jsonl --min-known-fraction 0.1)
 python -c "from interference.models import load_model; load_model('smollm2-135m')" > /dev/null 2>&1  # cache once
 WORKERS=$(wc -w <<< "$SEEDS_T1")
-timeout 200 python -m bench.bench_gpu_step "${MODEL[@]}" --device "${DEVICE:-cuda}" --processes "$WORKERS" \
-    --out "$OUT/bench_gpu_step.json" > "$OUT/bench_gpu_step.log" 2>&1
-# the step the runs take: the bench's fastest lever that trains what eager does (bench_gpu_step.best_mode)
-COMPILE=$(python -c "import json, sys; from bench.bench_gpu_step import best_mode
+if [ -f /tmp/g/compile ]; then  # a later call on the same machine: the first call's bench decided
+  COMPILE=$(cat /tmp/g/compile)
+  echo "torch_compile: $COMPILE (an earlier call's bench)" >> "$OUT/gpu.txt"
+else
+  timeout 200 python -m bench.bench_gpu_step "${MODEL[@]}" --device "${DEVICE:-cuda}" --processes "$WORKERS" \
+      --out "$OUT/bench_gpu_step.json" > "$OUT/bench_gpu_step.log" 2>&1
+  # the step the runs take: the bench's fastest lever that trains what eager does (bench_gpu_step.best_mode)
+  COMPILE=$(python -c "import json, sys; from bench.bench_gpu_step import best_mode
 print(best_mode(json.load(open(sys.argv[1]))['runs']))" "$OUT/bench_gpu_step.json" 2>/dev/null) || COMPILE=none
-echo "torch_compile: $COMPILE (bench.bench_gpu_step.best_mode)" >> "$OUT/gpu.txt"
+  echo "$COMPILE" > /tmp/g/compile
+  echo "torch_compile: $COMPILE (bench.bench_gpu_step.best_mode)" >> "$OUT/gpu.txt"
+fi
 COMMON=("${MODEL[@]}" --n-known 200 --n-unknown 300 --n-held 200 --lr 1e-4 --batch-size 16 --epochs 20
         --acquisition-check teacher_forced --torch-compile "$COMPILE" --device "${DEVICE:-cuda}" --no-progress
         ${EXTRA:-})  # EXTRA wins
@@ -81,6 +90,7 @@ if [ "$code" -ne 0 ] && [ "$code" -ne 3 ] && [ "$code" -ne 124 ] && [ "$COMPILE"
   echo "table1 failed with --torch-compile $COMPILE: again, and the grid, eager" >> "$OUT/table1.log"
   EAGER=(--torch-compile none)
   echo "torch_compile: none after $COMPILE failed in Table 1" >> "$OUT/gpu.txt"
+  echo none > /tmp/g/compile
   table1 "${EAGER[@]}"
 fi
 # the grid's counts, largest first, until a set fits the time left (each set its own folder: seeds accumulate per set)
