@@ -94,8 +94,8 @@ def _step(accelerator, forward, loss_fn, examples, index, params, optimizer, con
 def _optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.AdamW:
     """AdamW over `params`: the fused CUDA kernel where the parameters are on a GPU (one launch per step instead of
     several per tensor), torch's default implementation elsewhere."""
-    return torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay,
-                             fused=True if params[0].device.type == "cuda" else None)
+    fused = params[0].device.type == "cuda"
+    return torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
 
 def step_forward(model: torch.nn.Module, mode: str = "none") -> torch.nn.Module:
