@@ -112,3 +112,30 @@ def test_the_attention_only_sweep_table_comes_from_its_committed_results(run):
     doc = (ROOT / "docs" / "attention-only.md").read_text(encoding="utf-8")
     for row in attention_only_rows(ATTENTION_ONLY / run):
         assert row in doc
+
+
+GRID = ROOT / "results" / "smollm2-135m-hypotheses-cpu"
+
+
+def grid_rows() -> list[str]:
+    """The README's tables of the committed real-model §5 grid (results/smollm2-135m-hypotheses-cpu): a row per
+    cell (mean ± 95 % t half-width over seeds), then a row per count (UUID − name-like final held-out accuracy,
+    paired by seed, with its intervals over seeds and over facts)."""
+    data = load_results(GRID)
+    rows = []
+    for c in data["results"]["grid"]:
+        rows.append(f"| {c['key_kind']} | {c['n_new']} | {c['forgetting']:.3f} ± {c['forgetting_ci']:.3f} | "
+                    f"{c['held_acc_final']:.3f} ± {c['held_acc_final_ci']:.3f} | {c['new_acc']:.3f} | "
+                    f"{c['epochs']:.1f} | {c['drift']:.4f} |")
+    for row in data["tables"][0]["rows"]:
+        seeds, facts = row["final held-out acc"].split("\nfacts: ")
+        rows.append(f"| {row['condition']} | {seeds} | {facts} | {row['seeds with higher held-out acc']} |")
+    return rows
+
+
+def test_the_readme_states_the_real_model_grid(readme):
+    data = load_results(GRID)
+    assert len(data["seeds"]) >= 3 and data["config"]["model"] == "smollm2-135m"
+    for row in grid_rows():
+        assert row in readme
+    assert f"§5 grid on SmolLM2: **{data['headline']['verdict']['verdict']}**" in readme
