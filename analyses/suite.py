@@ -29,6 +29,7 @@ from interference.io.outputs import claim_output
 from interference.report.accumulate import earlier_run, run_fingerprint
 from interference.report.files import RESULTS_FILE
 from interference.studies.remedies import METHODS as REMEDIES
+from interference.studies.remedies import RemedySettings
 from interference.studies.suite import (
     ACCUMULATING,
     ASSUMED_EPOCHS,
@@ -114,7 +115,6 @@ def _fingerprint(part: str, shared: argparse.Namespace, counts: list[int], new_f
     refused before any work."""
     from dataclasses import asdict
 
-    from interference.studies import remedies
     from interference.studies.forgetting import METHODS
     from interference.studies.hypotheses import hypotheses_settings
 
@@ -123,8 +123,8 @@ def _fingerprint(part: str, shared: argparse.Namespace, counts: list[int], new_f
     if part == "forgetting":
         return run_fingerprint(common.experiment_config(shared), "analyses.forgetting", methods=list(METHODS))
     if part == "remedies":
-        return run_fingerprint(common.experiment_config(shared), "analyses.remedies", methods=list(remedies.METHODS),
-                               remedies=asdict(remedies.RemedySettings()))
+        return run_fingerprint(common.experiment_config(shared), "analyses.remedies", methods=list(REMEDIES),
+                               remedies=asdict(RemedySettings()))
     config = hypotheses_config(shared)
     return run_fingerprint(config, "analyses.hypotheses", **hypotheses_settings(config, counts, **new_facts))
 

@@ -106,8 +106,6 @@ def time_steps(model, examples, device, args, variant: str) -> dict:
 
     def step(index):
         b = examples.batch(index, fixed=variant != "eager").to(device)
-        if variant == "graphs":
-            torch.compiler.cudagraph_mark_step_begin()  # as the training loop does
         logits = forward(input_ids=b.input_ids, attention_mask=b.attention_mask).logits
         loss = answer_cross_entropy(logits, b.labels)
         loss.backward()

@@ -80,14 +80,12 @@ class Earlier:
 
 def comparable(settings: dict) -> dict:
     """Fingerprint `settings` as two runs are compared: without the training settings of `ADDED_OFF` that are off
-    (and their options), nor those of `NOT_FINGERPRINTED_TRAINING`."""
+    (and their options)."""
     train = dict(settings.get("train") or {})
     for name, (off, options) in ADDED_OFF.items():
         if train.get(name, off) == off:
             for key in (name, *options):
                 train.pop(key, None)
-    for key in NOT_FINGERPRINTED_TRAINING:
-        train.pop(key, None)
     return {**settings, "train": train} if "train" in settings else settings
 
 

@@ -120,8 +120,6 @@ def calibrate(setup, train_config, *, steps: int = 3, facts: int | None = None) 
         index = torch.arange(step * size, (step + 1) * size) % len(examples)
         batch = examples.batch(index, fixed=mode != "none").to(device)
         start = time.perf_counter()
-        if mode == "reduce-overhead":
-            torch.compiler.cudagraph_mark_step_begin()
         logits = forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
         answer_cross_entropy(logits, batch.labels).backward()
         optimizer.step()

@@ -79,8 +79,6 @@ def _step(accelerator, forward, loss_fn, examples, index, params, optimizer, con
         index, weights = examples.share(index, accelerator.process_index, accelerator.num_processes,
                                         config.kd_weighting)
     batch = examples.batch(index, fixed=config.torch_compile != "none").to(params[0].device)
-    if config.torch_compile == "reduce-overhead":
-        torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are no longer read
     logits = forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     loss, parts = loss_fn(logits, batch, weights)
     accelerator.backward(loss)
@@ -98,10 +96,12 @@ def _optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.o
     return torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
 
-def step_forward(model: torch.nn.Module, mode: str = "none") -> torch.nn.Module:
-    """The training step's forward: `model`, or compiled in `mode` (`TrainConfig.torch_compile`) with the batch size
-    symbolic from the start (so that an epoch's shorter last batch compiles no second graph)."""
-    return model if mode == "none" else torch.compile(model, mode=mode, dynamic=True)
+def step_forward(model: torch.nn.Module, mode: str = "none") -> Callable:
+    """`model`, or compiled as `TrainConfig.torch_compile` says: batch size symbolic, a new CUDA-graph step a call."""
+    if mode == "none":
+        return model
+    compiled = torch.compile(model, mode=mode, dynamic=True)
+    return lambda **inputs: torch.compiler.cudagraph_mark_step_begin() or compiled(**inputs)
 
 
 def _sft(accelerator, model, examples, config, steps: int, desc: str, progress: bool) -> None:
