@@ -13,7 +13,7 @@ from interference.report import CONDITION_FIELDS, validate_results
 from interference.studies.forgetting import forgetting_report, run_forgetting
 from interference.studies.hypotheses import hypotheses_report, run_hypotheses
 from interference.studies.overlap import overlap_report, run_overlap
-from interference.studies.setup import ExperimentConfig
+from interference.studies.setup import ExperimentConfig, make_setup, run_condition
 
 SMALL = dict(seeds=(0,), n_known=16, n_unknown=16, n_held=16, epochs=2)
 
@@ -40,6 +40,27 @@ def test_forgetting_records_carry_the_required_fields(forgetting, config):
     assert by_name["known-only"]["new_acc"] is None
     # conditions that cannot reach the target train as long as SFT did
     assert by_name["attention-only"]["epochs"] == by_name["known-only"]["epochs"] == by_name["sft"]["epochs"]
+
+
+class _Bar:
+    """What a study's tqdm bar is told: every postfix in order."""
+
+    def __init__(self):
+        self.postfixes = []
+
+    def set_postfix_str(self, text):
+        self.postfixes.append(text)
+
+
+def test_a_condition_tells_the_study_bar_its_name_and_each_epochs_accuracies(config, world):
+    bar = _Bar()
+    condition = run_condition(make_setup(config, 0, base=world, progress=False), "sft",
+                              config.train_config(0, method="sft", target_new_acc=None), bar=bar)
+    history = condition.result.history
+    assert bar.postfixes[0] == "seed 0 sft" and len(bar.postfixes) == len(history) == config.train.epochs + 1
+    last = history[-1].accuracy
+    assert bar.postfixes[-1] == (f"seed 0 sft · epoch {history[-1].epoch}: known {last['known']:.2f} "
+                                 f"unknown {last['unknown']:.2f} held {last['held']:.2f}")
 
 
 def test_forgetting_is_deterministic_for_a_seed(forgetting, config, world):

@@ -181,8 +181,7 @@ def run_ffn(config: ExperimentConfig, *, base=None, progress: bool = True, top_k
     base_states = held_states(setup, setup.model, [layer])
     models, conditions = {"base": setup.model}, {}
     for method in METHODS:
-        bar.set_postfix_str(f"train {method}")
-        condition = run_condition(setup, method, config.train_config(seed, method=method))
+        condition = run_condition(setup, method, config.train_config(seed, method=method), bar=bar)
         conditions[method], models[method] = condition, condition.model
         drift = held_drift(setup, condition.model, [layer], base_states)[0].item()
         study.records.append(condition.record(drift=drift))

@@ -102,8 +102,7 @@ def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METH
             overrides = dict(METHODS[method])
             if method in SFT_LENGTH:
                 overrides.update(epochs=sft_epochs or config.train.epochs, target_new_acc=None, eval_every_steps=None)
-            bar.set_postfix_str(f"seed {seed} {method}")
-            condition = run_condition(setup, method, config.train_config(seed, **overrides))
+            condition = run_condition(setup, method, config.train_config(seed, **overrides), bar=bar)
             if method == "sft":
                 sft_epochs = max(1, condition.result.epochs)
             drift = held_drift(setup, condition.model, [study.layer], states)[0].item()

@@ -118,12 +118,13 @@ def sweep_conditions(layers: int, *, groups: Sequence[str] = ("all",), band: int
 
 
 def train_cell(setup: Setup, config: ExperimentConfig, cell: SweepCondition, seed: int,
-               epochs: int | None = None) -> Condition:
-    """Train one sweep cell with SFT: `epochs` exactly (no target), or to the config's target when None."""
+               epochs: int | None = None, bar=None) -> Condition:
+    """Train one sweep cell with SFT: `epochs` exactly (no target), or to the config's target when None (`bar`: the
+    study's progress bar, `run_condition`)."""
     overrides = {"method": "sft", cell.mode: cell.selection}
     if epochs is not None:
         overrides.update(epochs=epochs, target_new_acc=None, eval_every_steps=None)
-    return run_condition(setup, cell.name, config.train_config(seed, **overrides))
+    return run_condition(setup, cell.name, config.train_config(seed, **overrides), bar=bar)
 
 
 def _record(setup: Setup, condition: Condition, layer: int, states, **extra) -> dict:
@@ -224,15 +225,13 @@ def run_freezing(config: ExperimentConfig, *, base=None, progress: bool = True,
             study = FreezingStudy(config, cells, layers, layer, band, match)
             bar = tqdm(total=(len(cells) + 1) * len(config.seeds), desc="freezing", unit="run", disable=not progress)
         states = held_states(setup, setup.model, [study.layer])
-        bar.set_postfix_str(f"seed {seed} {REFERENCE}")
-        reference = run_condition(setup, REFERENCE, config.train_config(seed, method="sft"))
+        reference = run_condition(setup, REFERENCE, config.train_config(seed, method="sft"), bar=bar)
         study.records.append(_record(setup, reference, study.layer, states, mode="full", group="all", first=0,
                                      last=study.layers - 1, selection=None, trained_fraction=1.0))
         bar.update(1)
         epochs = max(1, reference.result.epochs) if match == "epochs" else None
         for cell in study.cells:
-            bar.set_postfix_str(f"seed {seed} {cell.name}")
-            condition = train_cell(setup, config, cell, seed, epochs)
+            condition = train_cell(setup, config, cell, seed, epochs, bar)
             study.records.append(_record(setup, condition, study.layer, states, mode=cell.mode, group=cell.group,
                                          first=cell.first, last=cell.last, selection=cell.selection,
                                          trained_fraction=_trained_fraction(condition)))

@@ -137,8 +137,8 @@ def _times(ratio: float) -> str:
 def _run_cell(study: HypothesesStudy, setup, key_kind: str, count: int, seed: int, states, bar) -> None:
     """SFT on `setup`'s new facts to matched acquisition; its record (with held-out drift from the base model's
     held-out subject `states`) is added."""
-    bar.set_postfix_str(f"seed {seed} {key_kind} x{count}")
-    condition = run_condition(setup, f"{key_kind} x{count}", study.config.train_config(seed, method="sft"))
+    condition = run_condition(setup, f"{key_kind} x{count}", study.config.train_config(seed, method="sft"),
+                              bar=bar)
     drift = held_drift(setup, condition.model, [study.layer], states)[0].item()
     study.records.append(condition.record(drift=drift, key_kind=key_kind, n_new=count))
     bar.update(1)

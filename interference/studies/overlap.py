@@ -131,8 +131,7 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = 10, pool_fa
             plan.append(("uuid-sft", uuid_setup, "sft"))
         per_condition = {}
         for name, run_setup, method in plan:
-            bar.set_postfix_str(f"seed {seed} {name}")
-            condition = run_condition(run_setup, name, config.train_config(seed, method=method))
+            condition = run_condition(run_setup, name, config.train_config(seed, method=method), bar=bar)
             drift = held_drift(run_setup, condition.model, layers, states)
             per_condition[name] = condition
             study.records.append(condition.record(drift=drift[layer].item(), drift_per_layer=drift.tolist()))
@@ -156,9 +155,8 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = 10, pool_fa
         order = torch.argsort(scores.topk_mean_cosine, descending=True).tolist()
         chosen = {"high-overlap sft": order[: config.n_unknown], "low-overlap sft": order[-config.n_unknown:]}
         for name, index in chosen.items():
-            bar.set_postfix_str(f"seed {seed} {name}")
             run_setup = setup.with_unknown([pool[i] for i in index])
-            condition = run_condition(run_setup, name, config.train_config(seed, method="sft"))
+            condition = run_condition(run_setup, name, config.train_config(seed, method="sft"), bar=bar)
             drift = held_drift(run_setup, condition.model, layers, states)
             overlap = scores.topk_mean_cosine[index].mean().item()
             study.records.append(condition.record(drift=drift[layer].item(), drift_per_layer=drift.tolist(),

@@ -177,8 +177,8 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
         _, start_ok = score_facts(traced, setup.tokenizer, setup.held)
         sft = None
         for method in trained:
-            bar.set_postfix_str(f"seed {seed} {method}")
-            condition = run_condition(setup, method, config.train_config(seed, **settings.overrides(method, config)))
+            condition = run_condition(setup, method, config.train_config(seed, **settings.overrides(method, config)),
+                                      bar=bar)
             study.records.append(condition.record(
                 drift=held_drift(setup, condition.model, [study.layer], states)[0].item(),
                 update_norms=layer_update_norms(start, condition.model),

@@ -27,6 +27,7 @@ from ..facts.fact import Fact, qa_prompt, qa_target
 from ..facts.realdata import RealData, check_data, load_real_data
 from ..facts.splits import check_disjoint
 from ..io.errors import InterferenceError, check_seed, check_seeds
+from ..measures.history import EpochRecord
 from ..models.readable import check_readable
 from ..train import Snapshot, TrainConfig, TrainResult, make_snapshot, train
 from ..world import World, WorldConfig
@@ -313,14 +314,25 @@ class Condition:
         }
 
 
-def run_condition(setup: Setup, name: str, config: TrainConfig, *, progress: bool = False) -> Condition:
+def run_condition(setup: Setup, name: str, config: TrainConfig, *, progress: bool = False, bar=None) -> Condition:
     """Train a copy of `setup`'s base model under `config` and return it with its measurements.
 
     The snapshot (teacher of self-distillation, anchor of l2, start of runs that start from it) is shared by all
-    conditions of the setup that use the same optimiser settings, so it is trained once.
+    conditions of the setup that use the same optimiser settings, so it is trained once. A study's progress `bar`
+    (tqdm) names the condition and, after every epoch, its accuracies, so that a long run on a real model shows
+    where it is.
     """
     start = time.perf_counter()
     model = setup.fresh_model()
+    on_epoch_end = None
+    if bar is not None:
+        label = f"seed {config.seed} {name}"
+        bar.set_postfix_str(label)
+
+        def on_epoch_end(record: EpochRecord) -> None:
+            accuracies = " ".join(f"{k} {v:.2f}" for k, v in record.accuracy.items())
+            bar.set_postfix_str(f"{label} · epoch {record.epoch}: {accuracies}")
+
     snapshot = setup.snapshot(config, progress) if config.needs_snapshot else None
     result = train(
         model,
@@ -331,6 +343,7 @@ def run_condition(setup: Setup, name: str, config: TrainConfig, *, progress: boo
         held=setup.held,
         snapshot=snapshot,
         progress=progress,
+        on_epoch_end=on_epoch_end,
     )
     return Condition(name, result, model, time.perf_counter() - start, setup.knowledge)
 

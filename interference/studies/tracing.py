@@ -181,10 +181,9 @@ def run_tracing(config: ExperimentConfig, *, base=None, samples: int = 10, noise
         tokenizer = setup.tokenizer
         _, start_ok = score_facts(start, tokenizer, setup.held)
         for name in plan:
-            bar.set_postfix_str(f"seed {seed} {name}")
             run_setup = (setup.with_unknown(base.new_facts(config.n_unknown, key_kind="uuid", seed=seed))
                          if name == "uuid-sft" else setup)
-            condition = run_condition(run_setup, name, configs[name])
+            condition = run_condition(run_setup, name, configs[name], bar=bar)
             _, ft_ok = score_facts(condition.model, tokenizer, setup.held)
             forgotten = [f for f, a, b in zip(setup.held, start_ok, ft_ok, strict=True) if a and not b]
             retained = [f for f, a, b in zip(setup.held, start_ok, ft_ok, strict=True) if a and b]
