@@ -19,7 +19,8 @@ from interference.train import TrainConfig
 
 #: TrainConfig fields each analysis sets per condition (or that only a single run writes): not options here.
 PER_CONDITION = ("method", "freeze", "train_only", "train_splits", "seed", "report_to", "checkpoint_every",
-                 "log_every", "ewc_lambda", "replay_fraction", "lora_rank", "lora_alpha", "lora_targets")
+                 "log_every", "ewc_lambda", "replay_fraction", "lora_rank", "lora_alpha", "lora_targets",
+                 "lora_lr")
 
 #: The analyses whose seeds accumulate over runs into one folder (`--accumulate`): their reports are computed from
 #: the per-seed records alone.

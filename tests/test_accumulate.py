@@ -127,9 +127,10 @@ def test_runs_made_apart_merge_into_the_report_of_one_run(tmp_path, capsys):
 def test_committed_runs_still_take_seeds_under_this_version():
     """Settings added since a run was committed (new TrainConfig fields, at their defaults) must not stop its seeds
     from accumulating: each committed run is found to be the same experiment as its own config rebuilt today."""
-    from dataclasses import fields
+    from dataclasses import asdict, fields
     from pathlib import Path
 
+    from interference.studies.remedies import RemedySettings
     from interference.train import TrainConfig
 
     own = {f.name for f in fields(ExperimentConfig)}
@@ -141,6 +142,8 @@ def test_committed_runs_still_take_seeds_under_this_version():
             continue  # no fingerprint, or a data file read by its content that is not here
         settings = recorded["settings"]
         study = {k: v for k, v in settings.items() if k not in own and k != "command"}
+        if "remedies" in study:  # the remedies' own settings as this version fills them in
+            study["remedies"] = asdict(RemedySettings(**study["remedies"]))
         config = ExperimentConfig.build(**{k: v for k, v in data["config"].items() if k in own - {"train"}},
                                         train=TrainConfig.from_dict(data["config"]["train"]))
         earlier = earlier_run(path.parent, run_fingerprint(config, settings["command"], **study))

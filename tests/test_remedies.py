@@ -162,6 +162,35 @@ def test_each_remedy_trains_alone_and_with_self_distillation(tiny, options):
     assert again.history[-1].correct == result.history[-1].correct and again.history[-1].loss == result.history[-1].loss
 
 
+def test_lora_lr_is_the_adapters_learning_rate_and_the_snapshot_keeps_lr(tiny, monkeypatch):
+    made = []
+    adamw = torch.optim.AdamW
+
+    def recording(params, lr, **options):
+        made.append((lr, [p.shape for p in params]))
+        return adamw(params, lr, **options)
+
+    monkeypatch.setattr(torch.optim, "AdamW", recording)
+    result, _ = _run(tiny, method="sft", lora_rank=4, lora_lr=5e-2)
+    (snapshot_lr, snapshot_shapes), (adapter_lr, adapter_shapes) = made
+    assert snapshot_lr == 3e-3 and len(snapshot_shapes) == len(list(tiny[0].parameters()))  # every weight, at lr
+    assert adapter_lr == 5e-2 and len(adapter_shapes) == len(result.trainable)  # the adapters, at lora_lr
+    made.clear()
+    _run(tiny, method="sft", lora_lr=5e-2)  # without adapters lora_lr does nothing
+    assert [lr for lr, _ in made] == [3e-3, 3e-3]  # the snapshot's and the run's
+
+
+def test_the_remedies_give_lora_lr_to_the_lora_runs_only():
+    from interference.studies.remedies import RemedySettings
+    from interference.studies.setup import ExperimentConfig
+
+    config, settings = ExperimentConfig.quick_preset(), RemedySettings(lora_lr=1e-3)
+    assert settings.overrides("self_distill+lora", config)["lora_lr"] == 1e-3
+    assert "lora_lr" not in settings.overrides("replay", config)
+    with pytest.raises(InterferenceError, match="lora_lr"):
+        RemedySettings(lora_lr=0.0)
+
+
 def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
     sft, sft_model = _run(tiny, method="sft")
     ewc, ewc_model = _run(tiny, method="sft", ewc_lambda=1e6)

@@ -34,7 +34,10 @@ NOT_FINGERPRINTED = ("seeds", "device")
 NOT_FINGERPRINTED_TRAINING = ("torch_compile",)
 #: Training settings added after runs were committed, each with the value at which it does nothing and the options
 #: that act only with it: where off they are left out of the comparison (`comparable`), so those runs still pool.
-ADDED_OFF = {"ewc_lambda": (0.0, ()), "replay_fraction": (0.0, ()), "lora_rank": (None, ("lora_alpha", "lora_targets"))}
+ADDED_OFF = {"ewc_lambda": (0.0, ()), "replay_fraction": (0.0, ()),
+             "lora_rank": (None, ("lora_alpha", "lora_targets", "lora_lr"))}
+#: Study settings added after runs were committed, with the value at which they change nothing: left out where so.
+ADDED_OFF_STUDY = {"remedies": {"lora_lr": None}}
 #: Record fields that hold NaN when undefined (JSON stores null): read back as NaN, as the studies computed them.
 NAN_FIELDS = ("task_acc", "held_acc_peak", "held_acc_final", "forgetting", "held_acc_start", "absolute_drop", "drift")
 
@@ -80,12 +83,15 @@ class Earlier:
 
 def comparable(settings: dict) -> dict:
     """Fingerprint `settings` as two runs are compared: without the training settings of `ADDED_OFF` that are off
-    (and their options)."""
-    train = dict(settings.get("train") or {})
+    (and their options), nor the study settings of `ADDED_OFF_STUDY` at their off value."""
+    train, settings = dict(settings.get("train") or {}), dict(settings)
     for name, (off, options) in ADDED_OFF.items():
         if train.get(name, off) == off:
             for key in (name, *options):
                 train.pop(key, None)
+    for section, added in ADDED_OFF_STUDY.items():
+        if isinstance(settings.get(section), dict):
+            settings[section] = {k: v for k, v in settings[section].items() if k not in added or v != added[k]}
     return {**settings, "train": train} if "train" in settings else settings
 
 

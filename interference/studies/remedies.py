@@ -49,6 +49,8 @@ class RemedySettings:
     lora_rank: int = option(8, "LoRA rank", low=1)
     lora_alpha: float = option(16.0, "LoRA α (the update is (α / rank)·B·A)", low=0, above=True)
     lora_targets: str = option("attention,ffn", "parameter groups whose projections get LoRA adapters")
+    lora_lr: float | None = option(None, "learning rate of LoRA's adapters; none: --lr (LoRA often needs several "
+                                   "times full fine-tuning's to learn the new facts at all)", low=0, above=True)
     replay_fraction: float = option(0.25, "share of every batch drawn again from D_known", low=0, above=True,
                                     high=0.9)
     ewc_lambda: float | None = option(None, "λ of EWC; none: |D_known| / (2 |D_train|), the weight of the Laplace "
@@ -76,7 +78,8 @@ class RemedySettings:
             if part == "self_distill":
                 fields["method"] = "self_distill"
             elif part == "lora":
-                fields.update(lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, lora_targets=self.lora_targets)
+                fields.update(lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, lora_targets=self.lora_targets,
+                              lora_lr=self.lora_lr)
             elif part == "replay":
                 fields["replay_fraction"] = self.replay_fraction
             elif part == "ewc":
@@ -262,7 +265,7 @@ def remedies_report(study: RemediesStudy) -> Report:
             f"{' (quick)' if config.quick else ''}: D_known {config.n_known}, D_unknown {config.n_unknown}, D_held "
             f"{config.n_held}. Every method of a seed starts from the same snapshot and trains to acquisition "
             f"{config.train.target_new_acc} (or {config.train.epochs} epochs). LoRA rank {study.settings.lora_rank} "
-            f"on {study.settings.lora_targets}; replay {study.settings.replay_fraction:.0%} of every batch from "
+            f"on {study.settings.lora_targets} at lr {study.settings.lora_lr or config.train.lr:g}; replay {study.settings.replay_fraction:.0%} of every batch from "
             f"D_known; EWC λ {study.settings.ewc_weight(config):.3g}; wise-ft the SFT model at α "
             f"{study.settings.alpha}. Intervals are 95 % t-intervals over seeds."),
     )

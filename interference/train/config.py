@@ -66,6 +66,8 @@ class TrainConfig(DictFields):
     lora_alpha: float = option(16.0, "LoRA α: the update is (α / rank)·B·A", low=0, above=True)
     lora_targets: str = option("attention,ffn", "parameter groups whose linear projections get adapters (freeze's "
                                "syntax)")
+    lora_lr: float | None = option(None, "learning rate of the adapters; none: lr (LoRA often needs several times "
+                                   "full fine-tuning's)", low=0, above=True)
     train_splits: tuple[str, ...] = option(SPLITS, "splits trained on (known alone: Table 1's known-only row)",
                                            choices=SPLITS)
     eval_batch_size: int | None = option(None, "facts per generation batch in evaluation and teacher caching; none: "

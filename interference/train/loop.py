@@ -89,11 +89,11 @@ def _step(accelerator, forward, loss_fn, examples, index, params, optimizer, con
     return {"loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}
 
 
-def _optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over `params`: the fused CUDA kernel where the parameters are on a GPU (one launch per step instead of
-    several per tensor), torch's default implementation elsewhere."""
+def _optimizer(params: list[torch.nn.Parameter], config: TrainConfig, lr: float | None = None) -> torch.optim.AdamW:
+    """AdamW over `params` at `lr` (default `config.lr`): the fused CUDA kernel where the parameters are on a GPU (one
+    launch per step instead of several per tensor), torch's default implementation elsewhere."""
     fused = params[0].device.type == "cuda"
-    return torch.optim.AdamW(params, config.lr, weight_decay=config.weight_decay, fused=fused or None)
+    return torch.optim.AdamW(params, lr or config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
 
 def step_forward(model: torch.nn.Module, mode: str = "none") -> Callable:
@@ -234,11 +234,10 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                                                alpha=config.lora_alpha)
             params = [p for p in model.parameters() if p.requires_grad]
             loss_fn = objective(config, config.method, teacher, mu or 0.0, params, anchors, fisher)
-            student, optimizer = accelerator.prepare(model, _optimizer(params, config))
+            student, optimizer = accelerator.prepare(model, _optimizer(params, config, adapters and config.lora_lr))
             forward = step_forward(student, config.torch_compile)
             if config.report_to:  # files under RUN/logs: TensorBoard's by the project folder, W&B's by its dir
-                logs = accelerator.logging_dir
-                if logs:
+                if logs := accelerator.logging_dir:
                     os.makedirs(logs, exist_ok=True)
                 accelerator.init_trackers("interference", config={k: str(v) for k, v in config.to_dict().items()},
                                           init_kwargs={"wandb": {"dir": logs}} if logs else {})

@@ -124,8 +124,7 @@ def make_teacher(model, examples: Examples, snapshot: Snapshot, config: TrainCon
 def build_teacher_cache(model: torch.nn.Module, tokenizer, config: TrainConfig, snapshot: Snapshot, *,
                         known: Sequence[Fact], unknown: Sequence[Fact], replay: Sequence[Fact] = (),
                         progress: bool = True) -> TeacherCache:
-    """The teacher cache `train` would build for this config and snapshot (and `replay` facts), to share between
-    runs."""
+    """The teacher cache `train` would build for this config, snapshot and `replay` facts, for runs to share."""
     pool = (list(replay) or list(known)) if config.replay_fraction else None
     examples = training_rows(tokenizer, {"known": list(known), "unknown": list(unknown)}, config.train_splits, pool)[0]
     teacher = make_teacher(model, examples, snapshot, config, progress=progress)
