@@ -72,6 +72,8 @@ def suite_parser() -> argparse.ArgumentParser:
                    help="the grid's new facts on a real model: the EntityQuestions folder their name pieces come from")
     p.add_argument("--band", type=int, default=None, help="layers per block of the freezing sweep (default: five "
                                                           "blocks)")
+    p.add_argument("--lora-lr", type=float, default=None,
+                   help="the remedies' LoRA learning rate (analyses.remedies --lora-lr; default: --lr)")
     p.add_argument("--redo", action="store_true", help="rerun the parts that run once per folder")
     p.add_argument("--estimate-only", action="store_true", help="print the plan and its estimate, run nothing")
     p.add_argument("--max-minutes", type=float, default=None,
@@ -100,19 +102,22 @@ def _layers(config) -> int:
     return layers
 
 
-def _part_args(part: str, rest: list[str], counts: list[int], band: int, new_facts: dict) -> list[str]:
+def _part_args(part: str, rest: list[str], counts: list[int], band: int, new_facts: dict,
+               lora_lr: float | None = None) -> list[str]:
     grid = [*(a for name, value in new_facts.items() if value is not None for a in (f"--{name}", value))]
     extra = {"hypotheses": ["--counts", *map(str, counts), *grid],
-             "freezing": ["--band", str(band), "--mode", "train_only", "freeze"]}.get(part, [])
+             "freezing": ["--band", str(band), "--mode", "train_only", "freeze"],
+             "remedies": ["--lora-lr", repr(lora_lr)] if lora_lr else []}.get(part, [])
     if part == "tracing":  # it traces every layer and refuses --layer
         rest = [a for i, a in enumerate(rest) if a != "--layer" and (i == 0 or rest[i - 1] != "--layer")]
     return [*rest, *extra]
 
 
-def _fingerprint(part: str, shared: argparse.Namespace, counts: list[int], new_facts: dict) -> dict:
+def _fingerprint(part: str, shared: argparse.Namespace, counts: list[int], new_facts: dict,
+                 lora_lr: float | None = None) -> dict:
     """The run fingerprint the part's own command records, from the same options (analyses.forgetting,
-    analyses.hypotheses, analyses.remedies at its default remedy settings), so that a folder of other settings is
-    refused before any work."""
+    analyses.hypotheses, analyses.remedies at its default remedy settings but `lora_lr`), so that a folder of other
+    settings is refused before any work."""
     from dataclasses import asdict
 
     from interference.studies.forgetting import METHODS
@@ -124,7 +129,7 @@ def _fingerprint(part: str, shared: argparse.Namespace, counts: list[int], new_f
         return run_fingerprint(common.experiment_config(shared), "analyses.forgetting", methods=list(METHODS))
     if part == "remedies":
         return run_fingerprint(common.experiment_config(shared), "analyses.remedies", methods=list(REMEDIES),
-                               remedies=asdict(RemedySettings()))
+                               remedies=asdict(RemedySettings(lora_lr=lora_lr)))
     config = hypotheses_config(shared)
     return run_fingerprint(config, "analyses.hypotheses", **hypotheses_settings(config, counts, **new_facts))
 
@@ -180,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(0)
     if args.workers < 1:
         raise InterferenceError(f"--workers must be >= 1, got {args.workers}")
+    if args.lora_lr is not None and not args.lora_lr > 0:
+        raise InterferenceError(f"--lora-lr must be positive, got {args.lora_lr:g}")
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise InterferenceError(f"--max-minutes must be positive, got {args.max_minutes:g}")
     shared = common.parser("suite", "").parse_args([*rest, "--seeds", *map(str, args.seeds)])  # checks the rest
@@ -193,9 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     cells = plan(args.parts, world=config.model == "world", n_known=config.n_known, n_unknown=config.n_unknown,
                  n_held=config.n_held, layers=layers, counts=counts, band=band, remedies=len(REMEDIES))
     new_facts = {"relation": args.relation, "subjects": args.subjects}
-    earlier = {part: earlier_run(out / part, _fingerprint(part, shared, counts, new_facts)) for part in ACCUMULATING
-               if part in args.parts}  # other settings in the folder: refused here, before any work (and again by
-    # each part, under its folder's lock)
+    # other settings in the folder: refused here, before any work (and again by each part, under its folder's lock)
+    earlier = {part: earlier_run(out / part, _fingerprint(part, shared, counts, new_facts, args.lora_lr))
+               for part in ACCUMULATING if part in args.parts}
     seeds = {part: (len([s for s in args.seeds if earlier[part] is None or s not in earlier[part].seeds])
                     if part in ACCUMULATING else int(args.redo or not (out / part / RESULTS_FILE).is_file()))
              for part in args.parts}
@@ -232,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     with claim_output(out, "analyses.suite", writes=("index.html", "suite.json", WORKERS)) as folder:
         codes, walls = {}, {}
         for part in args.parts:
-            start, argv_part = time.monotonic(), _part_args(part, rest, counts, band, new_facts)
+            start, argv_part = time.monotonic(), _part_args(part, rest, counts, band, new_facts, args.lora_lr)
             print(f"== {part}", file=sys.stderr)
             if part in ACCUMULATING:
                 codes[part] = _run_accumulating(part, argv_part, args.seeds, earlier[part], out, args.workers, folder)

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from analyses.suite import main
+from analyses.suite import _part_args, main
 from interference.studies.suite import Cell, estimate, plan
 
 TINY = ["--quick", "--no-progress", "--epochs", "6", "--n-known", "24", "--n-unknown", "24", "--n-held", "24"]
@@ -96,3 +96,7 @@ def test_the_remedies_part_runs_on_request_and_its_seeds_accumulate(tmp_path, ca
     # the suite's fingerprint of the part is the one analyses.remedies recorded: the same seed again is found there
     assert main(tiny) == 0
     assert "remedies: seeds 0 are all in" in capsys.readouterr().err
+    # LoRA's own rate is another experiment: refused there before any work, and passed on to analyses.remedies
+    assert main([*tiny, "--lora-lr", "1e-3"]) == 2
+    assert "remedies.lora_lr: None there, 0.001 now" in capsys.readouterr().err
+    assert _part_args("remedies", ["--lr", "1e-4"], [10], 1, {}, 1e-3) == ["--lr", "1e-4", "--lora-lr", "0.001"]
