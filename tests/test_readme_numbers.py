@@ -70,9 +70,9 @@ def test_the_readme_states_the_tracing_headline(readme):
     assert f"**{head['verdict']}**" in readme
 
 
-def remedies_rows() -> list[str]:
-    """The README's table of the committed remedies run (results/world-default/remedies), one row per method."""
-    data = load_results(RESULTS / "remedies")
+def remedies_rows(folder: Path = RESULTS / "remedies") -> list[str]:
+    """The README's table of a committed remedies run (default results/world-default/remedies), a row per method."""
+    data = load_results(folder)
     records, rows = data["conditions"], []
     for row in data["results"]["condition_summary"]:
         name = row["condition"]
