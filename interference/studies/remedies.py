@@ -265,9 +265,10 @@ def remedies_report(study: RemediesStudy) -> Report:
             f"{' (quick)' if config.quick else ''}: D_known {config.n_known}, D_unknown {config.n_unknown}, D_held "
             f"{config.n_held}. Every method of a seed starts from the same snapshot and trains to acquisition "
             f"{config.train.target_new_acc} (or {config.train.epochs} epochs). LoRA rank {study.settings.lora_rank} "
-            f"on {study.settings.lora_targets} at lr {study.settings.lora_lr or config.train.lr:g}; replay {study.settings.replay_fraction:.0%} of every batch from "
-            f"D_known; EWC λ {study.settings.ewc_weight(config):.3g}; wise-ft the SFT model at α "
-            f"{study.settings.alpha}. Intervals are 95 % t-intervals over seeds."),
+            f"on {study.settings.lora_targets} at lr {study.settings.lora_lr or config.train.lr:g}; replay "
+            f"{study.settings.replay_fraction:.0%} of every batch from D_known; EWC λ "
+            f"{study.settings.ewc_weight(config):.3g}; wise-ft the SFT model at α {study.settings.alpha}. Intervals "
+            "are 95 % t-intervals over seeds."),
     )
     report.add_conditions(records)
     records = report.conditions
