@@ -139,3 +139,12 @@ def test_the_readme_states_the_real_model_grid(readme):
     for row in grid_rows():
         assert row in readme
     assert f"§5 grid on SmolLM2: **{data['headline']['verdict']['verdict']}**" in readme
+
+
+def test_the_readme_states_the_real_model_remedies_run(readme):
+    folder = ROOT / "results" / "smollm2-135m-remedies-cpu"
+    data = load_results(folder)
+    assert len(data["seeds"]) >= 3 and data["config"]["model"] == "smollm2-135m"
+    for row in remedies_rows(folder):
+        assert row in readme
+    assert f"The report's verdict: **{data['headline']['verdict']['verdict']}**" in readme
