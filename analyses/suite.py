@@ -114,10 +114,10 @@ def _part_args(part: str, rest: list[str], counts: list[int], band: int, new_fac
 
 
 def _fingerprint(part: str, shared: argparse.Namespace, counts: list[int], new_facts: dict,
-                 lora_lr: float | None = None) -> dict:
+                 remedy: RemedySettings) -> dict:
     """The run fingerprint the part's own command records, from the same options (analyses.forgetting,
-    analyses.hypotheses, analyses.remedies at its default remedy settings but `lora_lr`), so that a folder of other
-    settings is refused before any work."""
+    analyses.hypotheses, analyses.remedies at the `remedy` settings), so that a folder of other settings is refused
+    before any work."""
     from dataclasses import asdict
 
     from interference.studies.forgetting import METHODS
@@ -129,7 +129,7 @@ def _fingerprint(part: str, shared: argparse.Namespace, counts: list[int], new_f
         return run_fingerprint(common.experiment_config(shared), "analyses.forgetting", methods=list(METHODS))
     if part == "remedies":
         return run_fingerprint(common.experiment_config(shared), "analyses.remedies", methods=list(REMEDIES),
-                               remedies=asdict(RemedySettings(lora_lr=lora_lr)))
+                               remedies=asdict(remedy))
     config = hypotheses_config(shared)
     return run_fingerprint(config, "analyses.hypotheses", **hypotheses_settings(config, counts, **new_facts))
 
@@ -185,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(0)
     if args.workers < 1:
         raise InterferenceError(f"--workers must be >= 1, got {args.workers}")
-    if args.lora_lr is not None and not args.lora_lr > 0:
-        raise InterferenceError(f"--lora-lr must be positive, got {args.lora_lr:g}")
+    remedy = RemedySettings(lora_lr=args.lora_lr)  # the defaults but LoRA's rate, checked as analyses.remedies does
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise InterferenceError(f"--max-minutes must be positive, got {args.max_minutes:g}")
     shared = common.parser("suite", "").parse_args([*rest, "--seeds", *map(str, args.seeds)])  # checks the rest
@@ -201,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                  n_held=config.n_held, layers=layers, counts=counts, band=band, remedies=len(REMEDIES))
     new_facts = {"relation": args.relation, "subjects": args.subjects}
     # other settings in the folder: refused here, before any work (and again by each part, under its folder's lock)
-    earlier = {part: earlier_run(out / part, _fingerprint(part, shared, counts, new_facts, args.lora_lr))
+    earlier = {part: earlier_run(out / part, _fingerprint(part, shared, counts, new_facts, remedy))
                for part in ACCUMULATING if part in args.parts}
     seeds = {part: (len([s for s in args.seeds if earlier[part] is None or s not in earlier[part].seeds])
                     if part in ACCUMULATING else int(args.redo or not (out / part / RESULTS_FILE).is_file()))
