@@ -2,7 +2,11 @@
 against a plain PyTorch loop on the same model, batches and optimiser.
 
     python -m bench.bench_train [--facts 320] [--d-model 128] [--layers 4] [--vocab 384] [--epochs 2] [--rounds 3]
-                                [--threads 1] [--out bench_train.json]
+                                [--threads 1] [--model NAME] [--variants NAME ...] [--out bench_train.json]
+
+By default the model is a small randomly initialised Llama with a character tokenizer; `--model` takes any name
+`interference.models.load_model` takes (e.g. smollm2-135m) and times the same loop on that model and its tokenizer,
+where the costs of the remedies at a real model's size are decided.
 
 One process. The variants run round-robin (`--rounds` times, `--epochs` epochs each) so that load from other
 processes hits them alike. Epoch times cover the optimisation only (evaluation excluded) and are read on the
@@ -15,6 +19,7 @@ Nothing is asserted: timings depend on the machine.
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 import statistics
 import time
@@ -26,7 +31,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from interference.facts import Fact
 from interference.facts.examples import Examples, epoch_order
 from interference.io import atomic
-from interference.models import char_tokenizer
+from interference.io.errors import InterferenceError
+from interference.models import char_tokenizer, load_model
 from interference.train import TrainConfig, build_teacher_cache, make_snapshot, train
 from interference.train import loop as loop_module
 from interference.train.losses import answer_cross_entropy
@@ -44,6 +50,16 @@ LOOP_VARIANTS = [
     ("lora rank 8", "sft", "full", {"lora_rank": 8}),
 ]
 PLAIN = "plain PyTorch sft"
+#: (label, numerator, denominator) of the ratios reported, each where both variants ran.
+RATIOS = [
+    ("self_distill cache=full / sft", "self_distill cache=full", "sft"),
+    ("self_distill cache=topk / sft", "self_distill cache=topk", "sft"),
+    ("self_distill cache=none / sft", "self_distill cache=none", "sft"),
+    ("our sft loop / plain PyTorch", "sft", PLAIN),
+    ("sft + ewc / sft", "sft + ewc", "sft"),
+    ("sft + replay 0.25 / sft (1 / 0.75 = 1.33 more examples)", "sft + replay 0.25", "sft"),
+    ("lora rank 8 / sft", "lora rank 8", "sft"),
+]
 
 
 def make_facts(n: int, seed: int = 0) -> list[Fact]:
@@ -106,17 +122,39 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--topk", type=int, default=32, help="k of the top-k teacher cache")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="CPU time of this process, or elapsed")
+    parser.add_argument("--model", default=None, help="time this model (any name load_model takes) and its tokenizer "
+                        "instead of the random Llama; --d-model, --layers and --vocab are then unused")
+    parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
+                        help="run only these variants (sft always runs: every ratio is to it); default: all")
     parser.add_argument("--out", default=None, help="write the results here as JSON (atomically)")
     args = parser.parse_args(argv)
+    names = [name for name, *_ in LOOP_VARIANTS] + [PLAIN]
+    unknown_variants = [name for name in args.variants or () if name not in names]
+    if unknown_variants:
+        parser.error(f"unknown variant {unknown_variants[0]!r}; choose from: {', '.join(map(repr, names))}")
+    chosen = set(args.variants or names) | {"sft"}  # every ratio is to sft
     torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     # The loop times its epochs with time.perf_counter(); point it at the chosen clock.
     loop_module.time = SimpleNamespace(perf_counter=clock)
 
-    tokenizer = char_tokenizer()
+    if args.model:
+        try:
+            loaded, tokenizer = load_model(args.model)
+        except InterferenceError as err:
+            parser.error(str(err))
+
+        def fresh():  # every variant trains from the snapshot; the copy only gives it its own parameters
+            return copy.deepcopy(loaded)
+    else:
+        tokenizer = char_tokenizer()
+
+        def fresh():
+            return make_model(args, args.vocab)
+
     facts = make_facts(args.facts + 16)
     known, unknown, held = facts[: args.facts // 2], facts[args.facts // 2 : args.facts], facts[args.facts :]
-    base = make_model(args, args.vocab)
+    base = fresh()
     n_params = sum(p.numel() for p in base.parameters())
     common = dict(
         epochs=args.epochs,
@@ -140,14 +178,15 @@ def main(argv: list[str] | None = None) -> dict:
             progress=False,
         )
         for mode in ("full", "topk")
+        if f"self_distill cache={mode}" in chosen
     }
     examples = Examples(tokenizer, known + unknown)
 
-    times: dict[str, list[float]] = {name: [] for name, *_ in LOOP_VARIANTS}
-    times[PLAIN] = []
+    variants = [variant for variant in LOOP_VARIANTS if variant[0] in chosen]
+    times: dict[str, list[float]] = {name: [] for name in names if name in chosen}
     for _ in range(args.rounds):
-        for name, method, cache, options in LOOP_VARIANTS:
-            model = make_model(args, args.vocab)
+        for name, method, cache, options in variants:
+            model = fresh()
             config = TrainConfig(method=method, teacher_cache=cache, **common, **options)
             result = train(
                 model,
@@ -161,7 +200,9 @@ def main(argv: list[str] | None = None) -> dict:
                 progress=False,
             )
             times[name] += [r.train_seconds for r in result.history[1:]]
-        model = make_model(args, args.vocab)
+        if PLAIN not in chosen:
+            continue
+        model = fresh()
         snapshot.load_into(model)
         config = TrainConfig(method="sft", **common)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -170,20 +211,18 @@ def main(argv: list[str] | None = None) -> dict:
     best = {name: min(t) for name, t in times.items()}
     median = {name: statistics.median(t) for name, t in times.items()}
     ratios = {
-        "self_distill cache=full / sft": best["self_distill cache=full"] / best["sft"],
-        "self_distill cache=topk / sft": best["self_distill cache=topk"] / best["sft"],
-        "self_distill cache=none / sft": best["self_distill cache=none"] / best["sft"],
-        "our sft loop / plain PyTorch": best["sft"] / best[PLAIN],
-        "sft + ewc / sft": best["sft + ewc"] / best["sft"],
-        "sft + replay 0.25 / sft (1 / 0.75 = 1.33 more examples)": best["sft + replay 0.25"] / best["sft"],
-        "lora rank 8 / sft": best["lora rank 8"] / best["sft"],
+        label: best[numerator] / best[denominator]
+        for label, numerator, denominator in RATIOS
+        if numerator in best and denominator in best
     }
+    config = base.config
     setup = {
+        "model": args.model or "random Llama",
         "facts": len(examples),
         "seq_len": int(examples.lengths.max()),
-        "d_model": args.d_model,
-        "layers": args.layers,
-        "vocab": args.vocab,
+        "d_model": config.hidden_size,
+        "layers": config.num_hidden_layers,
+        "vocab": config.vocab_size,
         "parameters": n_params,
         "batch_size": args.batch_size,
         "steps_per_epoch": -(-len(examples) // args.batch_size),
@@ -194,7 +233,8 @@ def main(argv: list[str] | None = None) -> dict:
         "clock": args.clock,
     }
     print(
-        f"Llama d_model {args.d_model}, {args.layers} layers, vocab {args.vocab} ({n_params / 1e6:.2f}M parameters); "
+        f"{setup['model']}: d_model {setup['d_model']}, {setup['layers']} layers, vocab {setup['vocab']} "
+        f"({n_params / 1e6:.2f}M parameters); "
         f"{len(examples)} facts, batch {args.batch_size}, {torch.get_num_threads()} threads, {args.clock} clock"
     )
     print(f"{'variant':28s} {'epoch s: min':>12s} {'median':>8s} {'max':>8s}")
