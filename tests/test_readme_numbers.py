@@ -136,6 +136,7 @@ def grid_rows() -> list[str]:
 def test_the_readme_states_the_real_model_grid(readme):
     data = load_results(GRID)
     assert len(data["seeds"]) >= 3 and data["config"]["model"] == "smollm2-135m"
+    assert f"### The §5 grid on SmolLM2 (CPU size, {len(data['seeds'])} seeds)" in readme
     for row in grid_rows():
         assert row in readme
     assert f"§5 grid on SmolLM2: **{data['headline']['verdict']['verdict']}**" in readme
@@ -145,6 +146,7 @@ def test_the_readme_states_the_real_model_remedies_run(readme):
     folder = ROOT / "results" / "smollm2-135m-remedies-cpu"
     data = load_results(folder)
     assert len(data["seeds"]) >= 3 and data["config"]["model"] == "smollm2-135m"
+    assert f"### Remedies on SmolLM2 (CPU size, {len(data['seeds'])} seeds)" in readme
     for row in remedies_rows(folder):
         assert row in readme
     assert f"The report's verdict: **{data['headline']['verdict']['verdict']}**" in readme
