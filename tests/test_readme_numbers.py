@@ -70,16 +70,17 @@ def test_the_readme_states_the_tracing_headline(readme):
     assert f"**{head['verdict']}**" in readme
 
 
-def remedies_rows(folder: Path = RESULTS / "remedies") -> list[str]:
-    """The README's table of a committed remedies run (default results/world-default/remedies), a row per method."""
+def remedies_rows(folder: Path = RESULTS / "remedies", references=("sft", "self_distill")) -> list[str]:
+    """The README's table of a committed remedies run (default results/world-default/remedies), a row per method:
+    acquisition, final held-out accuracy, and the paired differences from each of `references`."""
     data = load_results(folder)
     records, rows = data["conditions"], []
     for row in data["results"]["condition_summary"]:
         name = row["condition"]
         versus = [interval_text(paired_difference(records, name, other, "held_acc_final").t)
-                  if name != other else "—" for other in ("sft", "self_distill")]
+                  if name != other else "—" for other in references]
         cells = [f"{row[k]:.3f} [{row[k + '_low']:.3f}, {row[k + '_high']:.3f}]" for k in ("new_acc", "held_acc_final")]
-        rows.append(f"| {name} | {cells[0]} | {cells[1]} | {versus[0]} | {versus[1]} |")
+        rows.append(f"| {name} | {cells[0]} | {cells[1]} | {' | '.join(versus)} |")
     return rows
 
 
@@ -150,3 +151,12 @@ def test_the_readme_states_the_real_model_remedies_run(readme):
     for row in remedies_rows(folder):
         assert row in readme
     assert f"The report's verdict: **{data['headline']['verdict']['verdict']}**" in readme
+
+
+def test_the_readme_states_the_real_model_lora_run(readme):
+    folder = ROOT / "results" / "smollm2-135m-remedies-cpu-lora"
+    data = load_results(folder)
+    assert len(data["seeds"]) >= 3 and data["config"]["remedies"]["lora_lr"] == 1e-3
+    assert f"LoRA at ten times the rate ({len(data['seeds'])} seeds)" in readme
+    for row in remedies_rows(folder, references=("sft", "lora")):
+        assert row in readme
