@@ -3,6 +3,7 @@ committed results files (results/world-default/), and the runs under one and two
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,14 @@ def test_the_readme_states_the_real_model_lora_run(readme):
     assert f"LoRA at ten times the rate ({len(data['seeds'])} seeds)" in readme
     for row in remedies_rows(folder, references=("sft", "lora")):
         assert row in readme
+
+
+def test_the_bench_readme_states_the_committed_smollm2_loop_costs():
+    bench = (ROOT / "bench" / "README.md").read_text(encoding="utf-8")
+    folder = ROOT / "results" / "bench-train-smollm2-cpu"
+    runs = [json.loads((folder / f"{name}.json").read_text()) for name in ("run-1-beside-two-studies", "run-2-idle")]
+    assert all(run["setup"]["model"] == "smollm2-135m" for run in runs)
+    for label in ("lora rank 8 / sft", "sft + ewc / sft", "our sft loop / plain PyTorch"):
+        assert f"| `{label}` | {runs[0]['ratios'][label]:.3f}× | {runs[1]['ratios'][label]:.3f}× |" in bench
+    for label in ("self_distill cache=full / sft", "self_distill cache=topk / sft", "self_distill cache=none / sft"):
+        assert f"| `{label}` | {runs[0]['ratios'][label]:.3f}× | — |" in bench
