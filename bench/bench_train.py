@@ -140,21 +140,21 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.model:
         try:
-            loaded, tokenizer = load_model(args.model)
+            base, tokenizer = load_model(args.model)
         except InterferenceError as err:
             parser.error(str(err))
 
         def fresh():  # every variant trains from the snapshot; the copy only gives it its own parameters
-            return copy.deepcopy(loaded)
+            return copy.deepcopy(base)
     else:
         tokenizer = char_tokenizer()
 
         def fresh():
             return make_model(args, args.vocab)
 
+        base = fresh()
     facts = make_facts(args.facts + 16)
     known, unknown, held = facts[: args.facts // 2], facts[args.facts // 2 : args.facts], facts[args.facts :]
-    base = fresh()
     n_params = sum(p.numel() for p in base.parameters())
     common = dict(
         epochs=args.epochs,
@@ -215,14 +215,14 @@ def main(argv: list[str] | None = None) -> dict:
         for label, numerator, denominator in RATIOS
         if numerator in best and denominator in best
     }
-    config = base.config
+    architecture = base.config
     setup = {
         "model": args.model or "random Llama",
         "facts": len(examples),
         "seq_len": int(examples.lengths.max()),
-        "d_model": config.hidden_size,
-        "layers": config.num_hidden_layers,
-        "vocab": config.vocab_size,
+        "d_model": architecture.hidden_size,
+        "layers": architecture.num_hidden_layers,
+        "vocab": architecture.vocab_size,
         "parameters": n_params,
         "batch_size": args.batch_size,
         "steps_per_epoch": -(-len(examples) // args.batch_size),
