@@ -15,16 +15,13 @@ from interference.io.outputs import claim_output
 from interference.models.devices import DEVICE_CHOICES, DTYPES, device_description, resolve_device, resolve_dtype
 from interference.report import CSV_FILE, HTML_FILE, MANIFEST_FILE, RESULTS_FILE
 from interference.studies.setup import WORLD, ExperimentConfig
+from interference.studies.suite import ACCUMULATING
 from interference.train import TrainConfig
 
 #: TrainConfig fields each analysis sets per condition (or that only a single run writes): not options here.
 PER_CONDITION = ("method", "freeze", "train_only", "train_splits", "seed", "report_to", "checkpoint_every",
                  "log_every", "ewc_lambda", "replay_fraction", "lora_rank", "lora_alpha", "lora_targets",
                  "lora_lr")
-
-#: The analyses whose seeds accumulate over runs into one folder (`--accumulate`): their reports are computed from
-#: the per-seed records alone.
-ACCUMULATES = ("forgetting", "hypotheses", "remedies")
 
 #: The files an analysis writes into its output folder.
 REPORT_FILES = (RESULTS_FILE, CSV_FILE, HTML_FILE, MANIFEST_FILE)
@@ -60,7 +57,7 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=list(DTYPES),
                    help="dtype of the model's weights (default float32)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (nor the libraries' chatter)")
-    if name in ACCUMULATES:
+    if name in ACCUMULATING:  # reports computed from the per-seed records alone
         p.add_argument("--accumulate", action="store_true",
                        help="add this run's seeds to the earlier run in --out (same settings, checked by the run "
                             "fingerprint; seeds already there are skipped) and recompute the report over all seeds")

@@ -1,8 +1,8 @@
 """The real-model suite in one command: Table 1, the §5 hypotheses grid, drift and overlap, causal tracing and
 freezing by layer blocks (and the remedies, with --parts remedies), written into one folder with one index page.
-Seeds accumulate: a later run into the same folder adds its --seeds to Table 1, the grid and the remedies (same
-settings, checked by the run fingerprint) and every report is recomputed over all of them; the other parts run once
-per folder.
+Seeds accumulate: a later run into the same folder adds its --seeds to Table 1, the grid, the tracing and the
+remedies (same settings, checked by the run fingerprint) and every report is recomputed over all of them; the other
+parts run once per folder.
 
     python -m analyses.suite --model smollm2-135m --knowledge ../shared/data/slick/smollm2-135m-fast.jsonl \\
         --min-known-fraction 0.1 --n-known 200 --n-unknown 300 --n-held 200 --lr 1e-4 \\
@@ -58,8 +58,8 @@ def suite_parser() -> argparse.ArgumentParser:
     p.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS), choices=list(PARTS),
                    help="analyses to run (default: the paper's, all but remedies)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
-                   help="seeds of Table 1, the grid and the remedies, added to those already in --out (default "
-                        "0-4); the other parts run the first")
+                   help="seeds of Table 1, the grid, the tracing and the remedies, added to those already in --out "
+                        "(default 0-4); the other parts run the first")
     p.add_argument("--workers", type=int, default=1,
                    help="processes that train seeds concurrently on the device (default 1): a small model leaves a "
                         "GPU mostly idle, so several processes share it")
@@ -116,17 +116,22 @@ def _part_args(part: str, rest: list[str], counts: list[int], band: int, new_fac
 def _fingerprint(part: str, shared: argparse.Namespace, counts: list[int], new_facts: dict,
                  remedy: RemedySettings) -> dict:
     """The run fingerprint the part's own command records, from the same options (analyses.forgetting,
-    analyses.hypotheses, analyses.remedies at the `remedy` settings), so that a folder of other settings is refused
-    before any work."""
+    analyses.hypotheses, analyses.tracing at its defaults, analyses.remedies at the `remedy` settings), so that a
+    folder of other settings is refused before any work."""
     from dataclasses import asdict
 
     from interference.studies.forgetting import METHODS
     from interference.studies.hypotheses import hypotheses_settings
+    from interference.studies.tracing import MIN_GAP, NOISE, SAMPLES
 
     from .hypotheses import hypotheses_config
 
     if part == "forgetting":
         return run_fingerprint(common.experiment_config(shared), "analyses.forgetting", methods=list(METHODS))
+    if part == "tracing":  # the suite passes it no --layer (it traces every layer) nor its own options
+        traced = argparse.Namespace(**{**vars(shared), "layer": None})
+        return run_fingerprint(common.experiment_config(traced), "analyses.tracing", samples=SAMPLES,
+                               noise=NOISE, min_gap=MIN_GAP)
     if part == "remedies":
         return run_fingerprint(common.experiment_config(shared), "analyses.remedies", methods=list(REMEDIES),
                                remedies=asdict(remedy))

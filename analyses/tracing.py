@@ -4,15 +4,18 @@ self-distillation from the same snapshot, with retained-fact, other-fact and UUI
 
     python -m analyses.tracing                    # embedded world (a few minutes on 2 cores)
     python -m analyses.tracing --quick            # about a minute
+    python -m analyses.tracing --seeds 3 4 --accumulate --out reports/tracing   # add seeds to an earlier run
+    python -m analyses.tracing --seeds 0 1 --merge run-a run-b --out pooled      # pool runs made elsewhere
 
-Writes <out>/report.html and <out>/results.json (its `tracing` section holds recovery per layer and site). A thin
-shell over `interference.studies.tracing`.
+Writes <out>/report.html and <out>/results.json (its `tracing` section holds recovery per layer and site; each
+condition record holds its seed's cells, from which a pooled report is recomputed). A thin shell over
+`interference.studies.tracing`.
 """
 
 from __future__ import annotations
 
 from interference.io.errors import InterferenceError, cli_errors
-from interference.studies.tracing import MIN_GAP, run_tracing, tracing_report
+from interference.studies.tracing import CONDITIONS, MIN_GAP, NOISE, SAMPLES, TracingStudy, run_tracing, tracing_report
 
 from . import common
 
@@ -20,9 +23,11 @@ from . import common
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
     parser = common.parser("tracing", __doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=10, help="noise draws of the causal trace (default 10)")
-    parser.add_argument("--noise", type=float, default=3.0,
-                        help="causal-trace noise, in standard deviations of the subject embeddings (default 3)")
+    parser.add_argument("--samples", type=int, default=SAMPLES,
+                        help=f"noise draws of the causal trace (default {SAMPLES})")
+    parser.add_argument("--noise", type=float, default=NOISE,
+                        help=f"causal-trace noise, in standard deviations of the subject embeddings (default "
+                             f"{NOISE:g})")
     parser.add_argument("--min-gap", type=float, default=MIN_GAP,
                         help=f"trace facts whose start-model gold probability exceeds the fine-tuned one by at least "
                              f"this (default {MIN_GAP})")
@@ -32,8 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.layer is not None:
         raise InterferenceError("--layer does not apply: analyses.tracing traces every layer")
     config = common.experiment_config(args)
-    common.run(lambda: tracing_report(run_tracing(config, samples=args.samples, noise=args.noise,
-                                                  min_gap=args.min_gap, progress=not args.no_progress)), args)
+    common.run_study(args, config,
+                     lambda c: run_tracing(c, samples=args.samples, noise=args.noise, min_gap=args.min_gap,
+                                           progress=not args.no_progress),
+                     tracing_report,
+                     lambda c, records, results: TracingStudy(c, results["tracing"]["n_layers"], args.min_gap,
+                                                              records),
+                     order=list(CONDITIONS), samples=args.samples, noise=args.noise, min_gap=args.min_gap)
     return 0
 
 

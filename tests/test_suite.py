@@ -100,3 +100,17 @@ def test_the_remedies_part_runs_on_request_and_its_seeds_accumulate(tmp_path, ca
     assert main([*tiny, "--lora-lr", "1e-3"]) == 2
     assert "remedies.lora_lr: None there, 0.001 now" in capsys.readouterr().err
     assert _part_args("remedies", ["--lr", "1e-4"], [10], 1, {}, 1e-3) == ["--lr", "1e-4", "--lora-lr", "0.001"]
+
+
+def test_tracing_seeds_accumulate_in_the_suite_under_the_fingerprint_analyses_tracing_records(tmp_path, capsys):
+    out = tmp_path / "suite"
+    tiny = [*TINY, "--parts", "tracing", "--layer", "1", "--out", str(out)]  # --layer is for the other parts
+    assert main([*tiny, "--seeds", "0"]) == 0
+    capsys.readouterr()
+    assert main([*tiny, "--seeds", "0", "1"]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"tracing +3 conditions", err)  # seed 1 only: SFT, self-distillation and the UUID control
+    records = json.loads((out / "tracing" / "results.json").read_text())["conditions"]
+    assert sorted({r["seed"] for r in records}) == [0, 1] and len(records) == 6
+    assert main([*tiny, "--seeds", "1"]) == 0
+    assert "tracing: seeds 1 are all in" in capsys.readouterr().err

@@ -175,6 +175,40 @@ def test_analysis_writes_report_and_tracing_section(tmp_path):
     assert tracing["headline"]["verdict"] in ("supports", "partly", "does not", "not tested")
 
 
+def test_seeds_of_tracing_runs_pool_into_the_report_of_all_of_them(tmp_path, capsys):
+    """A run of seed 0, then seed 1 added with --accumulate, gives the report a run of both seeds gives; --merge of
+    two one-seed runs made elsewhere gives it too, without training; other settings are refused in one line."""
+    import json
+
+    from analyses.tracing import main
+
+    size = ["--quick", "--n-known", "16", "--n-unknown", "24", "--n-held", "32", "--epochs", "6", "--samples", "2",
+            "--no-progress"]
+
+    def tracing(folder):
+        data = json.loads((tmp_path / folder / "results.json").read_text())
+        return data["results"]["tracing"], data["seeds"]
+
+    assert main([*size, "--seeds", "0", "1", "--out", str(tmp_path / "both")]) == 0
+    assert main([*size, "--seeds", "0", "--out", str(tmp_path / "zero")]) == 0
+    assert main([*size, "--seeds", "1", "--out", str(tmp_path / "one")]) == 0
+    assert main([*size, "--seeds", "0", "1", "--merge", str(tmp_path / "both"), str(tmp_path / "one"),
+                 "--out", str(tmp_path / "twice")]) == 2  # seed 1 twice
+    assert main([*size, "--seeds", "0", "1", "--merge", str(tmp_path / "zero"), str(tmp_path / "one"),
+                 "--out", str(tmp_path / "merged")]) == 0
+    assert "pooled seeds 0 1 (0 run now)" in capsys.readouterr().err
+    assert main([*size, "--seeds", "0", "1", "--accumulate", "--out", str(tmp_path / "zero")]) == 0
+    whole, seeds = tracing("both")
+    assert seeds == [0, 1] and any(row["seeds"] == 2 for row in whole["cells"])
+    for folder in ("zero", "merged"):
+        pooled, pooled_seeds = tracing(folder)
+        assert pooled_seeds == seeds
+        assert pooled["cells"] == whole["cells"] and pooled["headline"] == whole["headline"]
+        assert pooled["facts"] == whole["facts"]
+    assert main([*size, "--seeds", "2", "--min-gap", "0.1", "--accumulate", "--out", str(tmp_path / "zero")]) == 2
+    assert tracing("zero")[1] == [0, 1]
+
+
 def test_analysis_rejects_bad_options_before_work(tmp_path, capsys):
     from analyses.tracing import main
 
@@ -199,12 +233,13 @@ def _effects(recovered: float, noise: float, seed: int, n_layers: int = 2, n: in
                                                         (0.1, 0.2, "does not")])
 def test_verdict_needs_recovery_above_the_other_fact_control(own, other, verdict):
     from interference.studies.setup import ExperimentConfig
-    from interference.studies.tracing import TracingStudy
+    from interference.studies.tracing import SeedCells, TracingStudy
 
-    study = TracingStudy(ExperimentConfig.quick_preset(), n_layers=2, effects={
-        "sft forgotten": {s: _effects(own, 0.05, s) for s in range(3)},
-        "sft forgotten, other fact's state": {s: _effects(other, 0.05, 10 + s) for s in range(3)},
-    })
+    study = TracingStudy(ExperimentConfig.quick_preset(), n_layers=2, records=[
+        {"name": "sft", "seed": s, "traced": {
+            "sft forgotten": SeedCells.of(_effects(own, 0.05, s)).to_json(),
+            "sft forgotten, other fact's state": SeedCells.of(_effects(other, 0.05, 10 + s)).to_json()}}
+        for s in range(3)])
     best = study.best("sft forgotten", "subject")
     assert (best["layer"], best["site"]) == (0, "resid")
     assert study.verdict()[0] == verdict

@@ -29,7 +29,7 @@ from ..report.files import RESULTS_FILE, load_results
 PARTS = ("forgetting", "hypotheses", "overlap", "tracing", "freezing", "remedies")
 DEFAULT_PARTS = PARTS[:5]
 #: Those whose seeds accumulate over runs into one folder (reports computed from per-seed records).
-ACCUMULATING = ("forgetting", "hypotheses", "remedies")
+ACCUMULATING = ("forgetting", "hypotheses", "tracing", "remedies")
 #: Epochs per condition assumed by a calibration (conditions train to matched acquisition; SmolLM2-135M at lr 1e-4
 #: reached 0.9 in about 5 epochs on an H200, the embedded world in 10-20).
 ASSUMED_EPOCHS = 8

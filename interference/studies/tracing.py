@@ -10,7 +10,9 @@ Per seed, from one setup, every condition starting from the same snapshot (the f
 4. controls: SFT's *retained* facts (correct before and after; no recovery expected, and little to recover), SFT's
    forgotten facts restored with a random *other* fact's state, and the UUID condition's forgotten facts;
 5. ROME's causal trace on the start model for SFT's forgotten facts: where those facts live.
-Per cell, the mean recovery over a group's facts is taken per seed, then averaged over seeds with a 95 % t-interval.
+Per cell, the mean recovery over a group's facts is taken per seed (`SeedCells`, kept in that seed's condition
+record), then averaged over seeds with a 95 % t-interval. The records are all a report needs, so the seeds of runs
+with the same settings pool (`interference.report.accumulate`): `python -m analyses.tracing --accumulate`/`--merge`.
 """
 
 from __future__ import annotations
@@ -40,34 +42,96 @@ GROUPS = {
     "causal trace (start model)": "SFT's forgotten facts in the start model: subject embeddings noised, one clean "
                                   "state restored (ROME)",
 }
+#: The conditions a seed trains, in report order (`uuid-sft` on the embedded world only).
+CONDITIONS = ("sft", "self_distill", "uuid-sft")
 HEADLINE_GROUP = "sft forgotten"
 TRACE_GROUP = "causal trace (start model)"
 OTHER_GROUP = "sft forgotten, other fact's state"
+#: The causal trace's noise draws, and its noise in standard deviations of the subject embeddings (ROME's).
+SAMPLES, NOISE = 10, 3.0
 #: Recovery is defined for facts whose start-model gold probability exceeds the unpatched one by at least this.
 MIN_GAP = 0.05
 #: A cell "brings the fact back" when its mean recovery reaches this.
 SUPPORT_THRESHOLD = 0.5
 
 
+#: Decimals kept of a seed's per-cell values (what results.json holds, and what every statistic is computed from).
+DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class SeedCells:
+    """One group's patching at one seed, per position mode × layer × site: all a report needs of it.
+
+    Attributes:
+        recovery: [modes, layers, sites] mean recovery over the facts where it is defined (NaN where none is).
+        facts: [modes, layers, sites] how many facts that was.
+        restored: [modes, layers, sites] fraction of the facts whose greedy answer the patch makes correct (None for
+            the causal trace, which has no greedy answer).
+    """
+
+    recovery: torch.Tensor
+    facts: torch.Tensor
+    restored: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, effects: PatchEffects, min_gap: float = MIN_GAP) -> SeedCells:
+        """The summary of `effects`, rounded to `DECIMALS` (so that a run and its pooled rebuild agree exactly)."""
+        restored = effects.restored()
+        return cls(effects.mean_recovery(min_gap).double().round(decimals=DECIMALS),
+                   (~effects.recovery(min_gap).isnan()).sum(-1),
+                   None if restored is None else restored.double().round(decimals=DECIMALS))
+
+    def to_json(self) -> dict:
+        """Nested lists ([modes][layers][sites]), NaN as None."""
+        def plain(values: torch.Tensor):
+            return [[[None if math.isnan(v) else v for v in row] for row in mode] for mode in values.tolist()]
+
+        return {"recovery": plain(self.recovery), "facts": self.facts.tolist(),
+                "restored": None if self.restored is None else plain(self.restored)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> SeedCells:
+        def tensor(values) -> torch.Tensor:
+            return torch.tensor([[[math.nan if v is None else v for v in row] for row in mode] for mode in values],
+                                dtype=torch.float64)
+
+        return cls(tensor(data["recovery"]), torch.tensor(data["facts"]),
+                   None if data.get("restored") is None else tensor(data["restored"]))
+
+
 @dataclass
 class TracingStudy:
-    """Result of `run_tracing`.
+    """Result of `run_tracing`, or of pooling the records of several runs.
 
     Attributes:
         config: the experiment settings.
         n_layers: decoder layers of the model.
         min_gap: see `MIN_GAP`.
-        records: condition records (one per condition and seed), with the number of forgotten facts traced.
-        effects: per group, per seed, the `PatchEffects` (None where the group had no facts at that seed).
-        facts: per traced fact: seed, group, subject, relation, gold probabilities before and after.
+        records: condition records (one per condition and seed), with the number of facts traced, the `SeedCells`
+            of each group the condition traced (`traced`: group → `SeedCells.to_json()`, None where the group had no
+            facts at that seed) and, for SFT, its forgotten facts (`traced_facts`: seed, subject, relation, answer,
+            gold probabilities before and after, the cell that restores each most).
     """
 
     config: ExperimentConfig
     n_layers: int
     min_gap: float = MIN_GAP
     records: list[dict] = field(default_factory=list)
-    effects: dict[str, dict[int, PatchEffects | None]] = field(default_factory=dict)
-    facts: list[dict] = field(default_factory=list)
+
+    @property
+    def effects(self) -> dict[str, dict[int, SeedCells | None]]:
+        """Per group, per seed, its `SeedCells` (None where the group had no facts at that seed)."""
+        effects: dict[str, dict[int, SeedCells | None]] = {}
+        for record in self.records:
+            for group, cells in (record.get("traced") or {}).items():
+                effects.setdefault(group, {})[record["seed"]] = None if cells is None else SeedCells.from_json(cells)
+        return effects
+
+    @property
+    def facts(self) -> list[dict]:
+        """Per forgotten fact SFT traced: seed, subject, relation, answer, gold probabilities, best cell."""
+        return [fact for record in self.records for fact in record.get("traced_facts", ())]
 
     def cells(self, group: str) -> list[dict]:
         """Per mode × layer × site: mean recovery over seeds with its 95 % interval, the fraction of facts whose
@@ -75,9 +139,9 @@ class TracingStudy:
         runs = [e for e in self.effects.get(group, {}).values() if e is not None]
         if not runs:
             return []
-        means = torch.stack([e.mean_recovery(self.min_gap) for e in runs])  # [seeds, modes, layers, sites]
-        restored = [e.restored() for e in runs]
-        defined = torch.stack([(~e.recovery(self.min_gap).isnan()).sum(-1) for e in runs]).sum(0)
+        means = torch.stack([e.recovery for e in runs])  # [seeds, modes, layers, sites]
+        restored = [e.restored for e in runs]
+        defined = torch.stack([e.facts for e in runs]).sum(0)
         rows = []
         for m, mode in enumerate(MODES):
             for layer in range(self.n_layers):
@@ -110,8 +174,7 @@ class TracingStudy:
         both have: the mean difference with its 95 % t-interval (None where no seed has both)."""
         m, s = MODES.index(cell["mode"]), SITES.index(cell["site"])
         ours, theirs = self.effects.get(group, {}), self.effects.get(other, {})
-        differences = [float(ours[seed].mean_recovery(self.min_gap)[m, cell["layer"], s]
-                             - theirs[seed].mean_recovery(self.min_gap)[m, cell["layer"], s])
+        differences = [float(ours[seed].recovery[m, cell["layer"], s] - theirs[seed].recovery[m, cell["layer"], s])
                        for seed in ours if ours[seed] is not None and theirs.get(seed) is not None]
         differences = [d for d in differences if math.isfinite(d)]
         if not differences:
@@ -160,7 +223,7 @@ def start_model(setup, train_config) -> torch.nn.Module:
     return model.eval()
 
 
-def run_tracing(config: ExperimentConfig, *, base=None, samples: int = 10, noise: float = 3.0,
+def run_tracing(config: ExperimentConfig, *, base=None, samples: int = SAMPLES, noise: float = NOISE,
                 min_gap: float = MIN_GAP, progress: bool = True) -> TracingStudy:
     """Run the tracing study on every seed of `config` (see the module docstring). `samples` and `noise` are the
     causal trace's noise draws and scale (× the subject embeddings' standard deviation)."""
@@ -169,7 +232,7 @@ def run_tracing(config: ExperimentConfig, *, base=None, samples: int = 10, noise
     base = base if base is not None else load_base(config, progress=progress)
     generated = isinstance(base, World)
     study: TracingStudy | None = None
-    plan = ["sft", "self_distill"] + (["uuid-sft"] if generated else [])
+    plan = list(CONDITIONS if generated else CONDITIONS[:2])
     bar = tqdm(total=len(plan) * len(config.seeds), desc="tracing", unit="run", disable=not progress)
     for seed in config.seeds:
         setup = make_setup(config, seed, base=base, progress=progress)
@@ -187,42 +250,45 @@ def run_tracing(config: ExperimentConfig, *, base=None, samples: int = 10, noise
             _, ft_ok = score_facts(condition.model, tokenizer, setup.held)
             forgotten = [f for f, a, b in zip(setup.held, start_ok, ft_ok, strict=True) if a and not b]
             retained = [f for f, a, b in zip(setup.held, start_ok, ft_ok, strict=True) if a and b]
-            study.records.append(condition.record(traced_forgotten=len(forgotten), traced_retained=len(retained)))
-
-            effects = study.effects
-            effects.setdefault(f"{name} forgotten", {})[seed] = (
-                restore(condition.model, start, tokenizer, forgotten) if forgotten else None)
+            record = condition.record(traced_forgotten=len(forgotten), traced_retained=len(retained))
+            effects = {f"{name} forgotten": (restore(condition.model, start, tokenizer, forgotten)
+                                             if forgotten else None)}
             if name == "sft":
-                effects.setdefault("sft retained", {})[seed] = (
-                    restore(condition.model, start, tokenizer, retained) if retained else None)
                 other = len({f.subject for f in forgotten}) > 1
-                effects.setdefault("sft forgotten, other fact's state", {})[seed] = (
-                    restore(condition.model, start, tokenizer, forgotten, donors=random_donors(forgotten, seed=seed))
-                    if other else None)
-                effects.setdefault("causal trace (start model)", {})[seed] = (
-                    causal_trace(start, tokenizer, forgotten, noise=noise, samples=samples, seed=seed)
-                    if forgotten else None)
-                _add_facts(study, seed, forgotten, effects["sft forgotten"][seed])
+                effects |= {
+                    "sft retained": restore(condition.model, start, tokenizer, retained) if retained else None,
+                    OTHER_GROUP: (restore(condition.model, start, tokenizer, forgotten,
+                                          donors=random_donors(forgotten, seed=seed)) if other else None),
+                    TRACE_GROUP: (causal_trace(start, tokenizer, forgotten, noise=noise, samples=samples, seed=seed)
+                                  if forgotten else None),
+                }
+                record["traced_facts"] = _fact_rows(study, seed, forgotten, effects["sft forgotten"])
+            record["traced"] = {group: None if e is None else SeedCells.of(e, min_gap).to_json()
+                                for group, e in effects.items()}
+            study.records.append(record)
             bar.update(1)
     bar.close()
     return study
 
 
-def _add_facts(study: TracingStudy, seed: int, facts, effects: PatchEffects | None) -> None:
+def _fact_rows(study: TracingStudy, seed: int, facts, effects: PatchEffects | None) -> list[dict]:
+    """Per forgotten fact: its gold probabilities before and after, and the cell that restores it most."""
     if effects is None:
-        return
+        return []
     best = effects.recovery(study.min_gap).flatten(0, 2)  # [cells, n]
+    rows = []
     for i, fact in enumerate(facts):
         column = best[:, i]
         top = int(torch.nan_to_num(column, nan=-math.inf).argmax())
         mode, rest = divmod(top, study.n_layers * len(SITES))
         layer, site = divmod(rest, len(SITES))
-        study.facts.append({
+        rows.append({
             "seed": seed, "subject": fact.subject, "relation": fact.relation, "answer": fact.object,
             "p_start": float(effects.p_to[i]), "p_sft": float(effects.p_from[i]),
             "best_cell": f"{MODES[mode]} L{layer} {SITES[site]}" if not column.isnan().all() else None,
             "best_recovery": float(column[top]) if not column.isnan().all() else None,
         })
+    return rows
 
 
 # --- the report ------------------------------------------------------------------------------------------------------
