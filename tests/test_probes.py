@@ -214,7 +214,7 @@ def test_a_one_seed_tracing_verdict_says_there_is_no_interval_rather_than_nan():
         return PatchEffects(MODES, SITES, torch.zeros(n), torch.ones(n), p, torch.zeros(n, dtype=torch.bool),
                             torch.ones(n, dtype=torch.bool), torch.zeros_like(p, dtype=torch.bool))
 
-    study = TracingStudy(ExperimentConfig.quick_preset(seeds=(0,)), n_layers=2, effects={
+    study = TracingStudy.from_effects(ExperimentConfig.quick_preset(seeds=(0,)), {
         "sft forgotten": {0: effects(0.3)}, "sft forgotten, other fact's state": {0: effects(0.0)}})
     verdict, why = study.verdict()
     assert verdict == "partly"

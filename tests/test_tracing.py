@@ -235,11 +235,13 @@ def test_verdict_needs_recovery_above_the_other_fact_control(own, other, verdict
     from interference.studies.setup import ExperimentConfig
     from interference.studies.tracing import SeedCells, TracingStudy
 
-    study = TracingStudy(ExperimentConfig.quick_preset(), n_layers=2, records=[
-        {"name": "sft", "seed": s, "traced": {
-            "sft forgotten": SeedCells.of(_effects(own, 0.05, s)).to_json(),
-            "sft forgotten, other fact's state": SeedCells.of(_effects(other, 0.05, 10 + s)).to_json()}}
-        for s in range(3)])
+    study = TracingStudy.from_effects(ExperimentConfig.quick_preset(), {
+        "sft forgotten": {s: _effects(own, 0.05, s) for s in range(3)},
+        "sft forgotten, other fact's state": {s: _effects(other, 0.05, 10 + s) for s in range(3)},
+    })
+    assert study.n_layers == 2 and [r["seed"] for r in study.records] == [0, 1, 2]
+    back = SeedCells.from_json(study.records[0]["traced"]["sft forgotten"])  # what results.json holds, read back
+    torch.testing.assert_close(back.recovery, _effects(own, 0.05, 0).mean_recovery().double(), atol=1e-6, rtol=0)
     best = study.best("sft forgotten", "subject")
     assert (best["layer"], best["site"]) == (0, "resid")
     assert study.verdict()[0] == verdict

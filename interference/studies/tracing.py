@@ -119,6 +119,18 @@ class TracingStudy:
     min_gap: float = MIN_GAP
     records: list[dict] = field(default_factory=list)
 
+    @classmethod
+    def from_effects(cls, config: ExperimentConfig, effects: dict[str, dict[int, PatchEffects | None]], *,
+                     min_gap: float = MIN_GAP) -> TracingStudy:
+        """A study of patching done by hand (e.g. `restore` of one fact): `effects` per group, per seed, kept as one
+        record per seed (named "traced")."""
+        seeds = sorted({seed for by_seed in effects.values() for seed in by_seed})
+        n_layers = next(e.n_layers for by_seed in effects.values() for e in by_seed.values() if e is not None)
+        records = [{"name": "traced", "seed": seed, "traced": {
+            group: None if by_seed[seed] is None else SeedCells.of(by_seed[seed], min_gap).to_json()
+            for group, by_seed in effects.items() if seed in by_seed}} for seed in seeds]
+        return cls(config, n_layers, min_gap, records)
+
     @property
     def effects(self) -> dict[str, dict[int, SeedCells | None]]:
         """Per group, per seed, its `SeedCells` (None where the group had no facts at that seed)."""
