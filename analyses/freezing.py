@@ -5,14 +5,25 @@ acquisition of the new facts and forgetting of held-out facts, shown as heat-map
     python -m analyses.freezing --quick           # about a minute
     python -m analyses.freezing --groups attention ffn --band 2
     python -m analyses.freezing --model smollm2-135m --data ../shared/data/entityquestions --seeds 0 --band 6
+    python -m analyses.freezing --seeds 3 4 --accumulate --out reports/freezing     # add seeds to an earlier run
 
-Writes <out>/report.html and <out>/results.json. A thin shell over `interference.studies.freezing`.
+Writes <out>/report.html and <out>/results.json (the report is recomputed from the per-seed records, so seeds
+accumulate). A thin shell over `interference.studies.freezing`.
 """
 
 from __future__ import annotations
 
 from interference.io.errors import cli_errors
-from interference.studies.freezing import GROUPS, MATCHES, MODES, check_options, freezing_report, run_freezing
+from interference.studies.freezing import (
+    GROUPS,
+    MATCHES,
+    MODES,
+    FreezingStudy,
+    check_options,
+    freezing_report,
+    run_freezing,
+    sweep_conditions,
+)
 
 from . import common
 
@@ -29,11 +40,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="epochs: each condition trains as many epochs as full SFT took (default); "
                              "acquisition: each trains to --target-new-acc or the epoch limit")
     args = parser.parse_args(argv)
-    check_options(groups=args.groups, band=args.band, modes=args.mode, match=args.match)
+    groups, modes = check_options(groups=args.groups, band=args.band, modes=args.mode, match=args.match)
     config = common.experiment_config(args)
-    common.run(lambda: freezing_report(run_freezing(config, progress=not args.no_progress, mode=args.mode,
-                                                    groups=args.groups, band=args.band, match=args.match)),
-               args)
+
+    def rebuild(c, records, results):
+        cells = sweep_conditions(results["layers"], groups=groups, band=args.band, modes=modes)
+        return FreezingStudy(c, cells, results["layers"], results["layer"], args.band, args.match, records)
+
+    common.run_study(args, config,
+                     lambda c: run_freezing(c, progress=not args.no_progress, mode=modes, groups=groups,
+                                            band=args.band, match=args.match),
+                     freezing_report, rebuild, order=None,  # seed-major, as a run sorts them
+                     modes=list(modes), groups=list(groups), band=args.band,
+                     match=args.match)
     return 0
 
 

@@ -4,14 +4,16 @@ forgetting; high- vs low-overlap causal test).
 
     python -m analyses.overlap                    # embedded world (a few minutes on 2 cores)
     python -m analyses.overlap --quick            # about a minute
+    python -m analyses.overlap --seeds 3 4 --accumulate --out reports/overlap    # add seeds to an earlier run
 
-Writes <out>/report.html and <out>/results.json. A thin shell over `interference.studies.overlap`.
+Writes <out>/report.html and <out>/results.json (each SFT record holds its seed's held-out facts and CKA, from
+which a pooled report is recomputed). A thin shell over `interference.studies.overlap`.
 """
 
 from __future__ import annotations
 
-from interference.io.errors import cli_errors
-from interference.studies.overlap import overlap_report, run_overlap
+from interference.io.errors import InterferenceError, cli_errors
+from interference.studies.overlap import CONDITIONS, TOP_K, OverlapStudy, overlap_report, run_overlap
 
 from . import common
 
@@ -19,10 +21,15 @@ from . import common
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
     parser = common.parser("overlap", __doc__.split("\n\n")[0])
-    parser.add_argument("--top-k", type=int, default=10, help="k of the top-k mean cosine (default 10)")
+    parser.add_argument("--top-k", type=int, default=TOP_K, help=f"k of the top-k mean cosine (default {TOP_K})")
     args = parser.parse_args(argv)
+    if args.top_k < 1:
+        raise InterferenceError(f"--top-k must be >= 1, got {args.top_k}")
     config = common.experiment_config(args)
-    common.run(lambda: overlap_report(run_overlap(config, top_k=args.top_k, progress=not args.no_progress)), args)
+    common.run_study(args, config, lambda c: run_overlap(c, top_k=args.top_k, progress=not args.no_progress),
+                     overlap_report,
+                     lambda c, records, results: OverlapStudy(c, results["layer"], args.top_k, records),
+                     order=list(CONDITIONS), top_k=args.top_k)
     return 0
 
 

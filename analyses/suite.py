@@ -1,8 +1,8 @@
 """The real-model suite in one command: Table 1, the §5 hypotheses grid, drift and overlap, causal tracing and
 freezing by layer blocks (and the remedies, with --parts remedies), written into one folder with one index page.
-Seeds accumulate: a later run into the same folder adds its --seeds to Table 1, the grid, the tracing and the
-remedies (same settings, checked by the run fingerprint) and every report is recomputed over all of them; the other
-parts run once per folder.
+Seeds accumulate: a later run into the same folder adds its --seeds to Table 1, the grid and the remedies, and the
+first of them the folder lacks to drift/overlap, tracing and freezing (same settings, checked by the run
+fingerprint), and every report is recomputed over all of its seeds.
 
     python -m analyses.suite --model smollm2-135m --knowledge ../shared/data/slick/smollm2-135m-fast.jsonl \\
         --min-known-fraction 0.1 --n-known 200 --n-unknown 300 --n-held 200 --lr 1e-4 \\
@@ -27,13 +27,12 @@ from pathlib import Path
 from interference.io.errors import CommandParser, InterferenceError, cli_errors
 from interference.io.outputs import claim_output
 from interference.report.accumulate import earlier_run, run_fingerprint
-from interference.report.files import RESULTS_FILE
 from interference.studies.remedies import METHODS as REMEDIES
 from interference.studies.remedies import RemedySettings
 from interference.studies.suite import (
-    ACCUMULATING,
     ASSUMED_EPOCHS,
     DEFAULT_PARTS,
+    ONE_SEED_A_RUN,
     PARTS,
     calibrate,
     estimate,
@@ -46,6 +45,8 @@ from . import common
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = ".workers"
+#: The freezing sweep's modes in the suite: train only a block of layers, and freeze only it.
+FREEZING_MODES = ("train_only", "freeze")
 #: The largest default count of the grid in the suite.
 SUITE_MAX_COUNT = 10_000
 
@@ -58,8 +59,8 @@ def suite_parser() -> argparse.ArgumentParser:
     p.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS), choices=list(PARTS),
                    help="analyses to run (default: the paper's, all but remedies)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
-                   help="seeds of Table 1, the grid, the tracing and the remedies, added to those already in --out "
-                        "(default 0-4); the other parts run the first")
+                   help="seeds of Table 1, the grid and the remedies, added to those already in --out (default "
+                        "0-4); overlap, tracing and freezing add the first of them they lack")
     p.add_argument("--workers", type=int, default=1,
                    help="processes that train seeds concurrently on the device (default 1): a small model leaves a "
                         "GPU mostly idle, so several processes share it")
@@ -74,7 +75,6 @@ def suite_parser() -> argparse.ArgumentParser:
                                                           "blocks)")
     p.add_argument("--lora-lr", type=float, default=None,
                    help="the remedies' LoRA learning rate (analyses.remedies --lora-lr; default: --lr)")
-    p.add_argument("--redo", action="store_true", help="rerun the parts that run once per folder")
     p.add_argument("--estimate-only", action="store_true", help="print the plan and its estimate, run nothing")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="refuse to start when the estimate exceeds this many minutes (a GPU session's budget, say)")
@@ -106,7 +106,7 @@ def _part_args(part: str, rest: list[str], counts: list[int], band: int, new_fac
                lora_lr: float | None = None) -> list[str]:
     grid = [*(a for name, value in new_facts.items() if value is not None for a in (f"--{name}", value))]
     extra = {"hypotheses": ["--counts", *map(str, counts), *grid],
-             "freezing": ["--band", str(band), "--mode", "train_only", "freeze"],
+             "freezing": ["--band", str(band), "--mode", *FREEZING_MODES],
              "remedies": ["--lora-lr", repr(lora_lr)] if lora_lr else []}.get(part, [])
     if part == "tracing":  # it traces every layer and refuses --layer
         rest = [a for i, a in enumerate(rest) if a != "--layer" and (i == 0 or rest[i - 1] != "--layer")]
@@ -114,14 +114,15 @@ def _part_args(part: str, rest: list[str], counts: list[int], band: int, new_fac
 
 
 def _fingerprint(part: str, shared: argparse.Namespace, counts: list[int], new_facts: dict,
-                 remedy: RemedySettings) -> dict:
-    """The run fingerprint the part's own command records, from the same options (analyses.forgetting,
-    analyses.hypotheses, analyses.tracing at its defaults, analyses.remedies at the `remedy` settings), so that a
-    folder of other settings is refused before any work."""
+                 remedy: RemedySettings, band: int) -> dict:
+    """The run fingerprint the part's own command records, from the options the suite gives it (`_part_args`: the
+    grid's counts and new facts, the remedies at the `remedy` settings, freezing's `band`, the others' own options
+    at their defaults), so that a folder of other settings is refused before any work."""
     from dataclasses import asdict
 
     from interference.studies.forgetting import METHODS
     from interference.studies.hypotheses import hypotheses_settings
+    from interference.studies.overlap import TOP_K
     from interference.studies.tracing import MIN_GAP, NOISE, SAMPLES
 
     from .hypotheses import hypotheses_config
@@ -132,6 +133,11 @@ def _fingerprint(part: str, shared: argparse.Namespace, counts: list[int], new_f
         traced = argparse.Namespace(**{**vars(shared), "layer": None})
         return run_fingerprint(common.experiment_config(traced), "analyses.tracing", samples=SAMPLES,
                                noise=NOISE, min_gap=MIN_GAP)
+    if part == "overlap":
+        return run_fingerprint(common.experiment_config(shared), "analyses.overlap", top_k=TOP_K)
+    if part == "freezing":
+        return run_fingerprint(common.experiment_config(shared), "analyses.freezing", modes=list(FREEZING_MODES),
+                               groups=["all"], band=band, match="epochs")
     if part == "remedies":
         return run_fingerprint(common.experiment_config(shared), "analyses.remedies", methods=list(REMEDIES),
                                remedies=asdict(remedy))
@@ -149,11 +155,18 @@ def _analysis(part: str, argv: list[str], *, workers: int = 1, wait: bool = True
     return process.wait() if wait else process
 
 
-def _run_accumulating(part: str, argv: list[str], seeds: list[int], earlier, out: Path, workers: int, folder) -> int:
-    """Train `seeds` (those not in `earlier`) and pool them with `earlier` into out/part: in one process, or split
-    over `workers` processes whose reports are then merged."""
-    target = out / part
+def _new_seeds(part: str, seeds: list[int], earlier) -> list[int]:
+    """The seeds a run trains for `part`: those of `seeds` not in `earlier` (the folder's run), or only the first of
+    them for the parts that take one seed a run (`ONE_SEED_A_RUN`)."""
     new = [s for s in seeds if earlier is None or s not in earlier.seeds]
+    return new[:1] if part in ONE_SEED_A_RUN else new
+
+
+def _run_accumulating(part: str, argv: list[str], seeds: list[int], earlier, out: Path, workers: int, folder) -> int:
+    """Train the `_new_seeds` of `seeds` and pool them with `earlier` into out/part: in one process, or split over
+    `workers` processes whose reports are then merged."""
+    target = out / part
+    new = _new_seeds(part, seeds, earlier)
     if not new:
         print(f"{part}: seeds {' '.join(map(str, seeds))} are all in {target} already", file=sys.stderr)
         return 0
@@ -205,11 +218,9 @@ def main(argv: list[str] | None = None) -> int:
                  n_held=config.n_held, layers=layers, counts=counts, band=band, remedies=len(REMEDIES))
     new_facts = {"relation": args.relation, "subjects": args.subjects}
     # other settings in the folder: refused here, before any work (and again by each part, under its folder's lock)
-    earlier = {part: earlier_run(out / part, _fingerprint(part, shared, counts, new_facts, remedy))
-               for part in ACCUMULATING if part in args.parts}
-    seeds = {part: (len([s for s in args.seeds if earlier[part] is None or s not in earlier[part].seeds])
-                    if part in ACCUMULATING else int(args.redo or not (out / part / RESULTS_FILE).is_file()))
-             for part in args.parts}
+    earlier = {part: earlier_run(out / part, _fingerprint(part, shared, counts, new_facts, remedy, band))
+               for part in args.parts}
+    seeds = {part: len(_new_seeds(part, args.seeds, earlier[part])) for part in args.parts}
     known, compiling = rate_from_records(out), 0.0
     if known is not None:
         rate, epochs, n = known
@@ -223,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         basis = (f"calibrated here: {rate * 1e3:.2f} ms per fact-epoch, assuming {epochs} epochs a condition "
                  "(matched acquisition varies: read this as the order of magnitude)"
                  + (f"; compiling the step took {compiling:.0f} s, counted once a part" if compiling else ""))
-    costs = {part: seconds / (args.workers if part in ACCUMULATING else 1) + compiling
+    costs = {part: seconds / max(1, min(args.workers, seeds[part])) + (compiling if seeds[part] else 0.0)
              for part, seconds in estimate(cells, seeds, rate, epochs).items()}  # workers share a part's seeds
     print(f"suite into {out}: {config.model}, {config.n_known}/{config.n_unknown}/{config.n_held} facts, "
           f"grid counts {' '.join(map(str, counts))}, freezing blocks of {band} layers, {args.workers} "
@@ -245,13 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         for part in args.parts:
             start, argv_part = time.monotonic(), _part_args(part, rest, counts, band, new_facts, args.lora_lr)
             print(f"== {part}", file=sys.stderr)
-            if part in ACCUMULATING:
-                codes[part] = _run_accumulating(part, argv_part, args.seeds, earlier[part], out, args.workers, folder)
-            elif seeds[part]:
-                codes[part] = _analysis(part, [*argv_part, "--seeds", str(args.seeds[0]), "--out", str(out / part)])
-            else:
-                print(f"{part}: already in {out / part} (--redo to run it again)", file=sys.stderr)
-                codes[part] = 0
+            codes[part] = _run_accumulating(part, argv_part, args.seeds, earlier[part], out, args.workers, folder)
             walls[part] = round(time.monotonic() - start, 1)
             if (out / part).is_dir():
                 folder.register(part)

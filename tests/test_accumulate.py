@@ -150,3 +150,33 @@ def test_committed_runs_still_take_seeds_under_this_version():
         assert earlier.seeds == tuple(sorted(set(data["seeds"]))), path
         checked += 1
     assert checked >= 5, f"only {checked} committed results.json record a run fingerprint"
+
+
+@pytest.mark.parametrize(("analysis", "own", "compared"), [
+    ("overlap", ["--top-k", "4"], ("summary", "layer", "drift_per_layer", "cka_per_layer", "overlap_vs_forgetting",
+                                   "facts")),
+    ("freezing", ["--band", "1", "--mode", "train_only"], ("summary", "layers", "layer", "grid_new_acc",
+                                                           "grid_forgetting")),
+])
+def test_overlap_and_freezing_seeds_pool_into_the_report_of_one_run(tmp_path, capsys, analysis, own, compared):
+    """The parts of the suite that used to run once per folder: a seed added with --accumulate gives the report one
+    run of both seeds writes, and a run of other settings (their own options included) is refused in one line."""
+    import importlib
+
+    run = importlib.import_module(f"analyses.{analysis}").main
+    tiny = ["--quick", "--no-progress", "--n-known", "16", "--n-unknown", "16", "--n-held", "24", "--epochs", "4",
+            *own]
+    pooled, whole = tmp_path / "pooled", tmp_path / "whole"
+    assert run([*tiny, "--seeds", "0", "--out", str(pooled)]) == 0
+    assert run([*tiny, "--seeds", "0", "1", "--accumulate", "--out", str(pooled)]) == 0
+    assert "pooled seeds 0 1 (1 run now)" in capsys.readouterr().err
+    assert run([*tiny, "--seeds", "0", "1", "--out", str(whole)]) == 0
+    a, b = _results(pooled), _results(whole)
+    assert a["seeds"] == b["seeds"] == [0, 1] and a["headline"] == b["headline"]
+    assert sorted(map(json.dumps, _stable(a["conditions"]))) == sorted(map(json.dumps, _stable(b["conditions"])))
+    for key in compared:
+        assert a["results"][key] == b["results"][key], key
+    other = own[:-1] + ["2" if own[-1] != "2" else "3"] if analysis == "overlap" else [*own[:-1], "freeze"]
+    capsys.readouterr()
+    assert run([*tiny[:-len(own)], *other, "--seeds", "2", "--accumulate", "--out", str(pooled)]) == 2
+    assert "holds a run with other settings" in capsys.readouterr().err

@@ -317,17 +317,20 @@ def test_load_results_refuses_infinity_and_nan(tmp_path):
 # Row: a run killed between its report's files is never paired with the earlier run's files.
 
 def test_an_analysis_killed_between_its_files_is_not_paired_with_the_earlier_run(tmp_path, capsys, monkeypatch):
+    from types import SimpleNamespace
+
     from analyses import overlap
     from interference.io import atomic
     from interference.report import Report, load_results
 
-    def tiny_report(config):
-        report = Report("t", config={"seeds": list(config.seeds)}, seeds=list(config.seeds))
-        report.add_condition("sft", config.seeds[0], task_acc=1.0, new_acc=0.5, held_acc_peak=0.9,
-                             held_acc_final=0.8, forgetting=0.1)
+    def tiny_report(study):
+        seeds = list(study.config.seeds)
+        report = Report("t", config={"seeds": seeds}, seeds=seeds)
+        report.add_condition("sft", seeds[0], task_acc=1.0, new_acc=0.5, held_acc_peak=0.9, held_acc_final=0.8,
+                             forgetting=0.1)
         return report
 
-    monkeypatch.setattr(overlap, "run_overlap", lambda config, **kwargs: config)
+    monkeypatch.setattr(overlap, "run_overlap", lambda config, **kwargs: SimpleNamespace(config=config, records=[]))
     monkeypatch.setattr(overlap, "overlap_report", tiny_report)
     out = tmp_path / "r"
     assert overlap.main(["--quick", "--seeds", "0", "--out", str(out)]) == 0

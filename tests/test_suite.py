@@ -102,15 +102,21 @@ def test_the_remedies_part_runs_on_request_and_its_seeds_accumulate(tmp_path, ca
     assert _part_args("remedies", ["--lr", "1e-4"], [10], 1, {}, 1e-3) == ["--lr", "1e-4", "--lora-lr", "0.001"]
 
 
-def test_tracing_seeds_accumulate_in_the_suite_under_the_fingerprint_analyses_tracing_records(tmp_path, capsys):
+def test_overlap_tracing_and_freezing_add_one_seed_a_run_under_the_fingerprints_their_commands_record(tmp_path,
+                                                                                                       capsys):
     out = tmp_path / "suite"
-    tiny = [*TINY, "--parts", "tracing", "--layer", "1", "--out", str(out)]  # --layer is for the other parts
-    assert main([*tiny, "--seeds", "0"]) == 0
-    capsys.readouterr()
-    assert main([*tiny, "--seeds", "0", "1"]) == 0
+    parts = ("overlap", "tracing", "freezing")
+    tiny = [*TINY, "--epochs", "3", "--parts", *parts, "--layer", "1", "--seeds", "0", "1", "--out", str(out)]
+    for run, seeds in enumerate(([0], [0, 1])):
+        assert main(tiny) == 0
+        err = capsys.readouterr().err
+        assert re.search(r"tracing +3 conditions", err)  # one seed: SFT, self-distillation and the UUID control
+        assert re.search(r"freezing +5 conditions", err)  # full SFT + train-only and freeze of 2 one-layer blocks
+        for part in parts:
+            records = json.loads((out / part / "results.json").read_text())["conditions"]
+            assert sorted({r["seed"] for r in records}) == seeds, (run, part)
+    assert main(tiny) == 0  # --layer is passed to overlap and freezing, not to tracing: each run's folder is found
     err = capsys.readouterr().err
-    assert re.search(r"tracing +3 conditions", err)  # seed 1 only: SFT, self-distillation and the UUID control
-    records = json.loads((out / "tracing" / "results.json").read_text())["conditions"]
-    assert sorted({r["seed"] for r in records}) == [0, 1] and len(records) == 6
-    assert main([*tiny, "--seeds", "1"]) == 0
-    assert "tracing: seeds 1 are all in" in capsys.readouterr().err
+    assert all(f"{part}: seeds 0 1 are all in" in err for part in parts), err
+    assert [p["seeds"] for p in json.loads((out / "suite.json").read_text())["parts"]
+            if p["part"] in parts] == [[0, 1]] * 3

@@ -33,29 +33,37 @@ from .setup import ExperimentConfig, held_drift, held_states, load_base, make_se
 #: Overlap levels of the causal test's candidate pool (fraction of stored syllables in a new name).
 POOL_OVERLAPS = (1.0, 0.5, 0.0)
 CONDITIONS = ("sft", "self_distill", "uuid-sft", "high-overlap sft", "low-overlap sft")
+#: The top-k of the overlap measure by default.
+TOP_K = 10
 
 
 @dataclass
 class OverlapStudy:
-    """Result of `run_overlap`.
+    """Result of `run_overlap`, or of pooling the records of several runs (`interference.report.accumulate`).
 
     Attributes:
         config: the experiment settings.
         layer: the layer overlap and the headline drift are read at.
         top_k: k of the top-k mean cosine.
         records: condition records (one per condition and seed), with `drift` = mean drift at `layer` and
-            `drift_per_layer`.
-        facts: per held-out fact and seed: its overlap with the new facts and whether SFT / self-distillation forgot it.
-        cka: per seed and layer, linear CKA between held-out subject states and those of their nearest new subjects
-            (base model).
+            `drift_per_layer`; SFT's also hold its seed's held-out facts (`held_facts`, see `facts`) and `cka`.
     """
 
     config: ExperimentConfig
     layer: int
     top_k: int
     records: list[dict] = field(default_factory=list)
-    facts: list[dict] = field(default_factory=list)
-    cka: list[list[float]] = field(default_factory=list)
+
+    @property
+    def facts(self) -> list[dict]:
+        """Per held-out fact and seed: its overlap with the new facts and whether SFT / self-distillation forgot it."""
+        return [fact for record in self.of("sft") for fact in record.get("held_facts", ())]
+
+    @property
+    def cka(self) -> list[list[float]]:
+        """Per seed and layer, linear CKA between held-out subject states and those of their nearest new subjects
+        (base model)."""
+        return [record["cka"] for record in self.of("sft") if "cka" in record]
 
     def of(self, name: str) -> list[dict]:
         return [r for r in self.records if r["name"] == name]
@@ -99,7 +107,7 @@ def _states(setup, facts, layers):
     return subject_states(setup.model, setup.tokenizer, facts, layers, desc=None)
 
 
-def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = 10, pool_factor: int = 3,
+def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool_factor: int = 3,
                 progress: bool = True) -> OverlapStudy:
     """Run the overlap study on every seed of `config` (see the module docstring).
 
@@ -124,27 +132,28 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = 10, pool_fa
         table = overlap_table(states[layer], new[layer], k=min(top_k, len(setup.unknown)))
         # CKA needs paired items: each held-out subject is paired with its nearest new subject (per layer).
         nearest = overlap_table(states, new, k=1).nearest  # [layers, n_held]
-        study.cka.append([linear_cka(states[i], new[i][nearest[i]]) for i in range(len(layers))])
+        cka = [linear_cka(states[i], new[i][nearest[i]]) for i in range(len(layers))]
         plan = [("sft", setup, "sft"), ("self_distill", setup, "self_distill")]
         if generated:
             uuid_setup = setup.with_unknown(base.new_facts(config.n_unknown, key_kind="uuid", seed=seed))
             plan.append(("uuid-sft", uuid_setup, "sft"))
-        per_condition = {}
+        per_condition, records = {}, {}
         for name, run_setup, method in plan:
             condition = run_condition(run_setup, name, config.train_config(seed, method=method), bar=bar)
             drift = held_drift(run_setup, condition.model, layers, states)
             per_condition[name] = condition
-            study.records.append(condition.record(drift=drift[layer].item(), drift_per_layer=drift.tolist()))
+            records[name] = condition.record(drift=drift[layer].item(), drift_per_layer=drift.tolist())
+            study.records.append(records[name])
             bar.update(1)
         forgotten = {name: set(c.result.forgotten) for name, c in per_condition.items()}
-        for i, fact in enumerate(setup.held):
-            study.facts.append({
-                "seed": seed, "subject": fact.subject, "relation": fact.relation,
-                "max_cosine": table.max_cosine[i].item(), "topk_mean_cosine": table.topk_mean_cosine[i].item(),
-                "nearest_new_subject": setup.unknown[table.nearest[i].item()].subject,
-                "forgotten_sft": i in forgotten["sft"], "forgotten_self_distill": i in forgotten["self_distill"],
-                "forgotten_uuid_sft": i in forgotten["uuid-sft"] if generated else None,
-            })
+        records["sft"]["cka"] = cka
+        records["sft"]["held_facts"] = [{
+            "seed": seed, "subject": fact.subject, "relation": fact.relation,
+            "max_cosine": table.max_cosine[i].item(), "topk_mean_cosine": table.topk_mean_cosine[i].item(),
+            "nearest_new_subject": setup.unknown[table.nearest[i].item()].subject,
+            "forgotten_sft": i in forgotten["sft"], "forgotten_self_distill": i in forgotten["self_distill"],
+            "forgotten_uuid_sft": i in forgotten["uuid-sft"] if generated else None,
+        } for i, fact in enumerate(setup.held)]
         if not generated:
             continue
         # The causal test: the same candidate pool, split by representational overlap with the held-out set.
