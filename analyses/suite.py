@@ -132,7 +132,7 @@ def _fingerprint(part: str, shared: argparse.Namespace, counts: list[int], new_f
     if part == "tracing":  # the suite passes it no --layer (it traces every layer) nor its own options
         traced = argparse.Namespace(**{**vars(shared), "layer": None})
         return run_fingerprint(common.experiment_config(traced), "analyses.tracing", samples=SAMPLES,
-                               noise=NOISE, min_gap=MIN_GAP)
+                               noise=NOISE, min_gap=MIN_GAP, max_retained=None)
     if part == "overlap":
         return run_fingerprint(common.experiment_config(shared), "analyses.overlap", top_k=TOP_K)
     if part == "freezing":

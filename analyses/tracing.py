@@ -31,7 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-gap", type=float, default=MIN_GAP,
                         help=f"trace facts whose start-model gold probability exceeds the fine-tuned one by at least "
                              f"this (default {MIN_GAP})")
+    parser.add_argument("--max-retained", type=int, default=None, metavar="N",
+                        help="restore at most N of SFT's retained facts (the control), drawn by the seed (default: "
+                             "all; each restored fact costs a forward pass per mode x layer x site)")
     args = parser.parse_args(argv)
+    if args.max_retained is not None and args.max_retained < 1:
+        raise InterferenceError(f"--max-retained must be >= 1, got {args.max_retained}")
     if args.samples < 1 or args.noise <= 0 or not 0 <= args.min_gap < 1:
         raise InterferenceError("--samples must be >= 1, --noise > 0 and --min-gap in [0, 1)")
     if args.layer is not None:
@@ -39,11 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     config = common.experiment_config(args)
     common.run_study(args, config,
                      lambda c: run_tracing(c, samples=args.samples, noise=args.noise, min_gap=args.min_gap,
-                                           progress=not args.no_progress),
+                                           max_retained=args.max_retained, progress=not args.no_progress),
                      tracing_report,
                      lambda c, records, results: TracingStudy(c, results["tracing"]["n_layers"], args.min_gap,
                                                               records),
-                     order=list(CONDITIONS), samples=args.samples, noise=args.noise, min_gap=args.min_gap)
+                     order=list(CONDITIONS), samples=args.samples, noise=args.noise, min_gap=args.min_gap,
+                     max_retained=args.max_retained)
     return 0
 
 

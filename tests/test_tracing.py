@@ -164,8 +164,10 @@ def test_analysis_writes_report_and_tracing_section(tmp_path):
 
     out = tmp_path / "tracing"
     assert main(["--quick", "--out", str(out), "--seeds", "0", "--n-known", "16", "--n-unknown", "24",
-                 "--n-held", "32", "--epochs", "6", "--samples", "2", "--no-progress"]) == 0
+                 "--n-held", "32", "--epochs", "6", "--samples", "2", "--max-retained", "3", "--no-progress"]) == 0
     assert (out / "report.html").stat().st_size > 0
+    sft = next(r for r in json.loads((out / "results.json").read_text())["conditions"] if r["name"] == "sft")
+    assert sft["traced_retained"] == min(3, sft["retained"]) and sft["retained"] > 3  # the control, capped
     tracing = json.loads((out / "results.json").read_text())["results"]["tracing"]
     assert tracing["sites"] == list(SITES) and tracing["modes"] == ["subject", "last"]
     groups = {row["group"] for row in tracing["cells"]}
@@ -214,6 +216,8 @@ def test_analysis_rejects_bad_options_before_work(tmp_path, capsys):
 
     assert main(["--quick", "--out", str(tmp_path / "x"), "--samples", "0"]) == 2
     assert "error: --samples" in capsys.readouterr().err
+    assert main(["--quick", "--out", str(tmp_path / "x"), "--max-retained", "0"]) == 2
+    assert "error: --max-retained must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

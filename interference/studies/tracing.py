@@ -18,11 +18,13 @@ with the same settings pool (`interference.report.accumulate`): `python -m analy
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
+from ..io.errors import InterferenceError
 from ..measures.tracing import MODES, PatchEffects, causal_trace, random_donors, restore, score_facts
 from ..models.views import SITES
 from ..report.document import Report
@@ -236,9 +238,13 @@ def start_model(setup, train_config) -> torch.nn.Module:
 
 
 def run_tracing(config: ExperimentConfig, *, base=None, samples: int = SAMPLES, noise: float = NOISE,
-                min_gap: float = MIN_GAP, progress: bool = True) -> TracingStudy:
+                min_gap: float = MIN_GAP, max_retained: int | None = None, progress: bool = True) -> TracingStudy:
     """Run the tracing study on every seed of `config` (see the module docstring). `samples` and `noise` are the
-    causal trace's noise draws and scale (× the subject embeddings' standard deviation)."""
+    causal trace's noise draws and scale (× the subject embeddings' standard deviation); `max_retained` caps the
+    retained-fact control at that many of SFT's retained facts, drawn by the seed (None: all of them). Restoring a
+    fact patches it once per mode × layer × site, so on a CPU a real model's control costs more than the rest."""
+    if max_retained is not None and max_retained < 1:
+        raise InterferenceError(f"max_retained must be >= 1 (or None: all), got {max_retained}")
     from ..models.architectures import n_layers
 
     base = base if base is not None else load_base(config, progress=progress)
@@ -262,7 +268,9 @@ def run_tracing(config: ExperimentConfig, *, base=None, samples: int = SAMPLES, 
             _, ft_ok = score_facts(condition.model, tokenizer, setup.held)
             forgotten = [f for f, a, b in zip(setup.held, start_ok, ft_ok, strict=True) if a and not b]
             retained = [f for f, a, b in zip(setup.held, start_ok, ft_ok, strict=True) if a and b]
-            record = condition.record(traced_forgotten=len(forgotten), traced_retained=len(retained))
+            record = condition.record(traced_forgotten=len(forgotten), retained=len(retained))
+            retained = _at_most(retained, max_retained, seed)
+            record["traced_retained"] = len(retained)
             effects = {f"{name} forgotten": (restore(condition.model, start, tokenizer, forgotten)
                                              if forgotten else None)}
             if name == "sft":
@@ -281,6 +289,13 @@ def run_tracing(config: ExperimentConfig, *, base=None, samples: int = SAMPLES, 
             bar.update(1)
     bar.close()
     return study
+
+
+def _at_most(facts: list, n: int | None, seed: int) -> list:
+    """`n` of `facts` drawn by `seed`, in their order (all of them when `n` is None or not smaller)."""
+    if n is None or n >= len(facts):
+        return facts
+    return [facts[i] for i in sorted(random.Random(seed).sample(range(len(facts)), n))]
 
 
 def _fact_rows(study: TracingStudy, seed: int, facts, effects: PatchEffects | None) -> list[dict]:
