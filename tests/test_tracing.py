@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -76,11 +77,13 @@ def _base_and_finetuned(name="tiny-llama"):
     return base, tuned, tokenizer
 
 
-def test_restoring_the_start_state_recovers_fully_and_own_states_change_nothing():
+def test_restoring_the_start_state_recovers_fully_and_own_states_change_nothing(capsys):
     torch.manual_seed(0)
     base, tuned, tokenizer = _base_and_finetuned()
-    effects = restore(tuned, base, tokenizer, FACTS, batch_size=2)
+    effects = restore(tuned, base, tokenizer, FACTS, batch_size=2, desc="restoring")
     n = len(FACTS)
+    assert re.search(rf"restoring: .* \d+/{2 * 2 * 2 * len(SITES)} ", capsys.readouterr().err)  # 2 batches x 2 modes
+    # x 2 layers x the sites
     assert effects.p_patched.shape == (2, 2, len(SITES), n)
     assert (effects.p_from - effects.p_to).abs().max() > 1e-4  # the fine-tuned copy differs
     # the last layer's residual at the prompt's last token equals the start state there, and everything after it is

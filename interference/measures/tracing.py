@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 from ..facts.fact import Fact, qa_prompt, qa_target
 from ..io.errors import InterferenceError
@@ -235,12 +236,13 @@ def _donated(values: torch.Tensor, donor: Encoded, target: Encoded, mode: str) -
 
 def restore(model, start, tokenizer, facts: Sequence[Fact], *, donors: Sequence[int] | None = None,
             sites: Sequence[str] = SITES, modes: Sequence[str] = MODES, batch_size: int = 32,
-            backend: str = "hf") -> PatchEffects:
+            backend: str = "hf", desc: str | None = None) -> PatchEffects:
     """Restoration: `model` (fine-tuned) run on each fact with one (layer, site) activation at `modes` positions
     replaced by `start`'s activation on the same prompt.
 
     `donors` (a fact index per fact) patches in the start model's state of *another* fact instead (a control: a
-    state that is not the fact's own should not bring it back); by default every fact donates to itself.
+    state that is not the fact's own should not bring it back); by default every fact donates to itself. With
+    `desc`, a progress bar of that name counts the patched forward passes (one per batch × mode × layer × site).
     """
     modes, sites = _check(modes, sites)
     encoded = encode_facts(tokenizer, facts)
@@ -252,7 +254,9 @@ def restore(model, start, tokenizer, facts: Sequence[Fact], *, donors: Sequence[
     reads = [(layer, site) for layer in range(layers) for site in sites]
     stop = stop_token_ids(tokenizer)
     parts = []
-    for index in torch.arange(len(facts)).split(batch_size):
+    batches = torch.arange(len(facts)).split(batch_size)
+    bar = _bar(desc, len(batches) * len(modes) * len(reads))
+    for index in batches:
         batch, donor = encoded.rows(index), encoded.rows(donors[index])
         ft_logits, _ = run_sites(model, batch.input_ids, batch.attention_mask, backend=backend)
         to_logits, source = run_sites(start, donor.input_ids, donor.attention_mask, read=reads, backend=backend)
@@ -266,11 +270,18 @@ def restore(model, start, tokenizer, facts: Sequence[Fact], *, donors: Sequence[
                                       patches=[Patch(layer, site, values, mask)], backend=backend)
                 p[m, layer, sites.index(site)] = gold_probability(logits, batch).cpu()
                 ok[m, layer, sites.index(site)] = greedy_correct(logits.cpu(), batch, stop)
+                bar.update(1)
         if not own:  # the start model on each fact's own prompt, not its donor's
             to_logits = run_sites(start, batch.input_ids, batch.attention_mask, backend=backend)[0]
         parts.append((gold_probability(ft_logits, batch).cpu(), gold_probability(to_logits, batch).cpu(), p,
                       greedy_correct(ft_logits.cpu(), batch, stop), greedy_correct(to_logits.cpu(), batch, stop), ok))
+    bar.close()
     return _joined(parts, modes, sites)
+
+
+def _bar(desc: str | None, total: int):
+    """A progress bar named `desc` over `total` patched passes (a silent one without `desc`)."""
+    return tqdm(total=total, desc=desc, unit="pass", disable=desc is None, leave=False)
 
 
 def _joined(parts, modes, sites) -> PatchEffects:
@@ -288,10 +299,10 @@ def noise_scale(model, tokenizer, facts: Sequence[Fact], *, backend: str = "hf")
 
 def causal_trace(model, tokenizer, facts: Sequence[Fact], *, noise: float = 3.0, samples: int = 10, seed: int = 0,
                  sites: Sequence[str] = SITES, modes: Sequence[str] = MODES, batch_size: int = 32,
-                 backend: str = "hf") -> PatchEffects:
+                 backend: str = "hf", desc: str | None = None) -> PatchEffects:
     """ROME's causal trace on `model`: subject embeddings corrupted by Gaussian noise of standard deviation
     `noise` × `noise_scale` (`samples` draws, seeded), then one clean (layer, site) state restored at `modes`
-    positions; probabilities are means over the draws."""
+    positions; probabilities are means over the draws. `desc`: as in `restore`."""
     modes, sites = _check(modes, sites)
     if samples < 1 or noise <= 0:
         raise InterferenceError(f"causal_trace needs samples >= 1 and noise > 0, got {samples} and {noise}")
@@ -301,7 +312,9 @@ def causal_trace(model, tokenizer, facts: Sequence[Fact], *, noise: float = 3.0,
     reads = [(layer, site) for layer in range(layers) for site in sites]
     generator = torch.Generator().manual_seed(seed)
     parts = []
-    for index in torch.arange(len(facts)).split(batch_size):
+    batches = torch.arange(len(facts)).split(batch_size)
+    bar = _bar(desc, len(batches) * len(modes) * len(reads))
+    for index in batches:
         batch = encoded.rows(index)
         clean_logits, clean = run_sites(model, batch.input_ids, batch.attention_mask,
                                         read=reads + [(0, "resid_pre")], backend=backend)
@@ -322,7 +335,9 @@ def causal_trace(model, tokenizer, facts: Sequence[Fact], *, noise: float = 3.0,
                 logits, _ = run_sites(model, drawn.input_ids, drawn.attention_mask, patches=[corrupt, restored],
                                       backend=backend)
                 p[m, layer, sites.index(site)] = mean_p(logits)
+                bar.update(1)
         corrupted, _ = run_sites(model, drawn.input_ids, drawn.attention_mask, patches=[corrupt], backend=backend)
         ok_clean = greedy_correct(clean_logits.cpu(), batch, stop_token_ids(tokenizer))
         parts.append((mean_p(corrupted), gold_probability(clean_logits, batch).cpu(), p, None, ok_clean, None))
+    bar.close()
     return _joined(parts, modes, sites)

@@ -271,16 +271,20 @@ def run_tracing(config: ExperimentConfig, *, base=None, samples: int = SAMPLES, 
             record = condition.record(traced_forgotten=len(forgotten), retained=len(retained))
             retained = _at_most(retained, max_retained, seed)
             record["traced_retained"] = len(retained)
-            effects = {f"{name} forgotten": (restore(condition.model, start, tokenizer, forgotten)
-                                             if forgotten else None)}
+            def named(group: str, seed: int = seed) -> str | None:  # a progress bar's name, when shown
+                return f"{group}, seed {seed}" if progress else None
+
+            effects = {f"{name} forgotten": (restore(condition.model, start, tokenizer, forgotten,
+                                                     desc=named(f"{name} forgotten")) if forgotten else None)}
             if name == "sft":
                 other = len({f.subject for f in forgotten}) > 1
                 effects |= {
-                    "sft retained": restore(condition.model, start, tokenizer, retained) if retained else None,
-                    OTHER_GROUP: (restore(condition.model, start, tokenizer, forgotten,
+                    "sft retained": (restore(condition.model, start, tokenizer, retained, desc=named("sft retained"))
+                                     if retained else None),
+                    OTHER_GROUP: (restore(condition.model, start, tokenizer, forgotten, desc=named(OTHER_GROUP),
                                           donors=random_donors(forgotten, seed=seed)) if other else None),
-                    TRACE_GROUP: (causal_trace(start, tokenizer, forgotten, noise=noise, samples=samples, seed=seed)
-                                  if forgotten else None),
+                    TRACE_GROUP: (causal_trace(start, tokenizer, forgotten, noise=noise, samples=samples, seed=seed,
+                                               desc=named("causal trace")) if forgotten else None),
                 }
                 record["traced_facts"] = _fact_rows(study, seed, forgotten, effects["sft forgotten"])
             record["traced"] = {group: None if e is None else SeedCells.of(e, min_gap).to_json()
