@@ -172,3 +172,36 @@ def test_the_bench_readme_states_the_committed_smollm2_loop_costs():
         assert f"| `{label}` | {runs[0]['ratios'][label]:.3f}× | {runs[1]['ratios'][label]:.3f}× |" in bench
     for label in ("self_distill cache=full / sft", "self_distill cache=topk / sft", "self_distill cache=none / sft"):
         assert f"| `{label}` | {runs[0]['ratios'][label]:.3f}× | — |" in bench
+
+
+def tracing_rows(folder: Path) -> list[str]:
+    """The README's table of a committed tracing run: SFT's forgotten facts at their best subject-token cell, the
+    controls and self-distillation at that cell, and the first last-token residual that brings back half."""
+    tracing = load_results(folder)["results"]["tracing"]
+    cells = {(r["group"], r["mode"], r["layer"], r["site"]): r for r in tracing["cells"]}
+    best = tracing["headline"]["best_subject"]
+    late = next(r for layer in range(tracing["n_layers"])
+                if (r := cells[("sft forgotten", "last", layer, "resid")])["recovery"] >= 0.5)
+
+    def row(what: str, r: dict) -> str:
+        restored = "—" if r.get("restored") is None else f"{r['restored']:.0%}"
+        return (f"| {what} | {r['mode']} L{r['layer']} `{r['site']}` | {r['recovery']:.2f} [{r['low']:.2f}, "
+                f"{r['high']:.2f}] | {r['facts']} | {restored} |")
+
+    at = (best["mode"], best["layer"], best["site"])
+    rows = [row("SFT forgotten, best subject-token cell", best)]
+    rows += [row(f"{group}, same cell", cells[(group, *at)]) for group in
+             ("sft forgotten, other fact's state", "sft retained", "self_distill forgotten")
+             if (group, *at) in cells]
+    rows.append(row("SFT forgotten, first last-token residual ≥ 0.5", late))
+    return rows
+
+
+def test_the_readme_states_the_real_model_tracing_run(readme):
+    folder = ROOT / "results" / "smollm2-135m-tracing-cpu"
+    head = load_results(folder)["results"]["tracing"]["headline"]
+    for row in tracing_rows(folder):
+        assert row in readme, row
+    other = head["paired_minus_other_fact"]
+    assert f"{other['difference']:+.2f} [{other['low']:+.2f}, {other['high']:+.2f}]" in readme
+    assert f"verdict: **{head['verdict']}**" in readme
