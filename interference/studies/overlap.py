@@ -137,15 +137,14 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
         if generated:
             uuid_setup = setup.with_unknown(base.new_facts(config.n_unknown, key_kind="uuid", seed=seed))
             plan.append(("uuid-sft", uuid_setup, "sft"))
-        per_condition, records = {}, {}
+        forgotten, records = {}, {}
         for name, run_setup, method in plan:
             condition = run_condition(run_setup, name, config.train_config(seed, method=method), bar=bar)
             drift = held_drift(run_setup, condition.model, layers, states)
-            per_condition[name] = condition
+            forgotten[name] = set(condition.result.forgotten)
             records[name] = condition.record(drift=drift[layer].item(), drift_per_layer=drift.tolist())
             study.records.append(records[name])
             bar.update(1)
-        forgotten = {name: set(c.result.forgotten) for name, c in per_condition.items()}
         records["sft"]["cka"] = cka
         records["sft"]["held_facts"] = [{
             "seed": seed, "subject": fact.subject, "relation": fact.relation,

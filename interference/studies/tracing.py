@@ -254,6 +254,11 @@ def run_tracing(config: ExperimentConfig, *, base=None, samples: int = SAMPLES, 
     bar = tqdm(total=len(plan) * len(config.seeds), desc="tracing", unit="run", disable=not progress)
     for seed in config.seeds:
         setup = make_setup(config, seed, base=base, progress=progress)
+        suffix = f", seed {seed}"  # of each patching progress bar's name
+
+        def named(group: str, suffix: str = suffix) -> str | None:
+            return group + suffix if progress else None
+
         if study is None:
             study = TracingStudy(config, n_layers(setup.model), min_gap)
         configs = {name: config.train_config(seed, method="self_distill" if name == "self_distill" else "sft",
@@ -271,9 +276,6 @@ def run_tracing(config: ExperimentConfig, *, base=None, samples: int = SAMPLES, 
             record = condition.record(traced_forgotten=len(forgotten), retained=len(retained))
             retained = _at_most(retained, max_retained, seed)
             record["traced_retained"] = len(retained)
-            def named(group: str, seed: int = seed) -> str | None:  # a progress bar's name, when shown
-                return f"{group}, seed {seed}" if progress else None
-
             effects = {f"{name} forgotten": (restore(condition.model, start, tokenizer, forgotten,
                                                      desc=named(f"{name} forgotten")) if forgotten else None)}
             if name == "sft":
