@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from interference.io.dataclass_options import add_dataclass_options, dataclass_values
@@ -125,43 +125,63 @@ def run(build: Callable[[], object], out: str | Path | argparse.Namespace) -> Pa
     return path
 
 
-def run_study(args: argparse.Namespace, config: ExperimentConfig, study: Callable[[ExperimentConfig], object],
-              report: Callable[[object], object], rebuild: Callable[[ExperimentConfig, list[dict], dict], object], *,
-              order: list[str] | None = None, **settings) -> Path:
-    """`run` for a study whose report is computed from its per-seed records.
+@dataclass(frozen=True)
+class StudyCommand:
+    """A parsed analysis command whose report is computed from its per-seed records: what `main` runs, and what the
+    suite reads each part's run fingerprint from (so a part's defaults are stated once, in its own command).
 
-    `study(config)` runs it, `report(s)` makes its report, `rebuild(config, records, results)` makes the study from
-    pooled records and the earlier `results` (no training), and `settings` are the study's own settings (methods,
-    counts, …) for the run fingerprint (`interference.report.accumulate`), which results.json records. With
-    `args.accumulate` the run in `args.out`, and with `args.merge` the runs in those folders, are pooled with this
-    one: only seeds none of them has are trained, and the report is recomputed over all (`order`: the conditions'
-    order in the pooled records).
+    `study(config)` runs the study, `report(s)` makes its report, `rebuild(config, records, results)` makes the study
+    from pooled records and the earlier `results` (no training), `settings` are the study's own settings (methods,
+    counts, ...) for the run fingerprint (`interference.report.accumulate`), which results.json records, and `order`
+    is the conditions' order in pooled records.
     """
-    from interference.report.accumulate import earlier_run, in_order, pool, run_fingerprint
 
-    fingerprint = run_fingerprint(config, args.command, **settings)
-    machine = device_description(resolve_device(config.device))
+    args: argparse.Namespace
+    config: ExperimentConfig
+    study: Callable[[ExperimentConfig], object]
+    report: Callable[[object], object]
+    rebuild: Callable[[ExperimentConfig, list[dict], dict], object]
+    settings: dict = field(default_factory=dict)
+    order: list[str] | None = None
 
-    def build():
-        earlier = earlier_run(args.out, fingerprint) if getattr(args, "accumulate", False) else None
-        for folder in getattr(args, "merge", None) or ():
-            found = earlier_run(folder, fingerprint, required=True)
-            earlier = found + earlier
-        new = tuple(s for s in config.seeds if earlier is None or s not in earlier.seeds)
-        if new:
-            ran = study(replace(config, seeds=new))
-            for record in ran.records:
-                record.setdefault("machine", machine)
-            made = pool(ran, earlier, order)
-        elif getattr(args, "merge", None):
-            made = rebuild(replace(config, seeds=earlier.seeds), in_order(earlier.records, order), earlier.results)
-        else:
-            raise InterferenceError(f"seeds {' '.join(map(str, config.seeds))} are all in the earlier run already "
-                                    f"(it has {' '.join(map(str, earlier.seeds))}): give new --seeds to add")
-        if earlier is not None:
-            print(f"pooled seeds {' '.join(map(str, made.config.seeds))} ({len(new)} run now)", file=sys.stderr)
-        result = report(made)
-        result.results["run_fingerprint"] = fingerprint
-        return result
+    @property
+    def fingerprint(self) -> dict:
+        """The run fingerprint this command records in results.json (seeds and device aside)."""
+        from interference.report.accumulate import run_fingerprint
 
-    return run(build, args)
+        return run_fingerprint(self.config, self.args.command, **self.settings)
+
+    def run(self) -> Path:
+        """`run` for the study: with `args.accumulate` the run in `args.out`, and with `args.merge` the runs in those
+        folders, are pooled with this one; only seeds none of them has are trained, and the report is recomputed
+        over all."""
+        from interference.report.accumulate import earlier_run, in_order, pool
+
+        args, config, fingerprint = self.args, self.config, self.fingerprint
+        machine = device_description(resolve_device(config.device))
+
+        def build():
+            earlier = earlier_run(args.out, fingerprint) if getattr(args, "accumulate", False) else None
+            for folder in getattr(args, "merge", None) or ():
+                found = earlier_run(folder, fingerprint, required=True)
+                earlier = found + earlier
+            new = tuple(s for s in config.seeds if earlier is None or s not in earlier.seeds)
+            if new:
+                ran = self.study(replace(config, seeds=new))
+                for record in ran.records:
+                    record.setdefault("machine", machine)
+                made = pool(ran, earlier, self.order)
+            elif getattr(args, "merge", None):
+                made = self.rebuild(replace(config, seeds=earlier.seeds), in_order(earlier.records, self.order),
+                                    earlier.results)
+            else:
+                raise InterferenceError(f"seeds {' '.join(map(str, config.seeds))} are all in the earlier run "
+                                        f"already (it has {' '.join(map(str, earlier.seeds))}): give new --seeds to "
+                                        "add")
+            if earlier is not None:
+                print(f"pooled seeds {' '.join(map(str, made.config.seeds))} ({len(new)} run now)", file=sys.stderr)
+            result = self.report(made)
+            result.results["run_fingerprint"] = fingerprint
+            return result
+
+        return run(build, args)

@@ -22,18 +22,23 @@ from . import common
 DEFAULT_SEEDS = tuple(range(10))
 
 
-@cli_errors
-def main(argv: list[str] | None = None) -> int:
+def command(argv: list[str] | None = None) -> common.StudyCommand:
+    """The parsed command (options checked, nothing run)."""
     parser = common.parser("forgetting", __doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
                         help="methods to run (default: all)")
     args = parser.parse_args(argv)
     config = common.experiment_config(args, **({} if args.quick else {"seeds": DEFAULT_SEEDS}))
     methods = tuple(args.methods)
-    common.run_study(args, config, lambda c: run_forgetting(c, methods, progress=not args.no_progress),
-                     forgetting_report, lambda c, records, results: ForgettingStudy(c, methods, results["layer"],
-                                                                                   records),
-                     order=list(methods), methods=list(methods))
+    return common.StudyCommand(
+        args, config, lambda c: run_forgetting(c, methods, progress=not args.no_progress), forgetting_report,
+        lambda c, records, results: ForgettingStudy(c, methods, results["layer"], records),
+        settings={"methods": list(methods)}, order=list(methods))
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    command(argv).run()
     return 0
 
 

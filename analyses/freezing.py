@@ -28,8 +28,8 @@ from interference.studies.freezing import (
 from . import common
 
 
-@cli_errors
-def main(argv: list[str] | None = None) -> int:
+def command(argv: list[str] | None = None) -> common.StudyCommand:
+    """The parsed command (options checked, nothing run)."""
     parser = common.parser("freezing", __doc__.split("\n\n")[0])
     parser.add_argument("--mode", nargs="+", default=list(MODES), choices=list(MODES),
                         help="train_only (train just the band) and/or freeze (freeze just the band); default both")
@@ -47,12 +47,18 @@ def main(argv: list[str] | None = None) -> int:
         cells = sweep_conditions(results["layers"], groups=groups, band=args.band, modes=modes)
         return FreezingStudy(c, cells, results["layers"], results["layer"], args.band, args.match, records)
 
-    common.run_study(args, config,
-                     lambda c: run_freezing(c, progress=not args.no_progress, mode=modes, groups=groups,
-                                            band=args.band, match=args.match),
-                     freezing_report, rebuild, order=None,  # seed-major, as a run sorts them
-                     modes=list(modes), groups=list(groups), band=args.band,
-                     match=args.match)
+    return common.StudyCommand(
+        args, config,
+        lambda c: run_freezing(c, progress=not args.no_progress, mode=modes, groups=groups, band=args.band,
+                               match=args.match),
+        freezing_report, rebuild,
+        settings={"modes": list(modes), "groups": list(groups), "band": args.band, "match": args.match},
+        order=None)  # seed-major, as a run sorts them
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    command(argv).run()
     return 0
 
 

@@ -58,8 +58,8 @@ def default_counts(config, quick: bool) -> tuple[int, ...]:
     return GPU_COUNTS if config.device.startswith("cuda") and not quick else CPU_COUNTS
 
 
-@cli_errors
-def main(argv: list[str] | None = None) -> int:
+def command(argv: list[str] | None = None) -> common.StudyCommand:
+    """The parsed command (options and the new facts' folder checked, nothing run)."""
     parser = common.parser("hypotheses", __doc__.split("\n\n")[0])
     parser.add_argument("--counts", type=int, nargs="+", default=None,
                         help="numbers of new facts (default: the world 40 400, quick 20 200; a real model 1000 10000 "
@@ -81,13 +81,19 @@ def main(argv: list[str] | None = None) -> int:
         raise InterferenceError(f"--counts must be positive, got {counts}")
     counts = tuple(sorted(set(counts)))
     settings = hypotheses_settings(config, counts, args.relation, args.subjects)  # a bad folder fails here
-    common.run_study(args, config,
-                     lambda c: run_hypotheses(c, counts, relation=args.relation, subjects=args.subjects,
-                                              progress=not args.no_progress),
-                     hypotheses_report,
-                     lambda c, records, results: HypothesesStudy(c, counts, results["layer"], records,
-                                                                 new_facts=results.get("new_facts")),
-                     **settings)
+    return common.StudyCommand(
+        args, config,
+        lambda c: run_hypotheses(c, counts, relation=args.relation, subjects=args.subjects,
+                                 progress=not args.no_progress),
+        hypotheses_report,
+        lambda c, records, results: HypothesesStudy(c, counts, results["layer"], records,
+                                                    new_facts=results.get("new_facts")),
+        settings=settings)
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    command(argv).run()
     return 0
 
 

@@ -18,18 +18,23 @@ from interference.studies.overlap import CONDITIONS, TOP_K, OverlapStudy, overla
 from . import common
 
 
-@cli_errors
-def main(argv: list[str] | None = None) -> int:
+def command(argv: list[str] | None = None) -> common.StudyCommand:
+    """The parsed command (options checked, nothing run)."""
     parser = common.parser("overlap", __doc__.split("\n\n")[0])
     parser.add_argument("--top-k", type=int, default=TOP_K, help=f"k of the top-k mean cosine (default {TOP_K})")
     args = parser.parse_args(argv)
     if args.top_k < 1:
         raise InterferenceError(f"--top-k must be >= 1, got {args.top_k}")
     config = common.experiment_config(args)
-    common.run_study(args, config, lambda c: run_overlap(c, top_k=args.top_k, progress=not args.no_progress),
-                     overlap_report,
-                     lambda c, records, results: OverlapStudy(c, results["layer"], args.top_k, records),
-                     order=list(CONDITIONS), top_k=args.top_k)
+    return common.StudyCommand(
+        args, config, lambda c: run_overlap(c, top_k=args.top_k, progress=not args.no_progress), overlap_report,
+        lambda c, records, results: OverlapStudy(c, results["layer"], args.top_k, records),
+        settings={"top_k": args.top_k}, order=list(CONDITIONS))
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    command(argv).run()
     return 0
 
 

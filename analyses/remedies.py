@@ -34,8 +34,8 @@ DEFAULT_SEEDS = tuple(range(10))
 QUICK_SEEDS = (0, 1, 2)
 
 
-@cli_errors
-def main(argv: list[str] | None = None) -> int:
+def command(argv: list[str] | None = None) -> common.StudyCommand:
+    """The parsed command (options and each method's training options checked, nothing run)."""
     parser = common.parser("remedies", __doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
                         help="methods to run (default: all)")
@@ -47,10 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     for method in methods:  # the methods' training options, checked before any work
         if method != "wise-ft":
             config.train_config(0, **settings.overrides(method, config))
-    common.run_study(args, config, lambda c: run_remedies(c, methods, settings, progress=not args.no_progress),
-                     remedies_report,
-                     lambda c, records, results: RemediesStudy(c, methods, settings, results["layer"], records),
-                     order=list(methods), methods=list(methods), remedies=asdict(settings))
+    return common.StudyCommand(
+        args, config, lambda c: run_remedies(c, methods, settings, progress=not args.no_progress), remedies_report,
+        lambda c, records, results: RemediesStudy(c, methods, settings, results["layer"], records),
+        settings={"methods": list(methods), "remedies": asdict(settings)}, order=list(methods))
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    command(argv).run()
     return 0
 
 

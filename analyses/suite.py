@@ -26,9 +26,8 @@ from pathlib import Path
 
 from interference.io.errors import CommandParser, InterferenceError, cli_errors
 from interference.io.outputs import claim_output
-from interference.report.accumulate import earlier_run, run_fingerprint
+from interference.report.accumulate import earlier_run
 from interference.studies.remedies import METHODS as REMEDIES
-from interference.studies.remedies import RemedySettings
 from interference.studies.suite import (
     ASSUMED_EPOCHS,
     DEFAULT_PARTS,
@@ -113,36 +112,12 @@ def _part_args(part: str, rest: list[str], counts: list[int], band: int, new_fac
     return [*rest, *extra]
 
 
-def _fingerprint(part: str, shared: argparse.Namespace, counts: list[int], new_facts: dict,
-                 remedy: RemedySettings, band: int) -> dict:
-    """The run fingerprint the part's own command records, from the options the suite gives it (`_part_args`: the
-    grid's counts and new facts, the remedies at the `remedy` settings, freezing's `band`, the others' own options
-    at their defaults), so that a folder of other settings is refused before any work."""
-    from dataclasses import asdict
+def _fingerprint(part: str, argv: list[str]) -> dict:
+    """The run fingerprint `python -m analyses.<part> argv` records (its options parsed and checked by the part's own
+    command, its defaults its own), so that a folder of other settings is refused before any work."""
+    from importlib import import_module
 
-    from interference.studies.forgetting import METHODS
-    from interference.studies.hypotheses import hypotheses_settings
-    from interference.studies.overlap import TOP_K
-    from interference.studies.tracing import MIN_GAP, NOISE, SAMPLES
-
-    from .hypotheses import hypotheses_config
-
-    if part == "forgetting":
-        return run_fingerprint(common.experiment_config(shared), "analyses.forgetting", methods=list(METHODS))
-    if part == "tracing":  # the suite passes it no --layer (it traces every layer) nor its own options
-        traced = argparse.Namespace(**{**vars(shared), "layer": None})
-        return run_fingerprint(common.experiment_config(traced), "analyses.tracing", samples=SAMPLES,
-                               noise=NOISE, min_gap=MIN_GAP, max_retained=None)
-    if part == "overlap":
-        return run_fingerprint(common.experiment_config(shared), "analyses.overlap", top_k=TOP_K)
-    if part == "freezing":
-        return run_fingerprint(common.experiment_config(shared), "analyses.freezing", modes=list(FREEZING_MODES),
-                               groups=["all"], band=band, match="epochs")
-    if part == "remedies":
-        return run_fingerprint(common.experiment_config(shared), "analyses.remedies", methods=list(REMEDIES),
-                               remedies=asdict(remedy))
-    config = hypotheses_config(shared)
-    return run_fingerprint(config, "analyses.hypotheses", **hypotheses_settings(config, counts, **new_facts))
+    return import_module(f"analyses.{part}").command(argv).fingerprint
 
 
 def _analysis(part: str, argv: list[str], *, workers: int = 1, wait: bool = True):
@@ -203,23 +178,24 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(0)
     if args.workers < 1:
         raise InterferenceError(f"--workers must be >= 1, got {args.workers}")
-    remedy = RemedySettings(lora_lr=args.lora_lr)  # the defaults but LoRA's rate, checked as analyses.remedies does
+    if args.lora_lr is not None and "remedies" not in args.parts:
+        raise InterferenceError("--lora-lr is the remedies' LoRA rate: add remedies to --parts, or leave it out")
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise InterferenceError(f"--max-minutes must be positive, got {args.max_minutes:g}")
     shared = common.parser("suite", "").parse_args([*rest, "--seeds", *map(str, args.seeds)])  # checks the rest
     config = common.experiment_config(shared)
     counts = _counts(args, shared, config)
     layers = _layers(config) if "freezing" in args.parts else 1  # read once, and only where a part needs it
-    band = args.band or max(1, layers // 5)
+    band = max(1, layers // 5) if args.band is None else args.band
     if band < 1:
         raise InterferenceError(f"--band must be >= 1, got {band}")
     out = Path(args.out).resolve()
     cells = plan(args.parts, world=config.model == "world", n_known=config.n_known, n_unknown=config.n_unknown,
                  n_held=config.n_held, layers=layers, counts=counts, band=band, remedies=len(REMEDIES))
     new_facts = {"relation": args.relation, "subjects": args.subjects}
+    argvs = {part: _part_args(part, rest, counts, band, new_facts, args.lora_lr) for part in args.parts}
     # other settings in the folder: refused here, before any work (and again by each part, under its folder's lock)
-    earlier = {part: earlier_run(out / part, _fingerprint(part, shared, counts, new_facts, remedy, band))
-               for part in args.parts}
+    earlier = {part: earlier_run(out / part, _fingerprint(part, argvs[part])) for part in args.parts}
     seeds = {part: len(_new_seeds(part, args.seeds, earlier[part])) for part in args.parts}
     known, compiling = rate_from_records(out), 0.0
     if known is not None:
@@ -254,9 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     with claim_output(out, "analyses.suite", writes=("index.html", "suite.json", WORKERS)) as folder:
         codes, walls = {}, {}
         for part in args.parts:
-            start, argv_part = time.monotonic(), _part_args(part, rest, counts, band, new_facts, args.lora_lr)
+            start = time.monotonic()
             print(f"== {part}", file=sys.stderr)
-            codes[part] = _run_accumulating(part, argv_part, args.seeds, earlier[part], out, args.workers, folder)
+            codes[part] = _run_accumulating(part, argvs[part], args.seeds, earlier[part], out, args.workers, folder)
             walls[part] = round(time.monotonic() - start, 1)
             if (out / part).is_dir():
                 folder.register(part)

@@ -20,8 +20,8 @@ from interference.studies.tracing import CONDITIONS, MIN_GAP, NOISE, SAMPLES, Tr
 from . import common
 
 
-@cli_errors
-def main(argv: list[str] | None = None) -> int:
+def command(argv: list[str] | None = None) -> common.StudyCommand:
+    """The parsed command (options checked, nothing run)."""
     parser = common.parser("tracing", __doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=SAMPLES,
                         help=f"noise draws of the causal trace (default {SAMPLES})")
@@ -42,14 +42,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.layer is not None:
         raise InterferenceError("--layer does not apply: analyses.tracing traces every layer")
     config = common.experiment_config(args)
-    common.run_study(args, config,
-                     lambda c: run_tracing(c, samples=args.samples, noise=args.noise, min_gap=args.min_gap,
-                                           max_retained=args.max_retained, progress=not args.no_progress),
-                     tracing_report,
-                     lambda c, records, results: TracingStudy(c, results["tracing"]["n_layers"], args.min_gap,
-                                                              records),
-                     order=list(CONDITIONS), samples=args.samples, noise=args.noise, min_gap=args.min_gap,
-                     max_retained=args.max_retained)
+    return common.StudyCommand(
+        args, config,
+        lambda c: run_tracing(c, samples=args.samples, noise=args.noise, min_gap=args.min_gap,
+                              max_retained=args.max_retained, progress=not args.no_progress),
+        tracing_report,
+        lambda c, records, results: TracingStudy(c, results["tracing"]["n_layers"], args.min_gap, records),
+        settings={"samples": args.samples, "noise": args.noise, "min_gap": args.min_gap,
+                  "max_retained": args.max_retained},
+        order=list(CONDITIONS))
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    command(argv).run()
     return 0
 
 

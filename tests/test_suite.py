@@ -55,6 +55,19 @@ def test_max_minutes_refuses_a_plan_over_budget_before_any_work(tmp_path, capsys
     assert "--max-minutes must be positive" in capsys.readouterr().err
 
 
+def test_a_part_s_options_are_checked_by_its_own_command_before_any_work(tmp_path, capsys):
+    out = tmp_path / "suite"
+    assert main([*TINY, "--lora-lr", "1e-3", "--out", str(out)]) == 2  # the default parts have no LoRA
+    assert "--lora-lr is the remedies' LoRA rate: add remedies to --parts" in capsys.readouterr().err
+    assert main([*TINY, "--parts", "remedies", "--lora-lr", "-1", "--out", str(out)]) == 2
+    assert "lora_lr" in capsys.readouterr().err  # analyses.remedies' own check, before the plan
+    assert main([*TINY, "--parts", "hypotheses", "--relation", "P17", "--out", str(out)]) == 2
+    assert "--relation and --subjects need a real --model" in capsys.readouterr().err
+    assert main([*TINY, "--parts", "freezing", "--band", "0", "--out", str(out)]) == 2
+    assert "--band must be >= 1, got 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_workers_merge_into_one_report_and_seeds_accumulate(tmp_path, capsys):
     from analyses.forgetting import main as forgetting
 
