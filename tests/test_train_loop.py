@@ -80,6 +80,21 @@ def test_same_seed_gives_the_same_run_and_another_seed_does_not():
     assert [r.loss for r in c.history[1:]] != [r.loss for r in a.history[1:]]
 
 
+def test_training_forwards_build_no_kv_cache(monkeypatch):
+    """A training step never reuses a KV cache; building one anyway costs dispatches (the GPU step's bound)."""
+    from transformers.cache_utils import DynamicCache
+
+    built, original = [], DynamicCache.__init__
+
+    def spy(self, *args, **kwargs):
+        built.append(torch.is_grad_enabled())  # generation and evaluation run without gradients
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamicCache, "__init__", spy)
+    _run(_config(method="l2", epochs=1))  # SFT steps, the teacher and l2's matching probe (with gradients)
+    assert built and not any(built)  # greedy evaluation still decodes with a cache
+
+
 @pytest.mark.parametrize("method", ["self_distill", "l2"])
 def test_resume_after_an_interruption_gives_the_uninterrupted_result(tmp_path, method):
     config = _config(method=method, teacher_cache="topk", teacher_topk=8)

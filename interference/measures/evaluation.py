@@ -84,7 +84,7 @@ def teacher_forced_correctness(model, tokenizer, input_ids: torch.Tensor, attent
         for index in order.split(batch_size):
             width = int(lengths[index].max())
             ids, mask, gold = (t[index, :width].to(device) for t in (input_ids, attention_mask, labels))
-            predicted = model(input_ids=ids, attention_mask=mask).logits[:, :-1].argmax(dim=-1)
+            predicted = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].argmax(dim=-1)
             gold = gold[:, 1:]  # the label of position t + 1 is predicted at position t
             answer = gold != IGNORE
             last = answer & ~torch.cat([answer[:, 1:], torch.zeros_like(answer[:, :1])], dim=1)

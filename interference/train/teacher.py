@@ -40,7 +40,8 @@ def teacher_module(model: torch.nn.Module, snapshot: Snapshot) -> torch.nn.Modul
 
 
 def _log_probs(teacher: torch.nn.Module, batch: Batch, tau: float) -> torch.Tensor:
-    return tempered_log_probs(teacher(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits, tau)
+    logits = teacher(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+    return tempered_log_probs(logits, tau)
 
 
 class TeacherCache:
