@@ -180,3 +180,15 @@ def test_overlap_and_freezing_seeds_pool_into_the_report_of_one_run(tmp_path, ca
     capsys.readouterr()
     assert run([*tiny[:-len(own)], *other, "--seeds", "2", "--accumulate", "--out", str(pooled)]) == 2
     assert "holds a run with other settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("part", ["forgetting", "hypotheses", "overlap", "tracing", "freezing", "remedies"])
+def test_each_analysis_s_command_gives_its_fingerprint_without_running(part, tmp_path):
+    from importlib import import_module
+
+    command = import_module(f"analyses.{part}").command(["--quick", "--seeds", "5", "--out", str(tmp_path / "x")])
+    assert command.fingerprint["settings"]["command"] == f"analyses.{part}"
+    assert command.fingerprint == import_module(f"analyses.{part}").command(["--quick"]).fingerprint  # seeds aside
+    lr = import_module(f"analyses.{part}").command(["--quick", "--lr", "0.5"]).fingerprint
+    assert lr["digest"] != command.fingerprint["digest"]
+    assert not (tmp_path / "x").exists()
