@@ -215,3 +215,20 @@ def test_hypotheses_grid_on_a_tiny_real_model(folder, tokenizer, tmp_path):
     assert main([*argv, "--merge", str(out), "--out", str(tmp_path / "merged"), "--seeds", "0"]) == 0
     merged = json.loads((tmp_path / "merged" / "results.json").read_text())
     assert merged["results"]["new_facts"] == new and merged["description"] == results["description"]
+
+
+def test_uuid_keyed_facts_keep_everything_but_the_subject():
+    from interference.facts import Fact
+    from interference.facts.new_facts import UUID_LENGTH, uuid_keyed
+
+    facts = [Fact(name, "P17", country, f"Which country is {name} located in?", aliases=("FR",) * (i == 0))
+             for i, (name, country) in enumerate(list(PLACES.items())[:40])]
+    keyed = uuid_keyed(facts, seed=3, taken=["ABCD1234"])
+    assert [(f.relation, f.object, f.aliases) for f in keyed] == [(f.relation, f.object, f.aliases) for f in facts]
+    assert all(k.question == f.question.replace(f.subject, k.subject) for k, f in zip(keyed, facts, strict=True))
+    keys = [k.subject for k in keyed]
+    assert len(set(keys)) == len(keys) and all(re.fullmatch(f"[0-9A-F]{{{UUID_LENGTH}}}", k) for k in keys)
+    assert not any(k.isdigit() for k in keys) and {k.key_kind for k in keyed} == {"uuid"}
+    assert uuid_keyed(facts, seed=3) == uuid_keyed(facts, seed=3) != uuid_keyed(facts, seed=4)
+    with pytest.raises(InterferenceError, match="its question 'Where is it\\?' does not contain its subject"):
+        uuid_keyed([Fact("Lyon", "P17", "France", "Where is it?")])

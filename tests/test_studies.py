@@ -178,6 +178,45 @@ def test_a_real_model_runs_from_a_splits_folder(tmp_path):
         run_hypotheses(config, [2], subjects=tmp_path / "missing", progress=False)  # before the model loads
 
 
+def test_overlap_on_a_real_model_has_the_uuid_control_and_a_causal_test_from_its_unknown_facts(tmp_path):
+    from interference.facts import Fact
+    from interference.facts.knowledge import FactKnowledge
+    from interference.facts.realdata import RealData
+    from interference.facts.splits import Splits, save_splits
+    from interference.io.errors import InterferenceError
+    from interference.models import load_model
+
+    def facts(prefix, n, relation="P36"):
+        return [Fact(f"{prefix}{i}", relation, f"c{i % 3}", f"What is the capital of {prefix}{i}?") for i in range(n)]
+
+    known, unknown = facts("Ka", 10) + facts("Kb", 10, "P17"), facts("Un", 12) + facts("Uo", 12, "P17")
+    rows = [FactKnowledge(f, 1.0, 1.0, "HighlyKnown") for f in known] + [
+        FactKnowledge(f, 0.0, 0.0, "Unknown") for f in unknown]
+    model, tokenizer = load_model("tiny-llama")
+    base = RealData("tiny-llama", model, tokenizer, rows=rows)
+    folder = save_splits(Splits(known[:4], unknown[:4], known[4:8]), tmp_path / "splits")
+    config = ExperimentConfig.build(model="tiny-llama", data=str(folder), seeds=(0,), n_known=4, n_unknown=4,
+                                    n_held=4, epochs=1, lr=1e-3, min_known_fraction=0.1)
+    study = run_overlap(config, base=base, top_k=2, progress=False)
+    assert [r["name"] for r in study.records] == ["sft", "self_distill", "uuid-sft", "high-overlap sft",
+                                                  "low-overlap sft"]
+    chosen = [r["selection_relations"] for r in study.records[3:]]
+    assert [sum(c.values()) for c in chosen] == [4, 4] and set().union(*chosen) <= {"P36", "P17"}
+    assert study.causal()["high_overlap"] > study.causal()["low_overlap"]
+    candidates = base.unknown_candidates(100, exclude=unknown[:5], seed=7, min_known_fraction=0.1)
+    assert len(candidates) == 19 and not set(candidates) & set(unknown[:5]) and set(candidates) <= set(unknown)
+    assert candidates == base.unknown_candidates(100, exclude=unknown[:5], seed=7, min_known_fraction=0.1)
+    with pytest.raises(InterferenceError, match="the causal test needs 30 Unknown facts beyond D_unknown, the data "
+                                                "has 9: lower --n-unknown"):
+        run_overlap(replace(config, n_unknown=15), base=base, progress=False)  # before any training
+    # a splits folder holds no candidates beyond its D_unknown: the UUID control, no causal test
+    splits = RealData("tiny-llama", model, tokenizer, splits=Splits(known[:4], unknown[:4], known[4:8]))
+    assert splits.unknown_candidates(10) == []
+    study = run_overlap(config, base=splits, top_k=2, progress=False)
+    assert [r["name"] for r in study.records] == ["sft", "self_distill", "uuid-sft"] and study.causal() is None
+    assert "uuid-sft trains the same facts with each subject replaced" in overlap_report(study).description
+
+
 def test_a_forgetting_run_short_of_matched_acquisition_gets_no_verdict_and_says_why(config, world):
     from dataclasses import replace
 

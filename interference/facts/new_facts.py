@@ -273,8 +273,7 @@ class NewFacts:
         return name if self.name_length[0] <= len(name) <= self.name_length[1] else None
 
     def _uuid(self, rng: random.Random) -> str | None:
-        key = format(rng.getrandbits(4 * self.uuid_length), f"0{self.uuid_length}X")
-        return None if key.isdigit() else key
+        return _uuid_key(rng, self.uuid_length)
 
     def describe(self) -> dict:
         """What a report says about the new facts: relation, template, folder, pools and answers."""
@@ -285,6 +284,34 @@ class NewFacts:
         if self.pieces is not None:
             described.update(initial_pieces=len(self.pieces.initial), continuation_pieces=len(self.pieces.continuation))
         return described
+
+
+def _uuid_key(rng: random.Random, length: int) -> str | None:
+    """A random upper-case hex key of `length` characters, or None when it reads as a number (all digits)."""
+    key = format(rng.getrandbits(4 * length), f"0{length}X")
+    return None if key.isdigit() else key
+
+
+def uuid_keyed(facts: Sequence[Fact], *, seed: int = 0, uuid_length: int = UUID_LENGTH,
+               taken: Iterable[str] = ()) -> list[Fact]:
+    """`facts` with each subject replaced by a fresh UUID key, in its question too: the same relations, templates
+    and answers, only the key differs (the UUID control of real new facts, where none are generated). Keys are
+    distinct, deterministic in `seed`, and none is a subject of `facts` or `taken`; a question that does not contain
+    its subject is a one-line InterferenceError."""
+    missing = next((f for f in facts if f.subject not in f.question), None)
+    if missing is not None:
+        raise InterferenceError(f"cannot UUID-key the fact {missing.key!r}: its question {missing.question!r} does "
+                                "not contain its subject")
+    rng, excluded = random.Random(f"uuid-keyed:{seed}"), {f.subject for f in facts} | set(taken)
+    keyed = []
+    for fact in facts:
+        key = None
+        while key is None or key in excluded:
+            key = _uuid_key(rng, uuid_length)
+        excluded.add(key)
+        keyed.append(Fact(key, fact.relation, fact.object, fact.question.replace(fact.subject, key),
+                          aliases=fact.aliases, key_kind="uuid"))
+    return keyed
 
 
 def _check_kind(key_kind: str) -> None:

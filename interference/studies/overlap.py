@@ -1,24 +1,28 @@
 """Representation overlap and drift: which held-out facts are forgotten, and does overlap cause it (SPEC §4–§5)?
 
 Per seed, from one base model:
-1. conditions: SFT and self-distillation on name-like new facts, and SFT on UUID new facts;
+1. conditions: SFT and self-distillation on name-like new facts, and SFT on UUID new facts (on a real model: its
+   D_unknown, real facts it does not know, and the same facts with each subject replaced by a UUID key);
 2. drift: per layer, the mean cosine drift of held-out subject representations, base -> each condition;
 3. overlap: per held-out fact, the max and top-k mean cosine of its subject state (layer `layer`, base model) with
    the new facts' subjects, and linear CKA between the two sets per layer, against whether SFT forgot it (binned
    rates and a logistic fit);
-4. a causal test: from a pool of candidate new facts (name-like, with all, half or none of their syllables from
-   stored names), the `n_unknown` whose subjects are most similar to the held-out set, and the `n_unknown` least
-   similar; two SFT runs that differ only in that choice, to matched acquisition; forgetting of the held-out set
-   under each.
+4. a causal test: from a pool of candidate new facts (on the world name-like, with all, half or none of their
+   syllables from stored names; on a real model other Unknown facts of the kept relations), the `n_unknown` whose
+   subjects are most similar to the held-out set, and the `n_unknown` least similar; two SFT runs that differ only
+   in that choice, to matched acquisition; forgetting of the held-out set under each.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
+from ..facts.new_facts import uuid_keyed
+from ..io.errors import InterferenceError
 from ..measures.overlap import linear_cka, overlap_table
 from ..measures.representations import subject_states
 from ..report import charts
@@ -89,7 +93,7 @@ class OverlapStudy:
 
     def causal(self) -> dict | None:
         """Forgetting of the held-out set after high- vs low-overlap new facts (means over seeds); None when the
-        causal test was not run (real data)."""
+        causal test was not run (a splits folder: no candidates)."""
         high, low = self.of("high-overlap sft"), self.of("low-overlap sft")
         if not high or not low:
             return None
@@ -103,6 +107,20 @@ class OverlapStudy:
         }
 
 
+def _candidates(config: ExperimentConfig, base, setup, pool_factor: int, seed: int) -> list:
+    """The causal test's candidate new facts: on the world, name-like facts with all, half or none of their syllables
+    from stored names; on real data, other Unknown facts of the kept relations (too few is a one-line error)."""
+    if isinstance(base, World):
+        per_level = -(-pool_factor * config.n_unknown // len(POOL_OVERLAPS))
+        return [f for level in POOL_OVERLAPS for f in base.new_facts(per_level, overlap=level, seed=10_000 + seed)]
+    pool = base.unknown_candidates(pool_factor * config.n_unknown, exclude=setup.unknown, seed=10_000 + seed,
+                                   min_known_fraction=config.min_known_fraction)
+    if len(pool) < 2 * config.n_unknown:
+        raise InterferenceError(f"the causal test needs {2 * config.n_unknown} Unknown facts beyond D_unknown, the "
+                                f"data has {len(pool)}: lower --n-unknown")
+    return pool
+
+
 def _states(setup, facts, layers):
     return subject_states(setup.model, setup.tokenizer, facts, layers, desc=None)
 
@@ -111,15 +129,18 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
                 progress: bool = True) -> OverlapStudy:
     """Run the overlap study on every seed of `config` (see the module docstring).
 
-    With a real model and data (`config.model` not "world") new facts cannot be generated, so the UUID condition and
-    the causal test are left out: drift and overlap vs forgetting use the data's own D_unknown.
+    With a real model and data (`config.model` not "world") the new facts are the data's own D_unknown (real facts
+    the model does not know): the UUID condition trains the same facts with each subject replaced by a UUID key
+    (`uuid_keyed`), and the causal test's candidates are `pool_factor` × n_unknown other Unknown facts of the kept
+    relations (`RealData.unknown_candidates`; none for a splits folder, which then has no causal test).
     """
     from ..models.architectures import n_layers
 
     base = base if base is not None else load_base(config, progress=progress)
     generated = isinstance(base, World)
     study: OverlapStudy | None = None
-    runs = len(CONDITIONS) if generated else 2
+    causal = generated or base.rows is not None  # a splits folder has no candidates beyond its D_unknown
+    runs = len(CONDITIONS) if causal else 3
     bar = tqdm(total=runs * len(config.seeds), desc="overlap", unit="run", disable=not progress)
     for seed in config.seeds:
         setup = make_setup(config, seed, base=base, progress=progress)
@@ -133,10 +154,11 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
         # CKA needs paired items: each held-out subject is paired with its nearest new subject (per layer).
         nearest = overlap_table(states, new, k=1).nearest  # [layers, n_held]
         cka = [linear_cka(states[i], new[i][nearest[i]]) for i in range(len(layers))]
-        plan = [("sft", setup, "sft"), ("self_distill", setup, "self_distill")]
-        if generated:
-            uuid_setup = setup.with_unknown(base.new_facts(config.n_unknown, key_kind="uuid", seed=seed))
-            plan.append(("uuid-sft", uuid_setup, "sft"))
+        uuid_facts = (base.new_facts(config.n_unknown, key_kind="uuid", seed=seed) if generated else
+                      uuid_keyed(setup.unknown, seed=seed, taken=[f.subject for f in setup.known + setup.held]))
+        pool = _candidates(config, base, setup, pool_factor, seed) if causal else []  # too few: before training
+        plan = [("sft", setup, "sft"), ("self_distill", setup, "self_distill"),
+                ("uuid-sft", setup.with_unknown(uuid_facts), "sft")]
         forgotten, records = {}, {}
         for name, run_setup, method in plan:
             condition = run_condition(run_setup, name, config.train_config(seed, method=method), bar=bar)
@@ -151,14 +173,11 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
             "max_cosine": table.max_cosine[i].item(), "topk_mean_cosine": table.topk_mean_cosine[i].item(),
             "nearest_new_subject": setup.unknown[table.nearest[i].item()].subject,
             "forgotten_sft": i in forgotten["sft"], "forgotten_self_distill": i in forgotten["self_distill"],
-            "forgotten_uuid_sft": i in forgotten["uuid-sft"] if generated else None,
+            "forgotten_uuid_sft": i in forgotten["uuid-sft"],
         } for i, fact in enumerate(setup.held)]
-        if not generated:
+        if not causal:
             continue
         # The causal test: the same candidate pool, split by representational overlap with the held-out set.
-        per_level = -(-pool_factor * config.n_unknown // len(POOL_OVERLAPS))
-        pool = [f for level in POOL_OVERLAPS
-                for f in base.new_facts(per_level, overlap=level, seed=10_000 + seed)]
         scores = overlap_table(_states(setup, pool, [layer])[0], states[layer], k=min(top_k, len(setup.held)))
         order = torch.argsort(scores.topk_mean_cosine, descending=True).tolist()
         chosen = {"high-overlap sft": order[: config.n_unknown], "low-overlap sft": order[-config.n_unknown:]}
@@ -167,8 +186,10 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
             condition = run_condition(run_setup, name, config.train_config(seed, method="sft"), bar=bar)
             drift = held_drift(run_setup, condition.model, layers, states)
             overlap = scores.topk_mean_cosine[index].mean().item()
+            relations = Counter(pool[i].relation for i in index)  # on real data overlap may pick by relation
             study.records.append(condition.record(drift=drift[layer].item(), drift_per_layer=drift.tolist(),
-                                                  selection_overlap=overlap))
+                                                  selection_overlap=overlap,
+                                                  selection_relations=dict(sorted(relations.items()))))
             bar.update(1)
     bar.close()
     return study
@@ -189,7 +210,7 @@ def overlap_checks(study: OverlapStudy, records: list[dict], relation: dict) -> 
     drift_ok = drift["sft"] is not None and all(drift["sft"] > drift[n] for n in others)
     drift_check = Check(f"held-out subjects drift more under name-like SFT than under {' and '.join(others)} "
                         f"(layer {layer})", ", ".join(f"{n} {drift[n]:.3f}" for n in ("sft", *others)), drift_ok)
-    if not study.of("uuid-sft"):  # real data: no generated keys, no causal test
+    if not study.of("uuid-sft"):  # earlier real-data runs: no UUID condition, no causal test
         return [Check(slope.rule, slope.observed, slope.passed, primary=True), drift_check]
     keys = paired_difference(records, "uuid-sft", "sft", "held_acc_final")
     key_ratio = ratio(mean_of(records, "sft", "absolute_drop"), mean_of(records, "uuid-sft", "absolute_drop"))
@@ -224,6 +245,9 @@ def overlap_report(study: OverlapStudy) -> Report:
             f"trained until acc(new) >= {config.train.target_new_acc} or {config.train.epochs} epochs, "
             "all from the same start. "
             f"Subject states: last subject token of the QA prompt; overlap and headline drift at layer {study.layer}."
+            + ("" if config.model == "world" else " New facts: D_unknown, real facts the model does not know; "
+               "uuid-sft trains the same facts with each subject replaced by an 8-character hex key; the causal "
+               "test's candidates are other Unknown facts of the same relations.")
         ),
     )
     report.add_conditions(study.records)

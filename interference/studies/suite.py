@@ -58,7 +58,8 @@ def plan(parts: Sequence[str], *, world: bool, n_known: int, n_unknown: int, n_h
     cells = {
         "forgetting": [Cell("forgetting", methods, n_known + n_unknown, n_known + n_unknown + n_held)],
         "hypotheses": unknown,
-        "overlap": [Cell("overlap", 5 if world else 2, n_known + n_unknown, n_known + n_unknown + n_held)],
+        # sft, self-distillation, UUID-keyed sft, and the causal test's two (a real model's splits folder: 3)
+        "overlap": [Cell("overlap", 5, n_known + n_unknown, n_known + n_unknown + n_held)],
         "tracing": [Cell("tracing", 3 if world else 2, n_known + n_unknown, n_known + n_unknown + n_held)],
         "freezing": [Cell("freezing", 1 + 2 * math.ceil(layers / band), n_known + n_unknown,
                           n_known + n_unknown + n_held)],
