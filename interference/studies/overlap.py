@@ -202,22 +202,23 @@ MIN_KEY_RATIO, MAX_P = 3.0, 0.05
 def overlap_checks(study: OverlapStudy, records: list[dict], relation: dict) -> list[Check]:
     """The verdict's rules for "forgetting is localized interference" (SPEC §4)."""
     fit, layer = relation["logistic"], study.layer
+    keyed = "name-like" if study.config.model == "world" else "real-subject"  # what sft's new facts are keyed by
     slope_ok = fit.note is None and fit.slope > 0 and fit.p_value < MAX_P
     slope = Check("overlap predicts forgetting under SFT: logistic slope > 0 with p < 0.05",
                   fit.note or f"slope {fit.slope:.2f}, p = {fit.p_value:.3g}", slope_ok)
     drift = {name: mean_of(records, name, "drift") for name in ("sft", "self_distill", "uuid-sft")}
     others = [n for n in ("self_distill", "uuid-sft") if drift[n] is not None]
     drift_ok = drift["sft"] is not None and all(drift["sft"] > drift[n] for n in others)
-    drift_check = Check(f"held-out subjects drift more under name-like SFT than under {' and '.join(others)} "
+    drift_check = Check(f"held-out subjects drift more under {keyed} SFT than under {' and '.join(others)} "
                         f"(layer {layer})", ", ".join(f"{n} {drift[n]:.3f}" for n in ("sft", *others)), drift_ok)
     if not study.of("uuid-sft"):  # earlier real-data runs: no UUID condition, no causal test
         return [Check(slope.rule, slope.observed, slope.passed, primary=True), drift_check]
     keys = paired_difference(records, "uuid-sft", "sft", "held_acc_final")
     key_ratio = ratio(mean_of(records, "sft", "absolute_drop"), mean_of(records, "uuid-sft", "absolute_drop"))
     checks = [
-        Check("UUID-keyed SFT ends with higher held-out accuracy than name-like SFT beyond noise (uuid-sft − sft: "
+        Check(f"UUID-keyed SFT ends with higher held-out accuracy than {keyed} SFT beyond noise (uuid-sft − sft: "
               "positive mean, 95 % bootstrap over facts above 0)", evidence(keys), beyond_noise(keys), primary=True),
-        Check(f"absolute drop name-like / UUID ≥ {MIN_KEY_RATIO:g} (paper: 38–41 % vs 0–4 %)", f"{key_ratio:.2f}",
+        Check(f"absolute drop {keyed} / UUID ≥ {MIN_KEY_RATIO:g} (paper: 38–41 % vs 0–4 %)", f"{key_ratio:.2f}",
               key_ratio >= MIN_KEY_RATIO),
         slope,
     ]
@@ -264,14 +265,15 @@ def overlap_report(study: OverlapStudy) -> Report:
     differences = paired_comparison(records, names, "sft")
     if causal is not None:
         differences += paired_comparison(records, ["high-overlap sft"], "low-overlap sft")
+    ours_keyed = "name-like keys" if config.model == "world" else "real subjects (ours) / name-like keys (paper)"
     paper = [
-        {"quantity": "forgetting, name-like keys (SFT; 10⁶ facts in the paper)", "paper": "38–41 %",
+        {"quantity": f"forgetting, {ours_keyed} (SFT; 10⁶ facts in the paper)", "paper": "38–41 %",
          "ours": ours(records, "sft", "forgetting")},
         {"quantity": "forgetting, UUID keys (SFT)", "paper": "0–4 %",
          "ours": ours(records, "uuid-sft", "forgetting")},
         {"quantity": "forgetting, self-distillation", "paper": "≈3 %",
          "ours": ours(records, "self_distill", "forgetting")},
-        {"quantity": "held-out subject drift, name-like SFT (middle layer)", "paper": "≈11 %",
+        {"quantity": f"held-out subject drift, SFT on {ours_keyed} (middle layer)", "paper": "≈11 %",
          "ours": ours(records, "sft", "drift")},
         {"quantity": "drift, self-distillation / UUID keys", "paper": "≈5 % / ≈5 %",
          "ours": f"{ours(records, 'self_distill', 'drift')} / {ours(records, 'uuid-sft', 'drift')}"},
