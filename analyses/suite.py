@@ -127,7 +127,12 @@ def _analysis(part: str, argv: list[str], *, workers: int = 1, wait: bool = True
     if workers > 1:
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     process = subprocess.Popen([sys.executable, "-m", f"analyses.{part}", *argv], env=env)
-    return process.wait() if wait else process
+    return _exit_code(process.wait()) if wait else process
+
+
+def _exit_code(code: int) -> int:
+    """A process's exit code as a shell gives it: 128 + N for one killed by signal N (Popen's -N)."""
+    return code if code >= 0 else 128 - code
 
 
 def _new_seeds(part: str, seeds: list[int], earlier) -> list[int]:
@@ -157,8 +162,12 @@ def _run_accumulating(part: str, argv: list[str], seeds: list[int], earlier, out
                          workers=len(groups), wait=False) for g, path in zip(groups, parts, strict=True)]
     codes = [p.wait() for p in running]
     folder.register(WORKERS)
-    if any(codes):
-        return max(codes)
+    failed = [(g, c) for g, c in zip(groups, codes, strict=True) if c]
+    for g, c in failed:  # a worker killed by a signal (the OOM killer's 9, say) has a negative code
+        how = f"was killed by signal {-c}" if c < 0 else f"exited with {c}"
+        print(f"{part}: the worker of seeds {' '.join(map(str, g))} {how}; nothing was merged", file=sys.stderr)
+    if failed:
+        return _exit_code(failed[0][1])
     every = sorted(set(new) | set(earlier.seeds if earlier else ()))
     code = _analysis(part, [*argv, "--seeds", *map(str, every), *accumulate, "--merge", *map(str, parts),
                             "--out", str(target)])

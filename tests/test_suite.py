@@ -133,3 +133,29 @@ def test_overlap_tracing_and_freezing_add_one_seed_a_run_under_the_fingerprints_
     assert all(f"{part}: seeds 0 1 are all in" in err for part in parts), err
     assert [p["seeds"] for p in json.loads((out / "suite.json").read_text())["parts"]
             if p["part"] in parts] == [[0, 1]] * 3
+
+
+def test_a_worker_killed_by_a_signal_fails_its_part(tmp_path, capsys, monkeypatch):
+    import analyses.suite as suite
+
+    class Worker:
+        def __init__(self, code):
+            self.code = code
+
+        def wait(self):
+            return self.code
+
+    calls = []
+
+    def fake(part, argv, *, workers=1, wait=True):  # the second worker ends as the OOM killer ends a process
+        calls.append(argv)
+        return Worker(-9 if len(calls) == 2 else 0) if not wait else 0
+
+    monkeypatch.setattr(suite, "_analysis", fake)
+    out = tmp_path / "suite"
+    assert main([*TINY, "--parts", "forgetting", "--seeds", "0", "1", "--workers", "2", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "forgetting: the worker of seeds 1 was killed by signal 9; nothing was merged" in err
+    assert "failed: forgetting" in err
+    assert not any("--merge" in argv for argv in calls)  # nothing pooled from a dead worker
+    assert json.loads((out / "suite.json").read_text())["exit_codes"] == {"forgetting": 137}
