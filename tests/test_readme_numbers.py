@@ -205,3 +205,38 @@ def test_the_readme_states_the_real_model_tracing_run(readme):
     other = head["paired_minus_other_fact"]
     assert f"{other['difference']:+.2f} [{other['low']:+.2f}, {other['high']:+.2f}]" in readme
     assert f"verdict: **{head['verdict']}**" in readme
+
+
+def overlap_rows(folder: Path) -> list[str]:
+    """The README's table of a committed real-model overlap run: per condition the final held-out accuracy and
+    forgetting (mean [95 % t-interval over seeds]), acquisition, drift, and the paired difference from SFT of the final
+    held-out accuracy (over seeds; over facts); then the report's rules, each with what it observed."""
+    data = load_results(folder)
+    summary = {row["condition"]: row for row in data["results"]["summary"]}
+    paired = {p["condition"]: p for p in data["results"]["paired"]
+              if p["minus"] == "sft" and p["measure"] == "held_acc_final"}
+
+    def interval(row, key):
+        return f"{row[key]:.3f} [{row[key + '_low']:.3f}, {row[key + '_high']:.3f}]"
+
+    rows = []
+    for name, row in summary.items():
+        p = paired.get(name)
+        versus = "—" if p is None else (f"{p['difference']:+.3f} [{p['t_low']:+.3f}, {p['t_high']:+.3f}]; facts "
+                                        f"[{p['boot_low']:+.3f}, {p['boot_high']:+.3f}]")
+        rows.append(f"| {name} | {interval(row, 'held_acc_final')} | {interval(row, 'forgetting')} | "
+                    f"{row['new_acc']:.3f} | {mean_of(data['conditions'], name, 'drift'):.4f} | {versus} |")
+    for check in data["headline"]["verdict"]["checks"]:
+        rows.append(f"| {'passes' if check['passed'] else 'fails'} | {check['rule']} | {check['observed']} |")
+    return rows
+
+
+def test_the_readme_states_the_real_model_overlap_run(readme):
+    folder = ROOT / "results" / "smollm2-135m-overlap-cpu"
+    data = load_results(folder)
+    assert len(data["seeds"]) >= 3 and data["config"]["model"] == "smollm2-135m"
+    title = f"### Overlap, the UUID control and the causal test on SmolLM2 (CPU size, {len(data['seeds'])} seeds)"
+    assert title in readme
+    for row in overlap_rows(folder):
+        assert row in readme, row
+    assert f"Overlap on SmolLM2: **{data['headline']['verdict']['verdict']}**" in readme

@@ -25,7 +25,7 @@ from ..facts.answers import exact_match
 from ..facts.examples import IGNORE, Examples
 from ..facts.fact import Fact, qa_prompt
 from ..models.devices import inference_batch_size
-from ..models.generation import generate_in_length_order, inference_mode, stop_token_ids
+from ..models.generation import generate_in_length_order, inference_mode, no_cache, stop_token_ids
 
 #: Facts per evaluation batch on a CPU (an accelerator takes `inference_batch_size` of it).
 EVAL_BATCH = 64
@@ -80,11 +80,12 @@ def teacher_forced_correctness(model, tokenizer, input_ids: torch.Tensor, attent
     lengths = attention_mask.sum(dim=1)
     order = torch.argsort(lengths, stable=True)
     correct = torch.zeros(n, dtype=torch.bool, device=device)
+    options = no_cache(model)
     with inference_mode(model):
         for index in order.split(batch_size):
             width = int(lengths[index].max())
             ids, mask, gold = (t[index, :width].to(device) for t in (input_ids, attention_mask, labels))
-            predicted = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].argmax(dim=-1)
+            predicted = model(input_ids=ids, attention_mask=mask, **options).logits[:, :-1].argmax(dim=-1)
             gold = gold[:, 1:]  # the label of position t + 1 is predicted at position t
             answer = gold != IGNORE
             last = answer & ~torch.cat([answer[:, 1:], torch.zeros_like(answer[:, :1])], dim=1)

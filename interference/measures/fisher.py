@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..facts.examples import IGNORE, Examples
+from ..models.generation import forward_logits
 
 
 def diagonal_fisher(model: torch.nn.Module, examples: Examples, names: Sequence[str], *,
@@ -28,7 +29,7 @@ def diagonal_fisher(model: torch.nn.Module, examples: Examples, names: Sequence[
     model.eval()
     for i in tqdm(range(len(examples)), desc="fisher", disable=not progress, leave=False):
         batch = examples.batch(torch.tensor([i])).to(device)
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        logits = forward_logits(model, batch)
         targets = F.pad(batch.labels[:, 1:], (0, 1), value=IGNORE)  # label t + 1 is predicted at position t
         nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
         for total, grad in zip(fisher, torch.autograd.grad(nll, params, allow_unused=True), strict=True):

@@ -19,6 +19,22 @@ def stop_token_ids(tokenizer) -> list[int]:
     return ids
 
 
+def no_cache(model) -> dict:
+    """The keyword options of a forward pass that reuses no KV cache (training, teacher-forced checks): use_cache=False
+    for a Hugging Face model (also compiled, wrapped by DDP, or with adapters), which would otherwise build a cache on
+    every pass (about ten dispatches a layer), and none for a module whose forward takes no such option."""
+    from transformers import PretrainedConfig
+
+    inner = getattr(model, "_orig_mod", model)  # torch.compile
+    inner = getattr(inner, "module", inner)  # DistributedDataParallel
+    return {"use_cache": False} if isinstance(getattr(inner, "config", None), PretrainedConfig) else {}
+
+
+def forward_logits(model, batch) -> torch.Tensor:
+    """`model`'s logits on a batch (its `input_ids` and `attention_mask`), without a KV cache."""
+    return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **no_cache(model)).logits
+
+
 @contextlib.contextmanager
 def inference_mode(model: torch.nn.Module) -> Iterator[None]:
     """Eval mode and no autograd for the duration, restoring the model's training flag afterwards."""

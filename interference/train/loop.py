@@ -25,6 +25,7 @@ from ..measures.fisher import diagonal_fisher
 from ..measures.history import EpochRecord, TrainResult
 from ..models.adapters import add_lora, merge_lora
 from ..models.devices import check_launch
+from ..models.generation import forward_logits, no_cache
 from ..models.parameter_groups import apply_trainable, resolve_trainable, restore_flags
 from ..models.weights import Snapshot
 from .config import TrainConfig
@@ -39,8 +40,7 @@ def make_accelerator(config: TrainConfig, device: torch.device, out=None):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
-    if single:
+    if single := int(os.environ.get("WORLD_SIZE", "1")) == 1:
         AcceleratorState._reset_state(True)  # so that each run in a process may choose its own precision
     accelerator = Accelerator(cpu=single and device.type == "cpu", device_placement=False, log_with=config.report_to,
                               mixed_precision=None if config.mixed_precision == "no" else config.mixed_precision,
@@ -79,8 +79,7 @@ def _step(accelerator, forward, loss_fn, examples, index, params, optimizer, con
         index, weights = examples.share(index, accelerator.process_index, accelerator.num_processes,
                                         config.kd_weighting)
     batch = examples.batch(index, fixed=config.torch_compile != "none").to(params[0].device)
-    # no KV cache: a training forward never reuses one, and building it costs ~10 dispatches a layer
-    logits = forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+    logits = forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     loss, parts = loss_fn(logits, batch, weights)
     accelerator.backward(loss)
     if config.max_grad_norm is not None:
@@ -98,11 +97,12 @@ def _optimizer(params: list[torch.nn.Parameter], config: TrainConfig, lr: float 
 
 
 def step_forward(model: torch.nn.Module, mode: str = "none") -> Callable:
-    """`model`, or compiled as `TrainConfig.torch_compile` says: batch size symbolic, a new CUDA-graph step a call."""
+    """`model` without a KV cache (`no_cache`), compiled as `TrainConfig.torch_compile` says (dynamic batch size)."""
+    options = no_cache(model)
     if mode == "none":
-        return model
+        return (lambda **inputs: model(**inputs, **options)) if options else model
     compiled = torch.compile(model, mode=mode, dynamic=True)
-    return lambda **inputs: torch.compiler.cudagraph_mark_step_begin() or compiled(**inputs)
+    return lambda **inputs: torch.compiler.cudagraph_mark_step_begin() or compiled(**inputs, **options)
 
 
 def _sft(accelerator, model, examples, config, steps: int, desc: str, progress: bool) -> None:
@@ -143,7 +143,7 @@ def _matched_mu(accelerator, model, examples, config, trainable, anchors, snapsh
     params = [named[n] for n in trainable]
     for index in epoch_order(len(examples), config.batch_size, seed=config.seed, epoch=1)[: config.l2_match_batches]:
         batch = examples.batch(index).to(params[0].device)
-        logits = probe(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+        logits = forward_logits(probe, batch)
         term = config.kd_lambda * config.kd_tau**2 * teacher.kl(logits, batch, config.kd_weighting)
         grads = [g for g in torch.autograd.grad(term, params, allow_unused=True) if g is not None]
         norms.append(torch.sqrt(sum((g.float() ** 2).sum() for g in grads)).item())
@@ -272,8 +272,7 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                     if i % config.log_every == 0 or i == len(order):
                         check_finite_loss(sums["loss"].item() / i, epoch, step)
                     if target is not None and i < len(order) and i % _checks_every(config, n, seen) == 0:
-                        seen = measure.acquisition()
-                        stop = _reached(seen, target)
+                        stop = _reached(seen := measure.acquisition(), target)
                         student.train()
                         if stop:
                             break

@@ -17,7 +17,7 @@ from ..facts.fact import Fact
 from ..io.errors import InterferenceError
 from ..measures.evaluation import EVAL_BATCH
 from ..models.devices import inference_batch_size
-from ..models.generation import inference_mode
+from ..models.generation import forward_logits, inference_mode
 from ..models.weights import Snapshot
 from .config import TrainConfig
 from .losses import distill_kl, distill_kl_topk, tempered_log_probs, topk_compress
@@ -40,8 +40,7 @@ def teacher_module(model: torch.nn.Module, snapshot: Snapshot) -> torch.nn.Modul
 
 
 def _log_probs(teacher: torch.nn.Module, batch: Batch, tau: float) -> torch.Tensor:
-    logits = teacher(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
-    return tempered_log_probs(logits, tau)
+    return tempered_log_probs(forward_logits(teacher, batch), tau)
 
 
 class TeacherCache:
