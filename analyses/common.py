@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from interference.io.dataclass_options import add_dataclass_options, dataclass_values
-from interference.io.errors import CommandParser, InterferenceError
+from interference.io.errors import CommandParser, InterferenceError, cli_errors
 from interference.io.outputs import claim_output
 from interference.models.devices import DEVICE_CHOICES, DTYPES, device_description, resolve_device, resolve_dtype
 from interference.report import CSV_FILE, HTML_FILE, MANIFEST_FILE, RESULTS_FILE
@@ -185,3 +185,15 @@ class StudyCommand:
             return result
 
         return run(build, args)
+
+
+def study_main(command: Callable[[list[str] | None], StudyCommand]) -> Callable[[list[str] | None], int]:
+    """The `main` of an analysis whose `command(argv)` gives its `StudyCommand`: run it, 0 on success (errors and
+    Ctrl-C as one line, `cli_errors`)."""
+
+    @cli_errors
+    def main(argv: list[str] | None = None) -> int:
+        command(argv).run()
+        return 0
+
+    return main

@@ -12,7 +12,6 @@ Writes <out>/report.html and <out>/results.json. A thin shell over `interference
 
 from __future__ import annotations
 
-from interference.io.errors import cli_errors
 from interference.studies.forgetting import METHODS, ForgettingStudy, forgetting_report, run_forgetting
 
 from . import common
@@ -36,10 +35,8 @@ def command(argv: list[str] | None = None) -> common.StudyCommand:
         settings={"methods": list(methods)}, order=list(methods))
 
 
-@cli_errors
-def main(argv: list[str] | None = None) -> int:
-    command(argv).run()
-    return 0
+#: `python -m analyses.forgetting`: the parsed command, run (a bad option is one line and exit 2).
+main = common.study_main(command)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ accumulate). A thin shell over `interference.studies.freezing`.
 
 from __future__ import annotations
 
-from interference.io.errors import cli_errors
 from interference.studies.freezing import (
     GROUPS,
     MATCHES,
@@ -56,10 +55,8 @@ def command(argv: list[str] | None = None) -> common.StudyCommand:
         order=None)  # seed-major, as a run sorts them
 
 
-@cli_errors
-def main(argv: list[str] | None = None) -> int:
-    command(argv).run()
-    return 0
+#: `python -m analyses.freezing`: the parsed command, run (a bad option is one line and exit 2).
+main = common.study_main(command)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ Writes <out>/report.html and <out>/results.json. A thin shell over `interference
 
 from __future__ import annotations
 
-from interference.io.errors import InterferenceError, cli_errors
+from interference.io.errors import InterferenceError
 from interference.studies.hypotheses import HypothesesStudy, hypotheses_report, hypotheses_settings, run_hypotheses
 from interference.studies.setup import WORLD
 
@@ -91,10 +91,8 @@ def command(argv: list[str] | None = None) -> common.StudyCommand:
         settings=settings)
 
 
-@cli_errors
-def main(argv: list[str] | None = None) -> int:
-    command(argv).run()
-    return 0
+#: `python -m analyses.hypotheses`: the parsed command, run (a bad option is one line and exit 2).
+main = common.study_main(command)
 
 
 if __name__ == "__main__":

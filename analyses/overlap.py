@@ -12,7 +12,7 @@ which a pooled report is recomputed). A thin shell over `interference.studies.ov
 
 from __future__ import annotations
 
-from interference.io.errors import InterferenceError, cli_errors
+from interference.io.errors import InterferenceError
 from interference.studies.overlap import CONDITIONS, TOP_K, OverlapStudy, overlap_report, run_overlap
 
 from . import common
@@ -32,10 +32,8 @@ def command(argv: list[str] | None = None) -> common.StudyCommand:
         settings={"top_k": args.top_k}, order=list(CONDITIONS))
 
 
-@cli_errors
-def main(argv: list[str] | None = None) -> int:
-    command(argv).run()
-    return 0
+#: `python -m analyses.overlap`: the parsed command, run (a bad option is one line and exit 2).
+main = common.study_main(command)
 
 
 if __name__ == "__main__":

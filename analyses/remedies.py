@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from interference.io.dataclass_options import add_dataclass_options, dataclass_values
-from interference.io.errors import cli_errors
 from interference.studies.remedies import (
     METHODS,
     RemediesStudy,
@@ -53,10 +52,8 @@ def command(argv: list[str] | None = None) -> common.StudyCommand:
         settings={"methods": list(methods), "remedies": asdict(settings)}, order=list(methods))
 
 
-@cli_errors
-def main(argv: list[str] | None = None) -> int:
-    command(argv).run()
-    return 0
+#: `python -m analyses.remedies`: the parsed command, run (a bad option is one line and exit 2).
+main = common.study_main(command)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ condition record holds its seed's cells, from which a pooled report is recompute
 
 from __future__ import annotations
 
-from interference.io.errors import InterferenceError, cli_errors
+from interference.io.errors import InterferenceError
 from interference.studies.tracing import CONDITIONS, MIN_GAP, NOISE, SAMPLES, TracingStudy, run_tracing, tracing_report
 
 from . import common
@@ -53,10 +53,8 @@ def command(argv: list[str] | None = None) -> common.StudyCommand:
         order=list(CONDITIONS))
 
 
-@cli_errors
-def main(argv: list[str] | None = None) -> int:
-    command(argv).run()
-    return 0
+#: `python -m analyses.tracing`: the parsed command, run (a bad option is one line and exit 2).
+main = common.study_main(command)
 
 
 if __name__ == "__main__":
