@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     if band < 1:
         raise InterferenceError(f"--band must be >= 1, got {band}")
     out = Path(args.out).resolve()
-    cells = plan(args.parts, world=config.model == "world", n_known=config.n_known, n_unknown=config.n_unknown,
+    cells = plan(args.parts, n_known=config.n_known, n_unknown=config.n_unknown,
                  n_held=config.n_held, layers=layers, counts=counts, band=band, remedies=len(REMEDIES))
     new_facts = {"relation": args.relation, "subjects": args.subjects}
     argvs = {part: _part_args(part, rest, counts, band, new_facts, args.lora_lr) for part in args.parts}

@@ -39,3 +39,54 @@ def test_the_training_bench_refuses_an_unknown_variant_before_any_work(bench_tra
         bench_train.main(["--variants", "sft + ewc", "lora rank 4"])
     assert exit_.value.code == 2
     assert "unknown variant 'lora rank 4'" in capsys.readouterr().err
+
+
+@pytest.fixture
+def bench_threads(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.chdir(ROOT)  # the children run `python -m bench.bench_threads` from the repository root
+    from bench import bench_threads
+
+    return bench_threads
+
+
+def test_the_weights_digest_sees_one_changed_bit_and_not_the_order_of_parameters(bench_threads):
+    import torch
+
+    params = {"b": torch.arange(6.0).reshape(2, 3), "a": torch.ones(4)}
+    digest = bench_threads.weights_sha256(params)
+    assert digest == bench_threads.weights_sha256(dict(reversed(params.items())))
+    nudged = {**params, "a": torch.nextafter(params["a"], torch.tensor(2.0))}  # one ulp up
+    assert bench_threads.weights_sha256(nudged) != digest
+    assert bench_threads.weights_sha256({**params, "b": params["b"].reshape(3, 2)}) != digest  # same bytes, shape
+
+
+def test_the_thread_comparison_names_where_runs_part(bench_threads):
+    run = {"threads": 1, "snapshot_sha256": "s", "weights_sha256": "w", "curves": {"held": [0.5]}, "epochs": 3,
+           "stopped": "target"}
+    verdicts = bench_threads.compare([run, {**run, "threads": 2},
+                                      {**run, "threads": 3, "weights_sha256": "x"},
+                                      {**run, "threads": 4, "snapshot_sha256": "t", "weights_sha256": "x",
+                                       "curves": {"held": [0.6]}}])
+    assert verdicts == {"2": {"parts_at": "same bits", "same_accuracies": True},
+                        "3": {"parts_at": "trained weights", "same_accuracies": True},
+                        "4": {"parts_at": "snapshot", "same_accuracies": False}}
+
+
+def test_the_thread_bench_trains_under_each_count_in_its_own_process(bench_threads, tmp_path, capsys):
+    out = tmp_path / "threads.json"
+    assert bench_threads.main(["--threads", "1", "2", "--n-known", "8", "--n-unknown", "8", "--n-held", "8",
+                               "--epochs", "2", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [r["threads"] for r in report["runs"]] == [1, 2]
+    assert [r["torch_threads"] for r in report["runs"]] == [1, 2]  # each child really ran under its count
+    assert report["identical"] == (report["against_first"]["2"]["parts_at"] == "same bits")
+    assert "across [1, 2] threads" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("threads", [["1"], ["2", "2"], ["0", "1"]])
+def test_the_thread_bench_refuses_fewer_than_two_counts_before_any_work(bench_threads, threads, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench_threads.main(["--threads", *threads])
+    assert exit_.value.code == 2
+    assert "--threads needs at least two different counts" in capsys.readouterr().err

@@ -217,6 +217,52 @@ def test_overlap_on_a_real_model_has_the_uuid_control_and_a_causal_test_from_its
     assert "uuid-sft trains the same facts with each subject replaced" in overlap_report(study).description
 
 
+def test_the_uuid_control_keys_a_real_model_s_own_new_facts_and_generates_the_world_s(tmp_path, config, world):
+    import re
+
+    from interference.facts import Fact
+    from interference.facts.realdata import RealData
+    from interference.facts.splits import Splits
+    from interference.models import load_model
+    from interference.studies.setup import uuid_new_facts
+
+    def facts(prefix, n):
+        return [Fact(f"{prefix}{i}", "P36", f"c{i % 3}", f"What is the capital of {prefix}{i}?") for i in range(n)]
+
+    model, tokenizer = load_model("tiny-llama")
+    base = RealData("tiny-llama", model, tokenizer, splits=Splits(facts("Ka", 4), facts("Un", 4), facts("He", 4)))
+    real = ExperimentConfig.build(model="tiny-llama", data=str(tmp_path), seeds=(0,), n_known=4, n_unknown=4,
+                                  n_held=4)
+    setup = make_setup(real, 0, base=base, progress=False)
+    keyed = uuid_new_facts(base, setup, seed=0)
+    assert [(f.relation, f.object) for f in keyed] == [(f.relation, f.object) for f in setup.unknown]
+    assert all(re.fullmatch(r"[0-9A-F]{8}", f.subject) and f.subject in f.question for f in keyed)
+    assert not {f.subject for f in keyed} & {f.subject for f in setup.known + setup.unknown + setup.held}
+    assert keyed == uuid_new_facts(base, setup, seed=0) != uuid_new_facts(base, setup, seed=1)
+    world_setup = make_setup(config, 0, base=world, progress=False)
+    generated = uuid_new_facts(world, world_setup, seed=0)
+    assert len(generated) == len(world_setup.unknown) and {f.key_kind for f in generated} == {"uuid"}
+    assert not {f.subject for f in generated} & {f.subject for f in world_setup.unknown}
+
+
+def test_tracing_on_a_real_model_traces_the_uuid_control_too(tmp_path):
+    from interference.facts import Fact
+    from interference.facts.splits import Splits, save_splits
+    from interference.studies.tracing import GROUPS, run_tracing
+
+    def facts(prefix, n):
+        return [Fact(f"{prefix}{i}", "P36", f"c{i % 3}", f"What is the capital of {prefix}{i}?") for i in range(n)]
+
+    folder = save_splits(Splits(facts("Ka", 6), facts("Un", 6), facts("He", 6)), tmp_path / "splits")
+    config = ExperimentConfig.build(model="tiny-llama", data=str(folder), seeds=(0,), n_known=6, n_unknown=6,
+                                    n_held=6, epochs=2, lr=3e-3, target_new_acc=None)
+    study = run_tracing(config, samples=2, progress=False)
+    assert [r["name"] for r in study.records] == ["sft", "self_distill", "uuid-sft"]
+    uuid = study.records[2]
+    assert "uuid-sft forgotten" in uuid["traced"] and uuid["traced_forgotten"] + uuid["retained"] <= 6
+    assert set(GROUPS) >= {g for r in study.records for g in r["traced"]}
+
+
 def test_a_forgetting_run_short_of_matched_acquisition_gets_no_verdict_and_says_why(config, world):
     from dataclasses import replace
 

@@ -15,7 +15,7 @@ TINY = ["--quick", "--no-progress", "--epochs", "6", "--n-known", "24", "--n-unk
 
 
 def test_the_plan_counts_each_part_s_conditions_and_the_estimate_scales_with_them():
-    cells = plan(["forgetting", "hypotheses", "freezing"], world=False, n_known=10, n_unknown=20, n_held=30,
+    cells = plan(["forgetting", "hypotheses", "freezing"], n_known=10, n_unknown=20, n_held=30,
                  layers=30, counts=[100, 1000], band=6)
     assert [(c.part, c.conditions, c.trained, c.evaluated) for c in cells] == [
         ("forgetting", 6, 30, 60), ("hypotheses", 2, 110, 140), ("hypotheses", 2, 1010, 1040),
@@ -24,7 +24,7 @@ def test_the_plan_counts_each_part_s_conditions_and_the_estimate_scales_with_the
     assert costs == pytest.approx({"forgetting": 5 * 6 * 0.01 * 2 * 60, "hypotheses": 2 * 0.01 * 2 * (140 + 1040),
                                    "freezing": 0.0})
     with pytest.raises(Exception, match="unknown suite part 'ffn'"):
-        plan(["ffn"], world=True, n_known=1, n_unknown=1, n_held=1, layers=2, counts=[1], band=1)
+        plan(["ffn"], n_known=1, n_unknown=1, n_held=1, layers=2, counts=[1], band=1)
     assert Cell("x", 1, 1, 1).conditions == 1
 
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from ..facts.new_facts import uuid_keyed
 from ..io.errors import InterferenceError
 from ..measures.overlap import linear_cka, overlap_table
 from ..measures.representations import subject_states
@@ -32,7 +31,7 @@ from ..report.paired import Check, beyond_noise, evidence, interval_text, paired
 from ..report.stats import binned_rates, logistic_fit, mean_ci
 from ..report.tables import count_text
 from ..world import World
-from .setup import ExperimentConfig, held_drift, held_states, load_base, make_setup, run_condition
+from .setup import ExperimentConfig, held_drift, held_states, load_base, make_setup, run_condition, uuid_new_facts
 
 #: Overlap levels of the causal test's candidate pool (fraction of stored syllables in a new name).
 POOL_OVERLAPS = (1.0, 0.5, 0.0)
@@ -131,15 +130,14 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
 
     With a real model and data (`config.model` not "world") the new facts are the data's own D_unknown (real facts
     the model does not know): the UUID condition trains the same facts with each subject replaced by a UUID key
-    (`uuid_keyed`), and the causal test's candidates are `pool_factor` × n_unknown other Unknown facts of the kept
-    relations (`RealData.unknown_candidates`; none for a splits folder, which then has no causal test).
+    (`setup.uuid_new_facts`), and the causal test's candidates are `pool_factor` × n_unknown other Unknown facts of
+    the kept relations (`RealData.unknown_candidates`; none for a splits folder, which then has no causal test).
     """
     from ..models.architectures import n_layers
 
     base = base if base is not None else load_base(config, progress=progress)
-    generated = isinstance(base, World)
     study: OverlapStudy | None = None
-    causal = generated or base.rows is not None  # a splits folder has no candidates beyond its D_unknown
+    causal = isinstance(base, World) or base.rows is not None  # a splits folder has no candidates beyond its D_unknown
     runs = len(CONDITIONS if causal else CONDITIONS[:3])  # the causal test's two come last
     bar = tqdm(total=runs * len(config.seeds), desc="overlap", unit="run", disable=not progress)
     for seed in config.seeds:
@@ -154,8 +152,7 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
         # CKA needs paired items: each held-out subject is paired with its nearest new subject (per layer).
         nearest = overlap_table(states, new, k=1).nearest  # [layers, n_held]
         cka = [linear_cka(states[i], new[i][nearest[i]]) for i in range(len(layers))]
-        uuid_facts = (base.new_facts(config.n_unknown, key_kind="uuid", seed=seed) if generated else
-                      uuid_keyed(setup.unknown, seed=seed, taken=[f.subject for f in setup.known + setup.held]))
+        uuid_facts = uuid_new_facts(base, setup, seed)
         pool = _candidates(config, base, setup, pool_factor, seed) if causal else []  # too few: before training
         plan = [("sft", setup, "sft"), ("self_distill", setup, "self_distill"),
                 ("uuid-sft", setup.with_unknown(uuid_facts), "sft")]

@@ -184,6 +184,18 @@ def make_setup(config: ExperimentConfig, seed: int, *, base: World | RealData | 
     return setup
 
 
+def uuid_new_facts(base: World | RealData, setup: Setup, seed: int) -> list[Fact]:
+    """The new facts of a seed's UUID-keyed control condition. On the embedded world: as many generated facts as
+    `setup`'s D_unknown, with UUID keys. On a real model, where no facts are generated: `setup`'s own D_unknown with
+    each subject replaced by a fresh hex key (`uuid_keyed`), so that only the key differs (relations, templates and
+    answers are kept), and no key is a subject of D_known or D_held."""
+    from ..facts.new_facts import uuid_keyed
+
+    if isinstance(base, World):
+        return base.new_facts(len(setup.unknown), key_kind="uuid", seed=seed)
+    return uuid_keyed(setup.unknown, seed=seed, taken=[f.subject for f in setup.known + setup.held])
+
+
 def middle_layer(model) -> int:
     """The middle decoder layer (the paper reads drift at layer 14 of 28)."""
     from ..models.architectures import n_layers

@@ -50,7 +50,7 @@ class Cell:
     evaluated: int
 
 
-def plan(parts: Sequence[str], *, world: bool, n_known: int, n_unknown: int, n_held: int, layers: int,
+def plan(parts: Sequence[str], *, n_known: int, n_unknown: int, n_held: int, layers: int,
          counts: Sequence[int], band: int, methods: int = 6, remedies: int = 8) -> list[Cell]:
     """The conditions each part trains per seed, with their facts (see the analyses for what each condition is;
     `remedies` counts WiSE-FT's sweep of interpolations as one)."""
@@ -60,7 +60,7 @@ def plan(parts: Sequence[str], *, world: bool, n_known: int, n_unknown: int, n_h
         "hypotheses": unknown,
         # sft, self-distillation, UUID-keyed sft, and the causal test's two (a real model's splits folder: 3)
         "overlap": [Cell("overlap", 5, n_known + n_unknown, n_known + n_unknown + n_held)],
-        "tracing": [Cell("tracing", 3 if world else 2, n_known + n_unknown, n_known + n_unknown + n_held)],
+        "tracing": [Cell("tracing", 3, n_known + n_unknown, n_known + n_unknown + n_held)],
         "freezing": [Cell("freezing", 1 + 2 * math.ceil(layers / band), n_known + n_unknown,
                           n_known + n_unknown + n_held)],
         "remedies": [Cell("remedies", remedies, n_known + n_unknown, n_known + n_unknown + n_held)],

@@ -1,7 +1,9 @@
 """Where the damage is: causal tracing of the held-out facts fine-tuning forgot (restoration by activation patching).
 
 Per seed, from one setup, every condition starting from the same snapshot (the fair protocol):
-1. conditions: SFT and self-distillation on name-like new facts, and (embedded world only) SFT on UUID new facts;
+1. conditions: SFT and self-distillation on the new facts (name-like on the embedded world, the data's Unknown facts
+   on a real model), and SFT on UUID-keyed new facts (`setup.uuid_new_facts`: on a real model, the same facts with
+   each subject replaced by a hex key);
 2. per condition, its forgotten facts: held-out facts the start model (the snapshot) answers correctly and the
    fine-tuned model does not (greedy, teacher-forced check, `interference.measures.tracing`);
 3. restoration: for every position mode (subject tokens, last prompt token) × layer × site, the start model's state
@@ -31,8 +33,7 @@ from ..report.document import Report
 from ..report.paired import finite_number
 from ..report.stats import mean_ci
 from ..report.tables import count_text
-from ..world import World
-from .setup import ExperimentConfig, load_base, make_setup, run_condition
+from .setup import ExperimentConfig, load_base, make_setup, run_condition, uuid_new_facts
 
 #: The groups of facts traced, in report order: (name, what it is).
 GROUPS = {
@@ -44,7 +45,7 @@ GROUPS = {
     "causal trace (start model)": "SFT's forgotten facts in the start model: subject embeddings noised, one clean "
                                   "state restored (ROME)",
 }
-#: The conditions a seed trains, in report order (`uuid-sft` on the embedded world only).
+#: The conditions a seed trains, in report order.
 CONDITIONS = ("sft", "self_distill", "uuid-sft")
 HEADLINE_GROUP = "sft forgotten"
 TRACE_GROUP = "causal trace (start model)"
@@ -248,9 +249,8 @@ def run_tracing(config: ExperimentConfig, *, base=None, samples: int = SAMPLES, 
     from ..models.architectures import n_layers
 
     base = base if base is not None else load_base(config, progress=progress)
-    generated = isinstance(base, World)
     study: TracingStudy | None = None
-    plan = list(CONDITIONS if generated else CONDITIONS[:2])
+    plan = list(CONDITIONS)
     bar = tqdm(total=len(plan) * len(config.seeds), desc="tracing", unit="run", disable=not progress)
     for seed in config.seeds:
         setup = make_setup(config, seed, base=base, progress=progress)
@@ -267,8 +267,7 @@ def run_tracing(config: ExperimentConfig, *, base=None, samples: int = SAMPLES, 
         tokenizer = setup.tokenizer
         _, start_ok = score_facts(start, tokenizer, setup.held)
         for name in plan:
-            run_setup = (setup.with_unknown(base.new_facts(config.n_unknown, key_kind="uuid", seed=seed))
-                         if name == "uuid-sft" else setup)
+            run_setup = setup.with_unknown(uuid_new_facts(base, setup, seed)) if name == "uuid-sft" else setup
             condition = run_condition(run_setup, name, configs[name], bar=bar)
             _, ft_ok = score_facts(condition.model, tokenizer, setup.held)
             forgotten = [f for f, a, b in zip(setup.held, start_ok, ft_ok, strict=True) if a and not b]
