@@ -28,8 +28,8 @@ from interference.io import atomic
 GOAL_RATIO = 1.2
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.bench_acquisition", description=__doc__.split("\n\n")[0])
+def add_condition_options(p: argparse.ArgumentParser) -> None:
+    """The condition the CPU benches train: the quick embedded world by default, or `--model M --knowledge T`."""
     p.add_argument("--model", default="world", help="world (the quick embedded world) or a model name/folder")
     p.add_argument("--knowledge", default=None, help="with a real model: its SLiCK table or a splits folder")
     p.add_argument("--n-known", type=int, default=40)
@@ -42,6 +42,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--target", type=float, default=0.9)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
+
+
+def condition_config(args: argparse.Namespace, device: str = "cpu", **settings):
+    """The `ExperimentConfig` of `add_condition_options`' values (one seed), `settings` on top."""
+    from interference.studies.setup import ExperimentConfig
+
+    return ExperimentConfig.build(**{**dict(
+        model=args.model, data=args.knowledge, quick=args.model == "world", n_known=args.n_known,
+        n_unknown=args.n_unknown, n_held=args.n_held, min_known_fraction=args.min_known_fraction, device=device,
+        lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, target_new_acc=args.target,
+        seeds=(args.seed,)), **settings})
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.bench_acquisition", description=__doc__.split("\n\n")[0])
+    add_condition_options(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch threads on a CPU")
     p.add_argument("--out", default="reports/bench_acquisition.json")
@@ -62,16 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     from interference.io.errors import InterferenceError
     from interference.models.devices import device_description, resolve_device
-    from interference.studies.setup import ExperimentConfig, load_base, make_setup, run_condition
+    from interference.studies.setup import load_base, make_setup, run_condition
 
     torch.set_num_threads(args.threads)
     try:
         device = resolve_device(args.device)
-        config = ExperimentConfig.build(model=args.model, data=args.knowledge, quick=args.model == "world",
-                                        n_known=args.n_known, n_unknown=args.n_unknown, n_held=args.n_held,
-                                        min_known_fraction=args.min_known_fraction, device=str(device),
-                                        lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
-                                        target_new_acc=args.target, seeds=(args.seed,))
+        config = condition_config(args, str(device))
         setup = make_setup(config, args.seed, base=load_base(config, progress=False), progress=False)
     except InterferenceError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -32,6 +32,7 @@ import time
 
 import torch
 
+from bench.bench_acquisition import add_condition_options, condition_config
 from interference.io import atomic
 
 CHILD = "--as-child"  # the flag a parent passes to the process it starts for one thread count
@@ -39,19 +40,8 @@ CHILD = "--as-child"  # the flag a parent passes to the process it starts for on
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.bench_threads", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="world", help="world (the quick embedded world) or a model name/folder")
-    p.add_argument("--knowledge", default=None, help="with a real model: its SLiCK table or a splits folder")
+    add_condition_options(p)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to compare")
-    p.add_argument("--n-known", type=int, default=40)
-    p.add_argument("--n-unknown", type=int, default=80)
-    p.add_argument("--n-held", type=int, default=40)
-    p.add_argument("--min-known-fraction", type=float, default=0.1)
-    p.add_argument("--method", default="sft", choices=["sft", "self_distill"])
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--target", type=float, default=0.9)
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="reports/bench_threads.json")
     p.add_argument(CHILD, type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -72,15 +62,11 @@ def weights_sha256(params: dict[str, torch.Tensor]) -> str:
 
 def run_one(args: argparse.Namespace, threads: int) -> dict:
     """The child's work: one setup, its snapshot and one condition under `threads` torch threads."""
-    from interference.studies.setup import ExperimentConfig, load_base, make_setup, run_condition
+    from interference.studies.setup import load_base, make_setup, run_condition
 
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    config = ExperimentConfig.build(model=args.model, data=args.knowledge, quick=args.model == "world",
-                                    n_known=args.n_known, n_unknown=args.n_unknown, n_held=args.n_held,
-                                    min_known_fraction=args.min_known_fraction, device="cpu", lr=args.lr,
-                                    batch_size=args.batch_size, epochs=args.epochs, target_new_acc=args.target,
-                                    acquisition_check="teacher_forced", seeds=(args.seed,))
+    config = condition_config(args, acquisition_check="teacher_forced")
     setup = make_setup(config, args.seed, base=load_base(config, progress=False), progress=False)
     train = config.train_config(args.seed, method=args.method)
     snapshot = setup.snapshot(train)
@@ -128,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.as_child is not None:
         print(json.dumps(run_one(args, args.as_child)))
         return 0
+    from interference.io.errors import InterferenceError
+
+    try:
+        condition_config(args)  # bad options: one line here, before any child starts
+    except InterferenceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     runs = []
     for threads in args.threads:
         print(f"training under {threads} thread(s) …", file=sys.stderr, flush=True)

@@ -90,3 +90,10 @@ def test_the_thread_bench_refuses_fewer_than_two_counts_before_any_work(bench_th
         bench_threads.main(["--threads", *threads])
     assert exit_.value.code == 2
     assert "--threads needs at least two different counts" in capsys.readouterr().err
+
+
+def test_the_thread_bench_refuses_bad_facts_before_starting_a_child(bench_threads, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench_threads, "spawn", lambda *a: pytest.fail("a child started"))
+    assert bench_threads.main(["--model", "tiny-llama", "--knowledge", str(tmp_path / "missing.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing.jsonl" in err and len(err.strip().splitlines()) == 1
