@@ -280,3 +280,18 @@ def test_a_forgetting_run_short_of_matched_acquisition_gets_no_verdict_and_says_
     reached = replace(study, config=ExperimentConfig.quick_preset(**SMALL, target_new_acc=acquired))
     assert forgetting_report(reached).to_dict()["headline"]["verdict"]["verdict"] in (
         "reproduces", "partly reproduces", "does not reproduce")
+
+
+def test_the_key_ratio_rule_says_why_a_ratio_of_drops_is_undefined():
+    from interference.report.paired import ratio
+    from interference.studies.overlap import _ratio_text
+
+    def text(drops):
+        return _ratio_text(ratio(*drops), drops, "real-subject")
+
+    assert text((-0.033, 0.01)) == ("undefined: mean absolute drops real-subject -0.033, UUID +0.010 (a ratio of drops "
+                                    "needs a positive real-subject drop)")
+    assert text((-0.033, -0.05)).startswith("undefined: mean absolute drops real-subject -0.033, UUID -0.050")
+    assert text((0.12, 0.0)) == "∞ (mean absolute drops real-subject +0.120, UUID +0.000)"
+    assert text((0.12, 0.04)) == "3.00 (mean absolute drops real-subject +0.120, UUID +0.040)"
+    assert text((None, 0.04)) == "no drops to compare"

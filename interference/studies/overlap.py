@@ -15,6 +15,7 @@ Per seed, from one base model:
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -27,7 +28,16 @@ from ..measures.representations import subject_states
 from ..report import charts
 from ..report.document import Report
 from ..report.headline import add_curves, add_headline, add_summary, mean_of, ours
-from ..report.paired import Check, beyond_noise, evidence, interval_text, paired_comparison, paired_difference, ratio
+from ..report.paired import (
+    Check,
+    beyond_noise,
+    evidence,
+    finite_number,
+    interval_text,
+    paired_comparison,
+    paired_difference,
+    ratio,
+)
 from ..report.stats import binned_rates, logistic_fit, mean_ci
 from ..report.tables import count_text
 from ..world import World
@@ -211,12 +221,13 @@ def overlap_checks(study: OverlapStudy, records: list[dict], relation: dict) -> 
     if not study.of("uuid-sft"):  # earlier real-data runs: no UUID condition, no causal test
         return [Check(slope.rule, slope.observed, slope.passed, primary=True), drift_check]
     keys = paired_difference(records, "uuid-sft", "sft", "held_acc_final")
-    key_ratio = ratio(mean_of(records, "sft", "absolute_drop"), mean_of(records, "uuid-sft", "absolute_drop"))
+    drops = mean_of(records, "sft", "absolute_drop"), mean_of(records, "uuid-sft", "absolute_drop")
+    key_ratio = ratio(*drops)
     checks = [
         Check(f"UUID-keyed SFT ends with higher held-out accuracy than {keyed} SFT beyond noise (uuid-sft − sft: "
               "positive mean, 95 % bootstrap over facts above 0)", evidence(keys), beyond_noise(keys), primary=True),
-        Check(f"absolute drop {keyed} / UUID ≥ {MIN_KEY_RATIO:g} (paper: 38–41 % vs 0–4 %)", f"{key_ratio:.2f}",
-              key_ratio >= MIN_KEY_RATIO),
+        Check(f"absolute drop {keyed} / UUID ≥ {MIN_KEY_RATIO:g} (paper: 38–41 % vs 0–4 %)",
+              _ratio_text(key_ratio, drops, keyed), key_ratio >= MIN_KEY_RATIO),
         slope,
     ]
     if study.of("high-overlap sft") and study.of("low-overlap sft"):
@@ -224,6 +235,16 @@ def overlap_checks(study: OverlapStudy, records: list[dict], relation: dict) -> 
         checks.append(Check("causal test: high- minus low-overlap absolute drop > 0, 95 % t-interval above 0",
                             interval_text(causal.t), causal.t.mean > 0 and causal.t.low > 0))
     return [*checks, drift_check]
+
+
+def _ratio_text(value: float, drops: tuple, keyed: str) -> str:
+    """The key-ratio rule's observation with the two mean drops it divides; why it is undefined when it is."""
+    if not all(finite_number(d) for d in drops):
+        return "no drops to compare"
+    means = f"mean absolute drops {keyed} {drops[0]:+.3f}, UUID {drops[1]:+.3f}"
+    if drops[0] <= 0 or math.isnan(value):
+        return f"undefined: {means} (a ratio of drops needs a positive {keyed} drop)"
+    return f"{'∞' if math.isinf(value) else f'{value:.2f}'} ({means})"
 
 
 def overlap_report(study: OverlapStudy) -> Report:
