@@ -22,14 +22,20 @@ def command(argv: list[str] | None = None) -> common.StudyCommand:
     """The parsed command (options checked, nothing run)."""
     parser = common.parser("overlap", __doc__.split("\n\n")[0])
     parser.add_argument("--top-k", type=int, default=TOP_K, help=f"k of the top-k mean cosine (default {TOP_K})")
+    parser.add_argument("--match-relations", action="store_true",
+                        help="the causal test's high- and low-overlap sets take the same number of candidates from "
+                             "each relation, so that relation cannot stand in for overlap (default: off, as the "
+                             "committed runs)")
     args = parser.parse_args(argv)
     if args.top_k < 1:
         raise InterferenceError(f"--top-k must be >= 1, got {args.top_k}")
     config = common.experiment_config(args)
+    matched, progress = args.match_relations, not args.no_progress
     return common.StudyCommand(
-        args, config, lambda c: run_overlap(c, top_k=args.top_k, progress=not args.no_progress), overlap_report,
-        lambda c, records, results: OverlapStudy(c, results["layer"], args.top_k, records),
-        settings={"top_k": args.top_k}, order=list(CONDITIONS))
+        args, config, lambda c: run_overlap(c, top_k=args.top_k, match_relations=matched, progress=progress),
+        overlap_report, lambda c, records, results: OverlapStudy(c, results["layer"], args.top_k, records, matched),
+        # recorded only when on: runs from before the option pool with runs that leave it off
+        settings={"top_k": args.top_k, **({"match_relations": True} if matched else {})}, order=list(CONDITIONS))
 
 
 #: `python -m analyses.overlap`: the parsed command, run (a bad option is one line and exit 2).

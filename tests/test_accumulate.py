@@ -192,3 +192,11 @@ def test_each_analysis_s_command_gives_its_fingerprint_without_running(part, tmp
     lr = import_module(f"analyses.{part}").command(["--quick", "--lr", "0.5"]).fingerprint
     assert lr["digest"] != command.fingerprint["digest"]
     assert not (tmp_path / "x").exists()
+
+
+def test_a_relation_matched_overlap_run_never_pools_with_an_unmatched_one_and_off_keeps_the_old_fingerprint():
+    from analyses.overlap import command
+
+    off, on = command(["--quick"]).fingerprint, command(["--quick", "--match-relations"]).fingerprint
+    assert "match_relations" not in off["settings"]  # runs from before the option have none: they still pool
+    assert on["settings"]["match_relations"] is True and on["digest"] != off["digest"]

@@ -110,3 +110,36 @@ def test_linear_cka_errors():
         linear_cka(torch.ones(5, 3), torch.randn(5, 3))
     with pytest.raises(InterferenceError, match="two matrices"):
         linear_cka(torch.randn(2, 5, 3), torch.randn(2, 5, 3))
+
+
+def test_split_by_overlap_takes_the_top_and_bottom_n():
+    from interference.measures.overlap import split_by_overlap
+
+    scores = [0.3, 0.9, 0.1, 0.5, 0.7, 0.2]
+    assert split_by_overlap(scores, 2) == ([1, 4], [5, 2])  # each from highest to lowest
+    with pytest.raises(InterferenceError, match="two disjoint sets of 4 need 8 candidates, got 6"):
+        split_by_overlap(scores, 4)
+
+
+def test_a_relation_matched_split_gives_both_sets_the_same_relation_mix():
+    from collections import Counter
+
+    from interference.measures.overlap import matched_quotas, split_by_overlap
+
+    # P36 overlaps more than P17 throughout: an unmatched split is all P36 against all P17
+    groups = ["P36"] * 6 + ["P17"] * 6 + ["P495"] * 3
+    scores = [0.9, 0.85, 0.8, 0.75, 0.7, 0.65] + [0.4, 0.35, 0.3, 0.25, 0.2, 0.15] + [0.6, 0.5, 0.1]
+    high, low = split_by_overlap(scores, 4)
+    assert {groups[i] for i in high} == {"P36"} and {groups[i] for i in low} == {"P17", "P495"}
+    quotas = matched_quotas(groups, 4)
+    assert quotas == {"P36": 1, "P17": 2, "P495": 1}  # shares 1.6, 1.6, 0.8; a tie goes to the first by name
+    high, low = split_by_overlap(scores, 4, groups)
+    assert Counter(groups[i] for i in high) == Counter(groups[i] for i in low) == Counter(quotas)
+    assert not set(high) & set(low)
+    assert sorted(high) == [0, 6, 7, 12] and sorted(low) == [5, 10, 11, 14]  # the extremes within each relation
+    assert [scores[i] for i in high] == sorted((scores[i] for i in high), reverse=True)
+    with pytest.raises(InterferenceError, match="need at least 16 candidates that pair within their relations; there "
+                                                "are 14 \\(P17 6, P36 6, P495 3\\)"):
+        matched_quotas(groups, 8)
+    with pytest.raises(InterferenceError, match="3 groups for 15 candidates"):
+        split_by_overlap(scores, 4, groups[:3])

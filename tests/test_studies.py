@@ -178,13 +178,15 @@ def test_a_real_model_runs_from_a_splits_folder(tmp_path):
         run_hypotheses(config, [2], subjects=tmp_path / "missing", progress=False)  # before the model loads
 
 
-def test_overlap_on_a_real_model_has_the_uuid_control_and_a_causal_test_from_its_unknown_facts(tmp_path):
+def test_overlap_on_a_real_model_has_the_uuid_control_and_a_causal_test_from_its_unknown_facts(tmp_path,
+                                                                                                   monkeypatch):
     from interference.facts import Fact
     from interference.facts.knowledge import FactKnowledge
     from interference.facts.realdata import RealData
     from interference.facts.splits import Splits, save_splits
     from interference.io.errors import InterferenceError
     from interference.models import load_model
+    from interference.studies import overlap as overlap_study
 
     def facts(prefix, n, relation="P36"):
         return [Fact(f"{prefix}{i}", relation, f"c{i % 3}", f"What is the capital of {prefix}{i}?") for i in range(n)]
@@ -209,6 +211,20 @@ def test_overlap_on_a_real_model_has_the_uuid_control_and_a_causal_test_from_its
     with pytest.raises(InterferenceError, match="the causal test needs 30 Unknown facts beyond D_unknown, the data "
                                                 "has 9: lower --n-unknown"):
         run_overlap(replace(config, n_unknown=15), base=base, progress=False)  # before any training
+    # relation-matched: both sets take the same relations (the unmatched split above may differ in its mix)
+    matched = run_overlap(replace(config, n_unknown=4), base=base, top_k=2, match_relations=True, progress=False)
+    high, low = (r["selection_relations"] for r in matched.records[3:])
+    assert high == low and sum(high.values()) == 4 and matched.match_relations
+    assert "relation-matched" in overlap_report(matched).description
+    # candidates of many relations with one fact each cannot be matched: refused before any training
+    lone = [Fact(f"Lo{i}", f"P{100 + i}", "c0", f"Where is Lo{i}?") for i in range(12)]
+    scattered = RealData("tiny-llama", model, tokenizer, rows=rows[:20] + [
+        FactKnowledge(f, 0.0, 0.0, "Unknown") for f in unknown[:12] + lone])
+    with monkeypatch.context() as patch, pytest.raises(InterferenceError, match="need at least 10 candidates that "
+                                                                                  "pair within their relations"):
+        patch.setattr(overlap_study, "run_condition", lambda *a, **k: pytest.fail("training started"))
+        run_overlap(replace(config, n_unknown=5, min_known_fraction=0.0), base=scattered, match_relations=True,
+                    progress=False)
     # a splits folder holds no candidates beyond its D_unknown: the UUID control, no causal test
     splits = RealData("tiny-llama", model, tokenizer, splits=Splits(known[:4], unknown[:4], known[4:8]))
     assert splits.unknown_candidates(10) == []

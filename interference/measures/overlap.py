@@ -10,6 +10,8 @@ n × m cosine matrix is built in chunks of queries, so large sets fit in memory.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -142,3 +144,42 @@ def overlap_table(held_states: torch.Tensor, new_states: torch.Tensor, k: int = 
     """
     best, nearest = _nearest(held_states, new_states)
     return OverlapTable(best, topk_mean_cosine(held_states, new_states, k), nearest, k)
+
+
+def matched_quotas(groups: Sequence[str], n: int) -> dict[str, int]:
+    """How many of each group a set of `n` takes when two disjoint sets of `n` must have the same group mix: each
+    group's share of `groups` (largest remainder first), at most half of the group so both sets fit. Too few to
+    fill both sets is a one-line error."""
+    counts = Counter(groups)
+    caps = {g: c // 2 for g, c in counts.items()}
+    if n < 1 or sum(caps.values()) < n:
+        raise InterferenceError(f"two disjoint sets of {n} with the same relation mix need at least {2 * n} "
+                                f"candidates that pair within their relations; there are {sum(caps.values()) * 2}"
+                                f" ({', '.join(f'{g} {c}' for g, c in sorted(counts.items()))})")
+    exact = {g: n * c / len(groups) for g, c in counts.items()}
+    quotas = {g: min(int(exact[g]), caps[g]) for g in counts}
+    while sum(quotas.values()) < n:  # ends: the caps add up to at least n
+        open_ = [g for g in sorted(counts) if quotas[g] < caps[g]]
+        quotas[max(open_, key=lambda g: exact[g] - quotas[g])] += 1
+    return quotas
+
+
+def split_by_overlap(scores: Sequence[float], n: int, groups: Sequence[str] | None = None
+                     ) -> tuple[list[int], list[int]]:
+    """Indices of the `n` highest- and the `n` lowest-scoring candidates, each list from highest score to lowest.
+    With `groups` (e.g. each candidate's relation) both sets take `matched_quotas` of every group, the highest and
+    the lowest within it, so that the group cannot stand in for the score."""
+    if len(scores) < 2 * n:
+        raise InterferenceError(f"two disjoint sets of {n} need {2 * n} candidates, got {len(scores)}")
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])  # stable: ties keep the candidates' order
+    if groups is None:
+        return order[:n], order[len(order) - n:]
+    if len(groups) != len(scores):
+        raise InterferenceError(f"{len(groups)} groups for {len(scores)} candidates")
+    high, low = [], []
+    for group, k in matched_quotas(groups, n).items():
+        members = [i for i in order if groups[i] == group]
+        high += members[:k]
+        low += members[len(members) - k:] if k else []
+    rank = {i: r for r, i in enumerate(order)}
+    return sorted(high, key=rank.get), sorted(low, key=rank.get)

@@ -19,11 +19,10 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-import torch
 from tqdm.auto import tqdm
 
 from ..io.errors import InterferenceError
-from ..measures.overlap import linear_cka, overlap_table
+from ..measures.overlap import linear_cka, matched_quotas, overlap_table, split_by_overlap
 from ..measures.representations import subject_states
 from ..report import charts
 from ..report.document import Report
@@ -60,12 +59,14 @@ class OverlapStudy:
         top_k: k of the top-k mean cosine.
         records: condition records (one per condition and seed), with `drift` = mean drift at `layer` and
             `drift_per_layer`; SFT's also hold its seed's held-out facts (`held_facts`, see `facts`) and `cka`.
+        match_relations: whether the causal test's two sets were matched by relation (`split_by_overlap`).
     """
 
     config: ExperimentConfig
     layer: int
     top_k: int
     records: list[dict] = field(default_factory=list)
+    match_relations: bool = False
 
     @property
     def facts(self) -> list[dict]:
@@ -135,13 +136,16 @@ def _states(setup, facts, layers):
 
 
 def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool_factor: int = 3,
-                progress: bool = True) -> OverlapStudy:
+                match_relations: bool = False, progress: bool = True) -> OverlapStudy:
     """Run the overlap study on every seed of `config` (see the module docstring).
 
     With a real model and data (`config.model` not "world") the new facts are the data's own D_unknown (real facts
     the model does not know): the UUID condition trains the same facts with each subject replaced by a UUID key
     (`setup.uuid_new_facts`), and the causal test's candidates are `pool_factor` × n_unknown other Unknown facts of
     the kept relations (`RealData.unknown_candidates`; none for a splits folder, which then has no causal test).
+    With `match_relations` the causal test's high- and low-overlap sets take the same number of candidates from
+    each relation (`split_by_overlap`), so that a relation whose subjects happen to overlap more cannot stand in for
+    overlap.
     """
     from ..models.architectures import n_layers
 
@@ -155,7 +159,7 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
         if study is None:
             layers = list(range(n_layers(setup.model)))
             layer = len(layers) // 2 if config.layer is None else config.layer
-            study = OverlapStudy(config, layer, top_k)
+            study = OverlapStudy(config, layer, top_k, match_relations=match_relations)
         states = held_states(setup, setup.model, layers)
         new = _states(setup, setup.unknown, layers)
         table = overlap_table(states[layer], new[layer], k=min(top_k, len(setup.unknown)))
@@ -164,6 +168,9 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
         cka = [linear_cka(states[i], new[i][nearest[i]]) for i in range(len(layers))]
         uuid_facts = uuid_new_facts(base, setup, seed)
         pool = _candidates(config, base, setup, pool_factor, seed) if causal else []  # too few: before training
+        pool_relations = [f.relation for f in pool] if match_relations and pool else None
+        if pool_relations is not None:
+            matched_quotas(pool_relations, config.n_unknown)  # too few within relations: before training, too
         plan = [("sft", setup, "sft"), ("self_distill", setup, "self_distill"),
                 ("uuid-sft", setup.with_unknown(uuid_facts), "sft")]
         forgotten, records = {}, {}
@@ -186,8 +193,8 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
             continue
         # The causal test: the same candidate pool, split by representational overlap with the held-out set.
         scores = overlap_table(_states(setup, pool, [layer])[0], states[layer], k=min(top_k, len(setup.held)))
-        order = torch.argsort(scores.topk_mean_cosine, descending=True).tolist()
-        chosen = {"high-overlap sft": order[: config.n_unknown], "low-overlap sft": order[-config.n_unknown:]}
+        high, low = split_by_overlap(scores.topk_mean_cosine.tolist(), config.n_unknown, pool_relations)
+        chosen = {"high-overlap sft": high, "low-overlap sft": low}
         for name, index in chosen.items():
             run_setup = setup.with_unknown([pool[i] for i in index])
             condition = run_condition(run_setup, name, config.train_config(seed, method="sft"), bar=bar)
@@ -255,7 +262,7 @@ def overlap_report(study: OverlapStudy) -> Report:
     source = "Embedded world" if config.model == "world" else config.model
     report = Report(
         "Representation overlap and drift",
-        config={**config.to_dict(), "top_k": study.top_k},
+        config={**config.to_dict(), "top_k": study.top_k, "match_relations": study.match_relations},
         seeds=config.seeds,
         description=(
             f"{source}{' (quick)' if config.quick else ''}: D_known {config.n_known}, D_unknown "
@@ -267,6 +274,8 @@ def overlap_report(study: OverlapStudy) -> Report:
             + ("" if config.model == "world" else " New facts: D_unknown, real facts the model does not know; "
                "uuid-sft trains the same facts with each subject replaced by an 8-character hex key; the causal "
                "test's candidates are other Unknown facts of the same relations.")
+            + (" The causal test's high- and low-overlap sets take the same number of candidates from each "
+               "relation (relation-matched)." if study.match_relations else "")
         ),
     )
     report.add_conditions(study.records)
