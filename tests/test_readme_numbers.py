@@ -231,12 +231,32 @@ def overlap_rows(folder: Path) -> list[str]:
     return rows
 
 
+def overlap_relation_rows(folder: Path) -> list[str]:
+    """Per relation of the held-out facts of a committed overlap run: how many, how many SFT forgot, their mean max
+    cosine with the new subjects, and the logistic slope of forgetting on that overlap within the relation."""
+    from collections import defaultdict
+
+    from interference.report.stats import logistic_fit
+
+    facts = defaultdict(list)
+    for row in load_results(folder)["results"]["facts"]:
+        facts[row["relation"]].append(row)
+    rows = []
+    for relation, group in sorted(facts.items()):
+        forgotten = [bool(f["forgotten_sft"]) for f in group]
+        fit = logistic_fit([f["max_cosine"] for f in group], forgotten)
+        rows.append(f"| {relation} | {len(group)} | {sum(forgotten)} ({sum(forgotten) / len(group):.0%}) | "
+                    f"{sum(f['max_cosine'] for f in group) / len(group):.3f} | {fit.slope:+.2f} "
+                    f"(p = {fit.p_value:.2f}) |")
+    return rows
+
+
 def test_the_readme_states_the_real_model_overlap_run(readme):
     folder = ROOT / "results" / "smollm2-135m-overlap-cpu"
     data = load_results(folder)
     assert len(data["seeds"]) >= 3 and data["config"]["model"] == "smollm2-135m"
     title = f"### Overlap, the UUID control and the causal test on SmolLM2 (CPU size, {len(data['seeds'])} seeds)"
     assert title in readme
-    for row in overlap_rows(folder):
+    for row in overlap_rows(folder) + overlap_relation_rows(folder):
         assert row in readme, row
     assert f"Overlap on SmolLM2: **{data['headline']['verdict']['verdict']}**" in readme
