@@ -205,6 +205,11 @@ def test_overlap_on_a_real_model_has_the_uuid_control_and_a_causal_test_from_its
     chosen = [r["selection_relations"] for r in study.records[3:]]
     assert [sum(c.values()) for c in chosen] == [4, 4] and set().union(*chosen) <= {"P36", "P17"}
     assert study.causal()["high_overlap"] > study.causal()["low_overlap"]
+    per_relation = study.by_relation()  # the held-out facts are P36 and P17: one row each, every fact counted once
+    assert [r["relation"] for r in per_relation] == sorted({f["relation"] for f in study.facts})
+    assert sum(r["facts"] for r in per_relation) == len(study.facts) == 4
+    assert sum(r["forgotten"] for r in per_relation) == sum(f["forgotten_sft"] for f in study.facts)
+    assert json.dumps(overlap_report(study).results["overlap_by_relation"]) == json.dumps(per_relation)  # NaN too
     candidates = base.unknown_candidates(100, exclude=unknown[:5], seed=7, min_known_fraction=0.1)
     assert len(candidates) == 19 and not set(candidates) & set(unknown[:5]) and set(candidates) <= set(unknown)
     assert candidates == base.unknown_candidates(100, exclude=unknown[:5], seed=7, min_known_fraction=0.1)

@@ -101,6 +101,22 @@ class OverlapStudy:
         return {"measure": measure, "bins": binned_rates(x, y, n_bins=n_bins),
                 "logistic": logistic_fit(x, y, seed=self.config.seeds[0])}
 
+    def by_relation(self, measure: str = "max_cosine") -> list[dict]:
+        """Per relation of the held-out facts: how many, how many SFT forgot, their mean overlap and the logistic
+        slope within the relation. On real data relations differ in both overlap and forgetting, so a pooled slope
+        can be the relation's; these rows tell the two apart."""
+        groups: dict[str, list[dict]] = {}
+        for fact in self.facts:
+            groups.setdefault(fact["relation"], []).append(fact)
+        rows = []
+        for relation, facts in sorted(groups.items()):
+            x, forgotten = [f[measure] for f in facts], [bool(f["forgotten_sft"]) for f in facts]
+            fit = logistic_fit(x, forgotten, seed=self.config.seeds[0])
+            rows.append({"relation": relation, "facts": len(facts), "forgotten": sum(forgotten),
+                         "rate": sum(forgotten) / len(facts), f"mean_{measure}": sum(x) / len(x),
+                         "slope": fit.slope, "p_value": fit.p_value, "note": fit.note})
+        return rows
+
     def causal(self) -> dict | None:
         """Forgetting of the held-out set after high- vs low-overlap new facts (means over seeds); None when the
         causal test was not run (a splits folder: no candidates)."""
@@ -287,7 +303,8 @@ def overlap_report(study: OverlapStudy) -> Report:
     causal = study.causal()
     cka = [sum(v) / len(v) for v in zip(*study.cka, strict=True)]
     report.results.update(layer=study.layer, drift_per_layer=curves, cka_per_layer=cka, causal=causal,
-                          overlap_vs_forgetting=[relation, relation_topk], facts=study.facts)
+                          overlap_vs_forgetting=[relation, relation_topk], overlap_by_relation=study.by_relation(),
+                          facts=study.facts)
 
     differences = paired_comparison(records, names, "sft")
     if causal is not None:
@@ -342,6 +359,10 @@ def overlap_report(study: OverlapStudy) -> Report:
                                          title="Forgetting under SFT vs subject overlap",
                                          x_title="max cosine with the new subjects (base model)"))
     section.table(relation["bins"], title="Forgetting rate per overlap bin (Wilson 95 % intervals)")
+    per_relation = study.by_relation()
+    if len(per_relation) > 1:
+        section.table(per_relation, title="Per relation: facts, forgotten under SFT, mean max cosine and the logistic "
+                                          "slope within the relation (a pooled slope can be the relations')")
     section.figure(charts.band_chart({"CKA": study.cka}, title="Linear CKA, held-out subjects vs their nearest new "
                                      "subjects (base model)", x_title="layer", y_title="CKA", layers=True))
 
