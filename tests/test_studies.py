@@ -266,9 +266,11 @@ def test_the_uuid_control_keys_a_real_model_s_own_new_facts_and_generates_the_wo
     assert not {f.subject for f in generated} & {f.subject for f in world_setup.unknown}
 
 
-def test_tracing_on_a_real_model_traces_the_uuid_control_too(tmp_path):
+def test_tracing_on_a_real_model_traces_the_uuid_control_too(tmp_path, monkeypatch):
     from interference.facts import Fact
     from interference.facts.splits import Splits, save_splits
+    from interference.io.errors import InterferenceError
+    from interference.studies import tracing as tracing_study
     from interference.studies.tracing import GROUPS, run_tracing
 
     def facts(prefix, n):
@@ -282,6 +284,12 @@ def test_tracing_on_a_real_model_traces_the_uuid_control_too(tmp_path):
     uuid = study.records[2]
     assert "uuid-sft forgotten" in uuid["traced"] and uuid["traced_forgotten"] + uuid["retained"] <= 6
     assert set(GROUPS) >= {g for r in study.records for g in r["traced"]}
+    # a new fact whose question does not name its subject cannot be UUID-keyed: refused before any training
+    odd = Splits(facts("Ka", 6), facts("Un", 5) + [Fact("Zed", "P36", "c0", "What is its capital?")], facts("He", 6))
+    bad = replace(config, data=str(save_splits(odd, tmp_path / "odd")))
+    with monkeypatch.context() as patch, pytest.raises(InterferenceError, match="cannot UUID-key the fact"):
+        patch.setattr(tracing_study, "run_condition", lambda *a, **k: pytest.fail("training started"))
+        run_tracing(bad, samples=2, progress=False)
 
 
 def test_a_forgetting_run_short_of_matched_acquisition_gets_no_verdict_and_says_why(config, world):

@@ -266,8 +266,9 @@ def run_tracing(config: ExperimentConfig, *, base=None, samples: int = SAMPLES, 
         start = start_model(setup, configs["sft"])
         tokenizer = setup.tokenizer
         _, start_ok = score_facts(start, tokenizer, setup.held)
+        uuid_setup = setup.with_unknown(uuid_new_facts(base, setup, seed))  # a fact it cannot key: before training
         for name in plan:
-            run_setup = setup.with_unknown(uuid_new_facts(base, setup, seed)) if name == "uuid-sft" else setup
+            run_setup = uuid_setup if name == "uuid-sft" else setup
             condition = run_condition(run_setup, name, configs[name], bar=bar)
             _, ft_ok = score_facts(condition.model, tokenizer, setup.held)
             forgotten = [f for f, a, b in zip(setup.held, start_ok, ft_ok, strict=True) if a and not b]
