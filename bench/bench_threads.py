@@ -71,15 +71,14 @@ def run_one(args: argparse.Namespace, threads: int) -> dict:
     train = config.train_config(args.seed, method=args.method)
     snapshot = setup.snapshot(train)
     condition = run_condition(setup, args.method, train)
-    result = condition.result
+    result, usage = condition.result, resource.getrusage(resource.RUSAGE_SELF)
     return {"threads": threads, "torch_threads": torch.get_num_threads(),
             "snapshot_sha256": weights_sha256(snapshot.params),
             "weights_sha256": weights_sha256(dict(condition.model.named_parameters())),
             "epochs": result.epochs, "stopped": result.stopped,
             "curves": {split: result.curve(split) for split in ("known", "unknown", "held")},
             "wall_seconds": round(time.perf_counter() - start, 2),
-            "cpu_seconds": round(resource.getrusage(resource.RUSAGE_SELF).ru_utime
-                                 + resource.getrusage(resource.RUSAGE_SELF).ru_stime, 2)}
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2)}
 
 
 def spawn(argv: list[str], threads: int) -> dict:

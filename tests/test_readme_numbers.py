@@ -232,23 +232,11 @@ def overlap_rows(folder: Path) -> list[str]:
 
 
 def overlap_relation_rows(folder: Path) -> list[str]:
-    """Per relation of the held-out facts of a committed overlap run: how many, how many SFT forgot, their mean max
-    cosine with the new subjects, and the logistic slope of forgetting on that overlap within the relation."""
-    from collections import defaultdict
-
-    from interference.report.stats import logistic_fit
-
-    facts = defaultdict(list)
-    for row in load_results(folder)["results"]["facts"]:
-        facts[row["relation"]].append(row)
-    rows = []
-    for relation, group in sorted(facts.items()):
-        forgotten = [bool(f["forgotten_sft"]) for f in group]
-        fit = logistic_fit([f["max_cosine"] for f in group], forgotten)
-        rows.append(f"| {relation} | {len(group)} | {sum(forgotten)} ({sum(forgotten) / len(group):.0%}) | "
-                    f"{sum(f['max_cosine'] for f in group) / len(group):.3f} | {fit.slope:+.2f} "
-                    f"(p = {fit.p_value:.2f}) |")
-    return rows
+    """The report's per-relation rows of a committed overlap run (`results.overlap_by_relation`): held-out facts,
+    how many SFT forgot, their mean max cosine with the new subjects, and the slope within the relation."""
+    return [f"| {r['relation']} | {r['facts']} | {r['forgotten']} ({r['rate']:.0%}) | {r['mean_max_cosine']:.3f} | "
+            f"{r['slope']:+.2f} (p = {r['p_value']:.2f}) |"
+            for r in load_results(folder)["results"]["overlap_by_relation"]]
 
 
 def test_the_readme_states_the_real_model_overlap_run(readme):

@@ -180,6 +180,6 @@ def split_by_overlap(scores: Sequence[float], n: int, groups: Sequence[str] | No
     for group, k in matched_quotas(groups, n).items():
         members = [i for i in order if groups[i] == group]
         high += members[:k]
-        low += members[len(members) - k:] if k else []
+        low += members[len(members) - k:]
     rank = {i: r for r, i in enumerate(order)}
     return sorted(high, key=rank.get), sorted(low, key=rank.get)

@@ -302,8 +302,9 @@ def overlap_report(study: OverlapStudy) -> Report:
     relation_topk = study.overlap_vs_forgetting("topk_mean_cosine")
     causal = study.causal()
     cka = [sum(v) / len(v) for v in zip(*study.cka, strict=True)]
+    per_relation = study.by_relation()
     report.results.update(layer=study.layer, drift_per_layer=curves, cka_per_layer=cka, causal=causal,
-                          overlap_vs_forgetting=[relation, relation_topk], overlap_by_relation=study.by_relation(),
+                          overlap_vs_forgetting=[relation, relation_topk], overlap_by_relation=per_relation,
                           facts=study.facts)
 
     differences = paired_comparison(records, names, "sft")
@@ -359,7 +360,6 @@ def overlap_report(study: OverlapStudy) -> Report:
                                          title="Forgetting under SFT vs subject overlap",
                                          x_title="max cosine with the new subjects (base model)"))
     section.table(relation["bins"], title="Forgetting rate per overlap bin (Wilson 95 % intervals)")
-    per_relation = study.by_relation()
     if len(per_relation) > 1:
         section.table(per_relation, title="Per relation: facts, forgotten under SFT, mean max cosine and the logistic "
                                           "slope within the relation (a pooled slope can be the relations')")

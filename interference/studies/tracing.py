@@ -250,8 +250,7 @@ def run_tracing(config: ExperimentConfig, *, base=None, samples: int = SAMPLES, 
 
     base = base if base is not None else load_base(config, progress=progress)
     study: TracingStudy | None = None
-    plan = list(CONDITIONS)
-    bar = tqdm(total=len(plan) * len(config.seeds), desc="tracing", unit="run", disable=not progress)
+    bar = tqdm(total=len(CONDITIONS) * len(config.seeds), desc="tracing", unit="run", disable=not progress)
     for seed in config.seeds:
         setup = make_setup(config, seed, base=base, progress=progress)
         suffix = f", seed {seed}"  # of each patching progress bar's name
@@ -262,12 +261,12 @@ def run_tracing(config: ExperimentConfig, *, base=None, samples: int = SAMPLES, 
         if study is None:
             study = TracingStudy(config, n_layers(setup.model), min_gap)
         configs = {name: config.train_config(seed, method="self_distill" if name == "self_distill" else "sft",
-                                             start="snapshot") for name in plan}
+                                             start="snapshot") for name in CONDITIONS}
         start = start_model(setup, configs["sft"])
         tokenizer = setup.tokenizer
         _, start_ok = score_facts(start, tokenizer, setup.held)
         uuid_setup = setup.with_unknown(uuid_new_facts(base, setup, seed))  # a fact it cannot key: before training
-        for name in plan:
+        for name in CONDITIONS:
             run_setup = uuid_setup if name == "uuid-sft" else setup
             condition = run_condition(run_setup, name, configs[name], bar=bar)
             _, ft_ok = score_facts(condition.model, tokenizer, setup.held)
