@@ -63,6 +63,12 @@ def test_the_readme_states_the_demo_verdict(readme):
     assert f"**localized interference {data['headline']['verdict']['verdict']}**" in readme
 
 
+def test_the_readme_states_the_demo_slope_within_seed_and_relation(readme):
+    fit = load_results(RESULTS / "overlap")["results"]["overlap_vs_forgetting"][0]["logistic_within"]
+    assert f"slope {fit['slope']:.2f} [{fit['ci_low']:.2f}, {fit['ci_high']:.2f}], p = {fit['p_value']:.3f}" in readme
+    assert f"the {fit['strata_used']} of {fit['strata']} seed × relation strata" in readme
+
+
 def test_the_readme_states_the_tracing_headline(readme):
     head = load_results(RESULTS / "tracing")["results"]["tracing"]["headline"]
     own, other = head["best_subject"], head["paired_minus_other_fact"]

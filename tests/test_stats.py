@@ -9,7 +9,14 @@ import pytest
 from scipy import stats as scipy_stats
 
 from interference.io.errors import InterferenceError
-from interference.report.stats import binned_rates, logistic_fit, mean_ci, relative_drop, wilson_interval
+from interference.report.stats import (
+    binned_rates,
+    logistic_fit,
+    mean_ci,
+    relative_drop,
+    stratified_logistic_fit,
+    wilson_interval,
+)
 
 
 def test_mean_ci_textbook_values():
@@ -141,6 +148,77 @@ def test_logistic_fit_degenerate_cases_are_explained():
     assert math.isnan(constant.slope) and "constant" in constant.note
     separated = logistic_fit([0.1, 0.2, 0.8, 0.9], [False, False, True, True])
     assert math.isnan(separated.p_value) and "separated" in separated.note
+
+
+def _confounded(rng, n_per: int = 300):
+    """Four strata that differ in both x and the outcome rate, with no effect of x inside any of them."""
+    x, y, strata = [], [], []
+    for s, (centre, rate) in enumerate([(0.0, 0.05), (1.0, 0.15), (2.0, 0.3), (3.0, 0.5)]):
+        x.append(rng.normal(centre, 0.7, n_per))
+        y.append(rng.random(n_per) < rate)
+        strata += [f"r{s}"] * n_per
+    return np.concatenate(x), np.concatenate(y), strata
+
+
+def test_stratified_slope_is_free_of_differences_between_strata():
+    x, y, strata = _confounded(np.random.default_rng(5))
+    pooled = logistic_fit(x, y, n_bootstrap=0)
+    within = stratified_logistic_fit(x, y, strata)
+    assert pooled.p_value < 1e-6 and pooled.slope > 0.5  # the strata make a pooled "effect"
+    assert within.p_value > 0.01 and abs(within.slope) < 0.3 and within.ci_low < 0 < within.ci_high
+    assert (within.strata, within.strata_used, within.n, within.note) == (4, 4, x.size, None)
+
+
+def test_stratified_slope_on_matched_pairs_is_the_logit_of_the_differences():
+    # textbook identity: with strata of one True and one False outcome, the conditional likelihood is
+    # prod sigmoid(beta * (x_true - x_false)), a logistic regression through the origin on the differences
+    rng = np.random.default_rng(6)
+    n = 200
+    x_pos, x_neg = rng.normal(0.6, 1.0, n), rng.normal(0.0, 1.0, n)
+    x = np.column_stack([x_pos, x_neg]).ravel()
+    y = np.tile([True, False], n)
+    strata = np.repeat(np.arange(n), 2).tolist()
+    d, beta = x_pos - x_neg, 0.0
+    for _ in range(50):  # Newton on sum log sigmoid(beta * d)
+        p = 1 / (1 + np.exp(-beta * d))
+        beta += np.sum((1 - p) * d) / np.sum(p * (1 - p) * d * d)
+    fit = stratified_logistic_fit(x, y, strata)
+    p = 1 / (1 + np.exp(-beta * d))
+    assert fit.slope == pytest.approx(beta, rel=1e-5)
+    assert fit.stderr == pytest.approx(1 / math.sqrt(np.sum(p * (1 - p) * d * d)), rel=1e-4)
+    assert fit.ci_high - fit.slope == pytest.approx(scipy_stats.norm.ppf(0.975) * fit.stderr)
+
+
+def test_stratified_slope_recovers_a_slope_within_many_small_strata():
+    rng = np.random.default_rng(7)
+    strata = np.repeat(np.arange(150), 8)
+    x = rng.normal(size=strata.size) + 0.5 * (strata % 5)
+    y = rng.random(strata.size) < 1 / (1 + np.exp(-(rng.normal(0, 1.5, 150)[strata] + 1.0 * x)))
+    fit = stratified_logistic_fit(x, y, strata.tolist())
+    assert fit.ci_low < 1.0 < fit.ci_high and fit.slope == pytest.approx(1.0, abs=0.3)
+    assert fit.strata == 150 and fit.strata_used < 150  # some strata of 8 are all one outcome
+    assert fit.n == 8 * fit.strata_used
+    json.dumps(dataclasses.asdict(fit))
+
+
+def test_stratified_slope_with_one_stratum_is_close_to_the_pooled_one():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=120)
+    y = rng.random(120) < 1 / (1 + np.exp(-(-1.0 + 1.2 * x)))
+    pooled, within = logistic_fit(x, y, n_bootstrap=0), stratified_logistic_fit(x, y, ["all"] * 120)
+    assert within.slope == pytest.approx(pooled.slope, rel=0.05)
+    assert within.p_value == pytest.approx(pooled.p_value, rel=0.5)
+
+
+def test_stratified_slope_degenerate_cases_are_explained():
+    none = stratified_logistic_fit([0.1, 0.5, 0.9, 0.3], [False, False, True, True], ["a", "a", "b", "b"])
+    assert math.isnan(none.slope) and "no stratum of 2" in none.note and none.strata_used == 0
+    constant = stratified_logistic_fit([1.0, 1.0, 2.0, 2.0], [True, False, True, False], ["a", "a", "b", "b"])
+    assert math.isnan(constant.slope) and "constant within" in constant.note
+    separated = stratified_logistic_fit([0.1, 0.9, 0.4, 0.5], [False, True, False, True], ["a", "a", "b", "b"])
+    assert math.isnan(separated.p_value) and "separates" in separated.note
+    with pytest.raises(InterferenceError, match="one stratum label per pair"):
+        stratified_logistic_fit([0.1, 0.2], [True, False], ["a"])
 
 
 def test_relative_drop():

@@ -311,6 +311,31 @@ def test_a_forgetting_run_short_of_matched_acquisition_gets_no_verdict_and_says_
         "reproduces", "partly reproduces", "does not reproduce")
 
 
+@pytest.mark.parametrize("within_effect", [False, True])
+def test_the_overlap_rule_reads_the_slope_within_seed_and_relation(config, within_effect):
+    """Relations that differ in both overlap and forgetting make a pooled slope; the rule must not pass on it alone."""
+    import numpy as np
+
+    from interference.studies.overlap import OverlapStudy, overlap_checks
+
+    rng, facts = np.random.default_rng(11), []
+    for seed in (0, 1):
+        for relation, (centre, rate) in {"P17": (0.70, 0.05), "P36": (0.80, 0.2), "P495": (0.90, 0.45)}.items():
+            overlap = rng.normal(centre, 0.05, 150)
+            logit = np.log(rate / (1 - rate)) + (40.0 * (overlap - centre) if within_effect else 0.0)
+            forgotten = rng.random(150) < 1 / (1 + np.exp(-logit))
+            facts += [{"seed": seed, "relation": relation, "max_cosine": float(o), "forgotten_sft": bool(f)}
+                      for o, f in zip(overlap, forgotten, strict=True)]
+    study = OverlapStudy(config=config, layer=1, top_k=4,
+                         records=[{"name": "sft", "seed": 0, "drift": 0.1, "held_facts": facts}])
+    relation = study.overlap_vs_forgetting()
+    pooled, within = relation["logistic"], relation["logistic_within"]
+    assert pooled.p_value < 1e-6 and within.strata == within.strata_used == 6
+    rule = next(c for c in overlap_checks(study, study.records, relation) if c.rule.startswith("overlap predicts"))
+    assert rule.passed is within_effect and (within.p_value < 0.05) is within_effect
+    assert "6 of 6 seed × relation strata" in rule.observed and f"pooled slope {pooled.slope:.2f}" in rule.observed
+
+
 def test_the_key_ratio_rule_says_why_a_ratio_of_drops_is_undefined():
     from interference.report.paired import ratio
     from interference.studies.overlap import _ratio_text
