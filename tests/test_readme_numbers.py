@@ -245,6 +245,20 @@ def overlap_relation_rows(folder: Path) -> list[str]:
             for r in load_results(folder)["results"]["overlap_by_relation"]]
 
 
+def test_the_readme_states_the_world_overlap_run_with_10_seeds(readme):
+    folder = RESULTS / "overlap-10-seeds"
+    data = load_results(folder)
+    assert data["seeds"] == list(range(10)) and data["config"]["model"] == "world"
+    assert data["versions"]["numerics"] == "portable"
+    for row in overlap_rows(folder):
+        assert row in readme, row
+    demo = {(r["name"], r["seed"]): r for r in load_results(RESULTS / "overlap")["conditions"]}
+    for record in data["conditions"]:  # its seeds 0-2 are the demo's, bit for bit
+        if record["seed"] < 3:
+            assert {k: v for k, v in record.items() if k != "seconds"} == {
+                k: v for k, v in demo[record["name"], record["seed"]].items() if k != "seconds"}
+
+
 def test_the_readme_states_the_real_model_overlap_run(readme):
     folder = ROOT / "results" / "smollm2-135m-overlap-cpu"
     data = load_results(folder)
