@@ -150,6 +150,17 @@ def test_logistic_fit_degenerate_cases_are_explained():
     assert math.isnan(separated.p_value) and "separated" in separated.note
 
 
+def test_logistic_fit_bootstrap_of_a_small_sample_is_quiet():
+    # resamples of 8 pairs are often one class (NaN) or separated (±inf): handled, so scipy's warning is not shown
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x, y = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], [False, True, False, False, True, False, True, True]
+        fit = logistic_fit(x, y, n_bootstrap=100)
+    assert fit.note is None and 0 < fit.n_bootstrap <= 100
+
+
 def _confounded(rng, n_per: int = 300):
     """Four strata that differ in both x and the outcome rate, with no effect of x inside any of them."""
     x, y, strata = [], [], []

@@ -234,9 +234,11 @@ def logistic_fit(
     (intercept_z, slope_z), stderr_z, p_value = fit.params, float(fit.bse[1]), float(fit.pvalues[1])
     slopes = np.array([])
     if n_bootstrap:
-        resampled = _scipy_stats.bootstrap((z, ys), _bootstrap_slope, paired=True, vectorized=False,
-                                           n_resamples=n_bootstrap, method="percentile",
-                                           random_state=np.random.default_rng(seed))
+        with warnings.catch_warnings():  # scipy warns of the NaN (one-class) and ±inf (separated) resamples that
+            warnings.simplefilter("ignore", _scipy_stats.DegenerateDataWarning)  # are dealt with just below
+            resampled = _scipy_stats.bootstrap((z, ys), _bootstrap_slope, paired=True, vectorized=False,
+                                               n_resamples=n_bootstrap, method="percentile",
+                                               random_state=np.random.default_rng(seed))
         slopes = resampled.bootstrap_distribution[~np.isnan(resampled.bootstrap_distribution)]
     if slopes.size:
         tails = [(1 - level) / 2, (1 + level) / 2]
