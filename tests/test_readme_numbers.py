@@ -245,6 +245,20 @@ def overlap_relation_rows(folder: Path) -> list[str]:
             for r in load_results(folder)["results"]["overlap_by_relation"]]
 
 
+def equal_epochs_text(folder: Path) -> str:
+    """The causal test after the same number of epochs, as the README states it."""
+    causal = load_results(folder)["results"]["causal"]
+    equal = causal["equal_epochs"]
+    return f"{equal['mean']:+.3f} [{equal['low']:+.3f}, {equal['high']:+.3f}]"
+
+
+@pytest.mark.parametrize("folder", [RESULTS / "overlap-10-seeds", ROOT / "results" / "smollm2-135m-overlap-cpu"])
+def test_the_readme_states_the_causal_test_after_equal_epochs(readme, folder):
+    causal = load_results(folder)["results"]["causal"]
+    assert equal_epochs_text(folder) in readme
+    assert f"{causal['low_epochs']:.1f}" in readme and f"{causal['high_epochs']:.1f}" in readme
+
+
 def test_the_readme_states_the_world_overlap_run_with_10_seeds(readme):
     folder = RESULTS / "overlap-10-seeds"
     data = load_results(folder)

@@ -101,6 +101,7 @@ def test_overlap_study_measures_every_held_fact_and_the_causal_split(config, wor
         assert len(record["drift_per_layer"]) == n_layers and record["drift"] >= 0
     causal = study.causal()
     assert causal["high_overlap"] > causal["low_overlap"]  # the selection does what it says
+    assert causal["equal_epochs"].n == len(config.seeds)
     # a net drop from the peak needs at least that many facts that were right at the peak and are wrong now
     record = study.of("sft")[0]
     net_drop = round((record["held_acc_peak"] - record["held_acc_final"]) * config.n_held)
@@ -334,6 +335,22 @@ def test_the_overlap_rule_reads_the_slope_within_seed_and_relation(config, withi
     rule = next(c for c in overlap_checks(study, study.records, relation) if c.rule.startswith("overlap predicts"))
     assert rule.passed is within_effect and (within.p_value < 0.05) is within_effect
     assert "6 of 6 seed × relation strata" in rule.observed and f"pooled slope {pooled.slope:.2f}" in rule.observed
+
+
+def test_the_causal_test_after_the_same_number_of_epochs(config):
+    from interference.studies.overlap import OverlapStudy
+
+    def run(name, seed, held):
+        return {"name": name, "seed": seed, "held_acc_start": held[0], "epochs": len(held) - 1,
+                "curve_epochs": list(range(len(held))), "curves": {"held": held}}
+
+    records = [run("high-overlap sft", 0, [0.9, 0.8, 0.7, 0.6]), run("low-overlap sft", 0, [0.9, 0.85, 0.8]),
+               run("high-overlap sft", 1, [1.0, 0.9]), run("low-overlap sft", 1, [1.0, 0.95, 0.9, 0.8])]
+    equal = OverlapStudy(config=config, layer=1, top_k=4, records=records).causal_at_equal_epochs()
+    # seed 0 at epoch 2: drops 0.2 (high) and 0.1 (low); seed 1 at epoch 1: 0.1 and 0.05
+    assert equal.n == 2 and equal.mean == pytest.approx((0.1 + 0.05) / 2)
+    del records[0]["curve_epochs"]  # records from before the curves were kept
+    assert OverlapStudy(config=config, layer=1, top_k=4, records=records).causal_at_equal_epochs() is None
 
 
 def test_the_key_ratio_rule_says_why_a_ratio_of_drops_is_undefined():

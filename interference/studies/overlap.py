@@ -37,7 +37,7 @@ from ..report.paired import (
     paired_difference,
     ratio,
 )
-from ..report.stats import binned_rates, logistic_fit, mean_ci, stratified_logistic_fit
+from ..report.stats import MeanCI, binned_rates, logistic_fit, mean_ci, stratified_logistic_fit
 from ..report.tables import count_text
 from ..world import World
 from .setup import ExperimentConfig, held_drift, held_states, load_base, make_setup, run_condition, uuid_new_facts
@@ -134,7 +134,28 @@ class OverlapStudy:
             "low_new_acc": mean_ci([r["new_acc"] for r in low], omit_nan=True).mean,
             "high_overlap": mean_ci([r["selection_overlap"] for r in high]).mean,
             "low_overlap": mean_ci([r["selection_overlap"] for r in low]).mean,
+            "high_epochs": mean_ci([r["epochs"] for r in high]).mean,
+            "low_epochs": mean_ci([r["epochs"] for r in low]).mean,
+            "equal_epochs": self.causal_at_equal_epochs(),
         }
+
+    def causal_at_equal_epochs(self) -> MeanCI | None:
+        """High − low absolute drop of held-out accuracy per seed (start − accuracy), read at the last epoch both runs
+        of the seed reached: mean and t-interval over seeds, positive when the high-overlap set forgets more, as in
+        the verdict's causal rule. Each run stops at matched acquisition, and one set can need more epochs to get
+        there: this view compares the two after the same training instead, at unmatched acquisition. None without
+        the per-epoch curves (records written before they were kept)."""
+        low = {r["seed"]: r for r in self.of("low-overlap sft")}
+        differences = []
+        for high in self.of("high-overlap sft"):
+            other = low.get(high["seed"])
+            if other is None or "curve_epochs" not in high or "curve_epochs" not in other:
+                return None
+            epoch = max(set(high["curve_epochs"]) & set(other["curve_epochs"]))
+            drops = [run["held_acc_start"] - run["curves"]["held"][run["curve_epochs"].index(epoch)]
+                     for run in (high, other)]
+            differences.append(drops[0] - drops[1])
+        return mean_ci(differences) if differences else None
 
 
 def _candidates(config: ExperimentConfig, base, setup, pool_factor: int, seed: int) -> list:
@@ -266,6 +287,14 @@ def overlap_checks(study: OverlapStudy, records: list[dict], relation: dict) -> 
     return [*checks, drift_check]
 
 
+def _equal_epochs_text(equal: MeanCI | None) -> str:
+    """The causal test after the same training, as the report's causal section states it."""
+    if equal is None:
+        return "the records keep no per-epoch curves to compare the runs after the same number of epochs."
+    return (f"after the same number of epochs instead (the last both runs of a seed reached), high − low absolute "
+            f"drop is {equal.mean:+.3f} [{equal.low:+.3f}, {equal.high:+.3f}] over {equal.n} seeds.")
+
+
 def _within_text(fit) -> str:
     """The within-strata slope as the reports print it: the slope, its interval, p and the strata that informed it."""
     used = f"{fit.strata_used} of {fit.strata} seed × relation strata"
@@ -391,7 +420,8 @@ def overlap_report(study: OverlapStudy) -> Report:
         f"Two SFT runs per seed that differ only in which new facts are trained: the {config.n_unknown} candidates "
         f"most similar (top-{study.top_k} mean cosine {causal['high_overlap']:.3f}) or least similar "
         f"({causal['low_overlap']:.3f}) to the held-out subjects. The paired difference high − low is in the "
-        f"headline table.",
+        f"headline table. Each run stops at matched acquisition, after {causal['high_epochs']:.1f} (high) and "
+        f"{causal['low_epochs']:.1f} (low) epochs on average; {_equal_epochs_text(causal['equal_epochs'])}",
     )
     section.figure(charts.comparison_chart(
         records, ["high-overlap sft", "low-overlap sft"],
