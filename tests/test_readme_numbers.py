@@ -264,7 +264,7 @@ def test_the_readme_states_the_world_overlap_run_with_10_seeds(readme):
     data = load_results(folder)
     assert data["seeds"] == list(range(10)) and data["config"]["model"] == "world"
     assert data["versions"]["numerics"] == "portable"
-    for row in overlap_rows(folder):
+    for row in overlap_rows(folder) + overlap_relation_rows(folder):
         assert row in readme, row
     demo = {(r["name"], r["seed"]): r for r in load_results(RESULTS / "overlap")["conditions"]}
     for record in data["conditions"]:  # its seeds 0-2 are the demo's, bit for bit
