@@ -156,9 +156,13 @@ def test_logistic_fit_bootstrap_of_a_small_sample_is_quiet():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        x, y = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], [False, True, False, False, True, False, True, True]
-        fit = logistic_fit(x, y, n_bootstrap=100)
+        x = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+        fit = logistic_fit(x, [False, True, False, False, True, False, True, True], n_bootstrap=100)
+        # a relation of notebook 03 at quick size: many resamples separate (infinite slopes), and numpy warned
+        both_ways = logistic_fit([0.947, 0.802, 0.962, 0.94, 0.795, 0.924, 0.974, 0.965, 0.81, 0.93],
+                                 [False, False, False, True, False, True, True, True, True, True])
     assert fit.note is None and 0 < fit.n_bootstrap <= 100
+    assert both_ways.note is None and both_ways.ci_high == math.inf
 
 
 def _confounded(rng, n_per: int = 300):

@@ -234,8 +234,9 @@ def logistic_fit(
     (intercept_z, slope_z), stderr_z, p_value = fit.params, float(fit.bse[1]), float(fit.pvalues[1])
     slopes = np.array([])
     if n_bootstrap:
-        with warnings.catch_warnings():  # scipy warns of the NaN (one-class) and ±inf (separated) resamples that
-            warnings.simplefilter("ignore", _scipy_stats.DegenerateDataWarning)  # are dealt with just below
+        with warnings.catch_warnings():  # scipy (and numpy, in its standard error) warn of the NaN (one-class) and
+            warnings.simplefilter("ignore", _scipy_stats.DegenerateDataWarning)  # ±inf (separated) resamples that
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)  # are dealt with below
             resampled = _scipy_stats.bootstrap((z, ys), _bootstrap_slope, paired=True, vectorized=False,
                                                n_resamples=n_bootstrap, method="percentile",
                                                random_state=np.random.default_rng(seed))
