@@ -146,21 +146,18 @@ def binned_rates(x: Sequence[float], y_bool: Sequence[bool], n_bins: int = 10, l
 
 
 @dataclass(frozen=True)
-class LogisticFit:
-    """P(y) = sigmoid(intercept + slope · x), with the slope's Wald p-value and a bootstrap interval.
+class SlopeFit:
+    """A logistic slope with its test: what the pooled and the within-strata fits share.
 
     Attributes:
-        slope, intercept: maximum-likelihood estimates (unpenalised), on the scale of x.
-        stderr: standard error of the slope from the observed information.
+        slope: maximum-likelihood estimate, on the scale of x.
+        stderr: its standard error from the observed information.
         p_value: two-sided Wald test of slope = 0.
-        ci_low, ci_high: percentile bootstrap interval of the slope at `level` (NaN when not computed).
-        n, n_positive: sample size and number of True outcomes.
-        n_bootstrap: resamples that entered the interval (those with a single class are skipped).
-        note: why the fit is undefined (single class, constant x, perfect separation), else None.
+        ci_low, ci_high: its interval at `level` (how it is made depends on the fit).
+        n, n_positive: the pairs that entered the fit and their True outcomes.
     """
 
     slope: float
-    intercept: float
     stderr: float
     p_value: float
     ci_low: float
@@ -168,6 +165,20 @@ class LogisticFit:
     level: float
     n: int
     n_positive: int
+
+
+@dataclass(frozen=True)
+class LogisticFit(SlopeFit):
+    """P(y) = sigmoid(intercept + slope · x), with the slope's Wald p-value and a bootstrap interval.
+
+    Attributes (beyond `SlopeFit`'s):
+        intercept: maximum-likelihood estimate (unpenalised), on the scale of x.
+        ci_low, ci_high: percentile bootstrap interval of the slope (NaN when not computed).
+        n_bootstrap: resamples that entered the interval (those with a single class are skipped).
+        note: why the fit is undefined (single class, constant x, perfect separation), else None.
+    """
+
+    intercept: float
     n_bootstrap: int
     note: str | None = None
 
@@ -219,7 +230,8 @@ def logistic_fit(
     nan = float("nan")
 
     def undefined(note: str) -> LogisticFit:
-        return LogisticFit(nan, nan, nan, nan, nan, nan, level, n, n_pos, 0, note)
+        return LogisticFit(slope=nan, stderr=nan, p_value=nan, ci_low=nan, ci_high=nan, level=level, n=n,
+                           n_positive=n_pos, intercept=nan, n_bootstrap=0, note=note)
 
     if n_pos in (0, n):
         outcome = "empty sample" if n == 0 else f"all {n} outcomes are {bool(n_pos)}"
@@ -261,30 +273,21 @@ def logistic_fit(
 
 
 @dataclass(frozen=True)
-class StratifiedLogisticFit:
+class StratifiedLogisticFit(SlopeFit):
     """P(y) = sigmoid(α_stratum + slope · x): the slope of x within strata, the strata's own rates conditioned away.
 
     A pooled slope mixes the effect of x within a stratum with differences between strata (on real data, relations
     that differ both in x and in the outcome rate); this slope is only the first. A stratum whose outcomes are all one
     class says nothing about the slope: it is left out and counted.
 
-    Attributes:
-        slope, stderr, p_value: conditional maximum-likelihood slope on the scale of x, its Wald error and two-sided
-            p-value.
-        ci_low, ci_high: Wald interval at `level`.
-        n, n_positive: the pairs that entered the fit (informative strata only) and their True outcomes.
+    Attributes (beyond `SlopeFit`'s):
+        slope, stderr, p_value: the conditional maximum-likelihood slope, its Wald error and p-value.
+        ci_low, ci_high: Wald interval.
+        n, n_positive: over the informative strata only.
         strata, strata_used: how many strata there were and how many held both outcomes.
         note: why the slope is undefined (no informative stratum, x constant or separating within strata).
     """
 
-    slope: float
-    stderr: float
-    p_value: float
-    ci_low: float
-    ci_high: float
-    level: float
-    n: int
-    n_positive: int
     strata: int
     strata_used: int
     note: str | None = None
@@ -315,8 +318,9 @@ def stratified_logistic_fit(
     nan = float("nan")
 
     def undefined(note: str) -> StratifiedLogisticFit:
-        return StratifiedLogisticFit(nan, nan, nan, nan, nan, level, int(keep.size), int(ys[keep].sum()),
-                                     len(index), len(groups), note)
+        return StratifiedLogisticFit(slope=nan, stderr=nan, p_value=nan, ci_low=nan, ci_high=nan, level=level,
+                                     n=int(keep.size), n_positive=int(ys[keep].sum()), strata=len(index),
+                                     strata_used=len(groups), note=note)
 
     if not groups:
         return undefined(f"no stratum of {len(index)} holds both outcomes: the slope is undefined")
