@@ -24,8 +24,8 @@ def command(argv: list[str] | None = None) -> common.StudyCommand:
     parser.add_argument("--top-k", type=int, default=TOP_K, help=f"k of the top-k mean cosine (default {TOP_K})")
     parser.add_argument("--match-relations", action="store_true",
                         help="the causal test's high- and low-overlap sets take the same number of candidates from "
-                             "each relation, so that relation cannot stand in for overlap (default: off, as the "
-                             "committed runs)")
+                             "each relation, so that relation cannot stand in for overlap (recommended on real models; "
+                             "off by default, so that runs made before it pool with new ones)")
     args = parser.parse_args(argv)
     if args.top_k < 1:
         raise InterferenceError(f"--top-k must be >= 1, got {args.top_k}")

@@ -252,7 +252,8 @@ def equal_epochs_text(folder: Path) -> str:
     return f"{equal['mean']:+.3f} [{equal['low']:+.3f}, {equal['high']:+.3f}]"
 
 
-@pytest.mark.parametrize("folder", [RESULTS / "overlap-10-seeds", ROOT / "results" / "smollm2-135m-overlap-cpu"])
+@pytest.mark.parametrize("folder", [RESULTS / "overlap-10-seeds", ROOT / "results" / "smollm2-135m-overlap-cpu",
+                                    ROOT / "results" / "smollm2-135m-overlap-matched-cpu"])
 def test_the_readme_states_the_causal_test_after_equal_epochs(readme, folder):
     causal = load_results(folder)["results"]["causal"]
     assert equal_epochs_text(folder) in readme
@@ -282,3 +283,25 @@ def test_the_readme_states_the_real_model_overlap_run(readme):
     for row in overlap_rows(folder) + overlap_relation_rows(folder):
         assert row in readme, row
     assert f"Overlap on SmolLM2: **{data['headline']['verdict']['verdict']}**" in readme
+
+
+def test_the_readme_states_the_relation_matched_causal_test(readme):
+    folder = ROOT / "results" / "smollm2-135m-overlap-matched-cpu"
+    data = load_results(folder)
+    assert data["config"]["match_relations"] is True and data["config"]["model"] == "smollm2-135m"
+    title = f"### The causal test matched by relation on SmolLM2 (CPU size, {len(data['seeds'])} seeds)"
+    assert title in readme
+    for row in overlap_rows(folder):
+        assert row in readme, row
+    assert f"Matched by relation: **{data['headline']['verdict']['verdict']}**" in readme
+    records = {(r["name"], r["seed"]): r for r in data["conditions"]}
+    for seed in data["seeds"]:  # the two sets of a seed take the same number of facts from each relation
+        high, low = records["high-overlap sft", seed], records["low-overlap sft", seed]
+        assert high["selection_relations"] == low["selection_relations"]
+        assert high["selection_overlap"] > low["selection_overlap"]
+    unmatched = load_results(ROOT / "results" / "smollm2-135m-overlap-cpu")["conditions"]
+    shared = [r for r in unmatched if r["name"] in ("sft", "self_distill", "uuid-sft")]
+    assert shared
+    for record in shared:  # the option touches only the causal test: the other runs are the same, record for record
+        other = records[record["name"], record["seed"]]
+        assert {k: v for k, v in record.items() if k != "seconds"} == {k: v for k, v in other.items() if k != "seconds"}
