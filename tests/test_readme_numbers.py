@@ -14,6 +14,8 @@ from interference.report.paired import interval_text, paired_difference, ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "world-default"
+SMOLLM2_OVERLAP = ROOT / "results" / "smollm2-135m-overlap-cpu"
+SMOLLM2_OVERLAP_MATCHED = ROOT / "results" / "smollm2-135m-overlap-matched-cpu"
 #: The committed runs of the default forgetting study: folder -> torch threads it ran with.
 FORGETTING_RUNS = {"forgetting": 1, "forgetting-2-threads": 2, "forgetting-seeds-10-19": 1}
 
@@ -47,13 +49,18 @@ def test_committed_runs_used_the_portable_numerics_and_name_their_machine(folder
     assert data["versions"]["torch"].startswith("2.13.0")
 
 
+def run_fields(record: dict, local: tuple[str, ...] = ("seconds",)) -> dict:
+    """A condition record without the fields that belong to the process that ran it (wall time by default), so that
+    records of the same run made in different sessions compare equal."""
+    return {k: v for k, v in record.items() if k not in local}
+
+
 def test_one_and_two_threads_gave_the_same_verdict_and_the_same_sft_and_self_distill_records():
     one, two = (load_results(RESULTS / f) for f in ("forgetting", "forgetting-2-threads"))
     assert one["headline"]["verdict"] == two["headline"]["verdict"]
 
     def records(data, names=("sft", "self_distill")):
-        return [{k: v for k, v in r.items() if k not in ("seconds", "machine")} for r in data["conditions"]
-                if r["name"] in names]
+        return [run_fields(r, ("seconds", "machine")) for r in data["conditions"] if r["name"] in names]
 
     assert records(one) == records(two)
 
@@ -252,8 +259,7 @@ def equal_epochs_text(folder: Path) -> str:
     return f"{equal['mean']:+.3f} [{equal['low']:+.3f}, {equal['high']:+.3f}]"
 
 
-@pytest.mark.parametrize("folder", [RESULTS / "overlap-10-seeds", ROOT / "results" / "smollm2-135m-overlap-cpu",
-                                    ROOT / "results" / "smollm2-135m-overlap-matched-cpu"])
+@pytest.mark.parametrize("folder", [RESULTS / "overlap-10-seeds", SMOLLM2_OVERLAP, SMOLLM2_OVERLAP_MATCHED])
 def test_the_readme_states_the_causal_test_after_equal_epochs(readme, folder):
     causal = load_results(folder)["results"]["causal"]
     assert equal_epochs_text(folder) in readme
@@ -270,12 +276,11 @@ def test_the_readme_states_the_world_overlap_run_with_10_seeds(readme):
     demo = {(r["name"], r["seed"]): r for r in load_results(RESULTS / "overlap")["conditions"]}
     for record in data["conditions"]:  # its seeds 0-2 are the demo's, bit for bit
         if record["seed"] < 3:
-            assert {k: v for k, v in record.items() if k != "seconds"} == {
-                k: v for k, v in demo[record["name"], record["seed"]].items() if k != "seconds"}
+            assert run_fields(record) == run_fields(demo[record["name"], record["seed"]])
 
 
 def test_the_readme_states_the_real_model_overlap_run(readme):
-    folder = ROOT / "results" / "smollm2-135m-overlap-cpu"
+    folder = SMOLLM2_OVERLAP
     data = load_results(folder)
     assert len(data["seeds"]) >= 3 and data["config"]["model"] == "smollm2-135m"
     title = f"### Overlap, the UUID control and the causal test on SmolLM2 (CPU size, {len(data['seeds'])} seeds)"
@@ -286,7 +291,7 @@ def test_the_readme_states_the_real_model_overlap_run(readme):
 
 
 def test_the_readme_states_the_relation_matched_causal_test(readme):
-    folder = ROOT / "results" / "smollm2-135m-overlap-matched-cpu"
+    folder = SMOLLM2_OVERLAP_MATCHED
     data = load_results(folder)
     assert data["config"]["match_relations"] is True and data["config"]["model"] == "smollm2-135m"
     title = f"### The causal test matched by relation on SmolLM2 (CPU size, {len(data['seeds'])} seeds)"
@@ -299,9 +304,9 @@ def test_the_readme_states_the_relation_matched_causal_test(readme):
         high, low = records["high-overlap sft", seed], records["low-overlap sft", seed]
         assert high["selection_relations"] == low["selection_relations"]
         assert high["selection_overlap"] > low["selection_overlap"]
-    unmatched = load_results(ROOT / "results" / "smollm2-135m-overlap-cpu")["conditions"]
+    unmatched = load_results(SMOLLM2_OVERLAP)["conditions"]
     shared = [r for r in unmatched if r["name"] in ("sft", "self_distill", "uuid-sft")]
     assert shared
     for record in shared:  # the option touches only the causal test: the other runs are the same, record for record
         other = records[record["name"], record["seed"]]
-        assert {k: v for k, v in record.items() if k != "seconds"} == {k: v for k, v in other.items() if k != "seconds"}
+        assert run_fields(record) == run_fields(other)
