@@ -74,6 +74,10 @@ def suite_parser() -> argparse.ArgumentParser:
                                                           "blocks)")
     p.add_argument("--lora-lr", type=float, default=None,
                    help="the remedies' LoRA learning rate (analyses.remedies --lora-lr; default: --lr)")
+    p.add_argument("--match-relations", action=argparse.BooleanOptionalAction, default=None,
+                   help="the overlap part's causal test takes its high- and low-overlap sets from the same relations "
+                        "(analyses.overlap --match-relations; default: on for a real model, whose relations differ "
+                        "in overlap, and off on the world)")
     p.add_argument("--estimate-only", action="store_true", help="print the plan and its estimate, run nothing")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="refuse to start when the estimate exceeds this many minutes (a GPU session's budget, say)")
@@ -101,10 +105,18 @@ def _layers(config) -> int:
     return layers
 
 
+def match_relations(choice: bool | None, model: str) -> bool:
+    """Whether the overlap part matches its causal test by relation: as --(no-)match-relations says, else on for a
+    real model (whose relations differ in overlap, so that unmatched sets compare relations; see docs/overlap.md)
+    and off on the world (its committed runs are unmatched, and pool only with runs like them)."""
+    return model != "world" if choice is None else choice
+
+
 def _part_args(part: str, rest: list[str], counts: list[int], band: int, new_facts: dict,
-               lora_lr: float | None = None) -> list[str]:
+               lora_lr: float | None = None, match_relations: bool = False) -> list[str]:
     grid = [*(a for name, value in new_facts.items() if value is not None for a in (f"--{name}", value))]
     extra = {"hypotheses": ["--counts", *map(str, counts), *grid],
+             "overlap": ["--match-relations"] if match_relations else [],
              "freezing": ["--band", str(band), "--mode", *FREEZING_MODES],
              "remedies": ["--lora-lr", repr(lora_lr)] if lora_lr else []}.get(part, [])
     if part == "tracing":  # it traces every layer and refuses --layer
@@ -189,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         raise InterferenceError(f"--workers must be >= 1, got {args.workers}")
     if args.lora_lr is not None and "remedies" not in args.parts:
         raise InterferenceError("--lora-lr is the remedies' LoRA rate: add remedies to --parts, or leave it out")
+    if args.match_relations is not None and "overlap" not in args.parts:
+        raise InterferenceError("--match-relations sets the overlap part's causal test: add overlap to --parts, or "
+                                "leave it out")
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise InterferenceError(f"--max-minutes must be positive, got {args.max_minutes:g}")
     shared = common.parser("suite", "").parse_args([*rest, "--seeds", *map(str, args.seeds)])  # checks the rest
@@ -202,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     cells = plan(args.parts, n_known=config.n_known, n_unknown=config.n_unknown,
                  n_held=config.n_held, layers=layers, counts=counts, band=band, remedies=len(REMEDIES))
     new_facts = {"relation": args.relation, "subjects": args.subjects}
-    argvs = {part: _part_args(part, rest, counts, band, new_facts, args.lora_lr) for part in args.parts}
+    matched = match_relations(args.match_relations, config.model)
+    argvs = {part: _part_args(part, rest, counts, band, new_facts, args.lora_lr, matched) for part in args.parts}
     # other settings in the folder: refused here, before any work (and again by each part, under its folder's lock)
     earlier = {part: earlier_run(out / part, _fingerprint(part, argvs[part])) for part in args.parts}
     seeds = {part: len(_new_seeds(part, args.seeds, earlier[part])) for part in args.parts}
@@ -222,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     costs = {part: seconds / max(1, min(args.workers, seeds[part])) + (compiling if seeds[part] else 0.0)
              for part, seconds in estimate(cells, seeds, rate, epochs).items()}  # workers share a part's seeds
     print(f"suite into {out}: {config.model}, {config.n_known}/{config.n_unknown}/{config.n_held} facts, "
-          f"grid counts {' '.join(map(str, counts))}, freezing blocks of {band} layers, {args.workers} "
-          f"worker(s)\nestimate ({basis}):", file=sys.stderr)
+          f"grid counts {' '.join(map(str, counts))}, freezing blocks of {band} layers"
+          + (", overlap's causal test matched by relation" if matched and "overlap" in args.parts else "")
+          + f", {args.workers} worker(s)\nestimate ({basis}):", file=sys.stderr)
     for part in args.parts:
         conditions = sum(c.conditions for c in cells if c.part == part) * seeds[part]
         print(f"  {part:<11} {conditions:4d} conditions  ~{costs.get(part, 0) / 60:6.1f} min", file=sys.stderr)

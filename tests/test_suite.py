@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from analyses.suite import _part_args, main
+from analyses.suite import _part_args, main, match_relations
 from interference.studies.suite import Cell, estimate, plan
 
 TINY = ["--quick", "--no-progress", "--epochs", "6", "--n-known", "24", "--n-unknown", "24", "--n-held", "24"]
@@ -133,6 +133,21 @@ def test_overlap_tracing_and_freezing_add_one_seed_a_run_under_the_fingerprints_
     assert all(f"{part}: seeds 0 1 are all in" in err for part in parts), err
     assert [p["seeds"] for p in json.loads((out / "suite.json").read_text())["parts"]
             if p["part"] in parts] == [[0, 1]] * 3
+
+
+def test_the_overlap_part_is_matched_by_relation_on_a_real_model_unless_told_otherwise(tmp_path, capsys):
+    assert match_relations(None, "smollm2-135m") and not match_relations(None, "world")
+    assert match_relations(True, "world") and not match_relations(False, "smollm2-135m")
+    assert _part_args("overlap", ["--lr", "1e-4"], [10], 1, {}, None, True) == ["--lr", "1e-4", "--match-relations"]
+    assert _part_args("tracing", [], [10], 1, {}, None, True) == []  # only overlap takes it
+    out = tmp_path / "suite"
+    assert main([*TINY, "--parts", "overlap", "--match-relations", "--estimate-only", "--out", str(out)]) == 0
+    assert "overlap's causal test matched by relation" in capsys.readouterr().err
+    assert main([*TINY, "--parts", "overlap", "--estimate-only", "--out", str(out)]) == 0
+    assert "matched by relation" not in capsys.readouterr().err  # the world's default
+    assert main([*TINY, "--parts", "forgetting", "--match-relations", "--out", str(out)]) == 2
+    assert "--match-relations sets the overlap part's causal test" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_a_worker_killed_by_a_signal_fails_its_part(tmp_path, capsys, monkeypatch):
