@@ -35,8 +35,9 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
                    help="small world and sizes (about a minute): for tests and smoke runs")
     p.add_argument("--out", default=f"reports/{name}", help=f"output folder (default reports/{name})")
     p.add_argument("--overwrite", action="store_true",
-                   help="write into an output folder that holds other files (files interference did not write are "
-                        "kept; an earlier run of this analysis is replaced without it)")
+                   help="write into an output folder that holds other files: another command's run there is "
+                        "replaced, files interference did not write are kept (an earlier run of this analysis is "
+                        "replaced without it)")
     p.add_argument("--model", default=WORLD,
                    help="'world' (the embedded world, default) or a model name/folder, e.g. smollm2-135m")
     p.add_argument("--data", default=None,

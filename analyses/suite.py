@@ -120,7 +120,8 @@ def _part_args(part: str, rest: list[str], counts: list[int], band: int, new_fac
              "freezing": ["--band", str(band), "--mode", *FREEZING_MODES],
              "remedies": ["--lora-lr", repr(lora_lr)] if lora_lr else []}.get(part, [])
     if part == "tracing":  # it traces every layer and refuses --layer
-        rest = [a for i, a in enumerate(rest) if a != "--layer" and (i == 0 or rest[i - 1] != "--layer")]
+        rest = [a for i, a in enumerate(rest)
+                if a != "--layer" and not a.startswith("--layer=") and (i == 0 or rest[i - 1] != "--layer")]
     return [*rest, *extra]
 
 
@@ -253,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "fewer --seeds, --parts or --counts (nothing was run)")
     if args.estimate_only:
         return 0
-    with claim_output(out, "analyses.suite", writes=("index.html", "suite.json", WORKERS)) as folder:
+    with claim_output(out, "analyses.suite", overwrite=shared.overwrite,
+                      writes=("index.html", "suite.json", WORKERS)) as folder:
         codes, walls = {}, {}
         for part in args.parts:
             start = time.monotonic()

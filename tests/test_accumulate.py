@@ -83,6 +83,15 @@ def test_the_fingerprint_ignores_seeds_and_device_and_reads_data_files_by_conten
     assert fingerprint() != fingerprint(n_held=7)
     copy.write_text('{"x": 2}\n')
     assert fingerprint() != fingerprint(data=str(copy))
+    # a folder (EntityQuestions, splits) by its files' contents: not by the path it was given as, nor its hidden files
+    splits = tmp_path / "splits"
+    (splits / "test").mkdir(parents=True)
+    (splits / "test" / "P17.test.json").write_text("[1]")
+    same = fingerprint(data=str(splits))
+    (splits / ".DS_Store").write_text("x")
+    assert same == fingerprint(data=f"{splits}/") == fingerprint(data=str(tmp_path / "elsewhere" / ".." / "splits"))
+    (splits / "test" / "P17.test.json").write_text("[2]")  # rewritten in place: other facts
+    assert fingerprint(data=str(splits)) != same
 
 
 def test_earlier_records_read_back_as_the_study_computed_them(tmp_path):
@@ -120,8 +129,8 @@ def test_runs_made_apart_merge_into_the_report_of_one_run(tmp_path, capsys):
     a, b = _results(merged), _results(whole)
     assert _stable(a["conditions"]) == _stable(b["conditions"]) and a["headline"] == b["headline"]
     capsys.readouterr()
-    assert main([*QUICK, "--seeds", "0", "--merge", str(parts[0]), str(parts[0]), "--out", str(tmp_path / "x")]) == 2
-    assert "seed 0 is in two of the runs to pool" in capsys.readouterr().err
+    assert main([*QUICK, "--seeds", "0", "--merge", str(parts[0]), str(merged), "--out", str(tmp_path / "x")]) == 2
+    assert f"seed 0 is in two of the runs to pool ({merged} and {parts[0]})" in capsys.readouterr().err
 
 
 def test_committed_runs_still_take_seeds_under_this_version():

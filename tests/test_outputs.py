@@ -120,6 +120,46 @@ def test_a_file_added_inside_a_toolkit_folder_is_foreign(tmp_path):
             pass
 
 
+def test_a_subfolder_claimed_by_its_own_run_is_the_toolkit_s_even_when_a_kill_kept_it_from_the_marker(tmp_path):
+    out = tmp_path / "suite"
+    with claim_output(out, "analyses.suite") as folder:
+        folder.write_text("index.html", "<p>")
+    # the suite was killed while its parts ran: their folders hold their own markers, the suite's lists none of them
+    for part in ("forgetting", ".workers/overlap-0"):
+        with claim_output(out / part, f"analyses.{part.rsplit('-', 1)[0]}") as inner:
+            inner.write_text("results.json", "{}")
+    (out / ".workers" / "overlap-0" / f".report.html.abc{atomic.TMP_SUFFIX}").write_text("partial")
+    with claim_output(out, "analyses.suite") as folder:
+        assert folder.foreign() == [] and folder.foreign("forgetting/results.json") == []
+        assert (out / ".workers" / "overlap-0" / f".report.html.abc{atomic.TMP_SUFFIX}").exists()  # its run's to clear
+        folder.remove(".workers/overlap-0")  # a killed worker's report, redone by this run
+        assert not (out / ".workers" / "overlap-0").exists()
+    (out / "forgetting" / "notes.txt").write_text("mine")  # what the part's marker does not list is still a user's
+    with pytest.raises(InterferenceError, match="forgetting/notes.txt"):
+        with claim_output(out, "analyses.suite"):
+            pass
+    (out / "forgetting" / "notes.txt").unlink()
+    (out / "forgetting" / MARKER).write_text("not json")  # a damaged marker vouches for nothing
+    with pytest.raises(InterferenceError, match="forgetting/"):
+        with claim_output(out, "analyses.suite"):
+            pass
+    assert (out / "forgetting" / "results.json").exists()
+
+
+def test_a_folder_is_replaced_by_one_with_fewer_files_and_the_marker_follows(tmp_path):
+    out = tmp_path / "o"
+    with claim_output(out, "train") as folder:
+        with folder.directory("model") as tmp:
+            (tmp / "a.bin").write_text("a")
+            (tmp / "b.bin").write_text("b")
+        with folder.directory("model") as tmp:
+            (tmp / "a.bin").write_text("a2")
+    assert sorted(p.name for p in (out / "model").iterdir()) == ["a.bin"]
+    assert json.loads((out / MARKER).read_text())["files"] == ["model/a.bin"]
+    with claim_output(out, "train") as folder:
+        assert folder.foreign() == []
+
+
 def test_a_second_run_is_refused_while_the_first_holds_the_lock_and_released_after(tmp_path):
     out = tmp_path / "o"
     with claim_output(out, "train"):

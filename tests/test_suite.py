@@ -9,7 +9,7 @@ import re
 import pytest
 
 from analyses.suite import _part_args, main, match_relations
-from interference.studies.suite import Cell, estimate, plan
+from interference.studies.suite import Cell, estimate, plan, rate_from_records
 
 TINY = ["--quick", "--no-progress", "--epochs", "6", "--n-known", "24", "--n-unknown", "24", "--n-held", "24"]
 
@@ -26,6 +26,25 @@ def test_the_plan_counts_each_part_s_conditions_and_the_estimate_scales_with_the
     with pytest.raises(Exception, match="unknown suite part 'ffn'"):
         plan(["ffn"], n_known=1, n_unknown=1, n_held=1, layers=2, counts=[1], band=1)
     assert Cell("x", 1, 1, 1).conditions == 1
+
+
+def test_the_rate_from_earlier_records_sizes_a_grid_cell_by_its_own_new_facts(tmp_path):
+    def results(part, config, records):
+        folder = tmp_path / part
+        folder.mkdir()
+        rows = [{"name": "sft", "seed": 0, "task_acc": 1.0, "new_acc": 0.9, "held_acc_peak": 0.9,
+                 "held_acc_final": 0.8, "forgetting": 0.1, **r} for r in records]
+        (folder / "results.json").write_text(json.dumps({
+            "title": part, "config": config, "seeds": [0], "conditions": rows,
+            "versions": dict.fromkeys(("python", "torch", "transformers", "interference"), "x")}))
+
+    sizes = {"n_known": 200, "n_unknown": 300, "n_held": 200}
+    assert rate_from_records(tmp_path) is None
+    results("forgetting", sizes, [{"seconds": 70.0, "epochs": 5}])  # 5 epochs of 700 facts: 0.02 s a fact-epoch
+    assert rate_from_records(tmp_path) == pytest.approx((0.02, 5.0, 1))
+    # a 10⁴ cell of the grid at the same rate: 5 epochs of 200 + 10,000 + 200 facts, not of the config's 700
+    results("hypotheses", sizes, [{"seconds": 0.02 * 5 * 10_400, "epochs": 5, "n_new": 10_000}])
+    assert rate_from_records(tmp_path) == pytest.approx((0.02, 5.0, 2))
 
 
 def test_estimate_only_prints_the_plan_and_writes_nothing(tmp_path, capsys):
@@ -148,6 +167,11 @@ def test_the_overlap_part_is_matched_by_relation_on_a_real_model_unless_told_oth
     assert main([*TINY, "--parts", "forgetting", "--match-relations", "--out", str(out)]) == 2
     assert "--match-relations sets the overlap part's causal test" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_tracing_which_traces_every_layer_is_passed_no_layer_in_either_spelling():
+    assert _part_args("tracing", ["--layer=3", "--lr", "1e-4", "--layer", "2"], [10], 1, {}) == ["--lr", "1e-4"]
+    assert _part_args("overlap", ["--layer=3"], [10], 1, {}) == ["--layer=3"]
 
 
 def test_a_worker_killed_by_a_signal_fails_its_part(tmp_path, capsys, monkeypatch):

@@ -99,21 +99,37 @@ class OutputFolder:
 
     def foreign(self, name: str | os.PathLike = ".", limit: int | None = None) -> list[str]:
         """Files at or below `name` that the toolkit did not write (they are never replaced or removed); the first
-        `limit` of them (a folder such as a home folder is not walked to its end to say it is not ours)."""
+        `limit` of them (a folder such as a home folder is not walked to its end to say it is not ours). A subfolder
+        with a marker of its own is another run's output folder (a suite's part, say, claimed by the part's own
+        command): the files its marker lists are the toolkit's, even where this folder's marker does not know them
+        yet, as after a run killed before it recorded them."""
         rel = self._relative(name)
         target = self.path / rel
         if target.is_symlink() or target.is_file():
-            return [] if rel in self._known else [rel]
+            return [] if rel in self._known or rel in self._nested_above(Path(rel)) else [rel]
         if not target.is_dir():
             return []
-        prefix = "" if rel == "." else rel + "/"
-        found = (
-            prefix + f
-            for f in _files_under(target)
-            if prefix + f not in self._known and prefix + f != MARKER
-            and not any(atomic.is_leftover(part) for part in Path(f).parts)  # a temporary of a write under way
-        )
-        return list(itertools.islice(found, limit))
+        return list(itertools.islice(self._unknown_under(target), limit))
+
+    def _nested_above(self, rel: Path) -> set[str]:
+        """The files that the markers of the subfolders above `rel` list (`_nested_known`)."""
+        return set().union(*(_nested_known(self.path, parent) for parent in rel.parents))
+
+    def _unknown_under(self, target: Path) -> Iterator[str]:
+        """The files below the folder `target` that neither this folder's marker nor a nested one lists."""
+        nested = self._nested_above(target.relative_to(self.path))
+        for parent, dirs, names in os.walk(target):
+            dirs.sort()
+            here = Path(os.path.relpath(parent, self.path)).as_posix()
+            if here != "." and MARKER in names:
+                nested |= _nested_known(self.path, Path(here))
+            for name in sorted(names) + [d for d in dirs if os.path.islink(os.path.join(parent, d))]:
+                f = name if here == "." else f"{here}/{name}"
+                if f in self._known or f in nested or f == MARKER:
+                    continue
+                if any(atomic.is_leftover(part) for part in Path(f).parts):  # a temporary of a write under way
+                    continue
+                yield f
 
     def check_replace(self, name: str | os.PathLike) -> Path:
         """Refuse (one line) to write `name` if that would replace a file the toolkit did not write."""
@@ -167,9 +183,9 @@ class OutputFolder:
         rel = self._relative(name)
         with atomic.directory(target) as tmp:
             yield tmp
+            self.check_replace(name)  # nobody put a file in the folder it replaces while the block ran
             self._forget(rel)
             self._record(f"{rel}/{f}" for f in _files_under(tmp))
-            self.check_replace(name)  # nobody put a file there while the block ran
 
     def remove(self, name: str | os.PathLike) -> None:
         """Remove the file or folder `name` if the toolkit wrote everything in it; refuse (one line) otherwise."""
@@ -219,6 +235,19 @@ def _read_marker(path: Path) -> tuple[str | None, set[str]]:
         raise InterferenceError(f"{marker} is damaged ({type(err).__name__}); remove it to use this folder") from err
 
 
+def _nested_known(root: Path, rel: Path) -> set[str]:
+    """The files (relative to `root`) that the marker of the subfolder `rel` lists, with the marker itself; none
+    when `rel` is `root`, has no marker, or its marker is damaged (then its files are not trusted as the toolkit's)."""
+    if rel == Path(".") or not (root / rel / MARKER).is_file():
+        return set()
+    try:
+        _, files = _read_marker(root / rel)
+    except InterferenceError:
+        return set()
+    prefix = rel.as_posix()
+    return {f"{prefix}/{f}" for f in files} | {f"{prefix}/{MARKER}"}
+
+
 def _lock(path: Path) -> int:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -232,11 +261,15 @@ def _lock(path: Path) -> int:
 
 
 def _remove_leftovers(path: Path) -> None:
-    """Temporary siblings left by a killed run (held under the lock, so no run is writing them now)."""
+    """Temporary siblings left by a killed run (held under the lock, so no run is writing them now). Subfolders with
+    a marker of their own are other runs' output folders, locked on their own: their run may be writing there now,
+    and removes its leftovers when it claims them."""
     for parent, dirs, names in os.walk(path):
         for name in list(dirs):
             if atomic.is_leftover(name):
                 shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+                dirs.remove(name)
+            elif os.path.isfile(os.path.join(parent, name, MARKER)):
                 dirs.remove(name)
         for name in names:
             if atomic.is_leftover(name):

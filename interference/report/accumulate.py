@@ -2,7 +2,8 @@
 
 Every report records its run fingerprint (`results.json` → `results.run_fingerprint`): the analysis, the study's
 own settings (methods, counts, …) and every setting of the `ExperimentConfig` that decides the numbers — model,
-facts (a data file by its SHA-256, so a copy elsewhere is the same facts), sizes, layer, dtype, world seed and the
+facts (a data file or folder by the SHA-256 of its contents, so a copy elsewhere is the same facts, and files
+rewritten in place are not), sizes, layer, dtype, world seed and the
 whole training config — but not the seeds, which are what accumulates, nor the device, nor whether the training
 step was compiled. Two runs with the same fingerprint are samples of the same experiment, so their per-seed records
 may be pooled:
@@ -20,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,20 @@ def fingerprint_settings(config, command: str, **study: Any) -> dict:
     if isinstance(settings.get("train"), dict):
         settings["train"] = {k: v for k, v in settings["train"].items() if k not in NOT_FINGERPRINTED_TRAINING}
     data = settings.get("data")
-    if data is not None and Path(data).is_file():
-        settings["data"] = f"{Path(data).name} sha256:{sha256(Path(data))}"
+    if data is not None and Path(data).exists():
+        settings["data"] = data_identity(Path(data))
     return to_jsonable({"command": command, **{k: study[k] for k in sorted(study)}, **settings}, "fingerprint")
+
+
+def data_identity(path: Path) -> str:
+    """A data file as its name and SHA-256; a folder (EntityQuestions, or splits) as its name and the SHA-256 of its
+    files' relative paths and contents (hidden files aside), so the path it was given by does not matter."""
+    if path.is_file():
+        return f"{path.name} sha256:{sha256(path)}"
+    files = sorted(f for f in path.rglob("*") if f.is_file() and not any(
+        part.startswith(".") for part in f.relative_to(path).parts))
+    listing = "\n".join(f"{f.relative_to(path).as_posix()} {sha256(f)}" for f in files)
+    return f"{path.resolve().name}/ sha256:{hashlib.sha256(listing.encode()).hexdigest()}"
 
 
 def run_fingerprint(config, command: str, **study: Any) -> dict:
@@ -64,21 +76,28 @@ def run_fingerprint(config, command: str, **study: Any) -> dict:
 
 @dataclass(frozen=True)
 class Earlier:
-    """The records of earlier runs with the same fingerprint, their seeds, and the first run's `results` (settings
-    its study resolved, e.g. the layer)."""
+    """The records of earlier runs with the same fingerprint, their seeds, the left-hand run's `results` (settings
+    its study resolved, e.g. the layer: the same for every run of one fingerprint) and the folder each seed came
+    from (`origin`)."""
 
     records: list[dict]
     seeds: tuple[int, ...]
     results: dict
+    origin: dict = field(default_factory=dict)
 
     def __add__(self, other: Earlier | None) -> Earlier:
-        """Both runs' records; a one-line error when they share a seed (the same seed twice is not two samples)."""
+        """Both runs' records; a one-line error naming both folders when they share a seed (the same seed twice is
+        not two samples)."""
         if other is None:
             return self
         shared = sorted(set(self.seeds) & set(other.seeds))
         if shared:
-            raise InterferenceError(f"seed {shared[0]} is in two of the runs to pool: each seed may count once")
-        return Earlier(self.records + other.records, tuple(sorted(self.seeds + other.seeds)), self.results)
+            seed = shared[0]
+            where = [str(e.origin.get(seed, "one run")) for e in (self, other)]
+            raise InterferenceError(f"seed {seed} is in two of the runs to pool ({where[0]} and {where[1]}): each "
+                                    "seed may count once")
+        return Earlier(self.records + other.records, tuple(sorted(self.seeds + other.seeds)), self.results,
+                       {**other.origin, **self.origin})
 
 
 def comparable(settings: dict) -> dict:
@@ -127,7 +146,8 @@ def earlier_run(folder: str | Path, fingerprint: dict, *, required: bool = False
                                 "over the same experiment; use another --out")
     records = [{k: math.nan if k in NAN_FIELDS and v is None else v for k, v in r.items()}
                for r in data["conditions"]]
-    return Earlier(records, tuple(sorted({r["seed"] for r in records})), data.get("results", {}))
+    seeds = tuple(sorted({r["seed"] for r in records}))
+    return Earlier(records, seeds, data.get("results", {}), dict.fromkeys(seeds, str(folder)))
 
 
 def in_order(records: list[dict], order: list[str] | None = None) -> list[dict]:
