@@ -340,15 +340,19 @@ def test_the_overlap_rule_reads_the_slope_within_seed_and_relation(config, withi
 def test_the_causal_test_after_the_same_number_of_epochs(config):
     from interference.studies.overlap import OverlapStudy
 
-    def run(name, seed, held):
-        return {"name": name, "seed": seed, "held_acc_start": held[0], "epochs": len(held) - 1,
+    def run(name, seed, held, stopped="target"):
+        return {"name": name, "seed": seed, "held_acc_start": held[0], "epochs": len(held) - 1, "stopped": stopped,
                 "curve_epochs": list(range(len(held))), "curves": {"held": held}}
 
     records = [run("high-overlap sft", 0, [0.9, 0.8, 0.7, 0.6]), run("low-overlap sft", 0, [0.9, 0.85, 0.8]),
-               run("high-overlap sft", 1, [1.0, 0.9]), run("low-overlap sft", 1, [1.0, 0.95, 0.9, 0.8])]
+               run("high-overlap sft", 1, [1.0, 0.9]), run("low-overlap sft", 1, [1.0, 0.95, 0.9, 0.8]),
+               run("high-overlap sft", 2, [1.0, 0.9, 0.8]), run("low-overlap sft", 2, [1.0, 0.95], "epochs"),
+               run("high-overlap sft", 3, [1.0, 0.5, 0.4])]
     equal = OverlapStudy(config=config, layer=1, top_k=4, records=records).causal_at_equal_epochs()
-    # seed 0 at epoch 2: drops 0.2 (high) and 0.1 (low); seed 1 at epoch 1: 0.1 and 0.05
-    assert equal.n == 2 and equal.mean == pytest.approx((0.1 + 0.05) / 2)
+    # a run stopped at its target stopped within its last epoch, so only the epochs before it are completed:
+    # seed 0 at epoch 1 (drops 0.1 and 0.05), seed 2 at epoch 1 (its low run used all its epochs: 0.1 and 0.05);
+    # seed 1 completed no epoch in common but the start, and seed 3 has no low-overlap run: both left out
+    assert equal.n == 2 and equal.mean == pytest.approx(0.05)
     del records[0]["curve_epochs"]  # records from before the curves were kept
     assert OverlapStudy(config=config, layer=1, top_k=4, records=records).causal_at_equal_epochs() is None
 

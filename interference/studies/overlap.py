@@ -141,21 +141,35 @@ class OverlapStudy:
 
     def causal_at_equal_epochs(self) -> MeanCI | None:
         """High − low absolute drop of held-out accuracy per seed (start − accuracy), read at the last epoch both runs
-        of the seed reached: mean and t-interval over seeds, positive when the high-overlap set forgets more, as in
+        of the seed completed: mean and t-interval over seeds, positive when the high-overlap set forgets more, as in
         the verdict's causal rule. Each run stops at matched acquisition, and one set can need more epochs to get
-        there: this view compares the two after the same training instead, at unmatched acquisition. None without
-        the per-epoch curves (records written before they were kept)."""
+        there: this view compares the two after the same training instead, at unmatched acquisition. A run that
+        stopped at its target stopped within its last recorded epoch (its curve records that part-epoch under the
+        epoch's number), so that epoch does not count as completed; a seed whose runs completed no epoch in common,
+        or that lacks one of the two runs, is left out. None without the per-epoch curves (records written before
+        they were kept)."""
         low = {r["seed"]: r for r in self.of("low-overlap sft")}
         differences = []
         for high in self.of("high-overlap sft"):
             other = low.get(high["seed"])
-            if other is None or "curve_epochs" not in high or "curve_epochs" not in other:
+            if other is None:
+                continue
+            if "curve_epochs" not in high or "curve_epochs" not in other:
                 return None
-            epoch = max(set(high["curve_epochs"]) & set(other["curve_epochs"]))
+            common = set(_completed_epochs(high)) & set(_completed_epochs(other)) - {0}
+            if not common:
+                continue
+            epoch = max(common)
             drops = [run["held_acc_start"] - run["curves"]["held"][run["curve_epochs"].index(epoch)]
                      for run in (high, other)]
             differences.append(drops[0] - drops[1])
         return mean_ci(differences) if differences else None
+
+
+def _completed_epochs(run: dict) -> list[int]:
+    """The epochs of a run's curve that it trained to their end: all but the last when it stopped at its target."""
+    epochs = list(run["curve_epochs"])
+    return epochs[:-1] if run.get("stopped") == "target" else epochs
 
 
 def _candidates(config: ExperimentConfig, base, setup, pool_factor: int, seed: int) -> list:
@@ -291,8 +305,9 @@ def _equal_epochs_text(equal: MeanCI | None) -> str:
     """The causal test after the same training, as the report's causal section states it."""
     if equal is None:
         return "the records keep no per-epoch curves to compare the runs after the same number of epochs."
-    return (f"after the same number of epochs instead (the last both runs of a seed reached), high − low absolute "
-            f"drop is {equal.mean:+.3f} [{equal.low:+.3f}, {equal.high:+.3f}] over {equal.n} seeds.")
+    return (f"after the same number of epochs instead (the last both runs of a seed completed; a run stopped at its "
+            f"target stopped within its last), high − low absolute drop is {equal.mean:+.3f} [{equal.low:+.3f}, "
+            f"{equal.high:+.3f}] over {equal.n} seeds.")
 
 
 def _within_text(fit) -> str:
