@@ -370,3 +370,21 @@ def test_the_key_ratio_rule_says_why_a_ratio_of_drops_is_undefined():
     assert text((0.12, 0.0)) == "∞ (mean absolute drops real-subject +0.120, UUID +0.000)"
     assert text((0.12, 0.04)) == "3.00 (mean absolute drops real-subject +0.120, UUID +0.040)"
     assert text((None, 0.04)) == "no drops to compare"
+
+
+def test_the_key_ratio_rule_needs_a_real_subject_drop_beyond_noise(config):
+    from types import SimpleNamespace
+
+    from interference.studies.overlap import OverlapStudy, overlap_checks
+
+    def verdict(sft_drops):
+        records = [{"name": name, "seed": seed, "absolute_drop": drop, "held_acc_final": 0.9 - drop, "drift": 0.1}
+                   for seed, sft in enumerate(sft_drops) for name, drop in (("sft", sft), ("uuid-sft", -0.05))]
+        study = OverlapStudy(config=config, layer=1, top_k=4, records=records)
+        fit = SimpleNamespace(note="no informative stratum", strata=0, strata_used=0)
+        checks = overlap_checks(study, records, {"logistic_within": fit, "logistic": fit})
+        return next(c for c in checks if c.rule.startswith("absolute drop"))
+
+    noisy = verdict([0.10, -0.08, 0.03, -0.02])  # UUID's drop is negative: the ratio is ∞ over a drop of +0.008
+    assert noisy.observed.startswith("∞") and "name-like drop +0.008 [" in noisy.observed and not noisy.passed
+    assert verdict([0.10, 0.08, 0.12, 0.09]).passed
