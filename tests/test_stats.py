@@ -148,6 +148,8 @@ def test_logistic_fit_degenerate_cases_are_explained():
     assert math.isnan(constant.slope) and "constant" in constant.note
     separated = logistic_fit([0.1, 0.2, 0.8, 0.9], [False, False, True, True])
     assert math.isnan(separated.p_value) and "separated" in separated.note
+    tied = logistic_fit([0.1, 0.5, 0.5, 0.9], [False, False, True, True])  # one tie at the boundary: no finite slope
+    assert math.isnan(tied.p_value) and "separated" in tied.note
 
 
 def test_logistic_fit_bootstrap_of_a_small_sample_is_quiet():

@@ -184,7 +184,9 @@ class LogisticFit(SlopeFit):
 
 
 def _separated(xs: np.ndarray, ys: np.ndarray) -> bool:
-    return xs[ys].max() < xs[~ys].min() or xs[~ys].max() < xs[ys].min()
+    """Whether x separates the outcomes, completely or with ties only at the boundary (no finite maximum-likelihood
+    slope either way)."""
+    return xs[ys].max() <= xs[~ys].min() or xs[~ys].max() <= xs[ys].min()
 
 
 def _fit(z: np.ndarray, ys: np.ndarray):

@@ -310,8 +310,8 @@ def _equal_epochs_text(equal: MeanCI | None) -> str:
     if equal is None:
         return "the records keep no per-epoch curves to compare the runs after the same number of epochs."
     return (f"after the same number of epochs instead (the last both runs of a seed completed; a run stopped at its "
-            f"target stopped within its last), high − low absolute drop is {equal.mean:+.3f} [{equal.low:+.3f}, "
-            f"{equal.high:+.3f}] over {equal.n} seeds.")
+            f"target stopped within its last), high − low absolute drop is {interval_text(equal)} over {equal.n} "
+            f"seed{'s' if equal.n != 1 else ''}.")
 
 
 def _within_text(fit) -> str:
