@@ -106,30 +106,23 @@ class OutputFolder:
         rel = self._relative(name)
         target = self.path / rel
         if target.is_symlink() or target.is_file():
-            return [] if rel in self._known or rel in self._nested_above(Path(rel)) else [rel]
+            return [] if self._written_by_toolkit(rel) else [rel]
         if not target.is_dir():
             return []
-        return list(itertools.islice(self._unknown_under(target), limit))
+        prefix = "" if rel == "." else rel + "/"
+        found = (
+            prefix + f
+            for f in _files_under(target)
+            if not self._written_by_toolkit(prefix + f)
+            and not any(atomic.is_leftover(part) for part in Path(f).parts)  # a temporary of a write under way
+        )
+        return list(itertools.islice(found, limit))
 
-    def _nested_above(self, rel: Path) -> set[str]:
-        """The files that the markers of the subfolders above `rel` list (`_nested_known`)."""
-        return set().union(*(_nested_known(self.path, parent) for parent in rel.parents))
-
-    def _unknown_under(self, target: Path) -> Iterator[str]:
-        """The files below the folder `target` that neither this folder's marker nor a nested one lists."""
-        nested = self._nested_above(target.relative_to(self.path))
-        for parent, dirs, names in os.walk(target):
-            dirs.sort()
-            here = Path(os.path.relpath(parent, self.path)).as_posix()
-            if here != "." and MARKER in names:
-                nested |= _nested_known(self.path, Path(here))
-            for name in sorted(names) + [d for d in dirs if os.path.islink(os.path.join(parent, d))]:
-                f = name if here == "." else f"{here}/{name}"
-                if f in self._known or f in nested or f == MARKER:
-                    continue
-                if any(atomic.is_leftover(part) for part in Path(f).parts):  # a temporary of a write under way
-                    continue
-                yield f
+    def _written_by_toolkit(self, rel: str) -> bool:
+        """Whether this folder's marker lists `rel` (or `rel` is that marker), or the marker of a subfolder above it
+        does (`_nested_known`)."""
+        return rel in self._known or rel == MARKER or any(
+            rel in _nested_known(self.path, parent) for parent in Path(rel).parents)
 
     def check_replace(self, name: str | os.PathLike) -> Path:
         """Refuse (one line) to write `name` if that would replace a file the toolkit did not write."""

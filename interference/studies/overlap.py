@@ -36,6 +36,7 @@ from ..report.paired import (
     paired_comparison,
     paired_difference,
     ratio,
+    t_interval,
 )
 from ..report.stats import MeanCI, binned_rates, logistic_fit, mean_ci, stratified_logistic_fit
 from ..report.tables import count_text
@@ -285,9 +286,9 @@ def overlap_checks(study: OverlapStudy, records: list[dict], relation: dict) -> 
     if not study.of("uuid-sft"):  # earlier real-data runs: no UUID condition, no causal test
         return [Check(slope.rule, slope.observed, slope.passed, primary=True), drift_check]
     keys = paired_difference(records, "uuid-sft", "sft", "held_acc_final")
-    drops = mean_of(records, "sft", "absolute_drop"), mean_of(records, "uuid-sft", "absolute_drop")
+    sft_drop = t_interval([r.get("absolute_drop") for r in records if r["name"] == "sft"])
+    drops = sft_drop.mean if sft_drop.n else None, mean_of(records, "uuid-sft", "absolute_drop")  # as `mean_of`
     key_ratio = ratio(*drops)
-    sft_drop = mean_ci([r["absolute_drop"] for r in records if r["name"] == "sft"], omit_nan=True)
     drop_real = sft_drop.n > 1 and sft_drop.low > 0  # a ratio over a drop within noise (∞ over 0.007, say) is not one
     checks = [
         Check(f"UUID-keyed SFT ends with higher held-out accuracy than {keyed} SFT beyond noise (uuid-sft − sft: "
