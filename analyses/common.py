@@ -183,6 +183,9 @@ class StudyCommand:
                 print(f"pooled seeds {' '.join(map(str, made.config.seeds))} ({len(new)} run now)", file=sys.stderr)
             result = self.report(made)
             result.results["run_fingerprint"] = fingerprint
+            machines = sorted({r["machine"] for r in made.records if r.get("machine")})
+            if machines:  # where the pooled seeds ran, not where they were pooled
+                result.results["device"] = "; ".join(machines)
             return result
 
         return run(build, args)

@@ -133,6 +133,23 @@ def test_runs_made_apart_merge_into_the_report_of_one_run(tmp_path, capsys):
     assert f"seed 0 is in two of the runs to pool ({merged} and {parts[0]})" in capsys.readouterr().err
 
 
+def test_a_merge_says_where_its_seeds_ran_not_where_they_were_pooled(tmp_path):
+    parts = [tmp_path / "a", tmp_path / "b"]
+    for seed, part in enumerate(parts):
+        assert main([*QUICK, "--seeds", str(seed), "--out", str(part)]) == 0
+    old = _results(parts[1])  # a run from before records kept their machine, on another machine
+    old["results"]["device"] = "cuda:0 (NVIDIA H200)"
+    for record in old["conditions"]:
+        del record["machine"]
+    _rewrite(parts[1], old)
+    merged = tmp_path / "merged"
+    assert main([*QUICK, "--seeds", "0", "1", "--merge", *map(str, parts), "--out", str(merged)]) == 0
+    data = _results(merged)
+    assert {(r["seed"], r["machine"]) for r in data["conditions"]} == {(0, "cpu (1 thread)"),
+                                                                       (1, "cuda:0 (NVIDIA H200)")}
+    assert data["results"]["device"] == "cpu (1 thread); cuda:0 (NVIDIA H200)"  # not this process's "cpu (N threads)"
+
+
 def test_committed_runs_still_take_seeds_under_this_version():
     """Settings added since a run was committed (new TrainConfig fields, at their defaults) must not stop its seeds
     from accumulating: each committed run is found to be the same experiment as its own config rebuilt today."""

@@ -357,19 +357,36 @@ def test_the_causal_test_after_the_same_number_of_epochs(config):
     assert OverlapStudy(config=config, layer=1, top_k=4, records=records).causal_at_equal_epochs() is None
 
 
-def test_the_key_ratio_rule_says_why_a_ratio_of_drops_is_undefined():
-    from interference.report.paired import ratio
-    from interference.studies.overlap import _ratio_text
+def test_a_ratio_of_drops_says_why_it_is_undefined():
+    from interference.report.headline import drop_ratio
 
     def text(drops):
-        return _ratio_text(ratio(*drops), drops, "real-subject")
+        records = [{"name": "sft", "seed": 0, "absolute_drop": drops[0]},
+                   {"name": "uuid-sft", "seed": 0, "absolute_drop": drops[1]}]
+        return drop_ratio(records, "sft", "uuid-sft", labels=("real-subject", "UUID")).text()
 
     assert text((-0.033, 0.01)) == ("undefined: mean absolute drops real-subject -0.033, UUID +0.010 (a ratio of drops "
-                                    "needs a positive real-subject drop)")
+                                    "needs a positive real-subject drop); real-subject drop -0.033")
     assert text((-0.033, -0.05)).startswith("undefined: mean absolute drops real-subject -0.033, UUID -0.050")
-    assert text((0.12, 0.0)) == "∞ (mean absolute drops real-subject +0.120, UUID +0.000)"
-    assert text((0.12, 0.04)) == "3.00 (mean absolute drops real-subject +0.120, UUID +0.040)"
-    assert text((None, 0.04)) == "no drops to compare"
+    assert text((0.12, 0.0)) == "∞ (mean absolute drops real-subject +0.120, UUID +0.000); real-subject drop +0.120"
+    assert text((0.12, 0.04)) == "3.00 (mean absolute drops real-subject +0.120, UUID +0.040); real-subject drop +0.120"
+    assert text((None, 0.04)) == "no drops to compare; real-subject drop —"
+
+
+def test_table_1s_drop_ratio_rule_needs_an_sft_drop_beyond_noise():
+    from interference.studies.forgetting import forgetting_checks
+
+    def rule(sft_drops, sd_drop=-0.01):
+        records = [{"name": name, "seed": seed, "absolute_drop": drop, "held_acc_start": 0.9,
+                    "held_acc_final": 0.9 - drop, "new_acc": 0.9}
+                   for seed, sft in enumerate(sft_drops) for name, drop in (("sft", sft), ("self_distill", sd_drop))]
+        return next(c for c in forgetting_checks(records) if c.rule.startswith("absolute drop"))
+
+    noisy = rule([0.10, -0.08, 0.03, -0.02])  # self_distill's drop is negative: ∞ over an sft drop of +0.008
+    assert noisy.observed.startswith("∞") and "sft drop +0.008 [" in noisy.observed and not noisy.passed
+    assert rule([0.10, 0.08, 0.12, 0.09]).passed
+    assert not rule([0.10, 0.08, 0.12, 0.09], sd_drop=0.05).passed  # a real drop, but a ratio of 1.95 < 3
+    assert not rule([0.30]).passed  # one seed: no interval, so no drop beyond noise
 
 
 def test_the_key_ratio_rule_needs_a_real_subject_drop_beyond_noise(config):

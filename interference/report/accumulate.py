@@ -144,7 +144,9 @@ def earlier_run(folder: str | Path, fingerprint: dict, *, required: bool = False
         difference = _first_difference(ours, recorded) or "the settings differ"
         raise InterferenceError(f"{folder} holds a run with other settings ({difference}): seeds accumulate only "
                                 "over the same experiment; use another --out")
+    ran_on = data.get("results", {}).get("device")  # records from before each kept its machine ran where it says
     records = [{k: math.nan if k in NAN_FIELDS and v is None else v for k, v in r.items()}
+               | ({"machine": r.get("machine") or ran_on} if r.get("machine") or ran_on else {})
                for r in data["conditions"]]
     seeds = tuple(sorted({r["seed"] for r in records}))
     return Earlier(records, seeds, data.get("results", {}), dict.fromkeys(seeds, str(folder)))

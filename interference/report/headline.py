@@ -3,18 +3,23 @@ ours, one comparison chart), the per-condition summary, and per-epoch accuracy c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from . import charts
 from .document import Report
 from .paired import (
     Check,
+    Interval,
     PairedDifference,
     Verdict,
     condition_summary,
+    finite_number,
     interval_text,
     judge,
     paired_comparison,
+    ratio,
     t_interval,
 )
 
@@ -48,6 +53,48 @@ def mean_of(records: Sequence[Mapping], name: str, field: str) -> float | None:
     """The mean over seeds of `field` for condition `name` (None where no seed has it)."""
     interval = t_interval([r.get(field) for r in records if r["name"] == name])
     return None if interval.n == 0 else interval.mean
+
+
+@dataclass(frozen=True)
+class DropRatio:
+    """The ratio of mean drops over seeds, `labels[0]` / `labels[1]` (as `ratio`: ∞ when only the second is ≤ 0),
+    with the first's t-interval over seeds. A ratio over a drop within noise (∞ over +0.007, say) says nothing, so
+    `meets` also asks that interval to lie above 0."""
+
+    value: float
+    drop: Interval
+    other: float | None
+    labels: tuple[str, str]
+
+    def meets(self, minimum: float) -> bool:
+        """The ratio is at least `minimum` and the first drop is above 0 beyond noise."""
+        return above_zero(self.drop) and self.value >= minimum
+
+    def text(self) -> str:
+        """'2.13 (mean absolute drops sft +0.071, self_distill +0.033); sft drop +0.071 [+0.052, +0.090]', or why
+        the ratio is undefined."""
+        first, second = self.labels
+        drops = (self.drop.mean if self.drop.n else None, self.other)
+        tail = f"; {first} drop {interval_text(self.drop)}"
+        if not all(finite_number(d) for d in drops):
+            return "no drops to compare" + tail
+        means = f"mean absolute drops {first} {drops[0]:+.3f}, {second} {drops[1]:+.3f}"
+        if drops[0] <= 0 or math.isnan(self.value):
+            return f"undefined: {means} (a ratio of drops needs a positive {first} drop){tail}"
+        return f"{'∞' if math.isinf(self.value) else f'{self.value:.2f}'} ({means}){tail}"
+
+
+def drop_ratio(records: Sequence[Mapping], larger: str, smaller: str, labels: tuple[str, str] | None = None,
+               field: str = "absolute_drop") -> DropRatio:
+    """Mean `field` of condition `larger` / that of `smaller` over seeds (labelled `labels`, default their names)."""
+    drop = t_interval([r.get(field) for r in records if r["name"] == larger])
+    other = mean_of(records, smaller, field)
+    return DropRatio(ratio(drop.mean if drop.n else None, other), drop, other, labels or (larger, smaller))
+
+
+def above_zero(interval: Interval) -> bool:
+    """True when a t-interval over at least two seeds lies above 0 (beyond noise)."""
+    return interval.n > 1 and interval.low > 0
 
 
 def acquisition_gap(records: Sequence[Mapping], name: str, target: float | None) -> str | None:

@@ -15,7 +15,6 @@ Per seed, from one base model:
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -26,17 +25,14 @@ from ..measures.overlap import linear_cka, matched_quotas, overlap_table, split_
 from ..measures.representations import subject_states
 from ..report import charts
 from ..report.document import Report
-from ..report.headline import add_curves, add_headline, add_summary, mean_of, ours
+from ..report.headline import add_curves, add_headline, add_summary, drop_ratio, mean_of, ours
 from ..report.paired import (
     Check,
     beyond_noise,
     evidence,
-    finite_number,
     interval_text,
     paired_comparison,
     paired_difference,
-    ratio,
-    t_interval,
 )
 from ..report.stats import MeanCI, binned_rates, logistic_fit, mean_ci, stratified_logistic_fit
 from ..report.tables import count_text
@@ -286,17 +282,13 @@ def overlap_checks(study: OverlapStudy, records: list[dict], relation: dict) -> 
     if not study.of("uuid-sft"):  # earlier real-data runs: no UUID condition, no causal test
         return [Check(slope.rule, slope.observed, slope.passed, primary=True), drift_check]
     keys = paired_difference(records, "uuid-sft", "sft", "held_acc_final")
-    sft_drop = t_interval([r.get("absolute_drop") for r in records if r["name"] == "sft"])
-    drops = sft_drop.mean if sft_drop.n else None, mean_of(records, "uuid-sft", "absolute_drop")  # as `mean_of`
-    key_ratio = ratio(*drops)
-    drop_real = sft_drop.n > 1 and sft_drop.low > 0  # a ratio over a drop within noise (∞ over 0.007, say) is not one
+    key_ratio = drop_ratio(records, "sft", "uuid-sft", labels=(keyed, "UUID"))
     checks = [
         Check(f"UUID-keyed SFT ends with higher held-out accuracy than {keyed} SFT beyond noise (uuid-sft − sft: "
               "positive mean, 95 % bootstrap over facts above 0)", evidence(keys), beyond_noise(keys), primary=True),
         Check(f"absolute drop {keyed} / UUID ≥ {MIN_KEY_RATIO:g}, the {keyed} drop above 0 beyond noise (95 % "
               "t-interval over seeds) (paper: 38–41 % vs 0–4 %)",
-              f"{_ratio_text(key_ratio, drops, keyed)}; {keyed} drop {interval_text(sft_drop)}",
-              drop_real and key_ratio >= MIN_KEY_RATIO),
+              key_ratio.text(), key_ratio.meets(MIN_KEY_RATIO)),
         slope,
     ]
     if study.of("high-overlap sft") and study.of("low-overlap sft"):
@@ -322,16 +314,6 @@ def _within_text(fit) -> str:
         return f"within: {fit.note} ({used})"
     return (f"within: slope {fit.slope:.2f} [{fit.ci_low:.2f}, {fit.ci_high:.2f}], p = {fit.p_value:.3g} ({used}, "
             f"{fit.n} facts)")
-
-
-def _ratio_text(value: float, drops: tuple, keyed: str) -> str:
-    """The key-ratio rule's observation with the two mean drops it divides; why it is undefined when it is."""
-    if not all(finite_number(d) for d in drops):
-        return "no drops to compare"
-    means = f"mean absolute drops {keyed} {drops[0]:+.3f}, UUID {drops[1]:+.3f}"
-    if drops[0] <= 0 or math.isnan(value):
-        return f"undefined: {means} (a ratio of drops needs a positive {keyed} drop)"
-    return f"{'∞' if math.isinf(value) else f'{value:.2f}'} ({means})"
 
 
 def overlap_report(study: OverlapStudy) -> Report:
