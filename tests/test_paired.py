@@ -140,3 +140,5 @@ def test_beyond_noise_needs_a_positive_mean_and_an_interval_above_zero():
     seeds_only = [record("sft", s, 0.9, 0.5, 0.9) for s in (0, 1, 2)] + [
         record("sd", s, 0.9, v, 0.9) for s, v in ((0, 0.8), (1, 0.82), (2, 0.79))]
     assert beyond_noise(paired_difference(seeds_only, "sd", "sft"))  # no per-fact outcomes: the t-interval decides
+    assert evidence(paired_difference(seeds_only, "sd", "sft")).endswith(
+        " over seeds (no per-fact outcomes: this interval decides)")

@@ -274,11 +274,12 @@ def beyond_noise(difference: PairedDifference) -> bool:
 
 
 def evidence(difference: PairedDifference) -> str:
-    """'+0.082 [+0.031, +0.133] over seeds; facts [+0.050, +0.110]' for a verdict's table."""
+    """'+0.082 [+0.031, +0.133] over seeds; facts [+0.050, +0.110]' for a verdict's table; without per-fact outcomes
+    it says that the interval over seeds decides (as in `beyond_noise`)."""
     text = interval_text(difference.t)
     if difference.bootstrap is not None:
-        text += f" over seeds; facts [{difference.bootstrap.low:+.3f}, {difference.bootstrap.high:+.3f}]"
-    return text
+        return text + f" over seeds; facts [{difference.bootstrap.low:+.3f}, {difference.bootstrap.high:+.3f}]"
+    return text + " over seeds (no per-fact outcomes: this interval decides)"
 
 
 def find(differences: Sequence[PairedDifference], condition: str, measure: str) -> PairedDifference | None:
