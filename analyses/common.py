@@ -14,6 +14,7 @@ from interference.io.errors import CommandParser, InterferenceError, cli_errors
 from interference.io.outputs import claim_output
 from interference.models.devices import DEVICE_CHOICES, DTYPES, device_description, resolve_device, resolve_dtype
 from interference.report import CSV_FILE, HTML_FILE, MANIFEST_FILE, RESULTS_FILE
+from interference.report.files import versions
 from interference.studies.setup import WORLD, ExperimentConfig
 from interference.studies.suite import ACCUMULATING
 from interference.train import TrainConfig
@@ -183,9 +184,11 @@ class StudyCommand:
                 print(f"pooled seeds {' '.join(map(str, made.config.seeds))} ({len(new)} run now)", file=sys.stderr)
             result = self.report(made)
             result.results["run_fingerprint"] = fingerprint
-            machines = sorted({r["machine"] for r in made.records if r.get("machine")})
-            if machines:  # where the pooled seeds ran, not where they were pooled
-                result.results["device"] = "; ".join(machines)
+            if earlier is not None:  # where the pooled seeds ran and with what, not where they were pooled
+                result.results["device"] = "; ".join(sorted({r.get("machine") or "unknown" for r in made.records}))
+                result.results["pooled_from"] = sorted(earlier.sources, key=lambda s: min(s["seeds"], default=0)) + ([{
+                    "folder": f"{args.out} (this run)", "seeds": list(new), "device": machine,
+                    "versions": versions()}] if new else [])
             return result
 
         return run(build, args)

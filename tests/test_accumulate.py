@@ -10,6 +10,7 @@ import pytest
 
 from analyses.forgetting import main
 from interference.io.errors import InterferenceError
+from interference.models.devices import device_description
 from interference.report.accumulate import earlier_run, run_fingerprint
 from interference.studies.setup import ExperimentConfig
 
@@ -138,16 +139,24 @@ def test_a_merge_says_where_its_seeds_ran_not_where_they_were_pooled(tmp_path):
     for seed, part in enumerate(parts):
         assert main([*QUICK, "--seeds", str(seed), "--out", str(part)]) == 0
     old = _results(parts[1])  # a run from before records kept their machine, on another machine
-    old["results"]["device"] = "cuda:0 (NVIDIA H200)"
+    old["results"]["device"], old["versions"]["torch"] = "cuda:0 (NVIDIA H200)", "2.14.1+cu130"
     for record in old["conditions"]:
         del record["machine"]
     _rewrite(parts[1], old)
     merged = tmp_path / "merged"
     assert main([*QUICK, "--seeds", "0", "1", "--merge", *map(str, parts), "--out", str(merged)]) == 0
     data = _results(merged)
-    assert {(r["seed"], r["machine"]) for r in data["conditions"]} == {(0, "cpu (1 thread)"),
-                                                                       (1, "cuda:0 (NVIDIA H200)")}
-    assert data["results"]["device"] == "cpu (1 thread); cuda:0 (NVIDIA H200)"  # not this process's "cpu (N threads)"
+    here = device_description("cpu")
+    assert {(r["seed"], r["machine"]) for r in data["conditions"]} == {(0, here), (1, "cuda:0 (NVIDIA H200)")}
+    assert data["results"]["device"] == f"{here}; cuda:0 (NVIDIA H200)"  # not only this process's device
+    assert [(s["folder"], s["seeds"], s["device"], s["versions"]["torch"]) for s in data["results"]["pooled_from"]] == [
+        (str(parts[0]), [0], here, _results(parts[0])["versions"]["torch"]),
+        (str(parts[1]), [1], "cuda:0 (NVIDIA H200)", old["versions"]["torch"])]
+    again = tmp_path / "again"  # pooling a pooled report keeps the runs that trained, not the pooling
+    assert main([*QUICK, "--seeds", "0", "1", "2", "--merge", str(merged), "--out", str(again)]) == 0
+    pooled = _results(again)["results"]["pooled_from"]
+    assert [s["folder"] for s in pooled] == [str(parts[0]), str(parts[1]), f"{again} (this run)"]
+    assert pooled[-1]["seeds"] == [2] and pooled[-1]["device"] == here
 
 
 def test_committed_runs_still_take_seeds_under_this_version():

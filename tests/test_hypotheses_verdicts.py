@@ -53,3 +53,17 @@ def test_a_count_where_neither_key_kind_forgets_gives_no_ratio_and_no_support():
     assert "n/a (neither forgets) at 100" in verdict["evidence"] and "∞ (UUID keys forget nothing) at 1000" in \
         verdict["evidence"]
     assert verdict["verdict"] == "not supported"
+
+
+def test_a_ratio_over_name_like_forgetting_within_noise_supports_nothing():
+    """UUID keys forget nothing, so every ratio is ∞; but name-like forgetting swings around 0 over seeds at one count:
+    neither interference is supported nor behaviour cloning rejected on it (nor on a single seed)."""
+    noisy = _study(lambda kind, count, seed: 0.0 if kind == "uuid" else (0.2 if count > 100 else (0.1, -0.08)[seed]))
+    assert _verdict(noisy, "localized interference")["verdict"] == "not supported"
+    assert _verdict(noisy, "behaviour cloning")["verdict"] == "not rejected"
+    assert "not above 0 beyond noise at every count" in _verdict(noisy, "localized interference")["evidence"]
+    steady = _study(lambda kind, count, seed: 0.0 if kind == "uuid" else 0.2 + 0.01 * seed)
+    assert _verdict(steady, "localized interference")["verdict"] == "supported"
+    assert _verdict(steady, "behaviour cloning")["verdict"] == "rejected"
+    steady.records = [r for r in steady.records if r["seed"] == 0]  # one seed: no interval, no evidence beyond noise
+    assert _verdict(steady, "localized interference")["verdict"] == "not supported"

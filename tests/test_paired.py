@@ -142,3 +142,5 @@ def test_beyond_noise_needs_a_positive_mean_and_an_interval_above_zero():
     assert beyond_noise(paired_difference(seeds_only, "sd", "sft"))  # no per-fact outcomes: the t-interval decides
     assert evidence(paired_difference(seeds_only, "sd", "sft")).endswith(
         " over seeds (no per-fact outcomes: this interval decides)")
+    assert evidence(paired_difference(seeds_only[:1] + seeds_only[3:4], "sd", "sft")) == (
+        "+0.300 (one seed and no per-fact outcomes: no interval)")

@@ -366,10 +366,13 @@ def test_a_ratio_of_drops_says_why_it_is_undefined():
         return drop_ratio(records, "sft", "uuid-sft", labels=("real-subject", "UUID")).text()
 
     assert text((-0.033, 0.01)) == ("undefined: mean absolute drops real-subject -0.033, UUID +0.010 (a ratio of drops "
-                                    "needs a positive real-subject drop); real-subject drop -0.033")
+                                    "needs a positive real-subject drop); real-subject drop -0.033 (one seed: no "
+                                    "interval)")
     assert text((-0.033, -0.05)).startswith("undefined: mean absolute drops real-subject -0.033, UUID -0.050")
-    assert text((0.12, 0.0)) == "∞ (mean absolute drops real-subject +0.120, UUID +0.000); real-subject drop +0.120"
-    assert text((0.12, 0.04)) == "3.00 (mean absolute drops real-subject +0.120, UUID +0.040); real-subject drop +0.120"
+    assert text((0.12, 0.0)) == ("∞ (mean absolute drops real-subject +0.120, UUID +0.000); real-subject drop +0.120 "
+                                  "(one seed: no interval)")
+    assert text((0.12, 0.04)).startswith("3.00 (mean absolute drops real-subject +0.120, UUID +0.040); real-subject "
+                                         "drop +0.120 (")
     assert text((None, 0.04)) == "no drops to compare; real-subject drop —"
 
 

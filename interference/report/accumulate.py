@@ -77,13 +77,15 @@ def run_fingerprint(config, command: str, **study: Any) -> dict:
 @dataclass(frozen=True)
 class Earlier:
     """The records of earlier runs with the same fingerprint, their seeds, the left-hand run's `results` (settings
-    its study resolved, e.g. the layer: the same for every run of one fingerprint) and the folder each seed came
-    from (`origin`)."""
+    its study resolved, e.g. the layer: the same for every run of one fingerprint), the folder each seed came from
+    (`origin`) and each run that trained seeds (`sources`: its folder, seeds, device and library versions — a pooled
+    report's own `versions` are those of the process that pooled)."""
 
     records: list[dict]
     seeds: tuple[int, ...]
     results: dict
     origin: dict = field(default_factory=dict)
+    sources: list[dict] = field(default_factory=list)
 
     def __add__(self, other: Earlier | None) -> Earlier:
         """Both runs' records; a one-line error naming both folders when they share a seed (the same seed twice is
@@ -97,7 +99,7 @@ class Earlier:
             raise InterferenceError(f"seed {seed} is in two of the runs to pool ({where[0]} and {where[1]}): each "
                                     "seed may count once")
         return Earlier(self.records + other.records, tuple(sorted(self.seeds + other.seeds)), self.results,
-                       {**other.origin, **self.origin})
+                       {**other.origin, **self.origin}, self.sources + other.sources)
 
 
 def comparable(settings: dict) -> dict:
@@ -144,12 +146,14 @@ def earlier_run(folder: str | Path, fingerprint: dict, *, required: bool = False
         difference = _first_difference(ours, recorded) or "the settings differ"
         raise InterferenceError(f"{folder} holds a run with other settings ({difference}): seeds accumulate only "
                                 "over the same experiment; use another --out")
-    ran_on = data.get("results", {}).get("device")  # records from before each kept its machine ran where it says
-    records = [{k: math.nan if k in NAN_FIELDS and v is None else v for k, v in r.items()}
-               | ({"machine": r.get("machine") or ran_on} if r.get("machine") or ran_on else {})
-               for r in data["conditions"]]
+    results = data.get("results", {})
+    records = [{k: math.nan if k in NAN_FIELDS and v is None else v for k, v in r.items()} for r in data["conditions"]]
+    if not any(r.get("machine") for r in records) and results.get("device"):  # from before records kept their
+        records = [r | {"machine": results["device"]} for r in records]    # machine: the run's own device
     seeds = tuple(sorted({r["seed"] for r in records}))
-    return Earlier(records, seeds, data.get("results", {}), dict.fromkeys(seeds, str(folder)))
+    sources = results.get("pooled_from") or [
+        {"folder": str(folder), "seeds": list(seeds), "device": results.get("device"), "versions": data["versions"]}]
+    return Earlier(records, seeds, results, dict.fromkeys(seeds, str(folder)), sources)
 
 
 def in_order(records: list[dict], order: list[str] | None = None) -> list[dict]:

@@ -75,7 +75,7 @@ class DropRatio:
         the ratio is undefined."""
         first, second = self.labels
         drops = (self.drop.mean if self.drop.n else None, self.other)
-        tail = f"; {first} drop {interval_text(self.drop)}"
+        tail = f"; {first} drop {interval_text(self.drop)}{' (one seed: no interval)' if self.drop.n == 1 else ''}"
         if not all(finite_number(d) for d in drops):
             return "no drops to compare" + tail
         means = f"mean absolute drops {first} {drops[0]:+.3f}, {second} {drops[1]:+.3f}"

@@ -279,6 +279,8 @@ def evidence(difference: PairedDifference) -> str:
     text = interval_text(difference.t)
     if difference.bootstrap is not None:
         return text + f" over seeds; facts [{difference.bootstrap.low:+.3f}, {difference.bootstrap.high:+.3f}]"
+    if difference.t.n < 2:
+        return text + " (one seed and no per-fact outcomes: no interval)"
     return text + " over seeds (no per-fact outcomes: this interval decides)"
 
 

@@ -174,8 +174,8 @@ def index_page(folder: str | Path, parts: Sequence[str], *, title: str, note: st
         head = data.get("headline") or {}
         verdict = head.get("verdict") or {}
         text = verdict.get("verdict") if isinstance(verdict, dict) else None
-        machines = sorted({r.get("machine") for r in data["conditions"] if r.get("machine")}
-                          or ([data["results"]["device"]] if data["results"].get("device") else []))
+        device = data["results"].get("device")  # records from before each kept its machine ran there
+        machines = sorted({r.get("machine") or device or "unknown" for r in data["conditions"]})
         entry = {"part": part, "report": f"{part}/report.html", "title": data["title"], "claim": head.get("claim"),
                  "verdict": text or f"not tested ({head.get('untested')})", "seeds": data["seeds"],
                  "conditions": len(data["conditions"]), "machines": machines}
