@@ -312,3 +312,34 @@ def test_the_readme_states_the_relation_matched_causal_test(readme):
     for record in shared:  # the option touches only the causal test: the other runs are the same, record for record
         other = records[record["name"], record["seed"]]
         assert run_fields(record) == run_fields(other)
+
+
+GPU_SIZE = ROOT / "results" / "smollm2-135m-gpu-size-cpu"
+
+
+def gpu_size_rows() -> list[str]:
+    """The README's Table 1 rows at the GPU's size on a CPU (results/smollm2-135m-gpu-size-cpu): per method the mean
+    ± 95 % t half-width over seeds, then the paired difference with its intervals over seeds and over facts."""
+    data = load_results(GPU_SIZE)
+    rows = []
+    for s in data["results"]["summary"]:
+        rows.append(f"| {s['method']} | {s['held_acc_start']:.3f} | {s['held_acc_final']:.3f} ± "
+                    f"{s['held_acc_final_ci']:.3f} | {s['absolute_drop']:.3f} ± {s['absolute_drop_ci']:.3f} | "
+                    f"{s['forgetting']:.3f} ± {s['forgetting_ci']:.3f} | {s['new_acc']:.3f} | {s['drift']:.4f} |")
+    gain = paired_difference(data["conditions"], "self_distill", "sft", "held_acc_final")
+    rows.append(f"self_distill − sft, final held-out accuracy: **{interval_text(gain.t)}** over seeds, "
+                f"[{gain.bootstrap.low:+.3f}, {gain.bootstrap.high:+.3f}] over facts; self_distill ahead on "
+                f"{gain.n_positive} of {gain.t.n} seeds")
+    return rows
+
+
+def test_the_readme_states_table_1_at_the_gpu_size_on_a_cpu(readme):
+    data = load_results(GPU_SIZE)
+    n = len(data["seeds"])
+    assert n >= 3 and data["config"]["model"] == "smollm2-135m" and data["config"]["n_unknown"] == 300
+    assert f"### Table 1 at the GPU's size, on a CPU ({n} seeds)" in readme
+    for row in gpu_size_rows():
+        assert row in readme
+    assert f"The report's verdict: **{data['headline']['verdict']['verdict']}**" in readme
+    for ran in data["results"]["pooled_from"]:  # every seed ran under the portable numerics, on a CPU
+        assert ran["versions"]["numerics"] == "portable" and ran["device"].startswith("cpu")
