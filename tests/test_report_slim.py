@@ -80,3 +80,17 @@ def test_committed_report_pages_are_slim():
     pages = [ROOT / p for p in tracked.stdout.split() if p.endswith(HTML_FILE)]
     fat = [str(p.relative_to(ROOT)) for p in pages if p.is_file() and p.stat().st_size > 1_000_000]
     assert not fat, f"report pages with plotly.js inlined: {fat}"
+
+
+#: The largest tracked tree the GPU plan's first call can carry beside the first 34 MB part of the SmolLM2 wheel and
+#: the 10.6 MB of wheels the device lacks, under the transfer's 67.1 MB (docs/gpu-session.md).
+TREE_BUDGET = 22_000_000
+
+
+def test_the_tracked_tree_leaves_room_for_the_gpu_plans_calls():
+    tracked = subprocess.run(["git", "ls-files", "-z"], capture_output=True, text=True, cwd=ROOT)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    size = sum((ROOT / p).stat().st_size for p in tracked.stdout.split("\0") if p and (ROOT / p).is_file())
+    assert size <= TREE_BUDGET, (f"the tracked tree is {size / 1e6:.1f} MB, over {TREE_BUDGET / 1e6:.0f} MB: the GPU "
+                                 "plan's calls no longer fit 67.1 MB (docs/gpu-session.md); shrink results/")
