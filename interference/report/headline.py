@@ -74,7 +74,7 @@ class DropRatio:
         """'2.13 (mean absolute drops sft +0.071, self_distill +0.033); sft drop +0.071 [+0.052, +0.090]', or why
         the ratio is undefined."""
         first, second = self.labels
-        drops = (self.drop.mean if self.drop.n else None, self.other)
+        drops = (self.drop.mean, self.other)  # the mean is NaN without seeds
         tail = f"; {first} drop {interval_text(self.drop)}{' (one seed: no interval)' if self.drop.n == 1 else ''}"
         if not all(finite_number(d) for d in drops):
             return "no drops to compare" + tail
@@ -89,7 +89,7 @@ def drop_ratio(records: Sequence[Mapping], larger: str, smaller: str, labels: tu
     """Mean `field` of condition `larger` / that of `smaller` over seeds (labelled `labels`, default their names)."""
     drop = t_interval([r.get(field) for r in records if r["name"] == larger])
     other = mean_of(records, smaller, field)
-    return DropRatio(ratio(drop.mean if drop.n else None, other), drop, other, labels or (larger, smaller))
+    return DropRatio(ratio(drop.mean, other), drop, other, labels or (larger, smaller))
 
 
 def above_zero(interval: Interval) -> bool:

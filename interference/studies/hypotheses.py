@@ -31,6 +31,7 @@ from ..report.document import Report
 from ..report.headline import above_zero, add_curves, add_headline, add_summary, ours
 from ..report.paired import (
     Check,
+    Interval,
     beyond_noise,
     evidence,
     interval_text,
@@ -74,8 +75,11 @@ class HypothesesStudy:
 
     def cell(self, key_kind: str, count: int, name: str = "forgetting") -> float:
         """Mean of `name` over seeds in one cell of the grid."""
-        values = [r[name] for r in self.records if r["key_kind"] == key_kind and r["n_new"] == count]
-        return mean_ci(values, omit_nan=True).mean
+        return self.cell_interval(key_kind, count, name).mean
+
+    def cell_interval(self, key_kind: str, count: int, name: str = "forgetting") -> Interval:
+        """Mean and 95 % t-interval of `name` over seeds in one cell of the grid (non-finite values left out)."""
+        return t_interval([r[name] for r in self.records if r["key_kind"] == key_kind and r["n_new"] == count])
 
     def table(self) -> list[dict]:
         """Per cell: means and 95 % half-widths of forgetting, acquisition and drift, and epochs to the target."""
@@ -105,15 +109,14 @@ class HypothesesStudy:
     def verdicts(self) -> list[dict]:
         """A verdict per hypothesis, with the numbers it rests on."""
         small, large = self.counts[0], self.counts[-1]
-        name = {c: self.cell("name", c) for c in self.counts}
+        spread = {c: self.cell_interval("name", c) for c in self.counts}
+        name = {c: spread[c].mean for c in self.counts}
         uuid = {c: self.cell("uuid", c) for c in self.counts}
         drift = {k: self.cell(k, large, "drift") for k in KEY_KINDS}
         ratio = {c: name[c] / uuid[c] if uuid[c] > 0 else float("inf" if name[c] > 0 else "nan")
                  for c in self.counts}  # NaN where neither forgets: no sign of interference there
         # a ratio over name-like forgetting within noise (∞ over 0.03 on one seed, say) is not one: both rules below
         # also ask name-like forgetting to be above 0 beyond noise (its t-interval over seeds) at every count
-        spread = {c: t_interval([r["forgetting"] for r in self.records
-                                 if r["key_kind"] == "name" and r["n_new"] == c]) for c in self.counts}
         real = all(above_zero(spread[c]) for c in self.counts)
         uuid_small = real and all(uuid[c] * RATIO <= name[c] for c in self.counts)
         fmt = ", ".join
@@ -124,7 +127,7 @@ class HypothesesStudy:
         supported = real and all(r >= RATIO for r in ratio.values()) and drift["name"] > drift["uuid"]
         interference = "supported" if supported else "not supported"
         beyond = (f"name-like forgetting {fmt(f'{interval_text(spread[c])} at {c}' for c in self.counts)}: "
-                  f"{'above 0 beyond noise at every count' if real else 'not above 0 beyond noise at every count'}")
+                  f"{'' if real else 'not '}above 0 beyond noise at every count")
         return [
             {"hypothesis": "capacity limits", "verdict": capacity,
              "evidence": f"slope of forgetting per decade of new facts: UUID {slopes['uuid'][0]:+.3f} ± "
