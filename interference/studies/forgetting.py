@@ -18,6 +18,7 @@ from ..report import charts
 from ..report.document import Report
 from ..report.headline import add_curves, add_headline, add_summary, drop_ratio, mean_of, ours
 from ..report.paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
+from ..report.relations import add_relations
 from ..report.stats import mean_ci
 from ..report.tables import count_text
 from .setup import ExperimentConfig, drift_layer, held_drift, held_states, load_base, make_setup, run_condition
@@ -47,7 +48,8 @@ class ForgettingStudy:
         layer: the layer drift was measured at.
         records: one condition record per (method, seed) (see `interference.studies.setup.Condition.record`), with the
             mean held-out subject drift at `layer`, the per-epoch accuracy curves and `forgotten`, the (relation,
-            subject) keys of the held-out facts right at the held-out peak and wrong at the end.
+            subject) keys of the held-out facts right at the held-out peak and wrong at the end, and the relation of
+            every held-out and new fact (`held_relations`, `new_relations`; the report's forgetting by relation).
     """
 
     config: ExperimentConfig
@@ -106,7 +108,7 @@ def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METH
             if method == "sft":
                 sft_epochs = max(1, condition.result.epochs)
             drift = held_drift(setup, condition.model, [study.layer], states)[0].item()
-            study.records.append(condition.record(drift=drift,
+            study.records.append(condition.record(drift=drift, **setup.relations(),
                                                   forgotten=[setup.held[i].key for i in condition.result.forgotten]))
             bar.update(1)
     bar.close()
@@ -187,6 +189,7 @@ def forgetting_report(study: ForgettingStudy) -> Report:
     report.results["summary"] = summary
     report.results["layer"] = study.layer
     add_curves(report, records, methods)
+    add_relations(report, records, methods)
     drift = report.section("Drift of held-out subject representations",
                            f"Mean 1 − cos(h_after, h_base) of held-out subjects at layer {study.layer}, per method; "
                            f"dots are seeds.")

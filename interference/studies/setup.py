@@ -255,6 +255,11 @@ class Setup:
         D_known)."""
         return replace(self, unknown=list(unknown), _snapshots=self._snapshots)
 
+    def relations(self) -> dict[str, list[str]]:
+        """The relation of every fact of D_held and D_unknown in split order, as records list them
+        (`held_relations`, `new_relations`; read by `interference.report.relations`)."""
+        return {"held_relations": [f.relation for f in self.held], "new_relations": [f.relation for f in self.unknown]}
+
     def snapshot(self, config: TrainConfig, progress: bool = False) -> Snapshot:
         """θ_snapshot (the base after `config.snapshot_epochs` of SFT on D_known), computed once per setting."""
         key = (

@@ -1,0 +1,154 @@
+"""Forgetting by relation: which relations' held-out facts a method forgets, and whether forgetting follows where
+the new facts land.
+
+A condition record lists the relation of every fact of D_held and of D_unknown (`held_relations`,
+`new_relations`, in split order, aligned with `held_correct_start`, `held_correct_final` and `new_correct_final`;
+`interference.studies.setup.Setup.relations`). Per record and relation:
+
+- forgotten: the share of the relation's held-out facts answered right at the shared start that are wrong at the
+  end (the per-relation absolute drop's own measure: facts never known cannot be forgotten);
+- learned: the share of the relation's new facts answered right at the end;
+- held, new: how many held-out facts were right at the start, how many new facts it had.
+
+Over seeds each is a mean with a 95 % t-interval, and each condition's forgetting is paired by seed with the
+reference's (usually "sft") per relation. Pure: records in, rows out; records without relations are left out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from . import charts
+from .document import Report
+from .paired import Interval, finite_number, interval_text, t_interval
+
+#: The per-relation record fields (`relation_records`), formatted with the relation's name.
+FORGOTTEN, LEARNED, HELD, NEW = "forgotten {}", "learned {}", "held {}", "new {}"
+
+
+def has_relations(record: Mapping) -> bool:
+    """True when `record` lists its facts' relations, aligned with its per-fact outcomes."""
+    held, new = record.get("held_relations"), record.get("new_relations")
+    return (isinstance(held, list) and isinstance(new, list)
+            and len(held) == len(record.get("held_correct_start") or ()) == len(record.get("held_correct_final") or ())
+            and len(new) == len(record.get("new_correct_final") or ()))
+
+
+def _share(hits: int, count: int) -> float:
+    return hits / count if count else math.nan
+
+
+def relation_measures(record: Mapping) -> dict[str, float]:
+    """One record's per-relation measures (`FORGOTTEN`, `LEARNED`, `HELD`, `NEW` with the relation's name; NaN
+    shares where a relation has no fact to measure); empty when the record lists no relations."""
+    if not has_relations(record):
+        return {}
+    out: dict[str, float] = {}
+    start, final = record["held_correct_start"], record["held_correct_final"]
+    for relation in dict.fromkeys((*record["held_relations"], *record["new_relations"])):
+        known = [i for i, r in enumerate(record["held_relations"]) if r == relation and start[i]]
+        out[FORGOTTEN.format(relation)] = _share(sum(not final[i] for i in known), len(known))
+        out[HELD.format(relation)] = float(len(known))
+    learned = record["new_correct_final"]
+    for relation in dict.fromkeys((*record["held_relations"], *record["new_relations"])):
+        facts = [i for i, r in enumerate(record["new_relations"]) if r == relation]
+        out[LEARNED.format(relation)] = _share(sum(bool(learned[i]) for i in facts), len(facts))
+        out[NEW.format(relation)] = float(len(facts))
+    return out
+
+
+def relation_records(records: Sequence[Mapping]) -> list[dict]:
+    """Per record that lists relations: its `name`, `seed` and `relation_measures`."""
+    return [{"name": r["name"], "seed": r["seed"], **relation_measures(r)} for r in records if has_relations(r)]
+
+
+def relations_of(records: Sequence[Mapping]) -> list[str]:
+    """The relations of the held-out and new facts of `records`, sorted."""
+    names = {rel for r in records if has_relations(r) for rel in (*r["held_relations"], *r["new_relations"])}
+    return sorted(names)
+
+
+def _numbers(prefix: str, interval: Interval | None) -> dict:
+    """`prefix`_mean, _low, _high of an interval, None where undefined (no value, or one seed's bounds)."""
+    def number(value: float) -> float | None:
+        return value if interval is not None and finite_number(value) else None
+
+    return {f"{prefix}_{k}": number(getattr(interval, k, math.nan)) for k in ("mean", "low", "high")}
+
+
+def _paired(derived: Sequence[Mapping], name: str, reference: str, field: str) -> Interval | None:
+    """`name` − `reference` in `field`, paired by seed over the seeds where both are finite (None where none)."""
+    theirs = {r["seed"]: r[field] for r in derived if r["name"] == reference and finite_number(r.get(field))}
+    differences = [r[field] - theirs[r["seed"]] for r in derived
+                   if r["name"] == name and finite_number(r.get(field)) and r["seed"] in theirs]
+    return t_interval(differences) if differences else None
+
+
+def relation_summary(records: Sequence[Mapping], conditions: Sequence[str], reference: str = "sft") -> list[dict]:
+    """Per relation and condition (those whose records list relations): seeds, the mean number per seed of held-out
+    facts right at the start and of new facts, the forgotten and learned shares (mean and 95 % t-interval over
+    seeds), and forgotten − `reference`'s, paired by seed (None for the reference itself or where no seed pairs)."""
+    derived = relation_records(records)
+    rows = []
+    for relation in relations_of(records):
+        for name in conditions:
+            mine = [r for r in derived if r["name"] == name]
+            if not mine:
+                continue
+            over = {field: t_interval([r.get(field.format(relation)) for r in mine])
+                    for field in (FORGOTTEN, LEARNED, HELD, NEW)}
+            paired = None if name == reference else _paired(derived, name, reference, FORGOTTEN.format(relation))
+            rows.append({"relation": relation, "condition": name, "seeds": len(mine), "reference": reference,
+                         "held_known": over[HELD].mean, "new": over[NEW].mean,
+                         **_numbers("forgotten", over[FORGOTTEN]), **_numbers("learned", over[LEARNED]),
+                         **_numbers("minus_reference", paired)})
+    return rows
+
+
+def _share_text(row: Mapping, prefix: str) -> str:
+    mean, low, high = (row[f"{prefix}_{k}"] for k in ("mean", "low", "high"))
+    if mean is None:
+        return "—"
+    return f"{mean:.3f}" if low is None else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def relation_display_rows(summary: Sequence[Mapping]) -> list[dict]:
+    """`relation_summary` rows as a reader sees them: one text cell per interval."""
+    rows = []
+    for row in summary:
+        mean, low, high = (row[f"minus_reference_{k}"] for k in ("mean", "low", "high"))
+        paired = "—" if mean is None else interval_text(
+            Interval(mean, math.nan if low is None else low, math.nan if high is None else high, 2))
+        rows.append({"relation": row["relation"], "condition": row["condition"], "seeds": row["seeds"],
+                     "held-out right at start / seed": row["held_known"], "new facts / seed": row["new"],
+                     "forgotten": _share_text(row, "forgotten"), f"forgotten − {row['reference']}": paired,
+                     "learned": _share_text(row, "learned")})
+    return rows
+
+
+def add_relations(report: Report, records: Sequence[Mapping], conditions: Sequence[str],
+                  reference: str = "sft") -> list[dict]:
+    """A section "Forgetting by relation" (table, chart, `results["by_relation"]`) when some records list their
+    facts' relations; nothing otherwise. Returns the `relation_summary` rows."""
+    summary = relation_summary(records, conditions, reference)
+    if not summary:
+        return summary
+    listed = {(r["name"], r["seed"]) for r in records if has_relations(r)}
+    seeds_note = "" if len(listed) == len(records) else (
+        f" Only {len(listed)} of {len(records)} condition records list their facts' relations (records written "
+        f"before relations were recorded do not), so this section is over those alone.")
+    report.results["by_relation"] = summary
+    shown = [name for name in conditions if any(row["condition"] == name for row in summary)]
+    section = report.section(
+        "Forgetting by relation",
+        "Per relation: of the held-out facts answered right at the shared start, the share wrong at the end "
+        "(forgotten), paired by seed with " + reference + "'s; and the share of that relation's new facts learned. "
+        "Means over seeds with 95 % t-intervals. Where the new facts land (new facts / seed) beside where "
+        "forgetting lands asks whether interference stays within a relation." + seeds_note)
+    section.table(relation_display_rows(summary))
+    section.figure(charts.comparison_chart(
+        relation_records(records), shown, [(FORGOTTEN.format(rel), rel) for rel in relations_of(records)],
+        title="Forgotten share of held-out facts right at the start, per relation (mean over seeds, 95 % "
+              "t-interval; dots are seeds)"))
+    return summary
