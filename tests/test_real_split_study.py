@@ -70,6 +70,7 @@ def test_forgetting_study_end_to_end_from_the_shared_table(table, smollm2, tmp_p
         assert record["relation_filter"]["relations"] == ["P495"]
         assert record["relation_filter"]["known_fractions"] == pytest.approx(README_FRACTIONS, abs=1e-3)
         assert 0 <= record["held_acc_final"] <= 1 and 0 <= record["new_acc"] <= 1
+        assert record["held_relations"] == ["P495", "P495"] and record["new_relations"] == ["P495", "P495"]
 
 
 def test_the_hypotheses_grid_refuses_bad_subjects_before_loading_the_model(table, tmp_path, capsys):

@@ -47,9 +47,10 @@ def test_records_without_aligned_relations_are_left_out():
 
 def test_summary_pairs_each_condition_with_sft_by_seed():
     records = []
-    for seed, (sft_final, sd_final) in enumerate([([False, False, True, True, True], [True, True, True, True, True]),
-                                                  ([False, True, True, False, True], [True, True, True, True, True]),
-                                                  ([False, False, True, True, False], [False, True, True, True, True])]):
+    finals = [([False, False, True, True, True], [True, True, True, True, True]),
+              ([False, True, True, False, True], [True, True, True, True, True]),
+              ([False, False, True, True, False], [False, True, True, True, True])]
+    for seed, (sft_final, sd_final) in enumerate(finals):
         start = [True] * 5
         records.append(record("sft", seed, start, sft_final, [True, True, False], HELD, NEW))
         records.append(record("self_distill", seed, start, sd_final, [True, False, False], HELD, NEW))

@@ -28,7 +28,7 @@ def forgetting(config, world):
     return run_forgetting(config, ["sft", "attention-only", "known-only"], base=world, progress=False)
 
 
-def test_forgetting_records_carry_the_required_fields(forgetting, config):
+def test_forgetting_records_carry_the_required_fields(forgetting, config, world):
     assert [r["name"] for r in forgetting.records] == ["sft", "attention-only", "known-only"]
     for record in forgetting.records:
         assert set(CONDITION_FIELDS) <= set(record) and record["seed"] == 0
@@ -36,6 +36,10 @@ def test_forgetting_records_carry_the_required_fields(forgetting, config):
         assert math.isclose(record["forgetting"],
                             (record["held_acc_peak"] - record["held_acc_final"]) / record["held_acc_peak"])
         assert len(record["curves"]["held"]) == record["epochs"] + 1
+        # every held-out and new fact's relation, in split order (the report's forgetting by relation)
+        assert len(record["held_relations"]) == len(record["held_correct_final"]) == config.n_held
+        assert len(record["new_relations"]) == len(record["new_correct_final"]) == config.n_unknown
+        assert set(record["held_relations"]) <= set(world.config.relations)
     by_name = {r["name"]: r for r in forgetting.records}
     assert by_name["known-only"]["new_acc"] is None
     # conditions that cannot reach the target train as long as SFT did
@@ -82,6 +86,13 @@ def test_forgetting_report_validates_and_summarises(forgetting, tmp_path):
     assert "attention-only: acquisition (Table 1)" in headline and "1.0 %" in headline  # the paper's number
     paired = {(d["condition"], d["measure"]) for d in data["results"]["paired"]}
     assert ("attention-only", "held_acc_final") in paired and ("known-only", "new_acc") not in paired
+    assert "Forgetting by relation" in page
+    by_relation = {(row["relation"], row["condition"]): row for row in data["results"]["by_relation"]}
+    sft = forgetting.of("sft")[0]
+    first = sft["held_relations"][0]  # one seed: the mean is that seed's share
+    known = [i for i, r in enumerate(sft["held_relations"]) if r == first and sft["held_correct_start"][i]]
+    forgot = sum(not sft["held_correct_final"][i] for i in known) / len(known)
+    assert by_relation[(first, "sft")]["forgotten_mean"] == pytest.approx(forgot)
 
 
 def test_unknown_method_is_a_clear_error(config, world):

@@ -1,6 +1,7 @@
 """Reports: the statistics of a study (`stats`, `paired`: intervals over seeds, the paired bootstrap), tables and
-plotly charts (`tables`, `charts`), the verdict-first headline (`headline`), the report itself (`document`: HTML,
-results.json, CSV, manifest), the schema of its files (`files`) and pooling seeds of several runs (`accumulate`).
+plotly charts (`tables`, `charts`), the verdict-first headline (`headline`), forgetting by relation (`relations`),
+the report itself (`document`: HTML, results.json, CSV, manifest), the schema of its files (`files`) and pooling
+seeds of several runs (`accumulate`).
 
 Layer 1: imports only `interference.io` (and `numerics`); a report knows numbers and records, not models.
 """
