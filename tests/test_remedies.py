@@ -223,11 +223,13 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     assert sweep[-1]["held_acc"] == sft["held_acc_final"]  # α = 1 is the SFT model itself
     assert sweep[0]["held_acc"] == sft["held_acc_start"]  # α = 0 is the snapshot, where every method starts
     assert study.adapters and all(r.get("update_norms") for r in study.records)
+    assert all(len(r["held_relations"]) == 16 and len(r["new_relations"]) == 16 for r in study.records)
     traced = [r for r in study.records if r["traced_facts"]]
     assert traced and all(len(r["subject_recovery"]) == world.config.n_layers for r in traced)
     report = remedies_report(study)
     path = report.write(tmp_path / "r")
     validate_results(__import__("json").loads((path / "results.json").read_text()))
+    assert {row["condition"] for row in report.results["by_relation"]} == set(methods)
     questions = {(a["question"], a["method"]) for a in report.results["answers"]}
     assert ("beats sft", "lora") in questions and ("beats both of its parts", "self_distill+lora") in questions
     reached = all(r["new_acc"] >= 0.9 for r in study.records if r["name"] == "sft")

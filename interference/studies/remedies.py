@@ -31,6 +31,7 @@ from ..report import charts
 from ..report.document import Report
 from ..report.headline import add_curves, add_headline, add_summary, mean_of
 from ..report.paired import Check, beyond_noise, evidence, paired_difference, ratio
+from ..report.relations import add_relations
 from ..report.tables import count_text
 from .setup import ExperimentConfig, Setup, drift_layer, held_drift, held_states, load_base, make_setup, run_condition
 from .tracing import MIN_GAP, start_model
@@ -155,7 +156,7 @@ def _wise_record(sft: dict, alpha: float, correct: dict, drift: float, norms: di
             "absolute_drop": sft["held_acc_start"] - held, "epochs": sft["epochs"], "stopped": f"alpha {alpha}",
             "seconds": 0.0, "held_correct_start": sft["held_correct_start"], "held_correct_final": correct["held"],
             "new_correct_final": correct["unknown"], "alpha": alpha, "drift": drift, "update_norms": norms,
-            "sweep": sweep}
+            "sweep": sweep, **{k: sft[k] for k in ("held_relations", "new_relations") if k in sft}}
 
 
 def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, settings: RemedySettings | None = None,
@@ -183,7 +184,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
             condition = run_condition(setup, method, config.train_config(seed, **settings.overrides(method, config)),
                                       bar=bar)
             study.records.append(condition.record(
-                drift=held_drift(setup, condition.model, [study.layer], states)[0].item(),
+                drift=held_drift(setup, condition.model, [study.layer], states)[0].item(), **setup.relations(),
                 update_norms=layer_update_norms(start, condition.model),
                 **_subject_recovery(condition.model, traced, setup.tokenizer, setup.held, start_ok),
                 **({"adapters": condition.result.adapters} if condition.result.adapters else {})))
@@ -326,4 +327,5 @@ def remedies_report(study: RemediesStudy) -> Report:
     views.table(recovery, title="Restoring the start's residual stream at the subject's tokens: mean recovery of the "
                                 "forgotten held-out facts' answer probability, per layer (mean over seeds)")
     add_curves(report, records, [m for m in methods if m != "wise-ft"])
+    add_relations(report, records, methods)
     return report
