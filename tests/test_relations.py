@@ -3,12 +3,15 @@ intervals over seeds, the pairing with SFT, and the report section."""
 
 import math
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from interference.report import Report
 from interference.report.relations import (
     add_relations,
     has_relations,
+    relation_contrast,
     relation_display_rows,
     relation_measures,
     relation_records,
@@ -86,3 +89,18 @@ def test_the_report_section_appears_only_with_relations_and_says_which_records_i
     (section,) = report.sections
     assert section.title == "Forgetting by relation" and "Only 1 of 2" in section.blocks[0][1]
     assert [row["relation"] for row in report.results["by_relation"]] == ["P17", "P36", "P495"]
+
+
+def test_the_contrast_sets_the_new_facts_relations_against_the_others_within_seed():
+    # new facts of P17 only; P17 held facts: 2 of 3 right at start forgotten in seed 0, 1 of 3 in seed 1
+    records = [record("sft", 0, [True] * 5, [False, False, True, True, False], [True] * 3, HELD, ["P17"] * 3),
+               record("sft", 1, [True] * 5, [False, True, True, True, True], [True] * 3, HELD, ["P17"] * 3)]
+    (row,) = relation_contrast(records, ["sft"])
+    assert (row["seeds"], row["inside_mean"], row["outside_mean"]) == (2, pytest.approx(0.5), pytest.approx(0.25))
+    # differences within seed: 2/3 − 1/2 and 1/3 − 0; half-width t(0.975, 1) · sd / √2
+    half = stats.t.ppf(0.975, 1) * np.std([1 / 6, 1 / 3], ddof=1) / np.sqrt(2)
+    assert row["difference_mean"] == pytest.approx(0.25)
+    assert (row["difference_low"], row["difference_high"]) == pytest.approx((0.25 - half, 0.25 + half))
+    # new facts of every relation leave no outside: no contrast
+    assert relation_contrast([record("sft", 0, [True] * 5, [True] * 5, [True] * 3, HELD, ["P17", "P36", "P17"])],
+                             ["sft"]) == []

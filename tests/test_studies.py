@@ -93,6 +93,8 @@ def test_forgetting_report_validates_and_summarises(forgetting, tmp_path):
     known = [i for i, r in enumerate(sft["held_relations"]) if r == first and sft["held_correct_start"][i]]
     forgot = sum(not sft["held_correct_final"][i] for i in known) / len(known)
     assert by_relation[(first, "sft")]["forgotten_mean"] == pytest.approx(forgot)
+    # the world's new facts are all of its first relation: inside against outside, known-only as the control
+    assert [row["condition"] for row in data["results"]["relation_contrast"]] == ["sft", "attention-only", "known-only"]
 
 
 def test_unknown_method_is_a_clear_error(config, world):

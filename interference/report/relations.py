@@ -11,7 +11,10 @@ A condition record lists the relation of every fact of D_held and of D_unknown (
 - held, new: how many held-out facts were right at the start, how many new facts it had.
 
 Over seeds each is a mean with a 95 % t-interval, and each condition's forgetting is paired by seed with the
-reference's (usually "sft") per relation. Pure: records in, rows out; records without relations are left out.
+reference's (usually "sft") per relation. Where the new facts are of some relations only (the world's default:
+its first), `relation_contrast` sets the forgotten share inside those relations against the share outside, paired
+within seed: does interference stay within the relation the new facts are of? Pure: records in, rows out; records
+without relations are left out.
 """
 
 from __future__ import annotations
@@ -45,17 +48,30 @@ def relation_measures(record: Mapping) -> dict[str, float]:
     if not has_relations(record):
         return {}
     out: dict[str, float] = {}
-    start, final = record["held_correct_start"], record["held_correct_final"]
-    for relation in dict.fromkeys((*record["held_relations"], *record["new_relations"])):
-        known = [i for i, r in enumerate(record["held_relations"]) if r == relation and start[i]]
+    held, new = record["held_relations"], record["new_relations"]
+    start, final, learned = record["held_correct_start"], record["held_correct_final"], record["new_correct_final"]
+    for relation in dict.fromkeys((*held, *new)):
+        known = [i for i, r in enumerate(held) if r == relation and start[i]]
+        facts = [i for i, r in enumerate(new) if r == relation]
         out[FORGOTTEN.format(relation)] = _share(sum(not final[i] for i in known), len(known))
         out[HELD.format(relation)] = float(len(known))
-    learned = record["new_correct_final"]
-    for relation in dict.fromkeys((*record["held_relations"], *record["new_relations"])):
-        facts = [i for i, r in enumerate(record["new_relations"]) if r == relation]
         out[LEARNED.format(relation)] = _share(sum(bool(learned[i]) for i in facts), len(facts))
         out[NEW.format(relation)] = float(len(facts))
     return out
+
+
+def inside_outside(record: Mapping) -> tuple[float, float]:
+    """The forgotten share of the held-out facts right at the start whose relation has new facts, and of those
+    whose relation has none (NaN where a side has no such fact, e.g. new facts of every relation)."""
+    if not has_relations(record):
+        return math.nan, math.nan
+    landed = set(record["new_relations"])
+    start, final = record["held_correct_start"], record["held_correct_final"]
+    sides = ([], [])
+    for i, relation in enumerate(record["held_relations"]):
+        if start[i]:
+            sides[relation not in landed].append(not final[i])
+    return _share(sum(sides[0]), len(sides[0])), _share(sum(sides[1]), len(sides[1]))
 
 
 def relation_records(records: Sequence[Mapping]) -> list[dict]:
@@ -106,6 +122,23 @@ def relation_summary(records: Sequence[Mapping], conditions: Sequence[str], refe
     return rows
 
 
+def relation_contrast(records: Sequence[Mapping], conditions: Sequence[str]) -> list[dict]:
+    """Per condition: the forgotten share inside the relations that hold new facts and outside them (means over
+    seeds) and inside − outside (mean and 95 % t-interval over the seeds that have both sides); conditions with no
+    such seed are left out (new facts of every relation leave no outside)."""
+    rows = []
+    for name in conditions:
+        sides = [inside_outside(r) for r in records if r["name"] == name]
+        both = [(i, o) for i, o in sides if math.isfinite(i) and math.isfinite(o)]
+        if not both:
+            continue
+        rows.append({"condition": name, "seeds": len(both),
+                     **_numbers("inside", t_interval([i for i, _ in both])),
+                     **_numbers("outside", t_interval([o for _, o in both])),
+                     **_numbers("difference", t_interval([i - o for i, o in both]))})
+    return rows
+
+
 def _share_text(row: Mapping, prefix: str) -> str:
     mean, low, high = (row[f"{prefix}_{k}"] for k in ("mean", "low", "high"))
     if mean is None:
@@ -113,18 +146,30 @@ def _share_text(row: Mapping, prefix: str) -> str:
     return f"{mean:.3f}" if low is None else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
+def _signed_text(row: Mapping, prefix: str) -> str:
+    mean, low, high = (row[f"{prefix}_{k}"] for k in ("mean", "low", "high"))
+    return "—" if mean is None else interval_text(
+        Interval(mean, math.nan if low is None else low, math.nan if high is None else high, 2))
+
+
 def relation_display_rows(summary: Sequence[Mapping]) -> list[dict]:
     """`relation_summary` rows as a reader sees them: one text cell per interval."""
     rows = []
     for row in summary:
-        mean, low, high = (row[f"minus_reference_{k}"] for k in ("mean", "low", "high"))
-        paired = "—" if mean is None else interval_text(
-            Interval(mean, math.nan if low is None else low, math.nan if high is None else high, 2))
+        paired = _signed_text(row, "minus_reference")
         rows.append({"relation": row["relation"], "condition": row["condition"], "seeds": row["seeds"],
                      "held-out right at start / seed": row["held_known"], "new facts / seed": row["new"],
                      "forgotten": _share_text(row, "forgotten"), f"forgotten − {row['reference']}": paired,
                      "learned": _share_text(row, "learned")})
     return rows
+
+
+def contrast_display_rows(contrast: Sequence[Mapping]) -> list[dict]:
+    """`relation_contrast` rows as a reader sees them: one text cell per interval."""
+    return [{"condition": row["condition"], "seeds": row["seeds"],
+             "forgotten where the new facts are": _share_text(row, "inside"),
+             "forgotten elsewhere": _share_text(row, "outside"),
+             "difference": _signed_text(row, "difference")} for row in contrast]
 
 
 def add_relations(report: Report, records: Sequence[Mapping], conditions: Sequence[str],
@@ -134,9 +179,9 @@ def add_relations(report: Report, records: Sequence[Mapping], conditions: Sequen
     summary = relation_summary(records, conditions, reference)
     if not summary:
         return summary
-    listed = {(r["name"], r["seed"]) for r in records if has_relations(r)}
-    seeds_note = "" if len(listed) == len(records) else (
-        f" Only {len(listed)} of {len(records)} condition records list their facts' relations (records written "
+    listed = sum(has_relations(r) for r in records)
+    seeds_note = "" if listed == len(records) else (
+        f" Only {listed} of {len(records)} condition records list their facts' relations (records written "
         f"before relations were recorded do not), so this section is over those alone.")
     report.results["by_relation"] = summary
     shown = [name for name in conditions if any(row["condition"] == name for row in summary)]
@@ -147,6 +192,12 @@ def add_relations(report: Report, records: Sequence[Mapping], conditions: Sequen
         "Means over seeds with 95 % t-intervals. Where the new facts land (new facts / seed) beside where "
         "forgetting lands asks whether interference stays within a relation." + seeds_note)
     section.table(relation_display_rows(summary))
+    contrast = relation_contrast(records, conditions)
+    if contrast:
+        report.results["relation_contrast"] = contrast
+        section.table(contrast_display_rows(contrast),
+                      title="Forgotten share of held-out facts of the relations the new facts are of, and of the "
+                            "others: difference paired within seed, mean [95 % t-interval]")
     section.figure(charts.comparison_chart(
         relation_records(records), shown, [(FORGOTTEN.format(rel), rel) for rel in relations_of(records)],
         title="Forgotten share of held-out facts right at the start, per relation (mean over seeds, 95 % "
