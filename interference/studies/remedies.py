@@ -147,7 +147,7 @@ def _subject_recovery(model, start, tokenizer, held, start_ok) -> dict:
 
 
 def _wise_record(sft: dict, alpha: float, correct: dict, drift: float, norms: dict, sweep: list[dict]) -> dict:
-    """The wise-ft record of one seed, on the fields every condition carries (its start is SFT's)."""
+    """The wise-ft record of one seed, on the fields every condition carries (its start and its facts are SFT's)."""
     held = accuracy(correct["held"])
     peak = max(sft["held_acc_start"], held)
     return {"name": "wise-ft", "seed": sft["seed"], "task_acc": accuracy(correct["known"]),
@@ -156,7 +156,7 @@ def _wise_record(sft: dict, alpha: float, correct: dict, drift: float, norms: di
             "absolute_drop": sft["held_acc_start"] - held, "epochs": sft["epochs"], "stopped": f"alpha {alpha}",
             "seconds": 0.0, "held_correct_start": sft["held_correct_start"], "held_correct_final": correct["held"],
             "new_correct_final": correct["unknown"], "alpha": alpha, "drift": drift, "update_norms": norms,
-            "sweep": sweep, **{k: sft[k] for k in ("held_relations", "new_relations") if k in sft}}
+            "sweep": sweep, "held_relations": sft["held_relations"], "new_relations": sft["new_relations"]}
 
 
 def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, settings: RemedySettings | None = None,
