@@ -364,17 +364,24 @@ def relation_rows(folder: Path) -> list[str]:
         shares = " | ".join(f"{by[(relation, m)]['forgotten_mean']:.3f}" for m in RELATION_METHODS)
         rows.append(f"| {relation} | {by[(relation, 'sft')]['held_known']:.1f} | {by[(relation, 'sft')]['new']:.0f} | "
                     f"{shares} | {paired} |")
+    def interval(row, prefix):
+        return interval_text(Interval(row[f"{prefix}_mean"], row[f"{prefix}_low"], row[f"{prefix}_high"],
+                                      row[f"{prefix}_n"]))
+
     for row in data["results"]["relation_contrast"]:
-        if row["condition"] in ("sft", "self_distill"):
+        if row["condition"] == "sft":
+            rows.append(f"sft: {row['inside_mean']:.3f} where the new facts are, {row['outside_mean']:.3f} elsewhere, "
+                        f"gap {interval(row, 'gap')}")
+        elif row["condition"] in ("self_distill", "ffn-only"):
             rows.append(f"{row['condition']}: {row['inside_mean']:.3f} where the new facts are, "
-                        f"{row['outside_mean']:.3f} elsewhere, difference "
-                        + interval_text(Interval(row["difference_mean"], row["difference_low"],
-                                                 row["difference_high"], row["seeds"])))
+                        f"{row['outside_mean']:.3f} elsewhere; minus sft's: inside "
+                        f"{interval(row, 'inside_minus_reference')}, outside "
+                        f"{interval(row, 'outside_minus_reference')}, gap {interval(row, 'gap_minus_reference')}")
     return rows
 
 
 def test_the_readme_states_the_world_forgetting_by_relation(readme):
     rows = relation_rows(RESULTS / "forgetting")
-    assert len(rows) == 6  # four relations, two contrasts
+    assert len(rows) == 7  # four relations, three contrasts
     for row in rows:
         assert row in readme

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from interference.io.errors import InterferenceError
 from interference.report import Report
 from interference.report.relations import (
     add_relations,
+    contrast_display_rows,
     has_relations,
     relation_contrast,
     relation_display_rows,
@@ -99,8 +101,47 @@ def test_the_contrast_sets_the_new_facts_relations_against_the_others_within_see
     assert (row["seeds"], row["inside_mean"], row["outside_mean"]) == (2, pytest.approx(0.5), pytest.approx(0.25))
     # differences within seed: 2/3 − 1/2 and 1/3 − 0; half-width t(0.975, 1) · sd / √2
     half = stats.t.ppf(0.975, 1) * np.std([1 / 6, 1 / 3], ddof=1) / np.sqrt(2)
-    assert row["difference_mean"] == pytest.approx(0.25)
-    assert (row["difference_low"], row["difference_high"]) == pytest.approx((0.25 - half, 0.25 + half))
+    assert row["gap_mean"] == pytest.approx(0.25) and row["gap_n"] == 2
+    assert (row["gap_low"], row["gap_high"]) == pytest.approx((0.25 - half, 0.25 + half))
+    assert row["gap_minus_reference_mean"] is None  # sft is the reference
     # new facts of every relation leave no outside: no contrast
     assert relation_contrast([record("sft", 0, [True] * 5, [True] * 5, [True] * 3, HELD, ["P17", "P36", "P17"])],
                              ["sft"]) == []
+
+
+def test_the_contrast_pairs_each_side_and_the_gap_with_the_reference():
+    sft = [record("sft", s, [True] * 5, final, [True] * 3, HELD, ["P17"] * 3)
+           for s, final in enumerate([[False, False, True, True, False], [False, True, True, True, True]])]
+    sd = [record("self_distill", s, [True] * 5, final, [True] * 3, HELD, ["P17"] * 3)
+          for s, final in enumerate([[False, True, True, True, True], [True, True, True, True, True]])]
+    rows = {r["condition"]: r for r in relation_contrast(sft + sd, ["sft", "self_distill"])}
+    # self_distill inside 1/3, 0; outside 0, 0; sft inside 2/3, 1/3; outside 1/2, 0
+    row = rows["self_distill"]
+    assert row["inside_minus_reference_mean"] == pytest.approx(-1 / 3)
+    assert row["outside_minus_reference_mean"] == pytest.approx(-1 / 4)
+    assert row["gap_minus_reference_mean"] == pytest.approx(-1 / 12)
+    shown = contrast_display_rows([row])[0]
+    assert shown["inside − sft's"].startswith("-0.333") and shown["gap (inside − outside)"].startswith("+0.167 [")
+
+
+def test_counts_of_a_relation_a_seed_lacks_are_zero_and_partial_pairing_is_said():
+    one = record("sft", 0, [True] * 5, [True] * 5, [True] * 3, HELD, NEW)
+    other = record("sft", 1, [True, True], [True, True], [True], ["P36", "P36"], ["P36"])  # no P17 at all
+    rows = {(r["relation"], r["condition"]): r for r in relation_summary([one, other], ["sft"])}
+    assert rows[("P17", "sft")]["held_known"] == 1.5 and rows[("P17", "sft")]["new"] == 1.0  # (3 + 0) / 2, (2 + 0) / 2
+    assert rows[("P17", "sft")]["forgotten_n"] == 1  # seed 1 has no P17 fact to forget
+    l2 = record("l2", 0, [True] * 5, [False] + [True] * 4, [True] * 3, HELD, NEW)
+    l2_again = {**l2, "seed": 1}
+    row = {(r["relation"], r["condition"]): r for r in relation_summary([one, other, l2, l2_again],
+                                                                          ["sft", "l2"])}[("P17", "l2")]
+    assert row["seeds"] == 2 and row["minus_reference_n"] == 1  # sft's seed 1 has no P17 to pair with
+    assert relation_display_rows([row])[0]["forgotten − sft"] == "+0.333 (1 seed paired)"
+
+
+def test_no_reference_no_pairing_and_a_seed_twice_is_refused():
+    l2 = record("l2", 0, [True] * 5, [False] + [True] * 4, [True] * 3, HELD, NEW)
+    (row, *_) = relation_summary([l2], ["l2"])
+    assert row["minus_reference_mean"] is None and row["minus_reference_n"] == 0
+    sft = record("sft", 0, [True] * 5, [True] * 5, [True] * 3, HELD, NEW)
+    with pytest.raises(InterferenceError, match="two records of seed 0"):
+        relation_summary([l2, sft, sft], ["sft", "l2"])

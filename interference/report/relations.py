@@ -6,7 +6,8 @@ A condition record lists the relation of every fact of D_held and of D_unknown (
 `interference.studies.setup.Setup.relations`). Per record and relation:
 
 - forgotten: the share of the relation's held-out facts answered right at the shared start that are wrong at the
-  end (the per-relation absolute drop's own measure: facts never known cannot be forgotten);
+  end, P(wrong at the end | right at the start) (not the absolute drop, which also nets facts that go from wrong
+  to right and divides by every held-out fact);
 - learned: the share of the relation's new facts answered right at the end;
 - held, new: how many held-out facts were right at the start, how many new facts it had.
 
@@ -22,9 +23,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from ..io.errors import InterferenceError
 from . import charts
 from .document import Report
 from .paired import Interval, finite_number, interval_text, t_interval
+from .tables import count_text
 
 #: The per-relation record fields (`relation_records`), formatted with the relation's name.
 FORGOTTEN, LEARNED, HELD, NEW = "forgotten {}", "learned {}", "held {}", "new {}"
@@ -86,25 +89,38 @@ def relations_of(records: Sequence[Mapping]) -> list[str]:
 
 
 def _numbers(prefix: str, interval: Interval | None) -> dict:
-    """`prefix`_mean, _low, _high of an interval, None where undefined (no value, or one seed's bounds)."""
+    """`prefix`_mean, _low, _high of an interval (None where undefined: no value, or one seed's bounds) and _n, the
+    seeds it is over."""
     def number(value: float) -> float | None:
         return value if interval is not None and finite_number(value) else None
 
-    return {f"{prefix}_{k}": number(getattr(interval, k, math.nan)) for k in ("mean", "low", "high")}
+    numbers = {f"{prefix}_{k}": number(getattr(interval, k, math.nan)) for k in ("mean", "low", "high")}
+    return {**numbers, f"{prefix}_n": 0 if interval is None else interval.n}
 
 
-def _paired(derived: Sequence[Mapping], name: str, reference: str, field: str) -> Interval | None:
+def _by_seed(rows: Sequence[Mapping], name: str, field: str) -> dict[int, float]:
+    """Seed -> the finite `field` of condition `name`'s rows; a seed twice is an error (it would pair twice)."""
+    out: dict[int, float] = {}
+    for row in rows:
+        if row["name"] == name and finite_number(row.get(field)):
+            if row["seed"] in out:
+                raise InterferenceError(f"condition {name!r} has two records of seed {row['seed']}")
+            out[row["seed"]] = float(row[field])
+    return out
+
+
+def _paired(rows: Sequence[Mapping], name: str, reference: str, field: str) -> Interval | None:
     """`name` − `reference` in `field`, paired by seed over the seeds where both are finite (None where none)."""
-    theirs = {r["seed"]: r[field] for r in derived if r["name"] == reference and finite_number(r.get(field))}
-    differences = [r[field] - theirs[r["seed"]] for r in derived
-                   if r["name"] == name and finite_number(r.get(field)) and r["seed"] in theirs]
+    mine, theirs = _by_seed(rows, name, field), _by_seed(rows, reference, field)
+    differences = [value - theirs[seed] for seed, value in mine.items() if seed in theirs]
     return t_interval(differences) if differences else None
 
 
 def relation_summary(records: Sequence[Mapping], conditions: Sequence[str], reference: str = "sft") -> list[dict]:
     """Per relation and condition (those whose records list relations): seeds, the mean number per seed of held-out
-    facts right at the start and of new facts, the forgotten and learned shares (mean and 95 % t-interval over
-    seeds), and forgotten − `reference`'s, paired by seed (None for the reference itself or where no seed pairs)."""
+    facts right at the start and of new facts, the forgotten and learned shares (mean and 95 % t-interval over the
+    seeds where they are defined, `_n` of them), and forgotten − `reference`'s, paired by seed (`minus_reference`;
+    None for the reference itself or where no seed pairs)."""
     derived = relation_records(records)
     rows = []
     for relation in relations_of(records):
@@ -112,56 +128,77 @@ def relation_summary(records: Sequence[Mapping], conditions: Sequence[str], refe
             mine = [r for r in derived if r["name"] == name]
             if not mine:
                 continue
-            over = {field: t_interval([r.get(field.format(relation)) for r in mine])
-                    for field in (FORGOTTEN, LEARNED, HELD, NEW)}
+            shares = {field: t_interval([r.get(field.format(relation)) for r in mine])
+                      for field in (FORGOTTEN, LEARNED)}
+            counts = {field: sum(r.get(field.format(relation), 0.0) for r in mine) / len(mine)
+                      for field in (HELD, NEW)}
             paired = None if name == reference else _paired(derived, name, reference, FORGOTTEN.format(relation))
             rows.append({"relation": relation, "condition": name, "seeds": len(mine), "reference": reference,
-                         "held_known": over[HELD].mean, "new": over[NEW].mean,
-                         **_numbers("forgotten", over[FORGOTTEN]), **_numbers("learned", over[LEARNED]),
+                         "held_known": counts[HELD], "new": counts[NEW],
+                         **_numbers("forgotten", shares[FORGOTTEN]), **_numbers("learned", shares[LEARNED]),
                          **_numbers("minus_reference", paired)})
     return rows
 
 
-def relation_contrast(records: Sequence[Mapping], conditions: Sequence[str]) -> list[dict]:
-    """Per condition: the forgotten share inside the relations that hold new facts and outside them (means over
-    seeds) and inside − outside (mean and 95 % t-interval over the seeds that have both sides); conditions with no
-    such seed are left out (new facts of every relation leave no outside)."""
+def relation_contrast(records: Sequence[Mapping], conditions: Sequence[str], reference: str = "sft") -> list[dict]:
+    """Per condition: the forgotten share inside the relations that hold new facts and outside them, and the gap
+    inside − outside (mean and 95 % t-interval over the seeds that have both sides); then each of the three minus
+    `reference`'s, paired by seed (`inside_minus_reference`, `outside_minus_reference`, `gap_minus_reference`: does
+    the condition forget less inside, outside, and less inside than outside?). Conditions with no seed that has
+    both sides are left out (new facts of every relation leave no outside)."""
+    sides = []
+    for r in records:
+        inside, outside = inside_outside(r)
+        if math.isfinite(inside) and math.isfinite(outside):
+            sides.append({"name": r["name"], "seed": r["seed"], "inside": inside, "outside": outside,
+                          "gap": inside - outside})
     rows = []
     for name in conditions:
-        sides = [inside_outside(r) for r in records if r["name"] == name]
-        both = [(i, o) for i, o in sides if math.isfinite(i) and math.isfinite(o)]
-        if not both:
+        mine = [r for r in sides if r["name"] == name]
+        if not mine:
             continue
-        rows.append({"condition": name, "seeds": len(both),
-                     **_numbers("inside", t_interval([i for i, _ in both])),
-                     **_numbers("outside", t_interval([o for _, o in both])),
-                     **_numbers("difference", t_interval([i - o for i, o in both]))})
+        row = {"condition": name, "seeds": len(mine), "reference": reference}
+        for field in ("inside", "outside", "gap"):
+            row.update(_numbers(field, t_interval([r[field] for r in mine])))
+            paired = None if name == reference else _paired(sides, name, reference, field)
+            row.update(_numbers(f"{field}_minus_reference", paired))
+        rows.append(row)
     return rows
 
 
+def _interval(row: Mapping, prefix: str) -> Interval:
+    """The interval a row holds under `prefix` (NaN where None)."""
+    def value(key: str) -> float:
+        number = row[f"{prefix}_{key}"]
+        return math.nan if number is None else number
+
+    return Interval(value("mean"), value("low"), value("high"), row[f"{prefix}_n"])
+
+
 def _share_text(row: Mapping, prefix: str) -> str:
-    mean, low, high = (row[f"{prefix}_{k}"] for k in ("mean", "low", "high"))
-    if mean is None:
+    """'0.121 [0.075, 0.166]' (the bounds left out where undefined)."""
+    interval = _interval(row, prefix)
+    if interval.n == 0 or not math.isfinite(interval.mean):
         return "—"
-    return f"{mean:.3f}" if low is None else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+    if not math.isfinite(interval.low):
+        return f"{interval.mean:.3f}"
+    return f"{interval.mean:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
 
 
-def _signed_text(row: Mapping, prefix: str) -> str:
-    mean, low, high = (row[f"{prefix}_{k}"] for k in ("mean", "low", "high"))
-    return "—" if mean is None else interval_text(
-        Interval(mean, math.nan if low is None else low, math.nan if high is None else high, 2))
+def _paired_text(row: Mapping, prefix: str) -> str:
+    """'-0.109 [-0.158, -0.060]', with the seeds it pairs where fewer than the row's."""
+    interval = _interval(row, prefix)
+    text = interval_text(interval)
+    return text if interval.n in (0, row["seeds"]) else f"{text} ({count_text(interval.n, 'seed')} paired)"
 
 
 def relation_display_rows(summary: Sequence[Mapping]) -> list[dict]:
     """`relation_summary` rows as a reader sees them: one text cell per interval."""
-    rows = []
-    for row in summary:
-        paired = _signed_text(row, "minus_reference")
-        rows.append({"relation": row["relation"], "condition": row["condition"], "seeds": row["seeds"],
-                     "held-out right at start / seed": row["held_known"], "new facts / seed": row["new"],
-                     "forgotten": _share_text(row, "forgotten"), f"forgotten − {row['reference']}": paired,
-                     "learned": _share_text(row, "learned")})
-    return rows
+    return [{"relation": row["relation"], "condition": row["condition"], "seeds": row["seeds"],
+             "held-out right at start / seed": row["held_known"], "new facts / seed": row["new"],
+             "forgotten": _share_text(row, "forgotten"),
+             f"forgotten − {row['reference']}": _paired_text(row, "minus_reference"),
+             "learned": _share_text(row, "learned")} for row in summary]
 
 
 def contrast_display_rows(contrast: Sequence[Mapping]) -> list[dict]:
@@ -169,7 +206,10 @@ def contrast_display_rows(contrast: Sequence[Mapping]) -> list[dict]:
     return [{"condition": row["condition"], "seeds": row["seeds"],
              "forgotten where the new facts are": _share_text(row, "inside"),
              "forgotten elsewhere": _share_text(row, "outside"),
-             "difference": _signed_text(row, "difference")} for row in contrast]
+             "gap (inside − outside)": _paired_text(row, "gap"),
+             f"inside − {row['reference']}'s": _paired_text(row, "inside_minus_reference"),
+             f"outside − {row['reference']}'s": _paired_text(row, "outside_minus_reference"),
+             f"gap − {row['reference']}'s": _paired_text(row, "gap_minus_reference")} for row in contrast]
 
 
 def add_relations(report: Report, records: Sequence[Mapping], conditions: Sequence[str],
@@ -180,7 +220,7 @@ def add_relations(report: Report, records: Sequence[Mapping], conditions: Sequen
     if not summary:
         return summary
     listed = sum(has_relations(r) for r in records)
-    seeds_note = "" if listed == len(records) else (
+    coverage_note = "" if listed == len(records) else (
         f" Only {listed} of {len(records)} condition records list their facts' relations (records written "
         f"before relations were recorded do not), so this section is over those alone.")
     report.results["by_relation"] = summary
@@ -190,14 +230,15 @@ def add_relations(report: Report, records: Sequence[Mapping], conditions: Sequen
         "Per relation: of the held-out facts answered right at the shared start, the share wrong at the end "
         "(forgotten), paired by seed with " + reference + "'s; and the share of that relation's new facts learned. "
         "Means over seeds with 95 % t-intervals. Where the new facts land (new facts / seed) beside where "
-        "forgetting lands asks whether interference stays within a relation." + seeds_note)
+        "forgetting lands asks whether interference stays within a relation." + coverage_note)
     section.table(relation_display_rows(summary))
-    contrast = relation_contrast(records, conditions)
+    contrast = relation_contrast(records, conditions, reference)
     if contrast:
         report.results["relation_contrast"] = contrast
         section.table(contrast_display_rows(contrast),
-                      title="Forgotten share of held-out facts of the relations the new facts are of, and of the "
-                            "others: difference paired within seed, mean [95 % t-interval]")
+                      title="Forgotten share of held-out facts of the relations the new facts are of and of the "
+                            f"others, their gap within seed, and each minus {reference}'s paired by seed: mean "
+                            "[95 % t-interval]")
     section.figure(charts.comparison_chart(
         relation_records(records), shown, [(FORGOTTEN.format(rel), rel) for rel in relations_of(records)],
         title="Forgotten share of held-out facts right at the start, per relation (mean over seeds, 95 % "
