@@ -381,7 +381,7 @@ def relation_rows(folder: Path) -> list[str]:
 
 
 def test_the_readme_states_the_world_forgetting_by_relation(readme):
-    rows = relation_rows(RESULTS / "forgetting")
+    rows = relation_rows(RESULTS / "forgetting-20-seeds")
     assert len(rows) == 7  # four relations, three contrasts
     for row in rows:
         assert row in readme
