@@ -344,6 +344,11 @@ def test_the_readme_states_table_1_at_the_gpu_size_on_a_cpu(readme):
     assert f"The report's verdict: **{data['headline']['verdict']['verdict']}**" in readme
     for ran in data["results"]["pooled_from"]:  # every seed ran under the portable numerics, on a CPU
         assert ran["versions"]["numerics"] == "portable" and ran["device"].startswith("cpu")
+    # how far held-out accuracy moves between consecutive evaluations (the end point's noise), per method
+    swings = {name: max(abs(b - a) for r in data["conditions"] if r["name"] == name
+                        for a, b in zip(r["curves"]["held"][:-1], r["curves"]["held"][1:], strict=True))
+              for name in ("sft", "self_distill")}
+    assert f"up to {swings['sft']:.3f} (sft)\nand {swings['self_distill']:.3f} (self_distill)" in readme
 
 
 #: The methods of the world's forgetting-by-relation table (l2 is left out: it does not reach matched acquisition).
