@@ -390,3 +390,16 @@ def test_the_readme_states_the_world_forgetting_by_relation(readme):
     assert len(rows) == 7  # four relations, three contrasts
     for row in rows:
         assert row in readme
+
+
+def test_the_readme_states_where_each_remedys_forgetting_lands(readme):
+    contrast = {row["condition"]: row for row in load_results(RESULTS / "remedies")["results"]["relation_contrast"]}
+
+    def side(row, prefix):
+        return interval_text(Interval(row[f"{prefix}_mean"], row[f"{prefix}_low"], row[f"{prefix}_high"],
+                                      row[f"{prefix}_n"]))
+
+    for method in ("lora", "replay", "ewc", "self_distill"):
+        row = contrast[method]
+        assert (f"  - {method}: inside {side(row, 'inside_minus_reference')}, outside "
+                f"{side(row, 'outside_minus_reference')}") in readme
