@@ -10,7 +10,8 @@ import pytest
 
 from interference.report.files import load_results
 from interference.report.headline import mean_of
-from interference.report.paired import Interval, interval_text, paired_difference, ratio
+from interference.report.paired import interval_text, paired_difference, ratio
+from interference.report.relations import interval_of
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "world-default"
@@ -351,6 +352,11 @@ def test_the_readme_states_table_1_at_the_gpu_size_on_a_cpu(readme):
     assert f"up to {swings['sft']:.3f} (sft)\nand {swings['self_distill']:.3f} (self_distill)" in readme
 
 
+def row_text(row: dict, prefix: str) -> str:
+    """A relation summary or contrast row's interval under `prefix`, as the README writes it."""
+    return interval_text(interval_of(row, prefix))
+
+
 #: The methods of the world's forgetting-by-relation table (l2 is left out: it does not reach matched acquisition).
 RELATION_METHODS = ("sft", "self_distill", "attention-only", "ffn-only", "known-only")
 
@@ -363,25 +369,19 @@ def relation_rows(folder: Path) -> list[str]:
     by = {(r["relation"], r["condition"]): r for r in data["results"]["by_relation"]}
     rows = []
     for relation in sorted({r for r, _ in by}):
-        sd = by[(relation, "self_distill")]
-        paired = interval_text(Interval(sd["minus_reference_mean"], sd["minus_reference_low"],
-                                        sd["minus_reference_high"], sd["seeds"]))
+        paired = row_text(by[(relation, "self_distill")], "minus_reference")
         shares = " | ".join(f"{by[(relation, m)]['forgotten_mean']:.3f}" for m in RELATION_METHODS)
         rows.append(f"| {relation} | {by[(relation, 'sft')]['held_known']:.1f} | {by[(relation, 'sft')]['new']:.0f} | "
                     f"{shares} | {paired} |")
-    def interval(row, prefix):
-        return interval_text(Interval(row[f"{prefix}_mean"], row[f"{prefix}_low"], row[f"{prefix}_high"],
-                                      row[f"{prefix}_n"]))
-
     for row in data["results"]["relation_contrast"]:
         if row["condition"] == "sft":
             rows.append(f"sft: {row['inside_mean']:.3f} where the new facts are, {row['outside_mean']:.3f} elsewhere, "
-                        f"gap {interval(row, 'gap')}")
+                        f"gap {row_text(row, 'gap')}")
         elif row["condition"] in ("self_distill", "ffn-only"):
             rows.append(f"{row['condition']}: {row['inside_mean']:.3f} where the new facts are, "
                         f"{row['outside_mean']:.3f} elsewhere; minus sft's: inside "
-                        f"{interval(row, 'inside_minus_reference')}, outside "
-                        f"{interval(row, 'outside_minus_reference')}, gap {interval(row, 'gap_minus_reference')}")
+                        f"{row_text(row, 'inside_minus_reference')}, outside "
+                        f"{row_text(row, 'outside_minus_reference')}, gap {row_text(row, 'gap_minus_reference')}")
     return rows
 
 
@@ -395,11 +395,7 @@ def test_the_readme_states_the_world_forgetting_by_relation(readme):
 def test_the_readme_states_where_each_remedys_forgetting_lands(readme):
     contrast = {row["condition"]: row for row in load_results(RESULTS / "remedies")["results"]["relation_contrast"]}
 
-    def side(row, prefix):
-        return interval_text(Interval(row[f"{prefix}_mean"], row[f"{prefix}_low"], row[f"{prefix}_high"],
-                                      row[f"{prefix}_n"]))
-
     for method in ("lora", "replay", "ewc", "self_distill"):
         row = contrast[method]
-        assert (f"  - {method}: inside {side(row, 'inside_minus_reference')}, outside "
-                f"{side(row, 'outside_minus_reference')}") in readme
+        assert (f"  - {method}: inside {row_text(row, 'inside_minus_reference')}, outside "
+                f"{row_text(row, 'outside_minus_reference')}") in readme

@@ -161,7 +161,14 @@ class PairedDifference:
 
 
 def _by_seed(records: Sequence[Mapping], name: str) -> dict[int, Mapping]:
-    return {r["seed"]: r for r in records if r["name"] == name}
+    """Seed -> the record of condition `name`; a seed twice is an error (it would pair twice)."""
+    out: dict[int, Mapping] = {}
+    for r in records:
+        if r["name"] == name:
+            if r["seed"] in out:
+                raise InterferenceError(f"condition {name!r} has two records of seed {r['seed']}")
+            out[r["seed"]] = r
+    return out
 
 
 def _paired_seeds(mine: Mapping[int, Mapping], theirs: Mapping[int, Mapping], measure: str) -> tuple[int, ...]:

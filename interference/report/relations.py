@@ -23,10 +23,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from ..io.errors import InterferenceError
 from . import charts
 from .document import Report
-from .paired import Interval, finite_number, interval_text, t_interval
+from .paired import Interval, finite_number, interval_text, paired_comparison, t_interval
 from .tables import count_text
 
 #: The per-relation record fields (`relation_records`), formatted with the relation's name.
@@ -98,22 +97,11 @@ def _numbers(prefix: str, interval: Interval | None) -> dict:
     return {**numbers, f"{prefix}_n": 0 if interval is None else interval.n}
 
 
-def _by_seed(rows: Sequence[Mapping], name: str, field: str) -> dict[int, float]:
-    """Seed -> the finite `field` of condition `name`'s rows; a seed twice is an error (it would pair twice)."""
-    out: dict[int, float] = {}
-    for row in rows:
-        if row["name"] == name and finite_number(row.get(field)):
-            if row["seed"] in out:
-                raise InterferenceError(f"condition {name!r} has two records of seed {row['seed']}")
-            out[row["seed"]] = float(row[field])
-    return out
-
-
 def _paired(rows: Sequence[Mapping], name: str, reference: str, field: str) -> Interval | None:
-    """`name` − `reference` in `field`, paired by seed over the seeds where both are finite (None where none)."""
-    mine, theirs = _by_seed(rows, name, field), _by_seed(rows, reference, field)
-    differences = [value - theirs[seed] for seed, value in mine.items() if seed in theirs]
-    return t_interval(differences) if differences else None
+    """`name` − `reference` in `field`, paired by seed over the seeds where both are finite (None where none, or
+    for the reference itself)."""
+    found = paired_comparison(rows, [name], reference, (field,))
+    return found[0].t if found else None
 
 
 def relation_summary(records: Sequence[Mapping], conditions: Sequence[str], reference: str = "sft") -> list[dict]:
@@ -132,7 +120,7 @@ def relation_summary(records: Sequence[Mapping], conditions: Sequence[str], refe
                       for field in (FORGOTTEN, LEARNED)}
             counts = {field: sum(r.get(field.format(relation), 0.0) for r in mine) / len(mine)
                       for field in (HELD, NEW)}
-            paired = None if name == reference else _paired(derived, name, reference, FORGOTTEN.format(relation))
+            paired = _paired(derived, name, reference, FORGOTTEN.format(relation))
             rows.append({"relation": relation, "condition": name, "seeds": len(mine), "reference": reference,
                          "held_known": counts[HELD], "new": counts[NEW],
                          **_numbers("forgotten", shares[FORGOTTEN]), **_numbers("learned", shares[LEARNED]),
@@ -160,14 +148,14 @@ def relation_contrast(records: Sequence[Mapping], conditions: Sequence[str], ref
         row = {"condition": name, "seeds": len(mine), "reference": reference}
         for field in ("inside", "outside", "gap"):
             row.update(_numbers(field, t_interval([r[field] for r in mine])))
-            paired = None if name == reference else _paired(sides, name, reference, field)
-            row.update(_numbers(f"{field}_minus_reference", paired))
+            row.update(_numbers(f"{field}_minus_reference", _paired(sides, name, reference, field)))
         rows.append(row)
     return rows
 
 
-def _interval(row: Mapping, prefix: str) -> Interval:
-    """The interval a row holds under `prefix` (NaN where None)."""
+def interval_of(row: Mapping, prefix: str) -> Interval:
+    """The interval a summary or contrast row holds under `prefix` (`prefix`_mean, _low, _high, _n; NaN where
+    None)."""
     def value(key: str) -> float:
         number = row[f"{prefix}_{key}"]
         return math.nan if number is None else number
@@ -177,7 +165,7 @@ def _interval(row: Mapping, prefix: str) -> Interval:
 
 def _share_text(row: Mapping, prefix: str) -> str:
     """'0.121 [0.075, 0.166]' (the bounds left out where undefined)."""
-    interval = _interval(row, prefix)
+    interval = interval_of(row, prefix)
     if interval.n == 0 or not math.isfinite(interval.mean):
         return "—"
     if not math.isfinite(interval.low):
@@ -187,7 +175,7 @@ def _share_text(row: Mapping, prefix: str) -> str:
 
 def _paired_text(row: Mapping, prefix: str) -> str:
     """'-0.109 [-0.158, -0.060]', with the seeds it pairs where fewer than the row's."""
-    interval = _interval(row, prefix)
+    interval = interval_of(row, prefix)
     text = interval_text(interval)
     return text if interval.n in (0, row["seeds"]) else f"{text} ({count_text(interval.n, 'seed')} paired)"
 
