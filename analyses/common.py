@@ -18,6 +18,7 @@ from interference.report.files import versions
 from interference.studies.setup import WORLD, ExperimentConfig
 from interference.studies.suite import ACCUMULATING
 from interference.train import TrainConfig
+from interference.world.config import ALL_RELATIONS
 
 #: TrainConfig fields each analysis sets per condition (or that only a single run writes): not options here.
 PER_CONDITION = ("method", "freeze", "train_only", "train_splits", "seed", "report_to", "checkpoint_every",
@@ -53,6 +54,9 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--min-known-fraction", type=float, default=None,
                    help="with SLiCK-categorised data: keep relations with at least this fraction of HighlyKnown "
                         "facts (default 0.3, the paper's)")
+    p.add_argument("--new-relation", default=None, choices=list(ALL_RELATIONS),
+                   help="with the embedded world: the relation of the new facts it generates (default: its first, "
+                        "country); a real model's new facts are its data's")
     p.add_argument("--device", default="auto",
                    help=f"{DEVICE_CHOICES}: where SLiCK, training and every read run (default auto: cuda when "
                         "available)")
@@ -86,6 +90,7 @@ def experiment_config(args: argparse.Namespace, **defaults) -> ExperimentConfig:
         "model": args.model, "data": args.knowledge or args.data, "n_known": args.n_known, "n_unknown": args.n_unknown,
         "n_held": args.n_held, "layer": args.layer, "min_known_fraction": args.min_known_fraction,
         "device": str(device), "dtype": args.dtype, "seeds": tuple(args.seeds) if args.seeds else None,
+        "new_relation": args.new_relation,
     }
     given = {k: v for k, v in options.items() if v is not None}
     training = {k: v for k, v in dataclass_values(args, TrainConfig).items() if k not in PER_CONDITION}

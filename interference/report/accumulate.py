@@ -37,6 +37,9 @@ NOT_FINGERPRINTED_TRAINING = ("torch_compile",)
 #: that act only with it: where off they are left out of the comparison (`comparable`), so those runs still pool.
 ADDED_OFF = {"ewc_lambda": (0.0, ()), "replay_fraction": (0.0, ()),
              "lora_rank": (None, ("lora_alpha", "lora_targets", "lora_lr"))}
+#: Experiment settings added after runs were committed, with the value at which they change nothing: left out of the
+#: fingerprint where so, so that earlier runs keep their digest.
+ADDED_OFF_CONFIG = {"new_relation": None}
 #: Study settings added after runs were committed, with the value at which they change nothing: left out where so.
 ADDED_OFF_STUDY = {"remedies": {"lora_lr": None}}
 #: Record fields that hold NaN when undefined (JSON stores null): read back as NaN, as the studies computed them.
@@ -47,7 +50,8 @@ def fingerprint_settings(config, command: str, **study: Any) -> dict:
     """The settings that decide a run's numbers (see the module's docstring), as plain JSON."""
     from .files import to_jsonable
 
-    settings = {k: v for k, v in config.to_dict().items() if k not in NOT_FINGERPRINTED}
+    settings = {k: v for k, v in config.to_dict().items()
+                if k not in NOT_FINGERPRINTED and not (k in ADDED_OFF_CONFIG and v == ADDED_OFF_CONFIG[k])}
     if isinstance(settings.get("train"), dict):
         settings["train"] = {k: v for k, v in settings["train"].items() if k not in NOT_FINGERPRINTED_TRAINING}
     data = settings.get("data")

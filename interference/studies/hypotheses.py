@@ -182,7 +182,7 @@ def run_hypotheses(config: ExperimentConfig, counts: Sequence[int], *, base=None
                                 "new facts")
     base = base if base is not None else load_base(config, progress=progress)
     for key_kind in KEY_KINDS:  # a count the world cannot name fails here, before any training
-        base.new_facts(counts[-1], key_kind=key_kind, seed=config.seeds[0])
+        base.new_facts(counts[-1], key_kind=key_kind, relation=config.new_relation, seed=config.seeds[0])
     study: HypothesesStudy | None = None
     bar = tqdm(total=len(KEY_KINDS) * len(counts) * len(config.seeds), desc="hypotheses", unit="run",
                disable=not progress)

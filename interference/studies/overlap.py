@@ -174,7 +174,8 @@ def _candidates(config: ExperimentConfig, base, setup, pool_factor: int, seed: i
     from stored names; on real data, other Unknown facts of the kept relations (too few is a one-line error)."""
     if isinstance(base, World):
         per_level = -(-pool_factor * config.n_unknown // len(POOL_OVERLAPS))
-        return [f for level in POOL_OVERLAPS for f in base.new_facts(per_level, overlap=level, seed=10_000 + seed)]
+        return [f for level in POOL_OVERLAPS
+                for f in base.new_facts(per_level, overlap=level, relation=config.new_relation, seed=10_000 + seed)]
     pool = base.unknown_candidates(pool_factor * config.n_unknown, exclude=setup.unknown, seed=10_000 + seed,
                                    min_known_fraction=config.min_known_fraction)
     if len(pool) < 2 * config.n_unknown:
@@ -218,7 +219,7 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
         # CKA needs paired items: each held-out subject is paired with its nearest new subject (per layer).
         nearest = overlap_table(states, new, k=1).nearest  # [layers, n_held]
         cka = [linear_cka(states[i], new[i][nearest[i]]) for i in range(len(layers))]
-        uuid_facts = uuid_new_facts(base, setup, seed)
+        uuid_facts = uuid_new_facts(base, setup, seed, config.new_relation)
         pool = _candidates(config, base, setup, pool_factor, seed) if causal else []  # too few: before training
         pool_relations = [f.relation for f in pool] if match_relations and pool else None
         if pool_relations is not None:

@@ -61,6 +61,9 @@ class ExperimentConfig:
             its facts is HighlyKnown (paper 0.3; reports list every relation's fraction).
         device: where the base model lives and conditions train ("auto": cuda when available).
         dtype: the base model's weights, "float32" or "bfloat16".
+        new_relation: with the embedded world, the relation of the new facts it generates (D_unknown, and the UUID
+            and overlap controls drawn beside it); None: the world's first relation ("country"). A real model's new
+            facts are its data's Unknown facts, so it takes none.
     """
 
     model: str = WORLD
@@ -76,6 +79,7 @@ class ExperimentConfig:
     min_known_fraction: float = 0.3
     device: str = "auto"
     dtype: str = "float32"
+    new_relation: str | None = None
 
     def __post_init__(self) -> None:
         from ..models.devices import resolve_device, resolve_dtype
@@ -100,6 +104,7 @@ class ExperimentConfig:
         if not (isinstance(self.min_known_fraction, int | float) and 0 <= self.min_known_fraction <= 1):
             raise InterferenceError(f"min_known_fraction must be in [0, 1], got {self.min_known_fraction!r}")
         resolve_device(self.device), resolve_dtype(self.dtype)  # one-line errors before any work
+        check_new_relation(self)
         check_layer(self)  # read from the world's or the model's config, before any weights load
 
     @classmethod
@@ -129,6 +134,19 @@ class ExperimentConfig:
 def world_config(config: ExperimentConfig):
     """The `WorldConfig` of `config`'s embedded world (the quick one with `config.quick`)."""
     return (WorldConfig.quick if config.quick else WorldConfig)(seed=config.world_seed)
+
+
+def check_new_relation(config: ExperimentConfig) -> None:
+    """A one-line error when `config.new_relation` is set for a real model, or names no relation of its world."""
+    if config.new_relation is None:
+        return
+    if config.model != WORLD:
+        raise InterferenceError(f"new_relation {config.new_relation!r} needs the embedded world: a real model's new "
+                                "facts are its data's Unknown facts")
+    relations = world_config(config).relations
+    if config.new_relation not in relations:
+        raise InterferenceError(f"new_relation {config.new_relation!r} is not a relation of the "
+                                f"{'quick ' if config.quick else ''}world (it has {', '.join(relations)})")
 
 
 def check_layer(config: ExperimentConfig, model: torch.nn.Module | None = None) -> None:
@@ -179,20 +197,21 @@ def make_setup(config: ExperimentConfig, seed: int, *, base: World | RealData | 
                            min_known_fraction=config.min_known_fraction)
     else:
         setup = world_setup(base, n_known=config.n_known, n_unknown=n_unknown, n_held=config.n_held,
-                            key_kind=key_kind, overlap=overlap, seed=seed)
+                            key_kind=key_kind, overlap=overlap, seed=seed, new_relation=config.new_relation)
     check_layer(config, setup.model)  # where the config could not tell (a Hub model offline, a world passed in)
     return setup
 
 
-def uuid_new_facts(base: World | RealData, setup: Setup, seed: int) -> list[Fact]:
+def uuid_new_facts(base: World | RealData, setup: Setup, seed: int, relation: str | None = None) -> list[Fact]:
     """The new facts of a seed's UUID-keyed control condition. On the embedded world: as many generated facts as
-    `setup`'s D_unknown, with UUID keys. On a real model, where no facts are generated: `setup`'s own D_unknown with
-    each subject replaced by a fresh hex key (`uuid_keyed`), so that only the key differs (relations, templates and
-    answers are kept), and no key is a subject of D_known or D_held."""
+    `setup`'s D_unknown, with UUID keys, of `relation` (pass the config's `new_relation`; None: the first). On a
+    real model, where no facts are generated: `setup`'s own D_unknown with each subject replaced by a fresh hex key
+    (`uuid_keyed`), so that only the key differs (relations, templates and answers are kept), and no key is a
+    subject of D_known or D_held."""
     from ..facts.new_facts import uuid_keyed
 
     if isinstance(base, World):
-        return base.new_facts(len(setup.unknown), key_kind="uuid", seed=seed)
+        return base.new_facts(len(setup.unknown), key_kind="uuid", relation=relation, seed=seed)
     return uuid_keyed(setup.unknown, seed=seed, taken=[f.subject for f in setup.known + setup.held])
 
 
@@ -375,12 +394,13 @@ def world_setup(
     overlap: float = 1.0,
     seed: int = 0,
     relations: Sequence[str] | None = None,
+    new_relation: str | None = None,
 ) -> Setup:
     """D_known and D_held drawn from the facts the world's model knows (disjoint subjects), and D_unknown as
     `n_unknown` new facts about fresh subjects (`key_kind` "name" or "uuid", `overlap` of their syllables with
-    stored names)."""
+    stored names) of `new_relation` (None: the world's first relation)."""
     known, held = world.split(n_known, n_held, seed=seed, relations=relations)
-    unknown = world.new_facts(n_unknown, key_kind=key_kind, overlap=overlap, seed=seed)
+    unknown = world.new_facts(n_unknown, key_kind=key_kind, overlap=overlap, relation=new_relation, seed=seed)
     return Setup(f"world {world.config.digest()}", world.model, world.tokenizer, known, unknown, held, seed, world)
 
 

@@ -265,7 +265,8 @@ def run_tracing(config: ExperimentConfig, *, base=None, samples: int = SAMPLES, 
         start = start_model(setup, configs["sft"])
         tokenizer = setup.tokenizer
         _, start_ok = score_facts(start, tokenizer, setup.held)
-        uuid_setup = setup.with_unknown(uuid_new_facts(base, setup, seed))  # a fact it cannot key: before training
+        uuid_facts = uuid_new_facts(base, setup, seed, config.new_relation)
+        uuid_setup = setup.with_unknown(uuid_facts)  # a fact it cannot key: before training
         for name in CONDITIONS:
             run_setup = uuid_setup if name == "uuid-sft" else setup
             condition = run_condition(run_setup, name, configs[name], bar=bar)

@@ -1,0 +1,81 @@
+"""The relation of the embedded world's new facts is an experiment setting (`ExperimentConfig.new_relation`): every
+study's new facts and controls follow it, the run fingerprint tells runs of two relations apart, and the default
+leaves every earlier run as it was."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from interference.io.errors import InterferenceError
+from interference.report.accumulate import run_fingerprint
+from interference.studies.setup import ExperimentConfig, make_setup, uuid_new_facts
+
+
+def test_the_new_facts_and_their_uuid_control_are_of_the_chosen_relation(world):
+    config = ExperimentConfig.quick_preset(n_known=8, n_unknown=12, n_held=8, new_relation="capital")
+    setup = make_setup(config, 3, base=world, progress=False)
+    assert {f.relation for f in setup.unknown} == {"capital"}
+    assert {f.object for f in setup.unknown} <= set(world.corpus.objects["capital"])
+    assert {f.relation for f in uuid_new_facts(world, setup, 3, config.new_relation)} == {"capital"}
+    assert {f.relation for f in setup.held} > {"capital"}  # the held-out facts stay of every relation
+
+
+def test_the_default_draws_the_same_new_facts_as_before_the_setting(world):
+    config = ExperimentConfig.quick_preset(n_known=8, n_unknown=12, n_held=8)
+    assert config.new_relation is None
+    setup = make_setup(config, 3, base=world, progress=False)
+    assert setup.unknown == world.new_facts(12, seed=3)  # the world's first relation, drawn as every earlier run drew
+    assert {f.relation for f in setup.unknown} == {world.config.relations[0]}
+    assert uuid_new_facts(world, setup, 3) == world.new_facts(12, key_kind="uuid", seed=3)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (dict(quick=True, new_relation="language"),
+     "new_relation 'language' is not a relation of the quick world (it has country, capital, founded)"),
+    (dict(new_relation="weather"), "new_relation 'weather' is not a relation of the world (it has country, capital"),
+])
+def test_a_relation_the_world_lacks_is_a_one_line_error(settings, message):
+    with pytest.raises(InterferenceError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
+        ExperimentConfig.build(**settings)
+    assert "\n" not in str(err.value)
+
+
+def test_a_real_model_takes_no_new_relation(entityquestions_dir):
+    with pytest.raises(InterferenceError, match="needs the embedded world: a real model's new facts are its data's"):
+        ExperimentConfig.build(model="smollm2-135m", data=str(entityquestions_dir), new_relation="country")
+
+
+def test_the_setting_enters_the_fingerprint_only_when_set():
+    default = run_fingerprint(ExperimentConfig.quick_preset(), "analyses.forgetting")
+    capital = run_fingerprint(ExperimentConfig.quick_preset(new_relation="capital"), "analyses.forgetting")
+    assert "new_relation" not in default["settings"]  # runs from before the setting still pool with new ones
+    assert capital["settings"]["new_relation"] == "capital" and capital["digest"] != default["digest"]
+
+
+def test_an_analysis_takes_the_option_and_its_seeds_never_pool_with_another_relation_s(tmp_path, capsys):
+    from analyses import common, forgetting
+
+    parse = common.parser("forgetting", "test").parse_args
+    assert common.experiment_config(parse(["--quick", "--new-relation", "founded"])).new_relation == "founded"
+    out = tmp_path / "founded"
+    tiny = ["--quick", "--no-progress", "--methods", "sft", "--n-known", "16", "--n-unknown", "16", "--n-held", "24",
+            "--epochs", "3", "--out", str(out)]
+    assert forgetting.main([*tiny, "--new-relation", "founded", "--seeds", "0"]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["config"]["new_relation"] == "founded"
+    assert data["results"]["run_fingerprint"]["settings"]["new_relation"] == "founded"
+    assert {r for record in data["conditions"] for r in record["new_relations"]} == {"founded"}
+    capsys.readouterr()
+    assert forgetting.main([*tiny, "--seeds", "1", "--accumulate"]) == 2  # the default relation is another experiment
+    assert "other settings (new_relation: 'founded' there, None now)" in capsys.readouterr().err
+
+
+def test_an_analysis_refuses_the_option_with_a_real_model_before_the_work(tmp_path, capsys, entityquestions_dir):
+    from analyses import forgetting
+
+    assert forgetting.main(["--model", "smollm2-135m", "--data", str(entityquestions_dir), "--new-relation",
+                            "country", "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: new_relation 'country' needs the embedded world")
+    assert not (tmp_path / "x").exists()
