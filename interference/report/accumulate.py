@@ -120,11 +120,13 @@ def comparable(settings: dict) -> dict:
     return {**settings, "train": train} if "train" in settings else settings
 
 
-def _first_difference(ours: dict, theirs: dict, prefix: str = "") -> str:
+def first_difference(ours: dict, theirs: dict, prefix: str = "") -> str:
+    """The first setting (in key order, nested as `a.b`) where two fingerprint settings differ, as "key: theirs
+    there, ours now"; "" when they are the same."""
     for key in sorted(set(ours) | set(theirs)):
         a, b = ours.get(key), theirs.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            inner = _first_difference(a, b, f"{prefix}{key}.")
+            inner = first_difference(a, b, f"{prefix}{key}.")
             if inner:
                 return inner
         elif a != b:
@@ -147,7 +149,7 @@ def earlier_run(folder: str | Path, fingerprint: dict, *, required: bool = False
                                 "added to; use another --out")
     ours, recorded = comparable(fingerprint["settings"]), comparable(theirs.get("settings", {}))
     if theirs["digest"] != fingerprint["digest"] and ours != recorded:
-        difference = _first_difference(ours, recorded) or "the settings differ"
+        difference = first_difference(ours, recorded) or "the settings differ"
         raise InterferenceError(f"{folder} holds a run with other settings ({difference}): seeds accumulate only "
                                 "over the same experiment; use another --out")
     results = data.get("results", {})

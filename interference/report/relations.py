@@ -87,7 +87,7 @@ def relations_of(records: Sequence[Mapping]) -> list[str]:
     return sorted(names)
 
 
-def _numbers(prefix: str, interval: Interval | None) -> dict:
+def interval_numbers(prefix: str, interval: Interval | None) -> dict:
     """`prefix`_mean, _low, _high of an interval (None where undefined: no value, or one seed's bounds) and _n, the
     seeds it is over."""
     def number(value: float) -> float | None:
@@ -123,8 +123,9 @@ def relation_summary(records: Sequence[Mapping], conditions: Sequence[str], refe
             paired = _paired(derived, name, reference, FORGOTTEN.format(relation))
             rows.append({"relation": relation, "condition": name, "seeds": len(mine), "reference": reference,
                          "held_known": counts[HELD], "new": counts[NEW],
-                         **_numbers("forgotten", shares[FORGOTTEN]), **_numbers("learned", shares[LEARNED]),
-                         **_numbers("minus_reference", paired)})
+                         **interval_numbers("forgotten", shares[FORGOTTEN]),
+                         **interval_numbers("learned", shares[LEARNED]),
+                         **interval_numbers("minus_reference", paired)})
     return rows
 
 
@@ -147,8 +148,8 @@ def relation_contrast(records: Sequence[Mapping], conditions: Sequence[str], ref
             continue
         row = {"condition": name, "seeds": len(mine), "reference": reference}
         for field in ("inside", "outside", "gap"):
-            row.update(_numbers(field, t_interval([r[field] for r in mine])))
-            row.update(_numbers(f"{field}_minus_reference", _paired(sides, name, reference, field)))
+            row.update(interval_numbers(field, t_interval([r[field] for r in mine])))
+            row.update(interval_numbers(f"{field}_minus_reference", _paired(sides, name, reference, field)))
         rows.append(row)
     return rows
 
@@ -163,7 +164,7 @@ def interval_of(row: Mapping, prefix: str) -> Interval:
     return Interval(value("mean"), value("low"), value("high"), row[f"{prefix}_n"])
 
 
-def _share_text(row: Mapping, prefix: str) -> str:
+def share_text(row: Mapping, prefix: str) -> str:
     """'0.121 [0.075, 0.166]' (the bounds left out where undefined)."""
     interval = interval_of(row, prefix)
     if interval.n == 0 or not math.isfinite(interval.mean):
@@ -173,7 +174,7 @@ def _share_text(row: Mapping, prefix: str) -> str:
     return f"{interval.mean:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
 
 
-def _paired_text(row: Mapping, prefix: str) -> str:
+def paired_text(row: Mapping, prefix: str) -> str:
     """'-0.109 [-0.158, -0.060]', with the seeds it pairs where fewer than the row's."""
     interval = interval_of(row, prefix)
     text = interval_text(interval)
@@ -184,20 +185,20 @@ def relation_display_rows(summary: Sequence[Mapping]) -> list[dict]:
     """`relation_summary` rows as a reader sees them: one text cell per interval."""
     return [{"relation": row["relation"], "condition": row["condition"], "seeds": row["seeds"],
              "held-out right at start / seed": row["held_known"], "new facts / seed": row["new"],
-             "forgotten": _share_text(row, "forgotten"),
-             f"forgotten − {row['reference']}": _paired_text(row, "minus_reference"),
-             "learned": _share_text(row, "learned")} for row in summary]
+             "forgotten": share_text(row, "forgotten"),
+             f"forgotten − {row['reference']}": paired_text(row, "minus_reference"),
+             "learned": share_text(row, "learned")} for row in summary]
 
 
 def contrast_display_rows(contrast: Sequence[Mapping]) -> list[dict]:
     """`relation_contrast` rows as a reader sees them: one text cell per interval."""
     return [{"condition": row["condition"], "seeds": row["seeds"],
-             "forgotten where the new facts are": _share_text(row, "inside"),
-             "forgotten elsewhere": _share_text(row, "outside"),
-             "gap (inside − outside)": _paired_text(row, "gap"),
-             f"inside − {row['reference']}'s": _paired_text(row, "inside_minus_reference"),
-             f"outside − {row['reference']}'s": _paired_text(row, "outside_minus_reference"),
-             f"gap − {row['reference']}'s": _paired_text(row, "gap_minus_reference")} for row in contrast]
+             "forgotten where the new facts are": share_text(row, "inside"),
+             "forgotten elsewhere": share_text(row, "outside"),
+             "gap (inside − outside)": paired_text(row, "gap"),
+             f"inside − {row['reference']}'s": paired_text(row, "inside_minus_reference"),
+             f"outside − {row['reference']}'s": paired_text(row, "outside_minus_reference"),
+             f"gap − {row['reference']}'s": paired_text(row, "gap_minus_reference")} for row in contrast]
 
 
 def add_relations(report: Report, records: Sequence[Mapping], conditions: Sequence[str],
