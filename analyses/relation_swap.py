@@ -23,7 +23,9 @@ COMPARABLE = ("analyses.forgetting", "analyses.remedies")
 
 
 def _settings(data: dict, folder: str) -> dict:
-    """The run's fingerprint settings without the relation of its new facts (what the runs must share)."""
+    """The run's fingerprint settings without the relation of its new facts and the list of methods it ran (what the
+    runs must share: a condition's records do not depend on which other conditions ran beside it, so the
+    comparison reads the conditions every run holds)."""
     fingerprint = (data.get("results") or {}).get("run_fingerprint")
     if not isinstance(fingerprint, dict) or "settings" not in fingerprint:
         raise InterferenceError(f"{folder} records no run fingerprint: its settings cannot be compared")
@@ -32,6 +34,7 @@ def _settings(data: dict, folder: str) -> dict:
         raise InterferenceError(f"{folder} is a run of {settings.get('command')}; the comparison reads runs of "
                                 f"{' or '.join(COMPARABLE)}")
     settings.pop("new_relation", None)
+    settings.pop("methods", None)
     return comparable(settings)
 
 

@@ -111,6 +111,26 @@ def test_the_command_compares_two_runs_seed_by_seed(two_runs, capsys):
     assert (out / "report.html").is_file()
 
 
+def test_runs_of_other_methods_compare_on_the_conditions_they_share(two_runs, tmp_path):
+    """A condition's records do not depend on the conditions run beside it (checked here: SFT alone equals SFT run
+    beside self-distillation), so runs of other method lists compare on the methods they share."""
+    from analyses import forgetting, relation_swap
+
+    root, tiny = two_runs
+    alone = tmp_path / "sft-only"
+    methods = tiny.index("--methods")
+    assert forgetting.main([*tiny[:methods + 1], "sft", *tiny[methods + 3:], "--new-relation", "capital",
+                            "--out", str(alone)]) == 0
+    beside = [r for r in json.loads((root / "capital" / "results.json").read_text())["conditions"]
+              if r["name"] == "sft"]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in beside] == [
+        {k: v for k, v in r.items() if k != "seconds"} for r in json.loads((alone / "results.json").read_text())[
+            "conditions"]]
+    assert relation_swap.main([str(root / "country"), str(alone), "--out", str(tmp_path / "swap")]) == 0
+    data = json.loads((tmp_path / "swap" / "results.json").read_text())
+    assert {r["condition"] for r in data["results"]["own_relation_effects"]} == {"sft"}
+
+
 @pytest.mark.parametrize(("case", "message"), [
     ("one", "give at least two report folders"),
     ("same", "both have new facts of country"),
