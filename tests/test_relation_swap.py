@@ -108,6 +108,7 @@ def test_the_command_compares_two_runs_seed_by_seed(two_runs, capsys):
     assert data["seeds"] == [0, 1] and data["headline"]["verdict"] is not None
     assert {(r["condition"], r["relation"], r["other_new_relation"]) for r in data["results"]["own_relation_effects"]} \
         == {(c, a, b) for c in ("sft", "self_distill") for a, b in (("country", "capital"), ("capital", "country"))}
+    assert set(data["results"]["within_runs"]) == {"country", "capital"}
     assert (out / "report.html").is_file()
 
 

@@ -112,7 +112,7 @@ def own_relation_effects(runs: Mapping[str, Sequence[Mapping]], conditions: Sequ
     return rows
 
 
-def swap_verdict(effects: Sequence[Mapping], within: Mapping[str, Mapping], reference: str):
+def swap_verdict(effects: Sequence[Mapping], within: Mapping[str, Sequence[Mapping]], reference: str):
     """The verdict on `reference`'s rows (`judge`): the direction, the own-relation effect above 0 for every pair
     (★), then each pair's interval over seeds above 0, then within each run the new facts' relation forgotten more
     than the others (its gap inside − outside above 0)."""
@@ -129,7 +129,10 @@ def swap_verdict(effects: Sequence[Mapping], within: Mapping[str, Mapping], refe
                             f"when they are {row['other_new_relation']}: 95 % interval over seeds above 0",
                             f"{interval_text(effect)} ({row['ahead']} of {row['seeds']} seeds)",
                             effect.n >= 2 and effect.low > 0))
-    for label, row in within.items():
+    for label, rows in within.items():
+        row = next((r for r in rows if r["condition"] == reference), None)
+        if row is None:
+            continue
         gap = interval_of(row, "gap")
         checks.append(Check(f"within the run whose new facts are {label}: its held-out {label} facts forgotten more "
                             "than the others (inside − outside, paired within seed, interval above 0)",
@@ -170,8 +173,7 @@ def relation_swap_report(runs: Mapping[str, Sequence[Mapping]], conditions: Sequ
     runs = {label: [r for r in records if r["seed"] in seeds] for label, records in runs.items()}
     labels = list(runs)
     matrix, effects = swap_matrix(runs, conditions), own_relation_effects(runs, conditions)
-    within = {label: row for label, records in runs.items()
-              for row in relation_contrast(records, [reference], reference)}
+    within = {label: relation_contrast(records, conditions, reference) for label, records in runs.items()}
     report = Report("Does forgetting follow the new facts' relation?", seeds=seeds,
                     config={"runs": dict(sources), "conditions": list(conditions), "reference": reference},
                     description="Runs of one experiment that differ only in the relation of their new facts, "
@@ -198,7 +200,7 @@ def relation_swap_report(runs: Mapping[str, Sequence[Mapping]], conditions: Sequ
         section.table(_matrix_display(matrix, name, labels), title=name)
     report.section("Own-relation effects of every condition").table(_effects_display(effects))
     report.section("Within each run", "The run's own contrast: its new facts' relation against the others, paired "
-                   "within seed (as in each run's forgetting-by-relation section).").table(
-        [{"new facts": label, **row} for label, row in zip(within, contrast_display_rows(within.values()),
-                                                            strict=True)])
+                   f"within seed, and each condition's minus {reference}'s, paired by seed (as in each run's "
+                   "forgetting-by-relation section).").table(
+        [{"new facts": label, **row} for label, rows in within.items() for row in contrast_display_rows(rows)])
     return report
