@@ -399,3 +399,35 @@ def test_the_readme_states_where_each_remedys_forgetting_lands(readme):
         row = contrast[method]
         assert (f"  - {method}: inside {row_text(row, 'inside_minus_reference')}, outside "
                 f"{row_text(row, 'outside_minus_reference')}") in readme
+
+
+def swap_lines(folder: Path, condition: str = "sft") -> list[str]:
+    """The README's lines of the relation-swap run: per held-out relation the forgotten share under each relation of
+    the new facts, and per relation its own-relation effect against each other run (mean [95 % t], seeds ahead)."""
+    results = load_results(folder)["results"]
+    labels = list(results["runs"])
+    cells = {(r["held_relation"], r["new_relation"]): r["forgotten_mean"]
+             for r in results["matrix"] if r["condition"] == condition}
+    lines = [f"| {held} | " + " | ".join(f"{cells[held, label]:.3f}" for label in labels) + " |"
+             for held in sorted({held for held, _ in cells})]
+    for own in labels:
+        rows = [r for r in results["own_relation_effects"] if r["condition"] == condition and r["relation"] == own]
+        lines.append(f"- {own}: {rows[0]['own_mean']:.3f} under its own new facts; minus under "
+                     + ", ".join(f"{r['other_new_relation']}'s {row_text(r, 'effect')} ({r['ahead']}/{r['seeds']})"
+                                 for r in rows))
+    return lines
+
+
+def test_the_readme_states_the_relation_swap(readme):
+    lines = swap_lines(RESULTS / "relation-swap")
+    assert len(lines) == 8  # four held-out relations, four runs
+    for line in lines:
+        assert line in readme
+    verdict = load_results(RESULTS / "relation-swap")["headline"]["verdict"]
+    held = sum(c["passed"] for c in verdict["checks"])
+    assert f"**{verdict['verdict']}** ({held} of {len(verdict['checks'])} rules)" in readme
+    gains = []
+    for run in load_results(RESULTS / "relation-swap")["results"]["runs"].values():
+        records = load_results(ROOT / run["folder"])["conditions"]
+        gains.append(paired_difference(records, "self_distill", "sft", "held_acc_final").t.mean)
+    assert f"ahead of SFT's by {min(gains):+.3f} to {max(gains):+.3f} per run" in readme
