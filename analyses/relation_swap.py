@@ -14,7 +14,7 @@ from __future__ import annotations
 from interference.io.errors import CommandParser, InterferenceError, cli_errors
 from interference.report.accumulate import comparable, first_difference
 from interference.report.files import load_results
-from interference.report.relation_swap import new_relation_of, relation_swap_report
+from interference.report.relation_swap import check_runs, new_relation_of, relation_swap_report
 
 from . import common
 
@@ -40,7 +40,8 @@ def _settings(data: dict, folder: str) -> dict:
 
 def load_runs(folders: list[str]) -> tuple[dict[str, list[dict]], dict[str, str], list[str]]:
     """(records per new relation, folder per new relation, the conditions every run holds, in the first's order);
-    one-line errors for a folder that is not a report, runs of other settings, or two runs of one relation."""
+    one-line errors for a folder that is not a report, runs of other settings, two runs of one relation, and runs
+    that share no seed or measure other held-out facts (`check_runs`)."""
     runs, sources, first = {}, {}, None
     for folder in folders:
         data = load_results(folder)
@@ -55,6 +56,7 @@ def load_runs(folders: list[str]) -> tuple[dict[str, list[dict]], dict[str, str]
             raise InterferenceError(f"{folder} and {sources[label]} both have new facts of {label}: give one run per "
                                     "relation")
         runs[label], sources[label] = data["conditions"], folder
+    check_runs(runs)
     names = [dict.fromkeys(r["name"] for r in records) for records in runs.values()]
     conditions = [n for n in names[0] if all(n in other for other in names[1:])]
     return runs, sources, conditions

@@ -79,7 +79,7 @@ def test_runs_that_start_from_other_held_out_facts_or_mix_relations_are_refused(
     mixed = _runs()["country"] + _runs()["capital"]
     with pytest.raises(InterferenceError, match="its new facts are of capital and country"):
         new_relation_of(mixed, "mixed")
-    with pytest.raises(InterferenceError, match="no listed relation"):
+    with pytest.raises(InterferenceError, match="its records list no fact relations"):
         new_relation_of([{"name": "sft", "seed": 0}], "old")
     with pytest.raises(InterferenceError, match="at least two relations"):
         relation_swap_report({"country": _runs()["country"]}, ["sft"], sources={"country": "a"})
@@ -137,18 +137,26 @@ def test_runs_of_other_methods_compare_on_the_conditions_they_share(two_runs, tm
     ("same", "both have new facts of country"),
     ("reference", "--reference l2 is not a condition of every run (they share sft, self_distill)"),
     ("other", "is another experiment than"),
+    ("apart", "the runs share no seed (country: seeds 0 1; founded: seeds 2): nothing pairs"),
 ])
-def test_the_command_refuses_bad_input_in_one_line_before_any_work(two_runs, tmp_path, capsys, case, message):
-    from analyses import forgetting, relation_swap
+def test_the_command_refuses_bad_input_in_one_line_before_any_work(two_runs, tmp_path, capsys, monkeypatch, case,
+                                                                   message):
+    from analyses import common, forgetting, relation_swap
 
     root, tiny = two_runs
     country, capital = str(root / "country"), str(root / "capital")
-    if case == "other":
-        assert forgetting.main([*tiny[:-3], "--seeds", "0", "--epochs", "1", "--lr", "0.5", "--new-relation", "founded",
+    if case in ("other", "apart"):  # "apart": the fixture's settings on another seed; "other": another lr
+        other = ["--seeds", "2"] if case == "apart" else ["--seeds", "0", "--epochs", "1", "--lr", "0.5"]
+        assert forgetting.main([*tiny[:-3], *other, "--new-relation", "founded",
                                 "--out", str(tmp_path / "founded")]) == 0
     folders = {"one": [country], "same": [country, country], "reference": [country, capital, "--reference", "l2"],
-               "other": [country, str(tmp_path / "founded")]}[case]
+               "other": [country, str(tmp_path / "founded")], "apart": [country, str(tmp_path / "founded")]}[case]
     capsys.readouterr()
+
+    def claimed(*args, **kwargs):
+        raise AssertionError("the output folder was claimed before the input was checked")
+
+    monkeypatch.setattr(common, "run", claimed)
     assert relation_swap.main([*folders, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err

@@ -38,8 +38,11 @@ def new_relation_of(records: Sequence[Mapping], where: str) -> str:
     """The one relation of the new facts of `records`; a one-line error naming `where` when their records list no
     relations (written before records did) or new facts of several relations."""
     found = sorted({rel for r in records if has_relations(r) for rel in r["new_relations"]})
+    if not found:
+        raise InterferenceError(f"{where}: its records list no fact relations (written before records did); run it "
+                                "again to compare it")
     if len(found) != 1:
-        raise InterferenceError(f"{where}: its new facts are of {' and '.join(found) or 'no listed relation'}; the "
+        raise InterferenceError(f"{where}: its new facts are of {' and '.join(found)}; the "
                                 "comparison needs runs whose new facts are all of one relation")
     return found[0]
 
@@ -73,7 +76,8 @@ def _named_by_run(runs: Mapping[str, Sequence[Mapping]], condition: str) -> list
 
 
 def swap_matrix(runs: Mapping[str, Sequence[Mapping]], conditions: Sequence[str]) -> list[dict]:
-    """Per condition, held-out relation and run: the forgotten share (mean and 95 % t-interval over seeds)."""
+    """Per condition, held-out relation and run: the forgotten share (mean and 95 % t-interval over the seeds where
+    the relation has a held-out fact right at the start, `seeds` of them)."""
     relations = relations_of([r for records in runs.values() for r in records])
     rows = []
     for name in conditions:
@@ -84,7 +88,7 @@ def swap_matrix(runs: Mapping[str, Sequence[Mapping]], conditions: Sequence[str]
                 if mine:
                     shares = t_interval([r.get(FORGOTTEN.format(relation)) for r in mine])
                     rows.append({"condition": name, "held_relation": relation, "new_relation": label,
-                                 "seeds": len(mine), **interval_numbers("forgotten", shares)})
+                                 "seeds": shares.n, **interval_numbers("forgotten", shares)})
     return rows
 
 
@@ -159,17 +163,27 @@ def _effects_display(effects: Sequence[Mapping]) -> list[dict]:
              "own-relation effect": paired_text(row, "effect"), "seeds ahead": row["ahead"]} for row in effects]
 
 
-def relation_swap_report(runs: Mapping[str, Sequence[Mapping]], conditions: Sequence[str], *,
-                         sources: Mapping[str, str], reference: str = "sft") -> Report:
-    """The report of runs that differ only in the relation of their new facts (`runs`: records per new relation,
-    `sources`: the folder of each), over the seeds every run holds; conditions absent from a run are left out of
-    its cells. The caller checks that the runs are one experiment apart from that relation (their fingerprints)."""
+def check_runs(runs: Mapping[str, Sequence[Mapping]]) -> list[int]:
+    """The seeds every run holds; a one-line error for fewer than two runs, runs that share no seed, or runs that
+    measure other held-out facts (`check_same_held`)."""
     if len(runs) < 2:
         raise InterferenceError("the comparison needs runs of at least two relations of new facts")
     check_same_held(runs)
     seeds = shared_seeds(runs)
     if not seeds:
-        raise InterferenceError("the runs share no seed: nothing pairs")
+        held = "; ".join(f"{label}: seeds {' '.join(map(str, sorted({r['seed'] for r in records})))}"
+                         for label, records in runs.items())
+        raise InterferenceError(f"the runs share no seed ({held}): nothing pairs")
+    return seeds
+
+
+def relation_swap_report(runs: Mapping[str, Sequence[Mapping]], conditions: Sequence[str], *,
+                         sources: Mapping[str, str], reference: str = "sft") -> Report:
+    """The report of runs that differ only in the relation of their new facts (`runs`: records per new relation,
+    `sources`: the folder of each), over the seeds every run holds (`check_runs`); conditions absent from a run are
+    left out of its cells. The caller checks that the runs are one experiment apart from that relation (their
+    fingerprints)."""
+    seeds = check_runs(runs)
     runs = {label: [r for r in records if r["seed"] in seeds] for label, records in runs.items()}
     labels = list(runs)
     matrix, effects = swap_matrix(runs, conditions), own_relation_effects(runs, conditions)

@@ -62,8 +62,9 @@ class ExperimentConfig:
         device: where the base model lives and conditions train ("auto": cuda when available).
         dtype: the base model's weights, "float32" or "bfloat16".
         new_relation: with the embedded world, the relation of the new facts it generates (D_unknown, and the UUID
-            and overlap controls drawn beside it); None: the world's first relation ("country"). A real model's new
-            facts are its data's Unknown facts, so it takes none.
+            and overlap controls drawn beside it); None: the world's first relation ("country"), which naming it
+            also gives (it is stored as None). A real model's new facts are its data's Unknown facts, so it takes
+            none.
     """
 
     model: str = WORLD
@@ -105,6 +106,8 @@ class ExperimentConfig:
             raise InterferenceError(f"min_known_fraction must be in [0, 1], got {self.min_known_fraction!r}")
         resolve_device(self.device), resolve_dtype(self.dtype)  # one-line errors before any work
         check_new_relation(self)
+        if self.new_relation is not None and self.new_relation == world_config(self).relations[0]:
+            self.new_relation = None  # the default's facts, drawn as the default draws them: one experiment
         check_layer(self)  # read from the world's or the model's config, before any weights load
 
     @classmethod
