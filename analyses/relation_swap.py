@@ -18,6 +18,8 @@ from interference.report.relation_swap import check_runs, new_relation_of, relat
 
 from . import common
 
+#: No model is loaded: the command reads report folders only, so it takes no --device or --dtype.
+MODEL_FREE = True
 #: The analyses whose records list each fact's relation, so that runs of theirs can be compared.
 COMPARABLE = ("analyses.forgetting", "analyses.remedies")
 

@@ -73,11 +73,24 @@ def test_cpu_description_names_threads():
 
 
 def analysis_commands() -> list[str]:
+    """The analyses that load a model (those that only read report folders say so: `MODEL_FREE`)."""
+    import importlib
     import pkgutil
 
     import analyses
 
-    return sorted(m.name for m in pkgutil.iter_modules(analyses.__path__) if m.name != "common")
+    names = sorted(m.name for m in pkgutil.iter_modules(analyses.__path__) if m.name != "common")
+    return [n for n in names if not getattr(importlib.import_module(f"analyses.{n}"), "MODEL_FREE", False)]
+
+
+def test_a_model_free_analysis_is_left_out_and_offers_no_device(capsys):
+    """relation_swap reads report folders only: it is left out of the device test and its options name no device."""
+    from analyses import relation_swap
+
+    assert "relation_swap" not in analysis_commands()
+    with pytest.raises(SystemExit) as done:
+        relation_swap.main(["--help"])
+    assert done.value.code == 0 and "--device" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", analysis_commands())
