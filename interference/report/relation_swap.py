@@ -146,13 +146,10 @@ def swap_verdict(effects: Sequence[Mapping], within: Mapping[str, Sequence[Mappi
 
 def _matrix_display(matrix: Sequence[Mapping], condition: str, labels: Sequence[str]) -> list[dict]:
     """One condition's matrix as a reader sees it: a row per held-out relation, a column per run."""
-    rows: dict[str, dict] = {}
-    for row in matrix:
-        if row["condition"] == condition:
-            cells = rows.setdefault(row["held_relation"], {"held-out relation": row["held_relation"]})
-            cells[f"new facts: {row['new_relation']}"] = share_text(row, "forgotten")
-    return [{**{"held-out relation": r["held-out relation"]}, **{f"new facts: {x}": r.get(f"new facts: {x}", "—")
-                                                                 for x in labels}} for r in rows.values()]
+    cells = {(row["held_relation"], row["new_relation"]): share_text(row, "forgotten")
+             for row in matrix if row["condition"] == condition}
+    return [{"held-out relation": held, **{f"new facts: {x}": cells.get((held, x), "—") for x in labels}}
+            for held in dict.fromkeys(held for held, _ in cells)]
 
 
 def _effects_display(effects: Sequence[Mapping]) -> list[dict]:
@@ -195,8 +192,7 @@ def relation_swap_report(runs: Mapping[str, Sequence[Mapping]], conditions: Sequ
                                 "forgotten share is P(wrong at the end | right at the start) of a relation's held-out "
                                 "facts; the own-relation effect of relation R is its forgotten share when the new "
                                 "facts are R minus when they are another relation, paired by seed.")
-    report.results.update(runs={label: {"folder": sources[label], "seeds": sorted({r["seed"] for r in records})}
-                                for label, records in runs.items()},
+    report.results.update(runs={label: {"folder": sources[label], "seeds": seeds} for label in labels},
                           matrix=matrix, own_relation_effects=effects, within_runs=within)
     head = report.headline(f"{reference}'s forgetting follows the new facts' relation: held-out facts of a relation "
                            "are forgotten more when the new facts are of that relation than when they are of "
