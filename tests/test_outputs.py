@@ -229,3 +229,17 @@ def test_a_big_foreign_folder_is_refused_after_a_few_files(tmp_path):
         with claim_output(tmp_path, "demo"):
             pass
     assert not (tmp_path / MARKER).exists()
+
+
+def test_json_text_gives_the_data_back_with_scalar_lists_and_records_on_one_line():
+    data = {"seeds": [0, 1, 2], "facts": [{"subject": "Bergadena", "forgotten": True, "p": 0.25}, {"x": [1, 2]}],
+            "nested": {"a": {"b": None}}, 3: (1, 2), "empty": {}, "rows": [[1, 2], []], "nan": float("nan")}
+    text = atomic.json_text(data)
+    assert json.loads(text) == {**json.loads(json.dumps(data)), "nan": None}  # NaN as null, keys as json writes them
+    lines = text.splitlines()
+    assert '  "seeds": [0, 1, 2],' in lines
+    assert '    {"subject": "Bergadena", "forgotten": true, "p": 0.25},' in lines  # a record is one row
+    assert '  "nested": {' in lines and '      "b": null' in lines  # an object that is no record stays indented
+    assert '  "3": [1, 2],' in lines and text.endswith("}\n")
+    with pytest.raises(ValueError):
+        atomic.json_text([float("inf")], allow_nan=False)

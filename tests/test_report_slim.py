@@ -1,8 +1,10 @@
-"""Slim report pages (interference.report.slim): plotly.js from its CDN, the manifest kept true, foreign pages
-refused; and the committed results stay slim, so that the repository fits a GPU machine's transfer."""
+"""Slim report folders (interference.report.slim): plotly.js from its CDN, results.json in the compact layout, the
+manifest kept true, foreign pages refused; and the committed results stay slim, so that the repository fits a GPU
+machine's transfer."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +14,9 @@ from plotly.offline import get_plotlyjs_version
 from test_report import build_report  # the tests folder is on the path (pytest prepends it)
 
 from interference.io.errors import InterferenceError
-from interference.report import HTML_FILE, load_results
-from interference.report.document import PLOTLY_CDN, plotly_script
-from interference.report.slim import report_folders, slim_folder, slim_html
+from interference.report import HTML_FILE, MANIFEST_FILE, RESULTS_FILE, load_results
+from interference.report.document import PLOTLY_CDN, manifest_text, plotly_script
+from interference.report.slim import report_folders, slim_folder, slim_html, slim_results
 
 ROOT = Path(__file__).resolve().parents[1]
 CDN = PLOTLY_CDN.format(version=get_plotlyjs_version())
@@ -42,6 +44,21 @@ def test_write_cdn_matches_slimming_an_inline_page(tmp_path):
     assert slim_html((cdn / HTML_FILE).read_text()) is None
 
 
+def test_slim_lays_out_an_indented_results_json_compactly_with_the_same_data(tmp_path):
+    out = build_report().write(tmp_path / "run", plotly_js="cdn")
+    assert slim_folder(out) is False  # written slim: a CDN page and the compact layout
+    data = load_results(out)
+    indented = json.dumps(data, indent=2) + "\n"  # as the toolkit wrote results.json before 2026-12-06
+    (out / RESULTS_FILE).write_text(indented, encoding="utf-8")
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    texts = {name: (out / name).read_text(encoding="utf-8") for name in manifest["files"]}
+    (out / MANIFEST_FILE).write_text(manifest_text(manifest["title"], texts))
+    assert slim_folder(out) is True
+    after = (out / RESULTS_FILE).read_text(encoding="utf-8")
+    assert len(after) < len(indented) and load_results(out) == data  # fewer bytes, the same data, a true manifest
+    assert slim_results(after) is None and slim_folder(out) is False
+
+
 def test_bad_plotly_js_option():
     with pytest.raises(InterferenceError, match="plotly_js must be"):
         plotly_script("local")
@@ -66,7 +83,7 @@ def test_command_slims_every_report_folder_and_names_a_missing_root(tmp_path):
     run = lambda *args: subprocess.run([sys.executable, "-m", "interference.report.slim", *args],  # noqa: E731
                                        capture_output=True, text=True, cwd=ROOT)
     done = run(str(tmp_path))
-    assert done.returncode == 0 and "2 of 2 report pages slimmed" in done.stderr
+    assert done.returncode == 0 and "2 of 2 report folders slimmed" in done.stderr
     missing = run(str(tmp_path / "nowhere"))
     assert missing.returncode != 0 and "is not a folder" in missing.stderr.strip().splitlines()[-1]
 

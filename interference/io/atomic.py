@@ -82,13 +82,39 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write `data` as indented JSON to `path` atomically (NaN is written as null)."""
+    """Write `data` as JSON to `path` atomically, laid out as `json_text` lays it out (NaN is written as null)."""
     return write_text(path, json_text(data))
 
 
-def json_text(data: Any) -> str:
-    """`data` as indented JSON text with a final newline (NaN as null), as `write_json` writes it."""
-    return json.dumps(nan_to_none(data), indent=2) + "\n"
+def json_text(data: Any, allow_nan: bool = True) -> str:
+    """`data` as JSON text with a final newline, indented by two spaces except that a list of scalars, and an object
+    of scalars that is an item of a list (a record), each take one line: long per-fact records then read as rows
+    and weigh about 40 % less than fully indented. NaN is written as null, or refused (ValueError) when
+    `allow_nan` is False. `json.loads` of the text gives `data` back (tuples as lists)."""
+    return _layout(nan_to_none(data) if allow_nan else data, 0, False, allow_nan) + "\n"
+
+
+def _layout(value: Any, depth: int, in_list: bool, allow_nan: bool) -> str:
+    if isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return json.dumps(value, allow_nan=allow_nan)
+    flat = not any(isinstance(item, dict | list | tuple) for item in items)
+    if not items or (flat and (in_list or not isinstance(value, dict))):
+        return json.dumps(value, allow_nan=allow_nan)
+    pad, inner = "  " * depth, "  " * (depth + 1)
+    if isinstance(value, dict):
+        lines = [f"{inner}{_key(k)}: {_layout(v, depth + 1, False, allow_nan)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(lines) + f"\n{pad}}}"
+    lines = [inner + _layout(item, depth + 1, True, allow_nan) for item in value]
+    return "[\n" + ",\n".join(lines) + f"\n{pad}]"
+
+
+def _key(key: Any) -> str:
+    """An object key as `json.dumps` writes it: strings as they are, numbers, booleans and None as their JSON text."""
+    return json.dumps(key if isinstance(key, str) else json.dumps(key))
 
 
 def nan_to_none(value: Any) -> Any:

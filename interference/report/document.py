@@ -325,7 +325,7 @@ class Report:
         everything renders and validates."""
         data = self.to_dict()
         validate_results(data)
-        files = {RESULTS_FILE: json.dumps(data, indent=2, allow_nan=False) + "\n", CSV_FILE: self.to_csv(),
+        files = {RESULTS_FILE: atomic.json_text(data, allow_nan=False), CSV_FILE: self.to_csv(),
                  HTML_FILE: self.to_html(data, plotly_js)}
         files[MANIFEST_FILE] = manifest_text(self.title, files)
         if isinstance(out, str | os.PathLike):

@@ -1,11 +1,14 @@
-"""Slim report pages: plotly's JavaScript (4.6 MB) loaded from its CDN instead of inlined into every page.
+"""Slim report folders: plotly's JavaScript (4.6 MB) loaded from its CDN instead of inlined into every page, and
+results.json in the toolkit's compact layout.
 
 `Report.write` makes each report.html self-contained, so that it opens offline. A repository that commits many
 results folders then carries one copy of plotly.js per page, and the repository is what travels to a GPU machine
 (64 MiB in all, the working tree included). `slim_folder` rewrites a report folder's page to load the same plotly.js
-version from cdn.plot.ly (text and tables read offline; the charts need the network) and updates its manifest.json,
-so that `load_results` still accepts the folder. Only pages that their manifest names and matches are touched: a
-page the toolkit did not write, or one edited since, is refused.
+version from cdn.plot.ly (text and tables read offline; the charts need the network), rewrites a results.json
+written fully indented (before 2026-12-06) in the layout `interference.io.atomic.json_text` writes now (the same
+data, about 40 % fewer bytes), and updates its manifest.json, so that `load_results` still accepts the folder. Only
+files that their manifest names and matches are touched: a folder the toolkit did not write, or one edited since, is
+refused.
 
     python -m interference.report.slim results/        # every report folder under results/
 """
@@ -20,7 +23,7 @@ from pathlib import Path
 from ..io import atomic
 from ..io.errors import CommandParser, InterferenceError, cli_errors
 from .document import manifest_text, plotly_script
-from .files import HTML_FILE, MANIFEST_FILE, check_manifest
+from .files import HTML_FILE, MANIFEST_FILE, RESULTS_FILE, check_manifest
 
 _INLINE = re.compile(r'<script type="text/javascript">(/\*\*\s*\* plotly\.js v(\d+\.\d+\.\d+).*?)</script>', re.S)
 
@@ -33,18 +36,28 @@ def slim_html(page: str) -> str | None:
     return page[:found.start()] + plotly_script("cdn", found.group(2)) + page[found.end():]
 
 
+def slim_results(text: str) -> str | None:
+    """results.json `text` in the compact layout (the same data); None when it has that layout already."""
+    compact = atomic.json_text(json.loads(text), allow_nan=False)
+    return None if compact == text else compact
+
+
 def slim_folder(folder: str | Path) -> bool:
-    """Slim the report page of one report folder (see the module); False when it is slim already."""
+    """Slim the report page and results.json of one report folder (see the module); False when both are slim."""
     folder = Path(folder)
     manifest = check_manifest(folder)  # the files are the ones the toolkit wrote, unchanged since
     if manifest is None or HTML_FILE not in manifest["files"]:
         raise InterferenceError(f"{folder} holds no report page named in a {MANIFEST_FILE}: not the toolkit's")
-    page = slim_html((folder / HTML_FILE).read_bytes().decode("utf-8"))
-    if page is None:
-        return False
     texts = {name: (folder / name).read_bytes().decode("utf-8") for name in manifest["files"]}
-    texts[HTML_FILE] = page
-    atomic.write_text(folder / HTML_FILE, page)
+    slimmed = {HTML_FILE: slim_html(texts[HTML_FILE])}
+    if RESULTS_FILE in texts:
+        slimmed[RESULTS_FILE] = slim_results(texts[RESULTS_FILE])
+    slimmed = {name: text for name, text in slimmed.items() if text is not None}
+    if not slimmed:
+        return False
+    texts.update(slimmed)
+    for name, text in slimmed.items():
+        atomic.write_text(folder / name, text)
     atomic.write_text(folder / MANIFEST_FILE, manifest_text(manifest.get("title", ""), texts))
     return True
 
@@ -73,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     for folder in folders:  # every folder checked before any is rewritten
         check_manifest(folder)
     slimmed = [folder for folder in folders if slim_folder(folder)]
-    print(f"{len(slimmed)} of {len(folders)} report pages slimmed", file=sys.stderr)
+    print(f"{len(slimmed)} of {len(folders)} report folders slimmed", file=sys.stderr)
     return 0
 
 
