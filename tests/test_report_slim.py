@@ -88,8 +88,9 @@ def test_command_slims_every_report_folder_and_names_a_missing_root(tmp_path):
     assert missing.returncode != 0 and "is not a folder" in missing.stderr.strip().splitlines()[-1]
 
 
-def test_committed_report_pages_are_slim():
-    """Each committed page inlining plotly.js adds 4.6 MB to what travels to a GPU machine (64 MiB in all): run
+def test_committed_report_folders_are_slim():
+    """Each committed page inlining plotly.js adds 4.6 MB to what travels to a GPU machine (64 MiB in all), and a
+    fully indented results.json 40 % of its size: run
     `python -m interference.report.slim results/` before committing results."""
     tracked = subprocess.run(["git", "ls-files", "results"], capture_output=True, text=True, cwd=ROOT)
     if tracked.returncode != 0:
@@ -97,6 +98,9 @@ def test_committed_report_pages_are_slim():
     pages = [ROOT / p for p in tracked.stdout.split() if p.endswith(HTML_FILE)]
     fat = [str(p.relative_to(ROOT)) for p in pages if p.is_file() and p.stat().st_size > 1_000_000]
     assert not fat, f"report pages with plotly.js inlined: {fat}"
+    indented = [str(p.relative_to(ROOT)) for p in (page.with_name(RESULTS_FILE) for page in pages)
+                if p.is_file() and slim_results(p.read_text(encoding="utf-8")) is not None]
+    assert not indented, f"results.json not in the compact layout: {indented}"
 
 
 #: The largest tracked tree the GPU plan's first call can carry beside the first 34 MB part of the SmolLM2 wheel and
