@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 from glance import assert_reads_at_a_glance
 
+from interference.facts.answers import exact_match
 from interference.report import CONDITION_FIELDS, validate_results
 from interference.studies.forgetting import forgetting_report, run_forgetting
 from interference.studies.hypotheses import hypotheses_report, run_hypotheses
@@ -120,6 +121,14 @@ def test_overlap_study_measures_every_held_fact_and_the_causal_split(config, wor
     record = study.of("sft")[0]
     net_drop = round((record["held_acc_peak"] - record["held_acc_final"]) * config.n_held)
     assert sum(f["forgotten_sft"] for f in study.facts) >= net_drop
+    # what a forgotten fact becomes: recorded for exactly the facts SFT forgot, each answer wrong for its own fact
+    replaced = [f for f in study.facts if "answer_sft" in f]
+    assert replaced and all(f["forgotten_sft"] for f in replaced)
+    assert len(replaced) == sum(f["forgotten_sft"] for f in study.facts)
+    held = {(f.subject, f.relation): f for seed in config.seeds for f in make_setup(config, seed, base=world).held}
+    assert not any(exact_match(f["answer_sft"], held[f["subject"], f["relation"]].answers) for f in replaced)
+    assert all(f["takes_new"] or not f["takes_nearest"] for f in replaced)
+    assert all(0 <= f["nearest_expected"] <= 1 for f in replaced)
     out = overlap_report(study).write(tmp_path / "overlap")
     data = json.loads((out / "results.json").read_text())
     validate_results(data)
@@ -138,6 +147,8 @@ def test_overlap_study_measures_every_held_fact_and_the_causal_split(config, wor
                 if d["condition"] == "uuid-sft" and d["measure"] == "held_acc_final")
     record = {r["name"]: r for r in data["conditions"]}
     assert uuid["difference"] == pytest.approx(record["uuid-sft"]["held_acc_final"] - record["sft"]["held_acc_final"])
+    assert data["results"]["replacement"]["forgotten"] == len(replaced)
+    assert "What a forgotten fact becomes" in (out / "report.html").read_text()
 
 
 def test_hypotheses_grid_and_verdicts(config, world, tmp_path):

@@ -44,6 +44,13 @@ def fact_correctness(
 
     `batch_size` None follows the model's device (see the module's docstring).
     """
+    answers = fact_answers(model, tokenizer, facts, batch_size=batch_size, max_new_tokens=max_new_tokens, desc=desc)
+    return [exact_match(a, f.answers) for a, f in zip(answers, facts, strict=True)]
+
+
+def fact_answers(model, tokenizer, facts: Sequence[Fact], *, batch_size: int | None = None,
+                 max_new_tokens: int = 16, desc: str | None = None) -> list[str]:
+    """Per fact, in order: the greedy generation after `qa_prompt(fact)`, as `fact_correctness` judges it."""
     if not facts:
         return []
     if batch_size is None:
@@ -53,7 +60,7 @@ def fact_correctness(
     answers = generate_in_length_order(
         model, tokenizer, prompts, lengths, batch_size=batch_size, max_new_tokens=max_new_tokens, desc=desc
     )
-    return [exact_match(a[0], f.answers) for a, f in zip(answers, facts, strict=True)]
+    return [a[0] for a in answers]
 
 
 def accuracy(correct: Sequence[bool]) -> float:

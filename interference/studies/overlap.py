@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from ..io.errors import InterferenceError
+from ..measures.evaluation import answer_budget, fact_answers
 from ..measures.overlap import linear_cka, matched_quotas, overlap_table, split_by_overlap
+from ..measures.replacement import replacement_fields, replacement_summary
 from ..measures.representations import subject_states
 from ..report import charts
 from ..report.document import Report
@@ -184,6 +186,16 @@ def _candidates(config: ExperimentConfig, base, setup, pool_factor: int, seed: i
     return pool
 
 
+def _forgotten_answers(setup, condition) -> dict[int, str]:
+    """The condition's greedy answers to the held-out facts it forgot, by index, decoded as its evaluation decoded
+    them (`interference.measures.replacement`)."""
+    index, train = sorted(condition.result.forgotten), condition.result.config
+    budget = train.eval_max_new_tokens or answer_budget(setup.tokenizer, [*setup.known, *setup.unknown, *setup.held])
+    answers = fact_answers(condition.model, setup.tokenizer, [setup.held[i] for i in index],
+                           batch_size=train.eval_batch_size, max_new_tokens=budget)
+    return dict(zip(index, answers, strict=True))
+
+
 def _states(setup, facts, layers):
     return subject_states(setup.model, setup.tokenizer, facts, layers, desc=None)
 
@@ -231,6 +243,8 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
             condition = run_condition(run_setup, name, config.train_config(seed, method=method), bar=bar)
             drift = held_drift(run_setup, condition.model, layers, states)
             forgotten[name] = set(condition.result.forgotten)
+            if name == "sft":
+                given = _forgotten_answers(run_setup, condition)
             records[name] = condition.record(drift=drift[layer].item(), drift_per_layer=drift.tolist())
             study.records.append(records[name])
             bar.update(1)
@@ -241,6 +255,8 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
             "nearest_new_subject": setup.unknown[table.nearest[i].item()].subject,
             "forgotten_sft": i in forgotten["sft"], "forgotten_self_distill": i in forgotten["self_distill"],
             "forgotten_uuid_sft": i in forgotten["uuid-sft"],
+            **(replacement_fields(given[i], setup.unknown[table.nearest[i].item()], setup.unknown) if i in given
+               else {}),
         } for i, fact in enumerate(setup.held)]
         if not causal:
             continue
@@ -350,9 +366,10 @@ def overlap_report(study: OverlapStudy) -> Report:
     causal = study.causal()
     cka = [sum(v) / len(v) for v in zip(*study.cka, strict=True)]
     per_relation = study.by_relation()
+    replaced = replacement_summary(study.facts)
     report.results.update(layer=study.layer, drift_per_layer=curves, cka_per_layer=cka, causal=causal,
                           overlap_vs_forgetting=[relation, relation_topk], overlap_by_relation=per_relation,
-                          facts=study.facts)
+                          facts=study.facts, replacement=replaced)
 
     differences = paired_comparison(records, names, "sft")
     if causal is not None:
@@ -373,6 +390,11 @@ def overlap_report(study: OverlapStudy) -> Report:
          "ours": f"{ours(records, 'high-overlap sft', 'absolute_drop', False)} / "
                  f"{ours(records, 'low-overlap sft', 'absolute_drop', False)}"},
     ]
+    if replaced is not None:
+        taken, _, expected = replaced["rows"]
+        paper.append({"quantity": "forgotten facts that take the nearest new subject's answer (SFT) / expected from "
+                                  "the new facts' answers", "paper": "not in the paper (ours)",
+                      "ours": f"{taken['share']:.2f} / {expected['share']:.2f}"})
     add_headline(report, claim="Forgetting is localized interference: new subjects that resemble stored ones make the "
                  "model forget, so name-like keys forget far more than UUID keys and overlap predicts which facts "
                  "go (Kaplan et al. §5).", records=records, conditions=names,
@@ -416,6 +438,8 @@ def overlap_report(study: OverlapStudy) -> Report:
     section.figure(charts.band_chart({"CKA": study.cka}, title="Linear CKA, held-out subjects vs their nearest new "
                                      "subjects (base model)", x_title="layer", y_title="CKA", layers=True))
 
+    if replaced is not None:
+        _replacement_section(report, replaced, study.layer)
     if causal is None:
         return report
     section = report.section(
@@ -432,3 +456,21 @@ def overlap_report(study: OverlapStudy) -> Report:
          ("new_acc", "acquisition acc(D_unknown)")],
         title="Causal test: held-out accuracy after SFT on high- vs low-overlap new facts (dots are seeds)"))
     return report
+
+
+def _replacement_section(report: Report, replaced: dict, layer: int) -> None:
+    """What the held-out facts SFT forgot became (`interference.measures.replacement`)."""
+    taken, new, expected = replaced["rows"]
+    excess = replaced["excess"]
+    per_seed = (f"per seed, taken − expected is {interval_text(excess)} over {excess.n} seeds"
+                if excess is not None else "one seed: no interval over seeds")
+    section = report.section(
+        "What a forgotten fact becomes",
+        f"For each held-out fact SFT forgot ({replaced['forgotten']} over {count_text(replaced['seeds'], 'seed')}), "
+        f"its greedy answer after SFT against the answer trained for the new subject nearest to its own (max cosine, "
+        f"base model, layer {layer}). If a new subject overwrites the stored fact it resembles, the forgotten fact "
+        f"takes that subject's answer more often than the new facts' answers alone explain: {taken['share']:.2f} "
+        f"[{taken['ci_low']:.2f}, {taken['ci_high']:.2f}] took it, {expected['share']:.2f} expected (the share of "
+        f"the new facts of the nearest's relation that carry the answer given); {per_seed}. "
+        f"{new['share']:.2f} took the answer of some new fact. Beyond the paper.")
+    section.table(replaced["rows"], title="Answers after SFT of the forgotten held-out facts (Wilson 95 % intervals)")
