@@ -256,6 +256,16 @@ def overlap_relation_rows(folder: Path) -> list[str]:
             for r in load_results(folder)["results"]["overlap_by_relation"]]
 
 
+def replacement_text(replaced: dict) -> str:
+    """What the forgotten facts became, as the README states it: the share taking the nearest new subject's answer,
+    the share expected, and the excess per seed."""
+    taken, _, expected = replaced["rows"]
+    excess = replaced["excess"]
+    return (f"For {taken['share']:.3f} [{taken['ci_low']:.3f}, {taken['ci_high']:.3f}] of the forgotten facts, "
+            f"against {expected['share']:.3f} expected from the new facts' answer frequencies alone: per seed "
+            f"{excess['mean']:+.3f} [{excess['low']:+.3f}, {excess['high']:+.3f}] over {excess['n']} seeds")
+
+
 def equal_epochs_text(folder: Path) -> str:
     """The causal test after the same number of epochs, as the README states it."""
     causal = load_results(folder)["results"]["causal"]
@@ -263,20 +273,21 @@ def equal_epochs_text(folder: Path) -> str:
     return f"{equal['mean']:+.3f} [{equal['low']:+.3f}, {equal['high']:+.3f}]"
 
 
-@pytest.mark.parametrize("folder", [RESULTS / "overlap-10-seeds", SMOLLM2_OVERLAP, SMOLLM2_OVERLAP_MATCHED])
+@pytest.mark.parametrize("folder", [RESULTS / "overlap-20-seeds", SMOLLM2_OVERLAP, SMOLLM2_OVERLAP_MATCHED])
 def test_the_readme_states_the_causal_test_after_equal_epochs(readme, folder):
     causal = load_results(folder)["results"]["causal"]
     assert equal_epochs_text(folder) in readme
     assert f"{causal['low_epochs']:.1f}" in readme and f"{causal['high_epochs']:.1f}" in readme
 
 
-def test_the_readme_states_the_world_overlap_run_with_10_seeds(readme):
-    folder = RESULTS / "overlap-10-seeds"
+def test_the_readme_states_the_world_overlap_run_with_20_seeds(readme):
+    folder = RESULTS / "overlap-20-seeds"
     data = load_results(folder)
-    assert data["seeds"] == list(range(10)) and data["config"]["model"] == "world"
+    assert data["seeds"] == list(range(20)) and data["config"]["model"] == "world"
     assert data["versions"]["numerics"] == "portable"
     for row in overlap_rows(folder) + overlap_relation_rows(folder):
         assert row in readme, row
+    assert replacement_text(data["results"]["replacement"]) in " ".join(readme.split())
     demo = {(r["name"], r["seed"]): r for r in load_results(RESULTS / "overlap")["conditions"]}
     for record in data["conditions"]:  # its seeds 0-2 are the demo's, bit for bit
         if record["seed"] < 3:
