@@ -259,10 +259,9 @@ def overlap_relation_rows(folder: Path) -> list[str]:
 def replacement_text(replaced: dict) -> str:
     """What the forgotten facts became, as the README states it: the share taking the nearest new subject's answer,
     the share expected, and the excess per seed."""
-    taken, _, expected = replaced["rows"]
-    excess = replaced["excess"]
+    taken, excess = replaced["takes_nearest"], replaced["excess"]
     return (f"For {taken['share']:.3f} [{taken['ci_low']:.3f}, {taken['ci_high']:.3f}] of the forgotten facts, "
-            f"against {expected['share']:.3f} expected from the new facts' answer frequencies alone: per seed "
+            f"against {replaced['expected']:.3f} expected from the new facts' answer frequencies alone: per seed "
             f"{excess['mean']:+.3f} [{excess['low']:+.3f}, {excess['high']:+.3f}] over {excess['n']} seeds")
 
 

@@ -18,29 +18,42 @@ NEW = [_fact("Megria", "Mouzame", aliases=("Mouzame Republic",)), _fact("Griasta
 
 def test_fields_compare_the_answer_given_with_the_nearest_new_fact_and_the_new_facts_answers():
     taken = replacement_fields("Mouzame Republic\nmore text", NEW[0], NEW)  # an alias, on its first line
-    assert taken == {"answer_sft": "Mouzame Republic", "takes_nearest": True, "nearest_expected": 0.25,
-                     "takes_new": True}
+    assert taken == {"answer_sft": "Mouzame Republic", "nearest_relation": "country", "takes_nearest": True,
+                     "nearest_expected": 0.25, "takes_new": True}
     other = replacement_fields("Mouzame", NEW[1], NEW)  # another new fact's answer: the nearest's peers are country
     assert other["takes_nearest"] is False and other["takes_new"] is True
     assert other["nearest_expected"] == pytest.approx(2 / 4)  # two of the four country facts carry it
     none = replacement_fields("Atlantis", NEW[4], NEW)
-    assert none == {"answer_sft": "Atlantis", "takes_nearest": False, "nearest_expected": 0.0, "takes_new": False}
+    assert none == {"answer_sft": "Atlantis", "nearest_relation": "founded", "takes_nearest": False,
+                    "nearest_expected": 0.0, "takes_new": False}
 
 
-def test_summary_pools_facts_and_gives_the_excess_over_seeds():
+def _forgotten(seed, relation, nearest_relation, takes, expected, new=True):
+    return {"seed": seed, "relation": relation, "forgotten_sft": True, "nearest_relation": nearest_relation,
+            "takes_nearest": takes, "nearest_expected": expected, "takes_new": new}
+
+
+def test_summary_pools_facts_gives_the_excess_over_seeds_and_the_same_relation_subset():
     facts = [
-        {"seed": 0, "forgotten_sft": True, "takes_nearest": True, "nearest_expected": 0.25, "takes_new": True},
-        {"seed": 0, "forgotten_sft": True, "takes_nearest": False, "nearest_expected": 0.25, "takes_new": True},
-        {"seed": 0, "forgotten_sft": False},  # retained: no fields, not counted
-        {"seed": 1, "forgotten_sft": True, "takes_nearest": False, "nearest_expected": 0.5, "takes_new": False},
+        _forgotten(0, "country", "country", True, 0.25),
+        _forgotten(0, "country", "country", False, 0.25),
+        _forgotten(0, "capital", "country", False, 0.0, new=False),  # another relation than its nearest's
+        {"seed": 0, "relation": "country", "forgotten_sft": False},  # retained: no fields, not counted
+        _forgotten(1, "country", "country", False, 0.5, new=False),
+        {"seed": 1, "relation": "country", "forgotten_sft": True},  # forgotten, decoded right once more
+        {"seed": 2, "relation": "country", "forgotten_sft": True},  # a run without the fields: not counted
     ]
     summary = replacement_summary(facts)
-    assert summary["forgotten"] == 3 and summary["seeds"] == 2
-    taken, new, expected = summary["rows"]
-    assert (taken["facts"], taken["of"], new["facts"]) == (1, 3, 2)
-    assert taken["share"] == pytest.approx(1 / 3) and taken["ci_low"] < 1 / 3 < taken["ci_high"]
-    assert expected["share"] == pytest.approx((0.25 + 0.25 + 0.5) / 3)
-    assert summary["excess_per_seed"] == pytest.approx([0.5 - 0.25, 0.0 - 0.5])
-    assert summary["excess"].mean == pytest.approx(-0.125) and summary["excess"].n == 2
+    assert (summary["forgotten"], summary["seeds"], summary["left_out"]) == (4, 2, 1)
+    assert (summary["takes_nearest"]["facts"], summary["takes_new"]["facts"]) == (1, 2)
+    share = summary["takes_nearest"]
+    assert share["share"] == pytest.approx(1 / 4) and share["ci_low"] < 1 / 4 < share["ci_high"]
+    assert summary["expected"] == pytest.approx((0.25 + 0.25 + 0 + 0.5) / 4)
+    assert [s["excess"] for s in summary["per_seed"]] == pytest.approx([(1 - 0.5) / 3, 0.0 - 0.5])
+    assert summary["excess"].mean == pytest.approx(((1 - 0.5) / 3 - 0.5) / 2) and summary["excess"].n == 2
+    same = summary["same_relation"]  # the capital fact is left out: its relation is not its nearest's
+    assert same["forgotten"] == 3 and [s["excess"] for s in same["per_seed"]] == pytest.approx([0.25, -0.5])
     assert replacement_summary(facts[:2])["excess"] is None  # one seed: no interval over seeds
-    assert replacement_summary([{"seed": 0, "forgotten_sft": False}]) is None
+    assert replacement_summary([{"seed": 0, "relation": "country", "forgotten_sft": False}]) is None
+    older = [{k: v for k, v in f.items() if k != "nearest_relation"} for f in facts]  # recorded before it was kept
+    assert "same_relation" not in replacement_summary(older)

@@ -90,7 +90,8 @@ def json_text(data: Any, allow_nan: bool = True) -> str:
     """`data` as JSON text with a final newline, indented by two spaces except that a list of scalars, and an object
     of scalars that is an item of a list (a record), each take one line: long per-fact records then read as rows
     and weigh about 40 % less than fully indented. NaN is written as null, or refused (ValueError) when
-    `allow_nan` is False. `json.loads` of the text gives `data` back (tuples as lists)."""
+    `allow_nan` is False. `json.loads` of the text gives back what `json.loads(json.dumps(data))` would: tuples as
+    lists, non-string keys as strings."""
     return _layout(nan_to_none(data) if allow_nan else data, 0, False, allow_nan) + "\n"
 
 
@@ -101,20 +102,20 @@ def _layout(value: Any, depth: int, in_list: bool, allow_nan: bool) -> str:
         items = value
     else:
         return json.dumps(value, allow_nan=allow_nan)
-    flat = not any(isinstance(item, dict | list | tuple) for item in items)
+    flat = not any(isinstance(item, dict | list | tuple) and item for item in items)  # empty ones count as flat
     if not items or (flat and (in_list or not isinstance(value, dict))):
         return json.dumps(value, allow_nan=allow_nan)
     pad, inner = "  " * depth, "  " * (depth + 1)
     if isinstance(value, dict):
-        lines = [f"{inner}{_key(k)}: {_layout(v, depth + 1, False, allow_nan)}" for k, v in value.items()]
+        lines = [f"{inner}{_key(k, allow_nan)}: {_layout(v, depth + 1, False, allow_nan)}" for k, v in value.items()]
         return "{\n" + ",\n".join(lines) + f"\n{pad}}}"
     lines = [inner + _layout(item, depth + 1, True, allow_nan) for item in value]
     return "[\n" + ",\n".join(lines) + f"\n{pad}]"
 
 
-def _key(key: Any) -> str:
-    """An object key as `json.dumps` writes it: strings as they are, numbers, booleans and None as their JSON text."""
-    return json.dumps(key if isinstance(key, str) else json.dumps(key))
+def _key(key: Any, allow_nan: bool) -> str:
+    """An object key exactly as `json.dumps` writes it (numbers, booleans and None as strings; other types refused)."""
+    return json.dumps({key: 0}, allow_nan=allow_nan)[1:-4]
 
 
 def nan_to_none(value: Any) -> Any:

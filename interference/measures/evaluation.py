@@ -127,9 +127,15 @@ class SplitEvaluator:
 
     def correct(self, names: Sequence[str], desc: str | None = None) -> dict[str, list[bool]]:
         """Per split of `names`, per fact in order: greedy exact match."""
+        answers = self.answers(names, desc)
+        return {name: [exact_match(a, f.answers) for a, f in zip(answers[name], self.splits[name], strict=True)]
+                for name in names}
+
+    def answers(self, names: Sequence[str], desc: str | None = None) -> dict[str, list[str]]:
+        """Per split of `names`, per fact in order: the greedy generation that `correct` judges."""
         with self.autocast():
-            flat = fact_correctness(self.model, self.tokenizer, [f for name in names for f in self.splits[name]],
-                                    batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, desc=desc)
+            flat = fact_answers(self.model, self.tokenizer, [f for name in names for f in self.splits[name]],
+                                batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, desc=desc)
         cut = iter(flat)
         return {name: list(itertools.islice(cut, len(self.splits[name]))) for name in names}
 

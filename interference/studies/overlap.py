@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
+from ..facts.answers import exact_match
 from ..io.errors import InterferenceError
-from ..measures.evaluation import answer_budget, fact_answers
+from ..measures.evaluation import SplitEvaluator
 from ..measures.overlap import linear_cka, matched_quotas, overlap_table, split_by_overlap
 from ..measures.replacement import replacement_fields, replacement_summary
 from ..measures.representations import subject_states
@@ -187,13 +188,18 @@ def _candidates(config: ExperimentConfig, base, setup, pool_factor: int, seed: i
 
 
 def _forgotten_answers(setup, condition) -> dict[int, str]:
-    """The condition's greedy answers to the held-out facts it forgot, by index, decoded as its evaluation decoded
-    them (`interference.measures.replacement`)."""
-    index, train = sorted(condition.result.forgotten), condition.result.config
-    budget = train.eval_max_new_tokens or answer_budget(setup.tokenizer, [*setup.known, *setup.unknown, *setup.held])
-    answers = fact_answers(condition.model, setup.tokenizer, [setup.held[i] for i in index],
-                           batch_size=train.eval_batch_size, max_new_tokens=budget)
-    return dict(zip(index, answers, strict=True))
+    """The condition's greedy answers to the held-out facts it forgot, by index (`interference.measures.replacement`),
+    decoded as its last evaluation decoded them: every split in one length-sorted pass, under the run's autocast. A
+    fact that now decodes right (a LoRA run evaluated unmerged) is left out."""
+    from ..train.loop import make_accelerator
+
+    train = condition.result.config
+    splits = {"known": setup.known, "unknown": setup.unknown, "held": setup.held}
+    accelerator = make_accelerator(train, next(condition.model.parameters()).device)
+    held = SplitEvaluator(condition.model, setup.tokenizer, splits, batch_size=train.eval_batch_size,
+                          max_new_tokens=train.eval_max_new_tokens,
+                          autocast=accelerator.autocast).answers(list(splits))["held"]
+    return {i: held[i] for i in sorted(condition.result.forgotten) if not exact_match(held[i], setup.held[i].answers)}
 
 
 def _states(setup, facts, layers):
@@ -391,10 +397,9 @@ def overlap_report(study: OverlapStudy) -> Report:
                  f"{ours(records, 'low-overlap sft', 'absolute_drop', False)}"},
     ]
     if replaced is not None:
-        taken, _, expected = replaced["rows"]
         paper.append({"quantity": "forgotten facts that take the nearest new subject's answer (SFT) / expected from "
                                   "the new facts' answers", "paper": "not in the paper (ours)",
-                      "ours": f"{taken['share']:.2f} / {expected['share']:.2f}"})
+                      "ours": f"{replaced['takes_nearest']['share']:.2f} / {replaced['expected']:.2f}"})
     add_headline(report, claim="Forgetting is localized interference: new subjects that resemble stored ones make the "
                  "model forget, so name-like keys forget far more than UUID keys and overlap predicts which facts "
                  "go (Kaplan et al. §5).", records=records, conditions=names,
@@ -460,17 +465,29 @@ def overlap_report(study: OverlapStudy) -> Report:
 
 def _replacement_section(report: Report, replaced: dict, layer: int) -> None:
     """What the held-out facts SFT forgot became (`interference.measures.replacement`)."""
-    taken, new, expected = replaced["rows"]
-    excess = replaced["excess"]
-    per_seed = (f"per seed, taken − expected is {interval_text(excess)} over {excess.n} seeds"
-                if excess is not None else "one seed: no interval over seeds")
+    groups = {"every forgotten fact": replaced}
+    if replaced.get("same_relation"):
+        groups["of the nearest new fact's relation"] = replaced["same_relation"]
+    rows = [{"forgotten facts": name, "facts": group["forgotten"], "seeds": group["seeds"],
+             "take the nearest's answer": _share_text(group["takes_nearest"]), "expected": f"{group['expected']:.3f}",
+             "taken − expected, per seed": interval_text(group["excess"]) if group["excess"] else "—",
+             "take some new fact's answer": _share_text(group["takes_new"])} for name, group in groups.items()]
+    taken, excess = replaced["takes_nearest"], replaced["excess"]
     section = report.section(
         "What a forgotten fact becomes",
-        f"For each held-out fact SFT forgot ({replaced['forgotten']} over {count_text(replaced['seeds'], 'seed')}), "
-        f"its greedy answer after SFT against the answer trained for the new subject nearest to its own (max cosine, "
-        f"base model, layer {layer}). If a new subject overwrites the stored fact it resembles, the forgotten fact "
-        f"takes that subject's answer more often than the new facts' answers alone explain: {taken['share']:.2f} "
-        f"[{taken['ci_low']:.2f}, {taken['ci_high']:.2f}] took it, {expected['share']:.2f} expected (the share of "
-        f"the new facts of the nearest's relation that carry the answer given); {per_seed}. "
-        f"{new['share']:.2f} took the answer of some new fact. Beyond the paper.")
-    section.table(replaced["rows"], title="Answers after SFT of the forgotten held-out facts (Wilson 95 % intervals)")
+        f"For each held-out fact SFT forgot ({replaced['forgotten']}, over the {count_text(replaced['seeds'], 'seed')} "
+        f"with one), its greedy answer after SFT against the answer trained for the new subject nearest to its own "
+        f"(max cosine, base model, layer {layer}). If a new subject overwrites the stored fact it resembles, the "
+        f"forgotten fact takes that subject's answer more often than the new facts' answers alone explain: "
+        f"{taken['share']:.3f} [{taken['ci_low']:.3f}, {taken['ci_high']:.3f}] took it, {replaced['expected']:.3f} "
+        f"expected (the share of the new facts of the nearest's relation that carry the answer given); per seed, "
+        f"taken − expected is {interval_text(excess) + f' over {excess.n} seeds' if excess else 'undefined (one seed)'}"
+        f". Taking some new fact's answer says little where the new facts carry every answer of their relation. "
+        + (f"{replaced['left_out']} forgotten facts decoded right once more and are left out. " if replaced["left_out"]
+           else "") + "Beyond the paper.")
+    section.table(rows, title="Answers after SFT of the forgotten held-out facts (shares with Wilson 95 % intervals; "
+                              "taken − expected: mean and t-interval over seeds)")
+
+
+def _share_text(share: dict) -> str:
+    return f"{share['share']:.3f} [{share['ci_low']:.3f}, {share['ci_high']:.3f}]"
