@@ -286,7 +286,12 @@ def test_the_readme_states_the_world_overlap_run_with_20_seeds(readme):
     assert data["versions"]["numerics"] == "portable"
     for row in overlap_rows(folder) + overlap_relation_rows(folder):
         assert row in readme, row
-    assert replacement_text(data["results"]["replacement"]) in " ".join(readme.split())
+    replaced, prose = data["results"]["replacement"], " ".join(readme.split())
+    assert replacement_text(replaced) in prose and replaced["left_out"] == 0
+    same = replaced["same_relation"]
+    assert (f"{same['takes_nearest']['share']:.3f} [{same['takes_nearest']['ci_low']:.3f}, "
+            f"{same['takes_nearest']['ci_high']:.3f}] against {same['expected']:.3f}, {same['excess']['mean']:+.3f} "
+            f"[{same['excess']['low']:+.3f}, {same['excess']['high']:+.3f}]") in prose
     demo = {(r["name"], r["seed"]): r for r in load_results(RESULTS / "overlap")["conditions"]}
     for record in data["conditions"]:  # its seeds 0-2 are the demo's, bit for bit
         if record["seed"] < 3:
