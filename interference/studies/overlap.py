@@ -255,14 +255,14 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
             study.records.append(records[name])
             bar.update(1)
         records["sft"]["cka"] = cka
+        nearest_new = [setup.unknown[j] for j in table.nearest.tolist()]  # per held-out fact
         records["sft"]["held_facts"] = [{
             "seed": seed, "subject": fact.subject, "relation": fact.relation,
             "max_cosine": table.max_cosine[i].item(), "topk_mean_cosine": table.topk_mean_cosine[i].item(),
-            "nearest_new_subject": setup.unknown[table.nearest[i].item()].subject,
+            "nearest_new_subject": nearest_new[i].subject,
             "forgotten_sft": i in forgotten["sft"], "forgotten_self_distill": i in forgotten["self_distill"],
             "forgotten_uuid_sft": i in forgotten["uuid-sft"],
-            **(replacement_fields(given[i], setup.unknown[table.nearest[i].item()], setup.unknown) if i in given
-               else {}),
+            **(replacement_fields(given[i], nearest_new[i], setup.unknown) if i in given else {}),
         } for i, fact in enumerate(setup.held)]
         if not causal:
             continue
