@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from interference.facts import Fact
-from interference.measures.replacement import replacement_fields, replacement_summary
+from interference.measures.replacement import replacement_fields, replacement_records, replacement_summary
 
 
 def _fact(subject, answer, relation="country", aliases=()):
@@ -26,6 +26,34 @@ def test_fields_compare_the_answer_given_with_the_nearest_new_fact_and_the_new_f
     none = replacement_fields("Atlantis", NEW[4], NEW)
     assert none == {"answer_sft": "Atlantis", "nearest_relation": "founded", "takes_nearest": False,
                     "nearest_expected": 0.0, "takes_new": False}
+
+
+def test_records_add_the_shuffled_null_dealt_within_the_nearest_relation_among_forgotten_facts_only():
+    nearest = [NEW[0], NEW[3], NEW[1], NEW[4], NEW[2]]  # held-out fact i's nearest new fact
+    given = {0: "Terna", 1: "Terna", 2: "Mouzame Republic", 3: "1990"}  # held-out fact 4 was not forgotten
+    records = replacement_records(given, nearest, NEW)
+    assert sorted(records) == [0, 1, 2, 3]
+    assert records[1] == {**replacement_fields("Terna", NEW[3], NEW), "nearest_shuffled": pytest.approx(1 / 3)}
+    # the country deck holds the nearest of forgotten facts 0-2 (Mouzame, Terna, Mole), not fact 4's (Broumo)
+    assert [records[i]["takes_nearest"] for i in range(3)] == [False, True, False]
+    assert [records[i]["nearest_shuffled"] for i in range(3)] == pytest.approx([1 / 3, 1 / 3, 1 / 3])
+    assert records[3]["nearest_shuffled"] == 0.0  # its own deck: the founded facts' nearest (1218)
+    assert replacement_records({}, nearest, NEW) == {}
+
+
+def test_summary_sets_the_answers_taken_against_the_shuffled_null_where_recorded():
+    facts = [{**_forgotten(0, "country", "country", True, 0.25), "nearest_shuffled": 0.5},
+             {**_forgotten(0, "country", "country", False, 0.25), "nearest_shuffled": 0.5},
+             {**_forgotten(1, "country", "country", True, 0.5), "nearest_shuffled": 1.0},
+             {**_forgotten(1, "capital", "country", False, 0.0), "nearest_shuffled": 0.0}]
+    summary = replacement_summary(facts)
+    assert summary["shuffled"] == pytest.approx(2 / 4)
+    assert [s["excess_shuffled"] for s in summary["per_seed"]] == pytest.approx([0.0, 0.0])
+    assert summary["excess_shuffled"].mean == pytest.approx(0.0) and summary["excess_shuffled"].n == 2
+    assert [s["excess_shuffled"] for s in summary["same_relation"]["per_seed"]] == pytest.approx([0.0, 0.0])
+    without = replacement_summary([{k: v for k, v in f.items() if k != "nearest_shuffled"} for f in facts])
+    assert without["shuffled"] is None and without["excess_shuffled"] is None
+    assert "excess_shuffled" not in without["per_seed"][0]
 
 
 def _forgotten(seed, relation, nearest_relation, takes, expected, new=True):

@@ -128,6 +128,13 @@ def test_overlap_study_measures_every_held_fact_and_the_causal_split(config, wor
     held = {(f.subject, f.relation): f for seed in config.seeds for f in make_setup(config, seed, base=world).held}
     assert not any(exact_match(f["answer_sft"], held[f["subject"], f["relation"]].answers) for f in replaced)
     assert {f["nearest_relation"] for f in replaced} == {f.relation for f in make_setup(config, 0, base=world).unknown}
+    new = {(seed, f.subject): f.answers for seed in config.seeds for f in make_setup(config, seed, base=world).unknown}
+    for fact in replaced:  # the shuffled null deals the nearest new facts of the seed's forgotten facts
+        deck = [new[f["seed"], f["nearest_new_subject"]] for f in replaced
+                if (f["seed"], f["nearest_relation"]) == (fact["seed"], fact["nearest_relation"])]
+        assert fact["takes_nearest"] == exact_match(fact["answer_sft"], new[fact["seed"], fact["nearest_new_subject"]])
+        assert fact["nearest_shuffled"] == pytest.approx(
+            sum(exact_match(fact["answer_sft"], answers) for answers in deck) / len(deck))
     out = overlap_report(study).write(tmp_path / "overlap")
     data = json.loads((out / "results.json").read_text())
     validate_results(data)
@@ -148,7 +155,10 @@ def test_overlap_study_measures_every_held_fact_and_the_causal_split(config, wor
     assert uuid["difference"] == pytest.approx(record["uuid-sft"]["held_acc_final"] - record["sft"]["held_acc_final"])
     assert data["results"]["replacement"]["forgotten"] == len(replaced)
     assert data["results"]["replacement"]["left_out"] == 0  # one precision, no LoRA: the same decoding as the run's
-    assert "What a forgotten fact becomes" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "What a forgotten fact becomes" in page and "taken − shuffled, per seed" in page
+    assert data["results"]["replacement"]["shuffled"] == pytest.approx(
+        sum(f["nearest_shuffled"] for f in replaced) / len(replaced))
 
 
 def test_hypotheses_grid_and_verdicts(config, world, tmp_path):

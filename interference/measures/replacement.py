@@ -12,17 +12,27 @@ the new facts' answer frequencies explain. Per held-out fact that SFT forgot (`r
 - `nearest_expected`: the share of the new facts of the nearest fact's relation that the answer matches: the chance
   of `takes_nearest` if it did not matter which new subject is nearest, only which answers the new facts carry;
 - `takes_new`: the answer is an accepted answer of some new fact (uninformative where the new facts carry every
-  answer of their relation, as on the embedded world).
+  answer of their relation, as on the embedded world);
+- `nearest_shuffled` (`replacement_records`, which gives a seed's fields at once): the shuffled null below.
 
-`replacement_summary` pools them: per seed, the share that takes the nearest answer minus the share expected, as a
-t-interval over seeds (the seed is the unit that was trained), and pooled counts with Wilson intervals; once over
-every forgotten fact, and once over those of the nearest new fact's relation (a fact of another relation can take
-the nearest's answer only where two relations share answers, so it mostly dilutes both shares alike).
+`nearest_expected` is blind to which new facts are nearest to forgotten ones: if a few new subjects are nearest to
+many held-out subjects (hubs), or the nearest ones carry the answers SFT makes popular, a forgotten fact can take its
+nearest's answer more often than expected with no link to *its own* nearest. The shuffled null keeps both the answers
+given and the nearest facts' answers and breaks only the pairing: the chance of a match if the nearest facts were
+dealt at random among a seed's forgotten facts with the same nearest relation, computed exactly (the mean over every
+forgotten fact j of that stratum, i included, of whether fact i's answer is an accepted answer of j's nearest), not
+sampled.
+
+`replacement_summary` pools them: per seed, the share that takes the nearest answer minus the share expected (and
+minus the shuffled share), as a t-interval over seeds (the seed is the unit that was trained), and pooled counts with
+Wilson intervals; once over every forgotten fact, and once over those of the nearest new fact's relation (a fact of
+another relation can take the nearest's answer only where two relations share answers, so it mostly dilutes both
+shares alike; the shuffled null is the same per fact in both).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..facts.answers import exact_match, first_line
 from ..facts.fact import Fact
@@ -56,21 +66,46 @@ def replacement_summary(facts: Sequence[dict]) -> dict | None:
     return summary
 
 
+def replacement_records(given: Mapping[int, str], nearest: Sequence[Fact], new_facts: Sequence[Fact]
+                        ) -> dict[int, dict]:
+    """The replacement fields of one seed's forgotten held-out facts, by index (see the module): `given` maps each
+    forgotten fact's index to its answer after SFT, `nearest[i]` is held-out fact i's nearest new fact. Adds to
+    `replacement_fields` the shuffled null `nearest_shuffled`: the share of the forgotten facts with the same nearest
+    relation (i included) whose nearest new fact accepts fact i's answer."""
+    dealt: dict[str, list[tuple[str, ...]]] = {}
+    for i in given:
+        dealt.setdefault(nearest[i].relation, []).append(nearest[i].answers)
+    return {i: {**replacement_fields(answer, nearest[i], new_facts), "nearest_shuffled": sum(
+        exact_match(answer, answers) for answers in dealt[nearest[i].relation]) / len(dealt[nearest[i].relation])}
+        for i, answer in given.items()}
+
+
 def _pooled(forgotten: Sequence[dict]) -> dict:
     """Counts and shares with Wilson 95 % intervals, the share expected, and per seed (each seed with a forgotten
     fact) the share taking the nearest new fact's answer minus the share expected, with its t-interval over seeds
-    (`excess`; None for one seed)."""
+    (`excess`; None for one seed). Where every record carries `nearest_shuffled`, the same for the shuffled null
+    (`shuffled`, `excess_shuffled`); None otherwise (runs before it was recorded)."""
     n = len(forgotten)
+    shuffled = all("nearest_shuffled" in f for f in forgotten)
     per_seed = []
     for seed in sorted({f["seed"] for f in forgotten}):
         mine = [f for f in forgotten if f["seed"] == seed]
-        per_seed.append({"seed": seed, "forgotten": len(mine),
-                         "excess": (sum(f["takes_nearest"] for f in mine) - sum(f["nearest_expected"] for f in mine))
-                         / len(mine)})
+        taken = sum(f["takes_nearest"] for f in mine)
+        row = {"seed": seed, "forgotten": len(mine),
+               "excess": (taken - sum(f["nearest_expected"] for f in mine)) / len(mine)}
+        if shuffled:
+            row["excess_shuffled"] = (taken - sum(f["nearest_shuffled"] for f in mine)) / len(mine)
+        per_seed.append(row)
+
+    def over_seeds(key: str):  # a key is in every seed's row or in none
+        values = [s[key] for s in per_seed if key in s]
+        return mean_ci(values) if len(values) > 1 else None
+
     return {"forgotten": n, "seeds": len(per_seed), **{key: _share(forgotten, key) for key in
                                                       ("takes_nearest", "takes_new")},
-            "expected": sum(f["nearest_expected"] for f in forgotten) / n,
-            "excess": mean_ci([s["excess"] for s in per_seed]) if len(per_seed) > 1 else None, "per_seed": per_seed}
+            "expected": sum(f["nearest_expected"] for f in forgotten) / n, "excess": over_seeds("excess"),
+            "shuffled": sum(f["nearest_shuffled"] for f in forgotten) / n if shuffled else None,
+            "excess_shuffled": over_seeds("excess_shuffled"), "per_seed": per_seed}
 
 
 def _share(forgotten: Sequence[dict], key: str) -> dict:

@@ -24,7 +24,7 @@ from ..facts.answers import exact_match
 from ..io.errors import InterferenceError
 from ..measures.evaluation import SplitEvaluator
 from ..measures.overlap import linear_cka, matched_quotas, overlap_table, split_by_overlap
-from ..measures.replacement import replacement_fields, replacement_summary
+from ..measures.replacement import replacement_records, replacement_summary
 from ..measures.representations import subject_states
 from ..report import charts
 from ..report.document import Report
@@ -37,6 +37,7 @@ from ..report.paired import (
     paired_comparison,
     paired_difference,
 )
+from ..report.replacement import add_replacement_section
 from ..report.stats import MeanCI, binned_rates, logistic_fit, mean_ci, stratified_logistic_fit
 from ..report.tables import count_text
 from ..world import World
@@ -256,13 +257,14 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
             bar.update(1)
         records["sft"]["cka"] = cka
         nearest_new = [setup.unknown[j] for j in table.nearest.tolist()]  # per held-out fact
+        replaced = replacement_records(given, nearest_new, setup.unknown)
         records["sft"]["held_facts"] = [{
             "seed": seed, "subject": fact.subject, "relation": fact.relation,
             "max_cosine": table.max_cosine[i].item(), "topk_mean_cosine": table.topk_mean_cosine[i].item(),
             "nearest_new_subject": nearest_new[i].subject,
             "forgotten_sft": i in forgotten["sft"], "forgotten_self_distill": i in forgotten["self_distill"],
             "forgotten_uuid_sft": i in forgotten["uuid-sft"],
-            **(replacement_fields(given[i], nearest_new[i], setup.unknown) if i in given else {}),
+            **replaced.get(i, {}),
         } for i, fact in enumerate(setup.held)]
         if not causal:
             continue
@@ -444,7 +446,7 @@ def overlap_report(study: OverlapStudy) -> Report:
                                      "subjects (base model)", x_title="layer", y_title="CKA", layers=True))
 
     if replaced is not None:
-        _replacement_section(report, replaced, study.layer)
+        add_replacement_section(report, replaced, study.layer)
     if causal is None:
         return report
     section = report.section(
@@ -461,33 +463,3 @@ def overlap_report(study: OverlapStudy) -> Report:
          ("new_acc", "acquisition acc(D_unknown)")],
         title="Causal test: held-out accuracy after SFT on high- vs low-overlap new facts (dots are seeds)"))
     return report
-
-
-def _replacement_section(report: Report, replaced: dict, layer: int) -> None:
-    """What the held-out facts SFT forgot became (`interference.measures.replacement`)."""
-    groups = {"every forgotten fact": replaced}
-    if replaced.get("same_relation"):
-        groups["of the nearest new fact's relation"] = replaced["same_relation"]
-    rows = [{"forgotten facts": name, "facts": group["forgotten"], "seeds": group["seeds"],
-             "take the nearest's answer": _share_text(group["takes_nearest"]), "expected": f"{group['expected']:.3f}",
-             "taken − expected, per seed": interval_text(group["excess"]) if group["excess"] else "—",
-             "take some new fact's answer": _share_text(group["takes_new"])} for name, group in groups.items()]
-    taken, excess = replaced["takes_nearest"], replaced["excess"]
-    section = report.section(
-        "What a forgotten fact becomes",
-        f"For each held-out fact SFT forgot ({replaced['forgotten']}, over the {count_text(replaced['seeds'], 'seed')} "
-        f"with one), its greedy answer after SFT against the answer trained for the new subject nearest to its own "
-        f"(max cosine, base model, layer {layer}). If a new subject overwrites the stored fact it resembles, the "
-        f"forgotten fact takes that subject's answer more often than the new facts' answers alone explain: "
-        f"{taken['share']:.3f} [{taken['ci_low']:.3f}, {taken['ci_high']:.3f}] took it, {replaced['expected']:.3f} "
-        f"expected (the share of the new facts of the nearest's relation that carry the answer given); per seed, "
-        f"taken − expected is {interval_text(excess) + f' over {excess.n} seeds' if excess else 'undefined (one seed)'}"
-        f". Taking some new fact's answer says little where the new facts carry every answer of their relation. "
-        + (f"{replaced['left_out']} forgotten facts decoded right once more and are left out. " if replaced["left_out"]
-           else "") + "Beyond the paper.")
-    section.table(rows, title="Answers after SFT of the forgotten held-out facts (shares with Wilson 95 % intervals; "
-                              "taken − expected: mean and t-interval over seeds)")
-
-
-def _share_text(share: dict) -> str:
-    return f"{share['share']:.3f} [{share['ci_low']:.3f}, {share['ci_high']:.3f}]"
