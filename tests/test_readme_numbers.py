@@ -292,6 +292,12 @@ def test_the_readme_states_the_world_overlap_run_with_20_seeds(readme):
     assert (f"{same['takes_nearest']['share']:.3f} [{same['takes_nearest']['ci_low']:.3f}, "
             f"{same['takes_nearest']['ci_high']:.3f}] against {same['expected']:.3f}, {same['excess']['mean']:+.3f} "
             f"[{same['excess']['low']:+.3f}, {same['excess']['high']:+.3f}]") in prose
+    every, within = replaced["excess_shuffled"], same["excess_shuffled"]
+    assert (f"it expects {replaced['shuffled']:.3f} over every forgotten fact and {same['shuffled']:.3f} over the "
+            f"country ones") in prose
+    assert (f"{every['mean']:+.3f} [{every['low']:+.3f}, {every['high']:+.3f}] over {every['n']} seeds and "
+            f"{within['mean']:+.3f} [{within['low']:+.3f}, {within['high']:+.3f}] over the country facts"
+            ).replace("-", "−") in prose.replace("-", "−")
     demo = {(r["name"], r["seed"]): r for r in load_results(RESULTS / "overlap")["conditions"]}
     for record in data["conditions"]:  # its seeds 0-2 are the demo's, bit for bit
         if record["seed"] < 3:
