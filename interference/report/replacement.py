@@ -37,7 +37,7 @@ def add_replacement_section(report: Report, replaced: dict, layer: int) -> None:
         + (f"{replaced['left_out']} forgotten facts decoded right once more and are left out. " if replaced["left_out"]
            else "") + "Beyond the paper.")
     section.table(rows, title="Answers after SFT of the forgotten held-out facts (shares with Wilson 95 % intervals; "
-                              "taken − expected: mean and t-interval over seeds)")
+                              "taken − expected and taken − shuffled: mean and t-interval over seeds)")
 
 
 def _shuffled_text(replaced: dict) -> str:
