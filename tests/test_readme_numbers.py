@@ -298,6 +298,11 @@ def test_the_readme_states_the_world_overlap_run_with_20_seeds(readme):
     assert (f"{every['mean']:+.3f} [{every['low']:+.3f}, {every['high']:+.3f}] over {every['n']} seeds and "
             f"{within['mean']:+.3f} [{within['low']:+.3f}, {within['high']:+.3f}] over the country facts"
             ).replace("-", "−") in prose.replace("-", "−")
+    above = [sum(s["excess_shuffled"] > 0 for s in group["per_seed"]) for group in (replaced, same)]
+    assert above[0] == above[1] and f"({above[0]} of {every['n']} seeds above 0 for both;" in prose
+    sizes = [s["forgotten"] for s in replaced["per_seed"]]
+    assert f"number of forgotten facts, {min(sizes)} to {max(sizes)})" in prose
+    assert {f["nearest_relation"] for f in data["results"]["facts"] if "takes_nearest" in f} == {"country"}
     demo = {(r["name"], r["seed"]): r for r in load_results(RESULTS / "overlap")["conditions"]}
     for record in data["conditions"]:  # its seeds 0-2 are the demo's, bit for bit
         if record["seed"] < 3:

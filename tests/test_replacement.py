@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 
 from interference.facts import Fact
 from interference.measures.replacement import replacement_fields, replacement_records, replacement_summary
+from interference.report.document import Report
+from interference.report.replacement import add_replacement_section
 
 
 def _fact(subject, answer, relation="country", aliases=()):
@@ -41,19 +45,45 @@ def test_records_add_the_shuffled_null_dealt_within_the_nearest_relation_among_f
     assert replacement_records({}, nearest, NEW) == {}
 
 
-def test_summary_sets_the_answers_taken_against_the_shuffled_null_where_recorded():
+def test_summary_sets_the_answers_taken_against_the_shuffled_null_leaving_out_facts_dealt_alone():
+    facts = [{**_forgotten(0, "country", "country", True, 0.25), "nearest_shuffled": 1 / 3},  # a deck of three
+             {**_forgotten(0, "country", "country", False, 0.25), "nearest_shuffled": 1 / 3},
+             {**_forgotten(0, "capital", "country", False, 0.0), "nearest_shuffled": 0.0},
+             {**_forgotten(1, "country", "country", True, 0.5), "nearest_shuffled": 0.5},  # a deck of two
+             {**_forgotten(1, "country", "country", True, 0.5), "nearest_shuffled": 0.5},
+             {**_forgotten(2, "country", "country", True, 0.5), "nearest_shuffled": 1.0}]  # alone: left out
+    summary = replacement_summary(facts)
+    assert summary["dealt"] == 5 and summary["shuffled"] == pytest.approx((1 / 3 + 1 / 3 + 0.5 + 0.5) / 5)
+    per_seed = {s["seed"]: s for s in summary["per_seed"]}
+    assert per_seed[0]["excess_shuffled"] == pytest.approx((1 - 2 / 3) / 3)  # taken minus the null, not the reverse
+    assert per_seed[1]["excess_shuffled"] == pytest.approx(0.5) and "excess_shuffled" not in per_seed[2]
+    assert summary["excess_shuffled"].mean == pytest.approx((1 / 9 + 0.5) / 2) and summary["excess_shuffled"].n == 2
+    assert per_seed[2]["excess"] == pytest.approx(0.5)  # the answers' null keeps every fact
+    same = {s["seed"]: s for s in summary["same_relation"]["per_seed"]}  # the capital fact is left out here
+    assert same[0]["excess_shuffled"] == pytest.approx((1 - 2 / 3) / 2) and summary["same_relation"]["dealt"] == 4
+    partly = [{k: v for k, v in f.items() if (k, i) != ("nearest_shuffled", 0)} for i, f in enumerate(facts)]
+    for without in (replacement_summary(partly),  # one record written before the field: no shuffled null
+                    replacement_summary([{k: v for k, v in f.items() if k != "nearest_shuffled"} for f in facts])):
+        assert without["shuffled"] is None and without["excess_shuffled"] is None and without["dealt"] == 0
+        assert not any("excess_shuffled" in s for s in without["per_seed"])
+    assert replacement_summary(facts[-1:])["excess_shuffled"] is None  # nothing dealt with another
+
+
+def test_the_report_section_gives_both_nulls_and_says_which_facts_the_shuffled_one_leaves_out():
     facts = [{**_forgotten(0, "country", "country", True, 0.25), "nearest_shuffled": 0.5},
              {**_forgotten(0, "country", "country", False, 0.25), "nearest_shuffled": 0.5},
-             {**_forgotten(1, "country", "country", True, 0.5), "nearest_shuffled": 1.0},
-             {**_forgotten(1, "capital", "country", False, 0.0), "nearest_shuffled": 0.0}]
-    summary = replacement_summary(facts)
-    assert summary["shuffled"] == pytest.approx(2 / 4)
-    assert [s["excess_shuffled"] for s in summary["per_seed"]] == pytest.approx([0.0, 0.0])
-    assert summary["excess_shuffled"].mean == pytest.approx(0.0) and summary["excess_shuffled"].n == 2
-    assert [s["excess_shuffled"] for s in summary["same_relation"]["per_seed"]] == pytest.approx([0.0, 0.0])
-    without = replacement_summary([{k: v for k, v in f.items() if k != "nearest_shuffled"} for f in facts])
-    assert without["shuffled"] is None and without["excess_shuffled"] is None
-    assert "excess_shuffled" not in without["per_seed"][0]
+             {**_forgotten(1, "country", "country", True, 0.5), "nearest_shuffled": 0.5},
+             {**_forgotten(1, "country", "country", False, 0.5), "nearest_shuffled": 0.0},
+             {**_forgotten(2, "country", "country", True, 0.5), "nearest_shuffled": 1.0}]  # alone in its deck
+    report = Report("t", config={}, seeds=[0, 1, 2])
+    add_replacement_section(report, replacement_summary(facts), layer=1)
+    page = report.to_html()
+    assert "taken − expected, per seed" in page and "taken − shuffled, per seed" in page
+    assert html.escape("(over 4 facts; 1 alone in their seed's deck are left out)") in page
+    older = Report("t", config={}, seeds=[0, 1, 2])
+    add_replacement_section(older, replacement_summary(
+        [{k: v for k, v in f.items() if k != "nearest_shuffled"} for f in facts]), layer=1)
+    assert "taken − shuffled" not in older.to_html() and "sharper null" not in older.to_html()
 
 
 def _forgotten(seed, relation, nearest_relation, takes, expected, new=True):

@@ -32,6 +32,7 @@ shares alike; the shuffled null is the same per fact in both).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from ..facts.answers import exact_match, first_line
@@ -58,11 +59,12 @@ def replacement_summary(facts: Sequence[dict]) -> dict | None:
     if not forgotten:
         return None
     seeds = {f["seed"] for f in forgotten}
-    summary = {**_pooled(forgotten), "left_out": sum(  # forgotten, but decoded right once more (see the study)
+    decks = Counter((f["seed"], f.get("nearest_relation")) for f in forgotten)  # the shuffled null's strata
+    summary = {**_pooled(forgotten, decks), "left_out": sum(  # forgotten, but decoded right once more (see the study)
         bool(f["forgotten_sft"]) and "takes_nearest" not in f and f["seed"] in seeds for f in facts)}
     if all("nearest_relation" in f for f in forgotten):
         same = [f for f in forgotten if f["relation"] == f["nearest_relation"]]
-        summary["same_relation"] = _pooled(same) if same else None
+        summary["same_relation"] = _pooled(same, decks) if same else None
     return summary
 
 
@@ -80,32 +82,38 @@ def replacement_records(given: Mapping[int, str], nearest: Sequence[Fact], new_f
         for i, answer in given.items()}
 
 
-def _pooled(forgotten: Sequence[dict]) -> dict:
+def _pooled(forgotten: Sequence[dict], decks: Mapping[tuple, int]) -> dict:
     """Counts and shares with Wilson 95 % intervals, the share expected, and per seed (each seed with a forgotten
     fact) the share taking the nearest new fact's answer minus the share expected, with its t-interval over seeds
     (`excess`; None for one seed). Where every record carries `nearest_shuffled`, the same for the shuffled null
-    (`shuffled`, `excess_shuffled`); None otherwise (runs before it was recorded)."""
+    (`shuffled`, `excess_shuffled`) over the facts dealt with others (`dealt`): a fact alone in its stratum
+    (`decks`: forgotten facts per seed and nearest relation) has a null equal to what it did, so it is left out,
+    and so is a seed with no other; None where not recorded (runs before it was)."""
     n = len(forgotten)
     shuffled = all("nearest_shuffled" in f for f in forgotten)
+    dealt = [f for f in forgotten if decks[f["seed"], f.get("nearest_relation")] > 1] if shuffled else []
     per_seed = []
     for seed in sorted({f["seed"] for f in forgotten}):
         mine = [f for f in forgotten if f["seed"] == seed]
-        taken = sum(f["takes_nearest"] for f in mine)
-        row = {"seed": seed, "forgotten": len(mine),
-               "excess": (taken - sum(f["nearest_expected"] for f in mine)) / len(mine)}
-        if shuffled:
-            row["excess_shuffled"] = (taken - sum(f["nearest_shuffled"] for f in mine)) / len(mine)
+        row = {"seed": seed, "forgotten": len(mine), "excess": _excess(mine, "nearest_expected")}
+        if any(f["seed"] == seed for f in dealt):
+            row["excess_shuffled"] = _excess([f for f in dealt if f["seed"] == seed], "nearest_shuffled")
         per_seed.append(row)
 
-    def over_seeds(key: str):  # a key is in every seed's row or in none
+    def over_seeds(key: str):
         values = [s[key] for s in per_seed if key in s]
         return mean_ci(values) if len(values) > 1 else None
 
     return {"forgotten": n, "seeds": len(per_seed), **{key: _share(forgotten, key) for key in
                                                       ("takes_nearest", "takes_new")},
             "expected": sum(f["nearest_expected"] for f in forgotten) / n, "excess": over_seeds("excess"),
-            "shuffled": sum(f["nearest_shuffled"] for f in forgotten) / n if shuffled else None,
+            "dealt": len(dealt), "shuffled": sum(f["nearest_shuffled"] for f in dealt) / len(dealt) if dealt else None,
             "excess_shuffled": over_seeds("excess_shuffled"), "per_seed": per_seed}
+
+
+def _excess(facts: Sequence[dict], null: str) -> float:
+    """The share of `facts` taking the nearest new fact's answer minus the mean of their `null` field."""
+    return sum(f["takes_nearest"] - f[null] for f in facts) / len(facts)
 
 
 def _share(forgotten: Sequence[dict], key: str) -> dict:

@@ -36,8 +36,9 @@ def add_replacement_section(report: Report, replaced: dict, layer: int) -> None:
         f"answer of their relation. "
         + (f"{replaced['left_out']} forgotten facts decoded right once more and are left out. " if replaced["left_out"]
            else "") + "Beyond the paper.")
-    section.table(rows, title="Answers after SFT of the forgotten held-out facts (shares with Wilson 95 % intervals; "
-                              "taken − expected and taken − shuffled: mean and t-interval over seeds)")
+    nulls = "taken − expected" + (" and taken − shuffled" if replaced.get("shuffled") is not None else "")
+    section.table(rows, title=f"Answers after SFT of the forgotten held-out facts (shares with Wilson 95 % intervals; "
+                              f"{nulls}: mean and t-interval over seeds)")
 
 
 def _shuffled_text(replaced: dict) -> str:
@@ -48,8 +49,14 @@ def _shuffled_text(replaced: dict) -> str:
     return (f"A sharper null deals the nearest new facts at random among a seed's forgotten facts with the same "
             f"nearest relation, keeping the answers given and the nearest facts' answers and breaking only the pairing "
             f"(hub subjects nearest to many held-out ones, or popular answers, count there too): "
-            f"{replaced['shuffled']:.3f} expected, and taken − shuffled per seed is "
+            f"{replaced['shuffled']:.3f} expected{_dealt_text(replaced)}, and taken − shuffled per seed is "
             f"{interval_text(excess) + f' over {excess.n} seeds' if excess else 'undefined (one seed)'}. ")
+
+
+def _dealt_text(replaced: dict) -> str:
+    """Which facts the shuffled null covers, where some were alone in their seed and nearest relation."""
+    alone = replaced["forgotten"] - replaced["dealt"]
+    return f" (over {replaced['dealt']} facts; {alone} alone in their seed's deck are left out)" if alone else ""
 
 
 def _share_text(share: dict) -> str:
