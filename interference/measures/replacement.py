@@ -77,9 +77,12 @@ def replacement_records(given: Mapping[int, str], nearest: Sequence[Fact], new_f
     dealt: dict[str, list[tuple[str, ...]]] = {}
     for i in given:
         dealt.setdefault(nearest[i].relation, []).append(nearest[i].answers)
-    return {i: {**replacement_fields(answer, nearest[i], new_facts), "nearest_shuffled": sum(
-        exact_match(answer, answers) for answers in dealt[nearest[i].relation]) / len(dealt[nearest[i].relation])}
-        for i, answer in given.items()}
+    records = {}
+    for i, answer in given.items():
+        deck = dealt[nearest[i].relation]
+        records[i] = {**replacement_fields(answer, nearest[i], new_facts),
+                      "nearest_shuffled": sum(exact_match(answer, answers) for answers in deck) / len(deck)}
+    return records
 
 
 def _pooled(forgotten: Sequence[dict], decks: Mapping[tuple, int]) -> dict:
@@ -96,8 +99,9 @@ def _pooled(forgotten: Sequence[dict], decks: Mapping[tuple, int]) -> dict:
     for seed in sorted({f["seed"] for f in forgotten}):
         mine = [f for f in forgotten if f["seed"] == seed]
         row = {"seed": seed, "forgotten": len(mine), "excess": _excess(mine, "nearest_expected")}
-        if any(f["seed"] == seed for f in dealt):
-            row["excess_shuffled"] = _excess([f for f in dealt if f["seed"] == seed], "nearest_shuffled")
+        mine_dealt = [f for f in dealt if f["seed"] == seed]
+        if mine_dealt:
+            row["excess_shuffled"] = _excess(mine_dealt, "nearest_shuffled")
         per_seed.append(row)
 
     def over_seeds(key: str):

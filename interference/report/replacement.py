@@ -31,7 +31,7 @@ def add_replacement_section(report: Report, replaced: dict, layer: int) -> None:
         f"forgotten fact takes that subject's answer more often than the new facts' answers alone explain: "
         f"{taken['share']:.3f} [{taken['ci_low']:.3f}, {taken['ci_high']:.3f}] took it, {replaced['expected']:.3f} "
         f"expected (the share of the new facts of the nearest's relation that carry the answer given); per seed, "
-        f"taken − expected is {interval_text(excess) + f' over {excess.n} seeds' if excess else 'undefined (one seed)'}"
+        f"taken − expected is {_over_seeds_text(excess)}"
         f". {_shuffled_text(replaced)}Taking some new fact's answer says little where the new facts carry every "
         f"answer of their relation. "
         + (f"{replaced['left_out']} forgotten facts decoded right once more and are left out. " if replaced["left_out"]
@@ -50,13 +50,18 @@ def _shuffled_text(replaced: dict) -> str:
             f"nearest relation, keeping the answers given and the nearest facts' answers and breaking only the pairing "
             f"(hub subjects nearest to many held-out ones, or popular answers, count there too): "
             f"{replaced['shuffled']:.3f} expected{_dealt_text(replaced)}, and taken − shuffled per seed is "
-            f"{interval_text(excess) + f' over {excess.n} seeds' if excess else 'undefined (one seed)'}. ")
+            f"{_over_seeds_text(excess)}. ")
 
 
 def _dealt_text(replaced: dict) -> str:
     """Which facts the shuffled null covers, where some were alone in their seed and nearest relation."""
     alone = replaced["forgotten"] - replaced["dealt"]
     return f" (over {replaced['dealt']} facts; {alone} alone in their seed's deck are left out)" if alone else ""
+
+
+def _over_seeds_text(excess) -> str:
+    """A per-seed excess's mean and t-interval with its seed count (None: one seed)."""
+    return f"{interval_text(excess)} over {excess.n} seeds" if excess else "undefined (one seed)"
 
 
 def _share_text(share: dict) -> str:
