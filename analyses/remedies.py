@@ -4,6 +4,7 @@ same start at matched acquisition; the headline is acquisition against held-out 
     python -m analyses.remedies                   # embedded world, 10 seeds (about 15 minutes on 2 cores)
     python -m analyses.remedies --quick           # 3 seeds, under two minutes
     python -m analyses.remedies --methods sft self_distill lora self_distill+lora --lora-rank 4
+    python -m analyses.remedies --methods sft self_distill ewc ewc:1e6 ewc:1e8   # EWC at three strengths
     python -m analyses.remedies --model smollm2-135m --knowledge ../shared/data/slick/smollm2-135m-fast.jsonl
     python -m analyses.remedies --seeds 5 6 --accumulate   # add seeds to the run in reports/remedies
 
@@ -17,6 +18,7 @@ from dataclasses import asdict
 from interference.io.dataclass_options import add_dataclass_options, dataclass_values
 from interference.studies.remedies import (
     METHODS,
+    STRENGTHS,
     RemediesStudy,
     RemedySettings,
     check_methods,
@@ -36,8 +38,10 @@ QUICK_SEEDS = (0, 1, 2)
 def command(argv: list[str] | None = None) -> common.StudyCommand:
     """The parsed command (options and each method's training options checked, nothing run)."""
     parser = common.parser("remedies", __doc__.split("\n\n")[0])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
-                        help="methods to run (default: all)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), metavar="METHOD",
+                        help=f"methods to run (default: all): {', '.join(METHODS)}; a part may set its strength, "
+                             f"{', '.join(f'{k}:<{v}>' for k, v in STRENGTHS.items())} (e.g. ewc:1e6 replay:0.5), "
+                             "so that one run sweeps it")
     add_dataclass_options(parser, RemedySettings)
     args = parser.parse_args(argv)
     methods = check_methods(args.methods)

@@ -191,6 +191,47 @@ def test_the_remedies_give_lora_lr_to_the_lora_runs_only():
         RemedySettings(lora_lr=0.0)
 
 
+def test_a_method_name_sets_each_parts_strength_and_has_one_spelling():
+    from interference.studies.remedies import RemedySettings, check_methods, family, method_name, method_parts
+    from interference.studies.setup import ExperimentConfig
+
+    assert method_parts("self_distill:4+ewc:1e6") == [("self_distill", 4.0), ("ewc", 1e6)]
+    assert method_name("ewc:1000000") == method_name("ewc:1E6") == "ewc:1e6"
+    assert method_name("replay:0.50") == "replay:0.5" and method_name("ewc:0.00002") == "ewc:2e-5"
+    assert family("self_distill:4+ewc:1e6") == "self_distill+ewc"
+    # one name per method, in the study's order: each method's strengths after its default, weakest first
+    assert check_methods(["ewc:1e8", "sft", "ewc:1e6", "ewc", "self_distill+ewc:1e6", "ewc:1000000",
+                          "self_distill:4"]) == ("sft", "self_distill:4", "ewc", "ewc:1e6", "ewc:1e8",
+                                                 "self_distill+ewc:1e6")
+    config, settings = ExperimentConfig.quick_preset(n_known=20, n_unknown=30), RemedySettings()
+    assert settings.overrides("self_distill:4+ewc:1e6", config) == {"method": "self_distill", "kd_lambda": 4.0,
+                                                                   "ewc_lambda": 1e6}
+    assert settings.overrides("ewc", config)["ewc_lambda"] == 20 / (2 * 50)  # the Laplace weight, unless named
+    assert settings.overrides("replay:0.5", config) == {"method": "sft", "replay_fraction": 0.5}
+    assert settings.strengths("self_distill+replay", config) == {"kd_lambda": config.train.kd_lambda,
+                                                                 "replay_fraction": 0.25}
+    assert settings.strengths("sft", config) == {}
+    config.train_config(0, **settings.overrides("self_distill:4+ewc:1e6", config))  # a valid TrainConfig
+
+
+def test_the_strength_table_pairs_every_strength_of_a_remedy_by_seed():
+    from interference.studies.remedies import RemediesStudy, RemedySettings, strength_rows
+    from interference.studies.setup import ExperimentConfig
+
+    held = {"sft": (0.5, 0.7), "self_distill": (0.6, 0.8), "ewc": (0.5, 0.7), "ewc:1e8": (0.9, 0.8),
+            "replay": (0.4, 0.6)}
+    records = [{"name": m, "seed": s, "held_acc_final": h[s], "new_acc": 0.9, "epochs": 3 + s, "drift": 0.1}
+               for m, h in held.items() for s in (0, 1)]
+    config = ExperimentConfig.quick_preset(seeds=(0, 1))
+    study = RemediesStudy(config, tuple(held), RemedySettings(), 0, records)
+    rows = strength_rows(study, records)
+    assert [r["method"] for r in rows] == ["ewc", "ewc:1e8"]  # replay ran at one strength only
+    assert rows[0]["strength"] == f"ewc_lambda {RemedySettings().ewc_weight(config):.3g}"
+    assert rows[1]["strength"] == "ewc_lambda 1e8" and rows[1]["epochs"] == 3.5
+    assert rows[1]["held-out − sft"].startswith("+0.250 [") and rows[1]["held-out − self_distill"].startswith("+0.150")
+    assert rows[0]["held-out − sft"] == "+0.000 [+0.000, +0.000]"
+
+
 def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
     sft, sft_model = _run(tiny, method="sft")
     ewc, ewc_model = _run(tiny, method="sft", ewc_lambda=1e6)
@@ -210,7 +251,7 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     from interference.studies.setup import ExperimentConfig
 
     config = ExperimentConfig.quick_preset(n_known=16, n_unknown=16, n_held=16, epochs=2, seeds=(0, 1))
-    methods = ("sft", "self_distill", "lora", "replay", "ewc", "self_distill+lora", "wise-ft")
+    methods = ("sft", "self_distill", "lora", "replay", "ewc", "ewc:1e8", "self_distill+lora", "wise-ft")
     study = run_remedies(config, methods, RemedySettings(lora_rank=2, alphas=(0.0, 0.5, 1.0)), base=world,
                          progress=False)
     assert [(r["name"], r["seed"]) for r in study.records] == [(m, s) for m in methods for s in (0, 1)]
@@ -234,6 +275,9 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     assert ("beats sft", "lora") in questions and ("beats both of its parts", "self_distill+lora") in questions
     reached = all(r["new_acc"] >= 0.9 for r in study.records if r["name"] == "sft")
     assert report.results["paired"] and (report.results["verdict"] is not None) == reached
+    assert [row["method"] for row in report.results["strengths"]] == ["ewc", "ewc:1e8"]
+    drift = {r["name"]: r["drift"] for r in study.records if r["seed"] == 0}
+    assert drift["ewc:1e8"] < drift["ewc"]  # the named strength is the one trained
 
 
 def test_remedy_commands_refuse_bad_input_before_any_work(tmp_path, capsys, monkeypatch):
@@ -244,7 +288,14 @@ def test_remedy_commands_refuse_bad_input_before_any_work(tmp_path, capsys, monk
     for argv, message in ((["--methods", "wise-ft"], "wise-ft interpolates the SFT model"),
                           (["--alphas", "0", "1", "--alpha", "0.5"], "not among the swept alphas"),
                           (["--alphas", "0", "2"], "alphas must be numbers in [0, 1]"),
-                          (["--replay-fraction", "0.95"], "replay_fraction must be")):
+                          (["--replay-fraction", "0.95"], "replay_fraction must be"),
+                          (["--methods", "sft", "lora:4"], "lora in 'lora:4' takes no strength"),
+                          (["--methods", "sft", "ewc:0"], "must be a number above 0, got '0'"),
+                          (["--methods", "sft", "ewc:strong"], "must be a number above 0, got 'strong'"),
+                          (["--methods", "sft", "replay:0.95"], "replay_fraction must be"),
+                          (["--methods", "sft", "ewc+replay"], "unknown remedy 'ewc+replay'"),
+                          (["--methods", "sft", "ewc:1e+06"], "exponent without '+'"),
+                          (["--methods", "sft", "dropout:1"], "unknown remedy 'dropout:1'")):
         assert remedies.main(["--quick", *argv, "--out", str(tmp_path / "r")]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -30,7 +31,7 @@ from ..models.weights import Snapshot, interpolate
 from ..report import charts
 from ..report.document import Report
 from ..report.headline import add_curves, add_headline, add_summary, mean_of
-from ..report.paired import Check, beyond_noise, evidence, paired_difference, ratio
+from ..report.paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
 from ..report.relations import add_relations
 from ..report.tables import count_text
 from .setup import ExperimentConfig, Setup, drift_layer, held_drift, held_states, load_base, make_setup, run_condition
@@ -39,6 +40,11 @@ from .tracing import MIN_GAP, start_model
 #: The trained methods, and the interpolation; combinations name their parts with "+".
 METHODS = ("sft", "self_distill", "lora", "replay", "ewc", "self_distill+lora", "self_distill+replay",
            "self_distill+ewc", "wise-ft")
+#: The parts a method is made of.
+PARTS = tuple(dict.fromkeys(part for method in METHODS for part in method.split("+")))
+#: A part may set its remedy's strength, "part:value" (`ewc:1e6`, `replay:0.5`, `self_distill:4`), so that one run
+#: sweeps it: the `TrainConfig` field each sets. Without one, a part takes the study's setting.
+STRENGTHS = {"self_distill": "kd_lambda", "ewc": "ewc_lambda", "replay": "replay_fraction"}
 #: A method beats another when its held-out gain is beyond noise and it keeps this share of the other's acquisition.
 MIN_ACQUISITION_RATIO = 0.9
 
@@ -73,9 +79,9 @@ class RemedySettings:
         return self.ewc_lambda if self.ewc_lambda is not None else config.n_known / (2 * trained)
 
     def overrides(self, method: str, config: ExperimentConfig) -> dict:
-        """The `TrainConfig` fields that make `method` (its parts composed)."""
-        parts, fields = method.split("+"), {"method": "sft"}
-        for part in parts:
+        """The `TrainConfig` fields that make `method` (its parts composed, each at the strength its name sets)."""
+        fields = {"method": "sft"}
+        for part, strength in method_parts(method):
             if part == "self_distill":
                 fields["method"] = "self_distill"
             elif part == "lora":
@@ -87,18 +93,75 @@ class RemedySettings:
                 fields["ewc_lambda"] = self.ewc_weight(config)
             elif part != "sft":
                 raise InterferenceError(f"unknown remedy {part!r} in {method!r}")
+            if strength is not None:
+                fields[STRENGTHS[part]] = strength
         return fields
+
+    def strengths(self, method: str, config: ExperimentConfig) -> dict[str, float]:
+        """The strength of each part of `method` that has one: {TrainConfig field: value} (what the run used)."""
+        fields = self.overrides(method, config)
+        return {STRENGTHS[part]: fields.get(STRENGTHS[part], getattr(config.train, STRENGTHS[part]))
+                for part, _ in method_parts(method) if part in STRENGTHS}
+
+
+def _strength_text(value: float, digits: int = 6) -> str:
+    """One spelling per number, so that a method has one name: 1e6 → '1e6', 0.5 → '0.5', 2e-05 → '2e-5'."""
+    mantissa, _, exponent = f"{value:.{digits}g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
+
+def method_parts(method: str) -> list[tuple[str, float | None]]:
+    """'self_distill+ewc:1e6' → [('self_distill', None), ('ewc', 1000000.0)]; one-line errors for an unknown part,
+    a strength on a part that has none, and a strength that is not a number above 0."""
+    if re.search(r"\de\+", method, re.IGNORECASE):
+        raise InterferenceError(f"write {method!r}'s exponent without '+' (ewc:1e6, not ewc:1e+06): '+' joins a "
+                                "method's parts")
+    parts = []
+    for part in method.split("+"):
+        name, colon, value = part.partition(":")
+        if name not in PARTS:
+            raise InterferenceError(f"unknown remedy {method!r} (choose from {', '.join(METHODS)}; a part may set its "
+                                    f"strength, e.g. ewc:1e6)")
+        strength = None
+        if colon:
+            if name not in STRENGTHS:
+                raise InterferenceError(f"{name} in {method!r} takes no strength (these do: "
+                                        f"{', '.join(f'{k}:<{v}>' for k, v in STRENGTHS.items())})")
+            try:
+                strength = float(value)
+            except ValueError:
+                strength = math.nan
+            if not (math.isfinite(strength) and strength > 0):
+                raise InterferenceError(f"the strength of {name} in {method!r} must be a number above 0, got "
+                                        f"{value!r}")
+        parts.append((name, strength))
+    return parts
+
+
+def family(method: str) -> str:
+    """The method without its strengths: 'self_distill+ewc:1e6' → 'self_distill+ewc'."""
+    return "+".join(name for name, _ in method_parts(method))
+
+
+def method_name(method: str) -> str:
+    """The one name of a method: its parts with their strengths spelt one way ('ewc:1000000' → 'ewc:1e6')."""
+    return "+".join(name if s is None else f"{name}:{_strength_text(s)}" for name, s in method_parts(method))
 
 
 def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
-    """`methods` in the study's order; one-line errors for an unknown one, and for wise-ft without sft."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise InterferenceError(f"unknown remedy {unknown[0] if unknown else None!r} (choose from "
-                                f"{', '.join(METHODS)})")
-    if "wise-ft" in methods and "sft" not in methods:
+    """`methods` named one way, in the study's order (each method with its strengths after it, weakest first);
+    one-line errors for an unknown one, and for wise-ft without sft."""
+    if not methods:
+        raise InterferenceError(f"no remedy given (choose from {', '.join(METHODS)})")
+    names = list(dict.fromkeys(method_name(m) for m in methods))
+    unknown = [m for m in names if family(m) not in METHODS]
+    if unknown:
+        raise InterferenceError(f"unknown remedy {unknown[0]!r} (choose from {', '.join(METHODS)}; a part may set "
+                                f"its strength, e.g. ewc:1e6)")
+    if "wise-ft" in names and "sft" not in names:
         raise InterferenceError("wise-ft interpolates the SFT model: add sft to the methods")
-    return tuple(m for m in METHODS if m in methods)
+    return tuple(sorted(names, key=lambda m: (METHODS.index(family(m)),
+                                              [(s is not None, s or 0.0) for _, s in method_parts(m)])))
 
 
 @dataclass
@@ -237,6 +300,26 @@ def answers(records: list[dict], methods: Sequence[str]) -> list[dict]:
     return rows
 
 
+def strength_rows(study: RemediesStudy, records: list[dict]) -> list[dict]:
+    """Every remedy the run tried at more than one strength: per strength, the mean epochs, acquisition, held-out
+    accuracy at the end and drift, and the held-out difference from sft and self_distill paired by seed."""
+    families: dict[str, list[str]] = {}
+    for method in study.methods:
+        families.setdefault(family(method), []).append(method)
+    rows = []
+    for method in (m for members in families.values() if len(members) > 1 for m in members):
+        row = {"method": method, "strength": ", ".join(f"{k} {_strength_text(v, 3)}" for k, v in
+                                                       study.settings.strengths(method, study.config).items()),
+               **{label: mean_of(records, method, key) for key, label in
+                  (("epochs", "epochs"), ("new_acc", "acquisition"), ("held_acc_final", "held-out at the end"),
+                   ("drift", "drift"))}}
+        for other in ("sft", "self_distill"):
+            if other in study.methods and other != method:
+                row[f"held-out − {other}"] = interval_text(paired_difference(records, method, other).t)
+        rows.append(row)
+    return rows
+
+
 def remedies_checks(records: list[dict], methods: Sequence[str]) -> list[Check] | None:
     """The verdict's rules for "self-distillation is the remedy to beat": it beats SFT, and no other method beats
     it (None when either is missing)."""
@@ -268,8 +351,8 @@ def remedies_report(study: RemediesStudy) -> Report:
             f"{config.train.target_new_acc} (or {config.train.epochs} epochs). LoRA rank {study.settings.lora_rank} "
             f"on {study.settings.lora_targets} at lr {study.settings.lora_lr or config.train.lr:g}; replay "
             f"{study.settings.replay_fraction:.0%} of every batch from D_known; EWC λ "
-            f"{study.settings.ewc_weight(config):.3g}; wise-ft the SFT model at α {study.settings.alpha}. Intervals "
-            "are 95 % t-intervals over seeds."),
+            f"{study.settings.ewc_weight(config):.3g}; wise-ft the SFT model at α {study.settings.alpha}. A method "
+            "named part:value sets that part's own strength. Intervals are 95 % t-intervals over seeds."),
     )
     report.add_conditions(records)
     records = report.conditions
@@ -294,6 +377,14 @@ def remedies_report(study: RemediesStudy) -> Report:
     report.section("Which methods beat which", f"A method beats another when its final held-out accuracy is higher "
                    f"beyond noise (paired over seeds, 95 % bootstrap over facts above 0) while it keeps at least "
                    f"{MIN_ACQUISITION_RATIO} of the other's acquisition.").table(rows)
+    if strengths := strength_rows(study, records):
+        report.results["strengths"] = strengths
+        report.section("Each remedy at several strengths",
+                       "A method named part:value sets that part's strength (self_distill: kd_lambda, ewc: "
+                       "ewc_lambda, replay: replay_fraction); every strength trains from the same snapshot to the "
+                       "same acquisition target, so a stronger remedy pays in epochs, not in acquisition, until it "
+                       "reaches the epoch limit. Means over seeds; differences paired by seed with 95 % "
+                       "t-intervals.").table(strengths)
     if study.sweep:
         report.section("WiSE-FT: interpolating the SFT model with its start",
                        "θ = (1 − α)θ⁰ + αθ_sft per seed; α 0 is the snapshot, α 1 the SFT model. Means over "
