@@ -220,7 +220,9 @@ def test_the_strength_table_pairs_every_strength_of_a_remedy_by_seed():
 
     held = {"sft": (0.5, 0.7), "self_distill": (0.6, 0.8), "ewc": (0.5, 0.7), "ewc:1e8": (0.9, 0.8),
             "replay": (0.4, 0.6)}
-    records = [{"name": m, "seed": s, "held_acc_final": h[s], "new_acc": 0.9, "epochs": 3 + s, "drift": 0.1}
+    records = [{"name": m, "seed": s, "held_acc_final": h[s], "new_acc": 0.9, "epochs": 3 + s, "drift": 0.1,
+                "fisher_distance": 1e-4 * (s + 1), "loss_terms": {"ce": 0.5, **({"ewc": 1e-8 * (s + 1)}
+                                                                              if m.startswith("ewc") else {})}}
                for m, h in held.items() for s in (0, 1)]
     config = ExperimentConfig.quick_preset(seeds=(0, 1))
     study = RemediesStudy(config, tuple(held), RemedySettings(), 0, records)
@@ -230,6 +232,8 @@ def test_the_strength_table_pairs_every_strength_of_a_remedy_by_seed():
     assert rows[1]["strength"] == "ewc_lambda 1e8" and rows[1]["epochs"] == 3.5
     assert rows[1]["held-out − sft"].startswith("+0.250 [") and rows[1]["held-out − self_distill"].startswith("+0.150")
     assert rows[0]["held-out − sft"] == "+0.000 [+0.000, +0.000]"
+    assert rows[1]["Σ F(θ − θ⁰)²"] == pytest.approx(1.5e-4)
+    assert rows[1]["EWC term / CE"] == pytest.approx(1e8 * 1.5e-8 / 0.5)  # λ·Σ F(θ − θ⁰)² / CE, mean over seeds
 
 
 def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
@@ -278,6 +282,11 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     assert [row["method"] for row in report.results["strengths"]] == ["ewc", "ewc:1e8"]
     drift = {r["name"]: r["drift"] for r in study.records if r["seed"] == 0}
     assert drift["ewc:1e8"] < drift["ewc"]  # the named strength is the one trained
+    distance = {r["name"]: r["fisher_distance"] for r in study.records if r["seed"] == 0}
+    assert distance["ewc:1e8"] < distance["sft"] and all(d > 0 for d in distance.values())
+    terms = {r["name"]: r["loss_terms"] for r in study.records if r["seed"] == 0 and r["name"] != "wise-ft"}
+    assert set(terms["ewc"]) == {"ce", "ewc"} and set(terms["self_distill"]) == {"ce", "kl"}
+    assert set(terms["sft"]) == {"ce"}
 
 
 def test_remedy_commands_refuse_bad_input_before_any_work(tmp_path, capsys, monkeypatch):

@@ -1,5 +1,7 @@
 """Where fine-tuning changed the weights: the relative update norm ‖θ − θ⁰‖ / ‖θ⁰‖ of each decoder layer, and of the
-embeddings and unembedding, between a start (a `Snapshot`) and a trained model of the same architecture."""
+embeddings and unembedding, between a start (a `Snapshot`) and a trained model of the same architecture; and the
+Fisher-weighted distance Σ F_i (θ_i − θ⁰_i)², how far a model moved in the directions a diagonal Fisher weighs
+(EWC's penalty at λ = 1)."""
 
 from __future__ import annotations
 
@@ -22,3 +24,13 @@ def layer_update_norms(start: Snapshot, model: torch.nn.Module) -> dict[str, flo
         size[slot] += before.pow(2).sum().item()
     norms = (change / size.clamp_min(1e-30)).sqrt().tolist()
     return {**{f"layer {i}": norms[i] for i in range(n)}, "other": norms[n]}
+
+
+def fisher_distance(start: Snapshot, model: torch.nn.Module, fisher: dict[str, torch.Tensor]) -> float:
+    """Σ_i F_i (θ_i − θ⁰_i)² over the parameters `fisher` names (`interference.measures.fisher.diagonal_fisher`),
+    in float64: EWC's penalty at λ = 1 for `model`'s weights, θ⁰ the snapshot `start`."""
+    named, total = dict(model.named_parameters()), 0.0
+    for name, weight in fisher.items():
+        change = named[name].detach().double() - start.params[name].to(named[name].device, torch.float64)
+        total += (weight.to(change.device, torch.float64) * change.pow(2)).sum().item()
+    return total

@@ -22,11 +22,13 @@ from dataclasses import asdict, dataclass, field
 
 from tqdm.auto import tqdm
 
+from ..facts.examples import Examples
 from ..io.dataclass_options import check_options, option
 from ..io.errors import InterferenceError
 from ..measures.evaluation import accuracy, answer_budget, fact_correctness
+from ..measures.fisher import diagonal_fisher
 from ..measures.tracing import restore, score_facts
-from ..measures.updates import layer_update_norms
+from ..measures.updates import fisher_distance, layer_update_norms
 from ..models.weights import Snapshot, interpolate
 from ..report import charts
 from ..report.document import Report
@@ -209,6 +211,14 @@ def _subject_recovery(model, start, tokenizer, held, start_ok) -> dict:
     return {"subject_recovery": [None if math.isnan(v) else v for v in per_layer], "traced_facts": len(forgotten)}
 
 
+def _loss_terms(history) -> dict[str, float]:
+    """The last epoch's mean training terms: "ce", and "kl" and "ewc" (the unweighted Σ F(θ − θ⁰)²) where the
+    method has them."""
+    last = next((r for r in reversed(history) if r.ce is not None), None)
+    return {} if last is None else {k: v for k, v in (("ce", last.ce), ("kl", last.kl), ("ewc", last.ewc))
+                                    if v is not None}
+
+
 def _wise_record(sft: dict, alpha: float, correct: dict, drift: float, norms: dict, sweep: list[dict]) -> dict:
     """The wise-ft record of one seed, on the fields every condition carries (its start and its facts are SFT's)."""
     held = accuracy(correct["held"])
@@ -242,6 +252,8 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
         start = setup.snapshot(config.train_config(seed, method="sft"))
         traced = start_model(setup, config.train_config(seed, method="sft"))
         _, start_ok = score_facts(traced, setup.tokenizer, setup.held)
+        fisher = diagonal_fisher(traced, Examples(setup.tokenizer, setup.known),
+                                 [n for n, p in traced.named_parameters() if p.requires_grad])
         sft = None
         for method in trained:
             condition = run_condition(setup, method, config.train_config(seed, **settings.overrides(method, config)),
@@ -249,6 +261,8 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
             study.records.append(condition.record(
                 drift=held_drift(setup, condition.model, [study.layer], states)[0].item(), **setup.relations(),
                 update_norms=layer_update_norms(start, condition.model),
+                fisher_distance=fisher_distance(start, condition.model, fisher),
+                loss_terms=_loss_terms(condition.result.history),
                 **_subject_recovery(condition.model, traced, setup.tokenizer, setup.held, start_ok),
                 **({"adapters": condition.result.adapters} if condition.result.adapters else {})))
             if method == "sft":
@@ -264,8 +278,10 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
                 if alpha == settings.alpha:
                     chosen = (correct, held_drift(setup, model, [study.layer], states)[0].item(),
                               layer_update_norms(start, model),
-                              _subject_recovery(model, traced, setup.tokenizer, setup.held, start_ok))
-            study.records.append({**_wise_record(sft[1], settings.alpha, *chosen[:3], sweep), **chosen[3]})
+                              _subject_recovery(model, traced, setup.tokenizer, setup.held, start_ok),
+                              fisher_distance(start, model, fisher))
+            study.records.append({**_wise_record(sft[1], settings.alpha, *chosen[:3], sweep), **chosen[3],
+                                  "fisher_distance": chosen[4]})
             bar.update(1)
     bar.close()
     study.records.sort(key=lambda r: (methods.index(r["name"]), r["seed"]))
@@ -300,6 +316,22 @@ def answers(records: list[dict], methods: Sequence[str]) -> list[dict]:
     return rows
 
 
+def _mean_term(records: list[dict], method: str, term: str) -> float | None:
+    """The mean over seeds of a last-epoch training term (`loss_terms`), None where no record has it."""
+    values = [r["loss_terms"][term] for r in records if r["name"] == method and term in r.get("loss_terms", {})]
+    return sum(values) / len(values) if values else None
+
+
+def _term_ratio(records: list[dict], method: str, strengths: dict[str, float]) -> float | None:
+    """λ·Σ F(θ − θ⁰)² / CE in the last epoch, the mean over the seeds that recorded both (None without EWC)."""
+    if "ewc_lambda" not in strengths:
+        return None
+    ratios = [strengths["ewc_lambda"] * r["loss_terms"]["ewc"] / r["loss_terms"]["ce"] for r in records
+              if r["name"] == method and r.get("loss_terms", {}).get("ewc") is not None
+              and r["loss_terms"].get("ce")]
+    return sum(ratios) / len(ratios) if ratios else None
+
+
 def strength_rows(study: RemediesStudy, records: list[dict]) -> list[dict]:
     """Every remedy the run tried at more than one strength: per strength, the mean epochs, acquisition, held-out
     accuracy at the end and drift, and the held-out difference from sft and self_distill paired by seed."""
@@ -312,7 +344,8 @@ def strength_rows(study: RemediesStudy, records: list[dict]) -> list[dict]:
                                                        study.settings.strengths(method, study.config).items()),
                **{label: mean_of(records, method, key) for key, label in
                   (("epochs", "epochs"), ("new_acc", "acquisition"), ("held_acc_final", "held-out at the end"),
-                   ("drift", "drift"))}}
+                   ("drift", "drift"), ("fisher_distance", "Σ F(θ − θ⁰)²"))},
+               "EWC term / CE": _term_ratio(records, method, study.settings.strengths(method, study.config))}
         for other in ("sft", "self_distill"):
             if other in study.methods and other != method:
                 row[f"held-out − {other}"] = interval_text(paired_difference(records, method, other).t)
@@ -407,6 +440,11 @@ def remedies_report(study: RemediesStudy) -> Report:
     views.table([{"method": m, **{s: round(sum(r["update_norms"][s] for r in records if r["name"] == m)
                                            / max(1, sum(r["name"] == m for r in records)), 4) for s in slots}}
                  for m in methods], title="Relative update norm per layer (mean over seeds)")
+    views.table([{"method": m, "Σ F(θ − θ⁰)²": mean_of(records, m, "fisher_distance"),
+                  "last epoch's CE": _mean_term(records, m, "ce")} for m in methods],
+                title="How far each method moved in the directions D_known's Fisher weighs: Σ F_i (θ_i − θ⁰_i)², "
+                      "F the diagonal Fisher of D_known at the snapshot θ⁰ (EWC's penalty at λ = 1; mean over "
+                      "seeds), beside the last epoch's mean cross-entropy")
     recovery = []
     for method in methods:
         runs = [r["subject_recovery"] for r in records if r["name"] == method and r.get("subject_recovery")]
