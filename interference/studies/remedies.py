@@ -8,8 +8,11 @@ trained: it is the seed's SFT model interpolated with the start, θ = (1 − α)
 `RemedySettings.alphas`; its record is the one at `RemedySettings.alpha`. docs/remedies.md has each formula.
 
 Per method and seed: acquisition, held-out accuracy (paired with SFT's and self-distillation's), the drift of
-held-out subjects at the drift layer, the relative update norm of every layer, and for the held-out facts it forgot,
-how much restoring the start's residual stream at the subject's tokens brings each back, per layer.
+held-out subjects at the drift layer, the relative update norm of every layer, the Fisher-weighted distance from the
+snapshot (Σ F(θ − θ⁰)², F the diagonal Fisher of D_known there), the last epoch's training terms, and for the
+held-out facts it forgot, how much restoring the start's residual stream at the subject's tokens brings each back,
+per layer. A part of a method may set its strength (`ewc:1e6`, `replay:0.5`, `self_distill:4`; `STRENGTHS`), so one
+run sweeps it.
 """
 
 from __future__ import annotations
@@ -168,8 +171,9 @@ def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
 
 @dataclass
 class RemediesStudy:
-    """Result of `run_remedies`: one record per method and seed, with `drift` and `update_norms`; LoRA's records
-    name the modules that carried adapters (`adapters`), wise-ft's hold the seed's whole α sweep (`sweep`)."""
+    """Result of `run_remedies`: one record per method and seed, with `drift`, `update_norms`, `fisher_distance`
+    and (trained methods) `loss_terms`; LoRA's records name the modules that carried adapters (`adapters`), wise-ft's
+    hold the seed's whole α sweep (`sweep`)."""
 
     config: ExperimentConfig
     methods: tuple[str, ...]
