@@ -232,8 +232,9 @@ def test_the_strength_table_pairs_every_strength_of_a_remedy_by_seed():
     assert rows[1]["strength"] == "ewc_lambda 1e8" and rows[1]["epochs"] == 3.5
     assert rows[1]["held-out − sft"].startswith("+0.250 [") and rows[1]["held-out − self_distill"].startswith("+0.150")
     assert rows[0]["held-out − sft"] == "+0.000 [+0.000, +0.000]"
-    assert rows[1]["Σ F(θ − θ⁰)²"] == pytest.approx(1.5e-4)
-    assert rows[1]["EWC term / CE"] == pytest.approx(1e8 * 1.5e-8 / 0.5)  # λ·Σ F(θ − θ⁰)² / CE, mean over seeds
+    assert rows[1]["Σ F(θ − θ⁰)², median"] == pytest.approx(1.5e-4)  # the median of two seeds: their mean
+    assert rows[1]["EWC term / CE, median"] == pytest.approx(1e8 * 1.5e-8 / 0.5)  # λ·Σ F(θ − θ⁰)² / CE
+    assert rows[0]["EWC term / CE, median"] == pytest.approx(RemedySettings().ewc_weight(config) * 1.5e-8 / 0.5)
 
 
 def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
@@ -273,7 +274,11 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     assert traced and all(len(r["subject_recovery"]) == world.config.n_layers for r in traced)
     report = remedies_report(study)
     path = report.write(tmp_path / "r")
-    validate_results(__import__("json").loads((path / "results.json").read_text()))
+    written = __import__("json").loads((path / "results.json").read_text())
+    validate_results(written)
+    fisher = next(t["rows"] for t in written["tables"] if (t.get("title") or "").startswith("How far each method"))
+    row = next(r for r in fisher if r["method"] == "ewc:1e8")
+    assert row["below sft's (seeds)"] in ("1 of 2", "2 of 2") and "below sft's (seeds)" not in fisher[0]
     assert {row["condition"] for row in report.results["by_relation"]} == set(methods)
     questions = {(a["question"], a["method"]) for a in report.results["answers"]}
     assert ("beats sft", "lora") in questions and ("beats both of its parts", "self_distill+lora") in questions

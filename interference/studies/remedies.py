@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -320,20 +321,38 @@ def answers(records: list[dict], methods: Sequence[str]) -> list[dict]:
     return rows
 
 
-def _mean_term(records: list[dict], method: str, term: str) -> float | None:
-    """The mean over seeds of a last-epoch training term (`loss_terms`), None where no record has it."""
-    values = [r["loss_terms"][term] for r in records if r["name"] == method and term in r.get("loss_terms", {})]
-    return sum(values) / len(values) if values else None
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _median_of(records: list[dict], method: str, field: str) -> float | None:
+    """The median over seeds of `field` (None where no record has it): the Fisher distance spans orders of magnitude
+    between seeds, so a mean would be one seed's."""
+    return _median([r[field] for r in records if r["name"] == method and r.get(field) is not None])
+
+
+def _median_term(records: list[dict], method: str, term: str) -> float | None:
+    """The median over seeds of a last-epoch training term (`loss_terms`), None where no record has it."""
+    return _median([r["loss_terms"][term] for r in records
+                    if r["name"] == method and term in r.get("loss_terms", {})])
+
+
+def _below(records: list[dict], method: str, reference: str) -> str:
+    """'9 of 10': the seeds where `method`'s Fisher distance is below `reference`'s, of those both recorded."""
+    theirs = {r["seed"]: r["fisher_distance"] for r in records if r["name"] == reference
+              and r.get("fisher_distance") is not None}
+    mine = {r["seed"]: r["fisher_distance"] for r in records if r["name"] == method
+            and r.get("fisher_distance") is not None and r["seed"] in theirs}
+    return f"{sum(mine[s] < theirs[s] for s in mine)} of {len(mine)}"
 
 
 def _term_ratio(records: list[dict], method: str, strengths: dict[str, float]) -> float | None:
-    """λ·Σ F(θ − θ⁰)² / CE in the last epoch, the mean over the seeds that recorded both (None without EWC)."""
+    """λ·Σ F(θ − θ⁰)² / CE in the last epoch, the median over the seeds that recorded both (None without EWC)."""
     if "ewc_lambda" not in strengths:
         return None
-    ratios = [strengths["ewc_lambda"] * r["loss_terms"]["ewc"] / r["loss_terms"]["ce"] for r in records
-              if r["name"] == method and r.get("loss_terms", {}).get("ewc") is not None
-              and r["loss_terms"].get("ce")]
-    return sum(ratios) / len(ratios) if ratios else None
+    return _median([strengths["ewc_lambda"] * r["loss_terms"]["ewc"] / r["loss_terms"]["ce"] for r in records
+                    if r["name"] == method and r.get("loss_terms", {}).get("ewc") is not None
+                    and r["loss_terms"].get("ce")])
 
 
 def strength_rows(study: RemediesStudy, records: list[dict]) -> list[dict]:
@@ -348,8 +367,9 @@ def strength_rows(study: RemediesStudy, records: list[dict]) -> list[dict]:
                                                        study.settings.strengths(method, study.config).items()),
                **{label: mean_of(records, method, key) for key, label in
                   (("epochs", "epochs"), ("new_acc", "acquisition"), ("held_acc_final", "held-out at the end"),
-                   ("drift", "drift"), ("fisher_distance", "Σ F(θ − θ⁰)²"))},
-               "EWC term / CE": _term_ratio(records, method, study.settings.strengths(method, study.config))}
+                   ("drift", "drift"))},
+               "Σ F(θ − θ⁰)², median": _median_of(records, method, "fisher_distance"),
+               "EWC term / CE, median": _term_ratio(records, method, study.settings.strengths(method, study.config))}
         for other in ("sft", "self_distill"):
             if other in study.methods and other != method:
                 row[f"held-out − {other}"] = interval_text(paired_difference(records, method, other).t)
@@ -444,11 +464,13 @@ def remedies_report(study: RemediesStudy) -> Report:
     views.table([{"method": m, **{s: round(sum(r["update_norms"][s] for r in records if r["name"] == m)
                                            / max(1, sum(r["name"] == m for r in records)), 4) for s in slots}}
                  for m in methods], title="Relative update norm per layer (mean over seeds)")
-    views.table([{"method": m, "Σ F(θ − θ⁰)²": mean_of(records, m, "fisher_distance"),
-                  "last epoch's CE": _mean_term(records, m, "ce")} for m in methods],
+    views.table([{"method": m, "Σ F(θ − θ⁰)², median": _median_of(records, m, "fisher_distance"),
+                  **({"below sft's (seeds)": _below(records, m, "sft")} if "sft" in methods and m != "sft" else {}),
+                  "last epoch's CE, median": _median_term(records, m, "ce")} for m in methods],
                 title="How far each method moved in the directions D_known's Fisher weighs: Σ F_i (θ_i − θ⁰_i)², "
-                      "F the diagonal Fisher of D_known at the snapshot θ⁰ (EWC's penalty at λ = 1; mean over "
-                      "seeds), beside the last epoch's mean cross-entropy")
+                      "F the diagonal Fisher of D_known at the snapshot θ⁰ (EWC's penalty at λ = 1), the median "
+                      "over seeds (it spans orders of magnitude between seeds) and the seeds where it is below "
+                      "sft's, beside the last epoch's mean cross-entropy")
     recovery = []
     for method in methods:
         runs = [r["subject_recovery"] for r in records if r["name"] == method and r.get("subject_recovery")]
