@@ -457,3 +457,76 @@ def test_the_readme_states_the_relation_swap(readme):
         records = load_results(ROOT / run["folder"])["conditions"]
         gains.append(paired_difference(records, "self_distill", "sft", "held_acc_final").t.mean)
     assert f"ahead of SFT's by {min(gains):+.3f} to {max(gains):+.3f} per run" in readme
+
+
+def sci(value: float, digits: int = 1) -> str:
+    """2.9e-6, as the README writes small numbers (Python writes 2.9e-06)."""
+    mantissa, exponent = f"{value:.{digits}e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def strength_rows_text(folder: Path) -> list[str]:
+    """The README's table of a committed strength sweep: per method run at several strengths, its mean epochs, the
+    seeds that reached the target, acquisition, held-out accuracy, and the paired differences from sft and
+    self_distill (as the report's strength table holds them)."""
+    data = load_results(folder)
+    rows = []
+    for row in data["results"]["strengths"]:
+        runs = [c for c in data["conditions"] if c["name"] == row["method"]]
+        reached = sum(c["stopped"] == "target" for c in runs)
+        rows.append(f"| {row['method']} | {row['epochs']:.1f} | {reached} of {len(runs)} | {row['acquisition']:.3f} | "
+                    f"{row['held-out at the end']:.3f} | {row.get('held-out − sft', '—')} | "
+                    f"{row.get('held-out − self_distill', '—')} |")
+    return rows
+
+
+def test_the_readme_states_the_world_strength_sweep(readme):
+    folder = RESULTS / "remedies-strengths"
+    data = load_results(folder)
+    assert len(data["seeds"]) == 10 and data["results"]["pooled_from"][0]["versions"]["numerics"] == "portable"
+    for row in strength_rows_text(folder):
+        assert row in readme
+    records = data["conditions"]
+    assert (f"SFT takes {mean_of(records, 'sft', 'epochs'):.1f} epochs and ends at "
+            f"{mean_of(records, 'sft', 'held_acc_final'):.3f}.") in readme
+    assert f"still **{data['headline']['verdict']['verdict']}**" in readme
+    fisher = next(t["rows"] for t in data["tables"] if (t.get("title") or "").startswith("How far each method"))
+    fisher = {row["method"]: row for row in fisher}
+    strengths = {row["method"]: row for row in data["results"]["strengths"]}
+    distance = {m: sci(row["Σ F(θ − θ⁰)², median"]) for m, row in fisher.items()}
+    assert f"a median of {distance['sft']} over seeds" in readme
+    assert f"at λ 0.167 the term is about {sci(strengths['ewc']['EWC term / CE, median'], 0)} of the CE" in readme
+    below = fisher["self_distill"]["below sft's (seeds)"]
+    assert f"below SFT's on {below} seeds (median {distance['self_distill']} against {distance['sft']}" in readme
+    both = paired_difference(records, "self_distill+ewc:1e8", "self_distill")
+    assert (f"self_distill+ewc:1e8 ends {interval_text(both.t)} above self-distillation**" in readme
+            and f"({mean_of(records, 'self_distill+ewc:1e8', 'new_acc'):.3f}, "
+                f"{mean_of(records, 'self_distill+ewc:1e8', 'epochs'):.0f} epochs)" in readme)
+    answers = {(a["question"], a["method"]): a for a in data["results"]["answers"]}
+    assert all(a["answer"] == "no" for (q, _), a in answers.items() if q == "beats self_distill")
+
+
+def test_the_readme_states_the_world_strength_sweeps_ratios(readme):
+    data = load_results(RESULTS / "remedies-strengths")
+    records, text = data["conditions"], " ".join(readme.split())  # the README's bullets wrap anywhere
+
+    def kept(method, other):
+        return ratio(mean_of(records, method, "new_acc"), mean_of(records, other, "new_acc"))
+
+    def epochs(method, other):
+        return ratio(mean_of(records, method, "epochs"), mean_of(records, other, "epochs"))
+
+    gain = {m: paired_difference(records, m, "sft").t.mean for m in ("ewc:1e6", "ewc:1e7")}
+    assert f"above SFT at λ 1e6 ({kept('ewc:1e6', 'sft'):.2f}× its acquisition)" in text
+    assert f"and {gain['ewc:1e7']:+.3f} at λ 1e7 ({kept('ewc:1e7', 'sft'):.2f}×)" in text
+    assert (f"({mean_of(records, 'ewc:1e6', 'epochs'):.1f} and {mean_of(records, 'ewc:1e7', 'epochs'):.1f} against "
+            f"SFT's {mean_of(records, 'sft', 'epochs'):.1f})") in text
+    level = paired_difference(records, "ewc:1e7", "self_distill").t.mean
+    assert (f"λ 1e7 is level with it ({level:+.3f}) at {kept('ewc:1e7', 'self_distill'):.2f}× its acquisition and "
+            f"{epochs('ewc:1e7', 'self_distill'):.1f}× its epochs") in text.replace("−", "-")
+    assert f"learns only {kept('ewc:1e8', 'self_distill'):.2f}× as many new facts" in text
+    assert f"at {kept('self_distill+ewc:1e8', 'self_distill'):.2f}× its acquisition" in text
+    four = paired_difference(records, "self_distill:4", "self_distill").t.mean
+    assert (f"λ 4 changes nothing ({four:+.3f}) at {epochs('self_distill:4', 'self_distill'):.1f}× the epochs"
+            in text)
+    assert f"not learned in 40 epochs ({mean_of(records, 'self_distill:16', 'new_acc'):.3f})" in text
