@@ -530,3 +530,20 @@ def test_the_readme_states_the_world_strength_sweeps_ratios(readme):
     assert (f"λ 4 changes nothing ({four:+.3f}) at {epochs('self_distill:4', 'self_distill'):.1f}× the epochs"
             in text)
     assert f"not learned in 40 epochs ({mean_of(records, 'self_distill:16', 'new_acc'):.3f})" in text
+
+
+def test_the_readme_states_the_smollm2_ewc_strengths():
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    folder = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"
+    data = load_results(folder)
+    assert data["seeds"] == [0, 1, 2] and data["config"]["model"] == "smollm2-135m"
+    for row in strength_rows_text(folder):
+        assert row in readme
+    swings = paired_difference(data["conditions"], "ewc:10000", "sft").differences
+    assert f"({', '.join(f'{d:+.2f}' for d in swings)} against SFT)".replace("-", "−") in readme
+    epochs = [c["epochs"] for c in data["conditions"] if c["name"].startswith("ewc")]
+    assert f"reached the target in {min(epochs)}–{max(epochs)}" in readme
+    study = load_results(ROOT / "results" / "smollm2-135m-remedies-cpu")["conditions"]
+    for record in (c for c in data["conditions"] if c["name"] in ("sft", "self_distill")):
+        other = next(c for c in study if c["name"] == record["name"] and c["seed"] == record["seed"])
+        assert all(record[k] == other[k] for k in ("held_correct_final", "new_correct_final", "curves", "epochs"))
