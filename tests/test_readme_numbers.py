@@ -547,3 +547,22 @@ def test_the_readme_states_the_smollm2_ewc_strengths():
     for record in (c for c in data["conditions"] if c["name"] in ("sft", "self_distill")):
         other = next(c for c in study if c["name"] == record["name"] and c["seed"] == record["seed"])
         assert all(record[k] == other[k] for k in ("held_correct_final", "new_correct_final", "curves", "epochs"))
+
+
+def test_the_readmes_state_the_smollm2_ewc_stage_2():
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    folder = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"
+    own = (folder / "README.md").read_text(encoding="utf-8")
+    data = load_results(folder / "stage-2")
+    assert data["seeds"] == [1]
+    runs = {c["name"]: c for c in data["conditions"]}
+    held = {m: f"{r['held_acc_final']:.2f}" for m, r in runs.items()}
+    distance = {m: sci(r["fisher_distance"]) for m, r in runs.items()}
+    assert (f"held-out accuracy ends at {held['ewc:100000']} and {held['ewc:1e6']} against SFT's {held['sft']}, "
+            f"although the weights move less in D_known's Fisher directions ({distance['ewc:100000']} and "
+            f"{distance['ewc:1e6']} against {distance['sft']})") in readme
+    sft = runs["sft"]
+    for name, r in runs.items():
+        gain = "—" if name == "sft" else f"{r['held_acc_final'] - sft['held_acc_final']:+.2f}"
+        assert (f"| {name} | {r['epochs']} | {r['new_acc']:.2f} | {r['held_acc_final']:.2f} | {gain} | "
+                f"{distance[name]} |") in own
