@@ -45,3 +45,9 @@ def world():
     from interference.studies.setup import ExperimentConfig, load_base
 
     return load_base(ExperimentConfig.quick_preset(), progress=False)
+
+
+@pytest.fixture(scope="session")
+def readme() -> str:
+    """The README's text, for the tests that recompute its numbers from the committed results files."""
+    return (ROOT / "README.md").read_text(encoding="utf-8")

@@ -283,10 +283,9 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
                 if alpha == settings.alpha:
                     chosen = (correct, held_drift(setup, model, [study.layer], states)[0].item(),
                               layer_update_norms(start, model),
-                              _subject_recovery(model, traced, setup.tokenizer, setup.held, start_ok),
-                              fisher_distance(start, model, fisher))
-            study.records.append({**_wise_record(sft[1], settings.alpha, *chosen[:3], sweep), **chosen[3],
-                                  "fisher_distance": chosen[4]})
+                              {**_subject_recovery(model, traced, setup.tokenizer, setup.held, start_ok),
+                               "fisher_distance": fisher_distance(start, model, fisher)})
+            study.records.append({**_wise_record(sft[1], settings.alpha, *chosen[:3], sweep), **chosen[3]})
             bar.update(1)
     bar.close()
     study.records.sort(key=lambda r: (methods.index(r["name"]), r["seed"]))
@@ -363,13 +362,13 @@ def strength_rows(study: RemediesStudy, records: list[dict]) -> list[dict]:
         families.setdefault(family(method), []).append(method)
     rows = []
     for method in (m for members in families.values() if len(members) > 1 for m in members):
-        row = {"method": method, "strength": ", ".join(f"{k} {_strength_text(v, 3)}" for k, v in
-                                                       study.settings.strengths(method, study.config).items()),
+        strengths = study.settings.strengths(method, study.config)
+        row = {"method": method, "strength": ", ".join(f"{k} {_strength_text(v, 3)}" for k, v in strengths.items()),
                **{label: mean_of(records, method, key) for key, label in
                   (("epochs", "epochs"), ("new_acc", "acquisition"), ("held_acc_final", "held-out at the end"),
                    ("drift", "drift"))},
                "Σ F(θ − θ⁰)², median": _median_of(records, method, "fisher_distance"),
-               "EWC term / CE, median": _term_ratio(records, method, study.settings.strengths(method, study.config))}
+               "EWC term / CE, median": _term_ratio(records, method, strengths)}
         for other in ("sft", "self_distill"):
             if other in study.methods and other != method:
                 row[f"held-out − {other}"] = interval_text(paired_difference(records, method, other).t)

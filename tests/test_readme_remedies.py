@@ -1,0 +1,171 @@
+"""The README's remedies numbers are measured, not remembered: its tables and sentences on the remedies (the world's
+run, its strength sweep, and SmolLM2's runs) are recomputed here from the committed results files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_readme_numbers import RESULTS, ROOT, row_text  # the tests folder is on the path (pytest prepends it)
+
+from interference.report.files import load_results
+from interference.report.headline import mean_of
+from interference.report.paired import interval_text, paired_difference, ratio
+
+
+def remedies_rows(folder: Path = RESULTS / "remedies", references=("sft", "self_distill")) -> list[str]:
+    """The README's table of a committed remedies run (default results/world-default/remedies), a row per method:
+    acquisition, final held-out accuracy, and the paired differences from each of `references`."""
+    data = load_results(folder)
+    records, rows = data["conditions"], []
+    for row in data["results"]["condition_summary"]:
+        name = row["condition"]
+        versus = [interval_text(paired_difference(records, name, other, "held_acc_final").t)
+                  if name != other else "—" for other in references]
+        cells = [f"{row[k]:.3f} [{row[k + '_low']:.3f}, {row[k + '_high']:.3f}]" for k in ("new_acc", "held_acc_final")]
+        rows.append(f"| {name} | {cells[0]} | {cells[1]} | {' | '.join(versus)} |")
+    return rows
+
+
+def test_the_readme_states_the_committed_remedies_run(readme):
+    data = load_results(RESULTS / "remedies")
+    assert data["versions"]["numerics"] == "portable" and len(data["seeds"]) == 10
+    for row in remedies_rows():
+        assert row in readme
+    assert f"verdict: **{data['headline']['verdict']['verdict']}**" in readme
+
+
+def test_the_readme_states_the_real_model_remedies_run(readme):
+    folder = ROOT / "results" / "smollm2-135m-remedies-cpu"
+    data = load_results(folder)
+    assert len(data["seeds"]) >= 3 and data["config"]["model"] == "smollm2-135m"
+    assert f"### Remedies on SmolLM2 (CPU size, {len(data['seeds'])} seeds)" in readme
+    for row in remedies_rows(folder):
+        assert row in readme
+    assert f"The report's verdict: **{data['headline']['verdict']['verdict']}**" in readme
+
+
+def test_the_readme_states_the_real_model_lora_run(readme):
+    folder = ROOT / "results" / "smollm2-135m-remedies-cpu-lora"
+    data = load_results(folder)
+    assert len(data["seeds"]) >= 3 and data["config"]["remedies"]["lora_lr"] == 1e-3
+    assert f"LoRA at ten times the rate ({len(data['seeds'])} seeds)" in readme
+    for row in remedies_rows(folder, references=("sft", "lora")):
+        assert row in readme
+
+
+def test_the_readme_states_where_each_remedys_forgetting_lands(readme):
+    contrast = {row["condition"]: row for row in load_results(RESULTS / "remedies")["results"]["relation_contrast"]}
+
+    for method in ("lora", "replay", "ewc", "self_distill"):
+        row = contrast[method]
+        assert (f"  - {method}: inside {row_text(row, 'inside_minus_reference')}, outside "
+                f"{row_text(row, 'outside_minus_reference')}") in readme
+
+
+def sci(value: float, digits: int = 1) -> str:
+    """2.9e-6, as the README writes small numbers (Python writes 2.9e-06)."""
+    mantissa, exponent = f"{value:.{digits}e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def strength_rows_text(folder: Path) -> list[str]:
+    """The README's table of a committed strength sweep: per method run at several strengths, its mean epochs, the
+    seeds that reached the target, acquisition, held-out accuracy, and the paired differences from sft and
+    self_distill (as the report's strength table holds them)."""
+    data = load_results(folder)
+    rows = []
+    for row in data["results"]["strengths"]:
+        runs = [c for c in data["conditions"] if c["name"] == row["method"]]
+        reached = sum(c["stopped"] == "target" for c in runs)
+        rows.append(f"| {row['method']} | {row['epochs']:.1f} | {reached} of {len(runs)} | {row['acquisition']:.3f} | "
+                    f"{row['held-out at the end']:.3f} | {row.get('held-out − sft', '—')} | "
+                    f"{row.get('held-out − self_distill', '—')} |")
+    return rows
+
+
+def test_the_readme_states_the_world_strength_sweep(readme):
+    folder = RESULTS / "remedies-strengths"
+    data = load_results(folder)
+    assert len(data["seeds"]) == 10 and data["results"]["pooled_from"][0]["versions"]["numerics"] == "portable"
+    for row in strength_rows_text(folder):
+        assert row in readme
+    records = data["conditions"]
+    assert (f"SFT takes {mean_of(records, 'sft', 'epochs'):.1f} epochs and ends at "
+            f"{mean_of(records, 'sft', 'held_acc_final'):.3f}.") in readme
+    assert f"still **{data['headline']['verdict']['verdict']}**" in readme
+    fisher = next(t["rows"] for t in data["tables"] if (t.get("title") or "").startswith("How far each method"))
+    fisher = {row["method"]: row for row in fisher}
+    strengths = {row["method"]: row for row in data["results"]["strengths"]}
+    distance = {m: sci(row["Σ F(θ − θ⁰)², median"]) for m, row in fisher.items()}
+    assert f"a median of {distance['sft']} over seeds" in readme
+    assert f"at λ 0.167 the term is about {sci(strengths['ewc']['EWC term / CE, median'], 0)} of the CE" in readme
+    below = fisher["self_distill"]["below sft's (seeds)"]
+    assert f"below SFT's on {below} seeds (median {distance['self_distill']} against {distance['sft']}" in readme
+    both = paired_difference(records, "self_distill+ewc:1e8", "self_distill")
+    assert (f"self_distill+ewc:1e8 ends {interval_text(both.t)} above self-distillation**" in readme
+            and f"({mean_of(records, 'self_distill+ewc:1e8', 'new_acc'):.3f}, "
+                f"{mean_of(records, 'self_distill+ewc:1e8', 'epochs'):.0f} epochs)" in readme)
+    answers = {(a["question"], a["method"]): a for a in data["results"]["answers"]}
+    assert all(a["answer"] == "no" for (q, _), a in answers.items() if q == "beats self_distill")
+
+
+def test_the_readme_states_the_world_strength_sweeps_ratios(readme):
+    data = load_results(RESULTS / "remedies-strengths")
+    records, text = data["conditions"], " ".join(readme.split())  # the README's bullets wrap anywhere
+
+    def kept(method, other):
+        return ratio(mean_of(records, method, "new_acc"), mean_of(records, other, "new_acc"))
+
+    def epochs(method, other):
+        return ratio(mean_of(records, method, "epochs"), mean_of(records, other, "epochs"))
+
+    gain = {m: paired_difference(records, m, "sft").t.mean for m in ("ewc:1e6", "ewc:1e7")}
+    assert f"above SFT at λ 1e6 ({kept('ewc:1e6', 'sft'):.2f}× its acquisition)" in text
+    assert f"and {gain['ewc:1e7']:+.3f} at λ 1e7 ({kept('ewc:1e7', 'sft'):.2f}×)" in text
+    assert (f"({mean_of(records, 'ewc:1e6', 'epochs'):.1f} and {mean_of(records, 'ewc:1e7', 'epochs'):.1f} against "
+            f"SFT's {mean_of(records, 'sft', 'epochs'):.1f})") in text
+    level = paired_difference(records, "ewc:1e7", "self_distill").t.mean
+    assert (f"λ 1e7 is level with it ({level:+.3f}) at {kept('ewc:1e7', 'self_distill'):.2f}× its acquisition and "
+            f"{epochs('ewc:1e7', 'self_distill'):.1f}× its epochs") in text.replace("−", "-")
+    assert f"learns only {kept('ewc:1e8', 'self_distill'):.2f}× as many new facts" in text
+    assert f"at {kept('self_distill+ewc:1e8', 'self_distill'):.2f}× its acquisition" in text
+    four = paired_difference(records, "self_distill:4", "self_distill").t.mean
+    assert (f"λ 4 changes nothing ({four:+.3f}) at {epochs('self_distill:4', 'self_distill'):.1f}× the epochs"
+            in text)
+    assert f"not learned in 40 epochs ({mean_of(records, 'self_distill:16', 'new_acc'):.3f})" in text
+
+
+def test_the_readme_states_the_smollm2_ewc_strengths():
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    folder = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"
+    data = load_results(folder)
+    assert data["seeds"] == [0, 1, 2] and data["config"]["model"] == "smollm2-135m"
+    for row in strength_rows_text(folder):
+        assert row in readme
+    swings = paired_difference(data["conditions"], "ewc:10000", "sft").differences
+    assert f"({', '.join(f'{d:+.2f}' for d in swings)} against SFT)".replace("-", "−") in readme
+    epochs = [c["epochs"] for c in data["conditions"] if c["name"].startswith("ewc")]
+    assert f"reached the target in {min(epochs)}–{max(epochs)}" in readme
+    study = load_results(ROOT / "results" / "smollm2-135m-remedies-cpu")["conditions"]
+    for record in (c for c in data["conditions"] if c["name"] in ("sft", "self_distill")):
+        other = next(c for c in study if c["name"] == record["name"] and c["seed"] == record["seed"])
+        assert all(record[k] == other[k] for k in ("held_correct_final", "new_correct_final", "curves", "epochs"))
+
+
+def test_the_readmes_state_the_smollm2_ewc_stage_2():
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    folder = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"
+    own = (folder / "README.md").read_text(encoding="utf-8")
+    data = load_results(folder / "stage-2")
+    assert data["seeds"] == [1]
+    runs = {c["name"]: c for c in data["conditions"]}
+    held = {m: f"{r['held_acc_final']:.2f}" for m, r in runs.items()}
+    distance = {m: sci(r["fisher_distance"]) for m, r in runs.items()}
+    assert (f"held-out accuracy ends at {held['ewc:100000']} and {held['ewc:1e6']} against SFT's {held['sft']}, "
+            f"although the weights move less in D_known's Fisher directions ({distance['ewc:100000']} and "
+            f"{distance['ewc:1e6']} against {distance['sft']})") in readme
+    sft = runs["sft"]
+    for name, r in runs.items():
+        gain = "—" if name == "sft" else f"{r['held_acc_final'] - sft['held_acc_final']:+.2f}"
+        assert (f"| {name} | {r['epochs']} | {r['new_acc']:.2f} | {r['held_acc_final']:.2f} | {gain} | "
+                f"{distance[name]} |") in own
