@@ -192,7 +192,8 @@ def test_the_remedies_give_lora_lr_to_the_lora_runs_only():
 
 
 def test_a_method_name_sets_each_parts_strength_and_has_one_spelling():
-    from interference.studies.remedies import RemedySettings, check_methods, family, method_name, method_parts
+    from interference.studies.remedies import RemedySettings
+    from interference.studies.remedy_methods import check_methods, family, method_name, method_parts
     from interference.studies.setup import ExperimentConfig
 
     assert method_parts("self_distill:4+ewc:1e6") == [("self_distill", 4.0), ("ewc", 1e6)]
@@ -236,6 +237,20 @@ def test_the_strength_table_pairs_every_strength_of_a_remedy_by_seed():
     assert rows[1]["EWC term / CE, median"] == pytest.approx(1e8 * 1.5e-8 / 0.5)  # λ·Σ F(θ − θ⁰)² / CE
     assert rows[0]["EWC term / CE, median"] == pytest.approx(RemedySettings().ewc_weight(config) * 1.5e-8 / 0.5)
 
+
+
+def test_the_fisher_table_shows_d_helds_distance_only_where_records_have_it():
+    from interference.studies.remedies import fisher_rows
+
+    records = [{"name": m, "seed": s, "fisher_distance": d * (s + 1), "held_fisher_distance": h * (s + 1),
+                "loss_terms": {"ce": 0.5}} for m, d, h in (("sft", 2.0, 1.0), ("ewc", 1.0, 3.0)) for s in (0, 1, 2)]
+    records[-1]["held_fisher_distance"] = 0.5  # ewc's seed 2 moved less in D_held's directions than sft's
+    rows = {r["method"]: r for r in fisher_rows(records, ("sft", "ewc"))}
+    assert rows["ewc"]["Σ F(θ − θ⁰)², median"] == 2.0 and rows["ewc"]["below sft's (seeds)"] == "3 of 3"
+    assert rows["ewc"]["held: Σ F(θ − θ⁰)², median"] == 3.0 and rows["ewc"]["held: below sft's (seeds)"] == "1 of 3"
+    assert "held: below sft's (seeds)" not in rows["sft"] and rows["sft"]["last epoch's CE, median"] == 0.5
+    older = [{k: v for k, v in r.items() if k != "held_fisher_distance"} for r in records]  # runs before D_held's
+    assert not any(k.startswith("held:") for row in fisher_rows(older, ("sft", "ewc")) for k in row)
 
 def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
     sft, sft_model = _run(tiny, method="sft")
@@ -289,6 +304,10 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     assert drift["ewc:1e8"] < drift["ewc"]  # the named strength is the one trained
     distance = {r["name"]: r["fisher_distance"] for r in study.records if r["seed"] == 0}
     assert distance["ewc:1e8"] < distance["sft"] and all(d > 0 for d in distance.values())
+    held = {r["name"]: r["held_fisher_distance"] for r in study.records if r["seed"] == 0}
+    assert all(d > 0 for d in held.values())  # a quadratic form: α 0.5 of SFT's step is a quarter of its distance
+    assert held["wise-ft"] == pytest.approx(held["sft"] / 4, rel=1e-3)
+    assert row["held: below sft's (seeds)"] in ("0 of 2", "1 of 2", "2 of 2")
     terms = {r["name"]: r["loss_terms"] for r in study.records if r["seed"] == 0 and r["name"] != "wise-ft"}
     assert set(terms["ewc"]) == {"ce", "ewc"} and set(terms["self_distill"]) == {"ce", "kl"}
     assert set(terms["sft"]) == {"ce"}

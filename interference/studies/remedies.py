@@ -9,17 +9,16 @@ trained: it is the seed's SFT model interpolated with the start, θ = (1 − α)
 
 Per method and seed: acquisition, held-out accuracy (paired with SFT's and self-distillation's), the drift of
 held-out subjects at the drift layer, the relative update norm of every layer, the Fisher-weighted distance from the
-snapshot (Σ F(θ − θ⁰)², F the diagonal Fisher of D_known there), the last epoch's training terms, and for the
-held-out facts it forgot, how much restoring the start's residual stream at the subject's tokens brings each back,
-per layer. A part of a method may set its strength (`ewc:1e6`, `replay:0.5`, `self_distill:4`; `STRENGTHS`), so one
-run sweeps it.
+snapshot (Σ F(θ − θ⁰)², F the diagonal Fisher of D_known there, and again with D_held's), the last epoch's
+training terms, and for the held-out facts it forgot, how much restoring the start's residual stream at the subject's
+tokens brings each back, per layer. A part of a method may set its strength (`ewc:1e6`, `replay:0.5`, `self_distill:4`;
+`interference.studies.remedy_methods`), so one run sweeps it.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,17 +39,10 @@ from ..report.headline import add_curves, add_headline, add_summary, mean_of
 from ..report.paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
 from ..report.relations import add_relations
 from ..report.tables import count_text
+from .remedy_methods import METHODS, STRENGTHS, check_methods, family, method_parts, strength_text
 from .setup import ExperimentConfig, Setup, drift_layer, held_drift, held_states, load_base, make_setup, run_condition
 from .tracing import MIN_GAP, start_model
 
-#: The trained methods, and the interpolation; combinations name their parts with "+".
-METHODS = ("sft", "self_distill", "lora", "replay", "ewc", "self_distill+lora", "self_distill+replay",
-           "self_distill+ewc", "wise-ft")
-#: The parts a method is made of.
-PARTS = tuple(dict.fromkeys(part for method in METHODS for part in method.split("+")))
-#: A part may set its remedy's strength, "part:value" (`ewc:1e6`, `replay:0.5`, `self_distill:4`), so that one run
-#: sweeps it: the `TrainConfig` field each sets. Without one, a part takes the study's setting.
-STRENGTHS = {"self_distill": "kd_lambda", "ewc": "ewc_lambda", "replay": "replay_fraction"}
 #: A method beats another when its held-out gain is beyond noise and it keeps this share of the other's acquisition.
 MIN_ACQUISITION_RATIO = 0.9
 
@@ -110,71 +102,11 @@ class RemedySettings:
                 for part, _ in method_parts(method) if part in STRENGTHS}
 
 
-def _strength_text(value: float, digits: int = 6) -> str:
-    """One spelling per number, so that a method has one name: 1e6 → '1e6', 0.5 → '0.5', 2e-05 → '2e-5'."""
-    mantissa, _, exponent = f"{value:.{digits}g}".partition("e")
-    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
-
-
-def method_parts(method: str) -> list[tuple[str, float | None]]:
-    """'self_distill+ewc:1e6' → [('self_distill', None), ('ewc', 1000000.0)]; one-line errors for an unknown part,
-    a strength on a part that has none, and a strength that is not a number above 0."""
-    if re.search(r"\de\+", method, re.IGNORECASE):
-        raise InterferenceError(f"write {method!r}'s exponent without '+' (ewc:1e6, not ewc:1e+06): '+' joins a "
-                                "method's parts")
-    parts = []
-    for part in method.split("+"):
-        name, colon, value = part.partition(":")
-        if name not in PARTS:
-            raise InterferenceError(f"unknown remedy {method!r} (choose from {', '.join(METHODS)}; a part may set its "
-                                    f"strength, e.g. ewc:1e6)")
-        strength = None
-        if colon:
-            if name not in STRENGTHS:
-                raise InterferenceError(f"{name} in {method!r} takes no strength (these do: "
-                                        f"{', '.join(f'{k}:<{v}>' for k, v in STRENGTHS.items())})")
-            try:
-                strength = float(value)
-            except ValueError:
-                strength = math.nan
-            if not (math.isfinite(strength) and strength > 0):
-                raise InterferenceError(f"the strength of {name} in {method!r} must be a number above 0, got "
-                                        f"{value!r}")
-        parts.append((name, strength))
-    return parts
-
-
-def family(method: str) -> str:
-    """The method without its strengths: 'self_distill+ewc:1e6' → 'self_distill+ewc'."""
-    return "+".join(name for name, _ in method_parts(method))
-
-
-def method_name(method: str) -> str:
-    """The one name of a method: its parts with their strengths spelt one way ('ewc:1000000' → 'ewc:1e6')."""
-    return "+".join(name if s is None else f"{name}:{_strength_text(s)}" for name, s in method_parts(method))
-
-
-def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
-    """`methods` named one way, in the study's order (each method with its strengths after it, weakest first);
-    one-line errors for an unknown one, and for wise-ft without sft."""
-    if not methods:
-        raise InterferenceError(f"no remedy given (choose from {', '.join(METHODS)})")
-    names = list(dict.fromkeys(method_name(m) for m in methods))
-    unknown = [m for m in names if family(m) not in METHODS]
-    if unknown:
-        raise InterferenceError(f"unknown remedy {unknown[0]!r} (choose from {', '.join(METHODS)}; a part may set "
-                                f"its strength, e.g. ewc:1e6)")
-    if "wise-ft" in names and "sft" not in names:
-        raise InterferenceError("wise-ft interpolates the SFT model: add sft to the methods")
-    return tuple(sorted(names, key=lambda m: (METHODS.index(family(m)),
-                                              [(s is not None, s or 0.0) for _, s in method_parts(m)])))
-
-
 @dataclass
 class RemediesStudy:
-    """Result of `run_remedies`: one record per method and seed, with `drift`, `update_norms`, `fisher_distance`
-    and (trained methods) `loss_terms`; LoRA's records name the modules that carried adapters (`adapters`), wise-ft's
-    hold the seed's whole α sweep (`sweep`)."""
+    """Result of `run_remedies`: one record per method and seed, with `drift`, `update_norms`, `fisher_distance`,
+    `held_fisher_distance` and (trained methods) `loss_terms`; LoRA's records name the modules that carried adapters
+    (`adapters`), wise-ft's hold the seed's whole α sweep (`sweep`)."""
 
     config: ExperimentConfig
     methods: tuple[str, ...]
@@ -224,6 +156,13 @@ def _loss_terms(history) -> dict[str, float]:
                                     if v is not None}
 
 
+def _fisher_distances(start: Snapshot, model, fishers: dict[str, dict]) -> dict[str, float]:
+    """Σ F(θ − θ⁰)² under the snapshot's Fisher of D_known ("fisher_distance", EWC's penalty at λ 1) and of D_held
+    ("held_fisher_distance": to second order, the rise of the held-out facts' loss, for facts the start fits)."""
+    return {"fisher_distance": fisher_distance(start, model, fishers["known"]),
+            "held_fisher_distance": fisher_distance(start, model, fishers["held"])}
+
+
 def _wise_record(sft: dict, alpha: float, correct: dict, drift: float, norms: dict, sweep: list[dict]) -> dict:
     """The wise-ft record of one seed, on the fields every condition carries (its start and its facts are SFT's)."""
     held = accuracy(correct["held"])
@@ -257,8 +196,9 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
         start = setup.snapshot(config.train_config(seed, method="sft"))
         traced = start_model(setup, config.train_config(seed, method="sft"))
         _, start_ok = score_facts(traced, setup.tokenizer, setup.held)
-        fisher = diagonal_fisher(traced, Examples(setup.tokenizer, setup.known),
-                                 [n for n, p in traced.named_parameters() if p.requires_grad])
+        names = [n for n, p in traced.named_parameters() if p.requires_grad]
+        fishers = {split: diagonal_fisher(traced, Examples(setup.tokenizer, getattr(setup, split)), names)
+                   for split in ("known", "held")}
         sft = None
         for method in trained:
             condition = run_condition(setup, method, config.train_config(seed, **settings.overrides(method, config)),
@@ -266,7 +206,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
             study.records.append(condition.record(
                 drift=held_drift(setup, condition.model, [study.layer], states)[0].item(), **setup.relations(),
                 update_norms=layer_update_norms(start, condition.model),
-                fisher_distance=fisher_distance(start, condition.model, fisher),
+                **_fisher_distances(start, condition.model, fishers),
                 loss_terms=_loss_terms(condition.result.history),
                 **_subject_recovery(condition.model, traced, setup.tokenizer, setup.held, start_ok),
                 **({"adapters": condition.result.adapters} if condition.result.adapters else {})))
@@ -284,7 +224,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
                     chosen = (correct, held_drift(setup, model, [study.layer], states)[0].item(),
                               layer_update_norms(start, model),
                               {**_subject_recovery(model, traced, setup.tokenizer, setup.held, start_ok),
-                               "fisher_distance": fisher_distance(start, model, fisher)})
+                               **_fisher_distances(start, model, fishers)})
             study.records.append({**_wise_record(sft[1], settings.alpha, *chosen[:3], sweep), **chosen[3]})
             bar.update(1)
     bar.close()
@@ -336,12 +276,12 @@ def _median_term(records: list[dict], method: str, term: str) -> float | None:
                     if r["name"] == method and term in r.get("loss_terms", {})])
 
 
-def _below(records: list[dict], method: str, reference: str) -> str:
-    """'9 of 10': the seeds where `method`'s Fisher distance is below `reference`'s, of those both recorded."""
-    theirs = {r["seed"]: r["fisher_distance"] for r in records if r["name"] == reference
-              and r.get("fisher_distance") is not None}
-    mine = {r["seed"]: r["fisher_distance"] for r in records if r["name"] == method
-            and r.get("fisher_distance") is not None and r["seed"] in theirs}
+def _below(records: list[dict], method: str, reference: str, field: str = "fisher_distance") -> str:
+    """'9 of 10': the seeds where `method`'s `field` (a Fisher distance) is below `reference`'s, of those both
+    recorded."""
+    theirs = {r["seed"]: r[field] for r in records if r["name"] == reference and r.get(field) is not None}
+    mine = {r["seed"]: r[field] for r in records if r["name"] == method and r.get(field) is not None
+            and r["seed"] in theirs}
     return f"{sum(mine[s] < theirs[s] for s in mine)} of {len(mine)}"
 
 
@@ -354,6 +294,22 @@ def _term_ratio(records: list[dict], method: str, strengths: dict[str, float]) -
                     and r["loss_terms"].get("ce")])
 
 
+def fisher_rows(records: list[dict], methods: Sequence[str]) -> list[dict]:
+    """Per method, the median Fisher distances over seeds (D_known's; D_held's, its columns named "held: …", where
+    records have it), the seeds where each is below sft's, and the last epoch's median CE."""
+    fields = [(f, label) for f, label in (("fisher_distance", ""), ("held_fisher_distance", "held: "))
+              if any(r.get(f) is not None for r in records)]
+    rows = []
+    for m in methods:
+        row = {"method": m}
+        for key, label in fields:
+            row[f"{label}Σ F(θ − θ⁰)², median"] = _median_of(records, m, key)
+            if "sft" in methods and m != "sft":
+                row[f"{label}below sft's (seeds)"] = _below(records, m, "sft", key)
+        rows.append({**row, "last epoch's CE, median": _median_term(records, m, "ce")})
+    return rows
+
+
 def strength_rows(study: RemediesStudy, records: list[dict]) -> list[dict]:
     """Every remedy the run tried at more than one strength: per strength, the mean epochs, acquisition, held-out
     accuracy at the end and drift, and the held-out difference from sft and self_distill paired by seed."""
@@ -363,7 +319,7 @@ def strength_rows(study: RemediesStudy, records: list[dict]) -> list[dict]:
     rows = []
     for method in (m for members in families.values() if len(members) > 1 for m in members):
         strengths = study.settings.strengths(method, study.config)
-        row = {"method": method, "strength": ", ".join(f"{k} {_strength_text(v, 3)}" for k, v in strengths.items()),
+        row = {"method": method, "strength": ", ".join(f"{k} {strength_text(v, 3)}" for k, v in strengths.items()),
                **{label: mean_of(records, method, key) for key, label in
                   (("epochs", "epochs"), ("new_acc", "acquisition"), ("held_acc_final", "held-out at the end"),
                    ("drift", "drift"))},
@@ -463,11 +419,10 @@ def remedies_report(study: RemediesStudy) -> Report:
     views.table([{"method": m, **{s: round(sum(r["update_norms"][s] for r in records if r["name"] == m)
                                            / max(1, sum(r["name"] == m for r in records)), 4) for s in slots}}
                  for m in methods], title="Relative update norm per layer (mean over seeds)")
-    views.table([{"method": m, "Σ F(θ − θ⁰)², median": _median_of(records, m, "fisher_distance"),
-                  **({"below sft's (seeds)": _below(records, m, "sft")} if "sft" in methods and m != "sft" else {}),
-                  "last epoch's CE, median": _median_term(records, m, "ce")} for m in methods],
-                title="How far each method moved in the directions D_known's Fisher weighs: Σ F_i (θ_i − θ⁰_i)², "
-                      "F the diagonal Fisher of D_known at the snapshot θ⁰ (EWC's penalty at λ = 1), the median "
+    views.table(fisher_rows(records, methods),
+                title="How far each method moved in the directions a Fisher weighs: Σ F_i (θ_i − θ⁰_i)², F the "
+                      "diagonal Fisher at the snapshot θ⁰ of D_known (EWC's penalty at λ = 1) and, in runs that "
+                      "recorded it, of D_held (to second order the rise of the held-out facts' loss); the median "
                       "over seeds (it spans orders of magnitude between seeds) and the seeds where it is below "
                       "sft's, beside the last epoch's mean cross-entropy")
     recovery = []
