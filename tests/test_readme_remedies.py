@@ -3,6 +3,7 @@ run, its strength sweep, and SmolLM2's runs) are recomputed here from the commit
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from test_readme_numbers import RESULTS, ROOT, row_text  # the tests folder is on the path (pytest prepends it)
@@ -169,3 +170,33 @@ def test_the_readmes_state_the_smollm2_ewc_stage_2():
         gain = "—" if name == "sft" else f"{r['held_acc_final'] - sft['held_acc_final']:+.2f}"
         assert (f"| {name} | {r['epochs']} | {r['new_acc']:.2f} | {r['held_acc_final']:.2f} | {gain} | "
                 f"{distance[name]} |") in own
+
+
+def test_the_readme_states_the_world_held_out_fisher_distance(readme):
+    from scipy.stats import spearmanr
+
+    text = " ".join(readme.split()).replace("−", "-")  # README lines wrap anywhere
+    folder = RESULTS / "remedies-held-fisher"
+    data, sweep = load_results(folder), load_results(RESULTS / "remedies-strengths")["conditions"]
+    records = data["conditions"]
+    assert len(data["seeds"]) == 10 and {r["name"] for r in records} == {"sft", "self_distill", "ewc:1e6", "ewc:1e7"}
+    for record in records:  # the same runs as the sweep's, now with D_held's distance
+        other = next(c for c in sweep if c["name"] == record["name"] and c["seed"] == record["seed"])
+        same = ("held_correct_final", "curves", "epochs", "drift", "fisher_distance")
+        assert all(record[k] == other[k] for k in same)
+    fisher = next(t["rows"] for t in data["tables"] if (t.get("title") or "").startswith("How far each method"))
+    fisher = {row["method"]: row for row in fisher}
+    below = {m: fisher[m]["held: below sft's (seeds)"] for m in ("self_distill", "ewc:1e6", "ewc:1e7")}
+    median = {m: sci(row["held: Σ F(θ − θ⁰)², median"]) for m, row in fisher.items()}
+    assert (f"below SFT's on {below['self_distill']} seeds for self-distillation, {below['ewc:1e6']} for ewc:1e6 and "
+            f"{below['ewc:1e7']} for ewc:1e7 (medians {median['self_distill']}, {median['ewc:1e6']} and "
+            f"{median['ewc:1e7']} against {median['sft']})") in text
+    drop = {id(r): r["held_acc_start"] - r["held_acc_final"] for r in records}
+    within = [spearmanr([r["held_fisher_distance"] for r in rs], [drop[id(r)] for r in rs]).statistic
+              for rs in ([r for r in records if r["seed"] == s] for s in data["seeds"])]
+    pooled = spearmanr([r["held_fisher_distance"] for r in records], [drop[id(r)] for r in records]).statistic
+    distances = [r["held_fisher_distance"] for r in records]
+    assert (f"(Spearman ρ {sum(within) / len(within):.2f} on average, above 0 on {sum(v > 0 for v in within)} of "
+            f"{len(within)} seeds)") in text
+    orders = int(math.log10(max(distances) / min(distances)))
+    assert f"spans {orders} orders of magnitude and says nothing of the drop (ρ {pooled:.2f} pooled)" in text
