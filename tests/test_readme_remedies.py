@@ -200,3 +200,36 @@ def test_the_readme_states_the_world_held_out_fisher_distance(readme):
             f"{len(within)} seeds)") in text
     orders = int(math.log10(max(distances) / min(distances)))
     assert f"spans {orders} orders of magnitude and says nothing of the drop (ρ {pooled:.2f} pooled)" in text
+
+
+def test_the_readmes_state_the_smollm2_ewc_stage_3():
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split()).replace("−", "-")
+    folder = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"
+    own = " ".join((folder / "README.md").read_text(encoding="utf-8").split()).replace("−", "-")
+    data = load_results(folder / "stage-3")
+    records = data["conditions"]
+    assert data["seeds"] == [0, 1, 2, 3, 4] and data["config"]["model"] == "smollm2-135m"
+    for row in strength_rows_text(folder / "stage-3"):
+        assert row in readme and row in own
+    swings = paired_difference(records, "ewc:1e6", "sft").differences
+    assert f"swinging by seed ({', '.join(f'{d:+.2f}' for d in swings)})" in readme
+    assert (f"at {mean_of(records, 'ewc:1e6', 'epochs'):.1f} epochs to SFT's {mean_of(records, 'sft', 'epochs'):.1f} "
+            f"and {ratio(mean_of(records, 'ewc:1e6', 'new_acc'), mean_of(records, 'sft', 'new_acc')):.2f}×") in readme
+    above = interval_text(paired_difference(records, "self_distill", "ewc:100000").t)
+    over_sft = interval_text(paired_difference(records, "self_distill", "sft").t)
+    assert f"ends above λ 1e5 ({above}) and SFT ({over_sft});" in readme
+    assert f"the verdict: **{data['headline']['verdict']['verdict']}**" in own
+    study = load_results(ROOT / "results" / "smollm2-135m-remedies-cpu")["conditions"]
+    stage_2 = load_results(folder / "stage-2")["conditions"]
+    rerun = load_results(folder / "stage-3" / "held-fisher-seed-1")["conditions"]
+    same = ("held_correct_final", "new_correct_final", "curves", "epochs")
+    for record in records:
+        if record["name"] in ("sft", "self_distill") and record["seed"] >= 2:
+            other = next(c for c in study if c["name"] == record["name"] and c["seed"] == record["seed"])
+            assert all(record[k] == other[k] for k in same)
+    for record in rerun:  # the diagnostic rerun of seed 1 trains what stage 2 trained
+        other = next(c for c in stage_2 if c["name"] == record["name"])
+        assert all(record[k] == other[k] for k in (*same, "drift", "fisher_distance"))
+    for record in [*(r for r in records if r["seed"] == 0), *rerun]:
+        assert (f"| {record['seed']} | {record['name']} | {record['epochs']} | {record['held_acc_final']:.2f} | "
+                f"{sci(record['fisher_distance'])} | {sci(record['held_fisher_distance'])} |") in own
