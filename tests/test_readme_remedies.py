@@ -63,6 +63,18 @@ def test_the_readme_states_where_each_remedys_forgetting_lands(readme):
                 f"{row_text(row, 'outside_minus_reference')}") in readme
 
 
+def flat(text: str) -> str:
+    """`text` on one line: the README's bullets and table notes wrap anywhere."""
+    return " ".join(text.split())
+
+
+def assert_same_runs(records: list[dict], reference: list[dict], fields: tuple[str, ...]) -> None:
+    """Each record's `fields` equal those of `reference`'s record of the same method and seed (the same run)."""
+    for record in records:
+        other = next(c for c in reference if c["name"] == record["name"] and c["seed"] == record["seed"])
+        assert all(record[k] == other[k] for k in fields), (record["name"], record["seed"])
+
+
 def sci(value: float, digits: int = 1) -> str:
     """2.9e-6, as the README writes small numbers (Python writes 2.9e-06)."""
     mantissa, exponent = f"{value:.{digits}e}".split("e")
@@ -112,7 +124,7 @@ def test_the_readme_states_the_world_strength_sweep(readme):
 
 def test_the_readme_states_the_world_strength_sweeps_ratios(readme):
     data = load_results(RESULTS / "remedies-strengths")
-    records, text = data["conditions"], " ".join(readme.split())  # the README's bullets wrap anywhere
+    records, text = data["conditions"], flat(readme)
 
     def kept(method, other):
         return ratio(mean_of(records, method, "new_acc"), mean_of(records, other, "new_acc"))
@@ -136,8 +148,8 @@ def test_the_readme_states_the_world_strength_sweeps_ratios(readme):
     assert f"not learned in 40 epochs ({mean_of(records, 'self_distill:16', 'new_acc'):.3f})" in text
 
 
-def test_the_readme_states_the_smollm2_ewc_strengths():
-    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+def test_the_readme_states_the_smollm2_ewc_strengths(readme):
+    readme = flat(readme)
     folder = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"
     data = load_results(folder)
     assert data["seeds"] == [0, 1, 2] and data["config"]["model"] == "smollm2-135m"
@@ -148,13 +160,12 @@ def test_the_readme_states_the_smollm2_ewc_strengths():
     epochs = [c["epochs"] for c in data["conditions"] if c["name"].startswith("ewc")]
     assert f"reached the target in {min(epochs)}–{max(epochs)}" in readme
     study = load_results(ROOT / "results" / "smollm2-135m-remedies-cpu")["conditions"]
-    for record in (c for c in data["conditions"] if c["name"] in ("sft", "self_distill")):
-        other = next(c for c in study if c["name"] == record["name"] and c["seed"] == record["seed"])
-        assert all(record[k] == other[k] for k in ("held_correct_final", "new_correct_final", "curves", "epochs"))
+    assert_same_runs([c for c in data["conditions"] if c["name"] in ("sft", "self_distill")], study,
+                     ("held_correct_final", "new_correct_final", "curves", "epochs"))
 
 
-def test_the_readmes_state_the_smollm2_ewc_stage_2():
-    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+def test_the_readmes_state_the_smollm2_ewc_stage_2(readme):
+    readme = flat(readme)
     folder = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"
     own = (folder / "README.md").read_text(encoding="utf-8")
     data = load_results(folder / "stage-2")
@@ -175,15 +186,13 @@ def test_the_readmes_state_the_smollm2_ewc_stage_2():
 def test_the_readme_states_the_world_held_out_fisher_distance(readme):
     from scipy.stats import spearmanr
 
-    text = " ".join(readme.split()).replace("−", "-")  # README lines wrap anywhere
+    text = flat(readme).replace("−", "-")
     folder = RESULTS / "remedies-held-fisher"
     data, sweep = load_results(folder), load_results(RESULTS / "remedies-strengths")["conditions"]
     records = data["conditions"]
     assert len(data["seeds"]) == 10 and {r["name"] for r in records} == {"sft", "self_distill", "ewc:1e6", "ewc:1e7"}
-    for record in records:  # the same runs as the sweep's, now with D_held's distance
-        other = next(c for c in sweep if c["name"] == record["name"] and c["seed"] == record["seed"])
-        same = ("held_correct_final", "curves", "epochs", "drift", "fisher_distance")
-        assert all(record[k] == other[k] for k in same)
+    # the same runs as the sweep's, now with D_held's distance
+    assert_same_runs(records, sweep, ("held_correct_final", "curves", "epochs", "drift", "fisher_distance"))
     fisher = next(t["rows"] for t in data["tables"] if (t.get("title") or "").startswith("How far each method"))
     fisher = {row["method"]: row for row in fisher}
     below = {m: fisher[m]["held: below sft's (seeds)"] for m in ("self_distill", "ewc:1e6", "ewc:1e7")}
@@ -202,10 +211,10 @@ def test_the_readme_states_the_world_held_out_fisher_distance(readme):
     assert f"spans {orders} orders of magnitude and says nothing of the drop (ρ {pooled:.2f} pooled)" in text
 
 
-def test_the_readmes_state_the_smollm2_ewc_stage_3():
-    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split()).replace("−", "-")
+def test_the_readmes_state_the_smollm2_ewc_stage_3(readme):
+    readme = flat(readme).replace("−", "-")
     folder = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"
-    own = " ".join((folder / "README.md").read_text(encoding="utf-8").split()).replace("−", "-")
+    own = flat((folder / "README.md").read_text(encoding="utf-8")).replace("−", "-")
     data = load_results(folder / "stage-3")
     records = data["conditions"]
     assert data["seeds"] == [0, 1, 2, 3, 4] and data["config"]["model"] == "smollm2-135m"
@@ -223,13 +232,9 @@ def test_the_readmes_state_the_smollm2_ewc_stage_3():
     stage_2 = load_results(folder / "stage-2")["conditions"]
     rerun = load_results(folder / "stage-3" / "held-fisher-seed-1")["conditions"]
     same = ("held_correct_final", "new_correct_final", "curves", "epochs")
-    for record in records:
-        if record["name"] in ("sft", "self_distill") and record["seed"] >= 2:
-            other = next(c for c in study if c["name"] == record["name"] and c["seed"] == record["seed"])
-            assert all(record[k] == other[k] for k in same)
-    for record in rerun:  # the diagnostic rerun of seed 1 trains what stage 2 trained
-        other = next(c for c in stage_2 if c["name"] == record["name"])
-        assert all(record[k] == other[k] for k in (*same, "drift", "fisher_distance"))
+    assert_same_runs([r for r in records if r["name"] in ("sft", "self_distill") and r["seed"] >= 2], study, same)
+    # the diagnostic rerun of seed 1 trains what stage 2 trained
+    assert_same_runs(rerun, stage_2, (*same, "drift", "fisher_distance"))
     for record in [*(r for r in records if r["seed"] == 0), *rerun]:
         assert (f"| {record['seed']} | {record['name']} | {record['epochs']} | {record['held_acc_final']:.2f} | "
                 f"{sci(record['fisher_distance'])} | {sci(record['held_fisher_distance'])} |") in own
