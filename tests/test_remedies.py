@@ -252,6 +252,30 @@ def test_the_fisher_table_shows_d_helds_distance_only_where_records_have_it():
     older = [{k: v for k, v in r.items() if k != "held_fisher_distance"} for r in records]  # runs before D_held's
     assert not any(k.startswith("held:") for row in fisher_rows(older, ("sft", "ewc")) for k in row)
 
+def test_the_held_distance_ranking_correlates_distance_with_drop_within_each_seed():
+    from interference.studies.remedies import held_distance_ranking, ranking_text
+
+    def record(name, seed, distance, final):
+        return {"name": name, "seed": seed, "held_fisher_distance": distance, "held_acc_start": 0.9,
+                "held_acc_final": final}
+
+    # seed 0: the farther a method moved, the more it forgot (ρ 1); seed 1: the reverse (ρ −1); seed 2: ρ 0.5;
+    # seed 3: every drop the same (ρ undefined, left out); seed 4: two methods only (left out)
+    records = [record(m, 0, d, f) for m, d, f in (("a", 1e-4, 0.85), ("b", 1e-3, 0.80), ("c", 1e-2, 0.70))]
+    records += [record(m, 1, d, f) for m, d, f in (("a", 1e-4, 0.70), ("b", 1e-3, 0.80), ("c", 1e-2, 0.85))]
+    records += [record(m, 2, d, f) for m, d, f in (("a", 1e-4, 0.85), ("b", 1e-3, 0.70), ("c", 1e-2, 0.80))]
+    records += [record(m, 3, d, 0.8) for m, d in (("a", 1e-4), ("b", 1e-3), ("c", 1e-2))]
+    records += [record(m, 4, d, f) for m, d, f in (("a", 1e-6, 0.8), ("b", 1.0, 0.7))]
+    records.append({"name": "d", "seed": 0, "held_acc_start": 0.9, "held_acc_final": 0.1})  # no distance: ignored
+    ranking = held_distance_ranking(records)
+    assert [p["seed"] for p in ranking["per_seed"]] == [0, 1, 2, 3]
+    assert [p["rho"] for p in ranking["per_seed"]] == pytest.approx([1.0, -1.0, 0.5, None])
+    assert ranking["mean"] == pytest.approx(0.5 / 3) and (ranking["above_zero"], ranking["seeds"]) == (2, 3)
+    assert ranking["orders"] == pytest.approx(6.0) and -1 < ranking["pooled"] < 1
+    assert "ρ 0.17 on average, above 0 on 2 of 3 seeds" in ranking_text(ranking)
+    assert held_distance_ranking([{k: v for k, v in r.items() if k != "held_fisher_distance"} for r in records]) is None
+
+
 def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
     sft, sft_model = _run(tiny, method="sft")
     ewc, ewc_model = _run(tiny, method="sft", ewc_lambda=1e6)
@@ -267,7 +291,7 @@ def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
 
 def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_path):
     from interference.report import validate_results
-    from interference.studies.remedies import RemedySettings, remedies_report, run_remedies
+    from interference.studies.remedies import RemedySettings, held_distance_ranking, remedies_report, run_remedies
     from interference.studies.setup import ExperimentConfig
 
     config = ExperimentConfig.quick_preset(n_known=16, n_unknown=16, n_held=16, epochs=2, seeds=(0, 1))
@@ -308,6 +332,7 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     assert all(d > 0 for d in held.values())  # a quadratic form: α 0.5 of SFT's step is a quarter of its distance
     assert held["wise-ft"] == pytest.approx(held["sft"] / 4, rel=1e-3)
     assert row["held: below sft's (seeds)"] in ("0 of 2", "1 of 2", "2 of 2")
+    assert written["results"]["held_fisher_ranking"] == held_distance_ranking(study.records)  # in the report
     terms = {r["name"]: r["loss_terms"] for r in study.records if r["seed"] == 0 and r["name"] != "wise-ft"}
     assert set(terms["ewc"]) == {"ce", "ewc"} and set(terms["self_distill"]) == {"ce", "kl"}
     assert set(terms["sft"]) == {"ce"}

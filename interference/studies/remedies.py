@@ -23,6 +23,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from ..facts.examples import Examples
@@ -310,6 +311,43 @@ def fisher_rows(records: list[dict], methods: Sequence[str]) -> list[dict]:
     return rows
 
 
+def held_distance_ranking(records: list[dict]) -> dict | None:
+    """Does the held-out facts' Fisher distance rank a seed's methods as their held-out drops? Per seed with at least
+    three methods that recorded it, the Spearman correlation of `held_fisher_distance` with the absolute drop
+    (held-out accuracy at the start minus at the end); their mean, the seeds where it is above 0, the correlation
+    pooled over seeds, and how many orders of magnitude the distance spans. None when no record has the distance."""
+    rows = [r for r in records if r.get("held_fisher_distance") is not None]
+    if not rows:
+        return None
+
+    def rho(rs: list[dict]) -> float | None:  # None where either side is constant (no ranking to compare)
+        distances, drops = ([r["held_fisher_distance"] for r in rs],
+                            [r["held_acc_start"] - r["held_acc_final"] for r in rs])
+        if len(set(distances)) < 2 or len(set(drops)) < 2:
+            return None
+        return float(spearmanr(distances, drops).statistic)
+
+    per_seed = [{"seed": s, "rho": rho(rs)} for s in sorted({r["seed"] for r in rows})
+                if len(rs := [r for r in rows if r["seed"] == s]) >= 3]
+    within = [p["rho"] for p in per_seed if p["rho"] is not None]
+    distances = [r["held_fisher_distance"] for r in rows if r["held_fisher_distance"] > 0]
+    return {"per_seed": per_seed, "mean": statistics.fmean(within) if within else None,
+            "above_zero": sum(v > 0 for v in within), "seeds": len(within),
+            "pooled": rho(rows) if len(rows) >= 3 else None,
+            "orders": math.log10(max(distances) / min(distances)) if distances else None}
+
+
+def ranking_text(ranking: dict) -> str:
+    """One sentence on `held_distance_ranking`'s result."""
+    if not ranking["seeds"]:
+        return "No seed has three methods with the held-out facts' Fisher distance and different drops to rank."
+    pooled = "" if ranking["pooled"] is None else f", and {ranking['pooled']:.2f} pooled over seeds"
+    return (f"Within a seed, the held-out facts' Fisher distance ranks the methods as their held-out drops (accuracy "
+            f"at the start minus at the end) with Spearman ρ {ranking['mean']:.2f} on average, above 0 on "
+            f"{ranking['above_zero']} of {ranking['seeds']} seeds; the distance spans {ranking['orders']:.1f} orders "
+            f"of magnitude over all records{pooled}.")
+
+
 def strength_rows(study: RemediesStudy, records: list[dict]) -> list[dict]:
     """Every remedy the run tried at more than one strength: per strength, the mean epochs, acquisition, held-out
     accuracy at the end and drift, and the held-out difference from sft and self_distill paired by seed."""
@@ -425,6 +463,9 @@ def remedies_report(study: RemediesStudy) -> Report:
                       "recorded it, of D_held (to second order the rise of the held-out facts' loss); the median "
                       "over seeds (it spans orders of magnitude between seeds) and the seeds where it is below "
                       "sft's, beside the last epoch's mean cross-entropy")
+    if (ranking := held_distance_ranking(records)) is not None:
+        report.results["held_fisher_ranking"] = ranking
+        views.text(ranking_text(ranking))
     recovery = []
     for method in methods:
         runs = [r["subject_recovery"] for r in records if r["name"] == method and r.get("subject_recovery")]
