@@ -8,9 +8,9 @@ from pathlib import Path
 from test_readme_numbers import RESULTS, ROOT, row_text  # the tests folder is on the path (pytest prepends it)
 
 from interference.report.files import load_results
+from interference.report.fisher import held_distance_ranking
 from interference.report.headline import mean_of
 from interference.report.paired import interval_text, paired_difference, ratio
-from interference.studies.remedies import held_distance_ranking
 
 
 def remedies_rows(folder: Path = RESULTS / "remedies", references=("sft", "self_distill")) -> list[str]:

@@ -240,7 +240,7 @@ def test_the_strength_table_pairs_every_strength_of_a_remedy_by_seed():
 
 
 def test_the_fisher_table_shows_d_helds_distance_only_where_records_have_it():
-    from interference.studies.remedies import fisher_rows
+    from interference.report.fisher import fisher_rows
 
     records = [{"name": m, "seed": s, "fisher_distance": d * (s + 1), "held_fisher_distance": h * (s + 1),
                 "loss_terms": {"ce": 0.5}} for m, d, h in (("sft", 2.0, 1.0), ("ewc", 1.0, 3.0)) for s in (0, 1, 2)]
@@ -253,7 +253,7 @@ def test_the_fisher_table_shows_d_helds_distance_only_where_records_have_it():
     assert not any(k.startswith("held:") for row in fisher_rows(older, ("sft", "ewc")) for k in row)
 
 def test_the_held_distance_ranking_correlates_distance_with_drop_within_each_seed():
-    from interference.studies.remedies import held_distance_ranking, ranking_text
+    from interference.report.fisher import held_distance_ranking, ranking_text
 
     def record(name, seed, distance, final):
         return {"name": name, "seed": seed, "held_fisher_distance": distance, "held_acc_start": 0.9,
@@ -291,7 +291,8 @@ def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
 
 def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_path):
     from interference.report import validate_results
-    from interference.studies.remedies import RemedySettings, held_distance_ranking, remedies_report, run_remedies
+    from interference.report.fisher import held_distance_ranking
+    from interference.studies.remedies import RemedySettings, remedies_report, run_remedies
     from interference.studies.setup import ExperimentConfig
 
     config = ExperimentConfig.quick_preset(n_known=16, n_unknown=16, n_held=16, epochs=2, seeds=(0, 1))

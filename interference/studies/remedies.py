@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import copy
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from ..facts.examples import Examples
@@ -36,6 +34,7 @@ from ..measures.updates import fisher_distance, layer_update_norms
 from ..models.weights import Snapshot, interpolate
 from ..report import charts
 from ..report.document import Report
+from ..report.fisher import fisher_rows, held_distance_ranking, median_of, ranking_text, term_ratio
 from ..report.headline import add_curves, add_headline, add_summary, mean_of
 from ..report.paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
 from ..report.relations import add_relations
@@ -261,93 +260,6 @@ def answers(records: list[dict], methods: Sequence[str]) -> list[dict]:
     return rows
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def _median_of(records: list[dict], method: str, field: str) -> float | None:
-    """The median over seeds of `field` (None where no record has it): the Fisher distance spans orders of magnitude
-    between seeds, so a mean would be one seed's."""
-    return _median([r[field] for r in records if r["name"] == method and r.get(field) is not None])
-
-
-def _median_term(records: list[dict], method: str, term: str) -> float | None:
-    """The median over seeds of a last-epoch training term (`loss_terms`), None where no record has it."""
-    return _median([r["loss_terms"][term] for r in records
-                    if r["name"] == method and term in r.get("loss_terms", {})])
-
-
-def _below(records: list[dict], method: str, reference: str, field: str = "fisher_distance") -> str:
-    """'9 of 10': the seeds where `method`'s `field` (a Fisher distance) is below `reference`'s, of those both
-    recorded."""
-    theirs = {r["seed"]: r[field] for r in records if r["name"] == reference and r.get(field) is not None}
-    mine = {r["seed"]: r[field] for r in records if r["name"] == method and r.get(field) is not None
-            and r["seed"] in theirs}
-    return f"{sum(mine[s] < theirs[s] for s in mine)} of {len(mine)}"
-
-
-def _term_ratio(records: list[dict], method: str, strengths: dict[str, float]) -> float | None:
-    """λ·Σ F(θ − θ⁰)² / CE in the last epoch, the median over the seeds that recorded both (None without EWC)."""
-    if "ewc_lambda" not in strengths:
-        return None
-    return _median([strengths["ewc_lambda"] * r["loss_terms"]["ewc"] / r["loss_terms"]["ce"] for r in records
-                    if r["name"] == method and r.get("loss_terms", {}).get("ewc") is not None
-                    and r["loss_terms"].get("ce")])
-
-
-def fisher_rows(records: list[dict], methods: Sequence[str]) -> list[dict]:
-    """Per method, the median Fisher distances over seeds (D_known's; D_held's, its columns named "held: …", where
-    records have it), the seeds where each is below sft's, and the last epoch's median CE."""
-    fields = [(f, label) for f, label in (("fisher_distance", ""), ("held_fisher_distance", "held: "))
-              if any(r.get(f) is not None for r in records)]
-    rows = []
-    for m in methods:
-        row = {"method": m}
-        for key, label in fields:
-            row[f"{label}Σ F(θ − θ⁰)², median"] = _median_of(records, m, key)
-            if "sft" in methods and m != "sft":
-                row[f"{label}below sft's (seeds)"] = _below(records, m, "sft", key)
-        rows.append({**row, "last epoch's CE, median": _median_term(records, m, "ce")})
-    return rows
-
-
-def held_distance_ranking(records: list[dict]) -> dict | None:
-    """Does the held-out facts' Fisher distance rank a seed's methods as their held-out drops? Per seed with at least
-    three methods that recorded it, the Spearman correlation of `held_fisher_distance` with the absolute drop
-    (held-out accuracy at the start minus at the end); their mean, the seeds where it is above 0, the correlation
-    pooled over seeds, and how many orders of magnitude the distance spans. None when no record has the distance."""
-    rows = [r for r in records if r.get("held_fisher_distance") is not None]
-    if not rows:
-        return None
-
-    def rho(rs: list[dict]) -> float | None:  # None where either side is constant (no ranking to compare)
-        distances, drops = ([r["held_fisher_distance"] for r in rs],
-                            [r["held_acc_start"] - r["held_acc_final"] for r in rs])
-        if len(set(distances)) < 2 or len(set(drops)) < 2:
-            return None
-        return float(spearmanr(distances, drops).statistic)
-
-    per_seed = [{"seed": s, "rho": rho(rs)} for s in sorted({r["seed"] for r in rows})
-                if len(rs := [r for r in rows if r["seed"] == s]) >= 3]
-    within = [p["rho"] for p in per_seed if p["rho"] is not None]
-    distances = [r["held_fisher_distance"] for r in rows if r["held_fisher_distance"] > 0]
-    return {"per_seed": per_seed, "mean": statistics.fmean(within) if within else None,
-            "above_zero": sum(v > 0 for v in within), "seeds": len(within),
-            "pooled": rho(rows) if len(rows) >= 3 else None,
-            "orders": math.log10(max(distances) / min(distances)) if distances else None}
-
-
-def ranking_text(ranking: dict) -> str:
-    """One sentence on `held_distance_ranking`'s result."""
-    if not ranking["seeds"]:
-        return "No seed has three methods with the held-out facts' Fisher distance and different drops to rank."
-    pooled = "" if ranking["pooled"] is None else f", and {ranking['pooled']:.2f} pooled over seeds"
-    return (f"Within a seed, the held-out facts' Fisher distance ranks the methods as their held-out drops (accuracy "
-            f"at the start minus at the end) with Spearman ρ {ranking['mean']:.2f} on average, above 0 on "
-            f"{ranking['above_zero']} of {ranking['seeds']} seeds; the distance spans {ranking['orders']:.1f} orders "
-            f"of magnitude over all records{pooled}.")
-
-
 def strength_rows(study: RemediesStudy, records: list[dict]) -> list[dict]:
     """Every remedy the run tried at more than one strength: per strength, the mean epochs, acquisition, held-out
     accuracy at the end and drift, and the held-out difference from sft and self_distill paired by seed."""
@@ -361,8 +273,8 @@ def strength_rows(study: RemediesStudy, records: list[dict]) -> list[dict]:
                **{label: mean_of(records, method, key) for key, label in
                   (("epochs", "epochs"), ("new_acc", "acquisition"), ("held_acc_final", "held-out at the end"),
                    ("drift", "drift"))},
-               "Σ F(θ − θ⁰)², median": _median_of(records, method, "fisher_distance"),
-               "EWC term / CE, median": _term_ratio(records, method, strengths)}
+               "Σ F(θ − θ⁰)², median": median_of(records, method, "fisher_distance"),
+               "EWC term / CE, median": term_ratio(records, method, strengths)}
         for other in ("sft", "self_distill"):
             if other in study.methods and other != method:
                 row[f"held-out − {other}"] = interval_text(paired_difference(records, method, other).t)
