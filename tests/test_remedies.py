@@ -11,7 +11,8 @@ import torch
 from interference.facts import Fact
 from interference.facts.examples import Examples, replay_draw, training_rows
 from interference.io.errors import InterferenceError
-from interference.measures.fisher import diagonal_fisher
+from interference.measures.fisher import answer_loss, diagonal_fisher, loss_expansion
+from interference.measures.updates import fisher_distance, gradient_projection
 from interference.models import load_model
 from interference.models.adapters import add_lora, lora_modules, lora_parameters, merge_lora
 from interference.models.weights import Snapshot, interpolate
@@ -73,6 +74,25 @@ def test_the_fisher_is_the_mean_of_per_example_squared_gradients(tiny):
             total += grad**2 / 3
     for name, value in zip(names, expected, strict=True):
         assert torch.allclose(fisher[name], value, rtol=1e-5, atol=1e-12)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_the_loss_expansion_predicts_a_small_steps_change_of_the_answer_loss(tiny):
+    model, tokenizer = tiny
+    examples = Examples(tokenizer, _facts("Land", 5))
+    names = [n for n, _ in model.named_parameters()]
+    expansion = loss_expansion(model, examples, names)
+    assert all(torch.equal(expansion.fisher[n], f) for n, f in diagonal_fisher(model, examples, names).items())
+    singles = [answer_loss(model, examples, batch_size=1)]
+    start, before = Snapshot.of(model), answer_loss(model, examples, batch_size=4)  # padded batches: the same loss
+    assert before == pytest.approx(singles[0], rel=1e-5)
+    with torch.no_grad():  # a step down the gradient, small enough that the first order dominates
+        for n, p in model.named_parameters():
+            p -= 1e-2 * expansion.gradient[n] / max(g.norm() for g in expansion.gradient.values())
+    change, first = answer_loss(model, examples) - before, gradient_projection(start, model, expansion.gradient)
+    second = fisher_distance(start, model, expansion.fisher) / 2
+    assert first < 0 and change == pytest.approx(first, rel=0.05)  # down the gradient the loss falls, as predicted
+    assert 0 < second < abs(first)
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -276,6 +296,27 @@ def test_the_held_distance_ranking_correlates_distance_with_drop_within_each_see
     assert held_distance_ranking([{k: v for k, v in r.items() if k != "held_fisher_distance"} for r in records]) is None
 
 
+def test_the_taylor_table_sets_the_held_out_losss_rise_beside_its_expansion():
+    from interference.report.fisher import taylor_fit, taylor_rows, taylor_text
+
+    def record(name, seed, first, distance, rise):
+        return {"name": name, "seed": seed, "held_gradient_term": first, "held_fisher_distance": distance,
+                "held_loss_start": 1.0, "held_loss_final": 1.0 + rise}
+
+    records = [record("sft", s, 0.1 * (s + 1), 0.2 * (s + 1), 0.4 * (s + 1)) for s in range(3)]  # predicts half
+    records += [record("ewc", s, 0.0, 0.02, -0.1 * (s + 1)) for s in range(3)]  # fell: no share; ρ from tied ranks
+    records.append({"name": "old", "seed": 0, "held_fisher_distance": 1.0})  # before the terms were recorded
+    rows = {row["method"]: row for row in taylor_rows(records, ("sft", "ewc", "old"))}
+    assert set(rows) == {"sft", "ewc"} and rows["sft"]["seeds"] == 3
+    assert rows["sft"]["its rise L − L⁰"] == pytest.approx(0.8) and rows["sft"]["first order g·Δθ"] == 0.2
+    assert rows["sft"]["second order ½ Σ F(Δθ)²"] == pytest.approx(0.2)
+    assert rows["sft"]["Taylor prediction"] == pytest.approx(0.4)
+    fit = taylor_fit(records)
+    assert (fit["records"], fit["rose"]) == (6, 3) and fit["share_of_rise"] == pytest.approx(0.5)
+    assert fit["rho"] == pytest.approx((15.5 / 17.5) ** 0.5) and "a median 0.50 of the rise" in taylor_text(fit)
+    assert taylor_fit(records[-1:]) is None and taylor_rows(records[-1:], ("old",)) == []
+
+
 def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
     sft, sft_model = _run(tiny, method="sft")
     ewc, ewc_model = _run(tiny, method="sft", ewc_lambda=1e6)
@@ -291,7 +332,7 @@ def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
 
 def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_path):
     from interference.report import validate_results
-    from interference.report.fisher import held_distance_ranking
+    from interference.report.fisher import held_distance_ranking, taylor_fit, taylor_rows
     from interference.studies.remedies import RemedySettings, remedies_report, run_remedies
     from interference.studies.setup import ExperimentConfig
 
@@ -334,6 +375,13 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     assert held["wise-ft"] == pytest.approx(held["sft"] / 4, rel=1e-3)
     assert row["held: below sft's (seeds)"] in ("0 of 2", "1 of 2", "2 of 2")
     assert written["results"]["held_fisher_ranking"] == held_distance_ranking(study.records)  # in the report
+    first = {r["name"]: r["held_gradient_term"] for r in study.records if r["seed"] == 0}
+    assert first["wise-ft"] == pytest.approx(first["sft"] / 2, rel=1e-3)  # linear in the step: α 0.5 gives half
+    assert len({r["held_loss_start"] for r in study.records if r["seed"] == 0}) == 1  # one start per seed
+    sft = next(r for r in study.records if r["name"] == "sft" and r["seed"] == 0)
+    assert sft["held_loss_final"] != sft["held_loss_start"]
+    assert written["results"]["held_taylor_fit"] == taylor_fit(study.records)
+    assert [row["method"] for row in taylor_rows(study.records, methods)] == list(methods)
     terms = {r["name"]: r["loss_terms"] for r in study.records if r["seed"] == 0 and r["name"] != "wise-ft"}
     assert set(terms["ewc"]) == {"ce", "ewc"} and set(terms["self_distill"]) == {"ce", "kl"}
     assert set(terms["sft"]) == {"ce"}

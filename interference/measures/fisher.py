@@ -4,27 +4,42 @@ F_i = mean over examples of (∂ℓ/∂θ_i)², ℓ the mean negative log-likeli
 trained answer and EOS, as `interference.facts.examples.Examples` labels them). One backward pass per example: the
 mean of per-example squared gradients, not the square of a batch's mean gradient (which would shrink F by the batch
 size and mix examples).
+
+The same pass gives the mean gradient g = mean ∇ℓ_i (`loss_expansion`), and `answer_loss` the loss L = mean ℓ_i
+itself, so that a change Δθ of the weights can be read as L's Taylor expansion, L(θ⁰ + Δθ) − L(θ⁰) ≈ g·Δθ +
+½ Δθᵀ H Δθ, the empirical Fisher standing in for the Hessian H (a fair stand-in only where the model fits the
+facts, where g is near 0 too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..facts.examples import IGNORE, Examples
-from ..models.generation import forward_logits
+from ..models.generation import forward_logits, inference_mode
 
 
-def diagonal_fisher(model: torch.nn.Module, examples: Examples, names: Sequence[str], *,
-                    progress: bool = False) -> dict[str, torch.Tensor]:
-    """F for the parameters `names` (as in `named_parameters()`) at `model`'s current weights, in float32 on their
-    devices; `model` is left as it was (mode, gradients)."""
+@dataclass
+class LossExpansion:
+    """The first two terms of a set of facts' loss around some weights, per parameter (float32, on its device):
+    `gradient` g = mean ∇ℓ_i and `fisher` F = mean (∇ℓ_i)², over the facts' examples."""
+
+    gradient: dict[str, torch.Tensor] | None
+    fisher: dict[str, torch.Tensor]
+
+
+def loss_expansion(model: torch.nn.Module, examples: Examples, names: Sequence[str], *, gradient: bool = True,
+                   progress: bool = False) -> LossExpansion:
+    """g (None unless `gradient`) and F for the parameters `names` (as in `named_parameters()`) at `model`'s current
+    weights; `model` is left as it was (mode, gradients)."""
     named = dict(model.named_parameters())
     params = [named[n] for n in names]
-    fisher = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+    sums = [[torch.zeros_like(p, dtype=torch.float32) for p in params] for _ in range(2 if gradient else 1)]
     device, training = params[0].device, model.training
     model.eval()
     for i in tqdm(range(len(examples)), desc="fisher", disable=not progress, leave=False):
@@ -32,8 +47,33 @@ def diagonal_fisher(model: torch.nn.Module, examples: Examples, names: Sequence[
         logits = forward_logits(model, batch)
         targets = F.pad(batch.labels[:, 1:], (0, 1), value=IGNORE)  # label t + 1 is predicted at position t
         nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
-        for total, grad in zip(fisher, torch.autograd.grad(nll, params, allow_unused=True), strict=True):
+        for k, grad in enumerate(torch.autograd.grad(nll, params, allow_unused=True)):
             if grad is not None:
-                total += grad.float() ** 2
+                sums[0][k] += grad.float() ** 2
+                if gradient:
+                    sums[1][k] += grad.float()
     model.train(training)
-    return {n: f / len(examples) for n, f in zip(names, fisher, strict=True)}
+    fisher, *mean = ({n: t / len(examples) for n, t in zip(names, totals, strict=True)} for totals in sums)
+    return LossExpansion(mean[0] if gradient else None, fisher)
+
+
+def answer_loss(model: torch.nn.Module, examples: Examples, *, batch_size: int = 16) -> float:
+    """L = the mean over examples of ℓ_i, the mean negative log-likelihood of an example's answer tokens, at `model`'s
+    current weights (the loss `loss_expansion` expands; no gradients)."""
+    device, total = next(model.parameters()).device, 0.0
+    with inference_mode(model):
+        for start in range(0, len(examples), batch_size):
+            batch = examples.batch(torch.arange(start, min(start + batch_size, len(examples)))).to(device)
+            targets = F.pad(batch.labels[:, 1:], (0, 1), value=IGNORE)
+            nll = F.cross_entropy(forward_logits(model, batch).flatten(0, 1).float(), targets.flatten(),
+                                  ignore_index=IGNORE, reduction="none").view(targets.shape)
+            mask = targets != IGNORE
+            total += ((nll * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)).double().sum().item()
+    return total / len(examples)
+
+
+def diagonal_fisher(model: torch.nn.Module, examples: Examples, names: Sequence[str], *,
+                    progress: bool = False) -> dict[str, torch.Tensor]:
+    """F for the parameters `names` (as in `named_parameters()`) at `model`'s current weights, in float32 on their
+    devices; `model` is left as it was (mode, gradients)."""
+    return loss_expansion(model, examples, names, gradient=False, progress=progress).fisher

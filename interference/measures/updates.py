@@ -1,7 +1,7 @@
 """Where fine-tuning changed the weights: the relative update norm ‖θ − θ⁰‖ / ‖θ⁰‖ of each decoder layer, and of the
 embeddings and unembedding, between a start (a `Snapshot`) and a trained model of the same architecture; and the
 Fisher-weighted distance Σ F_i (θ_i − θ⁰_i)², how far a model moved in the directions a diagonal Fisher weighs
-(EWC's penalty at λ = 1)."""
+(EWC's penalty at λ = 1), and the projection Σ g_i (θ_i − θ⁰_i) of the change on a loss's gradient at the start."""
 
 from __future__ import annotations
 
@@ -26,11 +26,22 @@ def layer_update_norms(start: Snapshot, model: torch.nn.Module) -> dict[str, flo
     return {**{f"layer {i}": norms[i] for i in range(n)}, "other": norms[n]}
 
 
+def _weighted_change(start: Snapshot, model: torch.nn.Module, weights: dict[str, torch.Tensor], power: int) -> float:
+    """Σ_i w_i (θ_i − θ⁰_i)^power over the parameters `weights` names, in float64."""
+    named, total = dict(model.named_parameters()), 0.0
+    for name, weight in weights.items():
+        change = named[name].detach().double() - start.params[name].to(named[name].device, torch.float64)
+        total += (weight.to(change.device, torch.float64) * change.pow(power)).sum().item()
+    return total
+
+
 def fisher_distance(start: Snapshot, model: torch.nn.Module, fisher: dict[str, torch.Tensor]) -> float:
     """Σ_i F_i (θ_i − θ⁰_i)² over the parameters `fisher` names (`interference.measures.fisher.diagonal_fisher`),
     in float64: EWC's penalty at λ = 1 for `model`'s weights, θ⁰ the snapshot `start`."""
-    named, total = dict(model.named_parameters()), 0.0
-    for name, weight in fisher.items():
-        change = named[name].detach().double() - start.params[name].to(named[name].device, torch.float64)
-        total += (weight.to(change.device, torch.float64) * change.pow(2)).sum().item()
-    return total
+    return _weighted_change(start, model, fisher, 2)
+
+
+def gradient_projection(start: Snapshot, model: torch.nn.Module, gradient: dict[str, torch.Tensor]) -> float:
+    """Σ_i g_i (θ_i − θ⁰_i) over the parameters `gradient` names (a `LossExpansion`'s mean gradient at θ⁰, the
+    snapshot `start`), in float64: the first-order change of that loss."""
+    return _weighted_change(start, model, gradient, 1)

@@ -99,3 +99,49 @@ def ranking_text(ranking: dict) -> str:
             f"at the start minus at the end) with Spearman ρ {ranking['mean']:.2f} on average, above 0 on "
             f"{ranking['above_zero']} of {ranking['seeds']} seeds; the distance spans {ranking['orders']:.1f} orders "
             f"of magnitude over all records{pooled}.")
+
+
+def _taylor(record: dict) -> float:
+    """g·Δθ + ½ Σ F(Δθ)²: the held-out loss's change that a Taylor expansion at the snapshot predicts."""
+    return record["held_gradient_term"] + record["held_fisher_distance"] / 2
+
+
+def taylor_rows(records: list[dict], methods: Sequence[str]) -> list[dict]:
+    """Per method, medians over seeds of the held-out facts' loss change L − L⁰ and of its Taylor terms at the
+    snapshot (first order g·Δθ, second order ½ Σ F(Δθ)², F the empirical Fisher for the Hessian); [] for runs
+    before these were recorded (2026-12-06)."""
+    rows = []
+    for m in methods:
+        rs = [r for r in records if r["name"] == m and r.get("held_loss_final") is not None]
+        if rs:
+            rows.append({"method": m, "seeds": len(rs),
+                         "held-out loss at the start": median([r["held_loss_start"] for r in rs]),
+                         "its rise L − L⁰": median([r["held_loss_final"] - r["held_loss_start"] for r in rs]),
+                         "first order g·Δθ": median([r["held_gradient_term"] for r in rs]),
+                         "second order ½ Σ F(Δθ)²": median([r["held_fisher_distance"] / 2 for r in rs]),
+                         "Taylor prediction": median([_taylor(r) for r in rs])})
+    return rows
+
+
+def taylor_fit(records: list[dict]) -> dict | None:
+    """How well the snapshot's Taylor expansion accounts for the held-out loss's change, over every record that has
+    it: the Spearman ρ of the prediction with the actual change, of its second-order term alone, and the median
+    share of a rise it predicts (prediction / rise, over records whose loss rose). None without the terms."""
+    rs = [r for r in records if r.get("held_loss_final") is not None]
+    if len(rs) < 3:
+        return None
+    rise = [r["held_loss_final"] - r["held_loss_start"] for r in rs]
+    rose = [(_taylor(r), d) for r, d in zip(rs, rise, strict=True) if d > 0]
+    return {"records": len(rs), "rho": float(spearmanr([_taylor(r) for r in rs], rise).statistic),
+            "rho_second_order": float(spearmanr([r["held_fisher_distance"] for r in rs], rise).statistic),
+            "share_of_rise": median([p / d for p, d in rose]), "rose": len(rose)}
+
+
+def taylor_text(fit: dict) -> str:
+    """One sentence on `taylor_fit`'s result."""
+    share = ("" if fit["share_of_rise"] is None else
+             f"; where the loss rose ({fit['rose']} records), the prediction is a median {fit['share_of_rise']:.2f} "
+             f"of the rise")
+    return (f"Over {fit['records']} records, the Taylor prediction g·Δθ + ½ Σ F(Δθ)² ranks the held-out loss's "
+            f"change with Spearman ρ {fit['rho']:.2f} (the second-order term alone: ρ {fit['rho_second_order']:.2f})"
+            f"{share}.")

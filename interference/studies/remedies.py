@@ -28,13 +28,13 @@ from ..facts.examples import Examples
 from ..io.dataclass_options import check_options, option
 from ..io.errors import InterferenceError
 from ..measures.evaluation import accuracy, answer_budget, fact_correctness
-from ..measures.fisher import diagonal_fisher
+from ..measures.fisher import LossExpansion, answer_loss, diagonal_fisher, loss_expansion
 from ..measures.tracing import restore, score_facts
-from ..measures.updates import fisher_distance, layer_update_norms
+from ..measures.updates import fisher_distance, gradient_projection, layer_update_norms
 from ..models.weights import Snapshot, interpolate
 from ..report import charts
+from ..report import fisher as fisher_tables
 from ..report.document import Report
-from ..report.fisher import fisher_rows, held_distance_ranking, median_of, ranking_text, term_ratio
 from ..report.headline import add_curves, add_headline, add_summary, mean_of
 from ..report.paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
 from ..report.relations import add_relations
@@ -105,7 +105,8 @@ class RemedySettings:
 @dataclass
 class RemediesStudy:
     """Result of `run_remedies`: one record per method and seed, with `drift`, `update_norms`, `fisher_distance`,
-    `held_fisher_distance` and (trained methods) `loss_terms`; LoRA's records name the modules that carried adapters
+    `held_fisher_distance`, `held_gradient_term`, `held_loss_start`, `held_loss_final` and (trained methods)
+    `loss_terms`; LoRA's records name the modules that carried adapters
     (`adapters`), wise-ft's hold the seed's whole α sweep (`sweep`)."""
 
     config: ExperimentConfig
@@ -156,11 +157,32 @@ def _loss_terms(history) -> dict[str, float]:
                                     if v is not None}
 
 
-def _fisher_distances(start: Snapshot, model, fishers: dict[str, dict]) -> dict[str, float]:
+@dataclass
+class _Anchors:
+    """What a seed's snapshot θ⁰ gives every method's measures: D_known's Fisher, D_held's loss expansion, D_held's
+    examples and their loss at θ⁰."""
+
+    known_fisher: dict
+    held: LossExpansion
+    held_examples: Examples
+    held_loss: float
+
+
+def _anchors(setup: Setup, traced) -> _Anchors:
+    names = [n for n, p in traced.named_parameters() if p.requires_grad]
+    held = Examples(setup.tokenizer, setup.held)
+    return _Anchors(diagonal_fisher(traced, Examples(setup.tokenizer, setup.known), names),
+                    loss_expansion(traced, held, names), held, answer_loss(traced, held))
+
+
+def _fisher_distances(start: Snapshot, model, anchors: _Anchors) -> dict[str, float]:
     """Σ F(θ − θ⁰)² under the snapshot's Fisher of D_known ("fisher_distance", EWC's penalty at λ 1) and of D_held
-    ("held_fisher_distance": to second order, the rise of the held-out facts' loss, for facts the start fits)."""
-    return {"fisher_distance": fisher_distance(start, model, fishers["known"]),
-            "held_fisher_distance": fisher_distance(start, model, fishers["held"])}
+    ("held_fisher_distance": twice the second-order term of the held-out facts' loss change); that loss at the start
+    and the end ("held_loss_start", "held_loss_final") and its first-order term g·(θ − θ⁰) ("held_gradient_term")."""
+    return {"fisher_distance": fisher_distance(start, model, anchors.known_fisher),
+            "held_fisher_distance": fisher_distance(start, model, anchors.held.fisher),
+            "held_gradient_term": gradient_projection(start, model, anchors.held.gradient),
+            "held_loss_start": anchors.held_loss, "held_loss_final": answer_loss(model, anchors.held_examples)}
 
 
 def _wise_record(sft: dict, alpha: float, correct: dict, drift: float, norms: dict, sweep: list[dict]) -> dict:
@@ -196,9 +218,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
         start = setup.snapshot(config.train_config(seed, method="sft"))
         traced = start_model(setup, config.train_config(seed, method="sft"))
         _, start_ok = score_facts(traced, setup.tokenizer, setup.held)
-        names = [n for n, p in traced.named_parameters() if p.requires_grad]
-        fishers = {split: diagonal_fisher(traced, Examples(setup.tokenizer, getattr(setup, split)), names)
-                   for split in ("known", "held")}
+        anchors = _anchors(setup, traced)
         sft = None
         for method in trained:
             condition = run_condition(setup, method, config.train_config(seed, **settings.overrides(method, config)),
@@ -206,7 +226,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
             study.records.append(condition.record(
                 drift=held_drift(setup, condition.model, [study.layer], states)[0].item(), **setup.relations(),
                 update_norms=layer_update_norms(start, condition.model),
-                **_fisher_distances(start, condition.model, fishers),
+                **_fisher_distances(start, condition.model, anchors),
                 loss_terms=_loss_terms(condition.result.history),
                 **_subject_recovery(condition.model, traced, setup.tokenizer, setup.held, start_ok),
                 **({"adapters": condition.result.adapters} if condition.result.adapters else {})))
@@ -224,7 +244,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
                     chosen = (correct, held_drift(setup, model, [study.layer], states)[0].item(),
                               layer_update_norms(start, model),
                               {**_subject_recovery(model, traced, setup.tokenizer, setup.held, start_ok),
-                               **_fisher_distances(start, model, fishers)})
+                               **_fisher_distances(start, model, anchors)})
             study.records.append({**_wise_record(sft[1], settings.alpha, *chosen[:3], sweep), **chosen[3]})
             bar.update(1)
     bar.close()
@@ -273,8 +293,8 @@ def strength_rows(study: RemediesStudy, records: list[dict]) -> list[dict]:
                **{label: mean_of(records, method, key) for key, label in
                   (("epochs", "epochs"), ("new_acc", "acquisition"), ("held_acc_final", "held-out at the end"),
                    ("drift", "drift"))},
-               "Σ F(θ − θ⁰)², median": median_of(records, method, "fisher_distance"),
-               "EWC term / CE, median": term_ratio(records, method, strengths)}
+               "Σ F(θ − θ⁰)², median": fisher_tables.median_of(records, method, "fisher_distance"),
+               "EWC term / CE, median": fisher_tables.term_ratio(records, method, strengths)}
         for other in ("sft", "self_distill"):
             if other in study.methods and other != method:
                 row[f"held-out − {other}"] = interval_text(paired_difference(records, method, other).t)
@@ -369,15 +389,23 @@ def remedies_report(study: RemediesStudy) -> Report:
     views.table([{"method": m, **{s: round(sum(r["update_norms"][s] for r in records if r["name"] == m)
                                            / max(1, sum(r["name"] == m for r in records)), 4) for s in slots}}
                  for m in methods], title="Relative update norm per layer (mean over seeds)")
-    views.table(fisher_rows(records, methods),
+    views.table(fisher_tables.fisher_rows(records, methods),
                 title="How far each method moved in the directions a Fisher weighs: Σ F_i (θ_i − θ⁰_i)², F the "
                       "diagonal Fisher at the snapshot θ⁰ of D_known (EWC's penalty at λ = 1) and, in runs that "
                       "recorded it, of D_held (to second order the rise of the held-out facts' loss); the median "
                       "over seeds (it spans orders of magnitude between seeds) and the seeds where it is below "
                       "sft's, beside the last epoch's mean cross-entropy")
-    if (ranking := held_distance_ranking(records)) is not None:
+    if (ranking := fisher_tables.held_distance_ranking(records)) is not None:
         report.results["held_fisher_ranking"] = ranking
-        views.text(ranking_text(ranking))
+        views.text(fisher_tables.ranking_text(ranking))
+    if rows := fisher_tables.taylor_rows(records, methods):
+        views.table(rows, title="Does a Taylor expansion at the snapshot account for the held-out facts' loss? L the "
+                                "mean answer NLL of D_held, g its gradient and F its diagonal empirical Fisher at θ⁰ "
+                                "(standing in for the Hessian, fair only where the start fits the facts); medians "
+                                "over seeds")
+        if (fit := fisher_tables.taylor_fit(records)) is not None:
+            report.results["held_taylor_fit"] = fit
+            views.text(fisher_tables.taylor_text(fit))
     recovery = []
     for method in methods:
         runs = [r["subject_recovery"] for r in records if r["name"] == method and r.get("subject_recovery")]
