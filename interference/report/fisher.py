@@ -145,3 +145,28 @@ def taylor_text(fit: dict) -> str:
     return (f"Over {fit['records']} records, the Taylor prediction g·Δθ + ½ Σ F(Δθ)² ranks the held-out loss's "
             f"change with Spearman ρ {fit['rho']:.2f} (the second-order term alone: ρ {fit['rho_second_order']:.2f})"
             f"{share}.")
+
+
+def add_fisher_views(section, results: dict, records: list[dict], methods: Sequence[str]) -> None:
+    """The Fisher table, the held-out distance's ranking and the Taylor table into a report `section` (a
+    `interference.report.document.Section`), their numbers into `results`; each only where records carry it."""
+    section.table(fisher_rows(records, methods),
+                  title="How far each method moved in the directions a Fisher weighs: Σ F_i (θ_i − θ⁰_i)², F the "
+                        "diagonal Fisher at the snapshot θ⁰ of D_known (EWC's penalty at λ = 1) and, in runs that "
+                        "recorded it, of D_held (to second order the rise of the held-out facts' loss); the median "
+                        "over seeds (it spans orders of magnitude between seeds) and the seeds where it is below "
+                        "sft's, beside the last epoch's mean cross-entropy")
+    _summary(section, results, "held_fisher_ranking", held_distance_ranking(records), ranking_text)
+    if rows := taylor_rows(records, methods):
+        section.table(rows, title="Does a Taylor expansion at the snapshot account for the held-out facts' loss? L "
+                                  "the mean answer NLL of D_held, g its gradient and F its diagonal empirical Fisher "
+                                  "at θ⁰ (standing in for the Hessian, fair only where the start fits the facts); "
+                                  "medians over seeds")
+        _summary(section, results, "held_taylor_fit", taylor_fit(records), taylor_text)
+
+
+def _summary(section, results: dict, key: str, value: dict | None, text) -> None:
+    """`value` into `results[key]` and its sentence into `section`, unless it is None."""
+    if value is not None:
+        results[key] = value
+        section.text(text(value))

@@ -389,23 +389,7 @@ def remedies_report(study: RemediesStudy) -> Report:
     views.table([{"method": m, **{s: round(sum(r["update_norms"][s] for r in records if r["name"] == m)
                                            / max(1, sum(r["name"] == m for r in records)), 4) for s in slots}}
                  for m in methods], title="Relative update norm per layer (mean over seeds)")
-    views.table(fisher_tables.fisher_rows(records, methods),
-                title="How far each method moved in the directions a Fisher weighs: Σ F_i (θ_i − θ⁰_i)², F the "
-                      "diagonal Fisher at the snapshot θ⁰ of D_known (EWC's penalty at λ = 1) and, in runs that "
-                      "recorded it, of D_held (to second order the rise of the held-out facts' loss); the median "
-                      "over seeds (it spans orders of magnitude between seeds) and the seeds where it is below "
-                      "sft's, beside the last epoch's mean cross-entropy")
-    if (ranking := fisher_tables.held_distance_ranking(records)) is not None:
-        report.results["held_fisher_ranking"] = ranking
-        views.text(fisher_tables.ranking_text(ranking))
-    if rows := fisher_tables.taylor_rows(records, methods):
-        views.table(rows, title="Does a Taylor expansion at the snapshot account for the held-out facts' loss? L the "
-                                "mean answer NLL of D_held, g its gradient and F its diagonal empirical Fisher at θ⁰ "
-                                "(standing in for the Hessian, fair only where the start fits the facts); medians "
-                                "over seeds")
-        if (fit := fisher_tables.taylor_fit(records)) is not None:
-            report.results["held_taylor_fit"] = fit
-            views.text(fisher_tables.taylor_text(fit))
+    fisher_tables.add_fisher_views(views, report.results, records, methods)
     recovery = []
     for method in methods:
         runs = [r["subject_recovery"] for r in records if r["name"] == method and r.get("subject_recovery")]
