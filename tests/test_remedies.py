@@ -313,6 +313,7 @@ def test_the_taylor_table_sets_the_held_out_losss_rise_beside_its_expansion():
     assert rows["sft"]["Taylor prediction"] == pytest.approx(0.4)
     fit = taylor_fit(records)
     assert (fit["records"], fit["rose"]) == (6, 3) and fit["share_of_rise"] == pytest.approx(0.5)
+    assert fit["share_of_rise_second_order"] == pytest.approx(0.25)
     assert fit["rho"] == pytest.approx((15.5 / 17.5) ** 0.5) and "a median 0.50 of the rise" in taylor_text(fit)
     assert taylor_fit(records[-1:]) is None and taylor_rows(records[-1:], ("old",)) == []
 

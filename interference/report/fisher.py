@@ -126,22 +126,24 @@ def taylor_rows(records: list[dict], methods: Sequence[str]) -> list[dict]:
 def taylor_fit(records: list[dict]) -> dict | None:
     """How well the snapshot's Taylor expansion accounts for the held-out loss's change, over every record that has
     it: the Spearman ρ of the prediction with the actual change, of its second-order term alone, and the median
-    share of a rise it predicts (prediction / rise, over records whose loss rose). None without the terms."""
+    share of a rise each predicts (prediction / rise, over records whose loss rose). None without the terms."""
     rs = [r for r in records if r.get("held_loss_final") is not None]
     if len(rs) < 3:
         return None
     rise = [r["held_loss_final"] - r["held_loss_start"] for r in rs]
-    rose = [(_taylor(r), d) for r, d in zip(rs, rise, strict=True) if d > 0]
+    rose = [(r, d) for r, d in zip(rs, rise, strict=True) if d > 0]
     return {"records": len(rs), "rho": float(spearmanr([_taylor(r) for r in rs], rise).statistic),
             "rho_second_order": float(spearmanr([r["held_fisher_distance"] for r in rs], rise).statistic),
-            "share_of_rise": median([p / d for p, d in rose]), "rose": len(rose)}
+            "share_of_rise": median([_taylor(r) / d for r, d in rose]),
+            "share_of_rise_second_order": median([r["held_fisher_distance"] / 2 / d for r, d in rose]),
+            "rose": len(rose)}
 
 
 def taylor_text(fit: dict) -> str:
     """One sentence on `taylor_fit`'s result."""
     share = ("" if fit["share_of_rise"] is None else
              f"; where the loss rose ({fit['rose']} records), the prediction is a median {fit['share_of_rise']:.2f} "
-             f"of the rise")
+             f"of the rise, its second-order term {fit['share_of_rise_second_order']:.2f}")
     return (f"Over {fit['records']} records, the Taylor prediction g·Δθ + ½ Σ F(Δθ)² ranks the held-out loss's "
             f"change with Spearman ρ {fit['rho']:.2f} (the second-order term alone: ρ {fit['rho_second_order']:.2f})"
             f"{share}.")
