@@ -8,7 +8,7 @@ from pathlib import Path
 from test_readme_numbers import RESULTS, ROOT, row_text  # the tests folder is on the path (pytest prepends it)
 
 from interference.report.files import load_results
-from interference.report.fisher import held_distance_ranking
+from interference.report.fisher import held_distance_ranking, taylor_fit, taylor_rows
 from interference.report.headline import mean_of
 from interference.report.paired import interval_text, paired_difference, ratio
 
@@ -204,6 +204,26 @@ def test_the_readme_states_the_world_held_out_fisher_distance(readme):
             f"{ranking['seeds']} seeds)") in text
     assert (f"spans {int(ranking['orders'])} orders of magnitude and says nothing of the drop "
             f"(ρ {ranking['pooled']:.2f} pooled)") in text
+
+
+def test_the_readme_states_the_world_taylor_picture_of_the_held_out_loss(readme):
+    text = flat(readme).replace("−", "-")
+    data = load_results(RESULTS / "remedies-taylor")
+    records, fit = data["conditions"], data["results"]["held_taylor_fit"]
+    assert len(data["seeds"]) == 10 and fit == taylor_fit(records)
+    assert_same_runs(records, load_results(RESULTS / "remedies-held-fisher")["conditions"],
+                     ("held_correct_final", "new_correct_final", "curves", "epochs", "drift", "fisher_distance",
+                      "held_fisher_distance", "update_norms"))
+    rows = {row["method"]: row for row in taylor_rows(records, ("sft", "self_distill", "ewc:1e6", "ewc:1e7"))}
+    sft = rows["sft"]
+    assert (f"L rose on {fit['rose']} of {fit['records']} records (SFT: a median {sft['its rise L − L⁰']:.3f} from "
+            f"{sft['held-out loss at the start']:.4f} at the start)") in text
+    assert f"ranks with the held-out accuracy's drop (ρ {fit['rho_accuracy_drop']:.2f})" in text
+    assert f"predicts a median {fit['share_of_rise_second_order']:.2f} of a rise" in text
+    assert all(row["first order g·Δθ"] < 0 for row in rows.values())
+    assert f"(SFT {sft['first order g·Δθ']:.3f}: to first order the update lowers L)" in text
+    assert (f"ranks the rise at ρ {fit['rho']:.2f} (the second-order term alone: {fit['rho_second_order']:.2f})"
+            in text)
 
 
 def test_the_readmes_state_the_smollm2_ewc_stage_3(readme):

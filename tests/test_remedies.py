@@ -301,7 +301,8 @@ def test_the_taylor_table_sets_the_held_out_losss_rise_beside_its_expansion():
 
     def record(name, seed, first, distance, rise):
         return {"name": name, "seed": seed, "held_gradient_term": first, "held_fisher_distance": distance,
-                "held_loss_start": 1.0, "held_loss_final": 1.0 + rise}
+                "held_loss_start": 1.0, "held_loss_final": 1.0 + rise, "held_acc_start": 0.9,
+                "held_acc_final": 0.9 - rise}
 
     records = [record("sft", s, 0.1 * (s + 1), 0.2 * (s + 1), 0.4 * (s + 1)) for s in range(3)]  # predicts half
     records += [record("ewc", s, 0.0, 0.02, -0.1 * (s + 1)) for s in range(3)]  # fell: no share; ρ from tied ranks
@@ -313,7 +314,7 @@ def test_the_taylor_table_sets_the_held_out_losss_rise_beside_its_expansion():
     assert rows["sft"]["Taylor prediction"] == pytest.approx(0.4)
     fit = taylor_fit(records)
     assert (fit["records"], fit["rose"]) == (6, 3) and fit["share_of_rise"] == pytest.approx(0.5)
-    assert fit["share_of_rise_second_order"] == pytest.approx(0.25)
+    assert fit["share_of_rise_second_order"] == pytest.approx(0.25) and fit["rho_accuracy_drop"] == pytest.approx(1)
     assert fit["rho"] == pytest.approx((15.5 / 17.5) ** 0.5) and "a median 0.50 of the rise" in taylor_text(fit)
     assert taylor_fit(records[-1:]) is None and taylor_rows(records[-1:], ("old",)) == []
 

@@ -126,7 +126,8 @@ def taylor_rows(records: list[dict], methods: Sequence[str]) -> list[dict]:
 def taylor_fit(records: list[dict]) -> dict | None:
     """How well the snapshot's Taylor expansion accounts for the held-out loss's change, over every record that has
     it: the Spearman ρ of the prediction with the actual change, of its second-order term alone, and the median
-    share of a rise each predicts (prediction / rise, over records whose loss rose). None without the terms."""
+    share of a rise each predicts (prediction / rise, over records whose loss rose), and the Spearman ρ of the rise
+    with the held-out accuracy's drop (is the loss a fair proxy of forgetting?). None without the terms."""
     rs = [r for r in records if r.get("held_loss_final") is not None]
     if len(rs) < 3:
         return None
@@ -136,7 +137,8 @@ def taylor_fit(records: list[dict]) -> dict | None:
             "rho_second_order": float(spearmanr([r["held_fisher_distance"] for r in rs], rise).statistic),
             "share_of_rise": median([_taylor(r) / d for r, d in rose]),
             "share_of_rise_second_order": median([r["held_fisher_distance"] / 2 / d for r, d in rose]),
-            "rose": len(rose)}
+            "rose": len(rose), "rho_accuracy_drop": float(spearmanr(
+                rise, [r["held_acc_start"] - r["held_acc_final"] for r in rs]).statistic)}
 
 
 def taylor_text(fit: dict) -> str:
@@ -146,7 +148,7 @@ def taylor_text(fit: dict) -> str:
              f"of the rise, its second-order term {fit['share_of_rise_second_order']:.2f}")
     return (f"Over {fit['records']} records, the Taylor prediction g·Δθ + ½ Σ F(Δθ)² ranks the held-out loss's "
             f"change with Spearman ρ {fit['rho']:.2f} (the second-order term alone: ρ {fit['rho_second_order']:.2f})"
-            f"{share}.")
+            f"{share}. The loss's rise ranks with the held-out accuracy's drop at ρ {fit['rho_accuracy_drop']:.2f}.")
 
 
 def add_fisher_views(section, results: dict, records: list[dict], methods: Sequence[str]) -> None:
