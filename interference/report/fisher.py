@@ -94,7 +94,7 @@ def ranking_text(ranking: dict) -> str:
     """One sentence on `held_distance_ranking`'s result."""
     if not ranking["seeds"]:
         return "No seed has three methods with the held-out facts' Fisher distance and different drops to rank."
-    pooled = "" if ranking["pooled"] is None else f", and {ranking['pooled']:.2f} pooled over seeds"
+    pooled = "" if ranking["pooled"] is None else f"; ρ over every seed's records pooled: {ranking['pooled']:.2f}"
     return (f"Within a seed, the held-out facts' Fisher distance ranks the methods as their held-out drops (accuracy "
             f"at the start minus at the end) with Spearman ρ {ranking['mean']:.2f} on average, above 0 on "
             f"{ranking['above_zero']} of {ranking['seeds']} seeds; the distance spans {ranking['orders']:.1f} orders "
