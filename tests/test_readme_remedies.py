@@ -8,7 +8,7 @@ from pathlib import Path
 from test_readme_numbers import RESULTS, ROOT, row_text  # the tests folder is on the path (pytest prepends it)
 
 from interference.report.files import load_results
-from interference.report.fisher import held_distance_ranking, taylor_fit, taylor_rows
+from interference.report.fisher import fisher_rows, held_distance_ranking, taylor_fit, taylor_rows
 from interference.report.headline import mean_of
 from interference.report.paired import interval_text, paired_difference, ratio
 
@@ -253,3 +253,41 @@ def test_the_readmes_state_the_smollm2_ewc_stage_3(readme):
     for record in [*(r for r in records if r["seed"] == 0), *rerun]:
         assert (f"| {record['seed']} | {record['name']} | {record['epochs']} | {record['held_acc_final']:.2f} | "
                 f"{sci(record['fisher_distance'])} | {sci(record['held_fisher_distance'])} |") in own
+
+
+def test_the_readmes_state_the_smollm2_ewc_stage_4(readme):
+    readme = flat(readme).replace("−", "-")
+    folder = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"
+    own = flat((folder / "README.md").read_text(encoding="utf-8")).replace("−", "-")
+    data = load_results(folder / "stage-4")
+    records = data["conditions"]
+    assert data["seeds"] == [0, 1, 2, 3, 4, 5, 6] and all(r.get("held_fisher_distance") for r in records)
+    for row in strength_rows_text(folder / "stage-4"):
+        assert row in readme and row in own
+    stage_3 = load_results(folder / "stage-3")["conditions"]
+    rerun = [r for r in records if r["seed"] in (2, 3, 4)]
+    assert_same_runs(rerun, stage_3, tuple(k for k in stage_3[0] if k not in ("seconds", "held_fisher_distance")))
+    study = load_results(ROOT / "results" / "smollm2-135m-remedies-cpu")["conditions"]
+    assert_same_runs([r for r in records if r["name"] in ("sft", "self_distill") and 2 <= r["seed"] <= 5], study,
+                     ("held_correct_final", "new_correct_final", "curves", "epochs"))
+    pairs = (("ewc:100000", "sft"), ("ewc:1e6", "sft"), ("self_distill", "sft"), ("self_distill", "ewc:100000"))
+    t = {pair: interval_text(paired_difference(records, *pair).t) for pair in pairs}
+    assert (f"λ 1e5 ends {t['ewc:100000', 'sft']} and λ 1e6 {t['ewc:1e6', 'sft']}; self-distillation ends "
+            f"{t['self_distill', 'sft']} above SFT and {t['self_distill', 'ewc:100000']} above λ 1e5") in readme
+    fisher = {row["method"]: row for row in fisher_rows(records, ("sft", "self_distill", "ewc:100000", "ewc:1e6"))}
+    below = {m: fisher[m]["held: below sft's (seeds)"] for m in ("self_distill", "ewc:100000", "ewc:1e6")}
+    assert f"Fisher weighs on {below['ewc:100000']} seeds and forgets as much" in readme
+    assert (f"held-out Fisher distance is below SFT's on {below['ewc:100000']} seeds (median "
+            f"{sci(fisher['ewc:100000']['held: Σ F(θ − θ⁰)², median'])} against "
+            f"{sci(fisher['sft']['held: Σ F(θ − θ⁰)², median'])}), λ 1e6's on {below['ewc:1e6']}, "
+            f"self-distillation's on {below['self_distill']}") in own
+    ranking = held_distance_ranking(records)
+    within = (f"Spearman ρ {ranking['mean']:.2f} on average, above 0 on {ranking['above_zero']} of "
+              f"{ranking['seeds']} seeds")
+    assert within in readme and within in own and f"{ranking['pooled']:.2f} over all 28 records pooled" in own
+    sft = [r for r in records if r["name"] == "sft"]
+    rose = sum(r["held_acc_final"] > r["held_acc_start"] for r in sft)
+    starts = [r["held_acc_start"] for r in sft]
+    assert (f"answers {min(starts):.2f}–{max(starts):.2f} of the held-out facts, and SFT raises that on {rose} of "
+            f"{len(sft)} seeds") in own
+    assert f"the verdict: **{data['headline']['verdict']['verdict']}**" in own
