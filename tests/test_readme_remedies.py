@@ -291,3 +291,26 @@ def test_the_readmes_state_the_smollm2_ewc_stage_4(readme):
     assert (f"answers {min(starts):.2f}–{max(starts):.2f} of the held-out facts, and SFT raises that on {rose} of "
             f"{len(sft)} seeds") in own
     assert f"the verdict: **{data['headline']['verdict']['verdict']}**" in own
+
+
+def test_the_readmes_state_the_smollm2_taylor_addendum(readme):
+    readme = flat(readme).replace("−", "-")
+    folder = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"
+    own = flat((folder / "README.md").read_text(encoding="utf-8")).replace("−", "-")
+    data = load_results(folder / "stage-4" / "taylor")
+    records = data["conditions"]
+    assert data["seeds"] == [1] and data["results"]["held_taylor_fit"] == taylor_fit(records)
+    rerun = load_results(folder / "stage-3" / "held-fisher-seed-1")["conditions"]
+    assert_same_runs(records, rerun, tuple(k for k in rerun[0] if k != "seconds"))
+    for r in records:
+        assert (f"| {r['name']} | {r['held_acc_start']:.2f} → {r['held_acc_final']:.2f} | {r['held_loss_start']:.3f} | "
+                f"{r['held_loss_final'] - r['held_loss_start']:.3f} | {r['held_gradient_term']:.2f} | "
+                f"{sci(r['held_fisher_distance'] / 2)} |") in own
+    finals, firsts = ([r[k] for r in records] for k in ("held_loss_final", "held_gradient_term"))
+    assert all(f < r["held_loss_start"] for f, r in zip(finals, records, strict=True))  # the loss falls
+    assert f"({records[0]['held_loss_start']:.3f} to {min(finals):.2f}–{max(finals):.2f})" in readme
+    assert f"first-order term {max(firsts):.1f} to {min(firsts):.1f}" in readme
+    assert f"first-order term predicts a fall of {-max(firsts):.1f}–{-min(firsts):.1f}" in own
+    second = sorted(r["held_fisher_distance"] / 2 for r in records)
+    assert f"second-order term {sci(second[0])} to {sci(second[-1])}" in readme
+    assert f"second-order term {sci(second[0])} to {sci(second[-1])}" in own
