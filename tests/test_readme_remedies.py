@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from test_readme_numbers import RESULTS, ROOT, row_text  # the tests folder is on the path (pytest prepends it)
 
 from interference.report.files import load_results
@@ -226,10 +227,18 @@ def test_the_readme_states_the_world_taylor_picture_of_the_held_out_loss(readme)
             in text)
 
 
-def test_the_readmes_state_the_smollm2_ewc_stage_3(readme):
-    readme = flat(readme).replace("−", "-")
-    folder = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"
-    own = flat((folder / "README.md").read_text(encoding="utf-8")).replace("−", "-")
+EWC = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"
+
+
+@pytest.fixture
+def ewc_texts(readme):
+    """The README and the SmolLM2 EWC run's own README, each on one line, minus signs written as hyphens."""
+    return flat(readme).replace("−", "-"), flat((EWC / "README.md").read_text(encoding="utf-8")).replace("−", "-")
+
+
+def test_the_readmes_state_the_smollm2_ewc_stage_3(ewc_texts):
+    readme, own = ewc_texts
+    folder = EWC
     data = load_results(folder / "stage-3")
     records = data["conditions"]
     assert data["seeds"] == [0, 1, 2, 3, 4] and data["config"]["model"] == "smollm2-135m"
@@ -255,10 +264,9 @@ def test_the_readmes_state_the_smollm2_ewc_stage_3(readme):
                 f"{sci(record['fisher_distance'])} | {sci(record['held_fisher_distance'])} |") in own
 
 
-def test_the_readmes_state_the_smollm2_ewc_stage_4(readme):
-    readme = flat(readme).replace("−", "-")
-    folder = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"
-    own = flat((folder / "README.md").read_text(encoding="utf-8")).replace("−", "-")
+def test_the_readmes_state_the_smollm2_ewc_stage_4(ewc_texts):
+    readme, own = ewc_texts
+    folder = EWC
     data = load_results(folder / "stage-4")
     records = data["conditions"]
     assert data["seeds"] == [0, 1, 2, 3, 4, 5, 6] and all(r.get("held_fisher_distance") for r in records)
@@ -293,10 +301,9 @@ def test_the_readmes_state_the_smollm2_ewc_stage_4(readme):
     assert f"the verdict: **{data['headline']['verdict']['verdict']}**" in own
 
 
-def test_the_readmes_state_the_smollm2_taylor_addendum(readme):
-    readme = flat(readme).replace("−", "-")
-    folder = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"
-    own = flat((folder / "README.md").read_text(encoding="utf-8")).replace("−", "-")
+def test_the_readmes_state_the_smollm2_taylor_addendum(ewc_texts):
+    readme, own = ewc_texts
+    folder = EWC
     data = load_results(folder / "stage-4" / "taylor")
     records = data["conditions"]
     assert data["seeds"] == [1] and data["results"]["held_taylor_fit"] == taylor_fit(records)
