@@ -20,6 +20,12 @@ from .fact import Fact, qa_prompt, qa_target
 IGNORE = -100
 
 
+def next_token_targets(labels: torch.Tensor) -> torch.Tensor:
+    """[B, T] labels shifted left by one, `IGNORE` at the end: position t holds label t + 1, what the logits at t
+    predict (shifting the labels, not the large logits)."""
+    return torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE)
+
+
 @dataclass(frozen=True)
 class Batch:
     """One right-padded batch: `index` are the example numbers, the tensors are [B, T]."""

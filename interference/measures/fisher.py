@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..facts.examples import IGNORE, Examples
+from ..facts.examples import IGNORE, Examples, next_token_targets
 from ..models.generation import forward_logits, inference_mode
 
 
@@ -39,22 +39,26 @@ def loss_expansion(model: torch.nn.Module, examples: Examples, names: Sequence[s
     weights; `model` is left as it was (mode, gradients)."""
     named = dict(model.named_parameters())
     params = [named[n] for n in names]
-    sums = [[torch.zeros_like(p, dtype=torch.float32) for p in params] for _ in range(2 if gradient else 1)]
+    fisher = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+    mean = [torch.zeros_like(p, dtype=torch.float32) for p in params] if gradient else None
     device, training = params[0].device, model.training
     model.eval()
     for i in tqdm(range(len(examples)), desc="fisher", disable=not progress, leave=False):
         batch = examples.batch(torch.tensor([i])).to(device)
         logits = forward_logits(model, batch)
-        targets = F.pad(batch.labels[:, 1:], (0, 1), value=IGNORE)  # label t + 1 is predicted at position t
+        targets = next_token_targets(batch.labels)
         nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
         for k, grad in enumerate(torch.autograd.grad(nll, params, allow_unused=True)):
             if grad is not None:
-                sums[0][k] += grad.float() ** 2
-                if gradient:
-                    sums[1][k] += grad.float()
+                fisher[k] += grad.float() ** 2
+                if mean is not None:
+                    mean[k] += grad.float()
     model.train(training)
-    fisher, *mean = ({n: t / len(examples) for n, t in zip(names, totals, strict=True)} for totals in sums)
-    return LossExpansion(mean[0] if gradient else None, fisher)
+
+    def averaged(totals: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {n: t / len(examples) for n, t in zip(names, totals, strict=True)}
+
+    return LossExpansion(None if mean is None else averaged(mean), averaged(fisher))
 
 
 def answer_loss(model: torch.nn.Module, examples: Examples, *, batch_size: int = 16) -> float:
@@ -64,7 +68,7 @@ def answer_loss(model: torch.nn.Module, examples: Examples, *, batch_size: int =
     with inference_mode(model):
         for start in range(0, len(examples), batch_size):
             batch = examples.batch(torch.arange(start, min(start + batch_size, len(examples)))).to(device)
-            targets = F.pad(batch.labels[:, 1:], (0, 1), value=IGNORE)
+            targets = next_token_targets(batch.labels)
             nll = F.cross_entropy(forward_logits(model, batch).flatten(0, 1).float(), targets.flatten(),
                                   ignore_index=IGNORE, reduction="none").view(targets.shape)
             mask = targets != IGNORE

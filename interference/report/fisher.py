@@ -64,6 +64,16 @@ def fisher_rows(records: list[dict], methods: Sequence[str]) -> list[dict]:
     return rows
 
 
+def _drop(record: dict) -> float:
+    """The held-out accuracy's absolute drop: at the start minus at the end."""
+    return record["held_acc_start"] - record["held_acc_final"]
+
+
+def _rise(record: dict) -> float:
+    """The held-out facts' answer loss's change L − L⁰."""
+    return record["held_loss_final"] - record["held_loss_start"]
+
+
 def held_distance_ranking(records: list[dict]) -> dict | None:
     """Does the held-out facts' Fisher distance rank a seed's methods as their held-out drops? Per seed with at least
     three methods that recorded it, the Spearman correlation of `held_fisher_distance` with the absolute drop
@@ -74,8 +84,7 @@ def held_distance_ranking(records: list[dict]) -> dict | None:
         return None
 
     def rho(rs: list[dict]) -> float | None:  # None where either side is constant (no ranking to compare)
-        distances, drops = ([r["held_fisher_distance"] for r in rs],
-                            [r["held_acc_start"] - r["held_acc_final"] for r in rs])
+        distances, drops = [r["held_fisher_distance"] for r in rs], [_drop(r) for r in rs]
         if len(set(distances)) < 2 or len(set(drops)) < 2:
             return None
         return float(spearmanr(distances, drops).statistic)
@@ -116,7 +125,7 @@ def taylor_rows(records: list[dict], methods: Sequence[str]) -> list[dict]:
         if rs:
             rows.append({"method": m, "seeds": len(rs),
                          "held-out loss at the start": median([r["held_loss_start"] for r in rs]),
-                         "its rise L − L⁰": median([r["held_loss_final"] - r["held_loss_start"] for r in rs]),
+                         "its rise L − L⁰": median([_rise(r) for r in rs]),
                          "first order g·Δθ": median([r["held_gradient_term"] for r in rs]),
                          "second order ½ Σ F(Δθ)²": median([r["held_fisher_distance"] / 2 for r in rs]),
                          "Taylor prediction": median([_taylor(r) for r in rs])})
@@ -131,14 +140,13 @@ def taylor_fit(records: list[dict]) -> dict | None:
     rs = [r for r in records if r.get("held_loss_final") is not None]
     if len(rs) < 3:
         return None
-    rise = [r["held_loss_final"] - r["held_loss_start"] for r in rs]
+    rise = [_rise(r) for r in rs]
     rose = [(r, d) for r, d in zip(rs, rise, strict=True) if d > 0]
     return {"records": len(rs), "rho": float(spearmanr([_taylor(r) for r in rs], rise).statistic),
             "rho_second_order": float(spearmanr([r["held_fisher_distance"] for r in rs], rise).statistic),
             "share_of_rise": median([_taylor(r) / d for r, d in rose]),
             "share_of_rise_second_order": median([r["held_fisher_distance"] / 2 / d for r, d in rose]),
-            "rose": len(rose), "rho_accuracy_drop": float(spearmanr(
-                rise, [r["held_acc_start"] - r["held_acc_final"] for r in rs]).statistic)}
+            "rose": len(rose), "rho_accuracy_drop": float(spearmanr(rise, [_drop(r) for r in rs]).statistic)}
 
 
 def taylor_text(fit: dict) -> str:

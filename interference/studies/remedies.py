@@ -106,8 +106,8 @@ class RemedySettings:
 class RemediesStudy:
     """Result of `run_remedies`: one record per method and seed, with `drift`, `update_norms`, `fisher_distance`,
     `held_fisher_distance`, `held_gradient_term`, `held_loss_start`, `held_loss_final` and (trained methods)
-    `loss_terms`; LoRA's records name the modules that carried adapters
-    (`adapters`), wise-ft's hold the seed's whole α sweep (`sweep`)."""
+    `loss_terms`; LoRA's records name the modules that carried adapters (`adapters`), wise-ft's hold the seed's
+    whole α sweep (`sweep`)."""
 
     config: ExperimentConfig
     methods: tuple[str, ...]

@@ -14,13 +14,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..facts.examples import IGNORE  # the label of prompt and pad positions
+from ..facts.examples import IGNORE, next_token_targets  # IGNORE: the label of prompt and pad positions
 
 
 def answer_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy over the positions whose label is not `IGNORE`."""
-    targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE)  # shift the labels, not the (large) logits
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+    return F.cross_entropy(logits.flatten(0, 1).float(), next_token_targets(labels).flatten(), ignore_index=IGNORE)
 
 
 def tempered_log_probs(logits: torch.Tensor, tau: float) -> torch.Tensor:
