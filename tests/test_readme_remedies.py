@@ -222,7 +222,8 @@ def test_the_readme_states_the_world_taylor_picture_of_the_held_out_loss(readme)
     assert f"ranks with the held-out accuracy's drop (ρ {fit['rho_accuracy_drop']:.2f})" in text
     assert f"predicts a median {fit['share_of_rise_second_order']:.2f} of a rise" in text
     assert all(row["first order g·Δθ"] < 0 for row in rows.values())
-    assert f"(SFT {sft['first order g·Δθ']:.3f}: to first order the update lowers L)" in text
+    assert (f"(SFT {sft['first order g·Δθ']:.3f}: to first order the update lowers L; it has the sign of the change "
+            f"on only {fit['first_order_sign']} of {fit['records']} records)") in text
     assert (f"ranks the rise at ρ {fit['rho']:.2f} (the second-order term alone: {fit['rho_second_order']:.2f})"
             in text)
 

@@ -305,17 +305,20 @@ def test_the_taylor_table_sets_the_held_out_losss_rise_beside_its_expansion():
                 "held_acc_final": 0.9 - rise}
 
     records = [record("sft", s, 0.1 * (s + 1), 0.2 * (s + 1), 0.4 * (s + 1)) for s in range(3)]  # predicts half
-    records += [record("ewc", s, 0.0, 0.02, -0.1 * (s + 1)) for s in range(3)]  # fell: no share; ρ from tied ranks
+    records += [record("ewc", s, 0.0, 0.02, -0.1 * (s + 1)) for s in range(2)]  # fell: no share; ρ from tied ranks
+    records.append(record("ewc", 2, 0.5, 0.02, -0.3))  # fell where the gradient says it rises
     records.append({"name": "old", "seed": 0, "held_fisher_distance": 1.0})  # before the terms were recorded
     rows = {row["method"]: row for row in taylor_rows(records, ("sft", "ewc", "old"))}
     assert set(rows) == {"sft", "ewc"} and rows["sft"]["seeds"] == 3
+    assert (rows["sft"]["seeds where it rose"], rows["ewc"]["seeds where it rose"]) == (3, 0)
     assert rows["sft"]["its rise L − L⁰"] == pytest.approx(0.8) and rows["sft"]["first order g·Δθ"] == 0.2
     assert rows["sft"]["second order ½ Σ F(Δθ)²"] == pytest.approx(0.2)
     assert rows["sft"]["Taylor prediction"] == pytest.approx(0.4)
     fit = taylor_fit(records)
     assert (fit["records"], fit["rose"]) == (6, 3) and fit["share_of_rise"] == pytest.approx(0.5)
     assert fit["share_of_rise_second_order"] == pytest.approx(0.25) and fit["rho_accuracy_drop"] == pytest.approx(1)
-    assert fit["rho"] == pytest.approx((15.5 / 17.5) ** 0.5) and "a median 0.50 of the rise" in taylor_text(fit)
+    assert fit["rho"] == pytest.approx(7 / (17 * 17.5) ** 0.5) and "a median 0.50 of the rise" in taylor_text(fit)
+    assert fit["first_order_sign"] == 3 and "sign of the change on 3 of 6 records" in taylor_text(fit)
     assert taylor_fit(records[-1:]) is None and taylor_rows(records[-1:], ("old",)) == []
 
 

@@ -126,6 +126,7 @@ def taylor_rows(records: list[dict], methods: Sequence[str]) -> list[dict]:
             rows.append({"method": m, "seeds": len(rs),
                          "held-out loss at the start": median([r["held_loss_start"] for r in rs]),
                          "its rise L − L⁰": median([_rise(r) for r in rs]),
+                         "seeds where it rose": sum(_rise(r) > 0 for r in rs),
                          "first order g·Δθ": median([r["held_gradient_term"] for r in rs]),
                          "second order ½ Σ F(Δθ)²": median([r["held_fisher_distance"] / 2 for r in rs]),
                          "Taylor prediction": median([_taylor(r) for r in rs])})
@@ -136,7 +137,9 @@ def taylor_fit(records: list[dict]) -> dict | None:
     """How well the snapshot's Taylor expansion accounts for the held-out loss's change, over every record that has
     it: the Spearman ρ of the prediction with the actual change, of its second-order term alone, and the median
     share of a rise each predicts (prediction / rise, over records whose loss rose), and the Spearman ρ of the rise
-    with the held-out accuracy's drop (is the loss a fair proxy of forgetting?). None without the terms."""
+    with the held-out accuracy's drop (is the loss a fair proxy of forgetting?), and the records on which the
+    first-order term g·Δθ has the sign of the change (does the snapshot's gradient even say which way the loss
+    goes?). None without the terms."""
     rs = [r for r in records if r.get("held_loss_final") is not None]
     if len(rs) < 3:
         return None
@@ -146,7 +149,8 @@ def taylor_fit(records: list[dict]) -> dict | None:
             "rho_second_order": float(spearmanr([r["held_fisher_distance"] for r in rs], rise).statistic),
             "share_of_rise": median([_taylor(r) / d for r, d in rose]),
             "share_of_rise_second_order": median([r["held_fisher_distance"] / 2 / d for r, d in rose]),
-            "rose": len(rose), "rho_accuracy_drop": float(spearmanr(rise, [_drop(r) for r in rs]).statistic)}
+            "rose": len(rose), "rho_accuracy_drop": float(spearmanr(rise, [_drop(r) for r in rs]).statistic),
+            "first_order_sign": sum(r["held_gradient_term"] * d > 0 for r, d in zip(rs, rise, strict=True))}
 
 
 def taylor_text(fit: dict) -> str:
@@ -156,7 +160,9 @@ def taylor_text(fit: dict) -> str:
              f"of the rise, its second-order term {fit['share_of_rise_second_order']:.2f}")
     return (f"Over {fit['records']} records, the Taylor prediction g·Δθ + ½ Σ F(Δθ)² ranks the held-out loss's "
             f"change with Spearman ρ {fit['rho']:.2f} (the second-order term alone: ρ {fit['rho_second_order']:.2f})"
-            f"{share}. The loss's rise ranks with the held-out accuracy's drop at ρ {fit['rho_accuracy_drop']:.2f}.")
+            f"{share}. The loss's rise ranks with the held-out accuracy's drop at ρ {fit['rho_accuracy_drop']:.2f}. "
+            f"The first-order term g·Δθ has the sign of the change on {fit['first_order_sign']} of "
+            f"{fit['records']} records.")
 
 
 def add_fisher_views(section, results: dict, records: list[dict], methods: Sequence[str]) -> None:
