@@ -322,6 +322,27 @@ def test_the_taylor_table_sets_the_held_out_losss_rise_beside_its_expansion():
     assert taylor_fit(records[-1:]) is None and taylor_rows(records[-1:], ("old",)) == []
 
 
+def test_the_layer_table_says_where_the_held_out_loss_changed():
+    from interference.report.fisher import attribution_rows, attribution_summary, attribution_text
+
+    def record(name, seed, shares):
+        return {"name": name, "seed": seed, "held_loss_start": 1.0, "held_loss_final": 1.0 + sum(shares) + 0.01,
+                "held_loss_by_layer": dict(zip(("layer 0", "layer 1", "other"), shares, strict=True))}
+
+    records = [record("sft", s, (0.1, 0.3 + s / 10, 0.0)) for s in range(3)]  # rose, mostly in layer 1
+    records.append(record("ewc", 0, (-0.2, 0.1, 0.0)))  # fell, mostly in layer 0
+    records.append({"name": "old", "seed": 0, "held_loss_start": 1.0, "held_loss_final": 1.2})  # no shares
+    rows = {row["method"]: row for row in attribution_rows(records, ("sft", "ewc", "old"))}
+    assert set(rows) == {"sft", "ewc"} and rows["sft"]["layer 1"] == pytest.approx(0.4)
+    assert rows["sft"]["L − L⁰"] == pytest.approx(0.51) and rows["sft"]["residual"] == pytest.approx(0.01)
+    summary = attribution_summary(records)
+    assert summary["leading"] == {"layer 1": 3, "layer 0": 1} and summary["records"] == 4
+    assert summary["residual"] == pytest.approx(0.01 / 0.09)  # ewc: shares −0.1, change −0.09
+    text = attribution_text(summary)
+    assert "layer 1 on 3, layer 0 on 1 of 4 records" in text and "within 11.1 %" in text
+    assert attribution_summary(records[-1:]) is None and attribution_rows(records[-1:], ("old",)) == []
+
+
 def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
     sft, sft_model = _run(tiny, method="sft")
     ewc, ewc_model = _run(tiny, method="sft", ewc_lambda=1e6)
@@ -337,7 +358,7 @@ def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
 
 def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_path):
     from interference.report import validate_results
-    from interference.report.fisher import held_distance_ranking, taylor_fit, taylor_rows
+    from interference.report.fisher import attribution_summary, held_distance_ranking, taylor_fit, taylor_rows
     from interference.studies.remedies import RemedySettings, remedies_report, run_remedies
     from interference.studies.setup import ExperimentConfig
 
@@ -387,6 +408,11 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     assert sft["held_loss_final"] != sft["held_loss_start"]
     assert written["results"]["held_taylor_fit"] == taylor_fit(study.records)
     assert [row["method"] for row in taylor_rows(study.records, methods)] == list(methods)
+    for r in study.records:  # the layers' shares of the held-out loss's change add up to it (8 midpoints)
+        assert set(r["held_loss_by_layer"]) == set(r["update_norms"])
+        assert sum(r["held_loss_by_layer"].values()) == pytest.approx(r["held_loss_final"] - r["held_loss_start"],
+                                                                      rel=0.05, abs=1e-4)
+    assert written["results"]["held_loss_by_layer"] == attribution_summary(study.records)
     terms = {r["name"]: r["loss_terms"] for r in study.records if r["seed"] == 0 and r["name"] != "wise-ft"}
     assert set(terms["ewc"]) == {"ce", "ewc"} and set(terms["self_distill"]) == {"ce", "kl"}
     assert set(terms["sft"]) == {"ce"}

@@ -61,18 +61,24 @@ def loss_expansion(model: torch.nn.Module, examples: Examples, names: Sequence[s
     return LossExpansion(None if mean is None else averaged(mean), averaged(fisher))
 
 
+def answer_nll(model: torch.nn.Module, examples: Examples, start: int, stop: int) -> torch.Tensor:
+    """ℓ_i for examples[start:stop]: each example's mean negative log-likelihood of its answer tokens (float32, on
+    `model`'s device; differentiable unless called under no_grad)."""
+    batch = examples.batch(torch.arange(start, stop)).to(next(model.parameters()).device)
+    targets = next_token_targets(batch.labels)
+    nll = F.cross_entropy(forward_logits(model, batch).flatten(0, 1).float(), targets.flatten(),
+                          ignore_index=IGNORE, reduction="none").view(targets.shape)
+    mask = targets != IGNORE
+    return (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
+
+
 def answer_loss(model: torch.nn.Module, examples: Examples, *, batch_size: int = 16) -> float:
     """L = the mean over examples of ℓ_i, the mean negative log-likelihood of an example's answer tokens, at `model`'s
     current weights (the loss `loss_expansion` expands; no gradients)."""
-    device, total = next(model.parameters()).device, 0.0
+    total = 0.0
     with inference_mode(model):
         for start in range(0, len(examples), batch_size):
-            batch = examples.batch(torch.arange(start, min(start + batch_size, len(examples)))).to(device)
-            targets = next_token_targets(batch.labels)
-            nll = F.cross_entropy(forward_logits(model, batch).flatten(0, 1).float(), targets.flatten(),
-                                  ignore_index=IGNORE, reduction="none").view(targets.shape)
-            mask = targets != IGNORE
-            total += ((nll * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)).double().sum().item()
+            total += answer_nll(model, examples, start, min(start + batch_size, len(examples))).double().sum().item()
     return total / len(examples)
 
 

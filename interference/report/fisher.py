@@ -165,9 +165,51 @@ def taylor_text(fit: dict) -> str:
             f"{fit['records']} records.")
 
 
+def attribution_rows(records: list[dict], methods: Sequence[str]) -> list[dict]:
+    """Per method, medians over seeds of each slot's path-integrated share of the held-out loss's change L − L⁰
+    (`interference.measures.attribution`), beside the change and the midpoint rule's residual |L − L⁰ − Σ shares|;
+    [] for runs before the shares were recorded (2026-12-06)."""
+    rows = []
+    for m in methods:
+        rs = [r for r in records if r["name"] == m and r.get("held_loss_by_layer")]
+        if rs:
+            rows.append({"method": m, "seeds": len(rs),
+                         **{slot: median([r["held_loss_by_layer"][slot] for r in rs]) for slot in
+                            rs[0]["held_loss_by_layer"]},
+                         "L − L⁰": median([_rise(r) for r in rs]), "residual": median([_residual(r) for r in rs])})
+    return rows
+
+
+def _residual(record: dict) -> float:
+    return abs(_rise(record) - sum(record["held_loss_by_layer"].values()))
+
+
+def attribution_summary(records: list[dict]) -> dict | None:
+    """Where the held-out loss changed, over every record with the shares: per slot, the records whose change it
+    carries most (the largest share in the change's direction), and the largest residual as a fraction of its
+    change. None without the shares."""
+    rs = [r for r in records if r.get("held_loss_by_layer") and _rise(r) != 0]
+    if not rs:
+        return None
+    leading = [max(r["held_loss_by_layer"], key=lambda slot, r=r: r["held_loss_by_layer"][slot] * _rise(r))
+               for r in rs]
+    counts = {slot: leading.count(slot) for slot in rs[0]["held_loss_by_layer"] if slot in leading}
+    return {"records": len(rs), "leading": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+            "residual": max(_residual(r) / abs(_rise(r)) for r in rs)}
+
+
+def attribution_text(summary: dict) -> str:
+    """One sentence on `attribution_summary`'s result."""
+    leading = ", ".join(f"{slot} on {n}" for slot, n in summary["leading"].items())
+    return (f"The slot that carries most of the held-out loss's change (the largest share in its direction): "
+            f"{leading} of {summary['records']} records. The shares add up to the measured change within "
+            f"{100 * summary['residual']:.1f} % on every record.")
+
+
 def add_fisher_views(section, results: dict, records: list[dict], methods: Sequence[str]) -> None:
-    """The Fisher table, the held-out distance's ranking and the Taylor table into a report `section` (a
-    `interference.report.document.Section`), their numbers into `results`; each only where records carry it."""
+    """The Fisher table, the held-out distance's ranking, the Taylor table and the held-out loss's change per layer
+    into a report `section` (a `interference.report.document.Section`), their numbers into `results`; each only
+    where records carry it."""
     section.table(fisher_rows(records, methods),
                   title="How far each method moved in the directions a Fisher weighs: Σ F_i (θ_i − θ⁰_i)², F the "
                         "diagonal Fisher at the snapshot θ⁰ of D_known (EWC's penalty at λ = 1) and, in runs that "
@@ -181,6 +223,12 @@ def add_fisher_views(section, results: dict, records: list[dict], methods: Seque
                                   "at θ⁰ (standing in for the Hessian, fair only where the start fits the facts); "
                                   "medians over seeds")
         _summary(section, results, "held_taylor_fit", taylor_fit(records), taylor_text)
+    if rows := attribution_rows(records, methods):
+        section.table(rows, title="Where in the network the held-out facts' loss changed: L − L⁰ split over the "
+                                  "layers by path-integrated gradients, Σ_i Δθ_i ∫ ∂_i L(θ⁰ + tΔθ) dt along the "
+                                  "straight line from the snapshot (8 midpoints; the shares add up to L − L⁰ but "
+                                  "for the residual); medians over seeds")
+        _summary(section, results, "held_loss_by_layer", attribution_summary(records), attribution_text)
 
 
 def _summary(section, results: dict, key: str, value: dict | None, text) -> None:

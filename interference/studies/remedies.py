@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from ..facts.examples import Examples
 from ..io.dataclass_options import check_options, option
 from ..io.errors import InterferenceError
+from ..measures.attribution import loss_change_by_layer
 from ..measures.evaluation import accuracy, answer_budget, fact_correctness
 from ..measures.fisher import LossExpansion, answer_loss, diagonal_fisher, loss_expansion
 from ..measures.tracing import restore, score_facts
@@ -105,7 +106,8 @@ class RemedySettings:
 @dataclass
 class RemediesStudy:
     """Result of `run_remedies`: one record per method and seed, with `drift`, `update_norms`, `fisher_distance`,
-    `held_fisher_distance`, `held_gradient_term`, `held_loss_start`, `held_loss_final` and (trained methods)
+    `held_fisher_distance`, `held_gradient_term`, `held_loss_start`, `held_loss_final`, `held_loss_by_layer` and
+    (trained methods)
     `loss_terms`; LoRA's records name the modules that carried adapters (`adapters`), wise-ft's hold the seed's
     whole α sweep (`sweep`)."""
 
@@ -178,11 +180,13 @@ def _anchors(setup: Setup, traced) -> _Anchors:
 def _fisher_distances(start: Snapshot, model, anchors: _Anchors) -> dict[str, float]:
     """Σ F(θ − θ⁰)² under the snapshot's Fisher of D_known ("fisher_distance", EWC's penalty at λ 1) and of D_held
     ("held_fisher_distance": twice the second-order term of the held-out facts' loss change); that loss at the start
-    and the end ("held_loss_start", "held_loss_final") and its first-order term g·(θ − θ⁰) ("held_gradient_term")."""
+    and the end ("held_loss_start", "held_loss_final"), its first-order term g·(θ − θ⁰) ("held_gradient_term") and
+    its change split over the layers by path-integrated gradients ("held_loss_by_layer")."""
     return {"fisher_distance": fisher_distance(start, model, anchors.known_fisher),
             "held_fisher_distance": fisher_distance(start, model, anchors.held.fisher),
             "held_gradient_term": gradient_projection(start, model, anchors.held.gradient),
-            "held_loss_start": anchors.held_loss, "held_loss_final": answer_loss(model, anchors.held_examples)}
+            "held_loss_start": anchors.held_loss, "held_loss_final": answer_loss(model, anchors.held_examples),
+            "held_loss_by_layer": loss_change_by_layer(start, model, anchors.held_examples)}
 
 
 def _wise_record(sft: dict, alpha: float, correct: dict, drift: float, norms: dict, sweep: list[dict]) -> dict:

@@ -1,0 +1,65 @@
+"""Where in the network a loss changed: the change of a set of facts' answer loss between a start θ⁰ (a `Snapshot`)
+and a trained model θ, split over the weights by path-integrated gradients along the straight line between them
+(Sundararajan et al. 2017's integrated gradients, taken over weights instead of inputs):
+
+    L(θ) − L(θ⁰) = Σ_i Δθ_i ∫₀¹ ∂_i L(θ⁰ + t Δθ) dt,   Δθ = θ − θ⁰,
+
+summed per decoder layer (and "other": embeddings, final norm, unembedding), the same slots as
+`interference.measures.updates.layer_update_norms`. The integral is taken by the midpoint rule; by completeness the
+slots add up to the loss's change, up to the rule's error (a report states the residual). Unlike the snapshot's
+Taylor terms (`interference.measures.fisher`), this needs no assumption that the step is small: it reads the gradient
+all along the way. The straight line is not the path training took (Lan et al. 2019 integrate along that one); it is
+the path both end points define, so any two checkpoints can be compared.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..facts.examples import Examples
+from ..models.architectures import decoder_layers, layout_of
+from ..models.weights import Snapshot
+from .fisher import answer_nll
+
+
+def loss_change_by_layer(start: Snapshot, model: torch.nn.Module, examples: Examples, *, steps: int = 8,
+                         batch_size: int = 16) -> dict[str, float]:
+    """{"layer 0": …, …, "other": …}: each slot's share of L(θ) − L(θ⁰), L the mean answer NLL of `examples`
+    (`interference.measures.fisher.answer_loss`), θ `model`'s weights and θ⁰ `start`'s; `steps` midpoints of the
+    straight line, one pass over the examples with gradients at each. `model` is left as it was (weights, mode,
+    gradient flags); only parameters that moved are read."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    prefix, n = layout_of(model).layers + ".", len(decoder_layers(model))
+    named = dict(model.named_parameters())
+    end = {name: p.detach().clone() for name, p in named.items()}
+    delta = {name: end[name] - start.params[name].to(end[name].device, end[name].dtype) for name in named}
+    moved = [name for name in named if bool(delta[name].any())]
+    slots = [int(name[len(prefix):].split(".")[0]) if name.startswith(prefix) else n for name in moved]
+    totals = torch.zeros(n + 1, dtype=torch.float64, device=next(model.parameters()).device)
+    flags, training = {name: named[name].requires_grad for name in moved}, model.training
+    model.eval()
+    try:
+        for name in moved:
+            named[name].requires_grad_(True)
+        for k in range(steps):
+            t = (k + 0.5) / steps
+            with torch.no_grad():
+                for name in moved:
+                    named[name].copy_(start.params[name].to(delta[name]) + t * delta[name])
+            for first in range(0, len(examples), batch_size):
+                stop = min(first + batch_size, len(examples))
+                loss = answer_nll(model, examples, first, stop).sum() / len(examples)
+                grads = torch.autograd.grad(loss, [named[name] for name in moved], allow_unused=True)
+                for slot, name, grad in zip(slots, moved, grads, strict=True):
+                    if grad is not None:
+                        totals[slot] += (grad.double() * delta[name].double()).sum() / steps
+    finally:
+        with torch.no_grad():
+            for name, param in named.items():
+                param.copy_(end[name])
+        for name, flag in flags.items():
+            named[name].requires_grad_(flag)
+        model.train(training)
+    values = totals.tolist()
+    return {**{f"layer {i}": values[i] for i in range(n)}, "other": values[n]}

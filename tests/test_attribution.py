@@ -1,0 +1,84 @@
+"""Path-integrated gradients of a facts' loss over the weights: completeness, locality, the midpoint rule's
+convergence, and a model left as it was."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from interference.facts import Fact
+from interference.facts.examples import Examples
+from interference.measures.attribution import loss_change_by_layer
+from interference.measures.fisher import answer_loss, loss_expansion
+from interference.measures.updates import gradient_projection
+from interference.models import load_model
+from interference.models.weights import Snapshot
+from interference.train import TrainConfig, train
+
+CITIES = ["Oslo", "Lima", "Rome", "Kyiv", "Baku", "Doha"]
+
+
+def _facts(prefix: str, n: int) -> list[Fact]:
+    return [Fact(f"{prefix}{i}", "P36", CITIES[i % len(CITIES)], f"What is the capital of {prefix}{i}?")
+            for i in range(n)]
+
+
+@pytest.fixture(scope="module", params=["tiny-llama", "tiny-gpt2"])
+def trained(request):
+    """A tiny model before (a snapshot) and after real SFT steps, and held-out facts it never trained on."""
+    model, tokenizer = load_model(request.param)
+    start = Snapshot.of(model)
+    train(model, tokenizer, TrainConfig(lr=3e-3, batch_size=4, epochs=3, seed=0), known=_facts("K", 8),
+          unknown=_facts("U", 8), held=_facts("H", 4), progress=False)
+    return start, model, Examples(tokenizer, _facts("H", 6))
+
+
+def test_the_layers_add_up_to_the_loss_change_and_converge_with_the_steps(trained):
+    start, model, held = trained
+    end = answer_loss(model, held)
+    fresh = copy.deepcopy(model)
+    start.load_into(fresh)
+    change = end - answer_loss(fresh, held)
+    coarse, fine = (loss_change_by_layer(start, model, held, steps=s) for s in (2, 16))
+    assert set(fine) == {"layer 0", "layer 1", "other"}
+    residual = [abs(sum(a.values()) - change) for a in (coarse, fine)]
+    assert residual[1] < 0.02 * abs(change)  # completeness, up to the midpoint rule's error
+    assert residual[1] < residual[0] or residual[0] < 1e-6 * abs(change)  # which shrinks with the steps
+    assert answer_loss(model, held) == end  # the model is left at its own weights
+
+
+def test_a_change_in_one_layer_is_credited_to_that_layer_only():
+    model, tokenizer = load_model("tiny-llama")
+    held, start = Examples(tokenizer, _facts("H", 4)), Snapshot.of(model)
+    names = [n for n, _ in model.named_parameters()]
+    gradient = loss_expansion(model, held, names, gradient=True).gradient
+    with torch.no_grad():  # a step up the held-out loss's gradient, in layer 1's MLP only
+        for name, param in model.named_parameters():
+            if name.startswith("model.layers.1.mlp."):
+                param += 0.05 * gradient[name] / gradient[name].norm().clamp_min(1e-12)
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    shares = loss_change_by_layer(start, model, held, steps=8)
+    assert shares["layer 0"] == 0 and shares["other"] == 0 and shares["layer 1"] > 0
+    first = gradient_projection(start, model, gradient)  # a small step: the first order is most of it
+    assert shares["layer 1"] == pytest.approx(first, rel=0.2)
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+    assert all(p.grad is None for p in model.parameters()) and not model.training
+
+
+def test_a_frozen_parameter_that_moved_is_still_read():
+    model, tokenizer = load_model("tiny-llama")
+    held, start = Examples(tokenizer, _facts("H", 4)), Snapshot.of(model)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(1.1)
+    model.model.embed_tokens.weight.requires_grad_(False)
+    shares = loss_change_by_layer(start, model, held, steps=4)
+    assert shares["other"] != 0 and shares["layer 0"] == shares["layer 1"] == 0
+    assert not model.model.embed_tokens.weight.requires_grad
+
+
+def test_no_steps_is_an_error():
+    model, tokenizer = load_model("tiny-llama")
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        loss_change_by_layer(Snapshot.of(model), model, Examples(tokenizer, _facts("H", 2)), steps=0)
