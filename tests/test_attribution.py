@@ -32,11 +32,11 @@ def trained(request):
     start = Snapshot.of(model)
     train(model, tokenizer, TrainConfig(lr=3e-3, batch_size=4, epochs=3, seed=0), known=_facts("K", 8),
           unknown=_facts("U", 8), held=_facts("H", 4), progress=False)
-    return start, model, Examples(tokenizer, _facts("H", 6))
+    return start, model, Examples(tokenizer, _facts("H", 6)), tokenizer
 
 
 def test_the_layers_add_up_to_the_loss_change_and_converge_with_the_steps(trained):
-    start, model, held = trained
+    start, model, held, _ = trained
     end = answer_loss(model, held)
     fresh = copy.deepcopy(model)
     start.load_into(fresh)
@@ -82,3 +82,18 @@ def test_no_steps_is_an_error():
     model, tokenizer = load_model("tiny-llama")
     with pytest.raises(ValueError, match="steps must be at least 1"):
         loss_change_by_layer(Snapshot.of(model), model, Examples(tokenizer, _facts("H", 2)), steps=0)
+
+
+def test_the_readmes_example_runs_as_written(trained):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("Tracing asks which *activations* carry the damage", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    start, tuned, held, tokenizer = trained
+    fresh = copy.deepcopy(tuned)
+    start.load_into(fresh)
+    scope = {"start": fresh, "tuned": tuned, "tokenizer": tokenizer, "held_facts": _facts("H", 6)}
+    exec(compile(code, "README.md", "exec"), scope)
+    change = answer_loss(tuned, held) - answer_loss(fresh, held)
+    assert sum(scope["shares"].values()) == pytest.approx(change, rel=0.05)
