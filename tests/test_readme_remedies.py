@@ -9,7 +9,14 @@ import pytest
 from test_readme_numbers import RESULTS, ROOT, row_text  # the tests folder is on the path (pytest prepends it)
 
 from interference.report.files import load_results
-from interference.report.fisher import fisher_rows, held_distance_ranking, taylor_fit, taylor_rows
+from interference.report.fisher import (
+    attribution_rows,
+    attribution_summary,
+    fisher_rows,
+    held_distance_ranking,
+    taylor_fit,
+    taylor_rows,
+)
 from interference.report.headline import mean_of
 from interference.report.paired import interval_text, paired_difference, ratio
 
@@ -226,6 +233,47 @@ def test_the_readme_states_the_world_taylor_picture_of_the_held_out_loss(readme)
             f"on only {fit['first_order_sign']} of {fit['records']} records)") in text
     assert (f"ranks the rise at ρ {fit['rho']:.2f} (the second-order term alone: {fit['rho_second_order']:.2f})"
             in text)
+
+
+def test_the_readme_states_where_in_the_network_the_world_held_out_loss_rises(readme):
+    text = flat(readme).replace("−", "-")
+    data = load_results(RESULTS / "remedies-by-layer")
+    records, summary = data["conditions"], data["results"]["held_loss_by_layer"]
+    assert len(data["seeds"]) == 10 and summary == attribution_summary(records)
+    assert_same_runs(records, load_results(RESULTS / "remedies-taylor")["conditions"],
+                     ("held_correct_final", "new_correct_final", "epochs", "drift", "update_norms",
+                      "held_fisher_distance", "held_gradient_term", "held_loss_start", "held_loss_final"))
+    assert (f"miss the measured change by a median {100 * summary['residual']:.1f} % of their total, at most "
+            f"{100 * summary['residual_max']:.1f} %") in text
+    sft = next(r for r in attribution_rows(records, ("sft",)))
+    assert (f"Under SFT layer 0 carries a median {sft['layer 0']:.3f} of the {sft['L − L⁰']:.3f} rise (layer 1 "
+            f"{sft['layer 1']:.3f}, the embeddings, final norm and unembedding {sft['other']:.3f})") in text
+    leading = summary["leading"]
+    assert list(leading) == ["layer 0", "other", "layer 1"]
+    assert (f"layer 0 carries most of the change on {leading['layer 0']} of {summary['records']} records (the other "
+            f"slots {leading['other']}, layer 1 {leading['layer 1']})") in text
+    assert f"moved most on only {summary['most_moved']} of {summary['records']} records" in text
+
+    def norms(method):
+        rs = [r for r in records if r["name"] == method]
+        return [f"{sum(r['update_norms'][s] for r in rs) / len(rs):.3f}" for s in ("layer 0", "layer 1")]
+
+    (d0, d1), (s0, s1) = norms("self_distill"), norms("sft")
+    assert f"(relative update norm {d0} and {d1} against {s0} and {s1})" in text
+    shares = [{"name": r["name"], "seed": r["seed"], **r["held_loss_by_layer"]} for r in records]
+
+    def diff(method, slot):
+        return paired_difference(shares, method, "sft", slot)
+
+    lower = diff("self_distill", "layer 0")
+    assert (f"layer-0 share is lower by {-lower.t.mean:.3f} [{-lower.t.high:.3f}, {-lower.t.low:.3f}] (above SFT's "
+            f"on {lower.n_positive} of 10 seeds)") in text
+    assert all(diff("self_distill", s).t.mean < 0 for s in ("layer 0", "layer 1", "other"))
+    assert (f"layer 0: {interval_text(diff('ewc:1e6', 'layer 0').t)} at λ 1e6, "
+            f"{interval_text(diff('ewc:1e7', 'layer 0').t)} at 1e7") in text
+    other = [diff(m, "other") for m in ("ewc:1e6", "ewc:1e7")]
+    assert (f"swings by seed ({interval_text(other[0].t)} and {interval_text(other[1].t)}, above SFT's on "
+            f"{other[0].n_positive} and {other[1].n_positive} of 10)") in text
 
 
 EWC = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"

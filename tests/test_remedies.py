@@ -323,13 +323,20 @@ def test_the_taylor_table_sets_the_held_out_losss_rise_beside_its_expansion():
 
 
 def test_the_layer_table_says_where_the_held_out_loss_changed():
-    from interference.report.fisher import attribution_rows, attribution_summary, attribution_text
+    from interference.report.fisher import (
+        attribution_differences,
+        attribution_rows,
+        attribution_summary,
+        attribution_text,
+    )
 
     def record(name, seed, shares):
         return {"name": name, "seed": seed, "held_loss_start": 1.0, "held_loss_final": 1.0 + sum(shares) + 0.01,
                 "held_loss_by_layer": dict(zip(("layer 0", "layer 1", "other"), shares, strict=True))}
 
     records = [record("sft", s, (0.1, 0.3 + s / 10, 0.0)) for s in range(3)]  # rose, mostly in layer 1
+    for r in records[:2]:
+        r["update_norms"] = {"layer 0": 0.1, "layer 1": 0.2 * r["seed"], "other": 0.0}  # layer 1 moved most on seed 1
     records.append(record("ewc", 0, (-0.2, 0.1, 0.0)))  # fell, mostly in layer 0
     records.append({"name": "old", "seed": 0, "held_loss_start": 1.0, "held_loss_final": 1.2})  # no shares
     rows = {row["method"]: row for row in attribution_rows(records, ("sft", "ewc", "old"))}
@@ -337,10 +344,19 @@ def test_the_layer_table_says_where_the_held_out_loss_changed():
     assert rows["sft"]["L − L⁰"] == pytest.approx(0.51) and rows["sft"]["residual"] == pytest.approx(0.01)
     summary = attribution_summary(records)
     assert summary["leading"] == {"layer 1": 3, "layer 0": 1} and summary["records"] == 4
-    assert summary["residual"] == pytest.approx(0.01 / 0.09)  # ewc: shares −0.1, change −0.09
+    assert summary["most_moved"] == 1
+    assert "on 1 of them it is the slot whose weights moved most" in attribution_text(summary)
+    assert summary["residual_max"] == pytest.approx(0.01 / 0.3)  # ewc: shares −0.2 and +0.1, change −0.09
+    assert summary["residual"] == pytest.approx((0.01 / 0.4 + 0.01 / 0.5) / 2)  # sft seeds 0 and 1 in the middle
     text = attribution_text(summary)
-    assert "layer 1 on 3, layer 0 on 1 of 4 records" in text and "within 11.1 %" in text
+    assert "layer 1 on 3, layer 0 on 1 of 4 records" in text and "of their total (at most 3.3 %)" in text
     assert attribution_summary(records[-1:]) is None and attribution_rows(records[-1:], ("old",)) == []
+    records.append(record("ewc", 1, (-0.1, 0.1, 0.1)))
+    differences = attribution_differences(records, ("sft", "ewc", "old"))
+    assert [row["method"] for row in differences] == ["ewc"]  # paired with sft's seeds 0 and 1
+    assert differences[0]["layer 0"].startswith("-0.2500 [") and differences[0]["layer 0"].endswith("0 of 2 above 0")
+    assert differences[0]["other"].startswith("+0.0500 [") and differences[0]["other"].endswith("1 of 2 above 0")
+    assert attribution_differences(records[3:], ("ewc",)) == []  # no sft to pair with
 
 
 def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
