@@ -10,10 +10,11 @@ import torch
 
 from interference.facts import Fact
 from interference.facts.examples import Examples
-from interference.measures.attribution import loss_change_by_layer
+from interference.measures.attribution import by_group, by_layer, loss_change_by_layer, loss_change_by_parameter
 from interference.measures.fisher import answer_loss, loss_expansion
 from interference.measures.updates import gradient_projection
 from interference.models import load_model
+from interference.models.parameter_groups import PARTITION, parameter_groups
 from interference.models.weights import Snapshot
 from interference.train import TrainConfig, train
 
@@ -59,8 +60,12 @@ def test_a_change_in_one_layer_is_credited_to_that_layer_only():
             if name.startswith("model.layers.1.mlp."):
                 param += 0.05 * gradient[name] / gradient[name].norm().clamp_min(1e-12)
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
-    shares = loss_change_by_layer(start, model, held, steps=8)
+    per_parameter = loss_change_by_parameter(start, model, held, steps=8)
+    assert set(per_parameter) == {n for n in names if n.startswith("model.layers.1.mlp.")}
+    shares, groups = by_layer(model, per_parameter), by_group(model, per_parameter)
+    assert shares == loss_change_by_layer(start, model, held, steps=8)
     assert shares["layer 0"] == 0 and shares["other"] == 0 and shares["layer 1"] > 0
+    assert groups["ffn"] == pytest.approx(shares["layer 1"]) and sum(groups.values()) == groups["ffn"]
     first = gradient_projection(start, model, gradient)  # a small step: the first order is most of it
     assert shares["layer 1"] == pytest.approx(first, rel=0.2)
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
@@ -97,3 +102,14 @@ def test_the_readmes_example_runs_as_written(trained):
     exec(compile(code, "README.md", "exec"), scope)
     change = answer_loss(tuned, held) - answer_loss(fresh, held)
     assert sum(scope["shares"].values()) == pytest.approx(change, rel=0.05)
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_every_parameter_falls_in_one_group(name):
+    model, _ = load_model(name)
+    groups = parameter_groups(model)
+    assert list(groups) == [n for n, _ in model.named_parameters()] and set(groups.values()) <= set(PARTITION)
+    assert {"attention", "ffn", "norms", "embeddings"} <= set(groups.values())
+    assert all(groups[n] == "ffn" for n in groups if ".mlp." in n)
+    shares = {n: 1.0 for n in groups}
+    assert sum(by_group(model, shares).values()) == sum(by_layer(model, shares).values()) == len(groups)

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from test_readme_numbers import RESULTS, ROOT, row_text  # the tests folder is on the path (pytest prepends it)
 
+from interference.report.attribution import attribution_rows, attribution_summary
 from interference.report.files import load_results
 from interference.report.fisher import (
-    attribution_rows,
-    attribution_summary,
     fisher_rows,
     held_distance_ranking,
     taylor_fit,

@@ -323,7 +323,7 @@ def test_the_taylor_table_sets_the_held_out_losss_rise_beside_its_expansion():
 
 
 def test_the_layer_table_says_where_the_held_out_loss_changed():
-    from interference.report.fisher import (
+    from interference.report.attribution import (
         attribution_differences,
         attribution_rows,
         attribution_summary,
@@ -374,7 +374,8 @@ def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
 
 def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_path):
     from interference.report import validate_results
-    from interference.report.fisher import attribution_summary, held_distance_ranking, taylor_fit, taylor_rows
+    from interference.report.attribution import attribution_summary
+    from interference.report.fisher import held_distance_ranking, taylor_fit, taylor_rows
     from interference.studies.remedies import RemedySettings, remedies_report, run_remedies
     from interference.studies.setup import ExperimentConfig
 
@@ -429,6 +430,10 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
         assert sum(r["held_loss_by_layer"].values()) == pytest.approx(r["held_loss_final"] - r["held_loss_start"],
                                                                       rel=0.05, abs=1e-4)
     assert written["results"]["held_loss_by_layer"] == attribution_summary(study.records)
+    for r in study.records:  # one set of per-parameter shares, summed two ways
+        assert sum(r["held_loss_by_group"].values()) == pytest.approx(sum(r["held_loss_by_layer"].values()), abs=1e-9)
+    assert written["results"]["held_loss_by_group"] == attribution_summary(study.records, "held_loss_by_group")
+    assert "most_moved" not in written["results"]["held_loss_by_group"]
     terms = {r["name"]: r["loss_terms"] for r in study.records if r["seed"] == 0 and r["name"] != "wise-ft"}
     assert set(terms["ewc"]) == {"ce", "ewc"} and set(terms["self_distill"]) == {"ce", "kl"}
     assert set(terms["sft"]) == {"ce"}

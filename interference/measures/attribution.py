@@ -5,7 +5,8 @@ and a trained model θ, split over the weights by path-integrated gradients alon
     L(θ) − L(θ⁰) = Σ_i Δθ_i ∫₀¹ ∂_i L(θ⁰ + t Δθ) dt,   Δθ = θ − θ⁰,
 
 summed per decoder layer (and "other": embeddings, final norm, unembedding), the same slots as
-`interference.measures.updates.layer_update_norms`. The integral is taken by the midpoint rule; by completeness the
+`interference.measures.updates.layer_update_norms`, or per parameter group (attention, FFN, norms, embeddings,
+unembedding, over all layers). The integral is taken by the midpoint rule; by completeness the
 slots add up to the loss's change, up to the rule's error (a report states the residual). Unlike the snapshot's
 Taylor terms (`interference.measures.fisher`), this needs no assumption that the step is small: it reads the gradient
 all along the way. The straight line is not the path training took (Lan et al. 2019 integrate along that one); it is
@@ -18,25 +19,24 @@ import torch
 
 from ..facts.examples import Examples
 from ..models.architectures import decoder_layers, layout_of
+from ..models.parameter_groups import PARTITION, parameter_groups
 from ..models.weights import Snapshot
 from .fisher import answer_nll
 
 
-def loss_change_by_layer(start: Snapshot, model: torch.nn.Module, examples: Examples, *, steps: int = 8,
-                         batch_size: int = 16) -> dict[str, float]:
-    """{"layer 0": …, …, "other": …}: each slot's share of L(θ) − L(θ⁰), L the mean answer NLL of `examples`
+def loss_change_by_parameter(start: Snapshot, model: torch.nn.Module, examples: Examples, *, steps: int = 8,
+                             batch_size: int = 16) -> dict[str, float]:
+    """{parameter name: its share of L(θ) − L(θ⁰)}, L the mean answer NLL of `examples`
     (`interference.measures.fisher.answer_loss`), θ `model`'s weights and θ⁰ `start`'s; `steps` midpoints of the
-    straight line, one pass over the examples with gradients at each. `model` is left as it was (weights, mode,
-    gradient flags); only parameters that moved are read."""
+    straight line, one pass over the examples with gradients at each. Parameters that did not move have no entry (their
+    share is 0). `model` is left as it was (weights, mode, gradient flags)."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    prefix, n = layout_of(model).layers + ".", len(decoder_layers(model))
     named = dict(model.named_parameters())
     end = {name: p.detach().clone() for name, p in named.items()}
     delta = {name: end[name] - start.params[name].to(end[name].device, end[name].dtype) for name in named}
     moved = [name for name in named if bool(delta[name].any())]
-    slots = [int(name[len(prefix):].split(".")[0]) if name.startswith(prefix) else n for name in moved]
-    totals = torch.zeros(n + 1, dtype=torch.float64, device=next(model.parameters()).device)
+    totals = torch.zeros(len(moved), dtype=torch.float64, device=next(model.parameters()).device)
     flags, training = {name: named[name].requires_grad for name in moved}, model.training
     model.eval()
     try:
@@ -51,9 +51,9 @@ def loss_change_by_layer(start: Snapshot, model: torch.nn.Module, examples: Exam
                 stop = min(first + batch_size, len(examples))
                 loss = answer_nll(model, examples, first, stop).sum() / len(examples)
                 grads = torch.autograd.grad(loss, [named[name] for name in moved], allow_unused=True)
-                for slot, name, grad in zip(slots, moved, grads, strict=True):
+                for i, (name, grad) in enumerate(zip(moved, grads, strict=True)):
                     if grad is not None:
-                        totals[slot] += (grad.double() * delta[name].double()).sum() / steps
+                        totals[i] += (grad.double() * delta[name].double()).sum() / steps
     finally:
         with torch.no_grad():
             for name, param in named.items():
@@ -61,5 +61,30 @@ def loss_change_by_layer(start: Snapshot, model: torch.nn.Module, examples: Exam
         for name, flag in flags.items():
             named[name].requires_grad_(flag)
         model.train(training)
-    values = totals.tolist()
-    return {**{f"layer {i}": values[i] for i in range(n)}, "other": values[n]}
+    return dict(zip(moved, totals.tolist(), strict=True))
+
+
+def by_layer(model: torch.nn.Module, shares: dict[str, float]) -> dict[str, float]:
+    """Per-parameter `shares` summed per decoder layer ("layer 0", …) and "other" (embeddings, final norm,
+    unembedding): `interference.measures.updates.layer_update_norms`' slots."""
+    prefix, n = layout_of(model).layers + ".", len(decoder_layers(model))
+    totals = [0.0] * (n + 1)
+    for name, share in shares.items():
+        totals[int(name[len(prefix):].split(".")[0]) if name.startswith(prefix) else n] += share
+    return {**{f"layer {i}": totals[i] for i in range(n)}, "other": totals[n]}
+
+
+def by_group(model: torch.nn.Module, shares: dict[str, float]) -> dict[str, float]:
+    """Per-parameter `shares` summed per parameter group over all layers (`interference.models.parameter_groups`:
+    embeddings, unembedding, attention, ffn, norms; "other" only where a parameter is in none)."""
+    groups = parameter_groups(model)
+    totals = dict.fromkeys(PARTITION, 0.0)
+    for name, share in shares.items():
+        totals[groups[name]] = totals.get(groups[name], 0.0) + share
+    return totals
+
+
+def loss_change_by_layer(start: Snapshot, model: torch.nn.Module, examples: Examples, *, steps: int = 8,
+                         batch_size: int = 16) -> dict[str, float]:
+    """{"layer 0": …, …, "other": …}: each slot's share of L(θ) − L(θ⁰) (`loss_change_by_parameter`, `by_layer`)."""
+    return by_layer(model, loss_change_by_parameter(start, model, examples, steps=steps, batch_size=batch_size))

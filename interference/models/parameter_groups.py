@@ -82,6 +82,18 @@ def _group(model: torch.nn.Module, group: str, layers: range | None) -> set[int]
     return ids
 
 
+#: The groups every parameter falls in once, in `parameter_groups`' order of precedence (tied embeddings and
+#: unembedding are one matrix, counted as embeddings).
+PARTITION = ("embeddings", "unembedding", "attention", "ffn", "norms")
+
+
+def parameter_groups(model: torch.nn.Module) -> dict[str, str]:
+    """Parameter name (as in `named_parameters()`) → its group: one of `PARTITION`, or "other" for a parameter no
+    group holds (e.g. a learned bias outside the layers)."""
+    ids = {group: _group(model, group, None) for group in PARTITION}
+    return {name: next((g for g in PARTITION if id(p) in ids[g]), "other") for name, p in model.named_parameters()}
+
+
 def _attention_matrix(attention: torch.nn.Module, matrix: str) -> set[int]:
     """ids of the parameters of one matrix (q, k, v or o) of an attention block, found by module name."""
     found, fused = set(), []

@@ -12,8 +12,6 @@ from collections.abc import Sequence
 
 from scipy.stats import spearmanr
 
-from .paired import interval_text, paired_difference
-
 
 def median(values: list[float]) -> float | None:
     """The median, None for no values."""
@@ -71,7 +69,7 @@ def _drop(record: dict) -> float:
     return record["held_acc_start"] - record["held_acc_final"]
 
 
-def _rise(record: dict) -> float:
+def loss_rise(record: dict) -> float:
     """The held-out facts' answer loss's change L − L⁰."""
     return record["held_loss_final"] - record["held_loss_start"]
 
@@ -127,8 +125,8 @@ def taylor_rows(records: list[dict], methods: Sequence[str]) -> list[dict]:
         if rs:
             rows.append({"method": m, "seeds": len(rs),
                          "held-out loss at the start": median([r["held_loss_start"] for r in rs]),
-                         "its rise L − L⁰": median([_rise(r) for r in rs]),
-                         "seeds where it rose": sum(_rise(r) > 0 for r in rs),
+                         "its rise L − L⁰": median([loss_rise(r) for r in rs]),
+                         "seeds where it rose": sum(loss_rise(r) > 0 for r in rs),
                          "first order g·Δθ": median([r["held_gradient_term"] for r in rs]),
                          "second order ½ Σ F(Δθ)²": median([r["held_fisher_distance"] / 2 for r in rs]),
                          "Taylor prediction": median([_taylor(r) for r in rs])})
@@ -145,7 +143,7 @@ def taylor_fit(records: list[dict]) -> dict | None:
     rs = [r for r in records if r.get("held_loss_final") is not None]
     if len(rs) < 3:
         return None
-    rise = [_rise(r) for r in rs]
+    rise = [loss_rise(r) for r in rs]
     rose = [(r, d) for r, d in zip(rs, rise, strict=True) if d > 0]
     return {"records": len(rs), "rho": float(spearmanr([_taylor(r) for r in rs], rise).statistic),
             "rho_second_order": float(spearmanr([r["held_fisher_distance"] for r in rs], rise).statistic),
@@ -167,100 +165,25 @@ def taylor_text(fit: dict) -> str:
             f"{fit['records']} records.")
 
 
-def attribution_rows(records: list[dict], methods: Sequence[str]) -> list[dict]:
-    """Per method, medians over seeds of each slot's path-integrated share of the held-out loss's change L − L⁰
-    (`interference.measures.attribution`), beside the change and the midpoint rule's residual |L − L⁰ − Σ shares|;
-    [] for runs before the shares were recorded (2026-12-06)."""
-    rows = []
-    for m in methods:
-        rs = [r for r in records if r["name"] == m and r.get("held_loss_by_layer")]
-        if rs:
-            rows.append({"method": m, "seeds": len(rs),
-                         **{slot: median([r["held_loss_by_layer"][slot] for r in rs]) for slot in
-                            rs[0]["held_loss_by_layer"]},
-                         "L − L⁰": median([_rise(r) for r in rs]), "residual": median([_residual(r) for r in rs])})
-    return rows
-
-
-def _residual(record: dict) -> float:
-    return abs(_rise(record) - sum(record["held_loss_by_layer"].values()))
-
-
-def attribution_differences(records: list[dict], methods: Sequence[str], reference: str = "sft") -> list[dict]:
-    """Per method but `reference`, per slot: its share of the held-out loss's change minus the reference's, paired by
-    seed ("+0.0012 [−0.0003, +0.0027], 7 of 10 above 0"); [] where the reference has no shares."""
-    flat = [{"name": r["name"], "seed": r["seed"], **r["held_loss_by_layer"]} for r in records
-            if r.get("held_loss_by_layer")]
-    ref = next((r for r in flat if r["name"] == reference), None)
-    if ref is None:
-        return []
-    slots, rows = [k for k in ref if k not in ("name", "seed")], []
-    for m in methods:
-        if m != reference and any(r["name"] == m for r in flat):
-            differences = {slot: paired_difference(flat, m, reference, slot) for slot in slots}
-            rows.append({"method": m, **{slot: f"{interval_text(d.t, 4)}, {d.n_positive} of {len(d.seeds)} above 0"
-                                         for slot, d in differences.items()}})
-    return rows
-
-
-def attribution_summary(records: list[dict]) -> dict | None:
-    """Where the held-out loss changed, over every record with the shares: per slot, the records whose change it
-    carries most (the largest share in the change's direction), the records where that slot is also the one whose
-    weights moved most (the largest relative update norm), and the median and largest residual as a fraction of
-    the shares' total Σ |share| (a fraction of the change itself blows up where the change is near 0). None without
-    the shares."""
-    rs = [r for r in records if r.get("held_loss_by_layer") and _rise(r) != 0]
-    if not rs:
-        return None
-    leading = [max(r["held_loss_by_layer"], key=lambda slot, r=r: r["held_loss_by_layer"][slot] * _rise(r))
-               for r in rs]
-    counts = {slot: leading.count(slot) for slot in rs[0]["held_loss_by_layer"] if slot in leading}
-    relative = [_residual(r) / max(sum(abs(v) for v in r["held_loss_by_layer"].values()), 1e-30) for r in rs]
-    moved = [max(r["update_norms"], key=r["update_norms"].get) if r.get("update_norms") else None for r in rs]
-    return {"records": len(rs), "leading": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
-            "most_moved": sum(a == b for a, b in zip(leading, moved, strict=True)),
-            "residual": median(relative), "residual_max": max(relative)}
-
-
-def attribution_text(summary: dict) -> str:
-    """One sentence on `attribution_summary`'s result."""
-    leading = ", ".join(f"{slot} on {n}" for slot, n in summary["leading"].items())
-    return (f"The slot that carries most of the held-out loss's change (the largest share in its direction): "
-            f"{leading} of {summary['records']} records; on {summary['most_moved']} of them it is the slot whose "
-            f"weights moved most. The shares miss the measured change by a median "
-            f"{100 * summary['residual']:.1f} % of their total (at most {100 * summary['residual_max']:.1f} %), the "
-            f"midpoint rule's error.")
-
-
 def add_fisher_views(section, results: dict, records: list[dict], methods: Sequence[str]) -> None:
-    """The Fisher table, the held-out distance's ranking, the Taylor table and the held-out loss's change per layer
-    into a report `section` (a `interference.report.document.Section`), their numbers into `results`; each only
-    where records carry it."""
+    """The Fisher table, the held-out distance's ranking and the Taylor table into a report `section` (a
+    `interference.report.document.Section`), their numbers into `results`; each only where records carry it."""
     section.table(fisher_rows(records, methods),
                   title="How far each method moved in the directions a Fisher weighs: Σ F_i (θ_i − θ⁰_i)², F the "
                         "diagonal Fisher at the snapshot θ⁰ of D_known (EWC's penalty at λ = 1) and, in runs that "
                         "recorded it, of D_held (to second order the rise of the held-out facts' loss); the median "
                         "over seeds (it spans orders of magnitude between seeds) and the seeds where it is below "
                         "sft's, beside the last epoch's mean cross-entropy")
-    _summary(section, results, "held_fisher_ranking", held_distance_ranking(records), ranking_text)
+    add_sentence(section, results, "held_fisher_ranking", held_distance_ranking(records), ranking_text)
     if rows := taylor_rows(records, methods):
         section.table(rows, title="Does a Taylor expansion at the snapshot account for the held-out facts' loss? L "
                                   "the mean answer NLL of D_held, g its gradient and F its diagonal empirical Fisher "
                                   "at θ⁰ (standing in for the Hessian, fair only where the start fits the facts); "
                                   "medians over seeds")
-        _summary(section, results, "held_taylor_fit", taylor_fit(records), taylor_text)
-    if rows := attribution_rows(records, methods):
-        section.table(rows, title="Where in the network the held-out facts' loss changed: L − L⁰ split over the "
-                                  "layers by path-integrated gradients, Σ_i Δθ_i ∫ ∂_i L(θ⁰ + tΔθ) dt along the "
-                                  "straight line from the snapshot (8 midpoints; the shares add up to L − L⁰ but "
-                                  "for the residual); medians over seeds")
-        _summary(section, results, "held_loss_by_layer", attribution_summary(records), attribution_text)
-        if rows := attribution_differences(records, methods):
-            section.table(rows, title="Each slot's share of the held-out loss's change minus sft's, paired by seed "
-                                      "(mean, 95 % t-interval)")
+        add_sentence(section, results, "held_taylor_fit", taylor_fit(records), taylor_text)
 
 
-def _summary(section, results: dict, key: str, value: dict | None, text) -> None:
+def add_sentence(section, results: dict, key: str, value: dict | None, text) -> None:
     """`value` into `results[key]` and its sentence into `section`, unless it is None."""
     if value is not None:
         results[key] = value

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..facts.examples import Examples
 from ..io.dataclass_options import check_options, option
 from ..io.errors import InterferenceError
-from ..measures.attribution import loss_change_by_layer
+from ..measures.attribution import by_group, by_layer, loss_change_by_parameter
 from ..measures.evaluation import accuracy, answer_budget, fact_correctness
 from ..measures.fisher import LossExpansion, answer_loss, diagonal_fisher, loss_expansion
 from ..measures.tracing import restore, score_facts
@@ -35,6 +35,7 @@ from ..measures.updates import fisher_distance, gradient_projection, layer_updat
 from ..models.weights import Snapshot, interpolate
 from ..report import charts
 from ..report import fisher as fisher_tables
+from ..report.attribution import add_attribution_views
 from ..report.document import Report
 from ..report.headline import add_curves, add_headline, add_summary, mean_of
 from ..report.paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
@@ -106,8 +107,8 @@ class RemedySettings:
 @dataclass
 class RemediesStudy:
     """Result of `run_remedies`: one record per method and seed, with `drift`, `update_norms`, `fisher_distance`,
-    `held_fisher_distance`, `held_gradient_term`, `held_loss_start`, `held_loss_final`, `held_loss_by_layer` and
-    (trained methods)
+    `held_fisher_distance`, `held_gradient_term`, `held_loss_start`, `held_loss_final`, `held_loss_by_layer`,
+    `held_loss_by_group` and (trained methods)
     `loss_terms`; LoRA's records name the modules that carried adapters (`adapters`), wise-ft's hold the seed's
     whole α sweep (`sweep`)."""
 
@@ -181,12 +182,19 @@ def _fisher_distances(start: Snapshot, model, anchors: _Anchors) -> dict[str, fl
     """Σ F(θ − θ⁰)² under the snapshot's Fisher of D_known ("fisher_distance", EWC's penalty at λ 1) and of D_held
     ("held_fisher_distance": twice the second-order term of the held-out facts' loss change); that loss at the start
     and the end ("held_loss_start", "held_loss_final"), its first-order term g·(θ − θ⁰) ("held_gradient_term") and
-    its change split over the layers by path-integrated gradients ("held_loss_by_layer")."""
+    its change split over the layers and the parameter groups by path-integrated gradients ("held_loss_by_layer",
+    "held_loss_by_group")."""
     return {"fisher_distance": fisher_distance(start, model, anchors.known_fisher),
             "held_fisher_distance": fisher_distance(start, model, anchors.held.fisher),
             "held_gradient_term": gradient_projection(start, model, anchors.held.gradient),
             "held_loss_start": anchors.held_loss, "held_loss_final": answer_loss(model, anchors.held_examples),
-            "held_loss_by_layer": loss_change_by_layer(start, model, anchors.held_examples)}
+            **_loss_shares(start, model, anchors.held_examples)}
+
+
+def _loss_shares(start: Snapshot, model, examples: Examples) -> dict[str, dict[str, float]]:
+    """The held-out loss's change split by path-integrated gradients, per layer and per parameter group."""
+    shares = loss_change_by_parameter(start, model, examples)
+    return {"held_loss_by_layer": by_layer(model, shares), "held_loss_by_group": by_group(model, shares)}
 
 
 def _wise_record(sft: dict, alpha: float, correct: dict, drift: float, norms: dict, sweep: list[dict]) -> dict:
@@ -394,6 +402,7 @@ def remedies_report(study: RemediesStudy) -> Report:
                                            / max(1, sum(r["name"] == m for r in records)), 4) for s in slots}}
                  for m in methods], title="Relative update norm per layer (mean over seeds)")
     fisher_tables.add_fisher_views(views, report.results, records, methods)
+    add_attribution_views(views, report.results, records, methods)
     recovery = []
     for method in methods:
         runs = [r["subject_recovery"] for r in records if r["name"] == method and r.get("subject_recovery")]

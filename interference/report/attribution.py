@@ -1,0 +1,96 @@
+"""Where in the network the held-out facts' loss changed, as a report reads it: per method the path-integrated
+shares of L − L⁰ per slot (decoder layer, or parameter group; `interference.measures.attribution`), their paired
+differences from SFT, the slot that carries each record's change, and the midpoint rule's residual. Pure functions
+of the records a study wrote."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .fisher import add_sentence, loss_rise, median
+from .paired import interval_text, paired_difference
+
+#: The record fields that hold the shares, and what their slots are.
+FIELDS = {"held_loss_by_layer": "layer", "held_loss_by_group": "parameter group"}
+
+
+def _residual(record: dict, field: str) -> float:
+    return abs(loss_rise(record) - sum(record[field].values()))
+
+
+def attribution_rows(records: list[dict], methods: Sequence[str], field: str = "held_loss_by_layer") -> list[dict]:
+    """Per method, medians over seeds of each slot's share of the held-out loss's change L − L⁰, beside the change
+    and the midpoint rule's residual |L − L⁰ − Σ shares|; [] for runs before the shares were recorded (2026-12-06)."""
+    rows = []
+    for m in methods:
+        rs = [r for r in records if r["name"] == m and r.get(field)]
+        if rs:
+            rows.append({"method": m, "seeds": len(rs),
+                         **{slot: median([r[field][slot] for r in rs]) for slot in rs[0][field]},
+                         "L − L⁰": median([loss_rise(r) for r in rs]),
+                         "residual": median([_residual(r, field) for r in rs])})
+    return rows
+
+
+def attribution_differences(records: list[dict], methods: Sequence[str], reference: str = "sft",
+                            field: str = "held_loss_by_layer") -> list[dict]:
+    """Per method but `reference`, per slot: its share of the held-out loss's change minus the reference's, paired by
+    seed ("+0.0012 [−0.0003, +0.0027], 7 of 10 above 0"); [] where the reference has no shares."""
+    flat = [{"name": r["name"], "seed": r["seed"], **r[field]} for r in records if r.get(field)]
+    ref = next((r for r in flat if r["name"] == reference), None)
+    if ref is None:
+        return []
+    slots, rows = [k for k in ref if k not in ("name", "seed")], []
+    for m in methods:
+        if m != reference and any(r["name"] == m for r in flat):
+            differences = {slot: paired_difference(flat, m, reference, slot) for slot in slots}
+            rows.append({"method": m, **{slot: f"{interval_text(d.t, 4)}, {d.n_positive} of {len(d.seeds)} above 0"
+                                         for slot, d in differences.items()}})
+    return rows
+
+
+def attribution_summary(records: list[dict], field: str = "held_loss_by_layer") -> dict | None:
+    """Where the held-out loss changed, over every record with the shares: per slot, the records whose change it
+    carries most (the largest share in the change's direction); for layers, the records where that slot is also the
+    one whose weights moved most (the largest relative update norm); and the median and largest residual as a
+    fraction of the shares' total Σ |share| (a fraction of the change itself blows up where the change is near 0).
+    None without the shares."""
+    rs = [r for r in records if r.get(field) and loss_rise(r) != 0]
+    if not rs:
+        return None
+    leading = [max(r[field], key=lambda slot, r=r: r[field][slot] * loss_rise(r)) for r in rs]
+    counts = {slot: leading.count(slot) for slot in rs[0][field] if slot in leading}
+    relative = [_residual(r, field) / max(sum(abs(v) for v in r[field].values()), 1e-30) for r in rs]
+    summary = {"records": len(rs), "leading": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+               "residual": median(relative), "residual_max": max(relative)}
+    if field == "held_loss_by_layer":
+        moved = [max(r["update_norms"], key=r["update_norms"].get) if r.get("update_norms") else None for r in rs]
+        summary["most_moved"] = sum(a == b for a, b in zip(leading, moved, strict=True))
+    return summary
+
+
+def attribution_text(summary: dict, field: str = "held_loss_by_layer") -> str:
+    """One sentence on `attribution_summary`'s result."""
+    leading = ", ".join(f"{slot} on {n}" for slot, n in summary["leading"].items())
+    moved = ("" if "most_moved" not in summary else
+             f"; on {summary['most_moved']} of them it is the slot whose weights moved most")
+    return (f"The {FIELDS[field]} that carries most of the held-out loss's change (the largest share in its "
+            f"direction): {leading} of {summary['records']} records{moved}. The shares miss the measured change by "
+            f"a median {100 * summary['residual']:.1f} % of their total (at most "
+            f"{100 * summary['residual_max']:.1f} %), the midpoint rule's error.")
+
+
+def add_attribution_views(section, results: dict, records: list[dict], methods: Sequence[str]) -> None:
+    """Per slot kind (layers, parameter groups) that the records carry: the shares' table, its sentence (into
+    `results[field]` too) and the paired differences from sft."""
+    for field, kind in FIELDS.items():
+        if rows := attribution_rows(records, methods, field):
+            section.table(rows, title=f"Where in the network the held-out facts' loss changed, per {kind}: L − L⁰ "
+                                      "split by path-integrated gradients, Σ_i Δθ_i ∫ ∂_i L(θ⁰ + tΔθ) dt along the "
+                                      "straight line from the snapshot (8 midpoints; the shares add up to L − L⁰ but "
+                                      "for the residual); medians over seeds")
+            add_sentence(section, results, field, attribution_summary(records, field),
+                         lambda summary, field=field: attribution_text(summary, field))
+            if rows := attribution_differences(records, methods, field=field):
+                section.table(rows, title=f"Each {kind}'s share of the held-out loss's change minus sft's, paired by "
+                                          "seed (mean, 95 % t-interval)")
