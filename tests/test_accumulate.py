@@ -235,3 +235,12 @@ def test_a_relation_matched_overlap_run_never_pools_with_an_unmatched_one_and_of
     off, on = command(["--quick"]).fingerprint, command(["--quick", "--match-relations"]).fingerprint
     assert "match_relations" not in off["settings"]  # runs from before the option have none: they still pool
     assert on["settings"]["match_relations"] is True and on["digest"] != off["digest"]
+
+
+def test_how_finely_a_measure_is_taken_never_stops_runs_pooling():
+    from interference.report.accumulate import comparable
+
+    base = {"command": "remedies", "remedies": {"lora_rank": 8, "lora_lr": None}, "train": {"lr": 1e-3}}
+    finer = {**base, "remedies": {**base["remedies"], "attribution_steps": 16}}
+    assert comparable(finer) == comparable(base) == comparable({**base, "remedies": {"lora_rank": 8}})
+    assert comparable({**base, "remedies": {"lora_rank": 4}}) != comparable(base)  # a trained setting still counts

@@ -26,6 +26,11 @@ def test_the_plan_counts_each_part_s_conditions_and_the_estimate_scales_with_the
     with pytest.raises(Exception, match="unknown suite part 'ffn'"):
         plan(["ffn"], n_known=1, n_unknown=1, n_held=1, layers=2, counts=[1], band=1)
     assert Cell("x", 1, 1, 1).conditions == 1
+    remedies = plan(["remedies"], n_known=20, n_unknown=10, n_held=30, layers=2, counts=[1], band=1, remedies=5,
+                    attribution_steps=4)
+    assert [(c.conditions, c.evaluated, c.passes) for c in remedies] == [(5, 60, 4 * 30 + 10)]  # Fisher: 50 / 5
+    assert estimate(remedies, {"remedies": 2}, rate=0.01, epochs=3) == pytest.approx(
+        {"remedies": 2 * 5 * 0.01 * (3 * 60 + 130)})
 
 
 def test_the_rate_from_earlier_records_sizes_a_grid_cell_by_its_own_new_facts(tmp_path):

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..facts.examples import Examples
 from ..io.dataclass_options import check_options, option
 from ..io.errors import InterferenceError
-from ..measures.attribution import by_group, by_layer, loss_change_by_parameter
+from ..measures.attribution import STEPS, by_group, by_layer, loss_change_by_parameter
 from ..measures.evaluation import accuracy, answer_budget, fact_correctness
 from ..measures.fisher import LossExpansion, answer_loss, diagonal_fisher, loss_expansion
 from ..measures.tracing import restore, score_facts
@@ -63,6 +63,8 @@ class RemedySettings:
     ewc_lambda: float | None = option(None, "λ of EWC; none: |D_known| / (2 |D_train|), the weight of the Laplace "
                                       "approximation of D_known's likelihood (the CE is a mean over the batch)",
                                       low=0, above=True)
+    attribution_steps: int = option(STEPS, "midpoints of the path integral that splits the held-out facts' loss "
+                                    "change over the layers and parameter groups (0: leave the split out)", low=0)
     alphas: tuple[float, ...] = option((0.0, 0.25, 0.5, 0.75, 1.0), "WiSE-FT interpolation weights α swept")
     alpha: float = option(0.5, "the α of the wise-ft record (paired with the others)", low=0, high=1)
 
@@ -178,7 +180,7 @@ def _anchors(setup: Setup, traced) -> _Anchors:
                     loss_expansion(traced, held, names), held, answer_loss(traced, held))
 
 
-def _fisher_distances(start: Snapshot, model, anchors: _Anchors) -> dict[str, float]:
+def _fisher_distances(start: Snapshot, model, anchors: _Anchors, steps: int) -> dict[str, float]:
     """Σ F(θ − θ⁰)² under the snapshot's Fisher of D_known ("fisher_distance", EWC's penalty at λ 1) and of D_held
     ("held_fisher_distance": twice the second-order term of the held-out facts' loss change); that loss at the start
     and the end ("held_loss_start", "held_loss_final"), its first-order term g·(θ − θ⁰) ("held_gradient_term") and
@@ -188,12 +190,15 @@ def _fisher_distances(start: Snapshot, model, anchors: _Anchors) -> dict[str, fl
             "held_fisher_distance": fisher_distance(start, model, anchors.held.fisher),
             "held_gradient_term": gradient_projection(start, model, anchors.held.gradient),
             "held_loss_start": anchors.held_loss, "held_loss_final": answer_loss(model, anchors.held_examples),
-            **_loss_shares(start, model, anchors.held_examples)}
+            **_loss_shares(start, model, anchors.held_examples, steps)}
 
 
-def _loss_shares(start: Snapshot, model, examples: Examples) -> dict[str, dict[str, float]]:
-    """The held-out loss's change split by path-integrated gradients, per layer and per parameter group."""
-    shares = loss_change_by_parameter(start, model, examples)
+def _loss_shares(start: Snapshot, model, examples: Examples, steps: int) -> dict[str, dict[str, float]]:
+    """The held-out loss's change split by path-integrated gradients, per layer and per parameter group ({} for no
+    steps)."""
+    if not steps:
+        return {}
+    shares = loss_change_by_parameter(start, model, examples, steps=steps)
     return {"held_loss_by_layer": by_layer(model, shares), "held_loss_by_group": by_group(model, shares)}
 
 
@@ -238,7 +243,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
             study.records.append(condition.record(
                 drift=held_drift(setup, condition.model, [study.layer], states)[0].item(), **setup.relations(),
                 update_norms=layer_update_norms(start, condition.model),
-                **_fisher_distances(start, condition.model, anchors),
+                **_fisher_distances(start, condition.model, anchors, settings.attribution_steps),
                 loss_terms=_loss_terms(condition.result.history),
                 **_subject_recovery(condition.model, traced, setup.tokenizer, setup.held, start_ok),
                 **({"adapters": condition.result.adapters} if condition.result.adapters else {})))
@@ -256,7 +261,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
                     chosen = (correct, held_drift(setup, model, [study.layer], states)[0].item(),
                               layer_update_norms(start, model),
                               {**_subject_recovery(model, traced, setup.tokenizer, setup.held, start_ok),
-                               **_fisher_distances(start, model, anchors)})
+                               **_fisher_distances(start, model, anchors, settings.attribution_steps)})
             study.records.append({**_wise_record(sft[1], settings.alpha, *chosen[:3], sweep), **chosen[3]})
             bar.update(1)
     bar.close()

@@ -9,7 +9,8 @@ to each of the others (`ONE_SEED_A_RUN`).
 
 The cost model is one number, seconds per fact-epoch: a condition that trains K + U facts and evaluates K + U + H
 facts for E epochs costs about E · (K + U + H) fact-epochs (training a fact and greedily decoding one cost about the
-same on the models this toolkit runs; acquisition checks are folded in). It is read from the records of an earlier
+same on the models this toolkit runs; acquisition checks are folded in), plus the passes its measures make with
+gradients (the remedies' Fisher and path integral: `Cell.passes`). It is read from the records of an earlier
 run in the folder when there is one, else calibrated on this machine before the work (a few SFT steps and one
 greedy evaluation), with the epochs per condition assumed.
 """
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.errors import InterferenceError
+from ..measures.attribution import STEPS
 from ..report.files import RESULTS_FILE, load_results
 
 #: The analyses of the suite, in the order they run: the paper's (the default) and the remedies (on request).
@@ -48,12 +50,16 @@ class Cell:
     conditions: int
     trained: int
     evaluated: int
+    passes: int = 0  # fact passes with gradients per condition besides the epochs' (the remedies' measures)
 
 
 def plan(parts: Sequence[str], *, n_known: int, n_unknown: int, n_held: int, layers: int,
-         counts: Sequence[int], band: int, methods: int = 6, remedies: int = 8) -> list[Cell]:
+         counts: Sequence[int], band: int, methods: int = 6, remedies: int = 8,
+         attribution_steps: int = STEPS) -> list[Cell]:
     """The conditions each part trains per seed, with their facts (see the analyses for what each condition is;
-    `remedies` counts WiSE-FT's sweep of interpolations as one)."""
+    `remedies` counts WiSE-FT's sweep of interpolations as one). A remedy's measures add passes with gradients: the
+    held-out loss's path integral (`attribution_steps` over D_held) and its share of the seed's Fisher passes (one
+    over D_known and one over D_held, example by example)."""
     unknown = [Cell("hypotheses", 2, n_known + c, n_known + c + n_held) for c in counts]
     cells = {
         "forgetting": [Cell("forgetting", methods, n_known + n_unknown, n_known + n_unknown + n_held)],
@@ -63,7 +69,8 @@ def plan(parts: Sequence[str], *, n_known: int, n_unknown: int, n_held: int, lay
         "tracing": [Cell("tracing", 3, n_known + n_unknown, n_known + n_unknown + n_held)],
         "freezing": [Cell("freezing", 1 + 2 * math.ceil(layers / band), n_known + n_unknown,
                           n_known + n_unknown + n_held)],
-        "remedies": [Cell("remedies", remedies, n_known + n_unknown, n_known + n_unknown + n_held)],
+        "remedies": [Cell("remedies", remedies, n_known + n_unknown, n_known + n_unknown + n_held,
+                          attribution_steps * n_held + math.ceil((n_known + n_held) / remedies))],
     }
     unknown_parts = [p for p in parts if p not in cells]
     if unknown_parts:
@@ -73,7 +80,7 @@ def plan(parts: Sequence[str], *, n_known: int, n_unknown: int, n_held: int, lay
 
 def fact_epochs(cell: Cell, epochs: float) -> float:
     """The cost of one condition of `cell` in fact-epochs (see the module's docstring)."""
-    return epochs * cell.evaluated
+    return epochs * cell.evaluated + cell.passes
 
 
 def rate_from_records(folder: str | Path) -> tuple[float, float, int] | None:
