@@ -213,14 +213,27 @@ def test_the_readme_states_the_world_held_out_fisher_distance(readme):
             f"(ρ {ranking['pooled']:.2f} pooled)") in text
 
 
+#: What a world remedies rerun since the Taylor terms must repeat of the run before it.
+TAYLOR_FIELDS = ("held_correct_final", "new_correct_final", "epochs", "drift", "update_norms", "held_fisher_distance",
+                 "held_gradient_term", "held_loss_start", "held_loss_final")
+
+
+def world_rerun(folder: str, reference: str, fields: tuple[str, ...]) -> dict:
+    """A committed world remedies run (results/world-default/`folder`) over its 10 seeds, checked to repeat
+    `reference`'s run in `fields` record by record."""
+    data = load_results(RESULTS / folder)
+    assert len(data["seeds"]) == 10
+    assert_same_runs(data["conditions"], load_results(RESULTS / reference)["conditions"], fields)
+    return data
+
+
 def test_the_readme_states_the_world_taylor_picture_of_the_held_out_loss(readme):
     text = flat(readme).replace("−", "-")
-    data = load_results(RESULTS / "remedies-taylor")
+    data = world_rerun("remedies-taylor", "remedies-held-fisher",
+                       ("held_correct_final", "new_correct_final", "curves", "epochs", "drift", "fisher_distance",
+                        "held_fisher_distance", "update_norms"))
     records, fit = data["conditions"], data["results"]["held_taylor_fit"]
-    assert len(data["seeds"]) == 10 and fit == taylor_fit(records)
-    assert_same_runs(records, load_results(RESULTS / "remedies-held-fisher")["conditions"],
-                     ("held_correct_final", "new_correct_final", "curves", "epochs", "drift", "fisher_distance",
-                      "held_fisher_distance", "update_norms"))
+    assert fit == taylor_fit(records)
     rows = {row["method"]: row for row in taylor_rows(records, ("sft", "self_distill", "ewc:1e6", "ewc:1e7"))}
     sft = rows["sft"]
     assert (f"L rose on {fit['rose']} of {fit['records']} records (SFT: a median {sft['its rise L − L⁰']:.3f} from "
@@ -236,12 +249,9 @@ def test_the_readme_states_the_world_taylor_picture_of_the_held_out_loss(readme)
 
 def test_the_readme_states_where_in_the_network_the_world_held_out_loss_rises(readme):
     text = flat(readme).replace("−", "-")
-    data = load_results(RESULTS / "remedies-by-layer")
+    data = world_rerun("remedies-by-layer", "remedies-taylor", TAYLOR_FIELDS)
     records, summary = data["conditions"], data["results"]["held_loss_by_layer"]
-    assert len(data["seeds"]) == 10 and summary == attribution_summary(records)
-    assert_same_runs(records, load_results(RESULTS / "remedies-taylor")["conditions"],
-                     ("held_correct_final", "new_correct_final", "epochs", "drift", "update_norms",
-                      "held_fisher_distance", "held_gradient_term", "held_loss_start", "held_loss_final"))
+    assert summary == attribution_summary(records)
     assert (f"miss the measured change by a median {100 * summary['residual']:.1f} % of their total, at most "
             f"{100 * summary['residual_max']:.1f} %") in text
     sft = next(r for r in attribution_rows(records, ("sft",)))
