@@ -373,9 +373,42 @@ def test_the_readmes_state_the_smollm2_taylor_addendum(ewc_texts):
                 f"{sci(r['held_fisher_distance'] / 2)} |") in own
     finals, firsts = ([r[k] for r in records] for k in ("held_loss_final", "held_gradient_term"))
     assert all(f < r["held_loss_start"] for f, r in zip(finals, records, strict=True))  # the loss falls
-    assert f"({records[0]['held_loss_start']:.3f} to {min(finals):.2f}–{max(finals):.2f})" in readme
-    assert f"first-order term {max(firsts):.1f} to {min(firsts):.1f}" in readme
+    assert f"({records[0]['held_loss_start']:.3f} to {min(finals):.2f}–{max(finals):.2f})" in own
     assert f"first-order term predicts a fall of {-max(firsts):.1f}–{-min(firsts):.1f}" in own
     second = sorted(r["held_fisher_distance"] / 2 for r in records)
-    assert f"second-order term {sci(second[0])} to {sci(second[-1])}" in readme
     assert f"second-order term {sci(second[0])} to {sci(second[-1])}" in own
+    assert "Seed 1 alone (stage 4's addendum) had the loss falling under every method" in readme
+
+
+def test_the_readmes_state_the_smollm2_taylor_picture_on_five_seeds(ewc_texts):
+    readme, own = (text.replace("−", "-").replace("*", "") for text in ewc_texts)
+    data = load_results(EWC / "stage-5")
+    records, fit = data["conditions"], data["results"]["held_taylor_fit"]
+    assert data["seeds"] == [1, 2, 3, 4, 5] and fit == taylor_fit(records)
+    stage4 = load_results(EWC / "stage-4")["conditions"]
+    assert_same_runs([r for r in records if r["seed"] > 1], stage4, tuple(k for k in stage4[0] if k != "seconds"))
+    methods = ("sft", "self_distill", "ewc:100000", "ewc:1e6")
+    rows = {row["method"]: row for row in taylor_rows(records, methods)}
+    for m, row in rows.items():
+        assert (f"| {m} | {row['seeds where it rose']} of {row['seeds']} | {row['held-out loss at the start']:.3f} | "
+                f"{row['its rise L − L⁰']:.3f} | {row['first order g·Δθ']:.2f} | "
+                f"{sci(row['second order ½ Σ F(Δθ)²'])} |") in own
+    rose = f"rose on {fit['rose']} of {fit['records']} records"
+    sft, sd = rows["sft"], rows["self_distill"]
+    assert (f"{rose} (SFT on {sft['seeds where it rose']} of 5 seeds, self-distillation on "
+            f"{sd['seeds where it rose']} of 5)") in readme
+    assert f"follows the accuracy's drop (ρ {fit['rho_accuracy_drop']:.2f})" in readme
+    assert f"accuracy's drop (Spearman ρ {fit['rho_accuracy_drop']:.2f}; the world: 0.71)" in own
+    changes = [r["held_loss_final"] - r["held_loss_start"] for r in records]
+    assert f"by {min(changes):.3f} to +{max(changes):.3f}" in own
+    firsts = [r["held_gradient_term"] for r in records]
+    assert all(f < 0 for f in firsts) and fit["first_order_sign"] == sum(c < 0 for c in changes)
+    for text in (readme, own):
+        assert f"negative on every record ({min(firsts):.2f} to {max(firsts):.2f}" in text
+    assert f"only where the loss fell ({fit['first_order_sign']} of {fit['records']} records)" in own
+    second = [r["held_fisher_distance"] / 2 for r in records]
+    for text in (readme, own):
+        assert f"second-order term ({sci(min(second))} to {sci(max(second))})" in text
+        assert f"median {fit['share_of_rise_second_order']:.4f} of a rise" in text
+        assert f"against it (ρ {fit['rho_second_order']:.2f})" in text
+    assert f"the prediction as a whole ranks it at ρ {fit['rho']:.2f}" in own
