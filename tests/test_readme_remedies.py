@@ -285,6 +285,35 @@ def test_the_readme_states_where_in_the_network_the_world_held_out_loss_rises(re
             f"{other[0].n_positive} and {other[1].n_positive} of 10)") in text
 
 
+def test_the_readme_states_which_parameter_groups_carry_the_world_held_out_loss(readme):
+    text = flat(readme).replace("−", "-")
+    data = world_rerun("remedies-by-group", "remedies-by-layer", TAYLOR_FIELDS)
+    records, summary = data["conditions"], data["results"]["held_loss_by_group"]
+    assert summary == attribution_summary(records, "held_loss_by_group")
+    layers = {(r["name"], r["seed"]): r["held_loss_by_layer"]
+              for r in load_results(RESULTS / "remedies-by-layer")["conditions"]}
+    for r in records:  # the same per-layer shares, summed again
+        assert r["held_loss_by_layer"] == pytest.approx(layers[r["name"], r["seed"]], abs=1e-12)
+    sft = attribution_rows(records, ("sft",), "held_loss_by_group")[0]
+    assert (f"under SFT the FFN weights carry a median {sft['ffn']:.3f} of the rise and the attention weights "
+            f"{sft['attention']:.3f} (embeddings {sft['embeddings']:.3f}, norms {sft['norms']:.3f}, unembedding "
+            f"{sft['unembedding']:.3f})") in text
+    leading = summary["leading"]
+    assert list(leading) == ["ffn", "attention", "embeddings"]
+    assert (f"the FFN on {leading['ffn']} of {summary['records']} records, attention on {leading['attention']}, the "
+            f"embeddings on {leading['embeddings']}") in text
+    shares = [{"name": r["name"], "seed": r["seed"], **r["held_loss_by_group"]} for r in records]
+
+    def diff(method, group):
+        return interval_text(paired_difference(shares, method, "sft", group).t)
+
+    assert (f"(attention {diff('self_distill', 'attention')}, FFN {diff('self_distill', 'ffn')} against SFT)"
+            in text)
+    assert f"(λ 1e7: {diff('ewc:1e7', 'attention')} and {diff('ewc:1e7', 'ffn')})" in text
+    assert (f"sits in the input embeddings ({diff('ewc:1e6', 'embeddings')} and {diff('ewc:1e7', 'embeddings')})"
+            in text)
+
+
 EWC = ROOT / "results" / "smollm2-135m-remedies-ewc-cpu"
 
 
