@@ -10,6 +10,7 @@ import torch
 
 from interference.facts import Fact
 from interference.facts.examples import Examples
+from interference.io.errors import InterferenceError
 from interference.measures.attribution import by_group, by_layer, loss_change_by_layer, loss_change_by_parameter
 from interference.measures.fisher import answer_loss, loss_expansion
 from interference.measures.updates import gradient_projection
@@ -83,10 +84,13 @@ def test_a_frozen_parameter_that_moved_is_still_read():
     assert not model.model.embed_tokens.weight.requires_grad
 
 
-def test_no_steps_is_an_error():
+def test_no_steps_is_an_error_and_no_change_has_no_shares():
     model, tokenizer = load_model("tiny-llama")
-    with pytest.raises(ValueError, match="steps must be at least 1"):
-        loss_change_by_layer(Snapshot.of(model), model, Examples(tokenizer, _facts("H", 2)), steps=0)
+    held = Examples(tokenizer, _facts("H", 2))
+    with pytest.raises(InterferenceError, match="attribution steps must be at least 1"):
+        loss_change_by_layer(Snapshot.of(model), model, held, steps=0)
+    assert loss_change_by_parameter(Snapshot.of(model), model, held) == {}
+    assert loss_change_by_layer(Snapshot.of(model), model, held) == {"layer 0": 0.0, "layer 1": 0.0, "other": 0.0}
 
 
 def test_the_readmes_example_runs_as_written(trained):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..facts.examples import Examples
+from ..io.errors import InterferenceError
 from ..models.architectures import decoder_layers, layout_of
 from ..models.parameter_groups import PARTITION, parameter_groups
 from ..models.weights import Snapshot
@@ -35,11 +36,14 @@ def loss_change_by_parameter(start: Snapshot, model: torch.nn.Module, examples: 
     straight line, one pass over the examples with gradients at each. Parameters that did not move have no entry (their
     share is 0). `model` is left as it was (weights, mode, gradient flags)."""
     if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+        raise InterferenceError(f"attribution steps must be at least 1, got {steps}")
     named = dict(model.named_parameters())
-    end = {name: p.detach().clone() for name, p in named.items()}
-    delta = {name: end[name] - start.params[name].to(end[name].device, end[name].dtype) for name in named}
-    moved = [name for name in named if bool(delta[name].any())]
+    delta = {name: p.detach() - start.params[name].to(p.device, p.dtype) for name, p in named.items()}
+    delta = {name: d for name, d in delta.items() if bool(d.any())}
+    moved = list(delta)
+    if not moved:
+        return {}
+    end = {name: named[name].detach().clone() for name in moved}
     totals = torch.zeros(len(moved), dtype=torch.float64, device=next(model.parameters()).device)
     flags, training = {name: named[name].requires_grad for name in moved}, model.training
     model.eval()
@@ -60,8 +64,8 @@ def loss_change_by_parameter(start: Snapshot, model: torch.nn.Module, examples: 
                         totals[i] += (grad.double() * delta[name].double()).sum() / steps
     finally:
         with torch.no_grad():
-            for name, param in named.items():
-                param.copy_(end[name])
+            for name in moved:
+                named[name].copy_(end[name])
         for name, flag in flags.items():
             named[name].requires_grad_(flag)
         model.train(training)
