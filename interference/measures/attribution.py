@@ -19,8 +19,7 @@ import torch
 
 from ..facts.examples import Examples
 from ..io.errors import InterferenceError
-from ..models.architectures import decoder_layers, layout_of
-from ..models.parameter_groups import PARTITION, parameter_groups
+from ..models.parameter_groups import PARTITION, layer_slots, parameter_groups, parameter_layers
 from ..models.weights import Snapshot
 from .fisher import answer_nll
 
@@ -72,24 +71,24 @@ def loss_change_by_parameter(start: Snapshot, model: torch.nn.Module, examples: 
     return dict(zip(moved, totals.tolist(), strict=True))
 
 
+def _summed(shares: dict[str, float], slot_of: dict[str, str], slots: list[str]) -> dict[str, float]:
+    """Per-parameter `shares` summed per slot (`slot_of` a parameter's slot; every slot listed, 0 where none moved)."""
+    totals = dict.fromkeys(slots, 0.0)
+    for name, share in shares.items():
+        totals[slot_of[name]] = totals.get(slot_of[name], 0.0) + share
+    return totals
+
+
 def by_layer(model: torch.nn.Module, shares: dict[str, float]) -> dict[str, float]:
     """Per-parameter `shares` summed per decoder layer ("layer 0", …) and "other" (embeddings, final norm,
     unembedding): `interference.measures.updates.layer_update_norms`' slots."""
-    prefix, n = layout_of(model).layers + ".", len(decoder_layers(model))
-    totals = [0.0] * (n + 1)
-    for name, share in shares.items():
-        totals[int(name[len(prefix):].split(".")[0]) if name.startswith(prefix) else n] += share
-    return {**{f"layer {i}": totals[i] for i in range(n)}, "other": totals[n]}
+    return _summed(shares, parameter_layers(model), layer_slots(model))
 
 
 def by_group(model: torch.nn.Module, shares: dict[str, float]) -> dict[str, float]:
     """Per-parameter `shares` summed per parameter group over all layers (`interference.models.parameter_groups`:
     embeddings, unembedding, attention, ffn, norms; "other" only where a parameter is in none)."""
-    groups = parameter_groups(model)
-    totals = dict.fromkeys(PARTITION, 0.0)
-    for name, share in shares.items():
-        totals[groups[name]] = totals.get(groups[name], 0.0) + share
-    return totals
+    return _summed(shares, parameter_groups(model), list(PARTITION))
 
 
 def loss_change_by_layer(start: Snapshot, model: torch.nn.Module, examples: Examples, *, steps: int = STEPS,

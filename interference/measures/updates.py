@@ -5,25 +5,24 @@ Fisher-weighted distance Σ F_i (θ_i − θ⁰_i)², how far a model moved in t
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from ..models.architectures import decoder_layers, layout_of
+from ..models.parameter_groups import layer_slots, parameter_layers
 from ..models.weights import Snapshot
 
 
 def layer_update_norms(start: Snapshot, model: torch.nn.Module) -> dict[str, float]:
     """{"layer 0": …, "layer 1": …, …, "other": …}: per decoder layer, ‖Δθ‖ / ‖θ⁰‖ over its parameters; "other"
     covers the rest (embeddings, final norm, unembedding)."""
-    prefix, n = layout_of(model).layers + ".", len(decoder_layers(model))
-    change, size = torch.zeros(n + 1, dtype=torch.float64), torch.zeros(n + 1, dtype=torch.float64)
-    for name, param in model.named_parameters():
-        rest = name[len(prefix):] if name.startswith(prefix) else None
-        slot = int(rest.split(".")[0]) if rest is not None else n
+    slots = layer_slots(model)
+    change, size = dict.fromkeys(slots, 0.0), dict.fromkeys(slots, 0.0)
+    for (name, param), slot in zip(model.named_parameters(), parameter_layers(model).values(), strict=True):
         before = start.params[name].to(param.device, torch.float32)
         change[slot] += (param.detach().float() - before).pow(2).sum().item()
         size[slot] += before.pow(2).sum().item()
-    norms = (change / size.clamp_min(1e-30)).sqrt().tolist()
-    return {**{f"layer {i}": norms[i] for i in range(n)}, "other": norms[n]}
+    return {slot: math.sqrt(change[slot] / max(size[slot], 1e-30)) for slot in slots}
 
 
 def _weighted_change(start: Snapshot, model: torch.nn.Module, weights: dict[str, torch.Tensor], power: int) -> float:

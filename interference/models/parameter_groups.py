@@ -21,7 +21,7 @@ import re
 import torch
 
 from ..io.errors import InterferenceError
-from .architectures import get_module, layout_of
+from .architectures import decoder_layers, get_module, layout_of
 
 log = logging.getLogger("interference.train")
 GROUPS = ("attention", "attention_q", "attention_k", "attention_v", "attention_o", "ffn", "norms", "embeddings",
@@ -92,6 +92,19 @@ def parameter_groups(model: torch.nn.Module) -> dict[str, str]:
     group holds (e.g. a learned bias outside the layers)."""
     ids = {group: _group(model, group, None) for group in PARTITION}
     return {name: next((g for g in PARTITION if id(p) in ids[g]), "other") for name, p in model.named_parameters()}
+
+
+def layer_slots(model: torch.nn.Module) -> list[str]:
+    """The slots `parameter_layers` puts parameters in, in order: "layer 0", …, "layer n−1", "other"."""
+    return [f"layer {i}" for i in range(len(decoder_layers(model)))] + ["other"]
+
+
+def parameter_layers(model: torch.nn.Module) -> dict[str, str]:
+    """Parameter name (as in `named_parameters()`) → "layer i", its decoder layer, or "other" (embeddings, final norm,
+    unembedding: what sits outside the layers)."""
+    prefix = layout_of(model).layers + "."
+    return {name: f"layer {name[len(prefix):].split('.')[0]}" if name.startswith(prefix) else "other"
+            for name, _ in model.named_parameters()}
 
 
 def _attention_matrix(attention: torch.nn.Module, matrix: str) -> set[int]:

@@ -87,8 +87,8 @@ def add_attribution_views(section, results: dict, records: list[dict], methods: 
         if rows := attribution_rows(records, methods, field):
             section.table(rows, title=f"Where in the network the held-out facts' loss changed, per {kind}: L − L⁰ "
                                       "split by path-integrated gradients, Σ_i Δθ_i ∫ ∂_i L(θ⁰ + tΔθ) dt along the "
-                                      "straight line from the snapshot (8 midpoints; the shares add up to L − L⁰ but "
-                                      "for the residual); medians over seeds")
+                                      "straight line from the snapshot (midpoint rule, `--attribution-steps` "
+                                      "points; the shares add up to L − L⁰ but for the residual); medians over seeds")
             add_sentence(section, results, field, attribution_summary(records, field),
                          lambda summary, field=field: attribution_text(summary, field))
             if rows := attribution_differences(records, methods, field=field):

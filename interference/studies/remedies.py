@@ -110,9 +110,8 @@ class RemedySettings:
 class RemediesStudy:
     """Result of `run_remedies`: one record per method and seed, with `drift`, `update_norms`, `fisher_distance`,
     `held_fisher_distance`, `held_gradient_term`, `held_loss_start`, `held_loss_final`, `held_loss_by_layer`,
-    `held_loss_by_group` and (trained methods)
-    `loss_terms`; LoRA's records name the modules that carried adapters (`adapters`), wise-ft's hold the seed's
-    whole α sweep (`sweep`)."""
+    `held_loss_by_group` and (trained methods) `loss_terms`; LoRA's records name the modules that carried adapters
+    (`adapters`), wise-ft's hold the seed's whole α sweep (`sweep`)."""
 
     config: ExperimentConfig
     methods: tuple[str, ...]
@@ -180,12 +179,12 @@ def _anchors(setup: Setup, traced) -> _Anchors:
                     loss_expansion(traced, held, names), held, answer_loss(traced, held))
 
 
-def _fisher_distances(start: Snapshot, model, anchors: _Anchors, steps: int) -> dict[str, float]:
-    """Σ F(θ − θ⁰)² under the snapshot's Fisher of D_known ("fisher_distance", EWC's penalty at λ 1) and of D_held
-    ("held_fisher_distance": twice the second-order term of the held-out facts' loss change); that loss at the start
-    and the end ("held_loss_start", "held_loss_final"), its first-order term g·(θ − θ⁰) ("held_gradient_term") and
-    its change split over the layers and the parameter groups by path-integrated gradients ("held_loss_by_layer",
-    "held_loss_by_group")."""
+def _snapshot_measures(start: Snapshot, model, anchors: _Anchors, steps: int) -> dict[str, float]:
+    """What the seed's snapshot θ⁰ measures of `model`: Σ F(θ − θ⁰)² under the snapshot's Fisher of D_known
+    ("fisher_distance", EWC's penalty at λ 1) and of D_held ("held_fisher_distance": twice the second-order term of
+    the held-out facts' loss change); that loss at the start and the end ("held_loss_start", "held_loss_final"), its
+    first-order term g·(θ − θ⁰) ("held_gradient_term") and its change split over the layers and the parameter groups
+    by path-integrated gradients ("held_loss_by_layer", "held_loss_by_group")."""
     return {"fisher_distance": fisher_distance(start, model, anchors.known_fisher),
             "held_fisher_distance": fisher_distance(start, model, anchors.held.fisher),
             "held_gradient_term": gradient_projection(start, model, anchors.held.gradient),
@@ -243,7 +242,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
             study.records.append(condition.record(
                 drift=held_drift(setup, condition.model, [study.layer], states)[0].item(), **setup.relations(),
                 update_norms=layer_update_norms(start, condition.model),
-                **_fisher_distances(start, condition.model, anchors, settings.attribution_steps),
+                **_snapshot_measures(start, condition.model, anchors, settings.attribution_steps),
                 loss_terms=_loss_terms(condition.result.history),
                 **_subject_recovery(condition.model, traced, setup.tokenizer, setup.held, start_ok),
                 **({"adapters": condition.result.adapters} if condition.result.adapters else {})))
@@ -261,7 +260,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
                     chosen = (correct, held_drift(setup, model, [study.layer], states)[0].item(),
                               layer_update_norms(start, model),
                               {**_subject_recovery(model, traced, setup.tokenizer, setup.held, start_ok),
-                               **_fisher_distances(start, model, anchors, settings.attribution_steps)})
+                               **_snapshot_measures(start, model, anchors, settings.attribution_steps)})
             study.records.append({**_wise_record(sft[1], settings.alpha, *chosen[:3], sweep), **chosen[3]})
             bar.update(1)
     bar.close()
