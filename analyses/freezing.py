@@ -13,6 +13,7 @@ accumulate). A thin shell over `interference.studies.freezing`.
 
 from __future__ import annotations
 
+from interference.measures.attribution import STEPS
 from interference.studies.freezing import (
     GROUPS,
     MATCHES,
@@ -38,8 +39,12 @@ def command(argv: list[str] | None = None) -> common.StudyCommand:
     parser.add_argument("--match", default="epochs", choices=list(MATCHES),
                         help="epochs: each condition trains as many epochs as full SFT took (default); "
                              "acquisition: each trains to --target-new-acc or the epoch limit")
+    parser.add_argument("--attribution-steps", type=int, default=STEPS,
+                        help="midpoints of the path integral that splits each condition's held-out loss change over "
+                             f"the layers and parameter groups (0: leave the split out; default {STEPS})")
     args = parser.parse_args(argv)
-    groups, modes = check_options(groups=args.groups, band=args.band, modes=args.mode, match=args.match)
+    groups, modes = check_options(groups=args.groups, band=args.band, modes=args.mode, match=args.match,
+                                  attribution_steps=args.attribution_steps)
     config = common.experiment_config(args)
 
     def rebuild(c, records, results):
@@ -49,9 +54,10 @@ def command(argv: list[str] | None = None) -> common.StudyCommand:
     return common.StudyCommand(
         args, config,
         lambda c: run_freezing(c, progress=not args.no_progress, mode=modes, groups=groups, band=args.band,
-                               match=args.match),
+                               match=args.match, attribution_steps=args.attribution_steps),
         freezing_report, rebuild,
-        settings={"modes": list(modes), "groups": list(groups), "band": args.band, "match": args.match},
+        settings={"modes": list(modes), "groups": list(groups), "band": args.band, "match": args.match,
+                  "attribution_steps": args.attribution_steps},
         order=None)  # seed-major, as a run sorts them
 
 

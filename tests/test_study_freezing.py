@@ -55,6 +55,8 @@ def test_sweep_cells_cover_every_layer_in_bands():
     (dict(groups=("all",), band=1, modes=("train",)), "modes must be"),
     (dict(groups=("all", "all"), band=1, modes=("freeze",)), "groups must be"),
     (dict(groups=("all",), band=1, modes=("freeze",), match="steps"), "match must be"),
+    (dict(groups=("all",), band=1, modes=("freeze",), attribution_steps=-1), "attribution steps must be"),
+    (dict(groups=("all",), band=1, modes=("freeze",), attribution_steps=2.5), "attribution steps must be"),
 ])
 def test_bad_options_are_one_line_errors(options, message):
     with pytest.raises(InterferenceError, match=message) as err:
@@ -112,6 +114,23 @@ def test_study_records_every_cell_and_the_reference(study, config):
     assert values[0][1] == study.of("train-only layer 1")[0]["new_acc"]
 
 
+def test_records_say_where_the_held_out_loss_changed_and_a_frozen_layer_carries_none_of_it(study):
+    for record in study.records:
+        by_layer, by_group = record["held_loss_by_layer"], record["held_loss_by_group"]
+        assert list(by_layer) == list(record["update_norms"])  # the update-norm table's slots
+        assert record["held_loss_start"] == study.records[0]["held_loss_start"]  # one snapshot for every condition
+        rise = record["held_loss_final"] - record["held_loss_start"]
+        assert sum(by_layer.values()) == pytest.approx(rise, abs=0.05 * abs(rise) + 1e-4)  # the midpoint rule's error
+        assert sum(by_group.values()) == pytest.approx(sum(by_layer.values()), abs=1e-9)  # one split, two sums
+        for i in range(study.layers):
+            if record["name"] == f"freeze-only layer {i}":
+                assert by_layer[f"layer {i}"] == 0.0 and record["update_norms"][f"layer {i}"] == 0.0
+                assert by_layer[f"layer {1 - i}"] != 0.0
+            if record["name"] == f"train-only layer {i}":
+                assert [slot for slot, share in by_layer.items() if share != 0.0] == [f"layer {i}"]
+                assert {group for group, share in by_group.items() if share != 0.0} <= {"attention", "ffn", "norms"}
+
+
 def test_report_validates_and_writes_both_files(study, tmp_path):
     report = freezing_report(study)
     data = report.to_dict()
@@ -121,6 +140,9 @@ def test_report_validates_and_writes_both_files(study, tmp_path):
                                                      "Held-out forgetting (relative drop from peak)"}
     heat = next(f for f in data["figures"] if f["title"].startswith("Held-out forgetting"))
     assert heat["traces"][0]["type"] == "heatmap" and len(heat["traces"][0]["z"]) == 2
+    assert "held_loss_by_layer" in data["results"] and "held_loss_by_group" in data["results"]
+    assert any(t["title"].startswith("Each layer's share of the held-out loss's change minus sft's")
+               for t in data["tables"])
     out = report.write(tmp_path / "freezing")
     assert "78.0 %" in assert_reads_at_a_glance((out / "report.html").read_text())
     assert load_results(out)["results"]["grid_forgetting"]["rows"] == ["train-only", "freeze-only"]
@@ -161,7 +183,20 @@ def test_command_writes_both_files(tmp_path, capsys):
     assert "wall time" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["--layer", "-1"], ["--epochs", "0"], ["--band", "0"]])
+def test_without_attribution_steps_there_is_no_split_and_such_runs_pool_with_split_ones(tmp_path, capsys):
+    small = ["--quick", "--epochs", "1", "--n-known", "12", "--n-unknown", "12", "--n-held", "12", "--mode", "freeze",
+             "--no-progress"]
+    assert cli.main([*small, "--out", str(tmp_path / "a"), "--seeds", "0", "--attribution-steps", "0"]) == 0
+    data = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert not any("held_loss_by_layer" in c for c in data["conditions"])
+    assert "held_loss_by_layer" not in data["results"]
+    assert cli.main([*small, "--out", str(tmp_path / "a"), "--seeds", "1", "--accumulate"]) == 0
+    data = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert [("held_loss_by_layer" in c) for c in data["conditions"] if c["name"] == REFERENCE] == [False, True]
+
+
+@pytest.mark.parametrize("argv", [["--layer", "-1"], ["--epochs", "0"], ["--band", "0"],
+                                  ["--attribution-steps", "-2"]])
 def test_command_rejects_bad_options(argv, capsys, tmp_path):
     assert cli.main(["--quick", "--out", str(tmp_path / "x"), *argv]) == 2
     err = capsys.readouterr().err.strip()

@@ -29,6 +29,9 @@ def test_the_plan_counts_each_part_s_conditions_and_the_estimate_scales_with_the
     remedies = plan(["remedies"], n_known=20, n_unknown=10, n_held=30, layers=2, counts=[1], band=1, remedies=5,
                     attribution_steps=4)
     assert [(c.conditions, c.evaluated, c.passes) for c in remedies] == [(5, 60, 4 * 30 + 10)]  # Fisher: 50 / 5
+    freezing = plan(["freezing"], n_known=20, n_unknown=10, n_held=30, layers=2, counts=[1], band=1,
+                    attribution_steps=4)
+    assert [(c.conditions, c.passes) for c in freezing] == [(5, 4 * 30)]  # the path integral of every condition
     assert estimate(remedies, {"remedies": 2}, rate=0.01, epochs=3) == pytest.approx(
         {"remedies": 2 * 5 * 0.01 * (3 * 60 + 130)})
 

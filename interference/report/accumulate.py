@@ -42,9 +42,10 @@ ADDED_OFF = {"ewc_lambda": (0.0, ()), "replay_fraction": (0.0, ()),
 ADDED_OFF_CONFIG = {"new_relation": None}
 #: Study settings added after runs were committed, with the value at which they change nothing: left out where so.
 ADDED_OFF_STUDY = {"remedies": {"lora_lr": None}}
-#: Study settings that only set how finely a measure is taken, not what is trained or scored: never compared, so runs
-#: with and without them pool (their records say what they measured).
-MEASURE_ONLY_STUDY = {"remedies": ("attribution_steps",)}
+#: Study settings that only set how finely a measure is taken, not what is trained or scored, wherever a study keeps
+#: them (among its settings or in its own section, as the remedies do): never compared, so runs with and without them
+#: pool (their records say what they measured).
+MEASURE_ONLY_STUDY = ("attribution_steps",)
 #: Record fields that hold NaN when undefined (JSON stores null): read back as NaN, as the studies computed them.
 NAN_FIELDS = ("task_acc", "held_acc_peak", "held_acc_final", "forgetting", "held_acc_start", "absolute_drop", "drift")
 
@@ -120,9 +121,9 @@ def comparable(settings: dict) -> dict:
     for section, added in ADDED_OFF_STUDY.items():
         if isinstance(settings.get(section), dict):
             settings[section] = {k: v for k, v in settings[section].items() if k not in added or v != added[k]}
-    for section, measures in MEASURE_ONLY_STUDY.items():
-        if isinstance(settings.get(section), dict):
-            settings[section] = {k: v for k, v in settings[section].items() if k not in measures}
+    settings = {k: {key: v for key, v in value.items() if key not in MEASURE_ONLY_STUDY}
+                if isinstance(value, dict) and k != "train" else value
+                for k, value in settings.items() if k not in MEASURE_ONLY_STUDY}
     return {**settings, "train": train} if "train" in settings else settings
 
 

@@ -18,10 +18,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
 from tqdm.auto import tqdm
 
+from ..facts.examples import Examples
 from ..io.errors import InterferenceError
+from ..measures.attribution import STEPS
+from ..measures.fisher import answer_loss
+from ..measures.updates import layer_update_norms
 from ..models.architectures import n_layers
+from ..models.weights import Snapshot
+from ..report.attribution import FIELDS as ATTRIBUTION_FIELDS
+from ..report.attribution import add_attribution_views
 from ..report.document import Report
 from ..report.headline import add_curves, add_headline, add_summary, ours
 from ..report.paired import Check, paired_difference
@@ -33,11 +41,13 @@ from .setup import (
     Setup,
     drift_layer,
     held_drift,
+    held_loss_shares,
     held_states,
     load_base,
     make_setup,
     run_condition,
 )
+from .tracing import start_model
 
 #: Sweep modes: the TrainConfig field each sets, and its label in condition names.
 MODES = {"train_only": "train-only", "freeze": "freeze-only"}
@@ -83,7 +93,7 @@ class SweepCondition:
 
 
 def check_options(*, groups: Sequence[str], band: int, modes: Sequence[str], match: str = "epochs",
-                  layers: int | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+                  layers: int | None = None, attribution_steps: int = STEPS) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Validate the sweep's options (`band` against `layers` when known); returns groups and modes as tuples."""
     groups = (groups,) if isinstance(groups, str) else tuple(groups)
     modes = (modes,) if isinstance(modes, str) else tuple(modes)
@@ -101,6 +111,8 @@ def check_options(*, groups: Sequence[str], band: int, modes: Sequence[str], mat
         raise InterferenceError(f"modes must be distinct names from {', '.join(MODES)}, got {list(modes)}")
     if match not in MATCHES:
         raise InterferenceError(f"match must be one of {', '.join(MATCHES)}, got {match!r}")
+    if isinstance(attribution_steps, bool) or not isinstance(attribution_steps, int) or attribution_steps < 0:
+        raise InterferenceError(f"attribution steps must be an integer >= 0 (0: no split), got {attribution_steps!r}")
     return groups, modes
 
 
@@ -127,12 +139,31 @@ def train_cell(setup: Setup, config: ExperimentConfig, cell: SweepCondition, see
     return run_condition(setup, cell.name, config.train_config(seed, **overrides), bar=bar)
 
 
-def _record(setup: Setup, condition: Condition, layer: int, states, **extra) -> dict:
-    """The condition's record with its held-out drift at `layer` (from `states`, the base model's held-out subject
-    states) and accuracy curves."""
-    drift = held_drift(setup, condition.model, [layer], states)[0].item()
+@dataclass(frozen=True)
+class _Start:
+    """What a seed's conditions are measured against: the base model's held-out subject states at the drift layer,
+    the snapshot every condition starts from, D_held as examples and its answer loss at the snapshot, and the
+    midpoints of the loss change's split."""
+
+    states: torch.Tensor
+    snapshot: Snapshot
+    held: Examples
+    held_loss: float
+    attribution_steps: int
+
+
+def _record(setup: Setup, condition: Condition, layer: int, start: _Start, **extra) -> dict:
+    """The condition's record with its held-out drift at `layer`, its accuracy curves, how far each layer moved from
+    the snapshot (`update_norms`), D_held's answer loss at the snapshot and at the end (`held_loss_start`,
+    `held_loss_final`) and where it changed (`held_loss_by_layer`, `held_loss_by_group`;
+    `interference.measures.attribution`; a frozen layer's share is 0)."""
+    drift = held_drift(setup, condition.model, [layer], start.states)[0].item()
     curves = {split: condition.result.curve(split) for split in ("known", "unknown", "held")}
-    return condition.record(drift=drift, curves=curves, **extra)
+    return condition.record(drift=drift, curves=curves,
+                            update_norms=layer_update_norms(start.snapshot, condition.model),
+                            held_loss_start=start.held_loss, held_loss_final=answer_loss(condition.model, start.held),
+                            **held_loss_shares(start.snapshot, condition.model, start.held, start.attribution_steps),
+                            **extra)
 
 
 def _trained_fraction(condition: Condition) -> float:
@@ -206,13 +237,16 @@ class FreezingStudy:
 
 def run_freezing(config: ExperimentConfig, *, base=None, progress: bool = True,
                  mode: Sequence[str] = ("train_only", "freeze"), groups: Sequence[str] = ("all",), band: int = 1,
-                 match: str = "epochs") -> FreezingStudy:
+                 match: str = "epochs", attribution_steps: int = STEPS) -> FreezingStudy:
     """Run the sweep on every seed of `config`: full SFT, then each cell (see `sweep_conditions`), from the same base.
 
     `mode` picks the sweep modes, `groups` splits each band into parameter groups, `band` is the number of
     consecutive layers per band, and `match` sets how long cells train (see the module docstring).
+    `attribution_steps` are the midpoints of the path integral that splits each condition's held-out loss change
+    over the layers and parameter groups (0: not measured).
     """
-    groups, mode = check_options(groups=groups, band=band, modes=mode, match=match)
+    groups, mode = check_options(groups=groups, band=band, modes=mode, match=match,
+                                 attribution_steps=attribution_steps)
     base = base if base is not None else load_base(config, progress=progress)
     study: FreezingStudy | None = None
     bar = None
@@ -224,15 +258,17 @@ def run_freezing(config: ExperimentConfig, *, base=None, progress: bool = True,
             layer = drift_layer(config, setup.model)
             study = FreezingStudy(config, cells, layers, layer, band, match)
             bar = tqdm(total=(len(cells) + 1) * len(config.seeds), desc="freezing", unit="run", disable=not progress)
-        states = held_states(setup, setup.model, [study.layer])
-        reference = run_condition(setup, REFERENCE, config.train_config(seed, method="sft"), bar=bar)
-        study.records.append(_record(setup, reference, study.layer, states, mode="full", group="all", first=0,
+        held, sft = Examples(setup.tokenizer, setup.held), config.train_config(seed, method="sft")
+        start = _Start(held_states(setup, setup.model, [study.layer]), setup.snapshot(sft), held,
+                       answer_loss(start_model(setup, sft), held), attribution_steps)
+        reference = run_condition(setup, REFERENCE, sft, bar=bar)
+        study.records.append(_record(setup, reference, study.layer, start, mode="full", group="all", first=0,
                                      last=study.layers - 1, selection=None, trained_fraction=1.0))
         bar.update(1)
         epochs = max(1, reference.result.epochs) if match == "epochs" else None
         for cell in study.cells:
             condition = train_cell(setup, config, cell, seed, epochs, bar)
-            study.records.append(_record(setup, condition, study.layer, states, mode=cell.mode, group=cell.group,
+            study.records.append(_record(setup, condition, study.layer, start, mode=cell.mode, group=cell.group,
                                          first=cell.first, last=cell.last, selection=cell.selection,
                                          trained_fraction=_trained_fraction(condition)))
             bar.update(1)
@@ -344,6 +380,13 @@ def freezing_report(study: FreezingStudy) -> Report:
     )
     heat.figure(_heatmap(study, "new_acc", "New-fact acquisition acc(D_unknown)", "Blues"))
     heat.figure(_heatmap(study, "forgetting", "Held-out forgetting (relative drop from peak)", "Reds"))
+    if any(r.get(field) for r in records for field in ATTRIBUTION_FIELDS):
+        where = report.section(
+            "Where the held-out loss changed",
+            "Each condition's change of D_held's answer loss from the snapshot, split over the layers and the "
+            "parameter groups by path-integrated gradients (`interference.measures.attribution`): a frozen layer's "
+            "share is 0, so these tables show where its part of full SFT's change went instead.")
+        add_attribution_views(where, report.results, records, names)
     add_summary(report, records, names)
     add_curves(report, records, names)
     return report

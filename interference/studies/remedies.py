@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..facts.examples import Examples
 from ..io.dataclass_options import check_options, option
 from ..io.errors import InterferenceError
-from ..measures.attribution import STEPS, by_group, by_layer, loss_change_by_parameter
+from ..measures.attribution import STEPS
 from ..measures.evaluation import accuracy, answer_budget, fact_correctness
 from ..measures.fisher import LossExpansion, answer_loss, diagonal_fisher, loss_expansion
 from ..measures.tracing import restore, score_facts
@@ -42,7 +42,17 @@ from ..report.paired import Check, beyond_noise, evidence, interval_text, paired
 from ..report.relations import add_relations
 from ..report.tables import count_text
 from .remedy_methods import METHODS, STRENGTHS, check_methods, family, method_parts, strength_text
-from .setup import ExperimentConfig, Setup, drift_layer, held_drift, held_states, load_base, make_setup, run_condition
+from .setup import (
+    ExperimentConfig,
+    Setup,
+    drift_layer,
+    held_drift,
+    held_loss_shares,
+    held_states,
+    load_base,
+    make_setup,
+    run_condition,
+)
 from .tracing import MIN_GAP, start_model
 
 #: A method beats another when its held-out gain is beyond noise and it keeps this share of the other's acquisition.
@@ -189,16 +199,7 @@ def _snapshot_measures(start: Snapshot, model, anchors: _Anchors, steps: int) ->
             "held_fisher_distance": fisher_distance(start, model, anchors.held.fisher),
             "held_gradient_term": gradient_projection(start, model, anchors.held.gradient),
             "held_loss_start": anchors.held_loss, "held_loss_final": answer_loss(model, anchors.held_examples),
-            **_loss_shares(start, model, anchors.held_examples, steps)}
-
-
-def _loss_shares(start: Snapshot, model, examples: Examples, steps: int) -> dict[str, dict[str, float]]:
-    """The held-out loss's change split by path-integrated gradients, per layer and per parameter group ({} for no
-    steps)."""
-    if not steps:
-        return {}
-    shares = loss_change_by_parameter(start, model, examples, steps=steps)
-    return {"held_loss_by_layer": by_layer(model, shares), "held_loss_by_group": by_group(model, shares)}
+            **held_loss_shares(start, model, anchors.held_examples, steps)}
 
 
 def _wise_record(sft: dict, alpha: float, correct: dict, drift: float, norms: dict, sweep: list[dict]) -> dict:

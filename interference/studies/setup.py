@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 
+from ..facts.examples import Examples
 from ..facts.fact import Fact, qa_prompt, qa_target
 from ..facts.realdata import RealData, check_data, load_real_data
 from ..facts.splits import check_disjoint
@@ -443,3 +444,16 @@ def held_drift(setup: Setup, model: torch.nn.Module, layers: Sequence[int], base
 
     base = held_states(setup, setup.model, layers) if base is None else base
     return cosine_drift(base, held_states(setup, model, layers)).mean(dim=1)
+
+
+def held_loss_shares(start: Snapshot, model: torch.nn.Module, examples: Examples, steps: int
+                     ) -> dict[str, dict[str, float]]:
+    """The change of D_held's answer loss (`examples`) from the snapshot `start` to `model`, split by path-integrated
+    gradients over `steps` midpoints per decoder layer and per parameter group, as records hold it
+    ("held_loss_by_layer", "held_loss_by_group"; `interference.measures.attribution`); {} for no steps."""
+    from ..measures.attribution import by_group, by_layer, loss_change_by_parameter
+
+    if not steps:
+        return {}
+    shares = loss_change_by_parameter(start, model, examples, steps=steps)
+    return {"held_loss_by_layer": by_layer(model, shares), "held_loss_by_group": by_group(model, shares)}

@@ -10,9 +10,9 @@ to each of the others (`ONE_SEED_A_RUN`).
 The cost model is one number, seconds per fact-epoch: a condition that trains K + U facts and evaluates K + U + H
 facts for E epochs costs about E · (K + U + H) fact-epochs (training a fact and greedily decoding one cost about the
 same on the models this toolkit runs; acquisition checks are folded in), plus the passes its measures make with
-gradients (the remedies' Fisher and path integral: `Cell.passes`). It is read from the records of an earlier
-run in the folder when there is one, else calibrated on this machine before the work (a few SFT steps and one
-greedy evaluation), with the epochs per condition assumed.
+gradients (the remedies' Fisher, the path integral of remedies and freezing: `Cell.passes`). It is read from the
+records of an earlier run in the folder when there is one, else calibrated on this machine before the work (a few
+SFT steps and one greedy evaluation), with the epochs per condition assumed.
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ def plan(parts: Sequence[str], *, n_known: int, n_unknown: int, n_held: int, lay
          counts: Sequence[int], band: int, methods: int = 6, remedies: int = 8,
          attribution_steps: int = STEPS) -> list[Cell]:
     """The conditions each part trains per seed, with their facts (see the analyses for what each condition is;
-    `remedies` counts WiSE-FT's sweep of interpolations as one). A remedy's measures add passes with gradients: the
-    held-out loss's path integral (`attribution_steps` over D_held) and its share of the seed's Fisher passes (one
-    over D_known and one over D_held, example by example)."""
+    `remedies` counts WiSE-FT's sweep of interpolations as one). Measures add passes with gradients: the held-out
+    loss's path integral (`attribution_steps` over D_held, a remedy's or a freezing condition's) and a remedy's share
+    of the seed's Fisher passes (one over D_known and one over D_held, example by example)."""
     unknown = [Cell("hypotheses", 2, n_known + c, n_known + c + n_held) for c in counts]
     cells = {
         "forgetting": [Cell("forgetting", methods, n_known + n_unknown, n_known + n_unknown + n_held)],
@@ -68,7 +68,7 @@ def plan(parts: Sequence[str], *, n_known: int, n_unknown: int, n_held: int, lay
         "overlap": [Cell("overlap", 5, n_known + n_unknown, n_known + n_unknown + n_held)],
         "tracing": [Cell("tracing", 3, n_known + n_unknown, n_known + n_unknown + n_held)],
         "freezing": [Cell("freezing", 1 + 2 * math.ceil(layers / band), n_known + n_unknown,
-                          n_known + n_unknown + n_held)],
+                          n_known + n_unknown + n_held, attribution_steps * n_held)],
         "remedies": [Cell("remedies", remedies, n_known + n_unknown, n_known + n_unknown + n_held,
                           attribution_steps * n_held + math.ceil((n_known + n_held) / remedies))],
     }
