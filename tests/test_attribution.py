@@ -117,3 +117,34 @@ def test_every_parameter_falls_in_one_group(name):
     assert all(groups[n] == "ffn" for n in groups if ".mlp." in n)
     shares = {n: 1.0 for n in groups}
     assert sum(by_group(model, shares).values()) == sum(by_layer(model, shares).values()) == len(groups)
+
+
+def test_a_deep_models_layers_are_also_read_in_bands_of_depth():
+    from interference.report.attribution import DEPTH, add_attribution_views, by_depth, depth_bands
+    from interference.report.document import Report
+
+    slots = [f"layer {i}" for i in range(8)] + ["other"]
+    assert depth_bands(slots) == {"layers 0-2": slots[:3], "layers 3-5": slots[3:6], "layers 6-7": slots[6:8],
+                                  "other": ["other"]}
+    assert depth_bands(slots[:2] + ["other"]) == {"layer 0": ["layer 0"], "layer 1": ["layer 1"], "other": ["other"]}
+
+    def record(name, seed, shares):
+        return {"name": name, "seed": seed, "held_loss_start": 1.0, "held_loss_final": 1.0 + sum(shares),
+                "held_loss_by_layer": dict(zip(slots, shares, strict=True)),
+                "update_norms": dict(zip(slots, [abs(v) for v in shares], strict=True))}
+
+    records = [record("sft", seed, [0.0] * 6 + [0.01 * (seed + 1), 0.02, 0.005]) for seed in range(3)]
+    records += [record("self_distill", seed, [0.001] * 6 + [0.0, 0.0, 0.005]) for seed in range(3)]
+    depth = by_depth(records)
+    assert depth[0][DEPTH] == pytest.approx({"layers 0-2": 0.0, "layers 3-5": 0.0, "layers 6-7": 0.03, "other": 0.005})
+    assert all(sum(r[DEPTH].values()) == pytest.approx(sum(r["held_loss_by_layer"].values())) for r in depth)
+    report = Report("t", config={}, seeds=(0, 1, 2))
+    add_attribution_views(report.section("where"), report.results, records, ("sft", "self_distill"))
+    assert report.results[DEPTH]["leading"] == {"layers 6-7": 3, "other": 3}  # sft's rise sits in the last band
+    titles = [t["title"] for t in report.to_dict()["tables"]]
+    assert titles[0].startswith("Where in the network the held-out facts' loss changed, per depth band")
+    assert any(t.startswith("Each depth band's share of the held-out loss's change minus sft's") for t in titles)
+    shallow = Report("t", config={}, seeds=(0,))
+    two = [{**r, "held_loss_by_layer": {"layer 0": 0.01, "layer 1": 0.0, "other": 0.0}} for r in records]
+    add_attribution_views(shallow.section("where"), shallow.results, two, ("sft", "self_distill"))
+    assert DEPTH not in shallow.results and "held_loss_by_layer" in shallow.results

@@ -12,6 +12,40 @@ from .paired import interval_text, paired_difference
 
 #: The record fields that hold the shares, and what their slots are.
 FIELDS = {"held_loss_by_layer": "layer", "held_loss_by_group": "parameter group"}
+#: The per-layer shares summed over bands of consecutive layers (`by_depth`), a view the report derives for deep models.
+DEPTH = "held_loss_by_depth"
+#: What a field's slots are, the derived depth view's too.
+KINDS = {**FIELDS, DEPTH: "depth band"}
+#: Bands of the depth view, and the fewest decoder layers for which the report adds it (a shallower model's per-layer
+#: table is read at a glance).
+DEPTH_BANDS, DEPTH_FROM = 3, 7
+
+
+def depth_bands(slots: Sequence[str], bands: int = DEPTH_BANDS) -> dict[str, list[str]]:
+    """The decoder layers among a per-layer split's `slots` ("layer 0" … "layer N−1", in order) in `bands`
+    consecutive bands as equal as they can be, the earlier ones the larger ({"layers 0-9": […], …}); the other slots
+    (embeddings, final norm, unembedding: "other") each stay a band of their own."""
+    layers = [s for s in slots if s.startswith("layer ")]
+    bands, out, first = min(bands, len(layers)), {}, 0
+    for k in range(bands):
+        size = len(layers) // bands + (k < len(layers) % bands)
+        band = layers[first:first + size]
+        first += size
+        ends = [slot.split()[1] for slot in (band[0], band[-1])]
+        out[f"layer {ends[0]}" if len(band) == 1 else f"layers {ends[0]}-{ends[1]}"] = band
+    return {**out, **{s: [s] for s in slots if s not in layers}}
+
+
+def by_depth(records: list[dict], bands: int = DEPTH_BANDS) -> list[dict]:
+    """`records` with their per-layer shares also summed per band of consecutive layers (`DEPTH`, `depth_bands`);
+    records without per-layer shares are left as they are."""
+    out = []
+    for r in records:
+        if r.get("held_loss_by_layer"):
+            split = depth_bands(list(r["held_loss_by_layer"]), bands)
+            r = {**r, DEPTH: {band: sum(r["held_loss_by_layer"][s] for s in slots) for band, slots in split.items()}}
+        out.append(r)
+    return out
 
 
 def _residual(record: dict, field: str) -> float:
@@ -74,7 +108,7 @@ def attribution_text(summary: dict, field: str = "held_loss_by_layer") -> str:
     leading = ", ".join(f"{slot} on {n}" for slot, n in summary["leading"].items())
     moved = ("" if "most_moved" not in summary else
              f"; on {summary['most_moved']} of them it is the slot whose weights moved most")
-    return (f"The {FIELDS[field]} that carries most of the held-out loss's change (the largest share in its "
+    return (f"The {KINDS[field]} that carries most of the held-out loss's change (the largest share in its "
             f"direction): {leading} of {summary['records']} records{moved}. The shares miss the measured change by "
             f"a median {100 * summary['residual']:.1f} % of their total (at most "
             f"{100 * summary['residual_max']:.1f} %), the midpoint rule's error.")
@@ -82,8 +116,13 @@ def attribution_text(summary: dict, field: str = "held_loss_by_layer") -> str:
 
 def add_attribution_views(section, results: dict, records: list[dict], methods: Sequence[str]) -> None:
     """Per slot kind (layers, parameter groups) that the records carry: the shares' table, its sentence (into
-    `results[field]` too) and the paired differences from sft."""
-    for field, kind in FIELDS.items():
+    `results[field]` too) and the paired differences from sft; for a model of `DEPTH_FROM` layers or more, the same
+    for the layers summed in `DEPTH_BANDS` bands of depth first (`results["held_loss_by_depth"]`)."""
+    layered = next((r["held_loss_by_layer"] for r in records if r.get("held_loss_by_layer")), {})
+    deep = sum(slot.startswith("layer ") for slot in layered) >= DEPTH_FROM
+    records = by_depth(records) if deep else records
+    for field in ([DEPTH] if deep else []) + list(FIELDS):
+        kind = KINDS[field]
         if rows := attribution_rows(records, methods, field):
             section.table(rows, title=f"Where in the network the held-out facts' loss changed, per {kind}: L − L⁰ "
                                       "split by path-integrated gradients, Σ_i Δθ_i ∫ ∂_i L(θ⁰ + tΔθ) dt along the "
