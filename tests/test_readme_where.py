@@ -43,3 +43,62 @@ def test_the_readme_states_what_freezing_the_layer_that_carries_the_rise_does(re
     grows = diff(layers, "freeze-only layer 1", "layer 0")
     assert f"layer 0's share grows ({grows[0]}, on {grows[1]} of 10)" in text
     assert float(drop0.split()[0]) > 0  # the prediction the shares made fails on these records
+
+
+EWC = RESULTS.parent / "smollm2-135m-remedies-ewc-cpu"
+
+
+def test_the_readmes_state_where_in_smollm2_the_held_out_loss_changed(readme):
+    from interference.report.attribution import DEPTH, attribution_differences, attribution_summary, by_depth
+    from interference.report.fisher import loss_rise
+
+    own, text = (flat(t).replace("−", "-").replace("–", "-")  # minus signs and the ranges' en dashes
+                 for t in ((EWC / "README.md").read_text(encoding="utf-8"), readme))
+    data = load_results(EWC / "stage-6")
+    records = data["conditions"]
+    assert data["seeds"] == [1, 2, 3]
+    reference = load_results(EWC / "stage-5")["conditions"]
+    assert_same_runs(records, reference, tuple(k for k in reference[0] if k not in ("seconds", "update_norms")))
+    for r in records:
+        other = next(c for c in reference if c["name"] == r["name"] and c["seed"] == r["seed"])
+        assert max(abs(r["update_norms"][k] - other["update_norms"][k]) for k in other["update_norms"]) <= 4.4e-19
+
+    def relative(r):
+        shares = r["held_loss_by_layer"].values()
+        return abs(loss_rise(r) - sum(shares)) / sum(abs(v) for v in shares)
+
+    worst = {seed: [100 * relative(r) for r in records if r["seed"] == seed] for seed in (1, 2, 3)}
+    assert (f"misses by {min(worst[1]):.1f} % to {max(worst[1]):.1f} % on seed 1" in text and
+            f"residual at most {max(worst[2] + worst[3]):.1f} % of the shares' total" in text)
+    assert (f"{min(worst[1]):.1f} % to {max(worst[1]):.1f} % of their total on seed 1's four records" in own and
+            f"by {min(worst[2]):.1f} % to {max(worst[2]):.1f} % on seed 2's and by at most {max(worst[3]):.1f} % on "
+            f"seed 3's") in own
+    sft2 = next(r for r in by_depth(records) if r["name"] == "sft" and r["seed"] == 2)
+    rise, late, ffn = loss_rise(sft2), sft2[DEPTH]["layers 20-29"], sft2["held_loss_by_group"]["ffn"]
+    assert f"layers 20-29 carry {late:.3f} of SFT's {rise:.3f} rise and the FFN weights {ffn:.3f}" in text
+    groups = sft2["held_loss_by_group"]
+    assert (f"(SFT's held-out accuracy fell by {sft2['absolute_drop']:.2f}, its loss rose by {rise:.3f}) layers 20-29 "
+            f"carry {late:.3f} of the rise and the FFN weights {ffn:.3f} (attention {groups['attention']:.3f}, the "
+            f"embeddings {groups['embeddings']:.3f})") in own
+    sd2 = next(r for r in records if r["name"] == "self_distill" and r["seed"] == 2)
+    assert f"lowers the loss ({loss_rise(sd2):.3f})" in own
+    depth, groups_summary = data["results"][DEPTH], data["results"]["held_loss_by_group"]
+    layers = data["results"]["held_loss_by_layer"]
+    assert depth == attribution_summary(by_depth(records), DEPTH)
+    assert (f"layers 20-29 on {depth['leading']['layers 20-29']}, layers 0-9 on {depth['leading']['layers 0-9']}; "
+            f"the group is the FFN on {groups_summary['leading']['ffn']}, the embeddings on "
+            f"{groups_summary['leading']['embeddings']}") in own
+    assert f"on {layers['most_moved']} of {layers['records']} records" in own
+    methods = ("sft", "self_distill", "ewc:100000", "ewc:1e6")
+    apart = {}  # per view: (intervals, those that do not span 0)
+    for field, rows in ((DEPTH, by_depth(records)), ("held_loss_by_group", records), ("held_loss_by_layer", records)):
+        cells = [(row["method"], slot, cell) for row in attribution_differences(rows, methods, field=field)
+                 for slot, cell in row.items() if slot != "method"]
+        bounds = [tuple(float(x) for x in cell.split("[")[1].split("]")[0].split(", ")) for *_, cell in cells]
+        apart[field] = (len(cells),
+                        [c[:2] for c, (low, high) in zip(cells, bounds, strict=True) if low > 0 or high < 0])
+    assert not apart[DEPTH][1] and not apart["held_loss_by_group"][1]
+    n, off = apart["held_loss_by_layer"]
+    assert off == [("ewc:100000", "layer 14"), ("ewc:100000", "layer 16")]
+    assert f"and {len(off)} of the {n} per layer do not (EWC at λ 1e5, layers 14 and 16)" in own
+    assert f"fewer than the {round(0.05 * n)} that {n} intervals at 95 % miss by chance" in own
