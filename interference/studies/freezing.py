@@ -41,7 +41,7 @@ from .setup import (
     Setup,
     drift_layer,
     held_drift,
-    held_loss_shares,
+    held_loss_change,
     held_states,
     load_base,
     make_setup,
@@ -161,8 +161,8 @@ def _record(setup: Setup, condition: Condition, layer: int, start: _Start, **ext
     curves = {split: condition.result.curve(split) for split in ("known", "unknown", "held")}
     return condition.record(drift=drift, curves=curves,
                             update_norms=layer_update_norms(start.snapshot, condition.model),
-                            held_loss_start=start.held_loss, held_loss_final=answer_loss(condition.model, start.held),
-                            **held_loss_shares(start.snapshot, condition.model, start.held, start.attribution_steps),
+                            **held_loss_change(start.snapshot, condition.model, start.held, start.held_loss,
+                                               start.attribution_steps),
                             **extra)
 
 

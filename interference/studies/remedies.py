@@ -47,7 +47,7 @@ from .setup import (
     Setup,
     drift_layer,
     held_drift,
-    held_loss_shares,
+    held_loss_change,
     held_states,
     load_base,
     make_setup,
@@ -198,8 +198,7 @@ def _snapshot_measures(start: Snapshot, model, anchors: _Anchors, steps: int) ->
     return {"fisher_distance": fisher_distance(start, model, anchors.known_fisher),
             "held_fisher_distance": fisher_distance(start, model, anchors.held.fisher),
             "held_gradient_term": gradient_projection(start, model, anchors.held.gradient),
-            "held_loss_start": anchors.held_loss, "held_loss_final": answer_loss(model, anchors.held_examples),
-            **held_loss_shares(start, model, anchors.held_examples, steps)}
+            **held_loss_change(start, model, anchors.held_examples, anchors.held_loss, steps)}
 
 
 def _wise_record(sft: dict, alpha: float, correct: dict, drift: float, norms: dict, sweep: list[dict]) -> dict:

@@ -446,14 +446,17 @@ def held_drift(setup: Setup, model: torch.nn.Module, layers: Sequence[int], base
     return cosine_drift(base, held_states(setup, model, layers)).mean(dim=1)
 
 
-def held_loss_shares(start: Snapshot, model: torch.nn.Module, examples: Examples, steps: int
-                     ) -> dict[str, dict[str, float]]:
-    """The change of D_held's answer loss (`examples`) from the snapshot `start` to `model`, split by path-integrated
-    gradients over `steps` midpoints per decoder layer and per parameter group, as records hold it
-    ("held_loss_by_layer", "held_loss_by_group"; `interference.measures.attribution`); {} for no steps."""
+def held_loss_change(start: Snapshot, model: torch.nn.Module, examples: Examples, start_loss: float, steps: int
+                     ) -> dict:
+    """D_held's answer loss (`examples`) at the snapshot `start` (`start_loss`, measured once per seed) and at `model`
+    ("held_loss_start", "held_loss_final"), and its change split by path-integrated gradients over `steps` midpoints
+    per decoder layer and per parameter group ("held_loss_by_layer", "held_loss_by_group";
+    `interference.measures.attribution`; left out for no steps): the record fields remedies and freezing share."""
     from ..measures.attribution import by_group, by_layer, loss_change_by_parameter
+    from ..measures.fisher import answer_loss
 
-    if not steps:
-        return {}
-    shares = loss_change_by_parameter(start, model, examples, steps=steps)
-    return {"held_loss_by_layer": by_layer(model, shares), "held_loss_by_group": by_group(model, shares)}
+    fields = {"held_loss_start": start_loss, "held_loss_final": answer_loss(model, examples)}
+    if steps:
+        shares = loss_change_by_parameter(start, model, examples, steps=steps)
+        fields.update(held_loss_by_layer=by_layer(model, shares), held_loss_by_group=by_group(model, shares))
+    return fields
