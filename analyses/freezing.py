@@ -13,7 +13,7 @@ accumulate). A thin shell over `interference.studies.freezing`.
 
 from __future__ import annotations
 
-from interference.measures.attribution import STEPS
+from interference.measures.attribution import FIRST, STEPS
 from interference.studies.freezing import (
     GROUPS,
     MATCHES,
@@ -40,8 +40,9 @@ def command(argv: list[str] | None = None) -> common.StudyCommand:
                         help="epochs: each condition trains as many epochs as full SFT took (default); "
                              "acquisition: each trains to --target-new-acc or the epoch limit")
     parser.add_argument("--attribution-steps", type=int, default=STEPS,
-                        help="midpoints of the path integral that splits each condition's held-out loss change over "
-                             f"the layers and parameter groups (0: leave the split out; default {STEPS})")
+                        help="most midpoints of the path integral that splits each condition's held-out loss change "
+                             f"over the layers and parameter groups ({FIRST} even ones first, then halving where the "
+                             f"split misses; 0: leave the split out; default {STEPS})")
     args = parser.parse_args(argv)
     groups, modes = check_options(groups=args.groups, band=args.band, modes=args.mode, match=args.match,
                                   attribution_steps=args.attribution_steps)

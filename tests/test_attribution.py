@@ -1,5 +1,5 @@
 """Path-integrated gradients of a facts' loss over the weights: completeness, locality, the midpoint rule's
-convergence, and a model left as it was."""
+convergence, the halving of intervals where it misses, and a model left as it was."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ import torch
 from interference.facts import Fact
 from interference.facts.examples import Examples
 from interference.io.errors import InterferenceError
-from interference.measures.attribution import by_group, by_layer, loss_change_by_layer, loss_change_by_parameter
+from interference.measures.attribution import (
+    LossSplit,
+    by_group,
+    by_layer,
+    loss_along_line,
+    loss_change_by_layer,
+    split_loss_change,
+)
 from interference.measures.fisher import answer_loss, loss_expansion
 from interference.measures.updates import gradient_projection
 from interference.models import load_model
@@ -43,7 +50,7 @@ def test_the_layers_add_up_to_the_loss_change_and_converge_with_the_steps(traine
     fresh = copy.deepcopy(model)
     start.load_into(fresh)
     change = end - answer_loss(fresh, held)
-    coarse, fine = (loss_change_by_layer(start, model, held, steps=s) for s in (2, 16))
+    coarse, fine = (loss_change_by_layer(start, model, held, steps=s, first=s) for s in (2, 16))  # the plain rule
     assert set(fine) == {"layer 0", "layer 1", "other"}
     residual = [abs(sum(a.values()) - change) for a in (coarse, fine)]
     assert residual[1] < 0.02 * abs(change)  # completeness, up to the midpoint rule's error
@@ -61,16 +68,46 @@ def test_a_change_in_one_layer_is_credited_to_that_layer_only():
             if name.startswith("model.layers.1.mlp."):
                 param += 0.05 * gradient[name] / gradient[name].norm().clamp_min(1e-12)
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
-    per_parameter = loss_change_by_parameter(start, model, held, steps=8)
+    split = split_loss_change(start, model, held)
+    per_parameter = split.shares
     assert set(per_parameter) == {n for n in names if n.startswith("model.layers.1.mlp.")}
     shares, groups = by_layer(model, per_parameter), by_group(model, per_parameter)
-    assert shares == loss_change_by_layer(start, model, held, steps=8)
+    # a near-linear change needs no halving: the plain 8-point rule, bit for bit
+    assert split.midpoints == 8 and shares == loss_change_by_layer(start, model, held, steps=8)
     assert shares["layer 0"] == 0 and shares["other"] == 0 and shares["layer 1"] > 0
     assert groups["ffn"] == pytest.approx(shares["layer 1"]) and sum(groups.values()) == groups["ffn"]
     first = gradient_projection(start, model, gradient)  # a small step: the first order is most of it
     assert shares["layer 1"] == pytest.approx(first, rel=0.2)
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
     assert all(p.grad is None for p in model.parameters()) and not model.training
+
+
+def test_where_the_loss_turns_steeply_the_split_halves_its_intervals_until_it_adds_up():
+    """A long step down the held-out loss's gradient: the loss falls steeply at first and 8 even midpoints miss;
+    halving the intervals that miss brings the shares back to the change within the budget."""
+    model, tokenizer = load_model("tiny-llama")
+    held, start = Examples(tokenizer, _facts("H", 4)), Snapshot.of(model)
+    names = [n for n, _ in model.named_parameters()]
+    gradient = loss_expansion(model, held, names, gradient=True).gradient
+    norm = torch.sqrt(sum((gradient[n] ** 2).sum() for n in names))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param -= 10 * gradient[name] / norm
+    fresh = copy.deepcopy(model)
+    start.load_into(fresh)
+    change = answer_loss(model, held) - answer_loss(fresh, held)
+    plain, capped, adaptive = (split_loss_change(start, model, held, steps=s) for s in (8, 12, 64))
+    assert plain.change == capped.change == adaptive.change == pytest.approx(change, abs=1e-9)
+    assert plain.midpoints == 8 and abs(plain.residual) > 0.1 * abs(change)  # the plain rule misses
+    assert capped.midpoints == 12 and abs(capped.residual) < abs(plain.residual)  # 8, then two halvings, no more
+    assert 8 < adaptive.midpoints < 64 and (adaptive.midpoints - 8) % 2 == 0  # it stopped within the tolerance
+    assert abs(adaptive.residual) < 0.01 * abs(change)
+    assert abs(sum(adaptive.shares.values()) + adaptive.residual - change) < 1e-9
+    assert split_loss_change(start, model, held, steps=64, ends=(0.0, change)).change == change
+    profile = loss_along_line(start, model, held, [0.0, 0.05, 0.5, 1.0])
+    assert profile[0] == answer_loss(fresh, held) and profile[-1] == pytest.approx(answer_loss(model, held), abs=1e-6)
+    assert profile[0] - profile[1] > 0.2 * (profile[0] - profile[-1])  # a fifth of the fall in the first twentieth
+    assert answer_loss(model, held) - answer_loss(fresh, held) == change  # the model is left at its own weights
 
 
 def test_a_frozen_parameter_that_moved_is_still_read():
@@ -87,9 +124,11 @@ def test_a_frozen_parameter_that_moved_is_still_read():
 def test_no_steps_is_an_error_and_no_change_has_no_shares():
     model, tokenizer = load_model("tiny-llama")
     held = Examples(tokenizer, _facts("H", 2))
-    with pytest.raises(InterferenceError, match="attribution steps must be at least 1"):
+    with pytest.raises(InterferenceError, match="attribution steps must be an integer >= 1"):
         loss_change_by_layer(Snapshot.of(model), model, held, steps=0)
-    assert loss_change_by_parameter(Snapshot.of(model), model, held) == {}
+    with pytest.raises(InterferenceError, match="attribution tolerance must be in"):
+        loss_change_by_layer(Snapshot.of(model), model, held, tolerance=1.5)
+    assert split_loss_change(Snapshot.of(model), model, held) == LossSplit({}, 0.0, 0)
     assert loss_change_by_layer(Snapshot.of(model), model, held) == {"layer 0": 0.0, "layer 1": 0.0, "other": 0.0}
 
 

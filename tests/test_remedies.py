@@ -349,7 +349,11 @@ def test_the_layer_table_says_where_the_held_out_loss_changed():
     assert summary["residual_max"] == pytest.approx(0.01 / 0.3)  # ewc: shares −0.2 and +0.1, change −0.09
     assert summary["residual"] == pytest.approx((0.01 / 0.4 + 0.01 / 0.5) / 2)  # sft seeds 0 and 1 in the middle
     text = attribution_text(summary)
-    assert "layer 1 on 3, layer 0 on 1 of 4 records" in text and "of their total (at most 3.3 %)" in text
+    assert "layer 1 on 3, layer 0 on 1 of 4 records" in text and "(at most 3.3 %), the midpoint rule's error." in text
+    for r, spent in zip(records[:3], (8, 14, 8), strict=True):  # splits that record the midpoints they spent
+        r["held_loss_midpoints"] = spent
+    assert attribution_summary(records)["midpoints"] == [8, 14]
+    assert attribution_text(attribution_summary(records)).endswith("rule's error, with 8 to 14 midpoints.")
     assert attribution_summary(records[-1:]) is None and attribution_rows(records[-1:], ("old",)) == []
     records.append(record("ewc", 1, (-0.1, 0.1, 0.1)))
     differences = attribution_differences(records, ("sft", "ewc", "old"))
@@ -425,8 +429,9 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     assert sft["held_loss_final"] != sft["held_loss_start"]
     assert written["results"]["held_taylor_fit"] == taylor_fit(study.records)
     assert [row["method"] for row in taylor_rows(study.records, methods)] == list(methods)
-    for r in study.records:  # the layers' shares of the held-out loss's change add up to it (8 midpoints)
+    for r in study.records:  # the layers' shares of the held-out loss's change add up to it (8 to 32 midpoints)
         assert set(r["held_loss_by_layer"]) == set(r["update_norms"])
+        assert 8 <= r["held_loss_midpoints"] <= 32 and r["held_loss_midpoints"] % 2 == 0
         assert sum(r["held_loss_by_layer"].values()) == pytest.approx(r["held_loss_final"] - r["held_loss_start"],
                                                                       rel=0.05, abs=1e-4)
     assert written["results"]["held_loss_by_layer"] == attribution_summary(study.records)

@@ -87,8 +87,8 @@ def attribution_summary(records: list[dict], field: str = "held_loss_by_layer") 
     """Where the held-out loss changed, over every record with the shares: per slot, the records whose change it
     carries most (the largest share in the change's direction); for layers, the records where that slot is also the
     one whose weights moved most (the largest relative update norm); and the median and largest residual as a
-    fraction of the shares' total Σ |share| (a fraction of the change itself blows up where the change is near 0).
-    None without the shares."""
+    fraction of the shares' total Σ |share| (a fraction of the change itself blows up where the change is near 0),
+    and the fewest and most midpoints the splits spent where the records say. None without the shares."""
     rs = [r for r in records if r.get(field) and loss_rise(r) != 0]
     if not rs:
         return None
@@ -97,6 +97,8 @@ def attribution_summary(records: list[dict], field: str = "held_loss_by_layer") 
     relative = [_residual(r, field) / max(sum(abs(v) for v in r[field].values()), 1e-30) for r in rs]
     summary = {"records": len(rs), "leading": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
                "residual": median(relative), "residual_max": max(relative)}
+    if spent := [r["held_loss_midpoints"] for r in rs if "held_loss_midpoints" in r]:
+        summary["midpoints"] = [min(spent), max(spent)]
     if field == "held_loss_by_layer":
         moved = [max(r["update_norms"], key=r["update_norms"].get) if r.get("update_norms") else None for r in rs]
         summary["most_moved"] = sum(a == b for a, b in zip(leading, moved, strict=True))
@@ -111,7 +113,14 @@ def attribution_text(summary: dict, field: str = "held_loss_by_layer") -> str:
     return (f"The {KINDS[field]} that carries most of the held-out loss's change (the largest share in its "
             f"direction): {leading} of {summary['records']} records{moved}. The shares miss the measured change by "
             f"a median {100 * summary['residual']:.1f} % of their total (at most "
-            f"{100 * summary['residual_max']:.1f} %), the midpoint rule's error.")
+            f"{100 * summary['residual_max']:.1f} %), the midpoint rule's error{_spent(summary)}.")
+
+
+def _spent(summary: dict) -> str:
+    if "midpoints" not in summary:  # records before the rule adapted (2026-12-06): 8 even midpoints, or the option's
+        return ""
+    low, high = summary["midpoints"]
+    return f", with {low} midpoints" if low == high else f", with {low} to {high} midpoints"
 
 
 def add_attribution_views(section, results: dict, records: list[dict], methods: Sequence[str]) -> None:
@@ -126,8 +135,9 @@ def add_attribution_views(section, results: dict, records: list[dict], methods: 
         if rows := attribution_rows(records, methods, field):
             section.table(rows, title=f"Where in the network the held-out facts' loss changed, per {kind}: L − L⁰ "
                                       "split by path-integrated gradients, Σ_i Δθ_i ∫ ∂_i L(θ⁰ + tΔθ) dt along the "
-                                      "straight line from the snapshot (midpoint rule, `--attribution-steps` "
-                                      "points; the shares add up to L − L⁰ but for the residual); medians over seeds")
+                                      "straight line from the snapshot (midpoint rule, intervals halved where it "
+                                      "misses, at most `--attribution-steps` midpoints; the shares add up to L − L⁰ "
+                                      "but for the residual); medians over seeds")
             add_sentence(section, results, field, attribution_summary(records, field),
                          lambda summary, field=field: attribution_text(summary, field))
             if rows := attribution_differences(records, methods, field=field):

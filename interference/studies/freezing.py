@@ -242,8 +242,8 @@ def run_freezing(config: ExperimentConfig, *, base=None, progress: bool = True,
 
     `mode` picks the sweep modes, `groups` splits each band into parameter groups, `band` is the number of
     consecutive layers per band, and `match` sets how long cells train (see the module docstring).
-    `attribution_steps` are the midpoints of the path integral that splits each condition's held-out loss change
-    over the layers and parameter groups (0: not measured).
+    `attribution_steps` are the most midpoints of the path integral that splits each condition's held-out loss change
+    over the layers and parameter groups (`interference.measures.attribution.split_loss_change`; 0: not measured).
     """
     groups, mode = check_options(groups=groups, band=band, modes=mode, match=match,
                                  attribution_steps=attribution_steps)

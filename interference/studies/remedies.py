@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..facts.examples import Examples
 from ..io.dataclass_options import check_options, option
 from ..io.errors import InterferenceError
-from ..measures.attribution import STEPS
+from ..measures.attribution import FIRST, STEPS
 from ..measures.evaluation import accuracy, answer_budget, fact_correctness
 from ..measures.fisher import LossExpansion, answer_loss, diagonal_fisher, loss_expansion
 from ..measures.tracing import restore, score_facts
@@ -73,8 +73,9 @@ class RemedySettings:
     ewc_lambda: float | None = option(None, "λ of EWC; none: |D_known| / (2 |D_train|), the weight of the Laplace "
                                       "approximation of D_known's likelihood (the CE is a mean over the batch)",
                                       low=0, above=True)
-    attribution_steps: int = option(STEPS, "midpoints of the path integral that splits the held-out facts' loss "
-                                    "change over the layers and parameter groups (0: leave the split out)", low=0)
+    attribution_steps: int = option(STEPS, f"most midpoints of the path integral that splits the held-out facts' "
+                                    f"loss change over the layers and parameter groups ({FIRST} even ones first, then "
+                                    "halving where the split misses; 0: leave the split out)", low=0)
     alphas: tuple[float, ...] = option((0.0, 0.25, 0.5, 0.75, 1.0), "WiSE-FT interpolation weights α swept")
     alpha: float = option(0.5, "the α of the wise-ft record (paired with the others)", low=0, high=1)
 

@@ -449,14 +449,16 @@ def held_drift(setup: Setup, model: torch.nn.Module, layers: Sequence[int], base
 def held_loss_change(start: Snapshot, model: torch.nn.Module, examples: Examples, start_loss: float, steps: int
                      ) -> dict:
     """D_held's answer loss (`examples`) at the snapshot `start` (`start_loss`, measured once per seed) and at `model`
-    ("held_loss_start", "held_loss_final"), and its change split by path-integrated gradients over `steps` midpoints
-    per decoder layer and per parameter group ("held_loss_by_layer", "held_loss_by_group";
-    `interference.measures.attribution`; left out for no steps): the record fields remedies and freezing share."""
-    from ..measures.attribution import by_group, by_layer, loss_change_by_parameter
+    ("held_loss_start", "held_loss_final"), and its change split by path-integrated gradients over at most `steps`
+    midpoints per decoder layer and per parameter group ("held_loss_by_layer", "held_loss_by_group", and the midpoints
+    spent, "held_loss_midpoints"; `interference.measures.attribution`; left out for no steps): the record fields
+    remedies and freezing share."""
+    from ..measures.attribution import by_group, by_layer, split_loss_change
     from ..measures.fisher import answer_loss
 
     fields = {"held_loss_start": start_loss, "held_loss_final": answer_loss(model, examples)}
     if steps:
-        shares = loss_change_by_parameter(start, model, examples, steps=steps)
-        fields.update(held_loss_by_layer=by_layer(model, shares), held_loss_by_group=by_group(model, shares))
+        split = split_loss_change(start, model, examples, steps=steps, ends=(start_loss, fields["held_loss_final"]))
+        fields.update(held_loss_by_layer=by_layer(model, split.shares),
+                      held_loss_by_group=by_group(model, split.shares), held_loss_midpoints=split.midpoints)
     return fields

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.errors import InterferenceError
-from ..measures.attribution import STEPS
+from ..measures.attribution import STEPS, typical_passes
 from ..report.files import RESULTS_FILE, load_results
 
 #: The analyses of the suite, in the order they run: the paper's (the default) and the remedies (on request).
@@ -58,9 +58,11 @@ def plan(parts: Sequence[str], *, n_known: int, n_unknown: int, n_held: int, lay
          attribution_steps: int = STEPS) -> list[Cell]:
     """The conditions each part trains per seed, with their facts (see the analyses for what each condition is;
     `remedies` counts WiSE-FT's sweep of interpolations as one). Measures add passes with gradients: the held-out
-    loss's path integral (`attribution_steps` over D_held, a remedy's or a freezing condition's) and a remedy's share
+    loss's path integral (`typical_passes(attribution_steps)` over D_held, a remedy's or a freezing condition's: a
+    split that halves intervals spends up to `attribution_steps`) and a remedy's share
     of the seed's Fisher passes (one over D_known and one over D_held, example by example)."""
     unknown = [Cell("hypotheses", 2, n_known + c, n_known + c + n_held) for c in counts]
+    split = math.ceil(typical_passes(attribution_steps) * n_held)
     cells = {
         "forgetting": [Cell("forgetting", methods, n_known + n_unknown, n_known + n_unknown + n_held)],
         "hypotheses": unknown,
@@ -68,9 +70,9 @@ def plan(parts: Sequence[str], *, n_known: int, n_unknown: int, n_held: int, lay
         "overlap": [Cell("overlap", 5, n_known + n_unknown, n_known + n_unknown + n_held)],
         "tracing": [Cell("tracing", 3, n_known + n_unknown, n_known + n_unknown + n_held)],
         "freezing": [Cell("freezing", 1 + 2 * math.ceil(layers / band), n_known + n_unknown,
-                          n_known + n_unknown + n_held, attribution_steps * n_held)],
+                          n_known + n_unknown + n_held, split)],
         "remedies": [Cell("remedies", remedies, n_known + n_unknown, n_known + n_unknown + n_held,
-                          attribution_steps * n_held + math.ceil((n_known + n_held) / remedies))],
+                          split + math.ceil((n_known + n_held) / remedies))],
     }
     unknown_parts = [p for p in parts if p not in cells]
     if unknown_parts:
