@@ -353,7 +353,11 @@ def test_the_layer_table_says_where_the_held_out_loss_changed():
     for r, spent in zip(records[:3], (8, 14, 8), strict=True):  # splits that record the midpoints they spent
         r["held_loss_midpoints"] = spent
     assert attribution_summary(records)["midpoints"] == [8, 14]
+    assert attribution_text(attribution_summary(records)).endswith(
+        "rule's error, with 8 to 14 midpoints on the 3 of 4 records that name them.")
+    records[3]["held_loss_midpoints"] = 10
     assert attribution_text(attribution_summary(records)).endswith("rule's error, with 8 to 14 midpoints.")
+    del records[3]["held_loss_midpoints"]
     assert attribution_summary(records[-1:]) is None and attribution_rows(records[-1:], ("old",)) == []
     records.append(record("ewc", 1, (-0.1, 0.1, 0.1)))
     differences = attribution_differences(records, ("sft", "ewc", "old"))

@@ -88,7 +88,9 @@ def attribution_summary(records: list[dict], field: str = "held_loss_by_layer") 
     carries most (the largest share in the change's direction); for layers, the records where that slot is also the
     one whose weights moved most (the largest relative update norm); and the median and largest residual as a
     fraction of the shares' total Σ |share| (a fraction of the change itself blows up where the change is near 0),
-    and the fewest and most midpoints the splits spent where the records say. None without the shares."""
+    and the fewest and most midpoints the splits spent where the records say (and on how many, where not all do:
+    records before 2026-12-06's adaptive rule spent 8 even ones, or `--attribution-steps`). None without the
+    shares."""
     rs = [r for r in records if r.get(field) and loss_rise(r) != 0]
     if not rs:
         return None
@@ -99,6 +101,8 @@ def attribution_summary(records: list[dict], field: str = "held_loss_by_layer") 
                "residual": median(relative), "residual_max": max(relative)}
     if spent := [r["held_loss_midpoints"] for r in rs if "held_loss_midpoints" in r]:
         summary["midpoints"] = [min(spent), max(spent)]
+        if len(spent) < len(rs):  # pooled with records from before the rule adapted
+            summary["midpoints_records"] = len(spent)
     if field == "held_loss_by_layer":
         moved = [max(r["update_norms"], key=r["update_norms"].get) if r.get("update_norms") else None for r in rs]
         summary["most_moved"] = sum(a == b for a, b in zip(leading, moved, strict=True))
@@ -120,7 +124,10 @@ def _spent(summary: dict) -> str:
     if "midpoints" not in summary:  # records before the rule adapted (2026-12-06): 8 even midpoints, or the option's
         return ""
     low, high = summary["midpoints"]
-    return f", with {low} midpoints" if low == high else f", with {low} to {high} midpoints"
+    spent = f"{low} midpoints" if low == high else f"{low} to {high} midpoints"
+    if "midpoints_records" in summary:
+        return f", with {spent} on the {summary['midpoints_records']} of {summary['records']} records that name them"
+    return f", with {spent}"
 
 
 def add_attribution_views(section, results: dict, records: list[dict], methods: Sequence[str]) -> None:
