@@ -3,6 +3,7 @@ measured, not remembered: recomputed here from the committed results files."""
 
 from __future__ import annotations
 
+import pytest
 from test_readme_numbers import RESULTS  # the tests folder is on the path (pytest prepends it)
 from test_readme_remedies import assert_same_runs, flat
 
@@ -48,12 +49,25 @@ def test_the_readme_states_what_freezing_the_layer_that_carries_the_rise_does(re
 EWC = RESULTS.parent / "smollm2-135m-remedies-ewc-cpu"
 
 
+def _texts(readme: str) -> tuple[str, str]:
+    """The SmolLM2 study's own README and the main one, flat, with minus signs and the ranges' en dashes as "-"."""
+    return tuple(flat(t).replace("−", "-").replace("–", "-")
+                 for t in ((EWC / "README.md").read_text(encoding="utf-8"), readme))
+
+
+def _miss(record: dict) -> float:
+    """The split's miss as a percentage of its shares' total (the report's residual)."""
+    from interference.report.fisher import loss_rise
+
+    shares = record["held_loss_by_layer"].values()
+    return 100 * abs(loss_rise(record) - sum(shares)) / sum(abs(v) for v in shares)
+
+
 def test_the_readmes_state_where_in_smollm2_the_held_out_loss_changed(readme):
     from interference.report.attribution import DEPTH, attribution_differences, attribution_summary, by_depth
     from interference.report.fisher import loss_rise
 
-    own, text = (flat(t).replace("−", "-").replace("–", "-")  # minus signs and the ranges' en dashes
-                 for t in ((EWC / "README.md").read_text(encoding="utf-8"), readme))
+    own, text = _texts(readme)
     data = load_results(EWC / "stage-6")
     records = data["conditions"]
     assert data["seeds"] == [1, 2, 3]
@@ -68,14 +82,12 @@ def test_the_readmes_state_where_in_smollm2_the_held_out_loss_changed(readme):
         return abs(loss_rise(r) - sum(shares)) / sum(abs(v) for v in shares)
 
     worst = {seed: [100 * relative(r) for r in records if r["seed"] == seed] for seed in (1, 2, 3)}
-    assert (f"misses by {min(worst[1]):.1f} % to {max(worst[1]):.1f} % on seed 1" in text and
-            f"residual at most {max(worst[2] + worst[3]):.1f} % of the shares' total" in text)
+    assert f"Stage 6's split missed seed 1's change by {min(worst[1]):.1f} % to {max(worst[1]):.1f} %" in text
     assert (f"{min(worst[1]):.1f} % to {max(worst[1]):.1f} % of their total on seed 1's four records" in own and
             f"by {min(worst[2]):.1f} % to {max(worst[2]):.1f} % on seed 2's and by at most {max(worst[3]):.1f} % on "
             f"seed 3's") in own
     sft2 = next(r for r in by_depth(records) if r["name"] == "sft" and r["seed"] == 2)
     rise, late, ffn = loss_rise(sft2), sft2[DEPTH]["layers 20-29"], sft2["held_loss_by_group"]["ffn"]
-    assert f"layers 20-29 carry {late:.3f} of SFT's {rise:.3f} rise and the FFN weights {ffn:.3f}" in text
     groups = sft2["held_loss_by_group"]
     assert (f"(SFT's held-out accuracy fell by {sft2['absolute_drop']:.2f}, its loss rose by {rise:.3f}) layers 20-29 "
             f"carry {late:.3f} of the rise and the FFN weights {ffn:.3f} (attention {groups['attention']:.3f}, the "
@@ -102,3 +114,78 @@ def test_the_readmes_state_where_in_smollm2_the_held_out_loss_changed(readme):
     assert off == [("ewc:100000", "layer 14"), ("ewc:100000", "layer 16")]
     assert f"and {len(off)} of the {n} per layer do not (EWC at λ 1e5, layers 14 and 16)" in own
     assert f"fewer than the {round(0.05 * n)} that {n} intervals at 95 % miss by chance" in own
+
+
+def test_the_readmes_state_what_the_adaptive_split_finds_in_smollm2(readme):
+    import json
+
+    from interference.report.attribution import DEPTH, attribution_differences, attribution_summary, by_depth
+    from interference.report.fisher import loss_rise
+
+    own, text = _texts(readme)
+    data = load_results(EWC / "stage-7")
+    records = by_depth(data["conditions"])
+    assert data["seeds"] == [1, 2, 3, 4]
+    reference = load_results(EWC / "stage-5")["conditions"]
+    assert_same_runs(data["conditions"], reference,
+                     tuple(k for k in reference[0] if k not in ("seconds", "update_norms")))
+    earlier = {(r["name"], r["seed"]): r for r in load_results(EWC / "stage-6")["conditions"]}
+    for r in records:  # seeds 2 and 3 are stage 6's records; 1 and 4 ran with the adaptive split
+        assert ("held_loss_midpoints" in r) == (r["seed"] in (1, 4))
+        if r["seed"] in (2, 3):
+            assert r["held_loss_by_layer"] == earlier[r["name"], r["seed"]]["held_loss_by_layer"]
+    line = json.loads((EWC / "stage-7" / "line-seed-1-sft.json").read_text(encoding="utf-8"))
+    sft1 = next(r for r in records if r["name"] == "sft" and r["seed"] == 1)
+    assert line["held_loss_start"] == sft1["held_loss_start"] and line["held_loss_final"] == sft1["held_loss_final"]
+    assert line["mean_loss"][0] == sft1["held_loss_start"]
+    assert line["mean_loss"][-1] == pytest.approx(sft1["held_loss_final"], abs=1e-6)
+    tenth = line["mean_loss"][line["t"].index(0.1)]
+    assert f"falls from {line['held_loss_start']:.3f} to {tenth:.3f} in the first tenth" in text
+    assert f"It falls from {line['held_loss_start']:.3f} to {tenth:.3f} in the first tenth of the line" in own
+    assert sum(sft1["held_loss_by_layer"].values()) == pytest.approx(line["split_adaptive_default"]["change"] -
+                                                                     line["split_adaptive_default"]["residual"])
+    for seed in (1, 4):
+        misses = [_miss(r) for r in records if r["seed"] == seed]
+        spent = sorted({r["held_loss_midpoints"] for r in records if r["seed"] == seed})
+        assert max(misses) < 10 if seed == 1 else True  # the pre-registered prediction
+        range_ = f"{min(misses):.1f} % to {max(misses):.1f} %"
+        spent_text = f"{spent[0]}" if len(spent) == 1 else f"{spent[0]} to {spent[-1]}"
+        if seed == 1:
+            assert f"seed 1's records miss by {range_} after {spent_text} midpoints" in text
+            assert f"miss the measured change by {range_} of their shares' total" in own
+            assert f"each after {spent_text} midpoints" in own
+        else:
+            assert f"seed 4's by {range_} after {spent_text}" in own
+    summary = data["results"]["held_loss_by_layer"]
+    assert summary == attribution_summary(data["conditions"])
+    assert (f"the median miss is {100 * summary['residual']:.1f} % (at most {100 * summary['residual_max']:.1f} %"
+            in own)
+    bands = {(r["name"], r["seed"]): r[DEPTH] for r in records}
+    low = [bands[m, 1]["layers 0-9"] for m in ("sft",)] + [bands["sft", 1]["layers 10-19"]]
+    assert f"(SFT: {low[0]:.3f} and {low[1]:.3f} of {loss_rise(sft1):.3f}; FFN" in own
+    late1 = {m: bands[m, 1]["layers 20-29"] for m in ("sft", "self_distill", "ewc:100000", "ewc:1e6")}
+    up = [v for m, v in late1.items() if m != "self_distill"]
+    assert all(v > 0 for v in up) and late1["self_distill"] <= 0
+    assert f"(+{min(up):.3f} to +{max(up):.3f}; self-distillation {late1['self_distill']:.3f})" in own
+    ewc4 = next(r for r in records if r["name"] == "ewc:1e6" and r["seed"] == 4)
+    phrase = f"{ewc4[DEPTH]['layers 20-29']:.3f} against a rise of {loss_rise(ewc4):.3f}"
+    assert f"EWC at λ 1e6 on seed 4, {phrase})" in text and f"fell by {ewc4['absolute_drop']:.2f}; {phrase}" in own
+    above = sum(r[DEPTH]["layers 20-29"] > 0 for r in records)
+    assert f"share is above 0 on {above} of {len(records)} records" in text
+    assert f"layers 20-29's share is above 0 on {above} of {len(records)} records" in own
+    depth, groups = data["results"][DEPTH], data["results"]["held_loss_by_group"]
+    assert (f"layers 20-29 on {depth['leading']['layers 20-29']}, 10-19 on {depth['leading']['layers 10-19']}, 0-9 "
+            f"on {depth['leading']['layers 0-9']}; the group is the FFN on {groups['leading']['ffn']}, attention on "
+            f"{groups['leading']['attention']}") in own
+    methods = ("sft", "self_distill", "ewc:100000", "ewc:1e6")
+    apart = {}
+    for field in (DEPTH, "held_loss_by_group", "held_loss_by_layer"):
+        cells = [(row["method"], slot, cell) for row in attribution_differences(records, methods, field=field)
+                 for slot, cell in row.items() if slot != "method"]
+        bounds = [tuple(float(x) for x in cell.split("[")[1].split("]")[0].split(", ")) for *_, cell in cells]
+        apart[field] = (len(cells), [c[:2] for c, (a, b) in zip(cells, bounds, strict=True) if a > 0 or b < 0])
+    assert not apart[DEPTH][1] and not apart["held_loss_by_group"][1]
+    n, off = apart["held_loss_by_layer"]
+    assert off == [("ewc:100000", "layer 16"), ("ewc:100000", "layer 29")]
+    assert f"and {len(off)} of the {n} per layer do not (EWC at λ 1e5, layers 16 and 29), fewer than the " \
+           f"{round(0.05 * n)} that chance gives" in own
