@@ -63,8 +63,25 @@ def _miss(record: dict) -> float:
     return 100 * abs(loss_rise(record) - sum(shares)) / sum(abs(v) for v in shares)
 
 
+def _apart(records: list[dict]) -> dict[str, tuple[int, list[tuple[str, str]]]]:
+    """Per view of the SmolLM2 study's splits (bands of depth, groups, layers; `records` with the depth view added):
+    how many paired intervals from SFT there are, and the (method, slot) of those that do not span 0."""
+    from interference.report.attribution import DEPTH, attribution_differences
+
+    apart = {}
+    for field in (DEPTH, "held_loss_by_group", "held_loss_by_layer"):
+        cells = [(row["method"], slot, cell)
+                 for row in attribution_differences(records, ("sft", "self_distill", "ewc:100000", "ewc:1e6"),
+                                                    field=field)
+                 for slot, cell in row.items() if slot != "method"]
+        bounds = [tuple(float(x) for x in cell.split("[")[1].split("]")[0].split(", ")) for *_, cell in cells]
+        apart[field] = (len(cells),
+                        [c[:2] for c, (low, high) in zip(cells, bounds, strict=True) if low > 0 or high < 0])
+    return apart
+
+
 def test_the_readmes_state_where_in_smollm2_the_held_out_loss_changed(readme):
-    from interference.report.attribution import DEPTH, attribution_differences, attribution_summary, by_depth
+    from interference.report.attribution import DEPTH, attribution_summary, by_depth
     from interference.report.fisher import loss_rise
 
     own, text = _texts(readme)
@@ -77,11 +94,7 @@ def test_the_readmes_state_where_in_smollm2_the_held_out_loss_changed(readme):
         other = next(c for c in reference if c["name"] == r["name"] and c["seed"] == r["seed"])
         assert max(abs(r["update_norms"][k] - other["update_norms"][k]) for k in other["update_norms"]) <= 4.4e-19
 
-    def relative(r):
-        shares = r["held_loss_by_layer"].values()
-        return abs(loss_rise(r) - sum(shares)) / sum(abs(v) for v in shares)
-
-    worst = {seed: [100 * relative(r) for r in records if r["seed"] == seed] for seed in (1, 2, 3)}
+    worst = {seed: [_miss(r) for r in records if r["seed"] == seed] for seed in (1, 2, 3)}
     assert f"Stage 6's split missed seed 1's change by {min(worst[1]):.1f} % to {max(worst[1]):.1f} %" in text
     assert (f"{min(worst[1]):.1f} % to {max(worst[1]):.1f} % of their total on seed 1's four records" in own and
             f"by {min(worst[2]):.1f} % to {max(worst[2]):.1f} % on seed 2's and by at most {max(worst[3]):.1f} % on "
@@ -101,14 +114,7 @@ def test_the_readmes_state_where_in_smollm2_the_held_out_loss_changed(readme):
             f"the group is the FFN on {groups_summary['leading']['ffn']}, the embeddings on "
             f"{groups_summary['leading']['embeddings']}") in own
     assert f"on {layers['most_moved']} of {layers['records']} records" in own
-    methods = ("sft", "self_distill", "ewc:100000", "ewc:1e6")
-    apart = {}  # per view: (intervals, those that do not span 0)
-    for field, rows in ((DEPTH, by_depth(records)), ("held_loss_by_group", records), ("held_loss_by_layer", records)):
-        cells = [(row["method"], slot, cell) for row in attribution_differences(rows, methods, field=field)
-                 for slot, cell in row.items() if slot != "method"]
-        bounds = [tuple(float(x) for x in cell.split("[")[1].split("]")[0].split(", ")) for *_, cell in cells]
-        apart[field] = (len(cells),
-                        [c[:2] for c, (low, high) in zip(cells, bounds, strict=True) if low > 0 or high < 0])
+    apart = _apart(by_depth(records))
     assert not apart[DEPTH][1] and not apart["held_loss_by_group"][1]
     n, off = apart["held_loss_by_layer"]
     assert off == [("ewc:100000", "layer 14"), ("ewc:100000", "layer 16")]
@@ -119,7 +125,7 @@ def test_the_readmes_state_where_in_smollm2_the_held_out_loss_changed(readme):
 def test_the_readmes_state_what_the_adaptive_split_finds_in_smollm2(readme):
     import json
 
-    from interference.report.attribution import DEPTH, attribution_differences, attribution_summary, by_depth
+    from interference.report.attribution import DEPTH, attribution_summary, by_depth
     from interference.report.fisher import loss_rise
 
     own, text = _texts(readme)
@@ -177,13 +183,7 @@ def test_the_readmes_state_what_the_adaptive_split_finds_in_smollm2(readme):
     assert (f"layers 20-29 on {depth['leading']['layers 20-29']}, 10-19 on {depth['leading']['layers 10-19']}, 0-9 "
             f"on {depth['leading']['layers 0-9']}; the group is the FFN on {groups['leading']['ffn']}, attention on "
             f"{groups['leading']['attention']}") in own
-    methods = ("sft", "self_distill", "ewc:100000", "ewc:1e6")
-    apart = {}
-    for field in (DEPTH, "held_loss_by_group", "held_loss_by_layer"):
-        cells = [(row["method"], slot, cell) for row in attribution_differences(records, methods, field=field)
-                 for slot, cell in row.items() if slot != "method"]
-        bounds = [tuple(float(x) for x in cell.split("[")[1].split("]")[0].split(", ")) for *_, cell in cells]
-        apart[field] = (len(cells), [c[:2] for c, (a, b) in zip(cells, bounds, strict=True) if a > 0 or b < 0])
+    apart = _apart(records)
     assert not apart[DEPTH][1] and not apart["held_loss_by_group"][1]
     n, off = apart["held_loss_by_layer"]
     assert off == [("ewc:100000", "layer 16"), ("ewc:100000", "layer 29")]

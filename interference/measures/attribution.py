@@ -29,7 +29,6 @@ import torch
 
 from ..facts.examples import Examples
 from ..io.errors import InterferenceError
-from ..models.generation import inference_mode
 from ..models.parameter_groups import PARTITION, layer_slots, parameter_groups, parameter_layers
 from ..models.weights import Snapshot
 from .fisher import answer_loss, answer_nll
@@ -70,7 +69,8 @@ class LossSplit:
 
 @dataclass
 class _Interval:
-    """[j, j + 1] / (n·2^depth) of the line; its midpoint's per-batch shares (each already × the width) and loss."""
+    """[j, j + 1] / (n·2^depth) of the line; its midpoint's per-batch shares (each already × the width) and loss, and
+    the loss at its edges where the split may halve it."""
 
     j: int
     depth: int
@@ -79,13 +79,17 @@ class _Interval:
     loss_low: float = float("nan")
     loss_high: float = float("nan")
 
+    def __post_init__(self) -> None:
+        self.estimate = sum(float(p.sum()) for p in self.parts)  # the midpoint's estimate of the interval's change
+
     def miss(self) -> float:
         """The interval's exact change less its midpoint's estimate of it."""
-        return self.loss_high - self.loss_low - sum(float(p.sum()) for p in self.parts)
+        return self.loss_high - self.loss_low - self.estimate
 
 
 class _Line:
-    """`model`'s moved parameters set to θ⁰ + tΔθ, with the loss, or its gradients' shares, there."""
+    """`model`'s moved parameters set to θ⁰ + tΔθ, with the loss, or its gradients' shares, there; `restore` puts
+    them back to the weights `model` had."""
 
     def __init__(self, start: Snapshot, model: torch.nn.Module, examples: Examples, batch_size: int) -> None:
         self.model, self.examples, self.batch_size = model, examples, batch_size
@@ -94,29 +98,29 @@ class _Line:
         delta = {n: p.detach() - start.params[n].to(p.device, p.dtype) for n, p in self.named.items()}
         self.delta = {n: d for n, d in delta.items() if bool(d.any())}
         self.moved = list(self.delta)
+        self.end = {name: self.named[name].detach().clone() for name in self.moved}
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for name in self.moved:
+                self.named[name].copy_(self.end[name])
 
     def _place(self, t: float) -> None:
         with torch.no_grad():
             for name in self.moved:
                 self.named[name].copy_(self.start.params[name].to(self.delta[name]) + t * self.delta[name])
 
-    def _batches(self):
-        n = len(self.examples)
-        return ((first, min(first + self.batch_size, n)) for first in range(0, n, self.batch_size))
-
     def loss(self, t: float) -> float:
         """L(θ⁰ + tΔθ), the mean answer NLL (as `interference.measures.fisher.answer_loss` sums it)."""
         self._place(t)
-        with inference_mode(self.model):
-            total = sum(answer_nll(self.model, self.examples, a, b).double().sum().item() for a, b in self._batches())
-        return total / len(self.examples)
+        return answer_loss(self.model, self.examples, batch_size=self.batch_size)
 
     def shares(self, t: float, divisor: int) -> tuple[list[torch.Tensor], float]:
         """Per batch, each moved parameter's Δθ_i·∂_i L at θ⁰ + tΔθ divided by `divisor` (float64), and L there."""
         self._place(t)
         parts, total = [], 0.0
-        for a, b in self._batches():
-            nll = answer_nll(self.model, self.examples, a, b)
+        for a in range(0, len(self.examples), self.batch_size):
+            nll = answer_nll(self.model, self.examples, a, min(a + self.batch_size, len(self.examples)))
             total += nll.detach().double().sum().item()
             grads = torch.autograd.grad(nll.sum() / len(self.examples), [self.named[n] for n in self.moved],
                                         allow_unused=True)
@@ -132,13 +136,10 @@ def loss_along_line(start: Snapshot, model: torch.nn.Module, examples: Examples,
     ends): the profile that tells where along the line a loss changed (Goodfellow et al. 2015's linear interpolation
     between two weight vectors). `model` is left at its weights."""
     line = _Line(start, model, examples, batch_size)
-    end = {name: line.named[name].detach().clone() for name in line.moved}
     try:
         return [line.loss(float(t)) for t in ts]
     finally:
-        with torch.no_grad():
-            for name in line.moved:
-                line.named[name].copy_(end[name])
+        line.restore()
 
 
 def split_loss_change(start: Snapshot, model: torch.nn.Module, examples: Examples, *, steps: int = STEPS,
@@ -156,7 +157,6 @@ def split_loss_change(start: Snapshot, model: torch.nn.Module, examples: Example
     line = _Line(start, model, examples, batch_size)
     if not line.moved:
         return LossSplit({}, 0.0, 0)
-    end = {name: line.named[name].detach().clone() for name in line.moved}
     flags, training = {name: line.named[name].requires_grad for name in line.moved}, model.training
     n = min(first, steps)
     try:
@@ -172,9 +172,7 @@ def split_loss_change(start: Snapshot, model: torch.nn.Module, examples: Example
                 interval.loss_low, interval.loss_high = edges[k], edges[k + 1]
             _refine(line, intervals, n, steps, tolerance)
     finally:
-        with torch.no_grad():
-            for name in line.moved:
-                line.named[name].copy_(end[name])
+        line.restore()
         for name, flag in flags.items():
             line.named[name].requires_grad_(flag)
         model.train(training)
@@ -188,8 +186,7 @@ def split_loss_change(start: Snapshot, model: torch.nn.Module, examples: Example
 def _refine(line: _Line, intervals: list[_Interval], n: int, steps: int, tolerance: float) -> None:
     """Halve the interval that misses most until the misses are within `tolerance` of the variation or the budget
     of `steps` midpoints is spent (`intervals` in place, kept in order along the line)."""
-    spent = len(intervals)
-    while spent + 2 <= steps:
+    while 2 * len(intervals) - n + 2 <= steps:  # midpoints spent: n, then two per halving
         misses = [abs(i.miss()) for i in intervals]
         variation = sum(abs(i.loss_high - i.loss_low) for i in intervals)
         if sum(misses) <= tolerance * variation + FLOOR:
@@ -201,7 +198,6 @@ def _refine(line: _Line, intervals: list[_Interval], n: int, steps: int, toleran
         halves[0].loss_low, halves[0].loss_high = parent.loss_low, parent.loss_mid
         halves[1].loss_low, halves[1].loss_high = parent.loss_mid, parent.loss_high
         intervals[k:k + 1] = halves
-        spent += 2
 
 
 def _summed(shares: dict[str, float], slot_of: dict[str, str], slots: list[str]) -> dict[str, float]:
