@@ -3,6 +3,8 @@ measured, not remembered: recomputed here from the committed results files."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from test_readme_numbers import RESULTS  # the tests folder is on the path (pytest prepends it)
 from test_readme_remedies import assert_same_runs, flat
@@ -175,9 +177,9 @@ def test_the_readmes_state_what_the_adaptive_split_finds_in_smollm2(readme):
     assert f"(+{min(up):.3f} to +{max(up):.3f}; self-distillation {late1['self_distill']:.3f})" in own
     ewc4 = next(r for r in records if r["name"] == "ewc:1e6" and r["seed"] == 4)
     phrase = f"{ewc4[DEPTH]['layers 20-29']:.3f} against a rise of {loss_rise(ewc4):.3f}"
-    assert f"EWC at λ 1e6 on seed 4, {phrase})" in text and f"fell by {ewc4['absolute_drop']:.2f}; {phrase}" in own
+    assert f"fell by {ewc4['absolute_drop']:.2f}; {phrase}" in own
     above = sum(r[DEPTH]["layers 20-29"] > 0 for r in records)
-    assert f"share is above 0 on {above} of {len(records)} records" in text
+    assert f"(layers 20-29's share above 0 on {above} of {len(records)} records)" in text
     assert f"layers 20-29's share is above 0 on {above} of {len(records)} records" in own
     depth, groups = data["results"][DEPTH], data["results"]["held_loss_by_group"]
     assert (f"layers 20-29 on {depth['leading']['layers 20-29']}, 10-19 on {depth['leading']['layers 10-19']}, 0-9 "
@@ -189,3 +191,74 @@ def test_the_readmes_state_what_the_adaptive_split_finds_in_smollm2(readme):
     assert off == [("ewc:100000", "layer 16"), ("ewc:100000", "layer 29")]
     assert f"and {len(off)} of the {n} per layer do not (EWC at λ 1e5, layers 16 and 29), fewer than the " \
            f"{round(0.05 * n)} that chance gives" in own
+
+
+def test_the_readmes_state_whether_the_late_layers_lead_holds_on_new_seeds(readme):
+    from interference.report.attribution import DEPTH, by_depth
+    from interference.report.fisher import loss_rise
+    from interference.report.paired import paired_difference
+
+    own, text = _texts(readme)
+    data = load_results(EWC / "stage-8")
+    records = by_depth(data["conditions"])
+    assert data["seeds"] == [1, 2, 3, 4, 5, 6]
+    new = [r for r in records if r["seed"] in (5, 6)]
+    reference = load_results(EWC / "stage-4")["conditions"]
+    assert_same_runs(new, reference, tuple(k for k in reference[0] if k not in ("seconds", "update_norms")))
+    trained = {(r["name"], r["seed"]): r for r in reference}
+    norms = [abs(v - trained[r["name"], r["seed"]]["update_norms"][k])
+             for r in new for k, v in r["update_norms"].items()]
+    changed = sum(r["update_norms"] != trained[r["name"], r["seed"]]["update_norms"] for r in new)
+    assert max(norms) <= 4.4e-19 and f"{('no', 'one', 'two', 'three', 'four')[changed]} records' update norms" in own
+    earlier = {(r["name"], r["seed"]): r for r in load_results(EWC / "stage-7")["conditions"]}
+    for r in data["conditions"]:  # seeds 1-4 are stage 7's records
+        if r["seed"] <= 4:
+            assert r["held_loss_by_layer"] == earlier[r["name"], r["seed"]]["held_loss_by_layer"]
+
+    late = {(r["name"], r["seed"]): r[DEPTH]["layers 20-29"] for r in records}
+    above = [r for r in new if late[r["name"], r["seed"]] > 0]
+    assert len(above) >= 6  # the pre-registered prediction: at least 6 of the 8 new records
+    assert f"Layers 20-29's share is above 0 on {len(above)} of the {len(new)} new records" in own
+    assert f"it held on {len(above)} of {len(new)} new records, the fewest the prediction allowed" in text
+    assert len(above) == 6 and sum(math.comb(8, k) for k in range(6, 9)) == 37  # "37 times in 256, 14.5 %"
+    misses, spent = [_miss(r) for r in new], [r["held_loss_midpoints"] for r in new]
+    assert max(misses) < 10  # the second prediction
+    assert (f"miss their measured change by {min(misses):.1f} % to {max(misses):.1f} % of their shares' total, after "
+            f"{min(spent)} to {max(spent)} midpoints") in own
+    rises = [loss_rise(r) for r in records if r["seed"] == 5]
+    assert min(rises) > 0 and f"(by {min(rises):.3f} to {max(rises):.3f})" in own
+
+    rose = [r for r in records if loss_rise(r) > 0]
+    fell = [r for r in records if loss_rise(r) < 0]
+    assert len(rose) + len(fell) == len(records) == 24
+    bands = ("layers 0-9", "layers 10-19", "layers 20-29")
+    first = sum(max(bands, key=lambda b, r=r: r[DEPTH][b]) == "layers 20-29" for r in rose)
+    up_rose, up_fell = (sum(late[r["name"], r["seed"]] > 0 for r in group) for group in (rose, fell))
+    assert up_rose == len(rose)  # "on all 10 where the loss rose"
+    assert (f"above 0 on all {len(rose)} where the loss rose (the largest of the three bands on {first} of them) and "
+            f"on {up_fell} of the {len(fell)} where it fell") in own
+    assert (f"above 0 on all {len(rose)} where the loss rose (the largest band on {first}) and on {up_fell} of the "
+            f"{len(fell)} where it fell") in text
+
+    depth, groups, layers = (data["results"][f] for f in (DEPTH, "held_loss_by_group", "held_loss_by_layer"))
+    assert (f"layers 20-29 on {depth['leading']['layers 20-29']}, 0-9 on {depth['leading']['layers 0-9']}, 10-19 on "
+            f"{depth['leading']['layers 10-19']}; the group is the FFN on {groups['leading']['ffn']}, attention on "
+            f"{groups['leading']['attention']}; the single layer that carries most is the most-moved layer on "
+            f"{layers['most_moved']} of {layers['records']}") in own
+    assert (f"The median miss is {100 * layers['residual']:.1f} % (at most {100 * layers['residual_max']:.1f} %)"
+            in own)
+    apart = _apart(records)
+    assert apart[DEPTH][1] == [("ewc:100000", "other")] and apart["held_loss_by_group"][1] == [
+        ("ewc:100000", "embeddings")]
+    n, off = apart["held_loss_by_layer"]
+    assert sorted(off) == [("ewc:100000", f"layer {i}") for i in (15, 16, 28, 29)] + [
+        ("ewc:100000", "other"), ("ewc:1e6", "layer 29"), ("self_distill", "layer 20")]
+    groups_rows = shares(data["conditions"], "held_loss_by_group")
+    embeddings = paired_difference(groups_rows, "ewc:100000", "sft", "embeddings")
+    lower = sum(d < 0 for d in embeddings.differences)
+    phrase = f"({interval_text(embeddings.t, 4)}"
+    assert f"lowers the embeddings' share {phrase}, lower on {lower} of 6 seeds;" in own
+    assert f"(the embeddings', {interval_text(embeddings.t, 4)}); per layer {len(off)} of {n} intervals" in text
+    assert (f"Per layer, {len(off)} of {n} intervals do not span 0, against the {round(0.05 * n)} that chance "
+            f"gives") in own
+    assert f"where chance gives {round(0.05 * n)}" in text
