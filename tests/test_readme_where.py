@@ -262,3 +262,48 @@ def test_the_readmes_state_whether_the_late_layers_lead_holds_on_new_seeds(readm
     assert (f"Per layer, {len(off)} of {n} intervals do not span 0, against the {round(0.05 * n)} that chance "
             f"gives") in own
     assert f"where chance gives {round(0.05 * n)}" in text
+
+
+def _world_readings(folder: str) -> list[tuple[str, float, float, float]]:
+    """The numbers the README's two world bullets on where the held-out loss rises read off a run's shares: each
+    median share (as a one-point reading) and each paired interval from SFT, as (what, mean, low, high)."""
+    from interference.report.attribution import attribution_rows
+
+    records = load_results(RESULTS / folder)["conditions"]
+    out = []
+    for field, slots in (("held_loss_by_layer", ("layer 0", "layer 1", "other")),
+                         ("held_loss_by_group", ("ffn", "attention", "embeddings", "norms", "unembedding"))):
+        sft = attribution_rows(records, ("sft",), field)[0]
+        out += [(f"sft {slot}", sft[slot], sft[slot], sft[slot]) for slot in slots]
+        rows = shares(records, field)
+        for method in ("self_distill", "ewc:1e6", "ewc:1e7"):
+            for slot in slots:
+                t = paired_difference(rows, method, "sft", slot).t
+                out.append((f"{method} {slot}", t.mean, t.low, t.high))
+    return out
+
+
+def test_the_readme_states_that_the_world_split_reads_the_same_when_it_adapts(readme):
+    from interference.report.attribution import attribution_summary
+
+    text = flat(readme).replace("−", "-")
+    new, old = (load_results(RESULTS / f) for f in ("remedies-adaptive-split", "remedies-by-group"))
+    assert new["seeds"] == old["seeds"] == list(range(10))
+    fields = tuple(k for k in old["conditions"][0]
+                   if k not in ("seconds", "update_norms", "held_loss_by_layer", "held_loss_by_group"))
+    assert_same_runs(new["conditions"], old["conditions"], fields)
+    before = {(r["name"], r["seed"]): r["update_norms"] for r in old["conditions"]}
+    assert all(v == pytest.approx(before[r["name"], r["seed"]][k], abs=1e-16)
+               for r in new["conditions"] for k, v in r["update_norms"].items())
+    summary, earlier = (attribution_summary(d["conditions"]) for d in (new, old))
+    assert summary["residual_max"] < 0.05 < earlier["residual_max"]  # the prediction: under 5 %
+    spent = [r["held_loss_midpoints"] for r in new["conditions"]]
+    halved = sum(s > 8 for s in spent)
+    assert (f"the largest miss falls from {100 * earlier['residual_max']:.1f} % to "
+            f"{100 * summary['residual_max']:.1f} % ({halved} of {len(spent)} records halved, {min(spent)} to "
+            f"{max(spent)} midpoints)") in text
+    assert summary["leading"] == earlier["leading"] and summary["most_moved"] == earlier["most_moved"]
+    for (what, *after), (_, *prior) in zip(_world_readings("remedies-adaptive-split"),
+                                           _world_readings("remedies-by-group"), strict=True):
+        assert all(abs(a - b) < 0.0015 for a, b in zip(after, prior, strict=True)), what  # a last digit at most
+        assert (after[1] > 0 or after[2] < 0) == (prior[1] > 0 or prior[2] < 0), what  # on the same side of 0
