@@ -303,7 +303,45 @@ def test_the_readme_states_that_the_world_split_reads_the_same_when_it_adapts(re
             f"{100 * summary['residual_max']:.1f} % ({halved} of {len(spent)} records halved, {min(spent)} to "
             f"{max(spent)} midpoints)") in text
     assert summary["leading"] == earlier["leading"] and summary["most_moved"] == earlier["most_moved"]
-    for (what, *after), (_, *prior) in zip(_world_readings("remedies-adaptive-split"),
-                                           _world_readings("remedies-by-group"), strict=True):
-        assert all(abs(a - b) < 0.0015 for a, b in zip(after, prior, strict=True)), what  # a last digit at most
-        assert (after[1] > 0 or after[2] < 0) == (prior[1] > 0 or prior[2] < 0), what  # on the same side of 0
+    _assert_read_alike(_world_readings("remedies-adaptive-split"), _world_readings("remedies-by-group"))
+
+
+def _assert_read_alike(after: list[tuple], before: list[tuple]) -> None:
+    """Two runs' (what, mean, low, high) readings differ by at most one in the third decimal, none across 0."""
+    for (what, *new), (_, *old) in zip(after, before, strict=True):
+        assert all(abs(a - b) < 0.0015 for a, b in zip(new, old, strict=True)), what  # a last digit at most
+        assert (new[1] > 0 or new[2] < 0) == (old[1] > 0 or old[2] < 0), what  # on the same side of 0
+
+
+def _freezing_readings(folder: str) -> list[tuple[str, float, float, float]]:
+    """The shares the README's freezing bullet reads: each frozen layer's condition against full SFT, per slot."""
+    records = load_results(RESULTS / folder)["conditions"]
+    out = []
+    for condition, field, slot in (("freeze-only layer 0", "held_loss_by_group", "embeddings"),
+                                   ("freeze-only layer 0", "held_loss_by_layer", "layer 1"),
+                                   ("freeze-only layer 1", "held_loss_by_layer", "layer 0")):
+        t = paired_difference(shares(records, field), condition, "sft", slot).t
+        out.append((f"{condition} {slot}", t.mean, t.low, t.high))
+    return out
+
+
+def test_the_readme_states_that_the_world_freezing_split_reads_the_same_when_it_adapts(readme):
+    from interference.report.attribution import attribution_summary
+
+    text = flat(readme).replace("−", "-")
+    new, old = (load_results(RESULTS / f) for f in ("freezing-adaptive-split", "freezing-by-layer"))
+    assert new["seeds"] == old["seeds"] == list(range(10))
+    fields = tuple(k for k in old["conditions"][0]
+                   if k not in ("seconds", "update_norms", "held_loss_by_layer", "held_loss_by_group"))
+    assert_same_runs(new["conditions"], old["conditions"], fields)
+    summary, earlier = (attribution_summary(d["conditions"]) for d in (new, old))
+    spent = [r["held_loss_midpoints"] for r in new["conditions"]]
+    assert (f"the largest miss falls from {100 * earlier['residual_max']:.1f} % to "
+            f"{100 * summary['residual_max']:.1f} % ({sum(s > 8 for s in spent)} of {len(spent)} records halved), "
+            f"and these shares move by at most one in their last digit") in text
+    _assert_read_alike(_freezing_readings("freezing-adaptive-split"), _freezing_readings("freezing-by-layer"))
+    for condition, field, slot in (("freeze-only layer 0", "held_loss_by_group", "embeddings"),
+                                   ("freeze-only layer 1", "held_loss_by_layer", "layer 0")):  # "on 9 of 10"
+        counts = {paired_difference(shares(d["conditions"], field), condition, "sft", slot).n_positive
+                  for d in (new, old)}
+        assert len(counts) == 1, slot
