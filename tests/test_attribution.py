@@ -183,7 +183,28 @@ def test_a_deep_models_layers_are_also_read_in_bands_of_depth():
     titles = [t["title"] for t in report.to_dict()["tables"]]
     assert titles[0].startswith("Where in the network the held-out facts' loss changed, per depth band")
     assert any(t.startswith("Each depth band's share of the held-out loss's change minus sft's") for t in titles)
+    assert report.results[f"{DEPTH}_signs"]["with_rise"]["layers 6-7"] == 3  # sft's loss rose on 3 records
+    assert any(t.startswith("Per depth band: on how many records its share has the sign") for t in titles)
     shallow = Report("t", config={}, seeds=(0,))
     two = [{**r, "held_loss_by_layer": {"layer 0": 0.01, "layer 1": 0.0, "other": 0.0}} for r in records]
     add_attribution_views(shallow.section("where"), shallow.results, two, ("sft", "self_distill"))
     assert DEPTH not in shallow.results and "held_loss_by_layer" in shallow.results
+
+
+def test_sign_counts_say_which_slots_go_with_each_direction_of_the_change():
+    from interference.report.attribution import sign_counts, sign_text
+
+    def record(seed, shares):
+        return {"name": "sft", "seed": seed, "held_loss_start": 1.0, "held_loss_final": 1.0 + sum(shares.values()),
+                "held_loss_by_layer": shares}
+
+    records = [record(0, {"layer 0": -0.1, "layer 1": 0.3}), record(1, {"layer 0": 0.1, "layer 1": 0.2}),
+               record(2, {"layer 0": -0.3, "layer 1": 0.1}), record(3, {"layer 0": 0.2, "layer 1": -0.2}),
+               {"name": "sft", "seed": 4}]  # a record without the shares is left out
+    counts = sign_counts(records)
+    assert counts == {"rose": 2, "fell": 1, "with_rise": {"layer 0": 1, "layer 1": 2},
+                      "with_fall": {"layer 0": 1, "layer 1": 0}}  # seed 3's change is 0: neither direction
+    text = sign_text(counts)
+    assert "where the held-out loss rose (2 records), layer 1 is above 0 on 2 (the fewest: 1)" in text
+    assert "where the held-out loss fell (1 record), layer 0 is below 0 on 1 (the fewest: 0)" in text
+    assert sign_counts([{"name": "sft", "seed": 0}]) is None

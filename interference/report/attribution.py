@@ -109,6 +109,42 @@ def attribution_summary(records: list[dict], field: str = "held_loss_by_layer") 
     return summary
 
 
+def sign_counts(records: list[dict], field: str = "held_loss_by_layer") -> dict | None:
+    """Per slot, how often its share goes with the change it is part of, over every record with the shares: on how
+    many of the records where the held-out loss rose it is above 0 (`with_rise`), and on how many where it fell below
+    0 (`with_fall`). A count of signs, unlike a median, is not swayed by one large record. Shares move with the change
+    they add up to, so a slot's count is read against the other slots', not against a coin. None without the
+    shares."""
+    rs = [r for r in records if r.get(field) and loss_rise(r) != 0]
+    if not rs:
+        return None
+    rose, fell = [r for r in rs if loss_rise(r) > 0], [r for r in rs if loss_rise(r) < 0]
+    slots = list(rs[0][field])
+    return {"rose": len(rose), "fell": len(fell),
+            "with_rise": {slot: sum(r[field][slot] > 0 for r in rose) for slot in slots},
+            "with_fall": {slot: sum(r[field][slot] < 0 for r in fell) for slot in slots}}
+
+
+def sign_rows(counts: dict, field: str = "held_loss_by_layer") -> list[dict]:
+    """`sign_counts`' result as a table, one row per slot."""
+    return [{KINDS[field]: slot, f"above 0 where the loss rose (of {counts['rose']})": counts["with_rise"][slot],
+             f"below 0 where it fell (of {counts['fell']})": counts["with_fall"][slot]} for slot in counts["with_rise"]]
+
+
+def sign_text(counts: dict, field: str = "held_loss_by_layer") -> str:
+    """One sentence on `sign_counts`' result: per direction of the change, the slots whose share goes with it most
+    often, and the fewest times any slot does."""
+    parts = []
+    for direction, key, sign in (("rose", "with_rise", "above"), ("fell", "with_fall", "below")):
+        if n := counts[direction]:
+            most, least = max(counts[key].values()), min(counts[key].values())
+            named = [slot for slot, k in counts[key].items() if k == most]
+            parts.append(f"where the held-out loss {direction} ({n} record{'s' * (n != 1)}), {', '.join(named)} "
+                         f"{'is' if len(named) == 1 else 'are'} {sign} 0 on {most} (the fewest: {least})")
+    return (f"Signs, not sizes: {'; '.join(parts)}. A slot's share moves with the change it is part of, so these "
+            "counts are read against each other, not against a coin.")
+
+
 def attribution_text(summary: dict, field: str = "held_loss_by_layer") -> str:
     """One sentence on `attribution_summary`'s result."""
     leading = ", ".join(f"{slot} on {n}" for slot, n in summary["leading"].items())
@@ -147,6 +183,11 @@ def add_attribution_views(section, results: dict, records: list[dict], methods: 
                                       "but for the residual); medians over seeds")
             add_sentence(section, results, field, attribution_summary(records, field),
                          lambda summary, field=field: attribution_text(summary, field))
+            if counts := sign_counts(records, field):
+                results[f"{field}_signs"] = counts
+                section.table(sign_rows(counts, field), title=f"Per {kind}: on how many records its share has the "
+                                                              "sign of the held-out loss's change")
+                section.text(sign_text(counts, field))
             if rows := attribution_differences(records, methods, field=field):
                 section.table(rows, title=f"Each {kind}'s share of the held-out loss's change minus sft's, paired by "
                                           "seed (mean, 95 % t-interval)")
