@@ -239,8 +239,6 @@ def test_the_readmes_state_whether_the_late_layers_lead_holds_on_new_seeds(readm
     assert up_rose == len(rose)  # "on all 10 where the loss rose"
     assert (f"above 0 on all {len(rose)} where the loss rose (the largest of the three bands on {first} of them) and "
             f"on {up_fell} of the {len(fell)} where it fell") in own
-    assert (f"above 0 on all {len(rose)} where the loss rose (the largest band on {first}) and on {up_fell} of the "
-            f"{len(fell)} where it fell") in text
 
     depth, groups, layers = (data["results"][f] for f in (DEPTH, "held_loss_by_group", "held_loss_by_layer"))
     assert (f"layers 20-29 on {depth['leading']['layers 20-29']}, 0-9 on {depth['leading']['layers 0-9']}, 10-19 on "
@@ -260,10 +258,8 @@ def test_the_readmes_state_whether_the_late_layers_lead_holds_on_new_seeds(readm
     lower = sum(d < 0 for d in embeddings.differences)
     phrase = f"({interval_text(embeddings.t, 4)}"
     assert f"lowers the embeddings' share {phrase}, lower on {lower} of 6 seeds;" in own
-    assert f"(the embeddings', {interval_text(embeddings.t, 4)}); per layer {len(off)} of {n} intervals" in text
     assert (f"Per layer, {len(off)} of {n} intervals do not span 0, against the {round(0.05 * n)} that chance "
             f"gives") in own
-    assert f"where chance gives {round(0.05 * n)}" in text
 
 
 def _world_readings(folder: str) -> list[tuple[str, float, float, float]]:
@@ -345,3 +341,124 @@ def test_the_readme_states_that_the_world_freezing_split_reads_the_same_when_it_
         counts = {paired_difference(shares(d["conditions"], field), condition, "sft", slot).n_positive
                   for d in (new, old)}
         assert len(counts) == 1, slot
+
+
+def test_the_readmes_state_what_stage_9_finds_where_the_held_out_loss_rises(readme):
+    from scipy.stats import spearmanr
+
+    from interference.report.attribution import DEPTH, by_depth, sign_counts
+    from interference.report.fisher import loss_rise
+
+    own, text = _texts(readme)
+    data = load_results(EWC / "stage-9")
+    records = by_depth(data["conditions"])
+    assert data["seeds"] == list(range(1, 9))
+    earlier = {(r["name"], r["seed"]): r for r in load_results(EWC / "stage-8")["conditions"]}
+    assert all(r == earlier[r["name"], r["seed"]] for r in data["conditions"] if r["seed"] <= 6)  # merged as they were
+    new = [r for r in records if r["seed"] in (7, 8)]
+    short = [(r["name"], r["seed"], r["new_acc"]) for r in new if r["new_acc"] < 0.9]
+    assert [s[:2] for s in short] == [("ewc:1e6", 7)]
+    assert f"but EWC at λ 1e6 on seed 7 ({short[0][2]:.2f} after 20 epochs)" in own
+    assert next(r["epochs"] for r in new if r["new_acc"] < 0.9) == 20
+
+    bands = ("layers 0-9", "layers 10-19", "layers 20-29")
+    rose = [r for r in new if loss_rise(r) > 0]
+    k = len(rose)
+    assert all(r[DEPTH]["layers 20-29"] > 0 for r in rose)  # the pre-registered prediction
+    first = sum(max(bands, key=lambda b, r=r: r[DEPTH][b]) == "layers 20-29" for r in rose)
+    assert first >= k / 2  # the second
+    misses, spent = [_miss(r) for r in new], [r["held_loss_midpoints"] for r in new]
+    assert max(misses) < 10  # the third
+    assert {r["seed"] for r in rose} == {8} and k == 4
+    rises = [loss_rise(r) for r in rose]
+    assert (f"The held-out loss rose on {k} new records, all of them seed 8's (by {min(rises):.3f} to "
+            f"{max(rises):.3f}), and layers 20-29's share is above 0 on all {k}; it is the largest band on {first} of "
+            f"them") in own
+    assert (f"miss their measured change by {min(misses):.1f} % to {max(misses):.1f} % of their shares' total, after "
+            f"{min(spent)} to {max(spent)} midpoints") in own
+    on_new = sign_counts(new, DEPTH)
+    assert on_new["with_rise"]["layers 0-9"] == on_new["with_rise"]["layers 10-19"] == k  # the addendum's tie
+    assert f"layers 0-9 and layers 10-19 are above 0 on all {k} too" in own
+    falls = [loss_rise(r) for r in new if r["seed"] == 7]
+    assert max(falls) < 0 and all(r[DEPTH][b] < 0 for r in new if r["seed"] == 7 for b in bands)
+    assert f"fell on every method (by {-max(falls):.3f} to {-min(falls):.3f})" in own
+    assert f"it held on all {k} new rising records, but so did layers 0-9 and 10-19" in text
+
+    signs = data["results"][f"{DEPTH}_signs"]
+    assert signs == sign_counts(records, DEPTH)
+    up, down = signs["with_rise"], signs["with_fall"]
+    assert up["layers 20-29"] == signs["rose"]
+    assert (f"where the loss rose ({signs['rose']} records) layers 20-29 are above 0 on {up['layers 20-29']}, layers "
+            f"0-9 on {up['layers 0-9']} and layers 10-19 on {up['layers 10-19']}; where it fell ({signs['fell']}), "
+            f"layers 0-9 are below 0 on {down['layers 0-9']}, layers 10-19 on {down['layers 10-19']} and layers "
+            f"20-29 on {down['layers 20-29']}") in own
+    assert (f"where the loss rose ({signs['rose']}) layers 20-29 are above 0 on {up['layers 20-29']}, layers 0-9 on "
+            f"{up['layers 0-9']} and 10-19 on {up['layers 10-19']}; where it fell ({signs['fell']}), layers 0-9 are "
+            f"below 0 on {down['layers 0-9']} and layers 20-29 on {down['layers 20-29']}") in text
+    groups = data["results"]["held_loss_by_group_signs"]
+    assert groups["with_rise"]["ffn"] == groups["with_rise"]["attention"] == groups["rose"]
+    assert (f"go with the change on {groups['with_rise']['ffn']} of {groups['rose']} rises and "
+            f"{groups['with_fall']['ffn']} of {groups['fell']} falls") in own
+    assert groups["with_fall"]["attention"] == groups["with_fall"]["ffn"]
+
+    seeds = data["seeds"]
+    start = [next(r["held_loss_start"] for r in records if r["seed"] == s) for s in seeds]
+    change = [sum(loss_rise(r) for r in records if r["seed"] == s) / 4 for s in seeds]
+    rho = spearmanr(start, change).statistic
+    assert f"runs from {min(start):.3f} to {max(start):.3f} over the 8 seeds" in own
+    assert f"(Spearman ρ {rho:.2f} between the snapshot's loss" in own
+    assert f"(Spearman ρ {rho:.2f} over 8 seeds), so the {signs['rose']} rises are" in text
+    every = {d: [s for s in seeds if all((loss_rise(r) > 0) == (d == "rise") for r in records if r["seed"] == s)]
+             for d in ("rise", "fall")}
+    assert len(every["rise"]) == 2 and len(every["fall"]) == 3
+    assert (f"seeds {every['rise'][0]} and {every['rise'][1]} rise on every method, seeds {every['fall'][0]}, "
+            f"{every['fall'][1]} and {every['fall'][2]} fall on every method") in own
+    rising_seeds = len({r["seed"] for r in records if loss_rise(r) > 0})
+    assert f"The {signs['rose']} rising records are {rising_seeds} seeds' records" in own
+    assert f"the {signs['rose']} rises are {rising_seeds} seeds' records" in text
+
+    depth, group_summary, layers = (data["results"][f] for f in (DEPTH, "held_loss_by_group", "held_loss_by_layer"))
+    assert (f"layers 20-29 on {depth['leading']['layers 20-29']}, 0-9 on {depth['leading']['layers 0-9']}, 10-19 on "
+            f"{depth['leading']['layers 10-19']}; the group is the FFN on {group_summary['leading']['ffn']}, attention "
+            f"on {group_summary['leading']['attention']}; the single layer that carries most is the most-moved layer "
+            f"on {layers['most_moved']} of {layers['records']}") in own
+    assert (f"The median miss is {100 * layers['residual']:.1f} % (at most {100 * layers['residual_max']:.1f} %)"
+            in own)
+
+    rows = [{"name": r["name"], "seed": r["seed"], "change": loss_rise(r), **r[DEPTH], **r["held_loss_by_group"]}
+            for r in records]
+    total = paired_difference(rows, "self_distill", "sft", "change")
+    lower = sum(d < 0 for d in total.differences)
+    assert total.t.high < 0
+    assert (f"below SFT's by {-total.t.mean:.3f} ([{total.t.low:+.3f}, {total.t.high:+.3f}], lower on {lower} of 8 "
+            f"seeds") in own
+    assert f"self-distillation's change is lower by {-total.t.mean:.3f} [{total.t.low:+.3f}, {total.t.high:+.3f}] " \
+           f"(on {lower} of 8 seeds)" in text
+    for band in bands:
+        d = paired_difference(rows, "self_distill", "sft", band)
+        assert d.t.high < 0
+        assert f"{band.replace('layers ', '') if band != 'layers 0-9' else band} {interval_text(d.t, 4)}" in own
+        assert sum(x < 0 for x in d.differences) == 6
+    late = paired_difference(rows, "self_distill", "sft", "layers 20-29")
+    assert f"(layers 20-29: {interval_text(late.t, 4)})" in text
+    for group, name in (("attention", "attention"), ("ffn", "the FFN")):
+        d = paired_difference(rows, "self_distill", "sft", group)
+        assert d.t.high < 0 and f"{name} ({interval_text(d.t, 4)})" in own
+    embeddings = paired_difference(rows, "ewc:100000", "sft", "embeddings")
+    assert embeddings.t.low < 0 < embeddings.t.high
+    assert f"spans 0 over eight seeds ({interval_text(embeddings.t, 4)})" in own
+
+    apart = _apart(records)
+    assert apart[DEPTH][1] == [("self_distill", b) for b in bands]
+    assert apart["held_loss_by_group"][1] == [("self_distill", "attention"), ("self_distill", "ffn")]
+    n, off = apart["held_loss_by_layer"]
+    distilled = sorted(int(slot.split()[1]) for m, slot in off if m == "self_distill")
+    layer_rows = shares(records, "held_loss_by_layer")
+    assert all(paired_difference(layer_rows, m, "sft", slot).t.high < 0 for m, slot in off)  # each "lowers"
+    others = sorted((m, s) for m, s in off if m != "self_distill")
+    assert others == [("ewc:100000", "layer 29"), ("ewc:1e6", "layer 29")]
+    assert (f"Per layer, {len(off)} of {n} intervals do not span 0 (chance gives {round(0.05 * n)}): "
+            f"self-distillation lowers {len(distilled)} layers spread from layer {distilled[0]} to layer "
+            f"{distilled[-1]}") in own
+    assert (f"per layer {len(off)} of {n} intervals do not span 0, {len(distilled)} of them self-distillation's, "
+            f"spread from layer {distilled[0]} to {distilled[-1]}, where chance gives {round(0.05 * n)}") in text
