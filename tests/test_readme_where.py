@@ -193,6 +193,20 @@ def test_the_readmes_state_what_the_adaptive_split_finds_in_smollm2(readme):
            f"{round(0.05 * n)} that chance gives" in own
 
 
+def _assert_pooled_summary(results: dict, own: str) -> None:
+    """The study README's sentences on a pooled stage's summaries: the band, group and layer that carry most of each
+    record's change, and the split's median and largest miss."""
+    from interference.report.attribution import DEPTH
+
+    depth, groups, layers = (results[f] for f in (DEPTH, "held_loss_by_group", "held_loss_by_layer"))
+    assert (f"layers 20-29 on {depth['leading']['layers 20-29']}, 0-9 on {depth['leading']['layers 0-9']}, 10-19 on "
+            f"{depth['leading']['layers 10-19']}; the group is the FFN on {groups['leading']['ffn']}, attention on "
+            f"{groups['leading']['attention']}; the single layer that carries most is the most-moved layer on "
+            f"{layers['most_moved']} of {layers['records']}") in own
+    assert (f"The median miss is {100 * layers['residual']:.1f} % (at most {100 * layers['residual_max']:.1f} %)"
+            in own)
+
+
 def test_the_readmes_state_whether_the_late_layers_lead_holds_on_new_seeds(readme):
     from interference.report.attribution import DEPTH, by_depth
     from interference.report.fisher import loss_rise
@@ -240,13 +254,7 @@ def test_the_readmes_state_whether_the_late_layers_lead_holds_on_new_seeds(readm
     assert (f"above 0 on all {len(rose)} where the loss rose (the largest of the three bands on {first} of them) and "
             f"on {up_fell} of the {len(fell)} where it fell") in own
 
-    depth, groups, layers = (data["results"][f] for f in (DEPTH, "held_loss_by_group", "held_loss_by_layer"))
-    assert (f"layers 20-29 on {depth['leading']['layers 20-29']}, 0-9 on {depth['leading']['layers 0-9']}, 10-19 on "
-            f"{depth['leading']['layers 10-19']}; the group is the FFN on {groups['leading']['ffn']}, attention on "
-            f"{groups['leading']['attention']}; the single layer that carries most is the most-moved layer on "
-            f"{layers['most_moved']} of {layers['records']}") in own
-    assert (f"The median miss is {100 * layers['residual']:.1f} % (at most {100 * layers['residual_max']:.1f} %)"
-            in own)
+    _assert_pooled_summary(data["results"], own)
     apart = _apart(records)
     assert apart[DEPTH][1] == [("ewc:100000", "other")] and apart["held_loss_by_group"][1] == [
         ("ewc:100000", "embeddings")]
@@ -416,13 +424,7 @@ def test_the_readmes_state_what_stage_9_finds_where_the_held_out_loss_rises(read
     assert f"The {signs['rose']} rising records are {rising_seeds} seeds' records" in own
     assert f"(Spearman ρ {rho:.2f} over 8 seeds; the {signs['rose']} rises are {rising_seeds} seeds' records)" in text
 
-    depth, group_summary, layers = (data["results"][f] for f in (DEPTH, "held_loss_by_group", "held_loss_by_layer"))
-    assert (f"layers 20-29 on {depth['leading']['layers 20-29']}, 0-9 on {depth['leading']['layers 0-9']}, 10-19 on "
-            f"{depth['leading']['layers 10-19']}; the group is the FFN on {group_summary['leading']['ffn']}, attention "
-            f"on {group_summary['leading']['attention']}; the single layer that carries most is the most-moved layer "
-            f"on {layers['most_moved']} of {layers['records']}") in own
-    assert (f"The median miss is {100 * layers['residual']:.1f} % (at most {100 * layers['residual_max']:.1f} %)"
-            in own)
+    _assert_pooled_summary(data["results"], own)
 
     rows = [{"name": r["name"], "seed": r["seed"], "change": loss_rise(r), **r[DEPTH], **r["held_loss_by_group"]}
             for r in records]
