@@ -115,11 +115,11 @@ def sign_counts(records: list[dict], field: str = "held_loss_by_layer") -> dict 
     0 (`with_fall`). A count of signs, unlike a median, is not swayed by one large record. Shares move with the change
     they add up to, so a slot's count is read against the other slots', not against a coin. None without the
     shares."""
-    rs = [r for r in records if r.get(field) and loss_rise(r) != 0]
-    if not rs:
+    changes = [(r, loss_rise(r)) for r in records if r.get(field)]
+    rose, fell = [r for r, change in changes if change > 0], [r for r, change in changes if change < 0]
+    if not rose and not fell:
         return None
-    rose, fell = [r for r in rs if loss_rise(r) > 0], [r for r in rs if loss_rise(r) < 0]
-    slots = list(rs[0][field])
+    slots = list((rose or fell)[0][field])
     return {"rose": len(rose), "fell": len(fell),
             "with_rise": {slot: sum(r[field][slot] > 0 for r in rose) for slot in slots},
             "with_fall": {slot: sum(r[field][slot] < 0 for r in fell) for slot in slots}}
@@ -184,10 +184,9 @@ def add_attribution_views(section, results: dict, records: list[dict], methods: 
             add_sentence(section, results, field, attribution_summary(records, field),
                          lambda summary, field=field: attribution_text(summary, field))
             if counts := sign_counts(records, field):
-                results[f"{field}_signs"] = counts
                 section.table(sign_rows(counts, field), title=f"Per {kind}: on how many records its share has the "
                                                               "sign of the held-out loss's change")
-                section.text(sign_text(counts, field))
+            add_sentence(section, results, f"{field}_signs", counts, lambda c, field=field: sign_text(c, field))
             if rows := attribution_differences(records, methods, field=field):
                 section.table(rows, title=f"Each {kind}'s share of the held-out loss's change minus sft's, paired by "
                                           "seed (mean, 95 % t-interval)")
