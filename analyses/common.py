@@ -14,6 +14,7 @@ from interference.io.errors import CommandParser, InterferenceError, cli_errors
 from interference.io.outputs import claim_output
 from interference.models.devices import DEVICE_CHOICES, DTYPES, device_description, resolve_device, resolve_dtype
 from interference.report import CSV_FILE, HTML_FILE, MANIFEST_FILE, RESULTS_FILE
+from interference.report.accumulate import Part
 from interference.report.files import versions
 from interference.studies.setup import WORLD, ExperimentConfig
 from interference.studies.suite import ACCUMULATING
@@ -69,7 +70,8 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
                             "fingerprint; seeds already there are skipped) and recompute the report over all seeds")
         p.add_argument("--merge", nargs="+", default=None, metavar="FOLDER",
                        help="pool the seeds of these report folders (runs of the same settings, e.g. on other "
-                            "machines) into this report; only --seeds none of them has are trained")
+                            "machines; for forgetting and remedies, runs of more --methods, of which this run's are "
+                            "taken) into this report; only --seeds none of them has are trained")
     training = p.add_argument_group("training of every condition", "TrainConfig's options; the analysis sets each "
                                     "condition's method, frozen parameters, training splits and seed, and --quick or "
                                     "the analysis may set other defaults (results.json records what ran)")
@@ -139,8 +141,9 @@ class StudyCommand:
 
     `study(config)` runs the study, `report(s)` makes its report, `rebuild(config, records, results)` makes the study
     from pooled records and the earlier `results` (no training), `settings` are the study's own settings (methods,
-    counts, ...) for the run fingerprint (`interference.report.accumulate`), which results.json records, and `order`
-    is the conditions' order in pooled records.
+    counts, ...) for the run fingerprint (`interference.report.accumulate`), which results.json records, `order`
+    is the conditions' order in pooled records, and `part` (an `accumulate.Part`) the setting whose conditions are
+    trained apart, so that a run of some of them pools with a run of more.
     """
 
     args: argparse.Namespace
@@ -150,6 +153,7 @@ class StudyCommand:
     rebuild: Callable[[ExperimentConfig, list[dict], dict], object]
     settings: dict = field(default_factory=dict)
     order: list[str] | None = None
+    part: Part | None = None
 
     @property
     def fingerprint(self) -> dict:
@@ -168,9 +172,10 @@ class StudyCommand:
         machine = device_description(resolve_device(config.device))
 
         def build():
+            # a run of fewer conditions never takes its own folder's records: its report would drop the others
             earlier = earlier_run(args.out, fingerprint) if getattr(args, "accumulate", False) else None
             for folder in getattr(args, "merge", None) or ():
-                found = earlier_run(folder, fingerprint, required=True)
+                found = earlier_run(folder, fingerprint, required=True, part=self.part)
                 earlier = found + earlier
             new = tuple(s for s in config.seeds if earlier is None or s not in earlier.seeds)
             if new:

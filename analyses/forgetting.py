@@ -12,6 +12,7 @@ Writes <out>/report.html and <out>/results.json. A thin shell over `interference
 
 from __future__ import annotations
 
+from interference.report.accumulate import Part
 from interference.studies.forgetting import METHODS, ForgettingStudy, forgetting_report, run_forgetting
 
 from . import common
@@ -32,7 +33,8 @@ def command(argv: list[str] | None = None) -> common.StudyCommand:
     return common.StudyCommand(
         args, config, lambda c: run_forgetting(c, methods, progress=not args.no_progress), forgetting_report,
         lambda c, records, results: ForgettingStudy(c, methods, results["layer"], records),
-        settings={"methods": list(methods)}, order=list(methods))
+        settings={"methods": list(methods)}, order=list(methods),
+        part=Part("methods", anchors=("sft",)))
 
 
 #: `python -m analyses.forgetting`: the parsed command, run (a bad option is one line and exit 2).

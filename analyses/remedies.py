@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from interference.io.dataclass_options import add_dataclass_options, dataclass_values
+from interference.report.accumulate import Part
 from interference.studies.remedies import (
     METHODS,
     STRENGTHS,
@@ -53,7 +54,8 @@ def command(argv: list[str] | None = None) -> common.StudyCommand:
     return common.StudyCommand(
         args, config, lambda c: run_remedies(c, methods, settings, progress=not args.no_progress), remedies_report,
         lambda c, records, results: RemediesStudy(c, methods, settings, results["layer"], records),
-        settings={"methods": list(methods), "remedies": asdict(settings)}, order=list(methods))
+        settings={"methods": list(methods), "remedies": asdict(settings)}, order=list(methods),
+        part=Part("methods"))
 
 
 #: `python -m analyses.remedies`: the parsed command, run (a bad option is one line and exit 2).

@@ -16,6 +16,8 @@ from interference.studies.setup import ExperimentConfig
 
 QUICK = ["--quick", "--methods", "sft", "self_distill", "--no-progress", "--n-known", "24", "--n-unknown", "24",
          "--n-held", "24", "--epochs", "6"]
+#: QUICK with the methods left to each test.
+ANY_METHODS = [arg for arg in QUICK if arg not in ("--methods", "sft", "self_distill")]
 
 #: Per-record fields that differ between two runs of the same seed (timings) or say where the record came from.
 VOLATILE = ("seconds", "machine")
@@ -244,3 +246,51 @@ def test_how_finely_a_measure_is_taken_never_stops_runs_pooling():
     finer = {**base, "remedies": {**base["remedies"], "attribution_steps": 16}}
     assert comparable(finer) == comparable(base) == comparable({**base, "remedies": {"lora_rank": 8}})
     assert comparable({**base, "remedies": {"lora_rank": 4}}) != comparable(base)  # a trained setting still counts
+
+
+def test_a_run_of_fewer_methods_takes_an_earlier_run_s_records_of_those_and_equals_one_run(tmp_path, capsys):
+    """Each method trains apart from its seed's start, so a run of more methods holds the records a run of fewer
+    would make: a merge takes those (and says so), and its report equals one run over all seeds."""
+    more, merged, whole = tmp_path / "more", tmp_path / "merged", tmp_path / "whole"
+    assert main([*ANY_METHODS, "--methods", "sft", "attention-only", "self_distill", "--seeds", "0", "--out", str(more)]) == 0
+    assert main([*ANY_METHODS, "--methods", "sft", "self_distill", "--seeds", "0", "1", "--merge", str(more),
+                 "--out", str(merged)]) == 0  # trains seed 1 only
+    assert main([*ANY_METHODS, "--methods", "sft", "self_distill", "--seeds", "0", "1", "--out", str(whole)]) == 0
+    a, b = _results(merged), _results(whole)
+    assert _stable(a["conditions"]) == _stable(b["conditions"]) and a["headline"] == b["headline"]
+    assert {r["name"] for r in a["conditions"]} == {"sft", "self_distill"}
+    assert a["results"]["run_fingerprint"] == b["results"]["run_fingerprint"]
+    assert a["results"]["pooled_from"][0] | {"versions": None} == {
+        "folder": str(more), "seeds": [0], "device": device_description("cpu"), "versions": None,
+        "methods": ["sft", "self_distill"]}
+
+
+def test_a_run_of_other_methods_or_without_the_one_the_others_depend_on_is_refused(tmp_path, capsys):
+    more = tmp_path / "more"
+    assert main([*ANY_METHODS, "--methods", "sft", "attention-only", "--seeds", "0", "--out", str(more)]) == 0
+    before = (more / "results.json").read_text()
+    capsys.readouterr()
+    refused = {  # attention-only trains as long as sft did: without sft its records would differ
+        ("attention-only",): "methods: ['sft', 'attention-only'] there, ['attention-only'] now",
+        ("sft", "self_distill"): "methods: ['sft', 'attention-only'] there, ['sft', 'self_distill'] now"}
+    for methods, difference in refused.items():
+        assert main([*ANY_METHODS, "--methods", *methods, "--seeds", "0", "1", "--merge", str(more),
+                     "--out", str(tmp_path / "x")]) == 2
+        assert f"holds a run with other settings ({difference})" in capsys.readouterr().err
+    # --accumulate writes into the earlier run's folder: a run of fewer methods there would drop the others' records
+    assert main([*ANY_METHODS, "--methods", "sft", "--seeds", "1", "--accumulate", "--out", str(more)]) == 2
+    assert "holds a run with other settings (methods:" in capsys.readouterr().err
+    assert (more / "results.json").read_text() == before and not (tmp_path / "x").exists()
+
+
+def test_a_part_is_taken_only_where_nothing_else_differs():
+    from interference.report.accumulate import Part
+
+    theirs = {"command": "remedies", "methods": ["sft", "self_distill", "ewc:1e6"], "train": {"lr": 1e-4}}
+    part = Part("methods")
+    assert part.taken({**theirs, "methods": ["sft", "self_distill"]}, theirs) == ("sft", "self_distill")
+    assert part.taken({**theirs, "methods": ["sft", "lora"]}, theirs) is None  # lora is not in the earlier run
+    assert part.taken({**theirs, "methods": ["sft"], "train": {"lr": 1e-3}}, theirs) is None
+    assert Part("methods", anchors=("sft",)).taken({**theirs, "methods": ["self_distill"]}, theirs) is None
+    assert Part("methods", anchors=("sft",)).taken({**theirs, "methods": ["sft", "ewc:1e6"]}, theirs) == (
+        "sft", "ewc:1e6")

@@ -478,7 +478,7 @@ def test_the_shared_training_options_leave_the_per_condition_ones_alone():
     assert train.lora_rank is None and train.ewc_lambda == 0.0
 
 
-def test_the_remedies_command_writes_every_method_paired_with_sft(tmp_path):
+def test_the_remedies_command_writes_every_method_paired_with_sft(tmp_path, capsys):
     import json
 
     from analyses import remedies
@@ -492,3 +492,18 @@ def test_the_remedies_command_writes_every_method_paired_with_sft(tmp_path):
     assert all(names.count(m) == 3 for m in remedies.METHODS)
     paired = {p["condition"] for p in data["results"]["paired"] if p["minus"] == "sft"}
     assert paired == set(remedies.METHODS) - {"sft"}
+    fewer = ["sft", "self_distill", "wise-ft"]  # each method trains from the snapshot: a run of some repeats its records
+    for argv, folder in (([], "part"), (["--merge", str(out)], "taken")):
+        assert remedies.main(["--quick", "--n-known", "12", "--n-unknown", "12", "--n-held", "12", "--epochs", "1",
+                              "--lora-rank", "2", "--methods", *fewer, "--seeds", "0", *argv, "--no-progress",
+                              "--out", str(tmp_path / folder)]) == 0
+    part, taken = (json.loads((tmp_path / f / "results.json").read_text())["conditions"] for f in ("part", "taken"))
+    assert [c["name"] for c in taken] == [m for m in fewer for _ in range(3)]  # the merge takes all 3 seeds
+
+    def stable(records):
+        return [{k: v for k, v in r.items() if k not in ("seconds", "machine")} for r in records if r["seed"] == 0]
+
+    assert stable(part) == stable(taken)
+    assert remedies.main(["--quick", "--n-known", "12", "--n-unknown", "12", "--n-held", "12", "--epochs", "1",
+                          "--methods", *fewer, "--merge", str(out), "--no-progress", "--out", str(tmp_path / "x")]) == 2
+    assert "holds a run with other settings (remedies.lora_rank: 2 there, 8 now)" in capsys.readouterr().err

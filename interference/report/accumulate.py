@@ -12,7 +12,9 @@ may be pooled:
     study = pool(run_study(config_with_only_new_seeds), earlier)
 
 and the study's records become the earlier ones plus the new ones; every report statistic is then recomputed over
-all seeds. A folder whose run has another fingerprint is refused with one line naming the first differing setting.
+all seeds. A folder whose run has another fingerprint is refused with one line naming the first differing setting,
+with one exception a study may declare (`Part`): where its conditions (methods) are each trained apart from the
+seed's start, a run of some of them pools with an earlier run of more, taking the earlier run's records of those.
 Each record carries the `machine` it ran on, so a pooled report shows where its seeds came from.
 """
 
@@ -141,9 +143,34 @@ def first_difference(ours: dict, theirs: dict, prefix: str = "") -> str:
     return ""
 
 
-def earlier_run(folder: str | Path, fingerprint: dict, *, required: bool = False) -> Earlier | None:
+@dataclass(frozen=True)
+class Part:
+    """A study setting whose values are conditions trained apart from each seed's start (`key`, e.g. "methods"), so
+    that a run of some of them is the same experiment, on those, as an earlier run of more. `anchors` are values
+    whose presence changes the other conditions' records (forgetting's sft sets the others' length): they must be in
+    both runs or in neither."""
+
+    key: str
+    anchors: tuple[str, ...] = ()
+
+    def taken(self, ours: dict, theirs: dict) -> tuple[str, ...] | None:
+        """Our values of `key` when `theirs` (an earlier run's `comparable` settings) differs from `ours` only
+        there, holds every one of ours, and holds each anchor exactly where ours does; None otherwise."""
+        mine, recorded = ours.get(self.key), theirs.get(self.key)
+        if not (isinstance(mine, list) and isinstance(recorded, list)) or not set(mine) <= set(recorded):
+            return None
+        if {**ours, self.key: None} != {**theirs, self.key: None}:
+            return None
+        if any((anchor in mine) != (anchor in recorded) for anchor in self.anchors):
+            return None
+        return tuple(mine)
+
+
+def earlier_run(folder: str | Path, fingerprint: dict, *, required: bool = False,
+                part: Part | None = None) -> Earlier | None:
     """The earlier run in `folder` to add seeds to: None when the folder holds no results (an error if `required`);
-    a one-line error when it holds results of other settings (or written before fingerprints were recorded)."""
+    a one-line error when it holds results of other settings (or written before fingerprints were recorded). With
+    `part`, a run whose settings differ only in holding more of its conditions gives its records of ours."""
     path = Path(folder) / RESULTS_FILE
     if not path.is_file():
         if required:
@@ -155,17 +182,24 @@ def earlier_run(folder: str | Path, fingerprint: dict, *, required: bool = False
         raise InterferenceError(f"{path} has no run fingerprint (written by an older version): its seeds cannot be "
                                 "added to; use another --out")
     ours, recorded = comparable(fingerprint["settings"]), comparable(theirs.get("settings", {}))
+    taken = None
     if theirs["digest"] != fingerprint["digest"] and ours != recorded:
-        difference = first_difference(ours, recorded) or "the settings differ"
-        raise InterferenceError(f"{folder} holds a run with other settings ({difference}): seeds accumulate only "
-                                "over the same experiment; use another --out")
+        taken = part.taken(ours, recorded) if part is not None else None
+        if taken is None:
+            beside = part and first_difference({**ours, part.key: None}, {**recorded, part.key: None})
+            difference = beside or first_difference(ours, recorded) or "the settings differ"  # what stops it
+            raise InterferenceError(f"{folder} holds a run with other settings ({difference}): seeds accumulate "
+                                    "only over the same experiment; use another --out")
     results = data.get("results", {})
-    records = [{k: math.nan if k in NAN_FIELDS and v is None else v for k, v in r.items()} for r in data["conditions"]]
+    records = [{k: math.nan if k in NAN_FIELDS and v is None else v for k, v in r.items()} for r in data["conditions"]
+               if taken is None or r["name"] in taken]
     if not any(r.get("machine") for r in records) and results.get("device"):  # from before records kept their
         records = [r | {"machine": results["device"]} for r in records]    # machine: the run's own device
     seeds = tuple(sorted({r["seed"] for r in records}))
     sources = results.get("pooled_from") or [
         {"folder": str(folder), "seeds": list(seeds), "device": results.get("device"), "versions": data["versions"]}]
+    if taken is not None:  # which of the run's conditions this pool took
+        sources = [{**source, part.key: list(taken)} for source in sources]
     return Earlier(records, seeds, results, dict.fromkeys(seeds, str(folder)), sources)
 
 
