@@ -252,7 +252,8 @@ def test_a_run_of_fewer_methods_takes_an_earlier_run_s_records_of_those_and_equa
     """Each method trains apart from its seed's start, so a run of more methods holds the records a run of fewer
     would make: a merge takes those (and says so), and its report equals one run over all seeds."""
     more, merged, whole = tmp_path / "more", tmp_path / "merged", tmp_path / "whole"
-    assert main([*ANY_METHODS, "--methods", "sft", "attention-only", "self_distill", "--seeds", "0", "--out", str(more)]) == 0
+    assert main([*ANY_METHODS, "--methods", "sft", "attention-only", "self_distill", "--seeds", "0",
+                 "--out", str(more)]) == 0
     assert main([*ANY_METHODS, "--methods", "sft", "self_distill", "--seeds", "0", "1", "--merge", str(more),
                  "--out", str(merged)]) == 0  # trains seed 1 only
     assert main([*ANY_METHODS, "--methods", "sft", "self_distill", "--seeds", "0", "1", "--out", str(whole)]) == 0

@@ -383,6 +383,7 @@ def test_a_strong_ewc_keeps_the_weights_nearer_the_snapshot_than_sft(tiny):
 def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_path):
     from interference.report import validate_results
     from interference.report.attribution import attribution_summary
+    from interference.report.fact_losses import fact_loss_summary
     from interference.report.fisher import held_distance_ranking, taylor_fit, taylor_rows
     from interference.studies.remedies import RemedySettings, remedies_report, run_remedies
     from interference.studies.setup import ExperimentConfig
@@ -431,6 +432,12 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     assert len({r["held_loss_start"] for r in study.records if r["seed"] == 0}) == 1  # one start per seed
     sft = next(r for r in study.records if r["name"] == "sft" and r["seed"] == 0)
     assert sft["held_loss_final"] != sft["held_loss_start"]
+    for r in study.records:  # each fact's loss, to 5 decimals, averages to the recorded mean
+        for end in ("start", "final"):
+            assert len(r[f"held_losses_{end}"]) == 16
+            assert sum(r[f"held_losses_{end}"]) / 16 == pytest.approx(r[f"held_loss_{end}"], abs=1e-5)
+    assert written["results"]["held_fact_losses"] == fact_loss_summary(study.records, methods)
+    assert written["results"]["held_fact_losses"]["methods"]["sft"]["seeds"] == 2
     assert written["results"]["held_taylor_fit"] == taylor_fit(study.records)
     assert [row["method"] for row in taylor_rows(study.records, methods)] == list(methods)
     for r in study.records:  # the layers' shares of the held-out loss's change add up to it (8 to 32 midpoints)
@@ -492,7 +499,7 @@ def test_the_remedies_command_writes_every_method_paired_with_sft(tmp_path, caps
     assert all(names.count(m) == 3 for m in remedies.METHODS)
     paired = {p["condition"] for p in data["results"]["paired"] if p["minus"] == "sft"}
     assert paired == set(remedies.METHODS) - {"sft"}
-    fewer = ["sft", "self_distill", "wise-ft"]  # each method trains from the snapshot: a run of some repeats its records
+    fewer = ["sft", "self_distill", "wise-ft"]  # each trains from the snapshot: a run of some repeats their records
     for argv, folder in (([], "part"), (["--merge", str(out)], "taken")):
         assert remedies.main(["--quick", "--n-known", "12", "--n-unknown", "12", "--n-held", "12", "--epochs", "1",
                               "--lora-rank", "2", "--methods", *fewer, "--seeds", "0", *argv, "--no-progress",

@@ -119,6 +119,7 @@ def test_records_say_where_the_held_out_loss_changed_and_a_frozen_layer_carries_
         by_layer, by_group = record["held_loss_by_layer"], record["held_loss_by_group"]
         assert list(by_layer) == list(record["update_norms"])  # the update-norm table's slots
         assert record["held_loss_start"] == study.records[0]["held_loss_start"]  # one snapshot for every condition
+        assert record["held_losses_start"] == study.records[0]["held_losses_start"]  # each fact's, too
         rise = record["held_loss_final"] - record["held_loss_start"]
         assert sum(by_layer.values()) == pytest.approx(rise, abs=0.05 * abs(rise) + 1e-4)  # the midpoint rule's error
         assert sum(by_group.values()) == pytest.approx(sum(by_layer.values()), abs=1e-9)  # one split, two sums
@@ -141,6 +142,8 @@ def test_report_validates_and_writes_both_files(study, tmp_path):
     heat = next(f for f in data["figures"] if f["title"].startswith("Held-out forgetting"))
     assert heat["traces"][0]["type"] == "heatmap" and len(heat["traces"][0]["z"]) == 2
     assert "held_loss_by_layer" in data["results"] and "held_loss_by_group" in data["results"]
+    facts = len(study.records[0]["held_losses_start"])
+    assert data["results"]["held_fact_losses"]["methods"][REFERENCE]["facts"] == facts
     assert any(t["title"].startswith("Each layer's share of the held-out loss's change minus sft's")
                for t in data["tables"])
     out = report.write(tmp_path / "freezing")
@@ -190,6 +193,7 @@ def test_without_attribution_steps_there_is_no_split_and_such_runs_pool_with_spl
     data = json.loads((tmp_path / "a" / "results.json").read_text())
     assert not any("held_loss_by_layer" in c for c in data["conditions"])
     assert "held_loss_by_layer" not in data["results"]
+    assert "held_fact_losses" in data["results"]  # each fact's loss is read whether or not the change is split
     assert cli.main([*small, "--out", str(tmp_path / "a"), "--seeds", "1", "--accumulate"]) == 0
     data = json.loads((tmp_path / "a" / "results.json").read_text())
     assert [("held_loss_by_layer" in c) for c in data["conditions"] if c["name"] == REFERENCE] == [False, True]

@@ -72,14 +72,23 @@ def answer_nll(model: torch.nn.Module, examples: Examples, start: int, stop: int
     return (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
 
 
+def answer_losses(model: torch.nn.Module, examples: Examples, *, batch_size: int = 16) -> torch.Tensor:
+    """ℓ_i for every example, in float64 on the CPU, at `model`'s current weights (no gradients): the terms of
+    `answer_loss`, fact by fact."""
+    with inference_mode(model):
+        return torch.cat([answer_nll(model, examples, start, min(start + batch_size, len(examples))).double().cpu()
+                          for start in range(0, len(examples), batch_size)])
+
+
+def mean_loss(losses: torch.Tensor, *, batch_size: int = 16) -> float:
+    """The mean of per-example losses summed batch by batch, as `answer_loss` sums them (so the two agree exactly)."""
+    return sum(chunk.sum().item() for chunk in losses.split(batch_size)) / len(losses)
+
+
 def answer_loss(model: torch.nn.Module, examples: Examples, *, batch_size: int = 16) -> float:
     """L = the mean over examples of ℓ_i, the mean negative log-likelihood of an example's answer tokens, at `model`'s
     current weights (the loss `loss_expansion` expands; no gradients)."""
-    total = 0.0
-    with inference_mode(model):
-        for start in range(0, len(examples), batch_size):
-            total += answer_nll(model, examples, start, min(start + batch_size, len(examples))).double().sum().item()
-    return total / len(examples)
+    return mean_loss(answer_losses(model, examples, batch_size=batch_size), batch_size=batch_size)
 
 
 def diagonal_fisher(model: torch.nn.Module, examples: Examples, names: Sequence[str], *,

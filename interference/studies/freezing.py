@@ -24,13 +24,14 @@ from tqdm.auto import tqdm
 from ..facts.examples import Examples
 from ..io.errors import InterferenceError
 from ..measures.attribution import STEPS
-from ..measures.fisher import answer_loss
+from ..measures.fisher import answer_losses
 from ..measures.updates import layer_update_norms
 from ..models.architectures import n_layers
 from ..models.weights import Snapshot
 from ..report.attribution import FIELDS as ATTRIBUTION_FIELDS
 from ..report.attribution import add_attribution_views
 from ..report.document import Report
+from ..report.fact_losses import add_fact_loss_view
 from ..report.headline import add_curves, add_headline, add_summary, ours
 from ..report.paired import Check, paired_difference
 from ..report.stats import mean_ci
@@ -142,13 +143,13 @@ def train_cell(setup: Setup, config: ExperimentConfig, cell: SweepCondition, see
 @dataclass(frozen=True)
 class _Start:
     """What a seed's conditions are measured against: the base model's held-out subject states at the drift layer,
-    the snapshot every condition starts from, D_held as examples and its answer loss at the snapshot, and the
+    the snapshot every condition starts from, D_held as examples and each fact's answer loss at the snapshot, and the
     midpoints of the loss change's split."""
 
     states: torch.Tensor
     snapshot: Snapshot
     held: Examples
-    held_loss: float
+    held_losses: torch.Tensor
     attribution_steps: int
 
 
@@ -161,7 +162,7 @@ def _record(setup: Setup, condition: Condition, layer: int, start: _Start, **ext
     curves = {split: condition.result.curve(split) for split in ("known", "unknown", "held")}
     return condition.record(drift=drift, curves=curves,
                             update_norms=layer_update_norms(start.snapshot, condition.model),
-                            **held_loss_change(start.snapshot, condition.model, start.held, start.held_loss,
+                            **held_loss_change(start.snapshot, condition.model, start.held, start.held_losses,
                                                start.attribution_steps),
                             **extra)
 
@@ -260,7 +261,7 @@ def run_freezing(config: ExperimentConfig, *, base=None, progress: bool = True,
             bar = tqdm(total=(len(cells) + 1) * len(config.seeds), desc="freezing", unit="run", disable=not progress)
         held, sft = Examples(setup.tokenizer, setup.held), config.train_config(seed, method="sft")
         start = _Start(held_states(setup, setup.model, [study.layer]), setup.snapshot(sft), held,
-                       answer_loss(start_model(setup, sft), held), attribution_steps)
+                       answer_losses(start_model(setup, sft), held), attribution_steps)
         reference = run_condition(setup, REFERENCE, sft, bar=bar)
         study.records.append(_record(setup, reference, study.layer, start, mode="full", group="all", first=0,
                                      last=study.layers - 1, selection=None, trained_fraction=1.0))
@@ -380,13 +381,14 @@ def freezing_report(study: FreezingStudy) -> Report:
     )
     heat.figure(_heatmap(study, "new_acc", "New-fact acquisition acc(D_unknown)", "Blues"))
     heat.figure(_heatmap(study, "forgetting", "Held-out forgetting (relative drop from peak)", "Reds"))
-    if any(r.get(field) for r in records for field in ATTRIBUTION_FIELDS):
+    if any(r.get(field) for r in records for field in (*ATTRIBUTION_FIELDS, "held_losses_final")):
         where = report.section(
             "Where the held-out loss changed",
             "Each condition's change of D_held's answer loss from the snapshot, split over the layers and the "
             "parameter groups by path-integrated gradients (`interference.measures.attribution`): a frozen layer's "
             "share is 0, so these tables show where its part of full SFT's change went instead.")
         add_attribution_views(where, report.results, records, names)
+        add_fact_loss_view(where, report.results, records, names)
     add_summary(report, records, names)
     add_curves(report, records, names)
     return report

@@ -22,6 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+import torch
 from tqdm.auto import tqdm
 
 from ..facts.examples import Examples
@@ -29,7 +30,7 @@ from ..io.dataclass_options import check_options, option
 from ..io.errors import InterferenceError
 from ..measures.attribution import FIRST, STEPS
 from ..measures.evaluation import accuracy, answer_budget, fact_correctness
-from ..measures.fisher import LossExpansion, answer_loss, diagonal_fisher, loss_expansion
+from ..measures.fisher import LossExpansion, answer_losses, diagonal_fisher, loss_expansion
 from ..measures.tracing import restore, score_facts
 from ..measures.updates import fisher_distance, gradient_projection, layer_update_norms
 from ..models.weights import Snapshot, interpolate
@@ -37,6 +38,7 @@ from ..report import charts
 from ..report import fisher as fisher_tables
 from ..report.attribution import add_attribution_views
 from ..report.document import Report
+from ..report.fact_losses import add_fact_loss_view
 from ..report.headline import add_curves, add_headline, add_summary, mean_of
 from ..report.paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
 from ..report.relations import add_relations
@@ -120,9 +122,10 @@ class RemedySettings:
 @dataclass
 class RemediesStudy:
     """Result of `run_remedies`: one record per method and seed, with `drift`, `update_norms`, `fisher_distance`,
-    `held_fisher_distance`, `held_gradient_term`, `held_loss_start`, `held_loss_final`, `held_loss_by_layer`,
-    `held_loss_by_group` and (trained methods) `loss_terms`; LoRA's records name the modules that carried adapters
-    (`adapters`), wise-ft's hold the seed's whole α sweep (`sweep`)."""
+    `held_fisher_distance`, `held_gradient_term`, `held_loss_start`, `held_loss_final` (and each fact's,
+    `held_losses_start`, `held_losses_final`), `held_loss_by_layer`, `held_loss_by_group` and (trained methods)
+    `loss_terms`; LoRA's records name the modules that carried adapters (`adapters`), wise-ft's hold the seed's
+    whole α sweep (`sweep`)."""
 
     config: ExperimentConfig
     methods: tuple[str, ...]
@@ -175,31 +178,32 @@ def _loss_terms(history) -> dict[str, float]:
 @dataclass
 class _Anchors:
     """What a seed's snapshot θ⁰ gives every method's measures: D_known's Fisher, D_held's loss expansion, D_held's
-    examples and their loss at θ⁰."""
+    examples and each one's loss at θ⁰."""
 
     known_fisher: dict
     held: LossExpansion
     held_examples: Examples
-    held_loss: float
+    held_losses: torch.Tensor
 
 
 def _anchors(setup: Setup, traced) -> _Anchors:
     names = [n for n, p in traced.named_parameters() if p.requires_grad]
     held = Examples(setup.tokenizer, setup.held)
     return _Anchors(diagonal_fisher(traced, Examples(setup.tokenizer, setup.known), names),
-                    loss_expansion(traced, held, names), held, answer_loss(traced, held))
+                    loss_expansion(traced, held, names), held, answer_losses(traced, held))
 
 
-def _snapshot_measures(start: Snapshot, model, anchors: _Anchors, steps: int) -> dict[str, float]:
+def _snapshot_measures(start: Snapshot, model, anchors: _Anchors, steps: int) -> dict:
     """What the seed's snapshot θ⁰ measures of `model`: Σ F(θ − θ⁰)² under the snapshot's Fisher of D_known
     ("fisher_distance", EWC's penalty at λ 1) and of D_held ("held_fisher_distance": twice the second-order term of
-    the held-out facts' loss change); that loss at the start and the end ("held_loss_start", "held_loss_final"), its
+    the held-out facts' loss change); that loss at the start and the end ("held_loss_start", "held_loss_final", and
+    each fact's: "held_losses_start", "held_losses_final"), its
     first-order term g·(θ − θ⁰) ("held_gradient_term") and its change split over the layers and the parameter groups
     by path-integrated gradients ("held_loss_by_layer", "held_loss_by_group")."""
     return {"fisher_distance": fisher_distance(start, model, anchors.known_fisher),
             "held_fisher_distance": fisher_distance(start, model, anchors.held.fisher),
             "held_gradient_term": gradient_projection(start, model, anchors.held.gradient),
-            **held_loss_change(start, model, anchors.held_examples, anchors.held_loss, steps)}
+            **held_loss_change(start, model, anchors.held_examples, anchors.held_losses, steps)}
 
 
 def _wise_record(sft: dict, alpha: float, correct: dict, drift: float, norms: dict, sweep: list[dict]) -> dict:
@@ -408,6 +412,7 @@ def remedies_report(study: RemediesStudy) -> Report:
                  for m in methods], title="Relative update norm per layer (mean over seeds)")
     fisher_tables.add_fisher_views(views, report.results, records, methods)
     add_attribution_views(views, report.results, records, methods)
+    add_fact_loss_view(views, report.results, records, methods)
     recovery = []
     for method in methods:
         runs = [r["subject_recovery"] for r in records if r["name"] == method and r.get("subject_recovery")]

@@ -446,19 +446,31 @@ def held_drift(setup: Setup, model: torch.nn.Module, layers: Sequence[int], base
     return cosine_drift(base, held_states(setup, model, layers)).mean(dim=1)
 
 
-def held_loss_change(start: Snapshot, model: torch.nn.Module, examples: Examples, start_loss: float, steps: int
-                     ) -> dict:
-    """D_held's answer loss (`examples`) at the snapshot `start` (`start_loss`, measured once per seed) and at `model`
-    ("held_loss_start", "held_loss_final"), and its change split by path-integrated gradients over at most `steps`
-    midpoints per decoder layer and per parameter group ("held_loss_by_layer", "held_loss_by_group", and the midpoints
-    spent, "held_loss_midpoints"; `interference.measures.attribution`; left out for no steps): the record fields
-    remedies and freezing share."""
+def held_loss_change(start: Snapshot, model: torch.nn.Module, examples: Examples, start_losses: torch.Tensor,
+                     steps: int) -> dict:
+    """D_held's answer loss (`examples`) at the snapshot `start` (`start_losses`, each fact's, measured once per
+    seed) and at `model`: the mean ("held_loss_start", "held_loss_final") and each fact's, in D_held's order, to
+    `FACT_LOSS_DECIMALS` ("held_losses_start", "held_losses_final"); and the mean's change split by path-integrated
+    gradients over at most `steps` midpoints per decoder layer and per parameter group ("held_loss_by_layer",
+    "held_loss_by_group", and the midpoints spent, "held_loss_midpoints"; `interference.measures.attribution`; left
+    out for no steps): the record fields remedies and freezing share."""
     from ..measures.attribution import by_group, by_layer, split_loss_change
-    from ..measures.fisher import answer_loss
+    from ..measures.fisher import answer_losses, mean_loss
 
-    fields = {"held_loss_start": start_loss, "held_loss_final": answer_loss(model, examples)}
+    final = answer_losses(model, examples)
+    fields = {"held_loss_start": mean_loss(start_losses), "held_loss_final": mean_loss(final),
+              "held_losses_start": _rounded(start_losses), "held_losses_final": _rounded(final)}
     if steps:
-        split = split_loss_change(start, model, examples, steps=steps, ends=(start_loss, fields["held_loss_final"]))
+        split = split_loss_change(start, model, examples, steps=steps,
+                                  ends=(fields["held_loss_start"], fields["held_loss_final"]))
         fields.update(held_loss_by_layer=by_layer(model, split.shares),
                       held_loss_by_group=by_group(model, split.shares), held_loss_midpoints=split.midpoints)
     return fields
+
+
+#: Decimals each fact's loss keeps in a record (a mean's own digits are kept in full).
+FACT_LOSS_DECIMALS = 5
+
+
+def _rounded(losses: torch.Tensor) -> list[float]:
+    return [round(value, FACT_LOSS_DECIMALS) for value in losses.tolist()]
