@@ -381,7 +381,7 @@ def freezing_report(study: FreezingStudy) -> Report:
     )
     heat.figure(_heatmap(study, "new_acc", "New-fact acquisition acc(D_unknown)", "Blues"))
     heat.figure(_heatmap(study, "forgetting", "Held-out forgetting (relative drop from peak)", "Reds"))
-    if any(r.get(field) for r in records for field in (*ATTRIBUTION_FIELDS, "held_losses_final")):
+    if any(r.get(field) for r in records for field in (*ATTRIBUTION_FIELDS, "held_correct_final")):
         where = report.section(
             "Where the held-out loss changed",
             "Each condition's change of D_held's answer loss from the snapshot, split over the layers and the "
