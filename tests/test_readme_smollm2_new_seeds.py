@@ -124,3 +124,42 @@ def test_the_readmes_state_self_distillation_against_sft_over_fourteen_seeds(rea
     assert (f"loses a median {sd['lost']:g} held-out facts the snapshot knew where SFT loses {sft['lost']:g}, and "
             f"regains as many it did not ({sd['regained']:g} and {sft['regained']:g})") in text
 
+
+
+def test_the_readmes_state_that_most_held_out_facts_rise_where_sfts_mean_falls(readme):
+    from interference.report.fact_losses import fact_flips, fact_loss_measures, fact_loss_summary
+
+    own, text = _texts(readme)
+    data = load_results(EWC / "stage-12")
+    records = sorted(data["conditions"], key=lambda r: r["seed"])
+    earlier = [r for f in ("stage-9", "stage-10") for r in load_results(EWC / f)["conditions"] if r["name"] == "sft"]
+    fell = sorted(r["seed"] for r in earlier if r["held_loss_final"] < r["held_loss_start"])
+    assert data["seeds"] == fell and {r["name"] for r in records} == {"sft"}  # the five seeds whose mean fell
+    assert_same_runs(records, earlier, ("held_loss_start", "held_loss_final", "held_correct_start",
+                                        "held_correct_final", "new_acc", "epochs"))  # the check
+
+    measures = [fact_loss_measures(r) for r in records]
+    flips = [fact_flips(r) for r in records]
+    risen = [m["median_change"] > 0 for m in measures]
+    rhos = [m["start_rank_correlation"] for m in measures]
+    assert sum(risen) >= 4 and all(rho < 0 for rho in rhos)  # both predictions
+    assert data["results"]["held_fact_losses"] == fact_loss_summary(records, ["sft"])
+    for r, m, f in zip(records, measures, flips, strict=True):
+        assert (f"| {r['seed']} | {m['mean_change']:+.3f} | {m['median_change']:+.4f} | {m['rose']} of "
+                f"{m['facts']} | {m['rest_mean_change']:+.4f} | {m['start_rank_correlation']:+.2f} | "
+                f"{f['lost']} | {f['regained']} |") in own
+    rose = [m["rose"] for m, up in zip(measures, risen, strict=True) if up]
+    exception = next(r["seed"] for r, up in zip(records, risen, strict=True) if not up)
+    exception_rose = next(m["rose"] for m, up in zip(measures, risen, strict=True) if not up)
+    span = f"{max(rhos):+.2f} to {min(rhos):+.2f}"
+    assert (f"On {sum(risen)} of the 5 seeds where SFT's mean held-out loss fell, the median fact's loss rose "
+            f"({min(rose)} to {max(rose)} of the 100 facts rose); on seed {exception} it fell ({exception_rose} rose). "
+            f"On all 5 a fact's snapshot loss ranks against its change (ρ {span})") in own
+    lost = [f["lost"] for f in flips]
+    assert (f"the median fact's loss rose on {sum(risen)} of the 5 ({min(rose)} to {max(rose)} of 100 facts rose; on "
+            f"seed {exception}, {exception_rose}), and on all 5 a fact's snapshot loss ranks against its change (ρ "
+            f"{span})") in text
+    assert f"SFT still loses {min(lost)} to {max(lost)} facts the snapshot knew" in text
+    assert f"SFT lost facts the snapshot knew on every one of these seeds ({min(lost)} to {max(lost)})" in own
+    carried = sorted(r["seed"] for r, m in zip(records, measures, strict=True) if m["rest_mean_change"] > 0)
+    assert f"on seeds {carried[0]} and {carried[1]} the ten facts that moved most carry all of it" in own
