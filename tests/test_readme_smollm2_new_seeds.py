@@ -126,7 +126,6 @@ def test_the_readmes_state_self_distillation_against_sft_over_fourteen_seeds(rea
             f"regains as many it did not ({sd['regained']:g} and {sft['regained']:g})") in text
 
 
-
 def test_the_readmes_state_that_most_held_out_facts_rise_where_sfts_mean_falls(readme):
     from interference.report.fact_losses import fact_flips, fact_loss_measures, fact_loss_summary
 

@@ -159,11 +159,13 @@ class Part:
         mine, recorded = ours.get(self.key), theirs.get(self.key)
         if not (isinstance(mine, list) and isinstance(recorded, list)) or not set(mine) <= set(recorded):
             return None
-        if {**ours, self.key: None} != {**theirs, self.key: None}:
-            return None
-        if any((anchor in mine) != (anchor in recorded) for anchor in self.anchors):
+        if self.beside(ours, theirs) or any((a in mine) != (a in recorded) for a in self.anchors):
             return None
         return tuple(mine)
+
+    def beside(self, ours: dict, theirs: dict) -> str:
+        """The first setting other than `key` where the two differ (`first_difference`); "" where none does."""
+        return first_difference({**ours, self.key: None}, {**theirs, self.key: None})
 
 
 def earlier_run(folder: str | Path, fingerprint: dict, *, required: bool = False,
@@ -186,8 +188,8 @@ def earlier_run(folder: str | Path, fingerprint: dict, *, required: bool = False
     if theirs["digest"] != fingerprint["digest"] and ours != recorded:
         taken = part.taken(ours, recorded) if part is not None else None
         if taken is None:
-            beside = part and first_difference({**ours, part.key: None}, {**recorded, part.key: None})
-            difference = beside or first_difference(ours, recorded) or "the settings differ"  # what stops it
+            beside = part.beside(ours, recorded) if part is not None else ""  # what stops it, the part aside
+            difference = beside or first_difference(ours, recorded) or "the settings differ"
             raise InterferenceError(f"{folder} holds a run with other settings ({difference}): seeds accumulate "
                                     "only over the same experiment; use another --out")
     results = data.get("results", {})

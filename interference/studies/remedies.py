@@ -197,9 +197,9 @@ def _snapshot_measures(start: Snapshot, model, anchors: _Anchors, steps: int) ->
     """What the seed's snapshot θ⁰ measures of `model`: Σ F(θ − θ⁰)² under the snapshot's Fisher of D_known
     ("fisher_distance", EWC's penalty at λ 1) and of D_held ("held_fisher_distance": twice the second-order term of
     the held-out facts' loss change); that loss at the start and the end ("held_loss_start", "held_loss_final", and
-    each fact's: "held_losses_start", "held_losses_final"), its
-    first-order term g·(θ − θ⁰) ("held_gradient_term") and its change split over the layers and the parameter groups
-    by path-integrated gradients ("held_loss_by_layer", "held_loss_by_group")."""
+    each fact's: "held_losses_start", "held_losses_final"), its first-order term g·(θ − θ⁰) ("held_gradient_term")
+    and its change split over the layers and the parameter groups by path-integrated gradients
+    ("held_loss_by_layer", "held_loss_by_group")."""
     return {"fisher_distance": fisher_distance(start, model, anchors.known_fisher),
             "held_fisher_distance": fisher_distance(start, model, anchors.held.fisher),
             "held_gradient_term": gradient_projection(start, model, anchors.held.gradient),
