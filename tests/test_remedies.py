@@ -384,6 +384,7 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     from interference.report import validate_results
     from interference.report.attribution import attribution_summary
     from interference.report.fact_losses import fact_loss_summary
+    from interference.report.fact_pairs import fact_pair_summary
     from interference.report.fisher import held_distance_ranking, taylor_fit, taylor_rows
     from interference.studies.remedies import RemedySettings, remedies_report, run_remedies
     from interference.studies.setup import ExperimentConfig
@@ -438,6 +439,9 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
             assert sum(r[f"held_losses_{end}"]) / 16 == pytest.approx(r[f"held_loss_{end}"], abs=1e-5)
     assert written["results"]["held_fact_losses"] == fact_loss_summary(study.records, methods)
     assert written["results"]["held_fact_losses"]["methods"]["sft"]["seeds"] == 2
+    pairs = written["results"]["held_fact_pairs"]  # each method beside sft, fact by fact, on both seeds
+    assert pairs == fact_pair_summary(study.records, methods, "sft") and list(pairs["methods"]) == list(methods[1:])
+    assert all(p["answer_seeds"] == 2 and p["loss_seeds"] == 2 for p in pairs["methods"].values())
     assert written["results"]["held_taylor_fit"] == taylor_fit(study.records)
     assert [row["method"] for row in taylor_rows(study.records, methods)] == list(methods)
     for r in study.records:  # the layers' shares of the held-out loss's change add up to it (8 to 32 midpoints)

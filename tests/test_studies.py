@@ -11,6 +11,7 @@ from glance import assert_reads_at_a_glance
 
 from interference.facts.answers import exact_match
 from interference.report import CONDITION_FIELDS, validate_results
+from interference.report.fact_pairs import fact_pair_summary
 from interference.studies.forgetting import forgetting_report, run_forgetting
 from interference.studies.hypotheses import hypotheses_report, run_hypotheses
 from interference.studies.overlap import overlap_report, run_overlap
@@ -97,6 +98,9 @@ def test_forgetting_report_validates_and_summarises(forgetting, tmp_path):
     assert by_relation[(first, "sft")]["forgotten_mean"] == pytest.approx(forgot)
     # the world's new facts are all of its first relation: inside against outside, known-only as the control
     assert [row["condition"] for row in data["results"]["relation_contrast"]] == ["sft", "attention-only", "known-only"]
+    pairs = fact_pair_summary(forgetting.records, forgetting.methods, "sft")  # every method beside sft, fact by fact
+    assert data["results"]["held_fact_pairs"] == pairs and set(pairs["methods"]) == set(forgetting.methods) - {"sft"}
+    assert "Which held-out facts each method lost, beside sft" in page
 
 
 def test_unknown_method_is_a_clear_error(config, world):
@@ -140,6 +144,9 @@ def test_overlap_study_measures_every_held_fact_and_the_causal_split(config, wor
     out = overlap_report(study).write(tmp_path / "overlap")
     data = json.loads((out / "results.json").read_text())
     validate_results(data)
+    names = list(dict.fromkeys(r["name"] for r in study.records))
+    assert data["results"]["held_fact_pairs"] == fact_pair_summary(study.records, names, "sft")
+    assert "uuid-sft" in data["results"]["held_fact_pairs"]["methods"]  # does the UUID control lose sft's facts?
     headline = assert_reads_at_a_glance((out / "report.html").read_text())
     assert "38–41 %" in headline and "0–4 %" in headline
     # two epochs: every condition short of the target (uuid-sft learned least), so no verdict, and the page says why

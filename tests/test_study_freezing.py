@@ -144,6 +144,7 @@ def test_report_validates_and_writes_both_files(study, tmp_path):
     assert "held_loss_by_layer" in data["results"] and "held_loss_by_group" in data["results"]
     facts = len(study.records[0]["held_losses_start"])
     assert data["results"]["held_fact_losses"]["methods"][REFERENCE]["facts"] == facts
+    assert list(data["results"]["held_fact_pairs"]["methods"]) == study.names[1:]  # each cell beside the reference
     assert any(t["title"].startswith("Each layer's share of the held-out loss's change minus sft's")
                for t in data["tables"])
     out = report.write(tmp_path / "freezing")

@@ -47,14 +47,23 @@ def fact_loss_measures(record: dict, top: int = TOP) -> dict | None:
             "start_rank_correlation": rho}
 
 
-def fact_flips(record: dict) -> dict | None:
-    """How many held-out facts the snapshot answered right and the end wrong (`lost`), and the other way round
-    (`regained`); None where the record lacks per-fact correctness."""
+def lost_facts(record: dict) -> set[int] | None:
+    """The held-out facts (indices in D_held's order) the snapshot answered right and the end wrong; None where the
+    record lacks per-fact correctness."""
     start, final = record.get("held_correct_start"), record.get("held_correct_final")
     if start is None or final is None:
         return None
-    return {"lost": sum(a and not b for a, b in zip(start, final, strict=True)),
-            "regained": sum(b and not a for a, b in zip(start, final, strict=True))}
+    return {i for i, (a, b) in enumerate(zip(start, final, strict=True)) if a and not b}
+
+
+def fact_flips(record: dict) -> dict | None:
+    """How many held-out facts the snapshot answered right and the end wrong (`lost`), and the other way round
+    (`regained`); None where the record lacks per-fact correctness."""
+    lost = lost_facts(record)
+    if lost is None:
+        return None
+    start, final = record["held_correct_start"], record["held_correct_final"]
+    return {"lost": len(lost), "regained": sum(b and not a for a, b in zip(start, final, strict=True))}
 
 
 def fact_loss_summary(records: list[dict], methods: Sequence[str], top: int = TOP) -> dict | None:

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from ..io.errors import InterferenceError
 from ..report import charts
 from ..report.document import Report
+from ..report.fact_pairs import add_fact_pair_section
 from ..report.headline import add_curves, add_headline, add_summary, drop_ratio, mean_of, ours
 from ..report.paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
 from ..report.relations import add_relations
@@ -195,4 +196,5 @@ def forgetting_report(study: ForgettingStudy) -> Report:
                            f"dots are seeds.")
     drift.figure(charts.comparison_chart(records, methods, [("drift", f"drift at layer {study.layer}")],
                                          title="Held-out subject drift (mean over seeds, 95 % t-interval)"))
+    add_fact_pair_section(report, records, methods)
     return report

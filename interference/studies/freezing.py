@@ -32,6 +32,7 @@ from ..report.attribution import FIELDS as ATTRIBUTION_FIELDS
 from ..report.attribution import add_attribution_views
 from ..report.document import Report
 from ..report.fact_losses import add_fact_loss_view
+from ..report.fact_pairs import add_fact_pair_view
 from ..report.headline import add_curves, add_headline, add_summary, ours
 from ..report.paired import Check, paired_difference
 from ..report.stats import mean_ci
@@ -389,6 +390,7 @@ def freezing_report(study: FreezingStudy) -> Report:
             "share is 0, so these tables show where its part of full SFT's change went instead.")
         add_attribution_views(where, report.results, records, names)
         add_fact_loss_view(where, report.results, records, names)
+        add_fact_pair_view(where, report.results, records, names, REFERENCE)
     add_summary(report, records, names)
     add_curves(report, records, names)
     return report

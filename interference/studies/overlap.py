@@ -28,6 +28,7 @@ from ..measures.replacement import replacement_records, replacement_summary
 from ..measures.representations import subject_states
 from ..report import charts
 from ..report.document import Report
+from ..report.fact_pairs import add_fact_pair_section
 from ..report.headline import add_curves, add_headline, add_summary, drop_ratio, mean_of, ours
 from ..report.paired import (
     Check,
@@ -447,6 +448,7 @@ def overlap_report(study: OverlapStudy) -> Report:
 
     if replaced is not None:
         add_replacement_section(report, replaced, study.layer)
+    add_fact_pair_section(report, records, names)
     if causal is None:
         return report
     section = report.section(

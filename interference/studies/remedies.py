@@ -39,6 +39,7 @@ from ..report import fisher as fisher_tables
 from ..report.attribution import add_attribution_views
 from ..report.document import Report
 from ..report.fact_losses import add_fact_loss_view
+from ..report.fact_pairs import add_fact_pair_view
 from ..report.headline import add_curves, add_headline, add_summary, mean_of
 from ..report.paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
 from ..report.relations import add_relations
@@ -413,6 +414,7 @@ def remedies_report(study: RemediesStudy) -> Report:
     fisher_tables.add_fisher_views(views, report.results, records, methods)
     add_attribution_views(views, report.results, records, methods)
     add_fact_loss_view(views, report.results, records, methods)
+    add_fact_pair_view(views, report.results, records, methods, "sft")
     recovery = []
     for method in methods:
         runs = [r["subject_recovery"] for r in records if r["name"] == method and r.get("subject_recovery")]
