@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from interference.io.errors import InterferenceError
 from interference.report.fact_pairs import (
     fact_pair,
     fact_pair_rows,
@@ -51,12 +52,12 @@ def test_a_method_that_breaks_other_facts_ranks_against_the_reference():
 
 
 def test_pairs_that_do_not_share_a_snapshot_or_a_seed_are_refused():
-    with pytest.raises(ValueError, match="seeds differ"):
+    with pytest.raises(InterferenceError, match="seeds differ"):
         fact_pair(SFT, _record("self_distill", 1, START))
     other_start = [0.125, 0.25, 0.0625, 0.5, 0.75]  # the same answers, another loss on fact 4
-    with pytest.raises(ValueError, match="held_losses_start differ"):
+    with pytest.raises(InterferenceError, match="held_losses_start differ"):
         fact_pair(SFT, _record("self_distill", 0, START, start=other_start))
-    with pytest.raises(ValueError, match="held_correct_start differ"):
+    with pytest.raises(InterferenceError, match="held_correct_start differ"):
         fact_pair(SFT, _record("self_distill", 0, START, start=[0.5, *START[1:]]))
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from scipy.stats import spearmanr
 
+from ..io.errors import InterferenceError
 from .fact_losses import fact_changes, lost_facts
 from .fisher import add_sentence
 
@@ -28,15 +29,14 @@ def fact_pair(reference: dict, other: dict) -> dict | None:
     `lost_both`, `lost_chance`; with per-fact losses in both, `facts`, `change_rank_correlation` (Spearman ρ of the
     two changes, NaN when either is constant), `median_change_reference`, `median_change_other` and `other_lower`
     (facts whose change under `other` is below the reference's). None when neither part can be read. Raises
-    ValueError when the two records are of different seeds or start from different snapshots."""
+    InterferenceError when the two records are of different seeds or start from different snapshots."""
     if reference["seed"] != other["seed"]:
-        raise ValueError(f"fact pair: seeds differ ({reference['seed']} and {other['seed']})")
+        raise InterferenceError(f"fact pair: seeds differ ({reference['seed']} and {other['seed']})")
     out = {}
     lost_ref, lost_other = lost_facts(reference), lost_facts(other)
     if lost_ref is not None and lost_other is not None:
         if reference["held_correct_start"] != other["held_correct_start"]:
-            raise ValueError(f"fact pair: seed {other['seed']}'s {reference['name']} and {other['name']} start from "
-                             "different snapshots (their held_correct_start differ)")
+            raise _different_starts(reference, other, "held_correct_start")
         known = sum(reference["held_correct_start"])
         out |= {"known": known, "lost_reference": len(lost_ref), "lost_other": len(lost_other),
                 "lost_both": len(lost_ref & lost_other),
@@ -45,8 +45,7 @@ def fact_pair(reference: dict, other: dict) -> dict | None:
     if ref_changes is not None and other_changes is not None:
         starts = zip(reference["held_losses_start"], other["held_losses_start"], strict=True)
         if not all(math.isclose(a, b, abs_tol=1e-5) for a, b in starts):
-            raise ValueError(f"fact pair: seed {other['seed']}'s {reference['name']} and {other['name']} start from "
-                             "different snapshots (their held_losses_start differ)")
+            raise _different_starts(reference, other, "held_losses_start")
         constant = len(set(ref_changes)) < 2 or len(set(other_changes)) < 2
         out |= {"facts": len(ref_changes),
                 "change_rank_correlation": math.nan if constant else float(spearmanr(ref_changes,
@@ -55,6 +54,11 @@ def fact_pair(reference: dict, other: dict) -> dict | None:
                 "median_change_other": statistics.median(other_changes),
                 "other_lower": sum(b < a for a, b in zip(ref_changes, other_changes, strict=True))}
     return out or None
+
+
+def _different_starts(reference: dict, other: dict, field: str) -> InterferenceError:
+    return InterferenceError(f"fact pair: seed {other['seed']}'s {reference['name']} and {other['name']} start from "
+                             f"different snapshots (their {field} differ)")
 
 
 def fact_pairs(records: list[dict], methods: Sequence[str], reference: str) -> list[tuple[str, int, dict]]:
