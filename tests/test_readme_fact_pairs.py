@@ -72,3 +72,13 @@ def test_the_readme_reading_of_that_table_is_the_records(readme):
     uuid, uuid_smol = p["world-default/overlap-20-seeds", "uuid-sft"], p["smollm2-135m-overlap-matched-cpu", "uuid-sft"]
     assert (f"lose {uuid['lost_other']} facts in 20 seeds on the world; on SmolLM2 {uuid_smol['lost_other']}, "
             f"{_share(uuid_smol)} of them SFT's") in text
+
+
+def test_the_readme_example_prints_what_fact_pair_returns(readme):
+    from interference.report.fact_pairs import fact_pair
+
+    records = load_results(ROOT / "results" / "world-default" / "remedies")["conditions"]
+    sft, sd = (next(r for r in records if (r["name"], r["seed"]) == (m, 0)) for m in ("sft", "self_distill"))
+    p = fact_pair(sft, sd)
+    assert (f'# {{"known": {p["known"]}, "lost_reference": {p["lost_reference"]}, "lost_other": {p["lost_other"]}, '
+            f'"lost_both": {p["lost_both"]}, "lost_chance": {str(p["lost_chance"])[:4]}…}};') in readme

@@ -7,6 +7,7 @@ import math
 from dataclasses import replace
 
 import pytest
+import torch
 from glance import assert_reads_at_a_glance
 
 from interference.facts.answers import exact_match
@@ -44,6 +45,12 @@ def test_forgetting_records_carry_the_required_fields(forgetting, config, world)
         assert set(record["held_relations"]) <= set(world.config.relations)
     by_name = {r["name"]: r for r in forgetting.records}
     assert by_name["known-only"]["new_acc"] is None
+    # each held-out fact's loss where every method starts (one start) and at its end, for the per-fact views
+    assert len({tuple(r["held_losses_start"]) for r in forgetting.records}) == 1
+    for record in forgetting.records:
+        assert len(record["held_losses_final"]) == config.n_held
+        assert sum(record["held_losses_final"]) / config.n_held == pytest.approx(record["held_loss_final"], abs=1e-5)
+    assert by_name["sft"]["held_losses_final"] != by_name["sft"]["held_losses_start"]
     # conditions that cannot reach the target train as long as SFT did
     assert by_name["attention-only"]["epochs"] == by_name["known-only"]["epochs"] == by_name["sft"]["epochs"]
 
@@ -101,6 +108,7 @@ def test_forgetting_report_validates_and_summarises(forgetting, tmp_path):
     pairs = fact_pair_summary(forgetting.records, forgetting.methods, "sft")  # every method beside sft, fact by fact
     assert data["results"]["held_fact_pairs"] == pairs and set(pairs["methods"]) == set(forgetting.methods) - {"sft"}
     assert "Which held-out facts each method lost, beside sft" in page
+    assert all(p["loss_seeds"] == 1 for p in pairs["methods"].values())  # each fact's loss ranked beside sft's
 
 
 def test_unknown_method_is_a_clear_error(config, world):
@@ -454,3 +462,17 @@ def test_the_key_ratio_rule_needs_a_real_subject_drop_beyond_noise(config):
     noisy = verdict([0.10, -0.08, 0.03, -0.02])  # UUID's drop is negative: the ratio is ∞ over a drop of +0.008
     assert noisy.observed.startswith("∞") and "name-like drop +0.008 [" in noisy.observed and not noisy.passed
     assert verdict([0.10, 0.08, 0.12, 0.09]).passed
+
+
+def test_a_condition_starts_from_the_snapshot_or_from_the_base_model(config, world):
+    from interference.studies.setup import start_model
+
+    setup = make_setup(config, 0, base=world)
+    base = dict(setup.model.named_parameters())
+
+    def same_as_base(model) -> bool:
+        return all(torch.equal(p, base[n]) for n, p in model.named_parameters())
+
+    assert same_as_base(start_model(setup, config.train_config(0, method="sft", start="base")))
+    snapshot = start_model(setup, config.train_config(0, method="sft"))
+    assert not same_as_base(snapshot) and not snapshot.training

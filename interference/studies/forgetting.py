@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
+from ..facts.examples import Examples
 from ..io.errors import InterferenceError
+from ..measures.fisher import answer_losses
 from ..report import charts
 from ..report.document import Report
 from ..report.fact_pairs import add_fact_pair_section
@@ -22,7 +24,17 @@ from ..report.paired import Check, beyond_noise, evidence, interval_text, paired
 from ..report.relations import add_relations
 from ..report.stats import mean_ci
 from ..report.tables import count_text
-from .setup import ExperimentConfig, drift_layer, held_drift, held_states, load_base, make_setup, run_condition
+from .setup import (
+    ExperimentConfig,
+    drift_layer,
+    held_drift,
+    held_losses,
+    held_states,
+    load_base,
+    make_setup,
+    run_condition,
+    start_model,
+)
 
 #: Method name -> TrainConfig fields that make it.
 METHODS: dict[str, dict] = {
@@ -100,6 +112,8 @@ def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METH
             layer = drift_layer(config, setup.model)
             study = ForgettingStudy(config, methods, layer)
         states = held_states(setup, setup.model, [study.layer])
+        held = Examples(setup.tokenizer, setup.held)  # each fact's loss where every method starts, for the fact views
+        start_losses = answer_losses(start_model(setup, config.train_config(seed, method="sft")), held)
         sft_epochs = None
         for method in order:
             overrides = dict(METHODS[method])
@@ -110,6 +124,7 @@ def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METH
                 sft_epochs = max(1, condition.result.epochs)
             drift = held_drift(setup, condition.model, [study.layer], states)[0].item()
             study.records.append(condition.record(drift=drift, **setup.relations(),
+                                                  **held_losses(condition.model, held, start_losses),
                                                   forgotten=[setup.held[i].key for i in condition.result.forgotten]))
             bar.update(1)
     bar.close()

@@ -48,8 +48,8 @@ from .setup import (
     load_base,
     make_setup,
     run_condition,
+    start_model,
 )
-from .tracing import start_model
 
 #: Sweep modes: the TrainConfig field each sets, and its label in condition names.
 MODES = {"train_only": "train-only", "freeze": "freeze-only"}

@@ -55,8 +55,9 @@ from .setup import (
     load_base,
     make_setup,
     run_condition,
+    start_model,
 )
-from .tracing import MIN_GAP, start_model
+from .tracing import MIN_GAP
 
 #: A method beats another when its held-out gain is beyond noise and it keeps this share of the other's acquisition.
 MIN_ACQUISITION_RATIO = 0.9

@@ -455,17 +455,34 @@ def held_loss_change(start: Snapshot, model: torch.nn.Module, examples: Examples
     "held_loss_by_group", and the midpoints spent, "held_loss_midpoints"; `interference.measures.attribution`; left
     out for no steps): the record fields remedies and freezing share."""
     from ..measures.attribution import by_group, by_layer, split_loss_change
-    from ..measures.fisher import answer_losses, mean_loss
 
-    final = answer_losses(model, examples)
-    fields = {"held_loss_start": mean_loss(start_losses), "held_loss_final": mean_loss(final),
-              "held_losses_start": _rounded(start_losses), "held_losses_final": _rounded(final)}
+    fields = held_losses(model, examples, start_losses)
     if steps:
         split = split_loss_change(start, model, examples, steps=steps,
                                   ends=(fields["held_loss_start"], fields["held_loss_final"]))
         fields.update(held_loss_by_layer=by_layer(model, split.shares),
                       held_loss_by_group=by_group(model, split.shares), held_loss_midpoints=split.midpoints)
     return fields
+
+
+def held_losses(model: torch.nn.Module, examples: Examples, start_losses: torch.Tensor) -> dict:
+    """D_held's answer loss (`examples`) at the start (`start_losses`, each fact's) and at `model`: the mean
+    ("held_loss_start", "held_loss_final") and each fact's, in D_held's order, to `FACT_LOSS_DECIMALS`
+    ("held_losses_start", "held_losses_final"), as the per-fact views read them."""
+    from ..measures.fisher import answer_losses, mean_loss
+
+    final = answer_losses(model, examples)
+    return {"held_loss_start": mean_loss(start_losses), "held_loss_final": mean_loss(final),
+            "held_losses_start": _rounded(start_losses), "held_losses_final": _rounded(final)}
+
+
+def start_model(setup: Setup, train_config: TrainConfig) -> torch.nn.Module:
+    """The model every condition of `train_config` starts from, in eval mode: a copy of the base model with the
+    setup's snapshot (SFT on D_known) loaded, or the base model itself where `train_config.start` is "base"."""
+    model = setup.fresh_model()
+    if train_config.start == "snapshot":
+        setup.snapshot(train_config).load_into(model)
+    return model.eval()
 
 
 #: Decimals each fact's loss keeps in a record (a mean's own digits are kept in full).

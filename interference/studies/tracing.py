@@ -33,7 +33,7 @@ from ..report.document import Report
 from ..report.paired import finite_number
 from ..report.stats import mean_ci
 from ..report.tables import count_text
-from .setup import ExperimentConfig, load_base, make_setup, run_condition, uuid_new_facts
+from .setup import ExperimentConfig, load_base, make_setup, run_condition, start_model, uuid_new_facts
 
 #: The groups of facts traced, in report order: (name, what it is).
 GROUPS = {
@@ -229,13 +229,6 @@ class TracingStudy:
                 missed.insert(0, f"the recovery is below {SUPPORT_THRESHOLD}")
             return "partly", f"{versus}; but {' and '.join(missed)}"
         return "does not", f"{versus}: no more than the control"
-
-
-def start_model(setup, train_config) -> torch.nn.Module:
-    """The model every condition starts from: the setup's snapshot (SFT on D_known) for `train_config`."""
-    model = setup.fresh_model()
-    setup.snapshot(train_config).load_into(model)
-    return model.eval()
 
 
 def run_tracing(config: ExperimentConfig, *, base=None, samples: int = SAMPLES, noise: float = NOISE,
