@@ -154,7 +154,8 @@ def test_overlap_study_measures_every_held_fact_and_the_causal_split(config, wor
     validate_results(data)
     names = list(dict.fromkeys(r["name"] for r in study.records))
     assert data["results"]["held_fact_pairs"] == fact_pair_summary(study.records, names, "sft")
-    assert "uuid-sft" in data["results"]["held_fact_pairs"]["methods"]  # does the UUID control lose sft's facts?
+    uuid = data["results"]["held_fact_pairs"]["methods"]["uuid-sft"]  # does the UUID control lose sft's facts?
+    assert uuid["answer_seeds"] == uuid["loss_seeds"] == len(config.seeds)  # and move the same facts' loss?
     headline = assert_reads_at_a_glance((out / "report.html").read_text())
     assert "38–41 %" in headline and "0–4 %" in headline
     # two epochs: every condition short of the target (uuid-sft learned least), so no verdict, and the page says why

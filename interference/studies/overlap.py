@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from ..facts.answers import exact_match
+from ..facts.examples import Examples
 from ..io.errors import InterferenceError
 from ..measures.evaluation import SplitEvaluator
+from ..measures.fisher import answer_losses
 from ..measures.overlap import linear_cka, matched_quotas, overlap_table, split_by_overlap
 from ..measures.replacement import replacement_records, replacement_summary
 from ..measures.representations import subject_states
@@ -42,7 +44,17 @@ from ..report.replacement import add_replacement_section
 from ..report.stats import MeanCI, binned_rates, logistic_fit, mean_ci, stratified_logistic_fit
 from ..report.tables import count_text
 from ..world import World
-from .setup import ExperimentConfig, held_drift, held_states, load_base, make_setup, run_condition, uuid_new_facts
+from .setup import (
+    ExperimentConfig,
+    held_drift,
+    held_losses,
+    held_states,
+    load_base,
+    make_setup,
+    run_condition,
+    start_model,
+    uuid_new_facts,
+)
 
 #: Overlap levels of the causal test's candidate pool (fraction of stored syllables in a new name).
 POOL_OVERLAPS = (1.0, 0.5, 0.0)
@@ -246,6 +258,8 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
             matched_quotas(pool_relations, config.n_unknown)  # too few within relations: before training, too
         plan = [("sft", setup, "sft"), ("self_distill", setup, "self_distill"),
                 ("uuid-sft", setup.with_unknown(uuid_facts), "sft")]
+        held = Examples(setup.tokenizer, setup.held)  # each fact's loss where every condition starts
+        start_losses = answer_losses(start_model(setup, config.train_config(seed, method="sft")), held)
         forgotten, records = {}, {}
         for name, run_setup, method in plan:
             condition = run_condition(run_setup, name, config.train_config(seed, method=method), bar=bar)
@@ -253,7 +267,8 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
             forgotten[name] = set(condition.result.forgotten)
             if name == "sft":
                 given = _forgotten_answers(run_setup, condition)
-            records[name] = condition.record(drift=drift[layer].item(), drift_per_layer=drift.tolist())
+            records[name] = condition.record(drift=drift[layer].item(), drift_per_layer=drift.tolist(),
+                                             **held_losses(condition.model, held, start_losses))
             study.records.append(records[name])
             bar.update(1)
         records["sft"]["cka"] = cka
@@ -280,6 +295,7 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
             overlap = scores.topk_mean_cosine[index].mean().item()
             relations = Counter(pool[i].relation for i in index)  # on real data overlap may pick by relation
             study.records.append(condition.record(drift=drift[layer].item(), drift_per_layer=drift.tolist(),
+                                                  **held_losses(condition.model, held, start_losses),
                                                   selection_overlap=overlap,
                                                   selection_relations=dict(sorted(relations.items()))))
             bar.update(1)
