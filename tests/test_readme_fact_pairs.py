@@ -82,3 +82,32 @@ def test_the_readme_example_prints_what_fact_pair_returns(readme):
     p = fact_pair(sft, sd)
     assert (f'# {{"known": {p["known"]}, "lost_reference": {p["lost_reference"]}, "lost_other": {p["lost_other"]}, '
             f'"lost_both": {p["lost_both"]}, "lost_chance": {str(p["lost_chance"])[:4]}…}};') in readme
+
+
+def test_the_worlds_fact_losses_run_is_forgettings_and_the_readme_reads_it(readme):
+    import statistics
+
+    from interference.report.fact_pairs import fact_pairs
+
+    folder = ROOT / "results" / "world-default"
+    own = " ".join((folder / "README.md").read_text(encoding="utf-8").split())
+    records = load_results(folder / "forgetting-fact-losses")["conditions"]
+    earlier = {(r["name"], r["seed"]): r for r in load_results(folder / "forgetting")["conditions"]}
+    added = {"seconds", "held_loss_start", "held_loss_final", "held_losses_start", "held_losses_final"}
+    for r in records:  # the check: the same trainings, field for field
+        other = earlier[r["name"], r["seed"]]
+        assert {k: v for k, v in r.items() if k not in added} == {k: v for k, v in other.items() if k not in added}
+    pairs = [p for _, _, p in fact_pairs(records, ["sft", "self_distill"], "sft")]
+    rhos = [p["change_rank_correlation"] for p in pairs]
+    below = sum(p["median_change_other"] < p["median_change_reference"] for p in pairs)
+    assert (len(pairs), sum(r > 0.5 for r in rhos), below) == (10, 10, 5)
+    assert (f"above 0.5 on all 10 seeds ({min(rhos):.2f} to {max(rhos):.2f}, median {statistics.median(rhos):.2f}); "
+            f"self-distillation's median fact's change is below SFT's on {below} of 10") in own
+    medians = [p[k] for p in pairs for k in ("median_change_reference", "median_change_other")]
+    assert f"(the medians are {min(medians):.4f} to {max(medians):.4f})" in own
+    assert f"a median {statistics.median(p['other_lower'] for p in pairs):g} of 100 facts moved less" in own
+    assert (f"(`world-default/forgetting-fact-losses`: ρ above 0.5 on {sum(r > 0.5 for r in rhos)} of 10 seeds, its "
+            f"median fact's change below SFT's on {below} of 10;") in " ".join(readme.split())
+    total = {k: sum(p[k] for p in pairs) for k in ("lost_reference", "lost_other", "lost_both", "lost_chance")}
+    assert (f"it lost {total['lost_other']} facts to SFT's {total['lost_reference']}, {total['lost_both']} of them "
+            f"SFT's too (chance {total['lost_chance']:.1f})") in own

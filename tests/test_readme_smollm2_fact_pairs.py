@@ -82,3 +82,4 @@ def test_stage_13_is_the_same_runs_and_the_readme_reads_it(readme):
     assert (f"Spearman ρ above 0.5 on all 14 seeds, median {mid:.2f}; its median fact's change below SFT's on "
             f"{below} of 14") in text
     assert f"({total['lost_both']} of its {total['lost_other']} lost facts SFT lost too)" in text
+    assert f"stage 13 of the EWC study below: {sum(r > 0.5 for r in rhos)} of 14 and {below} of 14)" in text
