@@ -16,7 +16,7 @@ import json
 
 from interference.io.errors import CommandParser, InterferenceError, cli_errors
 from interference.report.fact_losses import fact_loss_rows, fact_loss_summary, fact_loss_text
-from interference.report.fact_pairs import fact_pair_rows, fact_pair_summary, fact_pair_text
+from interference.report.fact_pairs import fact_pair_text, fact_pairs, pair_rows, pair_summary
 from interference.report.files import load_results
 
 #: This command reads report folders only: it loads no model and takes no --device.
@@ -34,10 +34,9 @@ def markdown(rows: list[dict]) -> str:
 def fact_views(records: list[dict], methods: list[str], reference: str | None) -> dict:
     """Both views' summaries and rows: `losses` and `pairs` (None, and no rows, where the records cannot fill one or
     there is no `reference`)."""
-    paired = reference is not None
+    pairs = fact_pairs(records, methods, reference) if reference is not None else []
     return {"losses": fact_loss_summary(records, methods), "loss_rows": fact_loss_rows(records, methods),
-            "pairs": fact_pair_summary(records, methods, reference) if paired else None,
-            "pair_rows": fact_pair_rows(records, methods, reference) if paired else []}
+            "pairs": pair_summary(pairs, reference), "pair_rows": pair_rows(pairs, reference)}
 
 
 @cli_errors

@@ -80,8 +80,13 @@ def fact_pair_summary(records: list[dict], methods: Sequence[str], reference: st
     chance, summed (`answer_seeds` of them); over those with per-fact losses, the median ρ of the changes, on how many
     seeds ρ is above `SAME_FACTS_RHO`, on how many the method's median fact's change is below the reference's, and the
     median count of facts whose change is lower. None when no pair can be read."""
+    return pair_summary(fact_pairs(records, methods, reference), reference)
+
+
+def pair_summary(pairs: list[tuple[str, int, dict]], reference: str) -> dict | None:
+    """`fact_pair_summary` of pairs already read (`fact_pairs`)."""
     by_method: dict[str, list[dict]] = {}
-    for method, _, pair in fact_pairs(records, methods, reference):
+    for method, _, pair in pairs:
         by_method.setdefault(method, []).append(pair)
     out = {}
     for method, pairs in by_method.items():
@@ -102,8 +107,13 @@ def fact_pair_summary(records: list[dict], methods: Sequence[str], reference: st
 
 def fact_pair_rows(records: list[dict], methods: Sequence[str], reference: str) -> list[dict]:
     """One row per method and seed against `reference` (`fact_pairs`; a column the pair cannot fill is left out)."""
+    return pair_rows(fact_pairs(records, methods, reference), reference)
+
+
+def pair_rows(pairs: list[tuple[str, int, dict]], reference: str) -> list[dict]:
+    """`fact_pair_rows` of pairs already read (`fact_pairs`)."""
     rows = []
-    for method, seed, p in fact_pairs(records, methods, reference):
+    for method, seed, p in pairs:
         row = {"method": method, "seed": seed}
         if "known" in p:
             row |= {f"facts {reference} lost": p["lost_reference"], "facts it lost": p["lost_other"],
@@ -141,22 +151,27 @@ def fact_pair_text(summary: dict) -> str:
 def add_fact_pair_view(section, results: dict, records: list[dict], methods: Sequence[str], reference: str) -> None:
     """The per-seed table and its sentence (into `results["held_fact_pairs"]` too), where a method and `reference`
     both carry per-fact correctness or losses on a seed; nothing otherwise."""
-    if rows := fact_pair_rows(records, methods, reference):
-        section.table(rows, title=f"Does a method break the facts {reference} breaks? Per seed, the held-out facts "
-                                  f"each lost (right at the snapshot, wrong at the end), how many both lost and how "
-                                  f"many by chance; with per-fact losses, the rank correlation of its changes with "
-                                  f"{reference}'s, both medians, and the facts whose change is below {reference}'s")
-    add_sentence(section, results, "held_fact_pairs", fact_pair_summary(records, methods, reference), fact_pair_text)
+    _add_view(section, results, fact_pairs(records, methods, reference), reference)
 
 
 def add_fact_pair_section(report, records: list[dict], methods: Sequence[str], reference: str = "sft") -> None:
     """A section of its own for `add_fact_pair_view`, for reports that have no per-fact section; nothing where no
     method pairs with `reference` on a seed."""
-    if fact_pairs(records, methods, reference):
+    if pairs := fact_pairs(records, methods, reference):
         section = report.section(
             f"Which held-out facts each method lost, beside {reference}",
             f"Per seed, from the same snapshot: the held-out facts each method lost (greedy answer right at the "
             f"snapshot, wrong at the end), how many {reference} lost too, and how many two draws of those sizes from "
             f"the known facts would share by chance. A method that loses a subset of {reference}'s facts spares the "
             f"facts {reference} breaks; one whose losses overlap no more than chance breaks other facts.")
-        add_fact_pair_view(section, report.results, records, methods, reference)
+        _add_view(section, report.results, pairs, reference)
+
+
+def _add_view(section, results: dict, pairs: list[tuple[str, int, dict]], reference: str) -> None:
+    """The table and the sentence of pairs read once (`fact_pairs`)."""
+    if rows := pair_rows(pairs, reference):
+        section.table(rows, title=f"Does a method break the facts {reference} breaks? Per seed, the held-out facts "
+                                  f"each lost (right at the snapshot, wrong at the end), how many both lost and how "
+                                  f"many by chance; with per-fact losses, the rank correlation of its changes with "
+                                  f"{reference}'s, both medians, and the facts whose change is below {reference}'s")
+    add_sentence(section, results, "held_fact_pairs", pair_summary(pairs, reference), fact_pair_text)

@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from ..facts.examples import Examples
 from ..io.errors import InterferenceError
-from ..measures.fisher import answer_losses
 from ..report import charts
 from ..report.document import Report
 from ..report.fact_pairs import add_fact_pair_section
@@ -27,13 +25,13 @@ from ..report.tables import count_text
 from .setup import (
     ExperimentConfig,
     drift_layer,
+    held_at_start,
     held_drift,
     held_losses,
     held_states,
     load_base,
     make_setup,
     run_condition,
-    start_model,
 )
 
 #: Method name -> TrainConfig fields that make it.
@@ -112,8 +110,7 @@ def run_forgetting(config: ExperimentConfig, methods: Sequence[str] = tuple(METH
             layer = drift_layer(config, setup.model)
             study = ForgettingStudy(config, methods, layer)
         states = held_states(setup, setup.model, [study.layer])
-        held = Examples(setup.tokenizer, setup.held)  # each fact's loss where every method starts, for the fact views
-        start_losses = answer_losses(start_model(setup, config.train_config(seed, method="sft")), held)
+        held, start_losses = held_at_start(setup, config.train_config(seed, method="sft"))  # for the fact views
         sft_epochs = None
         for method in order:
             overrides = dict(METHODS[method])

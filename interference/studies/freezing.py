@@ -24,7 +24,6 @@ from tqdm.auto import tqdm
 from ..facts.examples import Examples
 from ..io.errors import InterferenceError
 from ..measures.attribution import STEPS
-from ..measures.fisher import answer_losses
 from ..measures.updates import layer_update_norms
 from ..models.architectures import n_layers
 from ..models.weights import Snapshot
@@ -42,13 +41,13 @@ from .setup import (
     ExperimentConfig,
     Setup,
     drift_layer,
+    held_at_start,
     held_drift,
     held_loss_change,
     held_states,
     load_base,
     make_setup,
     run_condition,
-    start_model,
 )
 
 #: Sweep modes: the TrainConfig field each sets, and its label in condition names.
@@ -260,9 +259,9 @@ def run_freezing(config: ExperimentConfig, *, base=None, progress: bool = True,
             layer = drift_layer(config, setup.model)
             study = FreezingStudy(config, cells, layers, layer, band, match)
             bar = tqdm(total=(len(cells) + 1) * len(config.seeds), desc="freezing", unit="run", disable=not progress)
-        held, sft = Examples(setup.tokenizer, setup.held), config.train_config(seed, method="sft")
-        start = _Start(held_states(setup, setup.model, [study.layer]), setup.snapshot(sft), held,
-                       answer_losses(start_model(setup, sft), held), attribution_steps)
+        sft = config.train_config(seed, method="sft")
+        start = _Start(held_states(setup, setup.model, [study.layer]), setup.snapshot(sft),
+                       *held_at_start(setup, sft), attribution_steps)
         reference = run_condition(setup, REFERENCE, sft, bar=bar)
         study.records.append(_record(setup, reference, study.layer, start, mode="full", group="all", first=0,
                                      last=study.layers - 1, selection=None, trained_fraction=1.0))

@@ -21,10 +21,8 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from ..facts.answers import exact_match
-from ..facts.examples import Examples
 from ..io.errors import InterferenceError
 from ..measures.evaluation import SplitEvaluator
-from ..measures.fisher import answer_losses
 from ..measures.overlap import linear_cka, matched_quotas, overlap_table, split_by_overlap
 from ..measures.replacement import replacement_records, replacement_summary
 from ..measures.representations import subject_states
@@ -46,13 +44,13 @@ from ..report.tables import count_text
 from ..world import World
 from .setup import (
     ExperimentConfig,
+    held_at_start,
     held_drift,
     held_losses,
     held_states,
     load_base,
     make_setup,
     run_condition,
-    start_model,
     uuid_new_facts,
 )
 
@@ -258,8 +256,7 @@ def run_overlap(config: ExperimentConfig, *, base=None, top_k: int = TOP_K, pool
             matched_quotas(pool_relations, config.n_unknown)  # too few within relations: before training, too
         plan = [("sft", setup, "sft"), ("self_distill", setup, "self_distill"),
                 ("uuid-sft", setup.with_unknown(uuid_facts), "sft")]
-        held = Examples(setup.tokenizer, setup.held)  # each fact's loss where every condition starts
-        start_losses = answer_losses(start_model(setup, config.train_config(seed, method="sft")), held)
+        held, start_losses = held_at_start(setup, config.train_config(seed, method="sft"))  # for the fact views
         forgotten, records = {}, {}
         for name, run_setup, method in plan:
             condition = run_condition(run_setup, name, config.train_config(seed, method=method), bar=bar)

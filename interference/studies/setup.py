@@ -466,14 +466,21 @@ def held_loss_change(start: Snapshot, model: torch.nn.Module, examples: Examples
 
 
 def held_losses(model: torch.nn.Module, examples: Examples, start_losses: torch.Tensor) -> dict:
-    """D_held's answer loss (`examples`) at the start (`start_losses`, each fact's) and at `model`: the mean
-    ("held_loss_start", "held_loss_final") and each fact's, in D_held's order, to `FACT_LOSS_DECIMALS`
-    ("held_losses_start", "held_losses_final"), as the per-fact views read them."""
+    """D_held's answer loss (`examples`) at the start (`start_losses`) and at `model`: the mean ("held_loss_start",
+    "held_loss_final") and each fact's to `FACT_LOSS_DECIMALS` ("held_losses_start", "held_losses_final")."""
     from ..measures.fisher import answer_losses, mean_loss
 
     final = answer_losses(model, examples)
     return {"held_loss_start": mean_loss(start_losses), "held_loss_final": mean_loss(final),
             "held_losses_start": _rounded(start_losses), "held_losses_final": _rounded(final)}
+
+
+def held_at_start(setup: Setup, train_config: TrainConfig) -> tuple[Examples, torch.Tensor]:
+    """D_held's examples and each fact's answer loss at `start_model`: what `held_losses` reads a condition against."""
+    from ..measures.fisher import answer_losses
+
+    held = Examples(setup.tokenizer, setup.held)
+    return held, answer_losses(start_model(setup, train_config), held)
 
 
 def start_model(setup: Setup, train_config: TrainConfig) -> torch.nn.Module:
