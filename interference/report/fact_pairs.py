@@ -5,8 +5,11 @@ greedy answers, the facts each method lost (the snapshot answered right, the end
 many that overlap would be by chance (`lost_chance`: |lost by one| · |lost by the other| / |known at the snapshot|,
 the expected overlap of two draws of those sizes from the known facts); and, from per-fact answer losses, the rank
 correlation of the two methods' changes ℓ_i − ℓ_i⁰, both medians, and on how many facts the method's change is below
-the reference's. Both records of a seed start from one snapshot, so their `held_correct_start` (and
-`held_losses_start`) must agree; a pair that does not is refused. Pure functions of the records a study wrote."""
+the reference's; and over the facts the snapshot answered right, split at their median snapshot loss into the half it
+held most confidently and the rest, the method's share of the reference's loss rise in each half (`confidence_shares`:
+does a remedy shield best what the model knows best, or shave every fact alike?). Both records of a seed start from
+one snapshot, so their `held_correct_start` (and `held_losses_start`) must agree; a pair that does not is refused.
+Pure functions of the records a study wrote."""
 
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ def fact_pair(reference: dict, other: dict) -> dict | None:
     """One seed's comparison of `other` with `reference`: by greedy answers `known`, `lost_reference`, `lost_other`,
     `lost_both`, `lost_chance`; with per-fact losses in both, `facts`, `change_rank_correlation` (Spearman ρ of the
     two changes, NaN when either is constant), `median_change_reference`, `median_change_other` and `other_lower`
-    (facts whose change under `other` is below the reference's). None when neither part can be read. Raises
+    (facts whose change under `other` is below the reference's), and with per-fact correctness too `share_confident`
+    and `share_rest` (`confidence_shares`). None when neither part can be read. Raises
     InterferenceError when the two records are of different seeds or start from different snapshots."""
     if reference["seed"] != other["seed"]:
         raise InterferenceError(f"fact pair: seeds differ ({reference['seed']} and {other['seed']})")
@@ -53,7 +57,30 @@ def fact_pair(reference: dict, other: dict) -> dict | None:
                 "median_change_reference": statistics.median(ref_changes),
                 "median_change_other": statistics.median(other_changes),
                 "other_lower": sum(b < a for a, b in zip(ref_changes, other_changes, strict=True))}
+        if "known" in out:
+            confident, rest = confidence_shares(reference["held_losses_start"], reference["held_correct_start"],
+                                                ref_changes, other_changes)
+            out |= {"share_confident": confident, "share_rest": rest}
     return out or None
+
+
+def confidence_shares(start_losses: Sequence[float], known: Sequence[bool], reference_changes: Sequence[float],
+                      other_changes: Sequence[float]) -> tuple[float | None, float | None]:
+    """Over the facts `known` at the snapshot, split at their median snapshot loss into the confident half (loss at or
+    below the median) and the rest: per half, the sum of `other_changes` over the sum of `reference_changes`, the
+    share of the reference's loss rise the other method keeps. A half whose reference sum is not positive (nothing to
+    keep a share of) or that is empty gives None."""
+    facts = [i for i, k in enumerate(known) if k]
+    if not facts:
+        return None, None
+    median = statistics.median(start_losses[i] for i in facts)
+    confident = [i for i in facts if start_losses[i] <= median]
+    rest = [i for i in facts if start_losses[i] > median]
+
+    def share(half: list[int]) -> float | None:
+        ref = sum(reference_changes[i] for i in half)
+        return sum(other_changes[i] for i in half) / ref if half and ref > 0 else None
+    return share(confident), share(rest)
 
 
 def _different_starts(reference: dict, other: dict, field: str) -> InterferenceError:
@@ -101,6 +128,12 @@ def pair_summary(pairs: list[tuple[str, int, dict]], reference: str) -> dict | N
                       "same_facts": sum(rho > SAME_FACTS_RHO for rho in rhos),
                       "median_below": sum(p["median_change_other"] < p["median_change_reference"] for p in losses),
                       "other_lower": statistics.median(p["other_lower"] for p in losses)}
+            shares = [(p["share_confident"], p["share_rest"]) for p in losses
+                      if p.get("share_confident") is not None and p.get("share_rest") is not None]
+            if shares:
+                entry |= {"share_seeds": len(shares), "confident_lower": sum(c < r for c, r in shares),
+                          "share_confident": statistics.median(c for c, _ in shares),
+                          "share_rest": statistics.median(r for _, r in shares)}
         out[method] = entry
     return {"reference": reference, "same_facts_rho": SAME_FACTS_RHO, "methods": out} if out else None
 
@@ -123,8 +156,15 @@ def pair_rows(pairs: list[tuple[str, int, dict]], reference: str) -> list[dict]:
                     f"{reference}'s median fact's change": round(p["median_change_reference"], 4),
                     "its median fact's change": round(p["median_change_other"], 4),
                     f"facts it moved less than {reference}": f"{p['other_lower']} of {p['facts']}"}
+        if "share_confident" in p:
+            row |= {f"its share of {reference}'s rise, confident half": _share(p["share_confident"]),
+                    "the other half": _share(p["share_rest"])}
         rows.append(row)
     return rows
+
+
+def _share(value: float | None) -> float | str:
+    return "—" if value is None else round(value, 2)
 
 
 def fact_pair_text(summary: dict) -> str:
@@ -144,6 +184,10 @@ def fact_pair_text(summary: dict) -> str:
                         f"{s['same_facts']} of {s['loss_seeds']} seeds), and its median fact's change is below "
                         f"{ref}'s on {s['median_below']} (a median {s['other_lower']:g} of {s['facts']} facts moved "
                         f"less)")
+        if s.get("share_seeds"):
+            said.append(f"of {ref}'s loss rise it kept a median {s['share_confident']:.2f} on the known facts the "
+                        f"snapshot held most confidently and {s['share_rest']:.2f} on the rest (less on the confident "
+                        f"half on {s['confident_lower']} of {s['share_seeds']} seeds)")
         parts.append(f"{method} " + "; ".join(said))
     return f"Against {ref}, fact by fact: " + "; ".join(parts) + "."
 
