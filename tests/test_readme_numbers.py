@@ -18,7 +18,8 @@ RESULTS = ROOT / "results" / "world-default"
 SMOLLM2_OVERLAP = ROOT / "results" / "smollm2-135m-overlap-cpu"
 SMOLLM2_OVERLAP_MATCHED = ROOT / "results" / "smollm2-135m-overlap-matched-cpu"
 #: The committed runs of the default forgetting study: folder -> torch threads it ran with.
-FORGETTING_RUNS = {"forgetting": 1, "forgetting-2-threads": 2, "forgetting-seeds-10-19": 1}
+FORGETTING_RUNS = {"forgetting": 1, "forgetting-2-threads": 2, "forgetting-seeds-10-19": 1,
+                   "forgetting-fact-losses-20-39": 1, "forgetting-40-seeds": 1}
 
 
 def headline_row(folder: str) -> str:
