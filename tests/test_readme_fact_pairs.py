@@ -111,3 +111,32 @@ def test_the_worlds_fact_losses_run_is_forgettings_and_the_readme_reads_it(readm
     total = {k: sum(p[k] for p in pairs) for k in ("lost_reference", "lost_other", "lost_both", "lost_chance")}
     assert (f"it lost {total['lost_other']} facts to SFT's {total['lost_reference']}, {total['lost_both']} of them "
             f"SFT's too (chance {total['lost_chance']:.1f})") in own
+
+
+def test_the_worlds_confidence_split_on_fresh_seeds_is_the_records(readme):
+    import statistics
+
+    from scipy.stats import binomtest
+
+    from interference.report.fact_pairs import fact_pairs
+
+    folder = ROOT / "results" / "world-default"
+    own = " ".join((folder / "README.md").read_text(encoding="utf-8").split())
+    records = load_results(folder / "forgetting-fact-losses-20-39")["conditions"]
+    pairs = [(seed, p) for _, seed, p in fact_pairs(records, ["sft", "self_distill"], "sft")]
+    confident, rest = ([p[k] for _, p in pairs] for k in ("share_confident", "share_rest"))
+    counted = [c is not None and r is not None for c, r in zip(confident, rest, strict=True)]
+    lower = sum(c < r for c, r in zip(confident, rest, strict=True))
+    assert (len(pairs), sum(counted), lower) == (20, 20, 15)
+    coin = binomtest(lower, 20, 0.5, alternative="greater").pvalue
+    assert (f"lower on the confident half on {lower} of 20 seeds (predicted: at least 14; a fair coin does {lower} or "
+            f"more {100 * coin:.0f} % of the time): a median {statistics.median(confident):.2f} of SFT's rise") in own
+    spread = f"{min(confident):.2f}–{max(confident):.2f}"
+    assert f"against {statistics.median(rest):.2f} on the rest (per seed {spread}" in own
+    higher = [seed for seed, p in pairs if p["share_confident"] >= p["share_rest"]]
+    assert f"on seeds {', '.join(map(str, higher[:-1]))} and {higher[-1]})" in own
+    rhos = [p["change_rank_correlation"] for _, p in pairs]
+    assert f"above 0.5 on {sum(r > 0.5 for r in rhos)} of 20 seeds ({min(rhos):.2f} to {max(rhos):.2f}" in own
+    assert (f"median {statistics.median(confident):.2f} of SFT's loss rise on the confident half against "
+            f"{statistics.median(rest):.2f} on the rest, less on the confident half on {lower} of 20") in \
+        " ".join(readme.split())
