@@ -83,3 +83,44 @@ def test_stage_13_is_the_same_runs_and_the_readme_reads_it(readme):
             f"{below} of 14") in text
     assert f"({total['lost_both']} of its {total['lost_other']} lost facts SFT lost too)" in text
     assert f"stage 13 of the EWC study below: {sum(r > 0.5 for r in rhos)} of 14 and {below} of 14)" in text
+
+
+def stage14_rows(records: list[dict]) -> list[str]:
+    """The stage-14 README table: per seed ρ, both held-out losses at the end and the confidence split's shares."""
+    by = {(r["name"], r["seed"]): r for r in records}
+    return [f"| {seed} | {p['change_rank_correlation']:.2f} | {by['sft', seed]['held_loss_final']:.4f} | "
+            f"{by['self_distill', seed]['held_loss_final']:.4f} | {p['share_confident']:.2f} | {p['share_rest']:.2f} |"
+            for _, seed, p in fact_pairs(records, ["sft", "self_distill"], "sft")]
+
+
+def test_stage_14_repeats_stage_13_on_fresh_seeds_and_the_readme_reads_it(readme):
+    own, _ = _texts(readme)
+    records = load_results(EWC / "stage-14")["conditions"]
+    assert sorted({r["seed"] for r in records}) == list(range(15, 23))  # seeds no earlier stage ran
+    assert not {r["seed"] for r in records} & {r["seed"] for r in _records()}
+    for row in stage14_rows(records):
+        assert row in own, row
+    pairs = [(seed, p) for _, seed, p in fact_pairs(records, ["sft", "self_distill"], "sft")]
+    rhos = [p["change_rank_correlation"] for _, p in pairs]
+    by = {(r["name"], r["seed"]): r for r in records}
+    lower_loss = [s for s, _ in pairs if by["self_distill", s]["held_loss_final"] < by["sft", s]["held_loss_final"]]
+    assert (sum(r > 0.5 for r in rhos), len(lower_loss)) == (8, 7)
+    assert (f"above 0.5 on all 8 seeds ({min(rhos):.2f} to {max(rhos):.2f}, median {statistics.median(rhos):.2f}). "
+            f"Self-distillation's held-out loss at the end is below SFT's on {len(lower_loss)} of 8") in own
+    gain = next(d for d in load_results(EWC / "stage-14")["results"]["paired"]
+                if (d["condition"], d["minus"], d["measure"]) == ("self_distill", "sft", "held_acc_final"))
+    below = sum(p["median_change_other"] < p["median_change_reference"] for _, p in pairs)
+    assert (f"+{gain['difference']:.3f} [{gain['t_low']:+.3f}, {gain['t_high']:+.3f}] over the 8 seeds, ahead on "
+            f"{gain['seeds_above_0']}; its median fact's change is below SFT's on {below} of 8") in own.replace("−", "-")
+    counted = [(p["share_confident"], p["share_rest"]) for _, p in pairs]
+    assert all(c is not None and r is not None for c, r in counted)  # "every seed counted"
+    lower = sum(c < r for c, r in counted)
+    earlier = [(p["share_confident"], p["share_rest"]) for _, _, p in fact_pairs(_records(), ["sft", "self_distill"],
+                                                                                 "sft")]
+    assert (f"lower on the confident half on {lower} of 8 seeds (a median "
+            f"{statistics.median(c for c, _ in counted):.2f} of SFT's rise") in own
+    assert f"against {statistics.median(r for _, r in counted):.2f} on the rest; every seed counted); with stage 13, " \
+           f"{lower + sum(c < r for c, r in earlier)} of 22" in own
+    total = {k: sum(p[k] for _, p in pairs) for k in ("lost_reference", "lost_other", "lost_both", "lost_chance")}
+    assert (f"it lost {total['lost_other']} facts to SFT's {total['lost_reference']}, {total['lost_both']} of them "
+            f"SFT's too (chance {total['lost_chance']:.1f})") in own
