@@ -110,8 +110,9 @@ def test_stage_14_repeats_stage_13_on_fresh_seeds_and_the_readme_reads_it(readme
     gain = next(d for d in load_results(EWC / "stage-14")["results"]["paired"]
                 if (d["condition"], d["minus"], d["measure"]) == ("self_distill", "sft", "held_acc_final"))
     below = sum(p["median_change_other"] < p["median_change_reference"] for _, p in pairs)
-    assert (f"+{gain['difference']:.3f} [{gain['t_low']:+.3f}, {gain['t_high']:+.3f}] over the 8 seeds, ahead on "
-            f"{gain['seeds_above_0']}; its median fact's change is below SFT's on {below} of 8") in own.replace("−", "-")
+    interval = f"+{gain['difference']:.3f} [{gain['t_low']:+.3f}, {gain['t_high']:+.3f}]"
+    assert (f"{interval} over the 8 seeds, ahead on {gain['seeds_above_0']}; its median fact's change is below SFT's "
+            f"on {below} of 8") in own.replace("−", "-")
     counted = [(p["share_confident"], p["share_rest"]) for _, p in pairs]
     assert all(c is not None and r is not None for c, r in counted)  # "every seed counted"
     lower = sum(c < r for c, r in counted)
