@@ -170,10 +170,52 @@ def test_the_worlds_remedies_on_fresh_seeds_are_the_same_trainings_and_the_readm
     rho = ewc["change_rank_correlation"]
     assert (f"ewc at the Laplace weight {ewc['share_confident']:.2f}, {ewc['share_rest']:.2f} "
             f"({ewc['confident_lower']}; it moves the facts as SFT does, ρ {rho:.2f})") in own
-    assert f"Replay does the same ({summary['replay']['confident_lower']} of 20)" in text
-    assert f"without deciding ({wise['confident_lower']} of 20;" in text
+    assert f"replay does it too ({summary['replay']['confident_lower']} of 20)" in text
+    assert f"did not decide, {wise['confident_lower']} of 20)" in text
     paired = {(p["condition"], p["minus"]): p for p in data["results"]["paired"] if p["measure"] == "held_acc_final"}
     gain = paired["self_distill", "sft"]
     interval = f"+{gain['difference']:.3f} [{gain['t_low']:+.3f}, {gain['t_high']:+.3f}]"
     assert f"self-distillation {interval} over SFT, and no remedy or combination beats it" in text
     assert data["headline"]["verdict"]["verdict"] == "reproduces"
+
+
+def test_wise_ft_at_the_nearest_alpha_is_the_stated_control_and_the_readmes_read_it(readme):
+    import statistics
+
+    from interference.report.fact_pairs import fact_pairs, pair_summary
+
+    folder = ROOT / "results" / "world-default"
+    own, text = " ".join((folder / "README.md").read_text(encoding="utf-8").split()), " ".join(readme.split())
+    remedies = {(r["name"], r["seed"]): r for r in load_results(folder / "remedies-fact-losses-20-39")["conditions"]}
+    fields = ("held_loss_start", "held_loss_final", "held_losses_start", "held_losses_final", "held_correct_start",
+              "held_correct_final", "new_acc", "epochs")
+    runs = {alpha: load_results(folder / "wise-ft-fact-losses-20-39" / f"alpha-{alpha}")["conditions"]
+            for alpha in ("0.75", "0.9")}
+    summaries = {}
+    for alpha, records in runs.items():
+        assert all(r[k] == remedies["sft", r["seed"]][k] for r in records if r["name"] == "sft" for k in fields)
+        summaries[alpha] = pair_summary(fact_pairs(records, ["sft", "wise-ft"], "sft"), "sft")["methods"]["wise-ft"]
+        assert summaries[alpha]["share_seeds"] == 20
+    sd = pair_summary(fact_pairs([r for r in remedies.values() if r["name"] in ("sft", "self_distill")],
+                                 ["sft", "self_distill"], "sft"), "sft")["methods"]["self_distill"]
+    nearest = min(summaries, key=lambda a: abs(summaries[a]["share_confident"] - round(sd["share_confident"], 2))
+                  + abs(summaries[a]["share_rest"] - round(sd["share_rest"], 2)))
+    near, far = summaries[nearest], summaries["0.9"]
+    assert nearest == "0.75"
+    assert (f"(median shares {near['share_confident']:.2f} on the confident half and {near['share_rest']:.2f} on the "
+            f"rest, against its {sd['share_confident']:.2f} and {sd['share_rest']:.2f}; α 0.9: "
+            f"{far['share_confident']:.2f} and {far['share_rest']:.2f})") in own
+    assert (f"on the confident half on {near['confident_lower']} of 20 seeds (predicted: at least 14), "
+            f"self-distillation on {sd['confident_lower']}. At α 0.9, {far['confident_lower']} of 20") in own
+    sd_pairs = {s: p for _, s, p in fact_pairs(list(remedies.values()), ["sft", "self_distill"], "sft")}
+    wise_pairs = {s: p for _, s, p in fact_pairs(runs["0.75"], ["sft", "wise-ft"], "sft")}
+    gaps = [(sd_pairs[s]["share_rest"] - sd_pairs[s]["share_confident"],
+             wise_pairs[s]["share_rest"] - wise_pairs[s]["share_confident"]) for s in sorted(sd_pairs)]
+    assert (f"exceeds WiSE-FT's at α 0.75 on {sum(a > b for a, b in gaps)} of 20 seeds, medians "
+            f"{statistics.median(a for a, _ in gaps):.2f} and {statistics.median(b for _, b in gaps):.2f}") in own
+    wise = [r for r in runs["0.75"] if r["name"] == "wise-ft"]
+    assert (f"it learns {statistics.mean(r['new_acc'] for r in wise):.2f} of the new facts to SFT's "
+            f"{statistics.mean(r['new_acc'] for r in runs['0.75'] if r['name'] == 'sft'):.2f}, and loses "
+            f"{near['lost_other']} held-out facts, {near['lost_both']} of them SFT's") in own
+    assert (f"at the α whose shares are nearest (0.75: {near['share_confident']:.2f} and {near['share_rest']:.2f}) "
+            f"keeps less on the confident half on {near['confident_lower']} of 20 of the same seeds") in text
