@@ -122,6 +122,10 @@ def test_stage_14_repeats_stage_13_on_fresh_seeds_and_the_readme_reads_it(readme
             f"{statistics.median(c for c, _ in counted):.2f} of SFT's rise") in own
     assert f"against {statistics.median(r for _, r in counted):.2f} on the rest; every seed counted); with stage 13, " \
            f"{lower + sum(c < r for c, r in earlier)} of 22" in own
+    text = " ".join(readme.split())
+    assert (f"ρ above 0.5 on all 8 (median {statistics.median(rhos):.2f}) and self-distillation's held-out loss at the "
+            f"end below SFT's on {len(lower_loss)} of 8") in text
+    assert f"(lower on {lower} of 8 seeds; {lower + sum(c < r for c, r in earlier)} of 22 with stage 13)" in text
     total = {k: sum(p[k] for _, p in pairs) for k in ("lost_reference", "lost_other", "lost_both", "lost_chance")}
     assert (f"it lost {total['lost_other']} facts to SFT's {total['lost_reference']}, {total['lost_both']} of them "
             f"SFT's too (chance {total['lost_chance']:.1f})") in own
