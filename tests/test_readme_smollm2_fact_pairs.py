@@ -129,3 +129,21 @@ def test_stage_14_repeats_stage_13_on_fresh_seeds_and_the_readme_reads_it(readme
     total = {k: sum(p[k] for _, p in pairs) for k in ("lost_reference", "lost_other", "lost_both", "lost_chance")}
     assert (f"it lost {total['lost_other']} facts to SFT's {total['lost_reference']}, {total['lost_both']} of them "
             f"SFT's too (chance {total['lost_chance']:.1f})") in own
+
+
+def test_stages_13_and_14_pooled_are_their_records_and_the_readmes_read_them(readme):
+    own, _ = _texts(readme)
+    data = load_results(EWC / "stage-13-14")
+    pooled = {(r["name"], r["seed"]): r for r in data["conditions"]}
+    parts = [r for stage in ("stage-13", "stage-14") for r in load_results(EWC / stage)["conditions"]]
+    assert len(pooled) == len(parts) == 44 and all(pooled[r["name"], r["seed"]] == r for r in parts)
+    gain = next(d for d in data["results"]["paired"]
+                if (d["condition"], d["minus"], d["measure"]) == ("self_distill", "sft", "held_acc_final"))
+    diffs = [pooled["self_distill", s]["held_acc_final"] - pooled["sft", s]["held_acc_final"] for s in range(1, 23)]
+    ahead, level = sum(d > 1e-9 for d in diffs), sum(abs(d) <= 1e-9 for d in diffs)
+    interval = f"+{gain['difference']:.3f} [{gain['t_low']:+.3f}, {gain['t_high']:+.3f}]"
+    assert (f"over 22 seeds self-distillation - SFT in held-out accuracy is {interval} at 0.99 of SFT's acquisition, "
+            f"ahead on {ahead} seeds, level on one and behind on one; the verdict, "
+            f"*{data['headline']['verdict']['verdict']}*") in own
+    assert (ahead, level) == (20, 1)
+    assert f"held-out accuracy {interval} above SFT's, ahead on {ahead} of 22 seeds" in " ".join(readme.split())
