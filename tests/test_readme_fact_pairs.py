@@ -3,7 +3,7 @@ recomputed here from the committed results files by the report's own fact-pair v
 
 from __future__ import annotations
 
-from conftest import ROOT
+from conftest import ROOT, results_folder
 
 from interference.report.fact_pairs import fact_pair_summary
 from interference.report.files import load_results
@@ -27,7 +27,7 @@ ROWS = (
 
 def pairs() -> dict[tuple[str, str], dict]:
     """Each row's `fact_pair_summary` entry, by (folder, method)."""
-    return {(folder, method): fact_pair_summary(load_results(ROOT / "results" / folder)["conditions"],
+    return {(folder, method): fact_pair_summary(load_results(results_folder(folder))["conditions"],
                                                 ["sft", method], "sft")["methods"][method] for folder, method in ROWS}
 
 

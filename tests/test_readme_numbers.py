@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import results_folder
 
 from interference.report.files import load_results
 from interference.report.headline import mean_of
@@ -24,7 +25,7 @@ FORGETTING_RUNS = {"forgetting": 1, "forgetting-2-threads": 2, "forgetting-seeds
 
 def headline_row(folder: str) -> str:
     """The README's table row of one committed forgetting run, computed from its results.json."""
-    data = load_results(RESULTS / folder)
+    data = load_results(results_folder(f"world-default/{folder}"))
     records = data["conditions"]
     gain = paired_difference(records, "self_distill", "sft", "held_acc_final")
     drops = ratio(mean_of(records, "sft", "absolute_drop"), mean_of(records, "self_distill", "absolute_drop"))
@@ -41,7 +42,7 @@ def test_the_readme_states_each_committed_forgetting_run(folder, readme):
 
 @pytest.mark.parametrize("folder", [*FORGETTING_RUNS, "forgetting-20-seeds", "overlap", "tracing"])
 def test_committed_runs_used_the_portable_numerics_and_name_their_machine(folder):
-    data = load_results(RESULTS / folder)
+    data = load_results(results_folder(f"world-default/{folder}"))
     # a pooled report's own versions are the pooling process's: the runs that trained its seeds are what count
     for ran in [s["versions"] for s in data["results"].get("pooled_from", [])] or [data["versions"]]:
         assert ran["numerics"] == "portable"
@@ -367,7 +368,7 @@ def relation_rows(folder: Path) -> list[str]:
 
 
 def test_the_readme_states_the_world_forgetting_by_relation(readme):
-    rows = relation_rows(RESULTS / "forgetting-20-seeds")
+    rows = relation_rows(results_folder("world-default/forgetting-20-seeds"))
     assert len(rows) == 7  # four relations, three contrasts
     for row in rows:
         assert row in readme

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 
+from conftest import results_folder
 from test_readme_remedies import assert_same_runs
 from test_readme_where_smollm2 import EWC, _texts
 
@@ -133,7 +134,7 @@ def test_stage_14_repeats_stage_13_on_fresh_seeds_and_the_readme_reads_it(readme
 
 def test_stages_13_and_14_pooled_are_their_records_and_the_readmes_read_them(readme):
     own, _ = _texts(readme)
-    data = load_results(EWC / "stage-13-14")
+    data = load_results(results_folder("smollm2-135m-remedies-ewc-cpu/stage-13-14"))
     pooled = {(r["name"], r["seed"]): r for r in data["conditions"]}
     parts = [r for stage in ("stage-13", "stage-14") for r in load_results(EWC / stage)["conditions"]]
     assert len(pooled) == len(parts) == 44 and all(pooled[r["name"], r["seed"]] == r for r in parts)
