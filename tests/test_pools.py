@@ -5,14 +5,13 @@ before any merge runs (the pools themselves are rebuilt and read by the README t
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
 from conftest import ROOT
 
+from analyses.pools import POOLS_FILE, build_pool, main, read_pools
 from interference.io.errors import InterferenceError
-from interference.report.pools import POOLS_FILE, build_pool, main, read_pools
 
 
 def test_every_pool_names_committed_parts_and_is_not_committed_itself():
@@ -39,4 +38,3 @@ def test_an_unknown_pool_or_a_missing_part_is_refused_before_any_merge(tmp_path,
     assert capsys.readouterr().err.strip().startswith("error: no pool named 'nope'")
     with pytest.raises(InterferenceError, match="not a checkout"):
         read_pools(tmp_path / "elsewhere")
-    shutil.rmtree(fake)

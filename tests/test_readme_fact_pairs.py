@@ -8,6 +8,11 @@ from conftest import ROOT, results_folder
 from interference.report.fact_pairs import fact_pair_summary
 from interference.report.files import load_results
 
+#: The fields two records of one training share whatever report wrote them: the held-out losses and answers at both
+#: ends, acquisition and epochs.
+SAME_RUN = ("held_loss_start", "held_loss_final", "held_losses_start", "held_losses_final", "held_correct_start",
+            "held_correct_final", "new_acc", "epochs")
+
 #: (results folder, method) for each row of the README's table, in its order.
 ROWS = (
     ("world-default/forgetting-20-seeds", "self_distill"),
@@ -150,10 +155,8 @@ def test_the_worlds_remedies_on_fresh_seeds_are_the_same_trainings_and_the_readm
     data = load_results(folder / "remedies-fact-losses-20-39")
     records = data["conditions"]
     earlier = {(r["name"], r["seed"]): r for r in load_results(folder / "forgetting-fact-losses-20-39")["conditions"]}
-    fields = ("held_loss_start", "held_loss_final", "held_losses_start", "held_losses_final", "held_correct_start",
-              "held_correct_final", "new_acc", "epochs")
     same = [r for r in records if (r["name"], r["seed"]) in earlier]
-    assert len(same) == 40 and all(r[k] == earlier[r["name"], r["seed"]][k] for r in same for k in fields)
+    assert len(same) == 40 and all(r[k] == earlier[r["name"], r["seed"]][k] for r in same for k in SAME_RUN)
     methods = list(dict.fromkeys(r["name"] for r in records))
     summary = pair_summary(fact_pairs(records, methods, "sft"), "sft")["methods"]
     assert all(s["share_seeds"] == 20 for s in summary.values())  # "every seed of every method is counted"
@@ -187,13 +190,11 @@ def test_wise_ft_at_the_nearest_alpha_is_the_stated_control_and_the_readmes_read
     folder = ROOT / "results" / "world-default"
     own, text = " ".join((folder / "README.md").read_text(encoding="utf-8").split()), " ".join(readme.split())
     remedies = {(r["name"], r["seed"]): r for r in load_results(folder / "remedies-fact-losses-20-39")["conditions"]}
-    fields = ("held_loss_start", "held_loss_final", "held_losses_start", "held_losses_final", "held_correct_start",
-              "held_correct_final", "new_acc", "epochs")
     runs = {alpha: load_results(folder / "wise-ft-fact-losses-20-39" / f"alpha-{alpha}")["conditions"]
             for alpha in ("0.75", "0.9")}
     summaries = {}
     for alpha, records in runs.items():
-        assert all(r[k] == remedies["sft", r["seed"]][k] for r in records if r["name"] == "sft" for k in fields)
+        assert all(r[k] == remedies["sft", r["seed"]][k] for r in records if r["name"] == "sft" for k in SAME_RUN)
         summaries[alpha] = pair_summary(fact_pairs(records, ["sft", "wise-ft"], "sft"), "sft")["methods"]["wise-ft"]
         assert summaries[alpha]["share_seeds"] == 20
     sd = pair_summary(fact_pairs([r for r in remedies.values() if r["name"] in ("sft", "self_distill")],

@@ -86,6 +86,12 @@ def test_stage_13_is_the_same_runs_and_the_readme_reads_it(readme):
     assert f"stage 13 of the EWC study below: {sum(r > 0.5 for r in rhos)} of 14 and {below} of 14)" in text
 
 
+def _held_gain(data: dict) -> dict:
+    """The report's paired difference self-distillation − SFT in final held-out accuracy."""
+    return next(d for d in data["results"]["paired"]
+                if (d["condition"], d["minus"], d["measure"]) == ("self_distill", "sft", "held_acc_final"))
+
+
 def stage14_rows(records: list[dict]) -> list[str]:
     """The stage-14 README table: per seed ρ, both held-out losses at the end and the confidence split's shares."""
     by = {(r["name"], r["seed"]): r for r in records}
@@ -108,8 +114,7 @@ def test_stage_14_repeats_stage_13_on_fresh_seeds_and_the_readme_reads_it(readme
     assert (sum(r > 0.5 for r in rhos), len(lower_loss)) == (8, 7)
     assert (f"above 0.5 on all 8 seeds ({min(rhos):.2f} to {max(rhos):.2f}, median {statistics.median(rhos):.2f}). "
             f"Self-distillation's held-out loss at the end is below SFT's on {len(lower_loss)} of 8") in own
-    gain = next(d for d in load_results(EWC / "stage-14")["results"]["paired"]
-                if (d["condition"], d["minus"], d["measure"]) == ("self_distill", "sft", "held_acc_final"))
+    gain = _held_gain(load_results(EWC / "stage-14"))
     below = sum(p["median_change_other"] < p["median_change_reference"] for _, p in pairs)
     interval = f"+{gain['difference']:.3f} [{gain['t_low']:+.3f}, {gain['t_high']:+.3f}]"
     assert (f"{interval} over the 8 seeds, ahead on {gain['seeds_above_0']}; its median fact's change is below SFT's "
@@ -138,8 +143,7 @@ def test_stages_13_and_14_pooled_are_their_records_and_the_readmes_read_them(rea
     pooled = {(r["name"], r["seed"]): r for r in data["conditions"]}
     parts = [r for stage in ("stage-13", "stage-14") for r in load_results(EWC / stage)["conditions"]]
     assert len(pooled) == len(parts) == 44 and all(pooled[r["name"], r["seed"]] == r for r in parts)
-    gain = next(d for d in data["results"]["paired"]
-                if (d["condition"], d["minus"], d["measure"]) == ("self_distill", "sft", "held_acc_final"))
+    gain = _held_gain(data)
     diffs = [pooled["self_distill", s]["held_acc_final"] - pooled["sft", s]["held_acc_final"] for s in range(1, 23)]
     ahead, level = sum(d > 1e-9 for d in diffs), sum(abs(d) <= 1e-9 for d in diffs)
     interval = f"+{gain['difference']:.3f} [{gain['t_low']:+.3f}, {gain['t_high']:+.3f}]"

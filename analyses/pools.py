@@ -3,8 +3,10 @@
 tracked tree, which travels to a GPU machine within 64 MiB (`docs/gpu-session.md`). `results/pools.json` names each
 pool's folder under results/ and the analysis command that makes it; this module runs those commands.
 
-    python -m interference.report.pools                  # every pool, written under results/ (git-ignored)
-    python -m interference.report.pools --out DIR NAME   # one pool, under DIR
+    python -m analyses.pools                  # every pool, written under results/ (git-ignored)
+    python -m analyses.pools --out DIR NAME   # one pool, under DIR
+
+A command over the other analyses' commands, so it lives with them, not in the library; it loads no model.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..io.errors import CommandParser, InterferenceError, cli_errors
+from interference.io.errors import CommandParser, InterferenceError, cli_errors
+
+#: It reads and merges report folders only (no model, no device options).
+MODEL_FREE = True
 
 #: Where the pools are declared, relative to the repository root.
 POOLS_FILE = Path("results") / "pools.json"
@@ -52,8 +57,8 @@ def build_pool(root: str | os.PathLike, name: str, out: str | os.PathLike) -> Pa
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
-    root = Path(__file__).resolve().parents[2]
-    parser = CommandParser(prog="python -m interference.report.pools", description=__doc__.split("\n\n")[0])
+    root = Path(__file__).resolve().parents[1]
+    parser = CommandParser(prog="python -m analyses.pools", description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help="pools to build (default: every pool)")
     parser.add_argument("--out", default=str(root / "results"), help="folder to write them under (default: results/)")
     args = parser.parse_args(argv)
