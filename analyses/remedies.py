@@ -5,6 +5,8 @@ same start at matched acquisition; the headline is acquisition against held-out 
     python -m analyses.remedies --quick           # 3 seeds, under two minutes
     python -m analyses.remedies --methods sft self_distill lora self_distill+lora --lora-rank 4
     python -m analyses.remedies --methods sft self_distill ewc ewc:1e6 ewc:1e8   # EWC at three strengths
+    python -m analyses.remedies --methods sft reshuffled self_distill wise-ft --alphas 0 0.2 0.4 0.6 0.8 0.9 1
+                                                  # is self-distillation SFT, shrunk? (beside SFT's own noise)
     python -m analyses.remedies --model smollm2-135m --knowledge ../shared/data/slick/smollm2-135m-fast.jsonl
     python -m analyses.remedies --seeds 5 6 --accumulate   # add seeds to the run in reports/remedies
 
@@ -26,6 +28,7 @@ from interference.studies.remedies import (
     remedies_report,
     run_remedies,
 )
+from interference.studies.remedy_methods import CONTROLS
 
 from . import common
 
@@ -40,7 +43,9 @@ def command(argv: list[str] | None = None) -> common.StudyCommand:
     """The parsed command (options and each method's training options checked, nothing run)."""
     parser = common.parser("remedies", __doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), metavar="METHOD",
-                        help=f"methods to run (default: all): {', '.join(METHODS)}; a part may set its strength, "
+                        help=f"methods to run (default: all): {', '.join(METHODS)}; and the control "
+                             f"{', '.join(CONTROLS)} (SFT from the same start with another batch order: how far SFT "
+                             "moves for nothing but that); a part may set its strength, "
                              f"{', '.join(f'{k}:<{v}>' for k, v in STRENGTHS.items())} (e.g. ewc:1e6 replay:0.5), "
                              "so that one run sweeps it")
     add_dataclass_options(parser, RemedySettings)

@@ -233,6 +233,12 @@ def test_a_method_name_sets_each_parts_strength_and_has_one_spelling():
                                                                  "replay_fraction": 0.25}
     assert settings.strengths("sft", config) == {}
     config.train_config(0, **settings.overrides("self_distill:4+ewc:1e6", config))  # a valid TrainConfig
+    # the control: SFT with another batch order, right after sft, with no strength and in no combination
+    assert check_methods(["self_distill", "reshuffled", "sft"]) == ("sft", "reshuffled", "self_distill")
+    assert settings.overrides("reshuffled", config) == {"method": "sft", "order_shift": 1000}
+    for bad in ("reshuffled:2", "self_distill+reshuffled"):
+        with pytest.raises(InterferenceError):
+            check_methods([bad])
 
 
 def test_the_strength_table_pairs_every_strength_of_a_remedy_by_seed():
@@ -457,3 +463,11 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     terms = {r["name"]: r["loss_terms"] for r in study.records if r["seed"] == 0 and r["name"] != "wise-ft"}
     assert set(terms["ewc"]) == {"ce", "ewc"} and set(terms["self_distill"]) == {"ce", "kl"}
     assert set(terms["sft"]) == {"ce"}
+    aligned = {r["name"]: r.get("sft_alignment") for r in study.records if r["seed"] == 0}
+    assert aligned["sft"] is None and all(aligned[m] for m in methods[1:])  # every method after sft, against it
+    assert aligned["wise-ft"]["cosine"]["all"] == pytest.approx(1.0, abs=1e-5)  # SFT's own step at α 0.5
+    assert aligned["wise-ft"]["scale"]["all"] == pytest.approx(0.5, abs=1e-4)
+    assert aligned["ewc:1e8"]["norm_ratio"]["all"] < aligned["ewc"]["norm_ratio"]["all"]
+    shrink = written["results"]["shrink"]  # wise-ft and sft lie on the curve: the others are measured against it
+    assert [row["method"] for row in shrink["frontier"]] == [m for m in methods if m not in ("sft", "wise-ft")]
+    assert [row["method"] for row in shrink["alignment"]] == list(methods[1:])

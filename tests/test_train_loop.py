@@ -80,6 +80,13 @@ def test_same_seed_gives_the_same_run_and_another_seed_does_not():
     assert [r.loss for r in c.history[1:]] != [r.loss for r in a.history[1:]]
 
 
+def test_another_batch_order_starts_from_the_same_snapshot_and_trains_differently():
+    a, b = _run(_config()), _run(_config(order_shift=1000))
+    assert _trace(a)[:1] == _trace(b)[:1]  # the same start: the snapshot's order is the seed's
+    assert [r.loss for r in b.history[1:]] != [r.loss for r in a.history[1:]]
+    assert _trace(_run(_config(order_shift=1000))) == _trace(b)  # deterministic given seed and shift
+
+
 def test_training_forwards_build_no_kv_cache(monkeypatch):
     """A training step never reuses a KV cache; building one anyway costs dispatches (the GPU step's bound)."""
     from transformers.cache_utils import DynamicCache

@@ -38,7 +38,7 @@ NOT_FINGERPRINTED_TRAINING = ("torch_compile",)
 #: Training settings added after runs were committed, each with the value at which it does nothing and the options
 #: that act only with it: where off they are left out of the comparison (`comparable`), so those runs still pool.
 ADDED_OFF = {"ewc_lambda": (0.0, ()), "replay_fraction": (0.0, ()),
-             "lora_rank": (None, ("lora_alpha", "lora_targets", "lora_lr"))}
+             "lora_rank": (None, ("lora_alpha", "lora_targets", "lora_lr")), "order_shift": (0, ())}
 #: Experiment settings added after runs were committed, with the value at which they change nothing: left out of the
 #: fingerprint where so, so that earlier runs keep their digest.
 ADDED_OFF_CONFIG = {"new_relation": None}

@@ -10,8 +10,12 @@ trained: it is the seed's SFT model interpolated with the start, θ = (1 − α)
 Per method and seed: acquisition, held-out accuracy (paired with SFT's and self-distillation's), the drift of
 held-out subjects at the drift layer, the relative update norm of every layer, the Fisher-weighted distance from the
 snapshot (Σ F(θ − θ⁰)², F the diagonal Fisher of D_known there, and again with D_held's), the last epoch's
-training terms, and for the held-out facts it forgot, how much restoring the start's residual stream at the subject's
-tokens brings each back, per layer. A part of a method may set its strength (`ewc:1e6`, `replay:0.5`, `self_distill:4`;
+training terms, for the held-out facts it forgot how much restoring the start's residual stream at the subject's
+tokens brings each back, per layer, and its update θ − θ⁰ against SFT's (`sft_alignment`: the cosine, the multiple
+of SFT's update nearest it and the norm ratio, per layer and parameter group): the weight-space side of "is it SFT,
+shrunk?", whose behavioural side is the WiSE-FT curve at the method's own acquisition (`interference.report.shrink`).
+The control `reshuffled` (SFT with another batch order) shows how far both move for nothing but the order of SFT's
+batches. A part of a method may set its strength (`ewc:1e6`, `replay:0.5`, `self_distill:4`;
 `interference.studies.remedy_methods`), so one run sweeps it.
 """
 
@@ -32,7 +36,7 @@ from ..measures.attribution import FIRST, STEPS
 from ..measures.evaluation import accuracy, answer_budget, fact_correctness
 from ..measures.fisher import LossExpansion, answer_losses, diagonal_fisher, loss_expansion
 from ..measures.tracing import restore, score_facts
-from ..measures.updates import fisher_distance, gradient_projection, layer_update_norms
+from ..measures.updates import fisher_distance, gradient_projection, layer_update_norms, update_alignment
 from ..models.weights import Snapshot, interpolate
 from ..report import charts
 from ..report import fisher as fisher_tables
@@ -43,8 +47,17 @@ from ..report.fact_pairs import add_fact_pair_view
 from ..report.headline import add_curves, add_headline, add_summary, mean_of
 from ..report.paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
 from ..report.relations import add_relations
+from ..report.shrink import add_shrink_view
 from ..report.tables import count_text
-from .remedy_methods import METHODS, STRENGTHS, check_methods, family, method_parts, strength_text
+from .remedy_methods import (
+    METHODS,
+    RESHUFFLE_SHIFT,
+    STRENGTHS,
+    check_methods,
+    family,
+    method_parts,
+    strength_text,
+)
 from .setup import (
     ExperimentConfig,
     Setup,
@@ -108,6 +121,8 @@ class RemedySettings:
                 fields["replay_fraction"] = self.replay_fraction
             elif part == "ewc":
                 fields["ewc_lambda"] = self.ewc_weight(config)
+            elif part == "reshuffled":
+                fields["order_shift"] = RESHUFFLE_SHIFT
             elif part != "sft":
                 raise InterferenceError(f"unknown remedy {part!r} in {method!r}")
             if strength is not None:
@@ -252,7 +267,8 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
                 **_snapshot_measures(start, condition.model, anchors, settings.attribution_steps),
                 loss_terms=_loss_terms(condition.result.history),
                 **_subject_recovery(condition.model, traced, setup.tokenizer, setup.held, start_ok),
-                **({"adapters": condition.result.adapters} if condition.result.adapters else {})))
+                **({"adapters": condition.result.adapters} if condition.result.adapters else {}),
+                **({"sft_alignment": update_alignment(start, condition.model, sft[0])} if sft else {})))
             if method == "sft":
                 sft = (condition.model, study.records[-1])
             bar.update(1)
@@ -267,7 +283,8 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
                     chosen = (correct, held_drift(setup, model, [study.layer], states)[0].item(),
                               layer_update_norms(start, model),
                               {**_subject_recovery(model, traced, setup.tokenizer, setup.held, start_ok),
-                               **_snapshot_measures(start, model, anchors, settings.attribution_steps)})
+                               **_snapshot_measures(start, model, anchors, settings.attribution_steps),
+                               "sft_alignment": update_alignment(start, model, sft[0])})
             study.records.append({**_wise_record(sft[1], settings.alpha, *chosen[:3], sweep), **chosen[3]})
             bar.update(1)
     bar.close()
@@ -397,6 +414,7 @@ def remedies_report(study: RemediesStudy) -> Report:
                                                           / len(config.seeds), 4)
                                                     for k in ("new_acc", "held_acc", "task_acc")}}
                                        for a in sorted({r["alpha"] for r in study.sweep})])
+    add_shrink_view(report, records, methods)
     add_summary(report, records, methods)
     report.results["layer"] = study.layer
     report.results["adapters"] = study.adapters

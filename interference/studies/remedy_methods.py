@@ -13,8 +13,16 @@ from ..io.errors import InterferenceError
 #: The trained methods, and the interpolation; combinations name their parts with "+".
 METHODS = ("sft", "self_distill", "lora", "replay", "ewc", "self_distill+lora", "self_distill+replay",
            "self_distill+ewc", "wise-ft")
+#: Controls a run may add (not run by default): `reshuffled` is SFT from the same start with another batch order
+#: (`TrainConfig.order_shift` = `RESHUFFLE_SHIFT`), how far SFT's own update and held-out accuracy move for nothing but
+#: the order of its batches.
+CONTROLS = ("reshuffled",)
+#: The order of the study's methods: each control right after sft, the method it controls.
+ORDER = (METHODS[0], *CONTROLS, *METHODS[1:])
+#: The batch-order shift of `reshuffled`.
+RESHUFFLE_SHIFT = 1000
 #: The parts a method is made of.
-PARTS = tuple(dict.fromkeys(part for method in METHODS for part in method.split("+")))
+PARTS = tuple(dict.fromkeys(part for method in ORDER for part in method.split("+")))
 #: A part may set its remedy's strength, "part:value" (`ewc:1e6`, `replay:0.5`, `self_distill:4`), so that one run
 #: sweeps it: the `TrainConfig` field each sets. Without one, a part takes the study's setting.
 STRENGTHS = {"self_distill": "kd_lambda", "ewc": "ewc_lambda", "replay": "replay_fraction"}
@@ -36,7 +44,7 @@ def method_parts(method: str) -> list[tuple[str, float | None]]:
     for part in method.split("+"):
         name, colon, value = part.partition(":")
         if name not in PARTS:
-            raise InterferenceError(f"unknown remedy {method!r} (choose from {', '.join(METHODS)}; a part may set its "
+            raise InterferenceError(f"unknown remedy {method!r} (choose from {', '.join(ORDER)}; a part may set its "
                                     f"strength, e.g. ewc:1e6)")
         strength = None
         if colon:
@@ -70,11 +78,11 @@ def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
     if not methods:
         raise InterferenceError(f"no remedy given (choose from {', '.join(METHODS)})")
     names = list(dict.fromkeys(method_name(m) for m in methods))
-    unknown = [m for m in names if family(m) not in METHODS]
+    unknown = [m for m in names if family(m) not in ORDER]
     if unknown:
-        raise InterferenceError(f"unknown remedy {unknown[0]!r} (choose from {', '.join(METHODS)}; a part may set "
+        raise InterferenceError(f"unknown remedy {unknown[0]!r} (choose from {', '.join(ORDER)}; a part may set "
                                 f"its strength, e.g. ewc:1e6)")
     if "wise-ft" in names and "sft" not in names:
         raise InterferenceError("wise-ft interpolates the SFT model: add sft to the methods")
-    return tuple(sorted(names, key=lambda m: (METHODS.index(family(m)),
+    return tuple(sorted(names, key=lambda m: (ORDER.index(family(m)),
                                               [(s is not None, s or 0.0) for _, s in method_parts(m)])))
