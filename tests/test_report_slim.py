@@ -13,9 +13,11 @@ import pytest
 from plotly.offline import get_plotlyjs_version
 from test_report import build_report  # the tests folder is on the path (pytest prepends it)
 
+from interference.io import atomic
 from interference.io.errors import InterferenceError
 from interference.report import HTML_FILE, MANIFEST_FILE, RESULTS_FILE, load_results
 from interference.report.document import PLOTLY_CDN, manifest_text, plotly_script
+from interference.report.files import SAME_AS, expand_shared_lists, share_repeated_lists
 from interference.report.slim import report_folders, slim_folder, slim_html, slim_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +59,51 @@ def test_slim_lays_out_an_indented_results_json_compactly_with_the_same_data(tmp
     after = (out / RESULTS_FILE).read_text(encoding="utf-8")
     assert len(after) < len(indented) and load_results(out) == data  # fewer bytes, the same data, a true manifest
     assert slim_results(after) is None and slim_folder(out) is False
+
+
+def _shared_data() -> dict:
+    """A results object whose two methods of seed 0 share their relation list, and whose seed 1 has its own."""
+    relations = ["P17", "P19", "P36", "P17", "P19", "P36", "P17", "P19"]
+    record = {"name": "sft", "seed": 0, "task_acc": 1.0, "new_acc": 0.9, "held_acc_peak": 0.9,
+              "held_acc_final": 0.8, "forgetting": 0.1, "held_relations": relations, "short": [1, 2]}
+    return {"conditions": [record, {**record, "name": "self_distill", "held_acc_final": 0.85},
+                           {**record, "seed": 1, "held_relations": relations[::-1]}]}
+
+
+def test_lists_a_record_repeats_are_shared_and_given_back_whole():
+    data = _shared_data()
+    shared = share_repeated_lists(data)
+    assert shared["conditions"][1]["held_relations"] == {SAME_AS: 0}  # seed 0's second method points at its first
+    assert shared["conditions"][2]["held_relations"] == data["conditions"][2]["held_relations"]  # another list
+    assert shared["conditions"][1]["short"] == [1, 2]  # too short to share
+    assert data["conditions"][1]["held_relations"] == data["conditions"][0]["held_relations"]  # input untouched
+    assert share_repeated_lists(shared) == shared  # sharing twice changes nothing
+    assert expand_shared_lists(shared) == data
+    assert expand_shared_lists(data) is data  # nothing shared: nothing copied
+
+
+@pytest.mark.parametrize("reference", [1, 5, -1, "0", 2.0])
+def test_a_reference_to_no_earlier_records_list_is_a_one_line_error(reference):
+    shared = share_repeated_lists(_shared_data())
+    shared["conditions"][1]["held_relations"] = {SAME_AS: reference}
+    with pytest.raises(InterferenceError, match=r"conditions\[1\]\.held_relations refers to"):
+        expand_shared_lists(shared)
+
+
+def test_a_slimmed_folder_shares_repeated_lists_and_loads_the_same_data(tmp_path):
+    out = build_report().write(tmp_path / "run", plotly_js="cdn")
+    data = load_results(out)
+    repeated = [{**r, "held_relations": ["P17"] * 10} for r in data["conditions"]]
+    assert len(repeated) >= 2
+    text = atomic.json_text({**data, "conditions": repeated}, allow_nan=False)
+    (out / RESULTS_FILE).write_text(text, encoding="utf-8")
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    texts = {name: (out / name).read_text(encoding="utf-8") for name in manifest["files"]}
+    (out / MANIFEST_FILE).write_text(manifest_text(manifest["title"], texts))
+    assert slim_folder(out) is True
+    after = (out / RESULTS_FILE).read_text(encoding="utf-8")
+    assert SAME_AS in after and len(after) < len(text)
+    assert load_results(out)["conditions"] == repeated  # the reader gives every record its list back
 
 
 def test_bad_plotly_js_option():

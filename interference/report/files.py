@@ -7,6 +7,11 @@ interference, ...), `wall_time_s`, `headline`, `conditions`, `results`, and the 
 `held_acc_final`, `forgetting` (numbers, or null where not measured) and, where measured, `drift`. The manifest
 names the other files with their SHA-256, so `load_results` can tell files of two different runs apart (e.g. a run
 killed between two writes).
+
+A committed results.json may be in the shared layout (`share_repeated_lists`, written by `interference.report.slim`):
+a record's list that repeats, field for field, an earlier record's (each seed's relation lists, the snapshot's
+per-fact answers, repeated by every method of the seed) is stored once and referenced as {"$same_as": that record's
+index}. `load_results` gives the records back whole.
 """
 
 from __future__ import annotations
@@ -177,7 +182,55 @@ def load_results(path: str | os.PathLike) -> dict:
     except ValueError as err:  # from _refuse_non_finite
         raise InterferenceError(f"{path}: {err}") from err
     validate_results(data)
-    return data
+    expanded = expand_shared_lists(data, str(path))
+    if expanded is not data:
+        validate_results(expanded)
+    return expanded
+
+
+#: The reference a shared-layout record holds in place of a list that repeats an earlier record's.
+SAME_AS = "$same_as"
+#: Lists shorter than this stay where they are (a reference would save little).
+SHARED_MIN_ITEMS = 8
+
+
+def share_repeated_lists(data: Mapping) -> dict:
+    """`data` (a results.json object) with every record list of at least `SHARED_MIN_ITEMS` items that equals the same
+    field of an earlier record replaced by {"$same_as": the index of the first record holding it}; the records are
+    copies, `data` is unchanged. `expand_shared_lists` undoes it."""
+    first: dict[tuple[str, str], int] = {}
+    conditions = []
+    for i, record in enumerate(data["conditions"]):
+        record = dict(record)
+        for field, value in record.items():
+            if isinstance(value, list) and len(value) >= SHARED_MIN_ITEMS:
+                key = (field, json.dumps(value, sort_keys=True))
+                if key in first:
+                    record[field] = {SAME_AS: first[key]}
+                else:
+                    first[key] = i
+        conditions.append(record)
+    return {**data, "conditions": conditions}
+
+
+def expand_shared_lists(data: Mapping, where: str = RESULTS_FILE) -> Mapping:
+    """`data` with every {"$same_as": j} record field replaced by record j's list of that field (`data` itself when it
+    holds none); a one-line error naming the first reference that points at no earlier record's list."""
+    conditions = data["conditions"]
+    if not any(isinstance(v, dict) and SAME_AS in v for r in conditions for v in r.values()):
+        return data
+    expanded = []
+    for i, record in enumerate(conditions):
+        record = dict(record)
+        for field, value in record.items():
+            if isinstance(value, dict) and set(value) == {SAME_AS}:
+                j = value[SAME_AS]
+                if not (isinstance(j, int) and 0 <= j < i and isinstance(expanded[j].get(field), list)):
+                    raise InterferenceError(f"{where}: conditions[{i}].{field} refers to {value!r}, not an earlier "
+                                            "record's list")
+                record[field] = expanded[j][field]
+        expanded.append(record)
+    return {**data, "conditions": expanded}
 
 
 def _refuse_non_finite(name: str):

@@ -6,7 +6,8 @@ results folders then carries one copy of plotly.js per page, and the repository 
 (64 MiB in all, the working tree included). `slim_folder` rewrites a report folder's page to load the same plotly.js
 version from cdn.plot.ly (text and tables read offline; the charts need the network), rewrites a results.json
 written fully indented (before 2026-12-06) in the layout `interference.io.atomic.json_text` writes now (the same
-data, about 40 % fewer bytes), and updates its manifest.json, so that `load_results` still accepts the folder. Only
+data, about 40 % fewer bytes), with each list a record repeats from an earlier one (a seed's relation lists, its
+snapshot's answers) stored once (`interference.report.files.share_repeated_lists`), and updates its manifest.json, so that `load_results` still accepts the folder. Only
 files that their manifest names and matches are touched: a folder the toolkit did not write, or one edited since, is
 refused.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from ..io import atomic
 from ..io.errors import CommandParser, InterferenceError, cli_errors
 from .document import manifest_text, plotly_script
-from .files import HTML_FILE, MANIFEST_FILE, RESULTS_FILE, check_manifest
+from .files import HTML_FILE, MANIFEST_FILE, RESULTS_FILE, check_manifest, share_repeated_lists
 
 _INLINE = re.compile(r'<script type="text/javascript">(/\*\*\s*\* plotly\.js v(\d+\.\d+\.\d+).*?)</script>', re.S)
 
@@ -37,8 +38,9 @@ def slim_html(page: str) -> str | None:
 
 
 def slim_results(text: str) -> str | None:
-    """results.json `text` in the compact layout (the same data); None when it has that layout already."""
-    compact = atomic.json_text(json.loads(text), allow_nan=False)
+    """results.json `text` in the compact layout with repeated record lists shared (`share_repeated_lists`; the same
+    data once `load_results` reads it); None when it has that layout already."""
+    compact = atomic.json_text(share_repeated_lists(json.loads(text)), allow_nan=False)
     return None if compact == text else compact
 
 
