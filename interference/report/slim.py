@@ -4,12 +4,12 @@ results.json in the toolkit's compact layout.
 `Report.write` makes each report.html self-contained, so that it opens offline. A repository that commits many
 results folders then carries one copy of plotly.js per page, and the repository is what travels to a GPU machine
 (64 MiB in all, the working tree included). `slim_folder` rewrites a report folder's page to load the same plotly.js
-version from cdn.plot.ly (text and tables read offline; the charts need the network), rewrites a results.json
-written fully indented (before 2026-12-06) in the layout `interference.io.atomic.json_text` writes now (the same
-data, about 40 % fewer bytes), with each list a record repeats from an earlier one (a seed's relation lists, its
-snapshot's answers) stored once (`interference.report.files.share_repeated_lists`), and updates its manifest.json, so that `load_results` still accepts the folder. Only
-files that their manifest names and matches are touched: a folder the toolkit did not write, or one edited since, is
-refused.
+version from cdn.plot.ly (text and tables read offline; the charts need the network), rewrites its results.json in
+the layout `interference.io.atomic.json_text` writes (about 40 % fewer bytes than the fully indented files written
+before 2026-12-06) with each list a record repeats from an earlier one (a seed's relation lists, its snapshot's
+answers) stored once (`interference.report.files.share_repeated_lists`: the same data once `load_results` reads
+it), and updates its manifest.json, so that `load_results` still accepts the folder. Only files that their manifest
+names and matches are touched: a folder the toolkit did not write, or one edited since, is refused.
 
     python -m interference.report.slim results/        # every report folder under results/
 """
