@@ -1,0 +1,89 @@
+"""The README's "Is self-distillation SFT, shrunk?" table and the world README's reading of `shrink-40-59` are
+measured, not remembered: every number is recomputed here from the committed results by the report's shrink view."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ROOT, results_folder
+
+from interference.report.files import load_results
+from interference.report.shrink import alignment_rows, control_counts, frontier_gaps, frontier_summary
+
+#: The results folders of the README's table, in its order (a folder not yet committed is skipped).
+FOLDERS = ("world-default/shrink-40-59", "smollm2-135m-shrink-cpu")
+METHODS = ("sft", "reshuffled", "self_distill", "wise-ft")
+#: The table's slots: all parameters, outside the layers, attention, FFN.
+SLOTS = ("all", "other", "attention", "ffn")
+
+
+def _views(folder: str) -> tuple[dict, dict, dict, list[dict]]:
+    """Self-distillation's and the control's median alignments, self-distillation's counts against the control by
+    (measure, slot), and the per-method gap summaries, from one committed folder."""
+    records = load_results(results_folder(folder))["conditions"]
+    medians = {row["method"]: row["median"] for row in alignment_rows(records, METHODS)}
+    counts = {(c["measure"], c["slot"]): c for c in control_counts(records, METHODS) if c["method"] == "self_distill"}
+    return medians["self_distill"], medians["reshuffled"], counts, frontier_summary(frontier_gaps(records, METHODS),
+                                                                                   METHODS)
+
+
+def table_row(folder: str) -> str:
+    """One row: seeds; per slot self-distillation's median scale / the control's (seeds where it is shorter); the
+    gap above WiSE-FT's curve (seeds on the curve)."""
+    mine, theirs, counts, summary = _views(folder)
+    gap = next(row for row in summary if row["method"] == "self_distill")
+    cells = [f"{mine['scale'][s]:.2f} / {theirs['scale'][s]:.2f} ({counts['scale', s]['below']} of "
+             f"{counts['scale', s]['seeds']})" for s in SLOTS]
+    return f"| `{folder}` | {gap['seeds']} | {' | '.join(cells)} | {gap['gap_text']} ({gap['gap']['n']}) |"
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_the_readme_table_row_is_the_records(readme, folder):
+    if not (ROOT / "results" / folder / "results.json").is_file():
+        pytest.skip(f"results/{folder} is not committed yet")
+    assert table_row(folder) in readme.splitlines(), table_row(folder)
+
+
+def test_the_world_readmes_reading_of_shrink_40_59_is_the_records():
+    text = " ".join((ROOT / "results" / "world-default" / "README.md").read_text(encoding="utf-8").split())
+    mine, theirs, counts, summary = _views("world-default/shrink-40-59")
+    sd, control = (next(r for r in summary if r["method"] == m) for m in ("self_distill", "reshuffled"))
+
+    def pair(measure, slot):
+        return f"{mine[measure][slot]:.2f} against {theirs[measure][slot]:.2f}"
+
+    expected = [
+        f"on {counts['scale', 'all']['below']} of 20 seeds (median scale {pair('scale', 'all')}; cosine "
+        f"{pair('cosine', 'all')}, lower on {counts['cosine', 'all']['below']} of 20)",
+        f"longer than reshuffled's on {20 - counts['sideways', 'other']['below']} of 20 (median sideways "
+        f"{pair('sideways', 'other')})",
+        f"shorter than reshuffled's on {counts['sideways', 'attention']['below']} of 20 (≥ 14 predicted; medians "
+        f"{mine['sideways']['attention']:.2f} and {theirs['sideways']['attention']:.2f})",
+        f"On the {sd['gap']['n']} seeds where", f"is **{sd['gap_text'].replace('-', '−')}** (above on {sd['above']},",
+        f"On the other {sd['off_curve']} it learned", f"Reshuffled's gap is {control['gap_text'].replace('-', '−')} "
+        f"({control['gap']['n']} seeds on the curve, {control['off_curve']} off)",
+        f"self-distillation's scale is {mine['scale']['other']:.2f} against the control's "
+        f"{theirs['scale']['other']:.2f} (below on {counts['scale', 'other']['below']} of 20)",
+        f"scale {pair('scale', 'unembedding')}, norm ratio {pair('norm_ratio', 'unembedding')} (the embeddings: "
+        f"{mine['scale']['embeddings']:.2f} and {theirs['scale']['embeddings']:.2f})",
+        f"attention {pair('scale', 'attention')} (shorter on {counts['scale', 'attention']['below']} of 20), FFN "
+        f"{pair('scale', 'ffn')} (shorter on {counts['scale', 'ffn']['below']} of 20; cosine "
+        f"{mine['cosine']['ffn']:.2f} and {theirs['cosine']['ffn']:.2f})",
+    ]
+    for sentence in expected:
+        assert sentence in text, sentence
+
+
+def test_the_readmes_reading_of_the_world_row_is_the_records(readme):
+    from interference.report.paired import interval_text, paired_difference
+
+    text = " ".join(readme.split())
+    records = load_results(results_folder("world-default/shrink-40-59"))["conditions"]
+    mine, theirs, _, summary = _views("world-default/shrink-40-59")
+    sd, control = (next(r for r in summary if r["method"] == m) for m in ("self_distill", "reshuffled"))
+    same = interval_text(paired_difference(records, "reshuffled", "sft", "held_acc_final").t)
+    for sentence in (f"scale {mine['scale']['unembedding']:.2f} against the control's "
+                     f"{theirs['scale']['unembedding']:.2f}",
+                     f"On {sd['off_curve']} of the 20 seeds", f"read on the other {sd['gap']['n']}",
+                     f"not above the curve ({control['gap_text'].replace('-', '−')})",
+                     f"ends where SFT does ({same.replace('-', '−')})"):
+        assert sentence in text, sentence
