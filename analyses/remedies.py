@@ -5,7 +5,7 @@ same start at matched acquisition; the headline is acquisition against held-out 
     python -m analyses.remedies --quick           # 3 seeds, under two minutes
     python -m analyses.remedies --methods sft self_distill lora self_distill+lora --lora-rank 4
     python -m analyses.remedies --methods sft self_distill ewc ewc:1e6 ewc:1e8   # EWC at three strengths
-    python -m analyses.remedies --methods sft reshuffled self_distill wise-ft --alphas 0 0.2 0.4 0.6 0.8 0.9 1
+    python -m analyses.remedies --methods sft reshuffled self_distill wise-ft --alphas 0 0.2 0.4 0.5 0.6 0.8 0.9 1
                                                   # is self-distillation SFT, shrunk? (beside SFT's own noise)
     python -m analyses.remedies --model smollm2-135m --knowledge ../shared/data/slick/smollm2-135m-fast.jsonl
     python -m analyses.remedies --seeds 5 6 --accumulate   # add seeds to the run in reports/remedies

@@ -102,7 +102,8 @@ class RemedySettings:
         if not self.alphas or not all(0 <= a <= 1 for a in self.alphas):
             raise InterferenceError(f"alphas must be numbers in [0, 1], got {list(self.alphas)}")
         if self.alpha not in self.alphas:
-            raise InterferenceError(f"the wise-ft α {self.alpha} is not among the swept alphas {list(self.alphas)}")
+            raise InterferenceError(f"the wise-ft α {self.alpha} is not among the swept alphas {list(self.alphas)} "
+                                    f"(add {self.alpha:g} to --alphas, or set --alpha to one of them)")
 
     def ewc_weight(self, config: ExperimentConfig) -> float:
         trained = config.n_known + config.n_unknown
