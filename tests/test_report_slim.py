@@ -46,15 +46,20 @@ def test_write_cdn_matches_slimming_an_inline_page(tmp_path):
     assert slim_html((cdn / HTML_FILE).read_text()) is None
 
 
+def _replace_results(folder: Path, text: str) -> None:
+    """`text` as the folder's results.json, with a manifest that names it (as an older toolkit would have written)."""
+    (folder / RESULTS_FILE).write_text(text, encoding="utf-8")
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    texts = {name: (folder / name).read_text(encoding="utf-8") for name in manifest["files"]}
+    (folder / MANIFEST_FILE).write_text(manifest_text(manifest["title"], texts))
+
+
 def test_slim_lays_out_an_indented_results_json_compactly_with_the_same_data(tmp_path):
     out = build_report().write(tmp_path / "run", plotly_js="cdn")
     assert slim_folder(out) is False  # written slim: a CDN page and the compact layout
     data = load_results(out)
     indented = json.dumps(data, indent=2) + "\n"  # as the toolkit wrote results.json before 2026-12-06
-    (out / RESULTS_FILE).write_text(indented, encoding="utf-8")
-    manifest = json.loads((out / MANIFEST_FILE).read_text())
-    texts = {name: (out / name).read_text(encoding="utf-8") for name in manifest["files"]}
-    (out / MANIFEST_FILE).write_text(manifest_text(manifest["title"], texts))
+    _replace_results(out, indented)
     assert slim_folder(out) is True
     after = (out / RESULTS_FILE).read_text(encoding="utf-8")
     assert len(after) < len(indented) and load_results(out) == data  # fewer bytes, the same data, a true manifest
@@ -96,10 +101,7 @@ def test_a_slimmed_folder_shares_repeated_lists_and_loads_the_same_data(tmp_path
     repeated = [{**r, "held_relations": ["P17"] * 10} for r in data["conditions"]]
     assert len(repeated) >= 2
     text = atomic.json_text({**data, "conditions": repeated}, allow_nan=False)
-    (out / RESULTS_FILE).write_text(text, encoding="utf-8")
-    manifest = json.loads((out / MANIFEST_FILE).read_text())
-    texts = {name: (out / name).read_text(encoding="utf-8") for name in manifest["files"]}
-    (out / MANIFEST_FILE).write_text(manifest_text(manifest["title"], texts))
+    _replace_results(out, text)
     assert slim_folder(out) is True
     after = (out / RESULTS_FILE).read_text(encoding="utf-8")
     assert SAME_AS in after and len(after) < len(text)
