@@ -43,9 +43,9 @@ def command(argv: list[str] | None = None) -> common.StudyCommand:
     """The parsed command (options and each method's training options checked, nothing run)."""
     parser = common.parser("remedies", __doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), metavar="METHOD",
-                        help=f"methods to run (default: all): {', '.join(METHODS)}; and the control "
-                             f"{', '.join(CONTROLS)} (SFT from the same start with another batch order: how far SFT "
-                             "moves for nothing but that); a part may set its strength, "
+                        help=f"methods to run (default: all): {', '.join(METHODS)}; and the controls "
+                             f"{' and '.join(CONTROLS)} (SFT from the same start with another batch order, and with "
+                             "its unembedding frozen); a part may set its strength, "
                              f"{', '.join(f'{k}:<{v}>' for k, v in STRENGTHS.items())} (e.g. ewc:1e6 replay:0.5), "
                              "so that one run sweeps it")
     add_dataclass_options(parser, RemedySettings)

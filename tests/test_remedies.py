@@ -236,6 +236,8 @@ def test_a_method_name_sets_each_parts_strength_and_has_one_spelling():
     # the control: SFT with another batch order, right after sft, with no strength and in no combination
     assert check_methods(["self_distill", "reshuffled", "sft"]) == ("sft", "reshuffled", "self_distill")
     assert settings.overrides("reshuffled", config) == {"method": "sft", "order_shift": 1000}
+    assert settings.overrides("frozen-unembedding", config) == {"method": "sft", "freeze": "unembedding"}
+    assert check_methods(["frozen-unembedding", "sft", "reshuffled"]) == ("sft", "reshuffled", "frozen-unembedding")
     for bad in ("reshuffled:2", "self_distill+reshuffled"):
         with pytest.raises(InterferenceError):
             check_methods([bad])
@@ -396,7 +398,8 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     from interference.studies.setup import ExperimentConfig
 
     config = ExperimentConfig.quick_preset(n_known=16, n_unknown=16, n_held=16, epochs=2, seeds=(0, 1))
-    methods = ("sft", "self_distill", "lora", "replay", "ewc", "ewc:1e8", "self_distill+lora", "wise-ft")
+    methods = ("sft", "reshuffled", "frozen-unembedding", "self_distill", "lora", "replay", "ewc", "ewc:1e8",
+               "self_distill+lora", "wise-ft")
     study = run_remedies(config, methods, RemedySettings(lora_rank=2, alphas=(0.0, 0.5, 1.0)), base=world,
                          progress=False)
     assert [(r["name"], r["seed"]) for r in study.records] == [(m, s) for m in methods for s in (0, 1)]
@@ -468,6 +471,9 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     assert aligned["wise-ft"]["cosine"]["all"] == pytest.approx(1.0, abs=1e-5)  # SFT's own step at α 0.5
     assert aligned["wise-ft"]["scale"]["all"] == pytest.approx(0.5, abs=1e-4)
     assert aligned["ewc:1e8"]["norm_ratio"]["all"] < aligned["ewc"]["norm_ratio"]["all"]
+    assert aligned["frozen-unembedding"]["scale"]["unembedding"] is None  # it did not move: nothing to align
+    assert aligned["frozen-unembedding"]["scale"]["ffn"] is not None
+    assert 0 < aligned["reshuffled"]["cosine"]["all"] < 1 - 1e-6  # another order: another update, from one start
     shrink = written["results"]["shrink"]  # wise-ft and sft lie on the curve: the others are measured against it
     assert [row["method"] for row in shrink["frontier"]] == [m for m in methods if m not in ("sft", "wise-ft")]
     assert [row["method"] for row in shrink["alignment"]] == list(methods[1:])

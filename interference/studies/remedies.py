@@ -124,6 +124,8 @@ class RemedySettings:
                 fields["ewc_lambda"] = self.ewc_weight(config)
             elif part == "reshuffled":
                 fields["order_shift"] = RESHUFFLE_SHIFT
+            elif part == "frozen-unembedding":
+                fields["freeze"] = "unembedding"
             elif part != "sft":
                 raise InterferenceError(f"unknown remedy {part!r} in {method!r}")
             if strength is not None:

@@ -15,8 +15,9 @@ METHODS = ("sft", "self_distill", "lora", "replay", "ewc", "self_distill+lora", 
            "self_distill+ewc", "wise-ft")
 #: Controls a run may add (not run by default): `reshuffled` is SFT from the same start with another batch order
 #: (`TrainConfig.order_shift` = `RESHUFFLE_SHIFT`), how far SFT's own update and held-out accuracy move for nothing but
-#: the order of its batches.
-CONTROLS = ("reshuffled",)
+#: the order of its batches; `frozen-unembedding` is SFT with the unembedding frozen (on a model that ties it, the
+#: embeddings with it), what SFT keeps when it cannot move the output matrix.
+CONTROLS = ("reshuffled", "frozen-unembedding")
 #: The order of the study's methods: each control right after sft, the method it controls.
 ORDER = (METHODS[0], *CONTROLS, *METHODS[1:])
 #: The batch-order shift of `reshuffled`.
