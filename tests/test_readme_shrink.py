@@ -87,3 +87,47 @@ def test_the_readmes_reading_of_the_world_row_is_the_records(readme):
                      f"not above the curve ({control['gap_text'].replace('-', '−')})",
                      f"ends where SFT does ({same.replace('-', '−')})"):
         assert sentence in text, sentence
+
+
+def test_the_world_readmes_reading_of_frozen_unembedding_60_79_is_the_records():
+    from interference.report.headline import mean_of
+    from interference.report.paired import interval_text, paired_difference
+
+    text = " ".join((ROOT / "results" / "world-default" / "README.md").read_text(encoding="utf-8").split())
+    records = load_results(results_folder("world-default/frozen-unembedding-60-79"))["conditions"]
+    medians = {row["method"]: row["median"] for row in alignment_rows(records, METHODS + ("frozen-unembedding",))}
+    frozen, sd = medians["frozen-unembedding"], medians["self_distill"]
+
+    def gain(method, reference="sft"):
+        return paired_difference(records, method, reference, "held_acc_final").t
+
+    def shown(interval):
+        return interval_text(interval).replace("-", "−")
+
+    acquisition = mean_of(records, "frozen-unembedding", "new_acc") / mean_of(records, "sft", "new_acc")
+    expected = [
+        f"keeps {acquisition:.2f} of SFT's acquisition ({mean_of(records, 'frozen-unembedding', 'new_acc'):.3f} "
+        f"against {mean_of(records, 'sft', 'new_acc'):.3f}), in {mean_of(records, 'frozen-unembedding', 'epochs'):.1f} "
+        f"epochs against SFT's {mean_of(records, 'sft', 'epochs'):.1f}",
+        f"Its gain over SFT is {shown(gain('frozen-unembedding'))}, "
+        f"{gain('frozen-unembedding').mean / gain('self_distill').mean:.2f} of self-distillation's "
+        f"{shown(gain('self_distill'))}",
+        f"Self-distillation ends above it by {shown(gain('self_distill', 'frozen-unembedding'))}",
+        f"median scale {frozen['scale']['attention']:.2f} in attention and {frozen['scale']['ffn']:.2f} in FFN, "
+        f"sideways {frozen['sideways']['attention']:.2f} and {frozen['sideways']['ffn']:.2f} (self-distillation's: "
+        f"{sd['scale']['attention']:.2f} and {sd['scale']['ffn']:.2f}, sideways {sd['sideways']['attention']:.2f} and "
+        f"{sd['sideways']['ffn']:.2f})",
+    ]
+    for sentence in expected:
+        assert sentence in text, sentence
+
+
+def test_the_readmes_frozen_unembedding_bullet_is_the_records(readme):
+    from interference.report.paired import interval_text, paired_difference
+
+    text = " ".join(readme.split())
+    records = load_results(results_folder("world-default/frozen-unembedding-60-79"))["conditions"]
+    frozen, sd = (interval_text(paired_difference(records, m, "sft", "held_acc_final").t).replace("-", "−")
+                  for m in ("frozen-unembedding", "self_distill"))
+    sentence = f"keeps {frozen} more held-out facts than SFT, against self-distillation's {sd}"
+    assert sentence in text, sentence
