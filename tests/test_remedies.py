@@ -15,6 +15,7 @@ from interference.measures.fisher import answer_loss, diagonal_fisher, loss_expa
 from interference.measures.updates import fisher_distance, gradient_projection
 from interference.models import load_model
 from interference.models.adapters import add_lora, lora_modules, lora_parameters, merge_lora
+from interference.models.parameter_groups import PARTITION
 from interference.models.weights import Snapshot, interpolate
 from interference.train import TrainConfig, train
 from interference.train.losses import answer_cross_entropy, ewc_penalty, l2_distance
@@ -400,8 +401,10 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     config = ExperimentConfig.quick_preset(n_known=16, n_unknown=16, n_held=16, epochs=2, seeds=(0, 1))
     methods = ("sft", "reshuffled", "frozen-unembedding", "self_distill", "lora", "replay", "ewc", "ewc:1e8",
                "self_distill+lora", "wise-ft")
-    study = run_remedies(config, methods, RemedySettings(lora_rank=2, alphas=(0.0, 0.5, 1.0)), base=world,
-                         progress=False)
+    every = "+".join(PARTITION)
+    study = run_remedies(config, methods, RemedySettings(lora_rank=2, alphas=(0.0, 0.5, 1.0),
+                                                         swaps=("unembedding", "attention+ffn", every)),
+                         base=world, progress=False)
     assert [(r["name"], r["seed"]) for r in study.records] == [(m, s) for m in methods for s in (0, 1)]
     for seed in (0, 1):
         starts = {r["held_acc_start"] for r in study.records if r["seed"] == seed}
@@ -474,6 +477,15 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
     assert aligned["frozen-unembedding"]["scale"]["unembedding"] is None  # it did not move: nothing to align
     assert aligned["frozen-unembedding"]["scale"]["ffn"] is not None
     assert 0 < aligned["reshuffled"]["cosine"]["all"] < 1 - 1e-6  # another order: another update, from one start
+    for r in study.records:  # swapping every group into SFT's model gives the method's own model back
+        if r["name"] not in ("sft", "wise-ft"):
+            assert set(r["sft_swaps"]) == {"unembedding", "attention+ffn", every}
+            assert r["sft_swaps"][every] == {"held_acc": r["held_acc_final"], "new_acc": r["new_acc"]}, r["name"]
     shrink = written["results"]["shrink"]  # wise-ft and sft lie on the curve: the others are measured against it
     assert [row["method"] for row in shrink["frontier"]] == [m for m in methods if m not in ("sft", "wise-ft")]
     assert [row["method"] for row in shrink["alignment"]] == list(methods[1:])
+    assert [(r["method"], r["swapped"]) for r in shrink["swaps"]][:3] == [("reshuffled", "unembedding"),
+                                                                         ("reshuffled", "attention+ffn"),
+                                                                         ("reshuffled", every)]
+    assert all(r["share_of_gain"] is None or r["swapped"] != every or r["share_of_gain"] == pytest.approx(1.0)
+               for r in shrink["swaps"])  # every group swapped carries all of a method's gain

@@ -14,6 +14,7 @@ from interference.report.shrink import (
     frontier_gaps,
     frontier_summary,
     shrink_text,
+    swap_rows,
     wise_held_at,
 )
 
@@ -121,7 +122,7 @@ def test_the_view_writes_its_results_a_sentence_and_its_tables():
     report = _Report()
     add_shrink_view(report, RECORDS, WITH_CONTROL)
     assert report.titles == ["Is it SFT, shrunk?"]
-    assert set(report.results["shrink"]) == {"frontier", "frontier_seeds", "alignment", "control"}
+    assert set(report.results["shrink"]) == {"frontier", "frontier_seeds", "alignment", "control", "swaps"}
     assert len(report.tables) == 4  # the gaps, the alignment over slots, per layer, and against the control
     text = report.texts[0]
     assert "self_distill ends +0.000 [" in text and "above on 1 of 2 seeds" in text and "median α 0.62" in text
@@ -132,3 +133,18 @@ def test_the_view_writes_its_results_a_sentence_and_its_tables():
     add_shrink_view(empty, [r for r in RECORDS if r["name"] == "sft"], METHODS)
     assert empty.results == {} and empty.titles == []
     assert shrink_text([], []) == ""
+
+
+def test_a_swap_is_read_beside_sft_and_as_a_share_of_the_methods_own_gain():
+    swaps = {0: {"ffn": {"held_acc": 0.6, "new_acc": 0.9}, "unembedding": {"held_acc": 0.5, "new_acc": 0.8}},
+             1: {"ffn": {"held_acc": 0.56, "new_acc": 0.9}}}
+    records = [_record("sft", 0, 0.9, 0.5), _record("sft", 1, 0.9, 0.5),
+               _record("self_distill", 0, 0.9, 0.7, sft_swaps=swaps[0]),
+               _record("self_distill", 1, 0.9, 0.6, sft_swaps=swaps[1])]
+    rows = swap_rows(records, ("sft", "self_distill"))
+    assert [(r["swapped"], r["seeds"]) for r in rows] == [("ffn", 2), ("unembedding", 1)]
+    ffn, unembedding = rows
+    assert ffn["gain"]["mean"] == pytest.approx(0.08) and ffn["share_of_gain"] == pytest.approx(0.08 / 0.15)
+    assert unembedding["gain"]["mean"] == pytest.approx(0.0) and unembedding["share_of_gain"] == pytest.approx(0.0)
+    assert unembedding["new_acc"] == pytest.approx(0.8) and unembedding["sft_new_acc"] == pytest.approx(0.9)
+    assert swap_rows(RECORDS, METHODS) == []

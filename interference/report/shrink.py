@@ -121,6 +121,27 @@ def _number(value, digits: int = 3):
     return None if value is None else round(value, digits)
 
 
+def swap_rows(records: Sequence[dict], methods: Sequence[str]) -> list[dict]:
+    """Per method whose records carry `sft_swaps` and spec swapped: the seeds, the hybrid's held-out accuracy minus
+    SFT's with its 95 % t-interval over seeds, its share of the method's own gain over SFT (mean over mean), and the
+    hybrid's and SFT's mean acquisition."""
+    sft = {r["seed"]: r for r in records if r["name"] == "sft"}
+    rows = []
+    for method in methods:
+        mine = [r for r in records if r["name"] == method and r.get("sft_swaps") and r["seed"] in sft]
+        for spec in dict.fromkeys(spec for r in mine for spec in r["sft_swaps"]):
+            runs = [r for r in mine if spec in r["sft_swaps"]]
+            gain = t_interval([r["sft_swaps"][spec]["held_acc"] - sft[r["seed"]]["held_acc_final"] for r in runs])
+            own = statistics.mean(r["held_acc_final"] - sft[r["seed"]]["held_acc_final"] for r in runs)
+            rows.append({"method": method, "swapped": spec, "seeds": len(runs),
+                         "gain": {"mean": gain.mean, "low": gain.low, "high": gain.high},
+                         "gain_text": interval_text(gain),
+                         "share_of_gain": gain.mean / own if own else None,
+                         "new_acc": statistics.mean(r["sft_swaps"][spec]["new_acc"] for r in runs),
+                         "sft_new_acc": statistics.mean(sft[r["seed"]]["new_acc"] for r in runs)})
+    return rows
+
+
 def _count(counts: Sequence[dict], method: str, measure: str, slot: str) -> str | None:
     row = next((c for c in counts if (c["method"], c["measure"], c["slot"]) == (method, measure, slot)), None)
     return None if row is None else f"{row['below']} of {row['seeds']}"
@@ -158,9 +179,9 @@ def add_shrink_view(report, records: list[dict], methods: Sequence[str]) -> None
     summary, alignment = frontier_summary(gaps, methods), alignment_rows(records, methods)
     if not summary and not alignment:
         return
-    counts = control_counts(records, methods)
+    counts, swaps = control_counts(records, methods), swap_rows(records, methods)
     report.results["shrink"] = {"frontier": summary, "frontier_seeds": gaps, "alignment": alignment,
-                                "control": counts}
+                                "control": counts, "swaps": swaps}
     section = report.section(
         "Is it SFT, shrunk?",
         "WiSE-FT's curve (θ⁰ + α(θ_sft − θ⁰) over the swept α) is what shrinking SFT's update evenly buys. Gap: per "
@@ -191,3 +212,12 @@ def add_shrink_view(report, records: list[dict], methods: Sequence[str]) -> None
                                         for c in counts if c["method"] == m}}
                        for m in dict.fromkeys(c["method"] for c in counts)],
                       title=f"Seeds on which the method's value is below {CONTROL}'s (SFT with another batch order)")
+    if swaps:
+        section.table([{"method": r["method"], "swapped into SFT's model": r["swapped"], "seeds": r["seeds"],
+                        "held-out − SFT's": r["gain_text"],
+                        "share of the method's gain": _number(r["share_of_gain"], 2),
+                        "acquisition": _number(r["new_acc"]), "SFT's acquisition": _number(r["sft_new_acc"])}
+                       for r in swaps],
+                      title="SFT's model with one part of the method's update: which part carries its saving (held-out "
+                            "accuracy beside SFT's, paired by seed, 95 % t-interval; share = mean over the method's "
+                            "own mean gain)")

@@ -35,6 +35,7 @@ from ..io.errors import InterferenceError
 from ..measures.attribution import FIRST, STEPS
 from ..measures.evaluation import accuracy, answer_budget, fact_correctness
 from ..measures.fisher import LossExpansion, answer_losses, diagonal_fisher, loss_expansion
+from ..measures.swaps import swap_groups, swap_in
 from ..measures.tracing import restore, score_facts
 from ..measures.updates import fisher_distance, gradient_projection, layer_update_norms, update_alignment
 from ..models.weights import Snapshot, interpolate
@@ -95,9 +96,15 @@ class RemedySettings:
                                     "halving where the split misses; 0: leave the split out)", low=0)
     alphas: tuple[float, ...] = option((0.0, 0.25, 0.5, 0.75, 1.0), "WiSE-FT interpolation weights α swept")
     alpha: float = option(0.5, "the α of the wise-ft record (paired with the others)", low=0, high=1)
+    swaps: tuple[str, ...] = option((), "parameter groups (joined with '+': attention+ffn) each swapped alone from a "
+                                    "method's model into SFT's, scored on D_held and D_unknown: which part of the "
+                                    "update carries the method's saving (none: no swaps)")
 
     def __post_init__(self) -> None:
         self.alphas = tuple(sorted(set(self.alphas)))
+        self.swaps = tuple(dict.fromkeys(self.swaps))
+        for spec in self.swaps:
+            swap_groups(spec)
         check_options(self)
         if not self.alphas or not all(0 <= a <= 1 for a in self.alphas):
             raise InterferenceError(f"alphas must be numbers in [0, 1], got {list(self.alphas)}")
@@ -187,6 +194,17 @@ def _subject_recovery(model, start, tokenizer, held, start_ok) -> dict:
     return {"subject_recovery": [None if math.isnan(v) else v for v in per_layer], "traced_facts": len(forgotten)}
 
 
+def _swaps(setup: Setup, sft_model, model, specs: Sequence[str], max_new: int) -> dict:
+    """Per swap spec, SFT's model with `model`'s parameters in those groups: its held-out and new-fact accuracy."""
+    out = {}
+    for spec in specs:
+        hybrid = swap_in(sft_model, model, swap_groups(spec))
+        out[spec] = {f"{name}_acc": accuracy(fact_correctness(hybrid, setup.tokenizer, getattr(setup, split),
+                                                              max_new_tokens=max_new))
+                     for name, split in (("held", "held"), ("new", "unknown"))}
+    return {"sft_swaps": out} if out else {}
+
+
 def _loss_terms(history) -> dict[str, float]:
     """The last epoch's mean training terms: "ce", and "kl" and "ewc" (the unweighted Σ F(θ − θ⁰)²) where the
     method has them."""
@@ -260,6 +278,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
         traced = start_model(setup, config.train_config(seed, method="sft"))
         _, start_ok = score_facts(traced, setup.tokenizer, setup.held)
         anchors = _anchors(setup, traced)
+        budget = answer_budget(setup.tokenizer, [*setup.known, *setup.unknown, *setup.held])
         sft = None
         for method in trained:
             condition = run_condition(setup, method, config.train_config(seed, **settings.overrides(method, config)),
@@ -271,13 +290,13 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
                 loss_terms=_loss_terms(condition.result.history),
                 **_subject_recovery(condition.model, traced, setup.tokenizer, setup.held, start_ok),
                 **({"adapters": condition.result.adapters} if condition.result.adapters else {}),
-                **({"sft_alignment": update_alignment(start, condition.model, sft[0])} if sft else {})))
+                **({"sft_alignment": update_alignment(start, condition.model, sft[0]),
+                    **_swaps(setup, sft[0], condition.model, settings.swaps, budget)} if sft else {})))
             if method == "sft":
                 sft = (condition.model, study.records[-1])
             bar.update(1)
         if "wise-ft" in methods:
             bar.set_postfix_str(f"seed {seed} wise-ft")
-            budget = answer_budget(setup.tokenizer, [*setup.known, *setup.unknown, *setup.held])
             sweep, chosen = [], None
             for alpha, model, correct in _wise_ft(setup, sft[0], start, settings.alphas, budget):
                 sweep.append({"alpha": alpha, **{f"{s}_acc": accuracy(c) for s, c in
