@@ -148,3 +148,8 @@ def test_a_swap_is_read_beside_sft_and_as_a_share_of_the_methods_own_gain():
     assert unembedding["gain"]["mean"] == pytest.approx(0.0) and unembedding["share_of_gain"] == pytest.approx(0.0)
     assert unembedding["new_acc"] == pytest.approx(0.8) and unembedding["sft_new_acc"] == pytest.approx(0.9)
     assert swap_rows(RECORDS, METHODS) == []
+    assert "curve_gap" not in ffn  # no WiSE-FT sweep in the run
+    curved = swap_rows([*records, _record("wise-ft", 0, 0.4, 0.7, sweep=CURVE)], ("sft", "self_distill", "wise-ft"))
+    ffn = curved[0]  # seed 0's hybrid: acquisition 0.9 is the curve's α 1 point (held 0.5); seed 1 has no sweep
+    assert ffn["curve_gap"]["n"] == 1 and ffn["curve_gap"]["mean"] == pytest.approx(0.1) and ffn["curve_above"] == 1
+    assert ffn["off_curve"] == 0  # seed 1, with no sweep, is not read against a curve

@@ -121,11 +121,19 @@ def _number(value, digits: int = 3):
     return None if value is None else round(value, digits)
 
 
+def _curve_gap(sweep: Sequence[dict], acquisition: float, held: float) -> float | None:
+    found = wise_held_at(sweep, acquisition)
+    return None if found is None else held - found[1]
+
+
 def swap_rows(records: Sequence[dict], methods: Sequence[str]) -> list[dict]:
     """Per method whose records carry `sft_swaps` and spec swapped: the seeds, the hybrid's held-out accuracy minus
-    SFT's with its 95 % t-interval over seeds, its share of the method's own gain over SFT (mean over mean), and the
-    hybrid's and SFT's mean acquisition."""
+    SFT's with its 95 % t-interval over seeds, its share of the method's own gain over SFT (mean over mean), the
+    hybrid's and SFT's mean acquisition, and where the run has WiSE-FT's sweep the hybrid's gap above that curve at
+    its own acquisition (`curve_gap`, over the seeds on the curve; a hybrid that learns less forgets less along the
+    curve too, so a gain below it is a trade-off, not a saving)."""
     sft = {r["seed"]: r for r in records if r["name"] == "sft"}
+    sweeps = {r["seed"]: r["sweep"] for r in records if r["name"] == "wise-ft" and r.get("sweep")}
     rows = []
     for method in methods:
         mine = [r for r in records if r["name"] == method and r.get("sft_swaps") and r["seed"] in sft]
@@ -139,6 +147,14 @@ def swap_rows(records: Sequence[dict], methods: Sequence[str]) -> list[dict]:
                          "share_of_gain": gain.mean / own if own else None,
                          "new_acc": statistics.mean(r["sft_swaps"][spec]["new_acc"] for r in runs),
                          "sft_new_acc": statistics.mean(sft[r["seed"]]["new_acc"] for r in runs)})
+            if sweeps:
+                gaps = [_curve_gap(sweeps[r["seed"]], r["sft_swaps"][spec]["new_acc"],
+                                   r["sft_swaps"][spec]["held_acc"]) for r in runs if r["seed"] in sweeps]
+                on = [g for g in gaps if g is not None]
+                curve = t_interval(on)
+                rows[-1].update(curve_gap={"mean": curve.mean, "low": curve.low, "high": curve.high, "n": curve.n},
+                                curve_gap_text=interval_text(curve), curve_above=sum(g > 0 for g in on),
+                                off_curve=len(gaps) - len(on))
     return rows
 
 
@@ -216,7 +232,9 @@ def add_shrink_view(report, records: list[dict], methods: Sequence[str]) -> None
         section.table([{"method": r["method"], "swapped into SFT's model": r["swapped"], "seeds": r["seeds"],
                         "held-out − SFT's": r["gain_text"],
                         "share of the method's gain": _number(r["share_of_gain"], 2),
-                        "acquisition": _number(r["new_acc"]), "SFT's acquisition": _number(r["sft_new_acc"])}
+                        "acquisition": _number(r["new_acc"]), "SFT's acquisition": _number(r["sft_new_acc"]),
+                        **({"above WiSE-FT's curve at its acquisition (seeds on it)":
+                            f"{r['curve_gap_text']} ({r['curve_gap']['n']})"} if "curve_gap" in r else {})}
                        for r in swaps],
                       title="SFT's model with one part of the method's update: which part carries its saving (held-out "
                             "accuracy beside SFT's, paired by seed, 95 % t-interval; share = mean over the method's "
