@@ -131,3 +131,35 @@ def test_the_readmes_frozen_unembedding_bullet_is_the_records(readme):
                   for m in ("frozen-unembedding", "self_distill"))
     sentence = f"keeps {frozen} more held-out facts than SFT, against self-distillation's {sd}"
     assert sentence in text, sentence
+
+
+def test_the_readmes_reading_of_swaps_80_99_is_the_records(readme):
+    from interference.report.paired import interval_text, paired_difference
+    from interference.report.shrink import swap_rows
+
+    world = " ".join((ROOT / "results" / "world-default" / "README.md").read_text(encoding="utf-8").split())
+    main = " ".join(readme.split())
+    records = load_results(results_folder("world-default/swaps-80-99"))["conditions"]
+    rows = {row["swapped"]: row for row in swap_rows(records, METHODS)}
+    own = interval_text(paired_difference(records, "self_distill", "sft", "held_acc_final").t).replace("-", "−")
+    layers, unembedding = rows["attention+ffn+norms"], rows["unembedding"]
+
+    def shown(text):
+        return text.replace("-", "−")
+
+    assert f"gain over SFT is {own}" in world and f"against self-distillation's own {own}" in main
+    assert (f"gains +{layers['gain']['mean']:.3f}, {layers['share_of_gain']:.2f} of self-distillation's gain"
+            in world)
+    assert f"That gain's interval is {shown(layers['gain_text'])}" in world
+    assert f"layers swapped in gains {shown(layers['gain_text'])}" in main
+    assert (f"Its unembedding gains {shown(unembedding['gain_text'])} ({unembedding['share_of_gain']:.2f})"
+            in world)
+    low, high = min(r["new_acc"] for r in rows.values()), max(r["new_acc"] for r in rows.values())
+    assert f"(acquisition {low:.2f} to {high:.2f} against {layers['sft_new_acc']:.2f})" in world
+    for spec, label in (("attention+ffn+norms", "layers"), ("embeddings", "embeddings"), ("attention", "attention"),
+                        ("ffn", "FFN"), ("unembedding", "unembedding")):
+        row = rows[spec]
+        assert f"{label} {shown(row['curve_gap_text'])} ({row['curve_gap']['n']}" in world, spec
+        assert row["curve_gap"]["mean"] <= 0  # "none sits above WiSE-FT's curve"
+    sd = next(r for r in frontier_summary(frontier_gaps(records, METHODS), METHODS) if r["method"] == "self_distill")
+    assert f"sits {shown(sd['gap_text'])} above the curve ({sd['gap']['n']} seeds on it)" in world
