@@ -26,6 +26,11 @@ def _views(folder: str) -> tuple[dict, dict, dict, list[dict]]:
                                                                                    METHODS)
 
 
+def _assert_all_in(sentences: list[str], text: str) -> None:
+    for sentence in sentences:
+        assert sentence in text, sentence
+
+
 def table_row(folder: str) -> str:
     """One row: seeds; per slot self-distillation's median scale / the control's (seeds where it is shorter); the
     gap above WiSE-FT's curve (seeds on the curve)."""
@@ -69,8 +74,7 @@ def test_the_world_readmes_reading_of_shrink_40_59_is_the_records():
         f"{pair('scale', 'ffn')} (shorter on {counts['scale', 'ffn']['below']} of 20; cosine "
         f"{mine['cosine']['ffn']:.2f} and {theirs['cosine']['ffn']:.2f})",
     ]
-    for sentence in expected:
-        assert sentence in text, sentence
+    _assert_all_in(expected, text)
 
 
 def test_the_readmes_reading_of_the_world_row_is_the_records(readme):
@@ -118,8 +122,7 @@ def test_the_world_readmes_reading_of_frozen_unembedding_60_79_is_the_records():
         f"{sd['scale']['attention']:.2f} and {sd['scale']['ffn']:.2f}, sideways {sd['sideways']['attention']:.2f} and "
         f"{sd['sideways']['ffn']:.2f})",
     ]
-    for sentence in expected:
-        assert sentence in text, sentence
+    _assert_all_in(expected, text)
 
 
 def test_the_readmes_frozen_unembedding_bullet_is_the_records(readme):
