@@ -166,3 +166,19 @@ def test_the_readmes_reading_of_swaps_80_99_is_the_records(readme):
         assert row["curve_gap"]["mean"] <= 0  # "none sits above WiSE-FT's curve"
     sd = next(r for r in frontier_summary(frontier_gaps(records, METHODS), METHODS) if r["method"] == "self_distill")
     assert f"sits {shown(sd['gap_text'])} above the curve ({sd['gap']['n']} seeds on it)" in world
+
+
+def test_the_readmes_smollm2_bullet_is_the_records(readme):
+    from interference.report.headline import mean_of
+
+    text = " ".join(readme.split())
+    records = load_results(results_folder("smollm2-135m-shrink-cpu"))["conditions"]
+    mine, theirs, _, summary = _views("smollm2-135m-shrink-cpu")
+    sd = next(r for r in summary if r["method"] == "self_distill")
+    epochs = sorted({r["epochs"] for r in records if r["name"] == "sft"})
+    _assert_all_in([
+        f"(4 against {epochs[0]}–{epochs[-1]})" if mean_of(records, "self_distill", "epochs") == 4 else "never",
+        f"scale {mine['scale']['all']:.2f} and cosine {mine['cosine']['all']:.2f}, closer than another batch "
+        f"order's ({theirs['scale']['all']:.2f} and {theirs['cosine']['all']:.2f})",
+        f"above WiSE-FT's curve on the {sd['above']} seeds on it" if sd["above"] == sd["gap"]["n"] else "never",
+    ], text)
