@@ -39,9 +39,7 @@ class TrainConfig(DictFields):
     weight_decay: float = option(0.0, "AdamW decoupled weight decay", low=0)
     max_grad_norm: float | None = option(1.0, "clip the gradient norm to this; none: no clipping", low=0, above=True)
     seed: int = option(0, "seeds batch order, dropout and the snapshot", low=0)
-    order_shift: int = option(0, "the training batches (not the snapshot's) are ordered by seed + this: another "
-                              "order from the same start, everything else alike (the remedies' reshuffled control)",
-                              low=0)
+    order_shift: int = option(0, "training batches (not the snapshot's) are ordered by seed + this", low=0)
     start: str = option("snapshot", "student start: the snapshot (the same for every method) or the base model",
                         choices=("snapshot", "base"))
     snapshot_epochs: int = option(1, "epochs of SFT on D_known (all parameters) that make the snapshot", low=1)

@@ -262,9 +262,8 @@ def train(model: torch.nn.Module, tokenizer, config: TrainConfig, *, known: Sequ
                 order = epoch_order(n, config.batch_size, seed=config.seed + config.order_shift, epoch=epoch)
                 for i, index in enumerate(tqdm(order, desc=f"epoch {epoch}", disable=not progress, leave=False), 1):
                     if config.replay_fraction:
-                        index = torch.cat([index, replay_draw(pool, len(index), config.replay_fraction,
-                                                              seed=config.seed + config.order_shift, epoch=epoch,
-                                                              step=i)])
+                        index = torch.cat([index, replay_draw(pool, len(index), config.replay_fraction, epoch=epoch,
+                                                              seed=config.seed + config.order_shift, step=i)])
                     parts = _step(accelerator, forward, loss_fn, examples, index, params, optimizer, config)
                     sums = {k: sums[k] + v if k in sums else v for k, v in parts.items()}
                     step += 1
