@@ -7,7 +7,8 @@ import pytest
 from conftest import ROOT, results_folder
 
 from interference.report.files import load_results
-from interference.report.shrink import alignment_rows, control_counts, frontier_gaps, frontier_summary
+from interference.report.paired import interval_text, paired_difference
+from interference.report.shrink import alignment_rows, control_counts, frontier_gaps, frontier_summary, swap_rows
 
 #: The results folders of the README's table, in its order (a folder not yet committed is skipped).
 FOLDERS = ("world-default/shrink-40-59", "smollm2-135m-shrink-cpu")
@@ -24,6 +25,16 @@ def _views(folder: str) -> tuple[dict, dict, dict, list[dict]]:
     counts = {(c["measure"], c["slot"]): c for c in control_counts(records, METHODS) if c["method"] == "self_distill"}
     return medians["self_distill"], medians["reshuffled"], counts, frontier_summary(frontier_gaps(records, METHODS),
                                                                                    METHODS)
+
+
+def _minus(text: str) -> str:
+    """A number as the READMEs print it, with a true minus sign."""
+    return text.replace("-", "−")
+
+
+def _gain(records: list[dict], method: str, reference: str = "sft"):
+    """`method`'s held-out accuracy at the end minus `reference`'s, paired by seed: the t-interval."""
+    return paired_difference(records, method, reference, "held_acc_final").t
 
 
 def _assert_all_in(sentences: list[str], text: str) -> None:
@@ -63,8 +74,8 @@ def test_the_world_readmes_reading_of_shrink_40_59_is_the_records():
         f"{pair('sideways', 'other')})",
         f"shorter than reshuffled's on {counts['sideways', 'attention']['below']} of 20 (≥ 14 predicted; medians "
         f"{mine['sideways']['attention']:.2f} and {theirs['sideways']['attention']:.2f})",
-        f"On the {sd['gap']['n']} seeds where", f"is **{sd['gap_text'].replace('-', '−')}** (above on {sd['above']},",
-        f"On the other {sd['off_curve']} it learned", f"Reshuffled's gap is {control['gap_text'].replace('-', '−')} "
+        f"On the {sd['gap']['n']} seeds where", f"is **{_minus(sd['gap_text'])}** (above on {sd['above']},",
+        f"On the other {sd['off_curve']} it learned", f"Reshuffled's gap is {_minus(control['gap_text'])} "
         f"({control['gap']['n']} seeds on the curve, {control['off_curve']} off)",
         f"self-distillation's scale is {mine['scale']['other']:.2f} against the control's "
         f"{theirs['scale']['other']:.2f} (below on {counts['scale', 'other']['below']} of 20)",
@@ -78,35 +89,31 @@ def test_the_world_readmes_reading_of_shrink_40_59_is_the_records():
 
 
 def test_the_readmes_reading_of_the_world_row_is_the_records(readme):
-    from interference.report.paired import interval_text, paired_difference
-
     text = " ".join(readme.split())
     records = load_results(results_folder("world-default/shrink-40-59"))["conditions"]
     mine, theirs, _, summary = _views("world-default/shrink-40-59")
     sd, control = (next(r for r in summary if r["method"] == m) for m in ("self_distill", "reshuffled"))
-    same = interval_text(paired_difference(records, "reshuffled", "sft", "held_acc_final").t)
+    same = interval_text(_gain(records, "reshuffled"))
     for sentence in (f"scale {mine['scale']['unembedding']:.2f} against the control's "
                      f"{theirs['scale']['unembedding']:.2f}",
                      f"On {sd['off_curve']} of the 20 seeds", f"read on the other {sd['gap']['n']}",
-                     f"not above the curve ({control['gap_text'].replace('-', '−')})",
-                     f"ends where SFT does ({same.replace('-', '−')})"):
+                     f"not above the curve ({_minus(control['gap_text'])})",
+                     f"ends where SFT does ({_minus(same)})"):
         assert sentence in text, sentence
 
 
 def test_the_world_readmes_reading_of_frozen_unembedding_60_79_is_the_records():
     from interference.report.headline import mean_of
-    from interference.report.paired import interval_text, paired_difference
-
     text = " ".join((ROOT / "results" / "world-default" / "README.md").read_text(encoding="utf-8").split())
     records = load_results(results_folder("world-default/frozen-unembedding-60-79"))["conditions"]
     medians = {row["method"]: row["median"] for row in alignment_rows(records, METHODS + ("frozen-unembedding",))}
     frozen, sd = medians["frozen-unembedding"], medians["self_distill"]
 
     def gain(method, reference="sft"):
-        return paired_difference(records, method, reference, "held_acc_final").t
+        return _gain(records, method, reference)
 
     def shown(interval):
-        return interval_text(interval).replace("-", "−")
+        return _minus(interval_text(interval))
 
     acquisition = mean_of(records, "frozen-unembedding", "new_acc") / mean_of(records, "sft", "new_acc")
     expected = [
@@ -126,30 +133,23 @@ def test_the_world_readmes_reading_of_frozen_unembedding_60_79_is_the_records():
 
 
 def test_the_readmes_frozen_unembedding_bullet_is_the_records(readme):
-    from interference.report.paired import interval_text, paired_difference
-
     text = " ".join(readme.split())
     records = load_results(results_folder("world-default/frozen-unembedding-60-79"))["conditions"]
-    frozen, sd = (interval_text(paired_difference(records, m, "sft", "held_acc_final").t).replace("-", "−")
+    frozen, sd = (_minus(interval_text(_gain(records, m)))
                   for m in ("frozen-unembedding", "self_distill"))
     sentence = f"keeps {frozen} more held-out facts than SFT, against self-distillation's {sd}"
     assert sentence in text, sentence
 
 
 def test_the_readmes_reading_of_swaps_80_99_is_the_records(readme):
-    from interference.report.paired import interval_text, paired_difference
-    from interference.report.shrink import swap_rows
 
     world = " ".join((ROOT / "results" / "world-default" / "README.md").read_text(encoding="utf-8").split())
     main = " ".join(readme.split())
     records = load_results(results_folder("world-default/swaps-80-99"))["conditions"]
     rows = {row["swapped"]: row for row in swap_rows(records, METHODS)}
-    own = interval_text(paired_difference(records, "self_distill", "sft", "held_acc_final").t).replace("-", "−")
+    own = _minus(interval_text(_gain(records, "self_distill")))
     layers, unembedding = rows["attention+ffn+norms"], rows["unembedding"]
-
-    def shown(text):
-        return text.replace("-", "−")
-
+    shown = _minus
     assert f"gain over SFT is {own}" in world and f"against self-distillation's own {own}" in main
     assert (f"gains +{layers['gain']['mean']:.3f}, {layers['share_of_gain']:.2f} of self-distillation's gain"
             in world)

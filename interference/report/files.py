@@ -181,11 +181,8 @@ def load_results(path: str | os.PathLike) -> dict:
         raise InterferenceError(f"{path} is not valid JSON ({str(err).splitlines()[0]})") from err
     except ValueError as err:  # from _refuse_non_finite
         raise InterferenceError(f"{path}: {err}") from err
-    validate_results(data)
-    expanded = expand_shared_lists(data, str(path))
-    if expanded is not data:
-        validate_results(expanded)
-    return expanded
+    validate_results(data)  # a shared list's reference stands where a valid list stood, so expanding keeps it valid
+    return expand_shared_lists(data, str(path))
 
 
 #: The reference a shared-layout record holds in place of a list that repeats an earlier record's.

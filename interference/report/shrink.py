@@ -45,12 +45,16 @@ def wise_held_at(points: Sequence[dict], acquisition: float) -> tuple[float, flo
     return None
 
 
+def _sweeps(records: Sequence[dict]) -> dict[int, list[dict]]:
+    """Each seed's WiSE-FT curve, from its wise-ft record."""
+    return {r["seed"]: r["sweep"] for r in records if r["name"] == "wise-ft" and r.get("sweep")}
+
+
 def frontier_gaps(records: Sequence[dict], methods: Sequence[str]) -> list[dict]:
     """Per method (not `ON_THE_CURVE`) and seed with a WiSE-FT sweep: the method's acquisition and held-out accuracy,
     the α and held-out accuracy of the WiSE-FT curve at that acquisition, and `gap` (the method's minus the curve's;
     None off the curve)."""
-    sweeps = {r["seed"]: r["sweep"] for r in records if r["name"] == "wise-ft" and r.get("sweep")}
-    rows = []
+    sweeps, rows = _sweeps(records), []
     for method in (m for m in methods if m not in ON_THE_CURVE):
         for record in (r for r in records if r["name"] == method and r["seed"] in sweeps):
             if not finite_number(record.get("new_acc")):
@@ -132,9 +136,7 @@ def swap_rows(records: Sequence[dict], methods: Sequence[str]) -> list[dict]:
     hybrid's and SFT's mean acquisition, and where the run has WiSE-FT's sweep the hybrid's gap above that curve at
     its own acquisition (`curve_gap`, over the seeds on the curve; a hybrid that learns less forgets less along the
     curve too, so a gain below it is a trade-off, not a saving)."""
-    sft = {r["seed"]: r for r in records if r["name"] == "sft"}
-    sweeps = {r["seed"]: r["sweep"] for r in records if r["name"] == "wise-ft" and r.get("sweep")}
-    rows = []
+    sft, sweeps, rows = {r["seed"]: r for r in records if r["name"] == "sft"}, _sweeps(records), []
     for method in methods:
         mine = [r for r in records if r["name"] == method and r.get("sft_swaps") and r["seed"] in sft]
         for spec in dict.fromkeys(spec for r in mine for spec in r["sft_swaps"]):

@@ -12,11 +12,11 @@ held-out subjects at the drift layer, the relative update norm of every layer, t
 snapshot (Σ F(θ − θ⁰)², F the diagonal Fisher of D_known there, and again with D_held's), the last epoch's
 training terms, for the held-out facts it forgot how much restoring the start's residual stream at the subject's
 tokens brings each back, per layer, and its update θ − θ⁰ against SFT's (`sft_alignment`: the cosine, the multiple
-of SFT's update nearest it and the norm ratio, per layer and parameter group): the weight-space side of "is it SFT,
-shrunk?", whose behavioural side is the WiSE-FT curve at the method's own acquisition (`interference.report.shrink`).
-The control `reshuffled` (SFT with another batch order) shows how far both move for nothing but the order of SFT's
-batches. A part of a method may set its strength (`ewc:1e6`, `replay:0.5`, `self_distill:4`;
-`interference.studies.remedy_methods`), so one run sweeps it.
+of SFT's update nearest it, the norm ratio and the step off it, per layer and group): the weight-space side of "is it
+SFT, shrunk?", whose behavioural side is the WiSE-FT curve at the method's own acquisition
+(`interference.report.shrink`). The control `reshuffled` (SFT with another batch order) shows how far both move for
+nothing but the order of SFT's batches. A part of a method may set its strength (`ewc:1e6`, `replay:0.5`,
+`self_distill:4`; `interference.studies.remedy_methods`), so one run sweeps it.
 """
 
 from __future__ import annotations
