@@ -481,6 +481,19 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
         if r["name"] not in ("sft", "wise-ft"):
             assert set(r["sft_swaps"]) == {"unembedding", "attention+ffn", every}
             assert r["sft_swaps"][every] == {"held_acc": r["held_acc_final"], "new_acc": r["new_acc"]}, r["name"]
+    trained = [m for m in methods if m not in ("sft", "wise-ft")]
+    for r in study.records:  # each update split against SFT's: its scale, each held-out fact's loss at both parts
+        if r["name"] not in trained:
+            assert "sft_parts" not in r
+            continue
+        parts = r["sft_parts"]
+        assert parts["scale"] == r["sft_alignment"]["scale"]["all"]
+        assert len(parts["held_losses_along"]) == len(parts["held_losses_sideways"]) == 16
+        assert parts["new_loss"]["final"] < parts["new_loss"]["start"], r["name"]  # it learned the new facts
+    for seed in (0, 1):  # one start per seed for D_unknown's loss too
+        assert len({r["sft_parts"]["new_loss"]["start"] for r in study.records if r["seed"] == seed
+                    and r["name"] in trained}) == 1
+    assert [row["method"] for row in written["results"]["update_parts"]["summary"]] == trained
     shrink = written["results"]["shrink"]  # wise-ft and sft lie on the curve: the others are measured against it
     assert [row["method"] for row in shrink["frontier"]] == [m for m in methods if m not in ("sft", "wise-ft")]
     assert [row["method"] for row in shrink["alignment"]] == list(methods[1:])

@@ -186,10 +186,6 @@ def shrink_text(summary: Sequence[dict], alignment: Sequence[dict], counts: Sequ
     return " ".join(parts)
 
 
-def _number(value, digits: int = 3):
-    return None if value is None else round(value, digits)
-
-
 def add_shrink_view(report, records: list[dict], methods: Sequence[str]) -> None:
     """The section "Is it SFT, shrunk?" and `report.results["shrink"]`; nothing where the run has neither a WiSE-FT
     sweep nor alignments."""

@@ -34,9 +34,10 @@ from ..io.dataclass_options import check_options, option
 from ..io.errors import InterferenceError
 from ..measures.attribution import FIRST, STEPS
 from ..measures.evaluation import accuracy, answer_budget, fact_correctness
-from ..measures.fisher import LossExpansion, answer_losses, diagonal_fisher, loss_expansion
+from ..measures.fisher import LossExpansion, answer_losses, diagonal_fisher, loss_expansion, mean_loss
 from ..measures.swaps import swap_groups, swap_in
 from ..measures.tracing import restore, score_facts
+from ..measures.update_parts import part_losses
 from ..measures.updates import fisher_distance, gradient_projection, layer_update_norms, update_alignment
 from ..models.weights import Snapshot, interpolate
 from ..report import charts
@@ -50,6 +51,7 @@ from ..report.paired import Check, beyond_noise, evidence, interval_text, paired
 from ..report.relations import add_relations
 from ..report.shrink import add_shrink_view
 from ..report.tables import count_text
+from ..report.update_parts import add_parts_view
 from .remedy_methods import (
     METHODS,
     RESHUFFLE_SHIFT,
@@ -68,6 +70,7 @@ from .setup import (
     held_states,
     load_base,
     make_setup,
+    rounded_losses,
     run_condition,
     start_model,
 )
@@ -222,13 +225,33 @@ class _Anchors:
     held: LossExpansion
     held_examples: Examples
     held_losses: torch.Tensor
+    new_examples: Examples
+    new_losses: torch.Tensor
 
 
 def _anchors(setup: Setup, traced) -> _Anchors:
     names = [n for n, p in traced.named_parameters() if p.requires_grad]
-    held = Examples(setup.tokenizer, setup.held)
+    held, new = Examples(setup.tokenizer, setup.held), Examples(setup.tokenizer, setup.unknown)
     return _Anchors(diagonal_fisher(traced, Examples(setup.tokenizer, setup.known), names),
-                    loss_expansion(traced, held, names), held, answer_losses(traced, held))
+                    loss_expansion(traced, held, names), held, answer_losses(traced, held), new,
+                    answer_losses(traced, new))
+
+
+def _sft_parts(start: Snapshot, model, sft_model, anchors: _Anchors) -> dict:
+    """`model`'s update against SFT's (`sft_alignment`), and split into its step along SFT's update and its step off
+    it (`interference.measures.update_parts`): "sft_parts" holds the scale c, each held-out fact's loss at θ⁰ + c·R
+    ("held_losses_along") and at θ⁰ + Δ − c·R ("held_losses_sideways"), and D_unknown's mean loss at θ⁰, at the two
+    parts and at θ ("new_loss")."""
+    alignment = update_alignment(start, model, sft_model)
+    scale = alignment["scale"]["all"] or 0.0
+    _, losses = part_losses(start, model, sft_model, {"held": anchors.held_examples, "new": anchors.new_examples},
+                            scale=scale)
+    new = dict(zip(("start", "along", "sideways", "final"),
+                   map(mean_loss, (anchors.new_losses, *losses["new"], answer_losses(model, anchors.new_examples))),
+                   strict=True))
+    along, sideways = map(rounded_losses, losses["held"])
+    return {"sft_alignment": alignment, "sft_parts": {"scale": scale, "held_losses_along": along,
+                                                      "held_losses_sideways": sideways, "new_loss": new}}
 
 
 def _snapshot_measures(start: Snapshot, model, anchors: _Anchors, steps: int) -> dict:
@@ -290,7 +313,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
                 loss_terms=_loss_terms(condition.result.history),
                 **_subject_recovery(condition.model, traced, setup.tokenizer, setup.held, start_ok),
                 **({"adapters": condition.result.adapters} if condition.result.adapters else {}),
-                **({"sft_alignment": update_alignment(start, condition.model, sft[0]),
+                **({**_sft_parts(start, condition.model, sft[0], anchors),
                     **_swaps(setup, sft[0], condition.model, settings.swaps, budget)} if sft else {})))
             if method == "sft":
                 sft = (condition.model, study.records[-1])
@@ -437,6 +460,7 @@ def remedies_report(study: RemediesStudy) -> Report:
                                                     for k in ("new_acc", "held_acc", "task_acc")}}
                                        for a in sorted({r["alpha"] for r in study.sweep})])
     add_shrink_view(report, records, methods)
+    add_parts_view(report, records, methods)
     add_summary(report, records, methods)
     report.results["layer"] = study.layer
     report.results["adapters"] = study.adapters

@@ -472,7 +472,8 @@ def held_losses(model: torch.nn.Module, examples: Examples, start_losses: torch.
 
     final = answer_losses(model, examples)
     return {"held_loss_start": mean_loss(start_losses), "held_loss_final": mean_loss(final),
-            "held_losses_start": _rounded(start_losses), "held_losses_final": _rounded(final)}
+            "held_losses_start": rounded_losses(start_losses),
+            "held_losses_final": rounded_losses(final)}
 
 
 def held_at_start(setup: Setup, train_config: TrainConfig) -> tuple[Examples, torch.Tensor]:
@@ -496,5 +497,6 @@ def start_model(setup: Setup, train_config: TrainConfig) -> torch.nn.Module:
 FACT_LOSS_DECIMALS = 5
 
 
-def _rounded(losses: torch.Tensor) -> list[float]:
+def rounded_losses(losses: torch.Tensor) -> list[float]:
+    """Each fact's loss to `FACT_LOSS_DECIMALS`, as records keep them."""
     return [round(value, FACT_LOSS_DECIMALS) for value in losses.tolist()]

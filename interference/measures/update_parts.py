@@ -1,0 +1,70 @@
+"""What each part of an update does to each fact. A method's update Δ = θ − θ⁰ from a snapshot θ⁰ splits against a
+reference's update R = θ_ref − θ⁰ from the same snapshot (SFT's, in the remedies study) into its step along R,
+a = c·R with c = ⟨Δ, R⟩ / ‖R‖² (`interference.measures.updates.update_alignment`'s "scale" over all parameters), and
+its step off it, b = Δ − a (orthogonal to R). θ⁰ + a is WiSE-FT's model at α = c, an evenly shrunk reference; θ⁰ + b
+is the sideways step alone.
+
+Each fact's loss change ℓ_i(θ⁰ + Δ) − ℓ_i(θ⁰) is shared between the two parts by the Shapley rule over two players,
+the mean of the two orders in which the parts can be added:
+
+    along_i    = ½ [(ℓ_i(θ⁰ + a) − ℓ_i(θ⁰)) + (ℓ_i(θ⁰ + Δ) − ℓ_i(θ⁰ + b))]
+    sideways_i = ½ [(ℓ_i(θ⁰ + b) − ℓ_i(θ⁰)) + (ℓ_i(θ⁰ + Δ) − ℓ_i(θ⁰ + a))]
+
+so along_i + sideways_i is the change exactly: no small-step assumption and no gradients, four losses per fact, two
+of which (θ⁰ and θ) a study already measures. A sideways share below 0 says the step off the reference's direction
+lowered that fact's loss; set beside the reference's own damage to each fact, it says whether that step is aimed at
+the facts the reference hurts."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+
+from ..facts.examples import Examples
+from ..io.errors import InterferenceError
+from ..models.weights import Snapshot
+from .fisher import answer_losses
+from .updates import update_alignment
+
+
+def part_weights(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Module,
+                 scale: float) -> tuple[Snapshot, Snapshot]:
+    """(θ⁰ + c·R, θ⁰ + Δ − c·R) with c = `scale`: the step along the reference's update and the step off it."""
+    reference_params, along, sideways = dict(reference.named_parameters()), {}, {}
+    if set(reference_params) != {name for name, _ in model.named_parameters()}:
+        raise InterferenceError("an update split needs two models of the same architecture")
+    for name, param in model.named_parameters():
+        before = start.params[name].to(param.device, torch.float64)
+        step = scale * (reference_params[name].detach().double() - before)
+        along[name] = (before + step).to(param.dtype)
+        sideways[name] = (param.detach().double() - step).to(param.dtype)
+    return Snapshot(along), Snapshot(sideways)
+
+
+def part_losses(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Module,
+                examples: dict[str, Examples], *, scale: float | None = None) -> tuple[float, dict]:
+    """(c, {split: (ℓ at θ⁰ + c·R, ℓ at θ⁰ + Δ − c·R)}): each example's answer loss (float64, on the CPU) at the two
+    parts of `model`'s update against `reference`'s, for each named set of `examples`; c = `scale`, or
+    `update_alignment`'s scale over all parameters (0 where either update is zero). `model` and `reference` are
+    unchanged."""
+    if scale is None:
+        scale = update_alignment(start, model, reference)["scale"]["all"] or 0.0
+    if not math.isfinite(scale):
+        raise InterferenceError(f"an update split needs a finite scale, got {scale!r}")
+    probe = copy.deepcopy(model)
+    out = {name: [] for name in examples}
+    for weights in part_weights(start, model, reference, scale):
+        weights.load_into(probe)
+        for name, split in examples.items():
+            out[name].append(answer_losses(probe, split))
+    return scale, {name: tuple(losses) for name, losses in out.items()}
+
+
+def shapley_shares(start: torch.Tensor, along: torch.Tensor, sideways: torch.Tensor,
+                   final: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per fact, the (along, sideways) shares of final − start from the losses at θ⁰, θ⁰ + a, θ⁰ + b and θ⁰ + Δ
+    (module docstring); they sum to final − start."""
+    return (0.5 * ((along - start) + (final - sideways)),
+            0.5 * ((sideways - start) + (final - along)))

@@ -1,0 +1,133 @@
+"""Which part of an update keeps the held-out facts: a remedies run's `sft_parts` (`interference.measures.update_parts`)
+read per method and seed. Each method's update Δ splits into its step along SFT's update (a = c·R: an evenly shrunk
+SFT) and its step off it (b = Δ − a); each held-out fact's loss change is shared between the two by the Shapley rule.
+
+Per seed, over the held-out facts: the mean along and sideways shares, the sideways step's change alone
+(ℓ(θ⁰ + b) − ℓ(θ⁰)) and on top of the shrunk SFT (ℓ(θ) − ℓ(θ⁰ + a)), and `aim`, the Spearman correlation across facts
+between the sideways share and SFT's own damage to the fact (ℓ_sft − ℓ(θ⁰)): below 0, the step off SFT's direction
+lowers the loss most where SFT raised it most. D_unknown's sideways share, and its change on top of the shrunk SFT, say
+what that step does to the new facts.
+The control (SFT with another batch order) says what another order's step off SFT's direction does. Pure functions of
+the records."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+from scipy.stats import spearmanr
+
+from .paired import finite_number, interval_text, t_interval
+
+#: The per-seed quantities, in the order the tables show them.
+MEASURES = ("along", "sideways", "sideways_alone", "sideways_on_top", "aim", "new_sideways", "new_on_top")
+#: The control every other method is set beside: SFT with another batch order.
+CONTROL = "reshuffled"
+
+
+def _shares(start: float, along: float, sideways: float, final: float) -> tuple[float, float]:
+    """The Shapley (along, sideways) shares of final − start."""
+    return 0.5 * ((along - start) + (final - sideways)), 0.5 * ((sideways - start) + (final - along))
+
+
+def seed_parts(record: dict, sft: dict) -> dict | None:
+    """One record's measures (`MEASURES`) against its seed's SFT record; None where either lacks them."""
+    parts = record.get("sft_parts")
+    if not parts or not sft.get("held_losses_final"):
+        return None
+    start, final = record["held_losses_start"], record["held_losses_final"]
+    along, sideways = parts["held_losses_along"], parts["held_losses_sideways"]
+    shares = [_shares(*losses) for losses in zip(start, along, sideways, final, strict=True)]
+    damage = [s - b for s, b in zip(sft["held_losses_final"], sft["held_losses_start"], strict=True)]
+    side = [b for _, b in shares]
+    aim = spearmanr(side, damage).statistic if len(set(side)) > 1 and len(set(damage)) > 1 else None
+    new = parts["new_loss"]
+    return {"seed": record["seed"], "scale": parts["scale"],
+            "along": statistics.fmean(a for a, _ in shares), "sideways": statistics.fmean(side),
+            "sideways_alone": statistics.fmean(b - s for b, s in zip(sideways, start, strict=True)),
+            "sideways_on_top": statistics.fmean(f - a for f, a in zip(final, along, strict=True)),
+            "aim": None if aim is None or not finite_number(float(aim)) else float(aim),
+            "new_sideways": _shares(new["start"], new["along"], new["sideways"], new["final"])[1],
+            "new_on_top": new["final"] - new["along"]}
+
+
+def part_seeds(records: Sequence[dict], methods: Sequence[str]) -> list[dict]:
+    """Per method and seed with `sft_parts` and its seed's SFT record: `seed_parts` with the method named."""
+    sft, rows = {r["seed"]: r for r in records if r["name"] == "sft"}, []
+    for method in methods:
+        for record in (r for r in records if r["name"] == method and r["seed"] in sft):
+            if (row := seed_parts(record, sft[record["seed"]])) is not None:
+                rows.append({"method": method, **row})
+    return rows
+
+
+def _interval(values: Sequence[float]) -> dict:
+    interval = t_interval(values)
+    return {"mean": interval.mean, "low": interval.low, "high": interval.high, "n": interval.n,
+            "text": interval_text(interval)}
+
+
+def part_summary(seeds: Sequence[dict], control: str = CONTROL) -> list[dict]:
+    """Per method of `seeds`: each measure's mean with its 95 % t-interval over seeds, the seeds whose sideways
+    share is below 0, and beside `control` (where it ran on the same seeds) the paired difference of the sideways
+    share and of `aim` with the seeds below the control's."""
+    theirs = {s["seed"]: s for s in seeds if s["method"] == control}
+    rows = []
+    for method in dict.fromkeys(s["method"] for s in seeds):
+        mine = [s for s in seeds if s["method"] == method]
+        row = {"method": method, "seeds": len(mine), "lowered": sum(s["sideways"] < 0 for s in mine),
+               **{m: _interval([s[m] for s in mine if s[m] is not None]) for m in MEASURES}}
+        paired = [(s, theirs[s["seed"]]) for s in mine if s["seed"] in theirs]
+        if method != control and paired:
+            for m in ("sideways", "aim"):
+                pairs = [(a[m], b[m]) for a, b in paired if a[m] is not None and b[m] is not None]
+                row[f"{m}_vs_control"] = {**_interval([a - b for a, b in pairs]),
+                                          "below": sum(a < b for a, b in pairs)}
+        rows.append(row)
+    return rows
+
+
+def parts_text(summary: Sequence[dict], control: str = CONTROL) -> str:
+    """One sentence per method: its sideways step's share of the held-out loss change, its aim, and beside the
+    control."""
+    parts = []
+    for row in summary:
+        text = (f"{row['method']}: the step off SFT's direction changes the held-out loss by {row['sideways']['text']} "
+                f"(below 0 on {row['lowered']} of {row['seeds']} seeds; the step along it "
+                f"{row['along']['text']}), aim {row['aim']['text']}")
+        if vs := row.get("sideways_vs_control"):
+            text += (f"; beside {control}: sideways share {vs['text']} (below on {vs['below']} of {vs['n']}), aim "
+                     f"{row['aim_vs_control']['text']}")
+        parts.append(text + ".")
+    return " ".join(parts)
+
+
+def add_parts_view(report, records: list[dict], methods: Sequence[str]) -> None:
+    """The section "Which part of the update keeps the held-out facts?" and `report.results["update_parts"]`;
+    nothing where no record has `sft_parts`."""
+    seeds = part_seeds(records, methods)
+    if not seeds:
+        return
+    summary = part_summary(seeds)
+    report.results["update_parts"] = {"summary": summary, "seeds": seeds}
+    section = report.section(
+        "Which part of the update keeps the held-out facts?",
+        "Each method's update Δ = θ − θ⁰ splits into its step along SFT's update R (c·R, c the scale: an evenly "
+        "shrunk SFT) and its step off it (Δ − c·R). Each held-out fact's loss change is shared between the two by the "
+        "Shapley rule (the mean of the two orders of adding them; the shares add up to the change). Alone: the "
+        "sideways step's change from θ⁰ by itself; on top: its change added to the shrunk SFT. Aim: the Spearman "
+        "correlation across held-out facts between the sideways share and SFT's own loss rise on the fact (below 0: "
+        "the step lowers the loss most where SFT raised it most). New facts: the sideways share of D_unknown's loss "
+        "change, and its change on top of the shrunk SFT. "
+        f"Means over seeds with 95 % t-intervals; {CONTROL} (SFT with another batch order) is the control.")
+    section.text(parts_text(summary))
+    section.table([{"method": r["method"], "seeds": r["seeds"], "along": r["along"]["text"],
+                    "sideways": r["sideways"]["text"], "sideways alone": r["sideways_alone"]["text"],
+                    "sideways on top": r["sideways_on_top"]["text"], "aim": r["aim"]["text"],
+                    "new facts, sideways": r["new_sideways"]["text"],
+                    "new facts, sideways on top": r["new_on_top"]["text"],
+                    **({f"sideways − {CONTROL}'s": r["sideways_vs_control"]["text"],
+                        f"aim − {CONTROL}'s": r["aim_vs_control"]["text"]} if "sideways_vs_control" in r else {})}
+                   for r in summary],
+                  title="The held-out loss change shared between the step along SFT's update and the step off it "
+                        "(mean answer NLL per fact)")

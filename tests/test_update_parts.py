@@ -1,0 +1,143 @@
+"""What each part of an update does to each fact: the step along a reference's update and the step off it, and the
+Shapley shares of each fact's loss change."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+
+import pytest
+import torch
+
+from interference.facts import Fact
+from interference.facts.examples import Examples
+from interference.io.errors import InterferenceError
+from interference.measures.fisher import answer_losses
+from interference.measures.update_parts import part_losses, part_weights, shapley_shares
+from interference.measures.updates import update_alignment
+from interference.models import load_model
+from interference.models.weights import Snapshot
+from interference.report.update_parts import part_seeds, part_summary, parts_text, seed_parts
+
+CITIES = ["Oslo", "Lima", "Rome", "Kyiv", "Baku", "Doha"]
+
+
+@pytest.fixture
+def moved():
+    """A tiny model's start, a reference moved by random steps in two layers, the random directions, and a few
+    facts' examples."""
+    model, tokenizer = load_model("tiny-llama")
+    start = Snapshot.of(model)
+    generator = torch.Generator().manual_seed(3)
+    names = ["model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"]
+    steps = {n: 0.05 * torch.randn(start.params[n].shape, generator=generator) for n in names}
+    noise = {n: torch.randn(start.params[n].shape, generator=generator) for n in names}
+    along = sum((noise[n] * steps[n]).sum() for n in names) / sum(steps[n].pow(2).sum() for n in names)
+    noise = {n: 0.05 * (noise[n] - along * steps[n]) for n in names}  # orthogonal to the reference's step
+    reference = _moved(model, start, steps)
+    facts = [Fact(f"Zorb{i}", "P36", CITIES[i], f"What is the capital of Zorb{i}?") for i in range(6)]
+    return model, start, reference, steps, noise, Examples(tokenizer, facts)
+
+
+def _moved(model, start, steps):
+    """A copy of `model` at θ⁰ + steps (parameters not named stay at θ⁰)."""
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, param in other.named_parameters():
+            param.copy_(start.params[name] + steps.get(name, 0))
+    return other
+
+
+def test_a_shrunk_reference_is_all_along_and_its_sideways_part_is_the_start(moved):
+    model, start, reference, steps, _, examples = moved
+    shrunk = _moved(model, start, {n: 0.3 * s for n, s in steps.items()})
+    scale, losses = part_losses(start, shrunk, reference, {"facts": examples})
+    assert scale == pytest.approx(0.3, rel=1e-5)
+    along, sideways = losses["facts"]
+    assert torch.allclose(along, answer_losses(shrunk, examples), atol=1e-6)
+    assert torch.allclose(sideways, answer_losses(model, examples), atol=1e-6)
+
+
+def test_the_parts_of_an_update_are_its_step_along_the_reference_and_the_orthogonal_rest(moved):
+    model, start, reference, steps, noise, examples = moved
+    mixed = _moved(model, start, {n: 2 * steps[n] + noise[n] for n in steps})
+    assert update_alignment(start, mixed, reference)["scale"]["all"] == pytest.approx(2.0, rel=1e-4)
+    along, sideways = part_weights(start, mixed, reference, 2.0)
+    for name in steps:
+        assert torch.allclose(along.params[name], start.params[name] + 2 * steps[name], atol=1e-6)
+        assert torch.allclose(sideways.params[name], start.params[name] + noise[name], atol=1e-6)
+    untouched = "model.layers.1.self_attn.v_proj.weight"
+    assert torch.equal(along.params[untouched], start.params[untouched])
+    scale, losses = part_losses(start, mixed, reference, {"facts": examples})
+    assert scale == pytest.approx(2.0, rel=1e-4)
+    sideways_model = _moved(model, start, noise)
+    assert torch.allclose(losses["facts"][1], answer_losses(sideways_model, examples), atol=1e-5)
+    assert torch.equal(dict(mixed.named_parameters())[untouched], start.params[untouched])  # left as it was
+
+
+def test_the_shapley_shares_add_up_to_the_change_and_are_each_parts_effect_when_the_parts_add():
+    start = torch.tensor([1.0, 2.0, 0.5])
+    along, sideways = start + torch.tensor([0.4, -0.1, 0.0]), start + torch.tensor([-0.2, 0.3, 0.0])
+    additive = along + sideways - start
+    a, b = shapley_shares(start, along, sideways, additive)
+    assert torch.allclose(a, torch.tensor([0.4, -0.1, 0.0])) and torch.allclose(b, torch.tensor([-0.2, 0.3, 0.0]))
+    final = torch.tensor([2.0, 2.0, 1.5])  # an interaction: the parts' sum is not the change
+    a, b = shapley_shares(start, along, sideways, final)
+    assert torch.allclose(a + b, final - start)
+    assert torch.allclose(a - b, (along - start) - (sideways - start))  # the interaction is split evenly
+
+
+def test_an_update_split_refuses_another_architecture_and_an_infinite_scale(moved):
+    model, start, reference, _, _, examples = moved
+    other, _ = load_model("tiny-gpt2")
+    with pytest.raises(InterferenceError, match="same architecture"):
+        part_weights(start, model, other, 1.0)
+    with pytest.raises(InterferenceError, match="finite scale"):
+        part_losses(start, model, reference, {"facts": examples}, scale=float("nan"))
+
+
+def _record(name, seed, final, along=None, sideways=None, new=(1.0, 0.8, 1.1, 0.9)):
+    record = {"name": name, "seed": seed, "held_losses_start": [0.1, 0.2, 0.3, 0.4], "held_losses_final": final}
+    if along is not None:
+        record["sft_parts"] = {"scale": 0.5, "held_losses_along": along, "held_losses_sideways": sideways,
+                               "new_loss": dict(zip(("start", "along", "sideways", "final"), new, strict=True))}
+    return record
+
+
+def test_a_seeds_parts_share_each_facts_change_and_aim_at_sfts_damage():
+    sft = _record("sft", 0, [0.5, 0.2, 0.9, 0.4])  # SFT raised facts 0 and 2
+    repair = _record("self_distill", 0, [0.2, 0.2, 0.3, 0.4], along=[0.3, 0.2, 0.6, 0.4],
+                     sideways=[0.0, 0.2, 0.0, 0.4])  # the sideways step lowers facts 0 and 2
+    row = seed_parts(repair, sft)
+    assert row["along"] + row["sideways"] == pytest.approx(statistics.fmean([0.1, 0.0, 0.0, 0.0]))
+    assert row["sideways_alone"] == pytest.approx(statistics.fmean([-0.1, 0.0, -0.3, 0.0]))
+    assert row["sideways_on_top"] == pytest.approx(statistics.fmean([-0.1, 0.0, -0.3, 0.0]))
+    assert row["aim"] < 0  # it lowers the loss most where SFT raised it most
+    assert row["new_sideways"] == pytest.approx(0.5 * ((1.1 - 1.0) + (0.9 - 0.8)))
+    assert row["new_on_top"] == pytest.approx(0.9 - 0.8)
+    harm = _record("reshuffled", 0, [0.6, 0.2, 1.3, 0.4], along=[0.3, 0.2, 0.6, 0.4], sideways=[0.4, 0.2, 1.0, 0.4])
+    assert seed_parts(harm, sft)["aim"] > 0
+    assert seed_parts(sft, sft) is None  # SFT is the reference: no parts
+
+
+def test_the_parts_summary_pairs_each_method_with_the_control_by_seed():
+    records = []
+    for seed, (mine, theirs) in enumerate([(-0.2, 0.1), (-0.1, 0.1), (-0.3, 0.1)]):
+        records.append(_record("sft", seed, [0.5, 0.2, 0.9, 0.4]))
+        for name, step in (("self_distill", mine), ("reshuffled", theirs)):
+            sideways = [v + step for v in (0.1, 0.2, 0.3, 0.4)]
+            along = [0.3, 0.2, 0.6, 0.4]
+            final = [a + s - b for a, s, b in zip(along, sideways, (0.1, 0.2, 0.3, 0.4), strict=True)]
+            records.append(_record(name, seed, final, along, sideways))
+    seeds = part_seeds(records, ["sft", "self_distill", "reshuffled"])
+    assert [(s["method"], s["seed"]) for s in seeds] == [("self_distill", 0), ("self_distill", 1),
+                                                         ("self_distill", 2), ("reshuffled", 0), ("reshuffled", 1),
+                                                         ("reshuffled", 2)]
+    summary = {row["method"]: row for row in part_summary(seeds)}
+    assert summary["self_distill"]["sideways"]["mean"] == pytest.approx(-0.2)  # the parts add: each its own step
+    assert summary["self_distill"]["lowered"] == 3 and summary["reshuffled"]["lowered"] == 0
+    versus = summary["self_distill"]["sideways_vs_control"]
+    assert versus["mean"] == pytest.approx(-0.3) and versus["below"] == 3 and versus["n"] == 3
+    assert "sideways_vs_control" not in summary["reshuffled"]
+    assert "self_distill: the step off SFT's direction changes the held-out loss by -0.200" in \
+        parts_text(part_summary(seeds)).replace("−", "-")
