@@ -490,6 +490,7 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
         assert parts["scale"] == r["sft_alignment"]["scale"]["all"]
         assert len(parts["held_losses_along"]) == len(parts["held_losses_sideways"]) == 16
         assert parts["new_loss"]["final"] < parts["new_loss"]["start"], r["name"]  # it learned the new facts
+        assert parts["new_loss"]["reference"] < parts["new_loss"]["start"]  # and so did SFT
     for seed in (0, 1):  # one start per seed for D_unknown's loss too
         assert len({r["sft_parts"]["new_loss"]["start"] for r in study.records if r["seed"] == seed
                     and r["name"] in trained}) == 1

@@ -20,6 +20,8 @@ from interference.models.weights import Snapshot
 from interference.report.update_parts import part_seeds, part_summary, parts_text, seed_parts
 
 CITIES = ["Oslo", "Lima", "Rome", "Kyiv", "Baku", "Doha"]
+#: Where a record's D_unknown mean loss is measured.
+NEW_LOSS_POINTS = ("start", "along", "sideways", "final", "reference")
 
 
 @pytest.fixture
@@ -96,11 +98,11 @@ def test_an_update_split_refuses_another_architecture_and_an_infinite_scale(move
         part_losses(start, model, reference, {"facts": examples}, scale=float("nan"))
 
 
-def _record(name, seed, final, along=None, sideways=None, new=(1.0, 0.8, 1.1, 0.9)):
+def _record(name, seed, final, along=None, sideways=None, new=(1.0, 0.8, 1.1, 0.9, 0.95)):
     record = {"name": name, "seed": seed, "held_losses_start": [0.1, 0.2, 0.3, 0.4], "held_losses_final": final}
     if along is not None:
         record["sft_parts"] = {"scale": 0.5, "held_losses_along": along, "held_losses_sideways": sideways,
-                               "new_loss": dict(zip(("start", "along", "sideways", "final"), new, strict=True))}
+                               "new_loss": dict(zip(NEW_LOSS_POINTS, new, strict=True))}
     return record
 
 
@@ -115,6 +117,11 @@ def test_a_seeds_parts_share_each_facts_change_and_aim_at_sfts_damage():
     assert row["aim"] < 0  # it lowers the loss most where SFT raised it most
     assert row["new_sideways"] == pytest.approx(0.5 * ((1.1 - 1.0) + (0.9 - 0.8)))
     assert row["new_on_top"] == pytest.approx(0.9 - 0.8)
+    assert row["rest_held"] == pytest.approx(statistics.fmean([0.5, 0.2, 0.9, 0.4]) - statistics.fmean(
+        [0.3, 0.2, 0.6, 0.4]))  # SFT's own step from the shrunk SFT to its end
+    assert row["rest_new"] == pytest.approx(0.95 - 0.8)
+    del repair["sft_parts"]["new_loss"]["reference"]  # a record made before SFT's new-fact loss was kept
+    assert seed_parts(repair, sft)["rest_new"] is None
     harm = _record("reshuffled", 0, [0.6, 0.2, 1.3, 0.4], along=[0.3, 0.2, 0.6, 0.4], sideways=[0.4, 0.2, 1.0, 0.4])
     assert seed_parts(harm, sft)["aim"] > 0
     assert seed_parts(sft, sft) is None  # SFT is the reference: no parts

@@ -6,7 +6,8 @@ Per seed, over the held-out facts: the mean along and sideways shares, the sidew
 (ℓ(θ⁰ + b) − ℓ(θ⁰)) and on top of the shrunk SFT (ℓ(θ) − ℓ(θ⁰ + a)), and `aim`, the Spearman correlation across facts
 between the sideways share and SFT's own damage to the fact (ℓ_sft − ℓ(θ⁰)): below 0, the step off SFT's direction
 lowers the loss most where SFT raised it most. D_unknown's sideways share, and its change on top of the shrunk SFT, say
-what that step does to the new facts.
+what that step does to the new facts. Rest: what SFT's own remaining step along its direction (from θ⁰ + c·R to θ_sft)
+does to the held-out and the new facts' loss, the other way from the shrunk SFT to more learning.
 The control (SFT with another batch order) says what another order's step off SFT's direction does. Pure functions of
 the records."""
 
@@ -20,7 +21,8 @@ from scipy.stats import spearmanr
 from .paired import finite_number, interval_text, t_interval
 
 #: The per-seed quantities, in the order the tables show them.
-MEASURES = ("along", "sideways", "sideways_alone", "sideways_on_top", "aim", "new_sideways", "new_on_top")
+MEASURES = ("along", "sideways", "sideways_alone", "sideways_on_top", "aim", "new_sideways", "new_on_top", "rest_held",
+            "rest_new")
 #: The control every other method is set beside: SFT with another batch order.
 CONTROL = "reshuffled"
 
@@ -48,7 +50,9 @@ def seed_parts(record: dict, sft: dict) -> dict | None:
             "sideways_on_top": statistics.fmean(f - a for f, a in zip(final, along, strict=True)),
             "aim": None if aim is None or not finite_number(float(aim)) else float(aim),
             "new_sideways": _shares(new["start"], new["along"], new["sideways"], new["final"])[1],
-            "new_on_top": new["final"] - new["along"]}
+            "new_on_top": new["final"] - new["along"],
+            "rest_held": statistics.fmean(sft["held_losses_final"]) - statistics.fmean(along),
+            "rest_new": new["reference"] - new["along"] if "reference" in new else None}
 
 
 def part_seeds(records: Sequence[dict], methods: Sequence[str]) -> list[dict]:
@@ -118,7 +122,8 @@ def add_parts_view(report, records: list[dict], methods: Sequence[str]) -> None:
         "sideways step's change from θ⁰ by itself; on top: its change added to the shrunk SFT. Aim: the Spearman "
         "correlation across held-out facts between the sideways share and SFT's own loss rise on the fact (below 0: "
         "the step lowers the loss most where SFT raised it most). New facts: the sideways share of D_unknown's loss "
-        "change, and its change on top of the shrunk SFT. "
+        "change, and its change on top of the shrunk SFT. Rest of SFT's step: the change from the shrunk SFT to SFT "
+        "itself, the other way to more learning. "
         f"Means over seeds with 95 % t-intervals; {CONTROL} (SFT with another batch order) is the control.")
     section.text(parts_text(summary))
     section.table([{"method": r["method"], "seeds": r["seeds"], "along": r["along"]["text"],
@@ -126,6 +131,8 @@ def add_parts_view(report, records: list[dict], methods: Sequence[str]) -> None:
                     "sideways on top": r["sideways_on_top"]["text"], "aim": r["aim"]["text"],
                     "new facts, sideways": r["new_sideways"]["text"],
                     "new facts, sideways on top": r["new_on_top"]["text"],
+                    "rest of SFT's step: held-out": r["rest_held"]["text"],
+                    "rest of SFT's step: new facts": r["rest_new"]["text"],
                     **({f"sideways − {CONTROL}'s": r["sideways_vs_control"]["text"],
                         f"aim − {CONTROL}'s": r["aim_vs_control"]["text"]} if "sideways_vs_control" in r else {})}
                    for r in summary],

@@ -241,14 +241,14 @@ def _sft_parts(start: Snapshot, model, sft_model, anchors: _Anchors) -> dict:
     """`model`'s update against SFT's (`sft_alignment`), and split into its step along SFT's update and its step off
     it (`interference.measures.update_parts`): "sft_parts" holds the scale c, each held-out fact's loss at θ⁰ + c·R
     ("held_losses_along") and at θ⁰ + Δ − c·R ("held_losses_sideways"), and D_unknown's mean loss at θ⁰, at the two
-    parts and at θ ("new_loss")."""
+    parts, at θ and at SFT's θ ("new_loss": start, along, sideways, final, reference)."""
     alignment = update_alignment(start, model, sft_model)
     scale = alignment["scale"]["all"] or 0.0
     _, losses = part_losses(start, model, sft_model, {"held": anchors.held_examples, "new": anchors.new_examples},
                             scale=scale)
-    new = dict(zip(("start", "along", "sideways", "final"),
-                   map(mean_loss, (anchors.new_losses, *losses["new"], answer_losses(model, anchors.new_examples))),
-                   strict=True))
+    new = dict(zip(("start", "along", "sideways", "final", "reference"),
+                   map(mean_loss, (anchors.new_losses, *losses["new"], answer_losses(model, anchors.new_examples),
+                                   answer_losses(sft_model, anchors.new_examples))), strict=True))
     along, sideways = map(rounded_losses, losses["held"])
     return {"sft_alignment": alignment, "sft_parts": {"scale": scale, "held_losses_along": along,
                                                       "held_losses_sideways": sideways, "new_loss": new}}
