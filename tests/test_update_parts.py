@@ -120,6 +120,11 @@ def test_a_seeds_parts_share_each_facts_change_and_aim_at_sfts_damage():
     assert row["rest_held"] == pytest.approx(statistics.fmean([0.5, 0.2, 0.9, 0.4]) - statistics.fmean(
         [0.3, 0.2, 0.6, 0.4]))  # SFT's own step from the shrunk SFT to its end
     assert row["rest_new"] == pytest.approx(0.95 - 0.8)
+    assert row["excess"] is None  # SFT's remaining step raised the new facts' loss: no price to set it against
+    cheaper = copy.deepcopy(repair)
+    cheaper["sft_parts"]["new_loss"].update(final=0.7, reference=0.6)  # on top -0.1; SFT's remaining step -0.2
+    rest = statistics.fmean([0.5, 0.2, 0.9, 0.4]) - statistics.fmean([0.3, 0.2, 0.6, 0.4])
+    assert seed_parts(cheaper, sft)["excess"] == pytest.approx(statistics.fmean([-0.1, 0.0, -0.3, 0.0]) - rest * 0.5)
     del repair["sft_parts"]["new_loss"]["reference"]  # a record made before SFT's new-fact loss was kept
     assert seed_parts(repair, sft)["rest_new"] is None
     harm = _record("reshuffled", 0, [0.6, 0.2, 1.3, 0.4], along=[0.3, 0.2, 0.6, 0.4], sideways=[0.4, 0.2, 1.0, 0.4])

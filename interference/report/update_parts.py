@@ -7,7 +7,9 @@ Per seed, over the held-out facts: the mean along and sideways shares, the sidew
 between the sideways share and SFT's own damage to the fact (ℓ_sft − ℓ(θ⁰)): below 0, the step off SFT's direction
 lowers the loss most where SFT raised it most. D_unknown's sideways share, and its change on top of the shrunk SFT, say
 what that step does to the new facts. Rest: what SFT's own remaining step along its direction (from θ⁰ + c·R to θ_sft)
-does to the held-out and the new facts' loss, the other way from the shrunk SFT to more learning.
+does to the held-out and the new facts' loss, the other way from the shrunk SFT to more learning; `excess`, the held-out
+loss the sideways step adds on top beyond what that remaining step adds for the same drop of D_unknown's loss, pro rata
+(below 0: the step off SFT's direction is the cheaper way to the new facts).
 The control (SFT with another batch order) says what another order's step off SFT's direction does. Pure functions of
 the records."""
 
@@ -22,7 +24,7 @@ from .paired import finite_number, interval_text, t_interval
 
 #: The per-seed quantities, in the order the tables show them.
 MEASURES = ("along", "sideways", "sideways_alone", "sideways_on_top", "aim", "new_sideways", "new_on_top", "rest_held",
-            "rest_new")
+            "rest_new", "excess")
 #: The control every other method is set beside: SFT with another batch order.
 CONTROL = "reshuffled"
 
@@ -44,15 +46,19 @@ def seed_parts(record: dict, sft: dict) -> dict | None:
     side = [b for _, b in shares]
     aim = spearmanr(side, damage).statistic if len(set(side)) > 1 and len(set(damage)) > 1 else None
     new = parts["new_loss"]
+    on_top, rest_held = statistics.fmean(final) - statistics.fmean(along), statistics.fmean(
+        sft["held_losses_final"]) - statistics.fmean(along)
+    rest_new = new["reference"] - new["along"] if "reference" in new else None
     return {"seed": record["seed"], "scale": parts["scale"],
             "along": statistics.fmean(a for a, _ in shares), "sideways": statistics.fmean(side),
             "sideways_alone": statistics.fmean(b - s for b, s in zip(sideways, start, strict=True)),
-            "sideways_on_top": statistics.fmean(f - a for f, a in zip(final, along, strict=True)),
+            "sideways_on_top": on_top,
             "aim": None if aim is None or not finite_number(float(aim)) else float(aim),
             "new_sideways": _shares(new["start"], new["along"], new["sideways"], new["final"])[1],
             "new_on_top": new["final"] - new["along"],
-            "rest_held": statistics.fmean(sft["held_losses_final"]) - statistics.fmean(along),
-            "rest_new": new["reference"] - new["along"] if "reference" in new else None}
+            "rest_held": rest_held, "rest_new": rest_new,
+            "excess": on_top - rest_held * (new["final"] - new["along"]) / rest_new if rest_new and rest_new < 0
+            else None}
 
 
 def part_seeds(records: Sequence[dict], methods: Sequence[str]) -> list[dict]:
@@ -123,7 +129,8 @@ def add_parts_view(report, records: list[dict], methods: Sequence[str]) -> None:
         "correlation across held-out facts between the sideways share and SFT's own loss rise on the fact (below 0: "
         "the step lowers the loss most where SFT raised it most). New facts: the sideways share of D_unknown's loss "
         "change, and its change on top of the shrunk SFT. Rest of SFT's step: the change from the shrunk SFT to SFT "
-        "itself, the other way to more learning. "
+        "itself, the other way to more learning. Excess: the held-out loss the sideways step adds on top beyond what "
+        "the rest of SFT's step adds for the same drop of the new facts' loss, pro rata (below 0: the cheaper way). "
         f"Means over seeds with 95 % t-intervals; {CONTROL} (SFT with another batch order) is the control.")
     section.text(parts_text(summary))
     section.table([{"method": r["method"], "seeds": r["seeds"], "along": r["along"]["text"],
@@ -132,7 +139,7 @@ def add_parts_view(report, records: list[dict], methods: Sequence[str]) -> None:
                     "new facts, sideways": r["new_sideways"]["text"],
                     "new facts, sideways on top": r["new_on_top"]["text"],
                     "rest of SFT's step: held-out": r["rest_held"]["text"],
-                    "rest of SFT's step: new facts": r["rest_new"]["text"],
+                    "rest of SFT's step: new facts": r["rest_new"]["text"], "excess": r["excess"]["text"],
                     **({f"sideways − {CONTROL}'s": r["sideways_vs_control"]["text"],
                         f"aim − {CONTROL}'s": r["aim_vs_control"]["text"]} if "sideways_vs_control" in r else {})}
                    for r in summary],

@@ -1,0 +1,87 @@
+"""The READMEs' reading of the update-parts runs is measured, not remembered: every number is recomputed here from the
+committed results by the report's update-parts view (`interference.report.update_parts`)."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+from conftest import ROOT, results_folder
+
+from interference.report.files import load_results
+from interference.report.paired import interval_text, paired_difference
+from interference.report.update_parts import part_seeds, part_summary
+
+METHODS = ("sft", "reshuffled", "self_distill")
+
+
+def _shown(text: str) -> str:
+    """A number as the READMEs print it, with a true minus sign."""
+    return text.replace("-", "−")
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _parts(folder: str) -> tuple[list[dict], dict, dict, list[dict]]:
+    """The records, self-distillation's and the control's summary rows, and the per-seed rows of one folder."""
+    records = load_results(results_folder(folder))["conditions"]
+    seeds = part_seeds(records, METHODS)
+    rows = {row["method"]: row for row in part_summary(seeds)}
+    return records, rows["self_distill"], rows["reshuffled"], seeds
+
+
+def _gain(records: list[dict], method: str) -> str:
+    return _shown(interval_text(paired_difference(records, method, "sft", "held_acc_final").t))
+
+
+def _count(seeds: list[dict], method: str, measure: str, sign: int) -> int:
+    return sum(sign * s[measure] > 0 for s in seeds if s["method"] == method)
+
+
+def test_the_world_readmes_reading_of_parts_100_119_is_the_records():
+    text = _flat((ROOT / "results" / "world-default" / "README.md").read_text(encoding="utf-8"))
+    records, sd, control, seeds = _parts("world-default/parts-100-119")
+    versus = sd["sideways_vs_control"]
+    scales = {m: statistics.median(s["scale"] for s in seeds if s["method"] == m) for m in METHODS[1:]}
+    expected = [
+        f"Self-distillation keeps {_gain(records, 'self_distill')} more held-out facts than SFT; the control "
+        f"{_gain(records, 'reshuffled')}.",
+        f"Self-distillation's aim is {_shown(sd['aim']['text'])}",
+        f"Minus the control's aim ({_shown(control['aim']['text'])}) it is {_shown(sd['aim_vs_control']['text'])}",
+        f"raises the held-out loss by {_shown(sd['sideways_on_top']['text'])} (above 0 on "
+        f"{_count(seeds, 'self_distill', 'sideways_on_top', 1)} of 20)",
+        f"Its sideways share, {_shown(sd['sideways']['text'])}, is below the control's "
+        f"({_shown(control['sideways']['text'])}) on {versus['below']} of 20 seeds, paired {_shown(versus['text'])}",
+        f"lowers D_unknown's loss on {_count(seeds, 'self_distill', 'new_on_top', -1)} of 20 seeds, by "
+        f"{_shown(sd['new_on_top']['text'])} (the control's on top: {_shown(control['new_on_top']['text'])})",
+        f"median scale is {scales['self_distill']:.2f} (the control's {scales['reshuffled']:.2f})",
+        f"Its along share is {_shown(sd['along']['text'])} against the control's {_shown(control['along']['text'])}",
+        f"its sideways step alone raises the held-out loss by {_shown(sd['sideways_alone']['text'])}",
+        f"raises the held-out loss by {_shown(sd['rest_held']['text'])}, "
+        f"{sd['rest_held']['mean'] / sd['sideways_on_top']['mean']:.1f} times what",
+    ]
+    for sentence in expected:
+        assert sentence in text, sentence
+    assert sd["aim"]["low"] > 0 and sd["aim_vs_control"]["low"] < 0 < sd["aim_vs_control"]["high"]  # 1 and 2 hold
+    assert sd["sideways_on_top"]["low"] > 0 and versus["below"] >= 11  # 3 and 4 hold
+    assert sd["rest_held"]["mean"] > 5 * sd["sideways_on_top"]["mean"]  # "less than a fifth"
+
+
+def test_the_readmes_parts_bullet_is_the_records(readme):
+    text = _flat(readme)
+    _, sd, control, _ = _parts("world-default/parts-100-119")
+    for sentence in (f"(aim {_shown(sd['aim']['text'])}, against the control's {_shown(control['aim']['text'])})",
+                     f"held-out loss by {_shown(sd['sideways_on_top']['text'])} and lowers the new facts' by "
+                     f"{_shown(sd['new_on_top']['text'])}",
+                     f"(paired {_shown(sd['sideways_vs_control']['text'])})"):
+        assert sentence in text, sentence
+
+
+@pytest.mark.parametrize("folder", ["smollm2-135m-parts-cpu"])
+def test_a_parts_folder_not_yet_committed_is_skipped(folder):
+    if not (ROOT / "results" / folder / "results.json").is_file():
+        pytest.skip(f"results/{folder} is not committed yet")
+    _, sd, _, seeds = _parts(folder)
+    assert sd["seeds"] == len({s["seed"] for s in seeds})
