@@ -13,11 +13,11 @@ from interference.facts import Fact
 from interference.facts.examples import Examples
 from interference.io.errors import InterferenceError
 from interference.measures.fisher import answer_losses
-from interference.measures.update_parts import part_losses, part_weights, shapley_shares
+from interference.measures.update_parts import part_losses, part_weights
 from interference.measures.updates import update_alignment
 from interference.models import load_model
 from interference.models.weights import Snapshot
-from interference.report.update_parts import part_seeds, part_summary, parts_text, seed_parts
+from interference.report.update_parts import part_seeds, part_summary, parts_text, seed_parts, shapley_shares
 
 CITIES = ["Oslo", "Lima", "Rome", "Kyiv", "Baku", "Doha"]
 #: Where a record's D_unknown mean loss is measured.

@@ -11,7 +11,7 @@ the mean of the two orders in which the parts can be added:
     sideways_i = ½ [(ℓ_i(θ⁰ + b) − ℓ_i(θ⁰)) + (ℓ_i(θ⁰ + Δ) − ℓ_i(θ⁰ + a))]
 
 so along_i + sideways_i is the change exactly: no small-step assumption and no gradients, four losses per fact, two
-of which (θ⁰ and θ) a study already measures. A sideways share below 0 says the step off the reference's direction
+of which (θ⁰ and θ) a study already measures (`interference.report.update_parts.shapley_shares` applies the rule). A sideways share below 0 says the step off the reference's direction
 lowered that fact's loss; set beside the reference's own damage to each fact, it says whether that step is aimed at
 the facts the reference hurts."""
 
@@ -37,7 +37,7 @@ def part_weights(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Mo
         raise InterferenceError("an update split needs two models of the same architecture")
     for name, param in model.named_parameters():
         before = start.params[name].to(param.device, torch.float64)
-        step = scale * (reference_params[name].detach().double() - before)
+        step = scale * (reference_params[name].detach().to(param.device, torch.float64) - before)
         along[name] = (before + step).to(param.dtype)
         sideways[name] = (param.detach().double() - step).to(param.dtype)
     return Snapshot(along), Snapshot(sideways)
@@ -61,10 +61,3 @@ def part_losses(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Mod
             out[name].append(answer_losses(probe, split))
     return scale, {name: tuple(losses) for name, losses in out.items()}
 
-
-def shapley_shares(start: torch.Tensor, along: torch.Tensor, sideways: torch.Tensor,
-                   final: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per fact, the (along, sideways) shares of final − start from the losses at θ⁰, θ⁰ + a, θ⁰ + b and θ⁰ + Δ
-    (module docstring); they sum to final − start."""
-    return (0.5 * ((along - start) + (final - sideways)),
-            0.5 * ((sideways - start) + (final - along)))

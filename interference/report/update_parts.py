@@ -29,8 +29,10 @@ MEASURES = ("along", "sideways", "sideways_alone", "sideways_on_top", "aim", "ne
 CONTROL = "reshuffled"
 
 
-def _shares(start: float, along: float, sideways: float, final: float) -> tuple[float, float]:
-    """The Shapley (along, sideways) shares of final − start."""
+def shapley_shares(start, along, sideways, final):
+    """The (along, sideways) shares of final − start from the losses at θ⁰, θ⁰ + a, θ⁰ + b and θ⁰ + Δ: the mean of the
+    two orders of adding the parts (`interference.measures.update_parts`); per fact for tensors or arrays, or of one
+    number each. They sum to final − start."""
     return 0.5 * ((along - start) + (final - sideways)), 0.5 * ((sideways - start) + (final - along))
 
 
@@ -41,7 +43,7 @@ def seed_parts(record: dict, sft: dict) -> dict | None:
         return None
     start, final = record["held_losses_start"], record["held_losses_final"]
     along, sideways = parts["held_losses_along"], parts["held_losses_sideways"]
-    shares = [_shares(*losses) for losses in zip(start, along, sideways, final, strict=True)]
+    shares = [shapley_shares(*losses) for losses in zip(start, along, sideways, final, strict=True)]
     damage = [s - b for s, b in zip(sft["held_losses_final"], sft["held_losses_start"], strict=True)]
     side = [b for _, b in shares]
     aim = spearmanr(side, damage).statistic if len(set(side)) > 1 and len(set(damage)) > 1 else None
@@ -54,7 +56,7 @@ def seed_parts(record: dict, sft: dict) -> dict | None:
             "sideways_alone": statistics.fmean(b - s for b, s in zip(sideways, start, strict=True)),
             "sideways_on_top": on_top,
             "aim": None if aim is None or not finite_number(float(aim)) else float(aim),
-            "new_sideways": _shares(new["start"], new["along"], new["sideways"], new["final"])[1],
+            "new_sideways": shapley_shares(new["start"], new["along"], new["sideways"], new["final"])[1],
             "new_on_top": new["final"] - new["along"],
             "rest_held": rest_held, "rest_new": rest_new,
             "excess": on_top - rest_held * (new["final"] - new["along"]) / rest_new if rest_new and rest_new < 0
