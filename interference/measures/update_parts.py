@@ -11,9 +11,9 @@ the mean of the two orders in which the parts can be added:
     sideways_i = ½ [(ℓ_i(θ⁰ + b) − ℓ_i(θ⁰)) + (ℓ_i(θ⁰ + Δ) − ℓ_i(θ⁰ + a))]
 
 so along_i + sideways_i is the change exactly: no small-step assumption and no gradients, four losses per fact, two
-of which (θ⁰ and θ) a study already measures (`interference.report.update_parts.shapley_shares` applies the rule). A sideways share below 0 says the step off the reference's direction
-lowered that fact's loss; set beside the reference's own damage to each fact, it says whether that step is aimed at
-the facts the reference hurts."""
+of which (θ⁰ and θ) a study already measures; `interference.report.update_parts.shapley_shares` applies the rule. A
+sideways share below 0 says the step off the reference's direction lowered that fact's loss; set beside the
+reference's own damage to each fact, it says whether that step is aimed at the facts the reference hurts."""
 
 from __future__ import annotations
 
