@@ -85,3 +85,44 @@ def test_a_parts_folder_not_yet_committed_is_skipped(folder):
         pytest.skip(f"results/{folder} is not committed yet")
     _, sd, _, seeds = _parts(folder)
     assert sd["seeds"] == len({s["seed"] for s in seeds})
+
+
+def test_the_world_readmes_reading_of_price_120_139_is_the_records(readme):
+    world = _flat((ROOT / "results" / "world-default" / "README.md").read_text(encoding="utf-8"))
+    main = _flat(readme)
+    records, sd, control, seeds = _parts("world-default/price-120-139")
+    mine = [s for s in seeds if s["method"] == "self_distill"]
+    lowered = [s for s in mine if s["sideways_on_top"] < 0]
+    largest = sorted(mine, key=lambda s: s["excess"])[:4]
+    deepest = _shown(f"{min(s['sideways_on_top'] for s in lowered):+.3f}")
+    median = _shown(f"{statistics.median(s['excess'] for s in mine):+.3f}")
+    for sentence in (
+        f"Self-distillation keeps {_gain(records, 'self_distill')} more held-out facts than SFT; the control "
+        f"{_gain(records, 'reshuffled')}.",
+        f"Self-distillation's mean excess is {_shown(sd['excess']['text'])}",
+        f"It is below 0 on {sum(s['excess'] < 0 for s in mine)} of 20 seeds.",
+        f"The control's excess is {_shown(control['excess']['text'])}.",
+        f"(median scale {statistics.median(s['scale'] for s in mine):.2f})",
+        f"loss by {_shown(sd['new_on_top']['text'])}, {sd['new_on_top']['mean'] / sd['rest_new']['mean']:.2f} of what "
+        f"SFT's remaining step along its direction lowers it by ({_shown(sd['rest_new']['text'])})",
+        f"changes the held-out loss by {_shown(sd['sideways_on_top']['text'])} against that step's "
+        f"{_shown(sd['rest_held']['text'])}",
+        f"on {len(lowered)} seeds the sideways step lowers the held-out loss on top (down to "
+        f"{deepest})",
+        f"the median is {median}",
+        f"aim {_shown(sd['aim']['text'])}, above the control's by {_shown(sd['aim_vs_control']['text'])}",
+        f"(above 0 on {sum(s['sideways_on_top'] > 0 for s in mine)} of 20: there, prediction 3 would not have held)",
+        f"sideways share below the control's on {sd['sideways_vs_control']['below']} of 20",
+        f"D_unknown lower on top on {sum(s['new_on_top'] < 0 for s in mine)} of 20",
+    ):
+        assert sentence in world, sentence
+    assert all(s["sideways_on_top"] < 0 for s in largest)  # "those seeds carry the four largest excesses"
+    for sentence in (
+        f"lowers the new facts' loss by {_shown(sd['new_on_top']['text'])} and SFT's own remaining step by "
+        f"{_shown(sd['rest_new']['text'])}",
+        f"the held-out loss moves by {_shown(sd['sideways_on_top']['text'])} on the first way and "
+        f"{_shown(sd['rest_held']['text'])} on the second",
+        f"pro rata: {_shown(sd['excess']['text'])}, below 0 on {sum(s['excess'] < 0 for s in mine)} of 20 seeds (the "
+        f"control's {_shown(control['excess']['text'])})",
+    ):
+        assert sentence in main, sentence
