@@ -151,5 +151,7 @@ def test_the_parts_summary_pairs_each_method_with_the_control_by_seed():
     versus = summary["self_distill"]["sideways_vs_control"]
     assert versus["mean"] == pytest.approx(-0.3) and versus["below"] == 3 and versus["n"] == 3
     assert "sideways_vs_control" not in summary["reshuffled"]
-    assert "self_distill: the step off SFT's direction changes the held-out loss by -0.200" in \
-        parts_text(part_summary(seeds)).replace("−", "-")
+    text = parts_text(part_summary(seeds)).replace("−", "-")
+    assert "self_distill: added to the shrunk SFT, its step off SFT's direction changes the held-out loss by -0.200" \
+        in text and "its share of the held-out loss change is -0.200" in text
+    assert "excess" not in text  # SFT's remaining step raised the new facts' loss in these records: no price

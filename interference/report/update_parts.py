@@ -81,13 +81,14 @@ def _interval(values: Sequence[float]) -> dict:
 
 def part_summary(seeds: Sequence[dict], control: str = CONTROL) -> list[dict]:
     """Per method of `seeds`: each measure's mean with its 95 % t-interval over seeds, the seeds whose sideways
-    share is below 0, and beside `control` (where it ran on the same seeds) the paired difference of the sideways
-    share and of `aim` with the seeds below the control's."""
+    share is below 0 ("lowered") and whose excess is ("cheaper"), and beside `control` (where it ran on the same
+    seeds) the paired difference of the sideways share and of `aim` with the seeds below the control's."""
     theirs = {s["seed"]: s for s in seeds if s["method"] == control}
     rows = []
     for method in dict.fromkeys(s["method"] for s in seeds):
         mine = [s for s in seeds if s["method"] == method]
         row = {"method": method, "seeds": len(mine), "lowered": sum(s["sideways"] < 0 for s in mine),
+               "cheaper": sum(s["excess"] is not None and s["excess"] < 0 for s in mine),
                **{m: _interval([s[m] for s in mine if s[m] is not None]) for m in MEASURES}}
         paired = [(s, theirs[s["seed"]]) for s in mine if s["seed"] in theirs]
         if method != control and paired:
@@ -100,13 +101,19 @@ def part_summary(seeds: Sequence[dict], control: str = CONTROL) -> list[dict]:
 
 
 def parts_text(summary: Sequence[dict], control: str = CONTROL) -> str:
-    """One sentence per method: its sideways step's share of the held-out loss change, its aim, and beside the
-    control."""
+    """One sentence per method: what its step off SFT's direction does on top of the shrunk SFT beside the rest of
+    SFT's own step (with the excess where the records have SFT's D_unknown loss), its share of the held-out loss
+    change and its aim, and beside the control."""
     parts = []
     for row in summary:
-        text = (f"{row['method']}: the step off SFT's direction changes the held-out loss by {row['sideways']['text']} "
-                f"(below 0 on {row['lowered']} of {row['seeds']} seeds; the step along it "
-                f"{row['along']['text']}), aim {row['aim']['text']}")
+        text = (f"{row['method']}: added to the shrunk SFT, its step off SFT's direction changes the held-out loss by "
+                f"{row['sideways_on_top']['text']} and the new facts' by {row['new_on_top']['text']}")
+        if row["excess"]["n"]:
+            text += (f", where the rest of SFT's own step changes them by {row['rest_held']['text']} and "
+                     f"{row['rest_new']['text']} (excess {row['excess']['text']}, below 0 on "
+                     f"{row['cheaper']} of {row['excess']['n']} seeds)")
+        text += (f"; its share of the held-out loss change is {row['sideways']['text']} (below 0 on {row['lowered']} "
+                 f"of {row['seeds']} seeds; the step along it {row['along']['text']}), aim {row['aim']['text']}")
         if vs := row.get("sideways_vs_control"):
             text += (f"; beside {control}: sideways share {vs['text']} (below on {vs['below']} of {vs['n']}), aim "
                      f"{row['aim_vs_control']['text']}")
