@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import statistics
 
-import pytest
 from conftest import ROOT, results_folder
 
 from interference.report.files import load_results
@@ -79,14 +78,6 @@ def test_the_readmes_parts_bullet_is_the_records(readme):
         assert sentence in text, sentence
 
 
-@pytest.mark.parametrize("folder", ["smollm2-135m-parts-cpu"])
-def test_a_parts_folder_not_yet_committed_is_skipped(folder):
-    if not (ROOT / "results" / folder / "results.json").is_file():
-        pytest.skip(f"results/{folder} is not committed yet")
-    _, sd, _, seeds = _parts(folder)
-    assert sd["seeds"] == len({s["seed"] for s in seeds})
-
-
 def test_the_world_readmes_reading_of_price_120_139_is_the_records(readme):
     world = _flat((ROOT / "results" / "world-default" / "README.md").read_text(encoding="utf-8"))
     main = _flat(readme)
@@ -125,4 +116,37 @@ def test_the_world_readmes_reading_of_price_120_139_is_the_records(readme):
         f"pro rata: {_shown(sd['excess']['text'])}, below 0 on {sum(s['excess'] < 0 for s in mine)} of 20 seeds (the "
         f"control's {_shown(control['excess']['text'])})",
     ):
+        assert sentence in main, sentence
+
+
+def test_the_smollm2_readings_of_parts_are_the_records(readme):
+    from interference.report.headline import mean_of
+
+    own = _flat((ROOT / "results" / "smollm2-135m-parts-cpu" / "README.md").read_text(encoding="utf-8"))
+    main = _flat(readme)
+    records, sd, control, seeds = _parts("smollm2-135m-parts-cpu")
+    mine = [s for s in seeds if s["method"] == "self_distill"]
+    theirs = {s["seed"]: s for s in seeds if s["method"] == "reshuffled"}
+    epochs = sorted({r["epochs"] for r in records if r["name"] in ("sft", "self_distill")})
+    scales = {m: statistics.median(s["scale"] for s in seeds if s["method"] == m) for m in METHODS[1:]}
+    aim, new = _shown(sd["aim"]["text"]), _shown(sd["new_on_top"]["text"])
+    mean_aim, control_aim = (_shown(f"{row['aim']['mean']:+.3f}") for row in (sd, control))
+    for sentence in (
+        f"Self-distillation keeps {_gain(records, 'self_distill')} more held-out facts than SFT, the control "
+        f"{_gain(records, 'reshuffled')}; self-distillation and SFT each train {epochs[0]}–{epochs[-1]} epochs.",
+        f"aim is above 0 on {sum(s['aim'] > 0 for s in mine)} of 4 seeds (mean {aim})",
+        f"Minus the control's aim ({_shown(control['aim']['text'])}) it is {_shown(sd['aim_vs_control']['text'])}",
+        f"raises the held-out loss on {sum(s['sideways_on_top'] > 0 for s in mine)} of 4 seeds "
+        f"({_shown(sd['sideways_on_top']['text'])})",
+        f"Its sideways share is below the control's on {sd['sideways_vs_control']['below']} of 4 seeds.",
+        f"it lowers D_unknown's loss on {sum(s['new_on_top'] < 0 for s in mine)} of 4 seeds ({new})",
+        f"median scale is {scales['self_distill']:.2f} (the control's {scales['reshuffled']:.2f})",
+        f"lowers D_unknown's loss by {_shown(sd['rest_new']['text'])} and raises the held-out loss by "
+        f"{_shown(sd['rest_held']['text'])}; excess {_shown(sd['excess']['text'])} (below 0 on {sd['cheaper']} of 4)",
+    ):
+        assert sentence in own, sentence
+    assert sd["aim_vs_control"]["high"] < 0 and len(theirs) == 4 and mean_of(records, "sft", "epochs") <= 4
+    for sentence in (f"(median scale {scales['self_distill']:.2f})", f"(D_unknown's loss {new})",
+                     f"(aim {mean_aim} against the control's {control_aim}, paired "
+                     f"{_shown(sd['aim_vs_control']['text'])})"):
         assert sentence in main, sentence
