@@ -23,9 +23,24 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def _parts(folder: str) -> tuple[list[dict], dict, dict, list[dict]]:
-    """The records, self-distillation's and the control's summary rows, and the per-seed rows of one folder."""
-    records = load_results(results_folder(folder))["conditions"]
+def _readme(folder: str) -> str:
+    """results/`folder`/README.md, its whitespace flattened."""
+    return _flat((ROOT / "results" / folder / "README.md").read_text(encoding="utf-8"))
+
+
+def _assert_all_in(sentences, text: str) -> None:
+    for sentence in sentences:
+        assert sentence in text, sentence
+
+
+def _mine(seeds: list[dict]) -> list[dict]:
+    return [s for s in seeds if s["method"] == "self_distill"]
+
+
+def _parts(folder: str, only: range | None = None) -> tuple[list[dict], dict, dict, list[dict]]:
+    """The records, self-distillation's and the control's summary rows, and the per-seed rows of one folder (of the
+    seeds `only`, where given)."""
+    records = [r for r in load_results(results_folder(folder))["conditions"] if only is None or r["seed"] in only]
     seeds = part_seeds(records, METHODS)
     rows = {row["method"]: row for row in part_summary(seeds)}
     return records, rows["self_distill"], rows["reshuffled"], seeds
@@ -40,7 +55,7 @@ def _count(seeds: list[dict], method: str, measure: str, sign: int) -> int:
 
 
 def test_the_world_readmes_reading_of_parts_100_119_is_the_records():
-    text = _flat((ROOT / "results" / "world-default" / "README.md").read_text(encoding="utf-8"))
+    text = _readme("world-default")
     records, sd, control, seeds = _parts("world-default/parts-100-119")
     versus = sd["sideways_vs_control"]
     scales = {m: statistics.median(s["scale"] for s in seeds if s["method"] == m) for m in METHODS[1:]}
@@ -61,8 +76,7 @@ def test_the_world_readmes_reading_of_parts_100_119_is_the_records():
         f"raises the held-out loss by {_shown(sd['rest_held']['text'])}, "
         f"{sd['rest_held']['mean'] / sd['sideways_on_top']['mean']:.1f} times what",
     ]
-    for sentence in expected:
-        assert sentence in text, sentence
+    _assert_all_in(expected, text)
     assert sd["aim"]["low"] > 0 and sd["aim_vs_control"]["low"] < 0 < sd["aim_vs_control"]["high"]  # 1 and 2 hold
     assert sd["sideways_on_top"]["low"] > 0 and versus["below"] >= 11  # 3 and 4 hold
     assert sd["rest_held"]["mean"] > 5 * sd["sideways_on_top"]["mean"]  # "less than a fifth"
@@ -71,23 +85,22 @@ def test_the_world_readmes_reading_of_parts_100_119_is_the_records():
 def test_the_readmes_parts_bullet_is_the_records(readme):
     text = _flat(readme)
     _, sd, control, _ = _parts("world-default/parts-100-119")
-    for sentence in (f"(aim {_shown(sd['aim']['text'])}, against the control's {_shown(control['aim']['text'])})",
+    _assert_all_in((f"(aim {_shown(sd['aim']['text'])}, against the control's {_shown(control['aim']['text'])})",
                      f"held-out loss by {_shown(sd['sideways_on_top']['text'])} and lowers the new facts' by "
                      f"{_shown(sd['new_on_top']['text'])}",
-                     f"(paired {_shown(sd['sideways_vs_control']['text'])})"):
-        assert sentence in text, sentence
+                     f"(paired {_shown(sd['sideways_vs_control']['text'])})"), text)
 
 
 def test_the_world_readmes_reading_of_price_120_139_is_the_records(readme):
-    world = _flat((ROOT / "results" / "world-default" / "README.md").read_text(encoding="utf-8"))
+    world = _readme("world-default")
     main = _flat(readme)
     records, sd, control, seeds = _parts("world-default/price-120-139")
-    mine = [s for s in seeds if s["method"] == "self_distill"]
+    mine = _mine(seeds)
     lowered = [s for s in mine if s["sideways_on_top"] < 0]
     largest = sorted(mine, key=lambda s: s["excess"])[:4]
     deepest = _shown(f"{min(s['sideways_on_top'] for s in lowered):+.3f}")
     median = _shown(f"{statistics.median(s['excess'] for s in mine):+.3f}")
-    for sentence in (
+    _assert_all_in((
         f"Self-distillation keeps {_gain(records, 'self_distill')} more held-out facts than SFT; the control "
         f"{_gain(records, 'reshuffled')}.",
         f"Self-distillation's mean excess is {_shown(sd['excess']['text'])}",
@@ -105,33 +118,31 @@ def test_the_world_readmes_reading_of_price_120_139_is_the_records(readme):
         f"(above 0 on {sum(s['sideways_on_top'] > 0 for s in mine)} of 20: there, prediction 3 would not have held)",
         f"sideways share below the control's on {sd['sideways_vs_control']['below']} of 20",
         f"D_unknown lower on top on {sum(s['new_on_top'] < 0 for s in mine)} of 20",
-    ):
-        assert sentence in world, sentence
+    ), world)
     assert all(s["sideways_on_top"] < 0 for s in largest)  # "those seeds carry the four largest excesses"
-    for sentence in (
+    _assert_all_in((
         f"lowers the new facts' loss by {_shown(sd['new_on_top']['text'])} and SFT's own remaining step by "
         f"{_shown(sd['rest_new']['text'])}",
         f"the held-out loss moves by {_shown(sd['sideways_on_top']['text'])} on the first way and "
         f"{_shown(sd['rest_held']['text'])} on the second",
         f"pro rata: {_shown(sd['excess']['text'])}, below 0 on {sum(s['excess'] < 0 for s in mine)} of 20 seeds (the "
         f"control's {_shown(control['excess']['text'])})",
-    ):
-        assert sentence in main, sentence
+    ), main)
 
 
 def test_the_smollm2_readings_of_parts_are_the_records(readme):
     from interference.report.headline import mean_of
 
-    own = _flat((ROOT / "results" / "smollm2-135m-parts-cpu" / "README.md").read_text(encoding="utf-8"))
+    own = _readme("smollm2-135m-parts-cpu")
     main = _flat(readme)
     records, sd, control, seeds = _parts("smollm2-135m-parts-cpu")
-    mine = [s for s in seeds if s["method"] == "self_distill"]
+    mine = _mine(seeds)
     theirs = {s["seed"]: s for s in seeds if s["method"] == "reshuffled"}
     epochs = sorted({r["epochs"] for r in records if r["name"] in ("sft", "self_distill")})
     scales = {m: statistics.median(s["scale"] for s in seeds if s["method"] == m) for m in METHODS[1:]}
     aim, new = _shown(sd["aim"]["text"]), _shown(sd["new_on_top"]["text"])
     mean_aim, control_aim = (_shown(f"{row['aim']['mean']:+.3f}") for row in (sd, control))
-    for sentence in (
+    _assert_all_in((
         f"Self-distillation keeps {_gain(records, 'self_distill')} more held-out facts than SFT, the control "
         f"{_gain(records, 'reshuffled')}; self-distillation and SFT each train {epochs[0]}–{epochs[-1]} epochs.",
         f"aim is above 0 on {sum(s['aim'] > 0 for s in mine)} of 4 seeds (mean {aim})",
@@ -143,10 +154,8 @@ def test_the_smollm2_readings_of_parts_are_the_records(readme):
         f"median scale is {scales['self_distill']:.2f} (the control's {scales['reshuffled']:.2f})",
         f"lowers D_unknown's loss by {_shown(sd['rest_new']['text'])} and raises the held-out loss by "
         f"{_shown(sd['rest_held']['text'])}; excess {_shown(sd['excess']['text'])} (below 0 on {sd['cheaper']} of 4)",
-    ):
-        assert sentence in own, sentence
+    ), own)
     assert sd["aim_vs_control"]["high"] < 0 and len(theirs) == 4 and mean_of(records, "sft", "epochs") <= 4
-    for sentence in (f"(median scale {scales['self_distill']:.2f})", f"(D_unknown's loss {new})",
+    _assert_all_in((f"(median scale {scales['self_distill']:.2f})", f"(D_unknown's loss {new})",
                      f"(aim {mean_aim} against the control's {control_aim}, paired "
-                     f"{_shown(sd['aim_vs_control']['text'])})"):
-        assert sentence in main, sentence
+                     f"{_shown(sd['aim_vs_control']['text'])})"), main)
