@@ -86,9 +86,9 @@ def test_the_readmes_parts_bullet_is_the_records(readme):
     text = _flat(readme)
     _, sd, control, _ = _parts("world-default/parts-100-119")
     _assert_all_in((f"(aim {_shown(sd['aim']['text'])}, against the control's {_shown(control['aim']['text'])})",
-                     f"held-out loss by {_shown(sd['sideways_on_top']['text'])} and lowers the new facts' by "
-                     f"{_shown(sd['new_on_top']['text'])}",
-                     f"(paired {_shown(sd['sideways_vs_control']['text'])})"), text)
+                    f"held-out loss by {_shown(sd['sideways_on_top']['text'])} and lowers the new facts' by "
+                    f"{_shown(sd['new_on_top']['text'])}",
+                    f"(paired {_shown(sd['sideways_vs_control']['text'])})"), text)
 
 
 def test_the_world_readmes_reading_of_price_120_139_is_the_records(readme):
@@ -157,5 +157,5 @@ def test_the_smollm2_readings_of_parts_are_the_records(readme):
     ), own)
     assert sd["aim_vs_control"]["high"] < 0 and len(theirs) == 4 and mean_of(records, "sft", "epochs") <= 4
     _assert_all_in((f"(median scale {scales['self_distill']:.2f})", f"(D_unknown's loss {new})",
-                     f"(aim {mean_aim} against the control's {control_aim}, paired "
-                     f"{_shown(sd['aim_vs_control']['text'])})"), main)
+                    f"(aim {mean_aim} against the control's {control_aim}, paired "
+                    f"{_shown(sd['aim_vs_control']['text'])})"), main)
