@@ -130,22 +130,25 @@ def test_the_world_readmes_reading_of_price_120_139_is_the_records(readme):
     ), main)
 
 
-def test_the_smollm2_readings_of_parts_are_the_records(readme):
+def _smollm2(only: range | None = None) -> tuple:
+    """SmolLM2's parts folder (of the seeds `only`): the records, self-distillation's and the control's rows, the
+    per-seed rows, self-distillation's, the median scales and the mean aims as printed."""
+    records, sd, control, seeds = _parts("smollm2-135m-parts-cpu", only)
+    scales = {m: statistics.median(s["scale"] for s in seeds if s["method"] == m) for m in METHODS[1:]}
+    aims = tuple(_shown(f"{row['aim']['mean']:+.3f}") for row in (sd, control))
+    return records, sd, control, seeds, _mine(seeds), scales, aims
+
+
+def test_the_smollm2_readmes_reading_of_its_first_four_seeds_is_the_records():
     from interference.report.headline import mean_of
 
-    own = _readme("smollm2-135m-parts-cpu")
-    main = _flat(readme)
-    records, sd, control, seeds = _parts("smollm2-135m-parts-cpu")
-    mine = _mine(seeds)
-    theirs = {s["seed"]: s for s in seeds if s["method"] == "reshuffled"}
+    records, sd, control, seeds, mine, scales, _ = _smollm2(range(27, 31))
     epochs = sorted({r["epochs"] for r in records if r["name"] in ("sft", "self_distill")})
-    scales = {m: statistics.median(s["scale"] for s in seeds if s["method"] == m) for m in METHODS[1:]}
-    aim, new = _shown(sd["aim"]["text"]), _shown(sd["new_on_top"]["text"])
-    mean_aim, control_aim = (_shown(f"{row['aim']['mean']:+.3f}") for row in (sd, control))
+    new = _shown(sd["new_on_top"]["text"])
     _assert_all_in((
         f"Self-distillation keeps {_gain(records, 'self_distill')} more held-out facts than SFT, the control "
         f"{_gain(records, 'reshuffled')}; self-distillation and SFT each train {epochs[0]}–{epochs[-1]} epochs.",
-        f"aim is above 0 on {sum(s['aim'] > 0 for s in mine)} of 4 seeds (mean {aim})",
+        f"aim is above 0 on {sum(s['aim'] > 0 for s in mine)} of 4 seeds (mean {_shown(sd['aim']['text'])})",
         f"Minus the control's aim ({_shown(control['aim']['text'])}) it is {_shown(sd['aim_vs_control']['text'])}",
         f"raises the held-out loss on {sum(s['sideways_on_top'] > 0 for s in mine)} of 4 seeds "
         f"({_shown(sd['sideways_on_top']['text'])})",
@@ -154,8 +157,31 @@ def test_the_smollm2_readings_of_parts_are_the_records(readme):
         f"median scale is {scales['self_distill']:.2f} (the control's {scales['reshuffled']:.2f})",
         f"lowers D_unknown's loss by {_shown(sd['rest_new']['text'])} and raises the held-out loss by "
         f"{_shown(sd['rest_held']['text'])}; excess {_shown(sd['excess']['text'])} (below 0 on {sd['cheaper']} of 4)",
-    ), own)
-    assert sd["aim_vs_control"]["high"] < 0 and len(theirs) == 4 and mean_of(records, "sft", "epochs") <= 4
+    ), _readme("smollm2-135m-parts-cpu"))
+    assert sd["aim_vs_control"]["high"] < 0 and len(mine) == 4 and mean_of(records, "sft", "epochs") <= 4
+
+
+def test_the_smollm2_readings_of_all_eight_seeds_are_the_records(readme):
+    records, sd, control, seeds, mine, scales, (aim, control_aim) = _smollm2()
+    later = _parts("smollm2-135m-parts-cpu", range(31, 35))[3]
+    theirs = {s["seed"]: s["aim"] for s in later if s["method"] == "reshuffled"}
+    below = sum(s["aim"] < theirs[s["seed"]] for s in _mine(later))
+    epochs = sorted({r["epochs"] for r in records if r["name"] in ("sft", "self_distill")})
+    paired, new = _shown(sd["aim_vs_control"]["text"]), _shown(sd["new_on_top"]["text"])
+    _assert_all_in((
+        f"On seeds 31–34 self-distillation's aim is below the control's on {below} of 4.",
+        f"Over all eight seeds, its aim minus the control's is {paired}.",
+        f"Self-distillation's aim is {_shown(sd['aim']['text'])} (above 0 on {sum(s['aim'] > 0 for s in mine)} of 8), "
+        f"the control's {_shown(control['aim']['text'])}",
+        f"raises the held-out loss on {sum(s['sideways_on_top'] > 0 for s in mine)} of 8 "
+        f"({_shown(sd['sideways_on_top']['text'])}) and lowers D_unknown's on "
+        f"{sum(s['new_on_top'] < 0 for s in mine)} of 8 ({new})",
+        f"sideways share is below the control's on {sd['sideways_vs_control']['below']} of 8; excess "
+        f"{_shown(sd['excess']['text'])}. Median scale {scales['self_distill']:.2f} (the control's "
+        f"{scales['reshuffled']:.2f})",
+        f"Self-distillation keeps {_gain(records, 'self_distill')} more held-out facts than SFT, the control "
+        f"{_gain(records, 'reshuffled')}; self-distillation and SFT train {epochs[0]}–{epochs[-1]} epochs.",
+    ), _readme("smollm2-135m-parts-cpu"))
+    assert below >= 3 and sd["aim_vs_control"]["high"] < 0  # both predictions hold
     _assert_all_in((f"(median scale {scales['self_distill']:.2f})", f"(D_unknown's loss {new})",
-                    f"(aim {mean_aim} against the control's {control_aim}, paired "
-                    f"{_shown(sd['aim_vs_control']['text'])})"), main)
+                    f"(aim {aim} against the control's {control_aim}, paired {paired})"), _flat(readme))
