@@ -83,6 +83,10 @@ class Interval:
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
+    def fields(self) -> dict:
+        """{"mean", "low", "high", "n"}: the interval as a results file keeps it."""
+        return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n}
+
     def excludes_zero(self) -> bool:
         """True when the whole interval lies on one side of 0 (False when it is undefined)."""
         return bool(self.low > 0 or self.high < 0)

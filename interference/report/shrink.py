@@ -77,7 +77,7 @@ def frontier_summary(gaps: Sequence[dict], methods: Sequence[str]) -> list[dict]
             continue
         interval = t_interval([g["gap"] for g in on])
         rows.append({"method": method, "seeds": len(mine), "off_curve": len(mine) - len(on),
-                     "gap": {"mean": interval.mean, "low": interval.low, "high": interval.high, "n": interval.n},
+                     "gap": interval.fields(),
                      "gap_text": interval_text(interval), "above": sum(g["gap"] > 0 for g in on),
                      "alpha_median": statistics.median(g["alpha"] for g in on) if on else None})
     return rows
@@ -154,7 +154,7 @@ def swap_rows(records: Sequence[dict], methods: Sequence[str]) -> list[dict]:
                                    r["sft_swaps"][spec]["held_acc"]) for r in runs if r["seed"] in sweeps]
                 on = [g for g in gaps if g is not None]
                 curve = t_interval(on)
-                rows[-1].update(curve_gap={"mean": curve.mean, "low": curve.low, "high": curve.high, "n": curve.n},
+                rows[-1].update(curve_gap=curve.fields(),
                                 curve_gap_text=interval_text(curve), curve_above=sum(g > 0 for g in on),
                                 off_curve=len(gaps) - len(on))
     return rows

@@ -21,12 +21,11 @@ from collections.abc import Sequence
 from scipy.stats import spearmanr
 
 from .paired import finite_number, interval_text, t_interval
+from .shrink import CONTROL
 
 #: The per-seed quantities, in the order the tables show them.
 MEASURES = ("along", "sideways", "sideways_alone", "sideways_on_top", "aim", "new_sideways", "new_on_top", "rest_held",
             "rest_new", "excess")
-#: The control every other method is set beside: SFT with another batch order.
-CONTROL = "reshuffled"
 
 
 def shapley_shares(start, along, sideways, final):
@@ -75,8 +74,7 @@ def part_seeds(records: Sequence[dict], methods: Sequence[str]) -> list[dict]:
 
 def _interval(values: Sequence[float]) -> dict:
     interval = t_interval(values)
-    return {"mean": interval.mean, "low": interval.low, "high": interval.high, "n": interval.n,
-            "text": interval_text(interval)}
+    return {**interval.fields(), "text": interval_text(interval)}
 
 
 def part_summary(seeds: Sequence[dict], control: str = CONTROL) -> list[dict]:

@@ -237,18 +237,18 @@ def _anchors(setup: Setup, traced) -> _Anchors:
                     answer_losses(traced, new))
 
 
-def _sft_parts(start: Snapshot, model, sft_model, anchors: _Anchors) -> dict:
+def _sft_parts(start: Snapshot, model, sft_model, sft_new_loss: float, anchors: _Anchors) -> dict:
     """`model`'s update against SFT's (`sft_alignment`), and split into its step along SFT's update and its step off
     it (`interference.measures.update_parts`): "sft_parts" holds the scale c, each held-out fact's loss at θ⁰ + c·R
     ("held_losses_along") and at θ⁰ + Δ − c·R ("held_losses_sideways"), and D_unknown's mean loss at θ⁰, at the two
-    parts, at θ and at SFT's θ ("new_loss": start, along, sideways, final, reference)."""
+    parts, at θ and at SFT's θ (`sft_new_loss`; "new_loss": start, along, sideways, final, reference)."""
     alignment = update_alignment(start, model, sft_model)
     scale = alignment["scale"]["all"] or 0.0
     _, losses = part_losses(start, model, sft_model, {"held": anchors.held_examples, "new": anchors.new_examples},
                             scale=scale)
-    new = dict(zip(("start", "along", "sideways", "final", "reference"),
-                   map(mean_loss, (anchors.new_losses, *losses["new"], answer_losses(model, anchors.new_examples),
-                                   answer_losses(sft_model, anchors.new_examples))), strict=True))
+    new = dict(zip(("start", "along", "sideways", "final"),
+                   map(mean_loss, (anchors.new_losses, *losses["new"], answer_losses(model, anchors.new_examples))),
+                   strict=True), reference=sft_new_loss)
     along, sideways = map(rounded_losses, losses["held"])
     return {"sft_alignment": alignment, "sft_parts": {"scale": scale, "held_losses_along": along,
                                                       "held_losses_sideways": sideways, "new_loss": new}}
@@ -313,10 +313,11 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
                 loss_terms=_loss_terms(condition.result.history),
                 **_subject_recovery(condition.model, traced, setup.tokenizer, setup.held, start_ok),
                 **({"adapters": condition.result.adapters} if condition.result.adapters else {}),
-                **({**_sft_parts(start, condition.model, sft[0], anchors),
+                **({**_sft_parts(start, condition.model, sft[0], sft[2], anchors),
                     **_swaps(setup, sft[0], condition.model, settings.swaps, budget)} if sft else {})))
             if method == "sft":
-                sft = (condition.model, study.records[-1])
+                sft = (condition.model, study.records[-1],  # and its D_unknown loss, once per seed
+                       mean_loss(answer_losses(condition.model, anchors.new_examples)))
             bar.update(1)
         if "wise-ft" in methods:
             bar.set_postfix_str(f"seed {seed} wise-ft")

@@ -472,8 +472,7 @@ def held_losses(model: torch.nn.Module, examples: Examples, start_losses: torch.
 
     final = answer_losses(model, examples)
     return {"held_loss_start": mean_loss(start_losses), "held_loss_final": mean_loss(final),
-            "held_losses_start": rounded_losses(start_losses),
-            "held_losses_final": rounded_losses(final)}
+            "held_losses_start": rounded_losses(start_losses), "held_losses_final": rounded_losses(final)}
 
 
 def held_at_start(setup: Setup, train_config: TrainConfig) -> tuple[Examples, torch.Tensor]:
