@@ -491,6 +491,9 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
         assert len(parts["held_losses_along"]) == len(parts["held_losses_sideways"]) == 16
         assert parts["new_loss"]["final"] < parts["new_loss"]["start"], r["name"]  # it learned the new facts
         assert parts["new_loss"]["reference"] < parts["new_loss"]["start"]  # and so did SFT
+        assert ("matched" in parts) == (r["name"] != "reshuffled")  # the control's step, set in each later place
+        matched = parts.get("matched", {"held_losses_on_top": [0] * 16, "factor": 1})
+        assert len(matched["held_losses_on_top"]) == 16 and matched["factor"] > 0
     for seed in (0, 1):  # one start per seed for D_unknown's loss too
         assert len({r["sft_parts"]["new_loss"]["start"] for r in study.records if r["seed"] == seed
                     and r["name"] in trained}) == 1

@@ -13,7 +13,7 @@ from interference.facts import Fact
 from interference.facts.examples import Examples
 from interference.io.errors import InterferenceError
 from interference.measures.fisher import answer_losses
-from interference.measures.update_parts import part_losses, part_weights
+from interference.measures.update_parts import matched_losses, part_losses, part_weights, sideways_step, step_norm
 from interference.measures.updates import update_alignment
 from interference.models import load_model
 from interference.models.weights import Snapshot
@@ -98,6 +98,45 @@ def test_an_update_split_refuses_another_architecture_and_an_infinite_scale(move
         part_losses(start, model, reference, {"facts": examples}, scale=float("nan"))
 
 
+def test_a_sideways_step_set_in_its_own_place_gives_its_own_losses_and_another_is_set_at_the_same_length(moved):
+    model, start, reference, steps, noise, examples = moved
+    mixed = _moved(model, start, {n: 0.5 * steps[n] + noise[n] for n in steps})
+    own = sideways_step(start, mixed, reference, 0.5)
+    assert step_norm(own) == pytest.approx(step_norm(noise), rel=1e-5)
+    scale, losses = part_losses(start, mixed, reference, {"facts": examples}, scale=0.5)
+    factor, matched = matched_losses(start, mixed, reference, 0.5, own, {"facts": examples})
+    assert factor == pytest.approx(1.0, rel=1e-6)
+    alone, on_top = matched["facts"]
+    assert torch.allclose(alone, losses["facts"][1], atol=1e-5)  # θ⁰ + b: the sideways part
+    assert torch.allclose(on_top, answer_losses(mixed, examples), atol=1e-5)  # θ⁰ + c·R + b: the model itself
+    doubled = {n: 2 * s for n, s in own.items()}  # another step, twice as long: set back to b's length
+    factor, again = matched_losses(start, mixed, reference, 0.5, doubled, {"facts": examples})
+    assert factor == pytest.approx(0.5, rel=1e-6)
+    assert torch.allclose(again["facts"][1], on_top, atol=1e-5)
+    other = {n: torch.zeros_like(p) for n, p in start.params.items()}
+    other["model.layers.0.self_attn.k_proj.weight"] = torch.randn(other["model.layers.0.self_attn.k_proj.weight"].shape,
+                                                                  generator=torch.Generator().manual_seed(5))
+    factor, elsewhere = matched_losses(start, mixed, reference, 0.5, other, {"facts": examples})
+    assert factor * step_norm(other) == pytest.approx(step_norm(own), rel=1e-5)
+    placed = _moved(model, start, {**{n: 0.5 * steps[n] for n in steps},
+                                   "model.layers.0.self_attn.k_proj.weight":
+                                   factor * other["model.layers.0.self_attn.k_proj.weight"]})
+    assert torch.allclose(elsewhere["facts"][1], answer_losses(placed, examples), atol=1e-5)
+    assert torch.equal(dict(mixed.named_parameters())["model.layers.0.self_attn.k_proj.weight"],
+                       start.params["model.layers.0.self_attn.k_proj.weight"])  # the model is left as it was
+
+
+def test_a_matched_step_refuses_another_architecture_a_zero_step_and_an_infinite_scale(moved):
+    model, start, reference, _, _, examples = moved
+    zero = {n: torch.zeros_like(p) for n, p in start.params.items()}
+    with pytest.raises(InterferenceError, match="nonzero step"):
+        matched_losses(start, model, reference, 0.5, zero, {"facts": examples})
+    with pytest.raises(InterferenceError, match="same architecture"):
+        matched_losses(start, model, reference, 0.5, {"x": torch.ones(2)}, {"facts": examples})
+    with pytest.raises(InterferenceError, match="finite scale"):
+        matched_losses(start, model, reference, float("inf"), zero, {"facts": examples})
+
+
 def _record(name, seed, final, along=None, sideways=None, new=(1.0, 0.8, 1.1, 0.9, 0.95)):
     record = {"name": name, "seed": seed, "held_losses_start": [0.1, 0.2, 0.3, 0.4], "held_losses_final": final}
     if along is not None:
@@ -155,3 +194,28 @@ def test_the_parts_summary_pairs_each_method_with_the_control_by_seed():
     assert "self_distill: added to the shrunk SFT, its step off SFT's direction changes the held-out loss by -0.200" \
         in text and "its share of the held-out loss change is -0.200" in text
     assert "excess" not in text  # SFT's remaining step raised the new facts' loss in these records: no price
+
+
+def test_the_controls_step_set_in_a_methods_place_is_read_beside_the_methods_own():
+    sft = _record("sft", 0, [0.5, 0.2, 0.9, 0.4])  # SFT raised facts 0 and 2
+    along = [0.3, 0.2, 0.6, 0.4]
+    repair = _record("self_distill", 0, [0.2, 0.2, 0.3, 0.4], along=along, sideways=[0.0, 0.2, 0.0, 0.4])
+    row = seed_parts(repair, sft)
+    assert row["aim_matched"] is None and row["matched_on_top"] is None  # no control's step kept for it
+    repair["sft_parts"]["matched"] = {"method": "reshuffled", "factor": 1.3, "held_losses_alone": [0.2, 0.2, 0.4, 0.4],
+                                      "held_losses_on_top": [0.4, 0.2, 0.8, 0.4],  # raises what SFT raised
+                                      "new_loss": {"alone": 1.05, "on_top": 0.7}}
+    row = seed_parts(repair, sft)
+    assert row["aim"] < 0 < row["aim_matched"]
+    assert row["matched_on_top"] == pytest.approx(statistics.fmean([0.1, 0.0, 0.2, 0.0]))
+    assert row["new_matched_on_top"] == pytest.approx(0.7 - 0.8)
+    rest_held = statistics.fmean([0.5, 0.2, 0.9, 0.4]) - statistics.fmean(along)
+    assert row["matched_excess"] is None  # SFT's remaining step raised the new facts' loss (reference 0.95)
+    repair["sft_parts"]["new_loss"]["reference"] = 0.6
+    assert seed_parts(repair, sft)["matched_excess"] == pytest.approx(row["matched_on_top"] - rest_held * 0.5)
+    summary = {r["method"]: r for r in part_summary([{"method": "self_distill", **row}])}["self_distill"]
+    assert summary["aim_vs_matched"]["mean"] == pytest.approx(row["aim"] - row["aim_matched"])
+    assert summary["aim_vs_matched"]["below"] == 1
+    on_top = summary["sideways_on_top_vs_matched"]
+    assert on_top["mean"] == pytest.approx(row["sideways_on_top"] - row["matched_on_top"]) and on_top["below"] == 1
+    assert "reshuffled's step set in its place" in parts_text([summary])

@@ -32,14 +32,11 @@ from .updates import update_alignment
 def part_weights(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Module,
                  scale: float) -> tuple[Snapshot, Snapshot]:
     """(θ⁰ + c·R, θ⁰ + Δ − c·R) with c = `scale`: the step along the reference's update and the step off it."""
-    reference_params, along, sideways = dict(reference.named_parameters()), {}, {}
-    if set(reference_params) != {name for name, _ in model.named_parameters()}:
-        raise InterferenceError("an update split needs two models of the same architecture")
-    for name, param in model.named_parameters():
-        before = start.params[name].to(param.device, torch.float64)
-        step = scale * (reference_params[name].detach().to(param.device, torch.float64) - before)
-        along[name] = (before + step).to(param.dtype)
-        sideways[name] = (param.detach().double() - step).to(param.dtype)
+    params, along, sideways = dict(model.named_parameters()), {}, {}
+    for name, step in _sideways(start, model, reference, scale):
+        param = params[name]
+        along[name] = (param.detach().double() - step).to(param.dtype)
+        sideways[name] = (start.params[name].to(param.device, torch.float64) + step).to(param.dtype)
     return Snapshot(along), Snapshot(sideways)
 
 
@@ -61,3 +58,51 @@ def part_losses(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Mod
             out[name].append(answer_losses(probe, split))
     return scale, {name: tuple(losses) for name, losses in out.items()}
 
+
+
+def _sideways(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Module, scale: float):
+    """(name, b) per parameter of `model`, b = Δ − c·R in float64 on the parameter's device, one at a time."""
+    reference_params = dict(reference.named_parameters())
+    if set(reference_params) != {name for name, _ in model.named_parameters()}:
+        raise InterferenceError("an update split needs two models of the same architecture")
+    for name, param in model.named_parameters():
+        before = start.params[name].to(param.device, torch.float64)
+        yield name, param.detach().double() - before - scale * (reference_params[name].detach().double() - before)
+
+
+def sideways_step(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Module,
+                  scale: float) -> dict[str, torch.Tensor]:
+    """b = Δ − c·R with c = `scale`, per parameter (float32, on the CPU): the step off the reference's update, kept to
+    be set elsewhere (`matched_losses`)."""
+    return {name: step.float().cpu() for name, step in _sideways(start, model, reference, scale)}
+
+
+def step_norm(step: dict[str, torch.Tensor]) -> float:
+    """The Euclidean norm of a step over all its parameters."""
+    return math.sqrt(sum(float(value.double().pow(2).sum()) for value in step.values()))
+
+
+def matched_losses(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Module, scale: float,
+                   step: dict[str, torch.Tensor], examples: dict[str, Examples]) -> tuple[float, dict]:
+    """(k, {split: (ℓ at θ⁰ + k·b', ℓ at θ⁰ + c·R + k·b')}): another update's sideways step b' (`step`) put where
+    `model`'s own sits, the shrunk reference θ⁰ + c·R (c = `scale`), at the length of `model`'s own
+    (k = ‖b‖ / ‖b'‖); each example's answer loss there, as `part_losses`. `model` and `reference` are unchanged."""
+    if not math.isfinite(scale):
+        raise InterferenceError(f"an update split needs a finite scale, got {scale!r}")
+    if set(step) != {name for name, _ in model.named_parameters()}:
+        raise InterferenceError("a matched step needs the same architecture as the model")
+    other = step_norm(step)
+    if other == 0:
+        raise InterferenceError("a matched step needs a nonzero step to set in place")
+    own = math.sqrt(sum(float(b.pow(2).sum()) for _, b in _sideways(start, model, reference, scale)))
+    factor, reference_params = own / other, dict(reference.named_parameters())
+    probe, out = copy.deepcopy(model), {name: [] for name in examples}
+    for along in (0.0, scale):
+        with torch.no_grad():
+            for name, param in probe.named_parameters():
+                before = start.params[name].to(param.device, torch.float64)
+                param.copy_(before + along * (reference_params[name].detach().double() - before)
+                            + factor * step[name].to(param.device, torch.float64))
+        for name, split in examples.items():
+            out[name].append(answer_losses(probe, split))
+    return factor, {name: tuple(losses) for name, losses in out.items()}

@@ -10,8 +10,11 @@ what that step does to the new facts. Rest: what SFT's own remaining step along 
 does to the held-out and the new facts' loss, the other way from the shrunk SFT to more learning; `excess`, the held-out
 loss the sideways step adds on top beyond what that remaining step adds for the same drop of D_unknown's loss, pro rata
 (below 0: the step off SFT's direction is the cheaper way to the new facts).
-The control (SFT with another batch order) says what another order's step off SFT's direction does. Pure functions of
-the records."""
+The control (SFT with another batch order) says what another order's step off SFT's direction does. Set where the
+method's own sits (at its c and the length of its own step, the record's "matched"), the control's step says what a
+step off SFT's direction does there by its place alone: `aim_matched`, `matched_on_top`, `new_matched_on_top` and
+`matched_excess`, and per method the paired difference of each of the method's own from these. Pure functions of the
+records."""
 
 from __future__ import annotations
 
@@ -25,7 +28,10 @@ from .shrink import CONTROL
 
 #: The per-seed quantities, in the order the tables show them.
 MEASURES = ("along", "sideways", "sideways_alone", "sideways_on_top", "aim", "new_sideways", "new_on_top", "rest_held",
-            "rest_new", "excess")
+            "rest_new", "excess", "aim_matched", "matched_on_top", "new_matched_on_top", "matched_excess")
+#: Each measure of a method's own sideways step beside the same measure of the control's set in its place.
+MATCHED = {"aim": "aim_matched", "sideways_on_top": "matched_on_top", "new_on_top": "new_matched_on_top",
+           "excess": "matched_excess"}
 
 
 def shapley_shares(start, along, sideways, final):
@@ -33,6 +39,34 @@ def shapley_shares(start, along, sideways, final):
     two orders of adding the parts (`interference.measures.update_parts`); per fact for tensors or arrays, or of one
     number each. They sum to final − start."""
     return 0.5 * ((along - start) + (final - sideways)), 0.5 * ((sideways - start) + (final - along))
+
+
+def _aim(side: Sequence[float], damage: Sequence[float]) -> float | None:
+    """The Spearman correlation of the sideways shares with SFT's damage; None where either is constant."""
+    aim = spearmanr(side, damage).statistic if len(set(side)) > 1 and len(set(damage)) > 1 else None
+    return None if aim is None or not finite_number(float(aim)) else float(aim)
+
+
+def _excess(on_top: float, new_on_top: float, rest_held: float, rest_new: float | None) -> float | None:
+    """The held-out loss a step adds on top of the shrunk SFT beyond what the rest of SFT's step adds for the same
+    drop of D_unknown's loss, pro rata; None where that rest did not lower it."""
+    return on_top - rest_held * new_on_top / rest_new if rest_new and rest_new < 0 else None
+
+
+def _matched(parts: dict, start: Sequence[float], damage: Sequence[float], rest: tuple) -> dict:
+    """The control's step set in this method's place (`parts["matched"]`): its aim, its change of the held-out and
+    the new facts' loss on top of the shrunk SFT, and its excess against the rest of SFT's step (`rest`: held-out,
+    new); None each where the record has no such step."""
+    matched = parts.get("matched")
+    if not matched:
+        return dict.fromkeys(MATCHED.values())
+    along = parts["held_losses_along"]
+    side = [shapley_shares(*losses)[1] for losses in
+            zip(start, along, matched["held_losses_alone"], matched["held_losses_on_top"], strict=True)]
+    on_top = statistics.fmean(matched["held_losses_on_top"]) - statistics.fmean(along)
+    new_on_top = matched["new_loss"]["on_top"] - parts["new_loss"]["along"]
+    return {"aim_matched": _aim(side, damage), "matched_on_top": on_top, "new_matched_on_top": new_on_top,
+            "matched_excess": _excess(on_top, new_on_top, *rest)}
 
 
 def seed_parts(record: dict, sft: dict) -> dict | None:
@@ -45,7 +79,6 @@ def seed_parts(record: dict, sft: dict) -> dict | None:
     shares = [shapley_shares(*losses) for losses in zip(start, along, sideways, final, strict=True)]
     damage = [s - b for s, b in zip(sft["held_losses_final"], sft["held_losses_start"], strict=True)]
     side = [b for _, b in shares]
-    aim = spearmanr(side, damage).statistic if len(set(side)) > 1 and len(set(damage)) > 1 else None
     new = parts["new_loss"]
     on_top, rest_held = statistics.fmean(final) - statistics.fmean(along), statistics.fmean(
         sft["held_losses_final"]) - statistics.fmean(along)
@@ -54,12 +87,12 @@ def seed_parts(record: dict, sft: dict) -> dict | None:
             "along": statistics.fmean(a for a, _ in shares), "sideways": statistics.fmean(side),
             "sideways_alone": statistics.fmean(b - s for b, s in zip(sideways, start, strict=True)),
             "sideways_on_top": on_top,
-            "aim": None if aim is None or not finite_number(float(aim)) else float(aim),
+            "aim": _aim(side, damage),
             "new_sideways": shapley_shares(new["start"], new["along"], new["sideways"], new["final"])[1],
             "new_on_top": new["final"] - new["along"],
             "rest_held": rest_held, "rest_new": rest_new,
-            "excess": on_top - rest_held * (new["final"] - new["along"]) / rest_new if rest_new and rest_new < 0
-            else None}
+            "excess": _excess(on_top, new["final"] - new["along"], rest_held, rest_new),
+            **_matched(parts, start, damage, (rest_held, rest_new))}
 
 
 def part_seeds(records: Sequence[dict], methods: Sequence[str]) -> list[dict]:
@@ -77,10 +110,17 @@ def _interval(values: Sequence[float]) -> dict:
     return {**interval.fields(), "text": interval_text(interval)}
 
 
+def _paired(pairs: Sequence[tuple[float, float]]) -> dict:
+    """The interval of the paired differences a − b, and how many are below 0 ("below")."""
+    return {**_interval([a - b for a, b in pairs]), "below": sum(a < b for a, b in pairs)}
+
+
 def part_summary(seeds: Sequence[dict], control: str = CONTROL) -> list[dict]:
     """Per method of `seeds`: each measure's mean with its 95 % t-interval over seeds, the seeds whose sideways
     share is below 0 ("lowered") and whose excess is ("cheaper"), and beside `control` (where it ran on the same
-    seeds) the paired difference of the sideways share and of `aim` with the seeds below the control's."""
+    seeds) the paired difference of the sideways share and of `aim` with the seeds below the control's; where the
+    control's step was set in the method's place, each of `MATCHED`'s measures minus the control's there, paired by
+    seed ("<measure>_vs_matched", with the seeds below)."""
     theirs = {s["seed"]: s for s in seeds if s["method"] == control}
     rows = []
     for method in dict.fromkeys(s["method"] for s in seeds):
@@ -92,8 +132,10 @@ def part_summary(seeds: Sequence[dict], control: str = CONTROL) -> list[dict]:
         if method != control and paired:
             for m in ("sideways", "aim"):
                 pairs = [(a[m], b[m]) for a, b in paired if a[m] is not None and b[m] is not None]
-                row[f"{m}_vs_control"] = {**_interval([a - b for a, b in pairs]),
-                                          "below": sum(a < b for a, b in pairs)}
+                row[f"{m}_vs_control"] = _paired(pairs)
+        for m, there in MATCHED.items():
+            if pairs := [(s[m], s[there]) for s in mine if s[m] is not None and s[there] is not None]:
+                row[f"{m}_vs_matched"] = _paired(pairs)
         rows.append(row)
     return rows
 
@@ -115,6 +157,11 @@ def parts_text(summary: Sequence[dict], control: str = CONTROL) -> str:
         if vs := row.get("sideways_vs_control"):
             text += (f"; beside {control}: sideways share {vs['text']} (below on {vs['below']} of {vs['n']}), aim "
                      f"{row['aim_vs_control']['text']}")
+        if vs := row.get("aim_vs_matched"):
+            text += (f"; {control}'s step set in its place (its scale, its step's length) has aim "
+                     f"{row['aim_matched']['text']} (its own minus that: {vs['text']}, below on {vs['below']} of "
+                     f"{vs['n']}) and changes the held-out loss on top by {row['matched_on_top']['text']} and the new "
+                     f"facts' by {row['new_matched_on_top']['text']} (excess {row['matched_excess']['text']})")
         parts.append(text + ".")
     return " ".join(parts)
 
@@ -138,7 +185,10 @@ def add_parts_view(report, records: list[dict], methods: Sequence[str]) -> None:
         "change, and its change on top of the shrunk SFT. Rest of SFT's step: the change from the shrunk SFT to SFT "
         "itself, the other way to more learning. Excess: the held-out loss the sideways step adds on top beyond what "
         "the rest of SFT's step adds for the same drop of the new facts' loss, pro rata (below 0: the cheaper way). "
-        f"Means over seeds with 95 % t-intervals; {CONTROL} (SFT with another batch order) is the control.")
+        f"Means over seeds with 95 % t-intervals; {CONTROL} (SFT with another batch order) is the control. Where "
+        f"the run kept {CONTROL}'s step off SFT's direction, it is also set in each later method's place (at the "
+        "method's scale c and the length of its own sideways step): what a step off SFT's direction does there for "
+        "no reason but its place.")
     section.text(parts_text(summary))
     section.table([{"method": r["method"], "seeds": r["seeds"], "along": r["along"]["text"],
                     "sideways": r["sideways"]["text"], "sideways alone": r["sideways_alone"]["text"],
@@ -148,7 +198,13 @@ def add_parts_view(report, records: list[dict], methods: Sequence[str]) -> None:
                     "rest of SFT's step: held-out": r["rest_held"]["text"],
                     "rest of SFT's step: new facts": r["rest_new"]["text"], "excess": r["excess"]["text"],
                     **({f"sideways − {CONTROL}'s": r["sideways_vs_control"]["text"],
-                        f"aim − {CONTROL}'s": r["aim_vs_control"]["text"]} if "sideways_vs_control" in r else {})}
+                        f"aim − {CONTROL}'s": r["aim_vs_control"]["text"]} if "sideways_vs_control" in r else {}),
+                    **({f"aim of {CONTROL}'s step in its place": r["aim_matched"]["text"],
+                        "aim − that": r["aim_vs_matched"]["text"],
+                        f"{CONTROL}'s step in its place, on top": r["matched_on_top"]["text"],
+                        "on top − that": r["sideways_on_top_vs_matched"]["text"],
+                        f"{CONTROL}'s step in its place, excess": r["matched_excess"]["text"]}
+                       if "aim_vs_matched" in r else {})}
                    for r in summary],
                   title="The held-out loss change shared between the step along SFT's update and the step off it "
                         "(mean answer NLL per fact)")

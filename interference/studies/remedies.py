@@ -37,7 +37,7 @@ from ..measures.evaluation import accuracy, answer_budget, fact_correctness
 from ..measures.fisher import LossExpansion, answer_losses, diagonal_fisher, loss_expansion, mean_loss
 from ..measures.swaps import swap_groups, swap_in
 from ..measures.tracing import restore, score_facts
-from ..measures.update_parts import part_losses
+from ..measures.update_parts import sideways_step
 from ..measures.updates import fisher_distance, gradient_projection, layer_update_norms, update_alignment
 from ..models.weights import Snapshot, interpolate
 from ..report import charts
@@ -49,7 +49,7 @@ from ..report.fact_pairs import add_fact_pair_view
 from ..report.headline import add_curves, add_headline, add_summary, mean_of
 from ..report.paired import Check, beyond_noise, evidence, interval_text, paired_difference, ratio
 from ..report.relations import add_relations
-from ..report.shrink import add_shrink_view
+from ..report.shrink import CONTROL, add_shrink_view
 from ..report.tables import count_text
 from ..report.update_parts import add_parts_view
 from .remedy_methods import (
@@ -70,11 +70,11 @@ from .setup import (
     held_states,
     load_base,
     make_setup,
-    rounded_losses,
     run_condition,
     start_model,
 )
 from .tracing import MIN_GAP
+from .update_split import sft_parts
 
 #: A method beats another when its held-out gain is beyond noise and it keeps this share of the other's acquisition.
 MIN_ACQUISITION_RATIO = 0.9
@@ -237,23 +237,6 @@ def _anchors(setup: Setup, traced) -> _Anchors:
                     answer_losses(traced, new))
 
 
-def _sft_parts(start: Snapshot, model, sft_model, sft_new_loss: float, anchors: _Anchors) -> dict:
-    """`model`'s update against SFT's (`sft_alignment`), and split into its step along SFT's update and its step off
-    it (`interference.measures.update_parts`): "sft_parts" holds the scale c, each held-out fact's loss at θ⁰ + c·R
-    ("held_losses_along") and at θ⁰ + Δ − c·R ("held_losses_sideways"), and D_unknown's mean loss at θ⁰, at the two
-    parts, at θ and at SFT's θ (`sft_new_loss`; "new_loss": start, along, sideways, final, reference)."""
-    alignment = update_alignment(start, model, sft_model)
-    scale = alignment["scale"]["all"] or 0.0
-    _, losses = part_losses(start, model, sft_model, {"held": anchors.held_examples, "new": anchors.new_examples},
-                            scale=scale)
-    new = dict(zip(("start", "along", "sideways", "final"),
-                   map(mean_loss, (anchors.new_losses, *losses["new"], answer_losses(model, anchors.new_examples))),
-                   strict=True), reference=sft_new_loss)
-    along, sideways = map(rounded_losses, losses["held"])
-    return {"sft_alignment": alignment, "sft_parts": {"scale": scale, "held_losses_along": along,
-                                                      "held_losses_sideways": sideways, "new_loss": new}}
-
-
 def _snapshot_measures(start: Snapshot, model, anchors: _Anchors, steps: int) -> dict:
     """What the seed's snapshot θ⁰ measures of `model`: Σ F(θ − θ⁰)² under the snapshot's Fisher of D_known
     ("fisher_distance", EWC's penalty at λ 1) and of D_held ("held_fisher_distance": twice the second-order term of
@@ -302,7 +285,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
         _, start_ok = score_facts(traced, setup.tokenizer, setup.held)
         anchors = _anchors(setup, traced)
         budget = answer_budget(setup.tokenizer, [*setup.known, *setup.unknown, *setup.held])
-        sft = None
+        sft = control = None
         for method in trained:
             condition = run_condition(setup, method, config.train_config(seed, **settings.overrides(method, config)),
                                       bar=bar)
@@ -313,11 +296,14 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
                 loss_terms=_loss_terms(condition.result.history),
                 **_subject_recovery(condition.model, traced, setup.tokenizer, setup.held, start_ok),
                 **({"adapters": condition.result.adapters} if condition.result.adapters else {}),
-                **({**_sft_parts(start, condition.model, sft[0], sft[2], anchors),
+                **({**sft_parts(start, condition.model, sft[0], sft[2], anchors, control),
                     **_swaps(setup, sft[0], condition.model, settings.swaps, budget)} if sft else {})))
             if method == "sft":
                 sft = (condition.model, study.records[-1],  # and its D_unknown loss, once per seed
                        mean_loss(answer_losses(condition.model, anchors.new_examples)))
+            elif method == CONTROL and sft:  # its step off SFT's, set in the place of each method after it
+                control = (CONTROL, sideways_step(start, condition.model, sft[0],
+                                                  study.records[-1]["sft_parts"]["scale"]))
             bar.update(1)
         if "wise-ft" in methods:
             bar.set_postfix_str(f"seed {seed} wise-ft")
