@@ -185,3 +185,31 @@ def test_the_smollm2_readings_of_all_eight_seeds_are_the_records(readme):
     assert below >= 3 and sd["aim_vs_control"]["high"] < 0  # both predictions hold
     _assert_all_in((f"(median scale {scales['self_distill']:.2f})", f"(D_unknown's loss {new})",
                     f"(aim {aim} against the control's {control_aim}, paired {paired})"), _flat(readme))
+
+
+def test_the_world_readmes_reading_of_matched_140_159_is_the_records():
+    text = _readme("world-default")
+    records, sd, control, seeds = _parts("world-default/matched-140-159")
+    mine = _mine(seeds)
+    factor = statistics.median(r["sft_parts"]["matched"]["factor"] for r in records if r["name"] == "self_distill")
+    aim, new, excess, on_top = (sd[f"{m}_vs_matched"] for m in ("aim", "new_on_top", "excess", "sideways_on_top"))
+    _assert_all_in((
+        f"Self-distillation keeps {_gain(records, 'self_distill')} more held-out facts than SFT; the control "
+        f"{_gain(records, 'reshuffled')}.",
+        f"rescaled by a median factor of {factor:.2f}",
+        f"is {_shown(aim['text'])} (below on {aim['below']} of 20)",
+        f"({_shown(sd['aim_matched']['text'])} there, {_shown(control['aim']['text'].split(' ')[0])} at its own)",
+        f"lowers D_unknown's loss on top on {sum(s['new_matched_on_top'] < 0 for s in mine)} of 20 seeds, by "
+        f"{_shown(sd['new_matched_on_top']['text'])} (self-distillation's own {_shown(sd['new_on_top']['text'])}; "
+        f"paired {_shown(new['text'])})",
+        f"excess there is **{_shown(excess['text'])}**, below 0 on {excess['below']} of 20",
+        f"raises the held-out loss on top by {_shown(sd['matched_on_top']['text'])}, self-distillation's by "
+        f"{_shown(sd['sideways_on_top']['text'])} (paired {_shown(on_top['text'])}, below on {on_top['below']} of 20)",
+        f"the control's excess there is {_shown(sd['matched_excess']['text'])}",
+        f"self-distillation's excess {_shown(sd['excess']['text'])}, below 0 on {sd['cheaper']} of 20; the control's "
+        f"at its own place {_shown(control['excess']['text'])}",
+        f"raises the held-out loss by {sd['sideways_on_top']['mean'] / sd['matched_on_top']['mean']:.2f} of what that "
+        "step does",
+    ), text)
+    assert aim["low"] < 0 and sum(s["new_matched_on_top"] < 0 for s in mine) >= 16  # predictions 1 and 2 hold
+    assert excess["high"] < 0  # prediction 3 fails: the interval lies below 0
