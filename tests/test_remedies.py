@@ -4,6 +4,7 @@ and each of them (alone and with self-distillation) through the training loop.""
 from __future__ import annotations
 
 import copy
+from statistics import fmean
 
 import pytest
 import torch
@@ -403,7 +404,8 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
                "self_distill+lora", "wise-ft")
     every = "+".join(PARTITION)
     study = run_remedies(config, methods, RemedySettings(lora_rank=2, alphas=(0.0, 0.5, 1.0),
-                                                         swaps=("unembedding", "attention+ffn", every)),
+                                                         swaps=("unembedding", "attention+ffn", every),
+                                                         part_groups=("ffn", every)),
                          base=world, progress=False)
     assert [(r["name"], r["seed"]) for r in study.records] == [(m, s) for m in methods for s in (0, 1)]
     for seed in (0, 1):
@@ -494,6 +496,10 @@ def test_the_remedies_study_runs_every_method_from_the_same_start(world, tmp_pat
         assert ("matched" in parts) == (r["name"] != "reshuffled")  # the control's step, set in each later place
         matched = parts.get("matched", {"held_losses_on_top": [0] * 16, "factor": 1})
         assert len(matched["held_losses_on_top"]) == 16 and matched["factor"] > 0
+        whole = parts["by_group"][every]  # the step in every group: the method itself, and the control's on top
+        assert whole["held"] == pytest.approx(fmean(r["held_losses_final"]), abs=1e-5)
+        assert whole.get("matched_held", fmean(matched["held_losses_on_top"])) == pytest.approx(
+            fmean(matched["held_losses_on_top"]), abs=1e-5)
     for seed in (0, 1):  # one start per seed for D_unknown's loss too
         assert len({r["sft_parts"]["new_loss"]["start"] for r in study.records if r["seed"] == seed
                     and r["name"] in trained}) == 1

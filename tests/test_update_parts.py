@@ -4,6 +4,7 @@ Shapley shares of each fact's loss change."""
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 
 import pytest
@@ -13,11 +14,27 @@ from interference.facts import Fact
 from interference.facts.examples import Examples
 from interference.io.errors import InterferenceError
 from interference.measures.fisher import answer_losses
-from interference.measures.update_parts import matched_losses, part_losses, part_weights, sideways_step, step_norm
+from interference.measures.update_parts import (
+    group_losses,
+    matched_losses,
+    part_losses,
+    part_weights,
+    sideways_step,
+    step_norm,
+)
 from interference.measures.updates import update_alignment
 from interference.models import load_model
+from interference.models.parameter_groups import PARTITION
 from interference.models.weights import Snapshot
-from interference.report.update_parts import part_seeds, part_summary, parts_text, seed_parts, shapley_shares
+from interference.report.update_parts import (
+    group_seeds,
+    group_summary,
+    part_seeds,
+    part_summary,
+    parts_text,
+    seed_parts,
+    shapley_shares,
+)
 
 CITIES = ["Oslo", "Lima", "Rome", "Kyiv", "Baku", "Doha"]
 #: Where a record's D_unknown mean loss is measured.
@@ -126,6 +143,25 @@ def test_a_sideways_step_set_in_its_own_place_gives_its_own_losses_and_another_i
                        start.params["model.layers.0.self_attn.k_proj.weight"])  # the model is left as it was
 
 
+def test_a_sideways_step_added_one_group_at_a_time_moves_only_those_parameters(moved):
+    model, start, reference, steps, noise, examples = moved
+    mixed = _moved(model, start, {n: 0.5 * steps[n] + noise[n] for n in steps})
+    groups = {"attention": ("attention",), "ffn": ("ffn",), "norms": ("norms",), "every": PARTITION}
+    losses = group_losses(start, mixed, reference, 0.5, groups, {"facts": examples})
+    _, parts = part_losses(start, mixed, reference, {"facts": examples}, scale=0.5)
+    assert torch.allclose(losses["every"]["facts"], answer_losses(mixed, examples), atol=1e-5)  # all of b: θ itself
+    assert torch.allclose(losses["norms"]["facts"], parts["facts"][0], atol=1e-6)  # no step there: the shrunk SFT
+    q, down = "model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"
+    for label, name in (("attention", q), ("ffn", down)):  # each group gets only its own part of b
+        only = _moved(model, start, {**{n: 0.5 * steps[n] for n in steps}, name: 0.5 * steps[name] + noise[name]})
+        assert torch.allclose(losses[label]["facts"], answer_losses(only, examples), atol=1e-5), label
+    doubled = {n: 2 * s for n, s in sideways_step(start, mixed, reference, 0.5).items()}
+    again = group_losses(start, mixed, reference, 0.5, {"every": PARTITION}, {"facts": examples}, doubled, 0.5)
+    assert torch.allclose(again["every"]["facts"], losses["every"]["facts"], atol=1e-5)
+    with pytest.raises(InterferenceError, match="finite scale"):
+        group_losses(start, mixed, reference, math.nan, groups, {"facts": examples})
+
+
 def test_a_matched_step_refuses_another_architecture_a_zero_step_and_an_infinite_scale(moved):
     model, start, reference, _, _, examples = moved
     zero = {n: torch.zeros_like(p) for n, p in start.params.items()}
@@ -219,3 +255,29 @@ def test_the_controls_step_set_in_a_methods_place_is_read_beside_the_methods_own
     on_top = summary["sideways_on_top_vs_matched"]
     assert on_top["mean"] == pytest.approx(row["sideways_on_top"] - row["matched_on_top"]) and on_top["below"] == 1
     assert "reshuffled's step set in its place" in parts_text([summary])
+
+
+def test_the_step_off_sfts_direction_is_read_one_set_of_groups_at_a_time():
+    records = []
+    for seed in (0, 1):
+        records.append(_record("sft", seed, [0.5, 0.2, 0.9, 0.4]))  # SFT's rest from the shrunk SFT: +0.125 held-out
+        mine = _record("self_distill", seed, [0.3, 0.2, 0.6, 0.4], along=[0.3, 0.2, 0.6, 0.4],
+                       sideways=[0.1, 0.2, 0.3, 0.4], new=(1.0, 0.8, 1.0, 0.7, 0.6))  # SFT's rest: −0.2 new
+        mine["sft_parts"]["by_group"] = {"ffn": {"held": 0.375 + 0.01 * seed, "new": 0.75, "matched_held": 0.4,
+                                                 "matched_new": 0.7},
+                                         "attention": {"held": 0.375, "new": 0.8}}  # the control's step not kept
+        records.append(mine)
+    rows = group_seeds(records, ["sft", "self_distill"])
+    assert [(r["seed"], r["group"]) for r in rows] == [(0, "ffn"), (0, "attention"), (1, "ffn"), (1, "attention")]
+    ffn = rows[0]
+    assert ffn["on_top"] == pytest.approx(0.0) and ffn["new_on_top"] == pytest.approx(-0.05)
+    assert ffn["excess"] == pytest.approx(0.0 - 0.125 * 0.25)  # a quarter of SFT's rest in learning, none of its cost
+    assert ffn["matched_on_top"] == pytest.approx(0.025) and ffn["matched_excess"] == pytest.approx(0.025 - 0.0625)
+    assert rows[1]["matched_on_top"] is None and rows[1]["excess"] == pytest.approx(0.0)
+    summary = {r["group"]: r for r in group_summary(rows)}
+    assert summary["ffn"]["seeds"] == 2 and summary["ffn"]["on_top"]["mean"] == pytest.approx(0.005)
+    versus = summary["ffn"]["excess_vs_matched"]
+    assert versus["mean"] == pytest.approx(statistics.fmean([-0.03125 - (-0.0375), -0.02125 - (-0.0375)]))
+    assert versus["below"] == 0 and "excess_vs_matched" not in summary["attention"]
+    del records[1]["sft_parts"]["by_group"]
+    assert [r["seed"] for r in group_seeds(records, ["self_distill"])] == [1, 1]  # a record without the split: none

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 
 import torch
 
 from ..facts.examples import Examples
 from ..io.errors import InterferenceError
+from ..models.parameter_groups import parameter_groups
 from ..models.weights import Snapshot
 from .fisher import answer_losses
 from .updates import update_alignment
@@ -95,14 +97,41 @@ def matched_losses(start: Snapshot, model: torch.nn.Module, reference: torch.nn.
     if other == 0:
         raise InterferenceError("a matched step needs a nonzero step to set in place")
     own = math.sqrt(sum(float(b.pow(2).sum()) for _, b in _sideways(start, model, reference, scale)))
-    factor, reference_params = own / other, dict(reference.named_parameters())
+    factor = own / other
+    return factor, _placed(start, model, reference, step, factor, examples, (0.0, scale))
+
+
+def group_losses(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Module, scale: float,
+                 groups: dict[str, Sequence[str]], examples: dict[str, Examples],
+                 step: dict[str, torch.Tensor] | None = None, factor: float = 1.0) -> dict[str, dict]:
+    """{label: {split: ℓ at θ⁰ + c·R + k·b restricted to the parameter groups `groups[label]`}}: a sideways step,
+    `model`'s own (`step` None) or another's (`step`, times `factor`), added to the shrunk reference one set of
+    groups (of `interference.models.parameter_groups.PARTITION`) at a time, the other parameters left at θ⁰ + c·R."""
+    if not math.isfinite(scale):
+        raise InterferenceError(f"an update split needs a finite scale, got {scale!r}")
+    step = sideways_step(start, model, reference, scale) if step is None else step
+    kinds = parameter_groups(model)
+    out = {}
+    for label, wanted in groups.items():
+        placed = _placed(start, model, reference, step, factor, examples, (scale,),
+                         {name for name, kind in kinds.items() if kind in wanted})
+        out[label] = {split: losses for split, (losses,) in placed.items()}
+    return out
+
+
+def _placed(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Module, step: dict[str, torch.Tensor],
+            factor: float, examples: dict[str, Examples], scales: Sequence[float],
+            names: set[str] | None = None) -> dict[str, tuple]:
+    """{split: (ℓ at θ⁰ + s·R + k·step for each s of `scales`)}, the step only in the parameters `names` (all where
+    None); `model` and `reference` are unchanged."""
+    reference_params = dict(reference.named_parameters())
     probe, out = copy.deepcopy(model), {name: [] for name in examples}
-    for along in (0.0, scale):
+    for along in scales:
         with torch.no_grad():
             for name, param in probe.named_parameters():
                 before = start.params[name].to(param.device, torch.float64)
-                param.copy_(before + along * (reference_params[name].detach().double() - before)
-                            + factor * step[name].to(param.device, torch.float64))
+                moved = factor * step[name].to(param.device, torch.float64) if names is None or name in names else 0
+                param.copy_(before + along * (reference_params[name].detach().double() - before) + moved)
         for name, split in examples.items():
             out[name].append(answer_losses(probe, split))
-    return factor, {name: tuple(losses) for name, losses in out.items()}
+    return {name: tuple(losses) for name, losses in out.items()}

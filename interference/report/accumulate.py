@@ -47,7 +47,7 @@ ADDED_OFF_STUDY = {"remedies": {"lora_lr": None}}
 #: Study settings that only set how finely a measure is taken, not what is trained or scored, wherever a study keeps
 #: them (among its settings or in its own section, as the remedies do): never compared, so runs with and without them
 #: pool (their records say what they measured).
-MEASURE_ONLY_STUDY = ("attribution_steps", "swaps")
+MEASURE_ONLY_STUDY = ("attribution_steps", "swaps", "part_groups")
 #: Record fields that hold NaN when undefined (JSON stores null): read back as NaN, as the studies computed them.
 NAN_FIELDS = ("task_acc", "held_acc_peak", "held_acc_final", "forgetting", "held_acc_start", "absolute_drop", "drift")
 

@@ -166,14 +166,59 @@ def parts_text(summary: Sequence[dict], control: str = CONTROL) -> str:
     return " ".join(parts)
 
 
+#: Per parameter group, the step off SFT's direction added to the shrunk SFT in that group alone.
+GROUP_MEASURES = ("on_top", "new_on_top", "excess", "matched_on_top", "new_matched_on_top", "matched_excess")
+
+
+def group_seeds(records: Sequence[dict], methods: Sequence[str]) -> list[dict]:
+    """Per method, seed and label of the records' `sft_parts.by_group`: the held-out and new facts' change on top of
+    the shrunk SFT with the method's sideways step in those groups alone, its excess against the rest of SFT's step,
+    and the same for the control's step set in its place (None where not kept)."""
+    sft, rows = {r["seed"]: r for r in records if r["name"] == "sft"}, []
+    for record in (r for m in methods for r in records if r["name"] == m and r["seed"] in sft):
+        parts = record.get("sft_parts") or {}
+        if not parts.get("by_group") or not sft[record["seed"]].get("held_losses_final"):
+            continue
+        along, new_along = statistics.fmean(parts["held_losses_along"]), parts["new_loss"]["along"]
+        rest = (statistics.fmean(sft[record["seed"]]["held_losses_final"]) - along,
+                parts["new_loss"]["reference"] - new_along if "reference" in parts["new_loss"] else None)
+        for label, losses in parts["by_group"].items():
+            row = {"method": record["name"], "seed": record["seed"], "group": label}
+            for prefix in ("", "matched_"):
+                held, new = losses.get(f"{prefix}held"), losses.get(f"{prefix}new")
+                on_top, new_on_top = (None, None) if held is None else (held - along, new - new_along)
+                row.update({f"{prefix}on_top": on_top, f"new_{prefix}on_top": new_on_top,
+                            f"{prefix}excess": None if held is None else _excess(on_top, new_on_top, *rest)})
+            rows.append(row)
+    return rows
+
+
+def group_summary(rows: Sequence[dict]) -> list[dict]:
+    """Per method and group: each of `GROUP_MEASURES`' mean with its 95 % t-interval over seeds, and the method's
+    own change on top and excess minus the control's step's in its place, paired by seed ("on_top_vs_matched",
+    "excess_vs_matched", with the seeds below)."""
+    out = []
+    for key in dict.fromkeys((r["method"], r["group"]) for r in rows):
+        mine = [r for r in rows if (r["method"], r["group"]) == key]
+        row = {"method": key[0], "group": key[1], "seeds": len(mine),
+               **{m: _interval([r[m] for r in mine if r[m] is not None]) for m in GROUP_MEASURES}}
+        for m in ("on_top", "excess"):
+            if pairs := [(r[m], r[f"matched_{m}"]) for r in mine if r[m] is not None and r[f"matched_{m}"] is not None]:
+                row[f"{m}_vs_matched"] = _paired(pairs)
+        out.append(row)
+    return out
+
+
 def add_parts_view(report, records: list[dict], methods: Sequence[str]) -> None:
     """The section "Which part of the update keeps the held-out facts?" and `report.results["update_parts"]`;
     nothing where no record has `sft_parts`."""
     seeds = part_seeds(records, methods)
     if not seeds:
         return
-    summary = part_summary(seeds)
-    report.results["update_parts"] = {"summary": summary, "seeds": seeds}
+    summary, groups = part_summary(seeds), group_seeds(records, methods)
+    grouped = group_summary(groups)
+    report.results["update_parts"] = {"summary": summary, "seeds": seeds,
+                                      **({"groups": grouped, "group_seeds": groups} if groups else {})}
     section = report.section(
         "Which part of the update keeps the held-out facts?",
         "Each method's update Δ = θ − θ⁰ splits into its step along SFT's update R (c·R, c the scale: an evenly "
@@ -208,3 +253,15 @@ def add_parts_view(report, records: list[dict], methods: Sequence[str]) -> None:
                    for r in summary],
                   title="The held-out loss change shared between the step along SFT's update and the step off it "
                         "(mean answer NLL per fact)")
+    if grouped:
+        section.table([{"method": r["method"], "groups": r["group"], "seeds": r["seeds"],
+                        "held-out on top": r["on_top"]["text"], "new facts on top": r["new_on_top"]["text"],
+                        "excess": r["excess"]["text"],
+                        **({f"{CONTROL}'s step there: held-out": r["matched_on_top"]["text"],
+                            f"{CONTROL}'s step there: new facts": r["new_matched_on_top"]["text"],
+                            f"{CONTROL}'s step there: excess": r["matched_excess"]["text"],
+                            "excess − that": f"{r['excess_vs_matched']['text']} (below on "
+                                             f"{r['excess_vs_matched']['below']} of {r['excess_vs_matched']['n']})"}
+                           if "excess_vs_matched" in r else {})} for r in grouped],
+                      title="The step off SFT's direction added to the shrunk SFT in one set of parameter groups "
+                            "alone (the others stay at the shrunk SFT)")

@@ -102,11 +102,15 @@ class RemedySettings:
     swaps: tuple[str, ...] = option((), "parameter groups (joined with '+': attention+ffn) each swapped alone from a "
                                     "method's model into SFT's, scored on D_held and D_unknown: which part of the "
                                     "update carries the method's saving (none: no swaps)")
+    part_groups: tuple[str, ...] = option((), "parameter groups (joined with '+') to each of which a method's step "
+                                          "off SFT's direction (and the control's, set in its place) is added alone, "
+                                          "on top of the shrunk SFT: which groups carry that step's effect (none: "
+                                          "no such split)")
 
     def __post_init__(self) -> None:
         self.alphas = tuple(sorted(set(self.alphas)))
-        self.swaps = tuple(dict.fromkeys(self.swaps))
-        for spec in self.swaps:
+        self.swaps, self.part_groups = tuple(dict.fromkeys(self.swaps)), tuple(dict.fromkeys(self.part_groups))
+        for spec in (*self.swaps, *self.part_groups):
             swap_groups(spec)
         check_options(self)
         if not self.alphas or not all(0 <= a <= 1 for a in self.alphas):
@@ -296,7 +300,8 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
                 loss_terms=_loss_terms(condition.result.history),
                 **_subject_recovery(condition.model, traced, setup.tokenizer, setup.held, start_ok),
                 **({"adapters": condition.result.adapters} if condition.result.adapters else {}),
-                **({**sft_parts(start, condition.model, sft[0], sft[2], anchors, control),
+                **({**sft_parts(start, condition.model, sft[0], sft[2], anchors, control,
+                              {spec: swap_groups(spec) for spec in settings.part_groups}),
                     **_swaps(setup, sft[0], condition.model, settings.swaps, budget)} if sft else {})))
             if method == "sft":
                 sft = (condition.model, study.records[-1],  # and its D_unknown loss, once per seed
