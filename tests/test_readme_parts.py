@@ -213,3 +213,16 @@ def test_the_world_readmes_reading_of_matched_140_159_is_the_records():
     ), text)
     assert aim["low"] < 0 and sum(s["new_matched_on_top"] < 0 for s in mine) >= 16  # predictions 1 and 2 hold
     assert excess["high"] < 0  # prediction 3 fails: the interval lies below 0
+
+
+def test_the_readmes_matched_bullet_is_the_records(readme):
+    _, sd, _, _ = _parts("world-default/matched-140-159")
+    excess = sd["excess_vs_matched"]
+    _assert_all_in((
+        f"({_shown(sd['new_matched_on_top']['text'])} on top, self-distillation's "
+        f"{_shown(sd['new_on_top']['text'])})",
+        f"held-out loss by {_shown(sd['matched_on_top']['text'])} against self-distillation's "
+        f"{_shown(sd['sideways_on_top']['text'])}",
+        f"excess minus the control's there {_shown(excess['text'])}, below 0 on {excess['below']} of 20 seeds",
+        f"(aim {_shown(sd['aim']['text'].split(' ')[0])} and {_shown(sd['aim_matched']['text'].split(' ')[0])})",
+    ), _flat(readme))
