@@ -9,7 +9,7 @@ from conftest import ROOT, results_folder
 
 from interference.report.files import load_results
 from interference.report.paired import interval_text, paired_difference
-from interference.report.update_parts import part_seeds, part_summary
+from interference.report.update_parts import group_seeds, group_summary, part_seeds, part_summary
 
 METHODS = ("sft", "reshuffled", "self_distill")
 
@@ -17,6 +17,11 @@ METHODS = ("sft", "reshuffled", "self_distill")
 def _shown(text: str) -> str:
     """A number as the READMEs print it, with a true minus sign."""
     return text.replace("-", "−")
+
+
+def _signed(value: float) -> str:
+    """A mean as the READMEs print it: three decimals, signed, with a true minus sign."""
+    return _shown(f"{value:+.3f}")
 
 
 def _flat(text: str) -> str:
@@ -225,4 +230,53 @@ def test_the_readmes_matched_bullet_is_the_records(readme):
         f"{_shown(sd['sideways_on_top']['text'])}",
         f"excess minus the control's there {_shown(excess['text'])}, below 0 on {excess['below']} of 20 seeds",
         f"(aim {_shown(sd['aim']['text'].split(' ')[0])} and {_shown(sd['aim_matched']['text'].split(' ')[0])})",
+    ), _flat(readme))
+
+
+def test_the_world_readmes_reading_of_groups_160_179_is_the_records():
+    text = _readme("world-default")
+    records, sd, _, seeds = _parts("world-default/groups-160-179")
+    rows = group_seeds(records, METHODS)
+    groups = {r["group"]: r for r in group_summary(rows) if r["method"] == "self_distill"}
+    names = {"embeddings": "embeddings", "attention": "attention", "ffn": "FFN"}
+    expected = [f"Self-distillation keeps {_gain(records, 'self_distill')} more held-out facts than SFT; the control "
+                f"{_gain(records, 'reshuffled')}.",
+                f"The whole step's: {_shown(sd['excess_vs_matched']['text'])} "
+                f"({sd['excess_vs_matched']['below']} of 20)"]
+    for group, name in names.items():
+        versus = groups[group]["excess_vs_matched"]
+        expected.append(f"{name} {_shown(versus['text'])}")
+        assert versus["high"] < 0, group  # predictions 1 and 2
+    for group, row in groups.items():
+        label = {"ffn": "FFN"}.get(group, group)
+        expected.append(f"| {label} | {_shown(row['on_top']['text'])}; {_shown(row['new_on_top']['text'])} | "
+                        f"{_shown(row['matched_on_top']['text'])}; {_shown(row['new_matched_on_top']['text'])} |")
+    expected.append(f"| whole step | {_shown(sd['sideways_on_top']['text'])}; {_shown(sd['new_on_top']['text'])} | "
+                    f"{_shown(sd['matched_on_top']['text'])}; {_shown(sd['new_matched_on_top']['text'])} |")
+    mine = [r for r in rows if r["method"] == "self_distill"]
+    summed = {key: _signed(statistics.fmean(sum(r[key] for r in mine if r["seed"] == s["seed"]) for s in _mine(seeds)))
+              for key in ("on_top", "new_on_top", "matched_on_top", "new_matched_on_top")}
+    whole = {key: _signed(sd[key]["mean"]) for key in ("sideways_on_top", "new_on_top", "matched_on_top",
+                                                        "new_matched_on_top")}
+    expected += [f"lowers the new facts' loss by {summed['new_on_top']} (the whole step {whole['new_on_top']}) and "
+                 f"raises the held-out loss by {summed['on_top']} (the whole {whole['sideways_on_top']})",
+                 f"the control's step, by {summed['new_matched_on_top']} and {summed['matched_on_top']} (the whole "
+                 f"{whole['new_matched_on_top']} and {whole['matched_on_top']})"]
+    _assert_all_in(expected, text)
+    assert sd["excess_vs_matched"]["high"] < 0  # prediction 3
+
+
+def test_the_readmes_groups_bullet_is_the_records(readme):
+    records, _, _, seeds = _parts("world-default/groups-160-179")
+    rows = [r for r in group_seeds(records, METHODS) if r["method"] == "self_distill"]
+    groups = {r["group"]: r for r in group_summary(rows)}
+    summed = {key: _signed(statistics.fmean(sum(r[key] for r in rows if r["seed"] == s["seed"]) for s in _mine(seeds)))
+              for key in ("new_on_top", "new_matched_on_top")}
+    sd = next(r for r in part_summary(seeds) if r["method"] == "self_distill")
+    _assert_all_in((
+        f"there is {_shown(groups['embeddings']['excess_vs_matched']['text'])} in the embeddings, "
+        f"{_shown(groups['attention']['excess_vs_matched']['text'])} in the attention and "
+        f"{_shown(groups['ffn']['excess_vs_matched']['text'])} in the FFN",
+        f"(summed over the groups {summed['new_on_top']}, the whole step {_signed(sd['new_on_top']['mean'])})",
+        f"({summed['new_matched_on_top']} summed, {_signed(sd['new_matched_on_top']['mean'])} whole)",
     ), _flat(readme))
