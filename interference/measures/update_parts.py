@@ -61,7 +61,6 @@ def part_losses(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Mod
     return scale, {name: tuple(losses) for name, losses in out.items()}
 
 
-
 def _sideways(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Module, scale: float):
     """(name, b) per parameter of `model`, b = Δ − c·R in float64 on the parameter's device, one at a time."""
     reference_params = dict(reference.named_parameters())
