@@ -280,3 +280,33 @@ def test_the_readmes_groups_bullet_is_the_records(readme):
         f"(summed over the groups {summed['new_on_top']}, the whole step {_signed(sd['new_on_top']['mean'])})",
         f"({summed['new_matched_on_top']} summed, {_signed(sd['new_matched_on_top']['mean'])} whole)",
     ), _flat(readme))
+
+
+def test_the_smollm2_readmes_reading_of_the_matched_control_is_the_records(readme):
+    text = _readme("smollm2-135m-matched-cpu")
+    records, sd, control, seeds = _parts("smollm2-135m-matched-cpu")
+    mine = _mine(seeds)
+    aim = sd["aim_vs_matched"]
+    above = sum(s["aim_matched"] > 0 for s in mine)
+    scales = {m: statistics.median(s["scale"] for s in seeds if s["method"] == m) for m in METHODS[1:]}
+    factor = statistics.median(r["sft_parts"]["matched"]["factor"] for r in records if r["name"] == "self_distill")
+    _assert_all_in((
+        f"Self-distillation keeps {_gain(records, 'self_distill')} more held-out facts than SFT, the control "
+        f"{_gain(records, 'reshuffled')}",
+        f"on {aim['below']} of 4 seeds (paired {_shown(aim['text'])}; its aim {_shown(sd['aim']['text'])}, the "
+        f"control's step there {_shown(sd['aim_matched']['text'])})",
+        f"has an aim above 0 on {above} of 4 seeds",
+        f"median scale is {scales['self_distill']:.2f} (the control's {scales['reshuffled']:.2f})",
+        f"median factor of {factor:.2f}",
+        f"self-distillation's own step changes the held-out loss by {_shown(sd['sideways_on_top']['text'])} and the "
+        f"new facts' by {_shown(sd['new_on_top']['text'])}; the control's step there by "
+        f"{_shown(sd['matched_on_top']['text'])} and {_shown(sd['new_matched_on_top']['text'])}",
+        f"Excess: self-distillation's {_shown(sd['excess']['text'])}, the control's step there "
+        f"{_shown(sd['matched_excess']['text'])}",
+    ), text)
+    assert aim["below"] >= 3 and above >= 3  # both predictions hold
+    earlier = _parts("smollm2-135m-parts-cpu")[1]["aim_vs_control"]
+    assert earlier["below"] + sd["aim_vs_control"]["below"] == earlier["n"] + sd["aim_vs_control"]["n"] == 12
+    _assert_all_in((f"(median scale {scales['self_distill']:.2f})",
+                    f"(aim {_shown(sd['aim_matched']['text'])}, above 0 on {above} of 4)",
+                    f"below it on {aim['below']} of 4 (paired {_shown(aim['text'])})"), _flat(readme))
