@@ -39,3 +39,18 @@ def mode() -> str:
     capability = torch.backends.cpu.get_cpu_capability()
     portable = capability == "AVX2" and os.environ.get("MKL_CBWR") == PORTABLE["MKL_CBWR"]
     return "portable" if portable else f"native ({capability})"
+
+
+def cpu_attention_failure(dtype) -> str | None:
+    """Why PyTorch's CPU attention cannot run in `dtype` here (its error's first line), or None when it can.
+
+    On CPUs with AMX, PyTorch 2.13's bfloat16 attention at 64 tokens or more takes a path that needs AVX-512 kernels
+    and fails under the portable AVX2 pin; a probe of that length, before any training, tells."""
+    import torch
+
+    probe = torch.zeros(1, 1, 64, 8, dtype=dtype)
+    try:
+        torch.nn.functional.scaled_dot_product_attention(probe, probe, probe, is_causal=True)
+    except RuntimeError as error:
+        return str(error).strip().splitlines()[0]
+    return None

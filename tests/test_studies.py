@@ -182,6 +182,8 @@ def test_overlap_study_measures_every_held_fact_and_the_causal_split(config, wor
 
 
 def test_hypotheses_grid_and_verdicts(config, world, tmp_path):
+    # at this learning rate two epochs teach a cell some of its new facts, short of the target (name x4: 0.5 here)
+    config = replace(config, train=replace(config.train, lr=3e-4))
     study = run_hypotheses(config, [4, 12], base=world, progress=False)
     assert len(study.records) == 4 and {(r["key_kind"], r["n_new"]) for r in study.records} == {
         ("name", 4), ("name", 12), ("uuid", 4), ("uuid", 12)}
@@ -191,10 +193,11 @@ def test_hypotheses_grid_and_verdicts(config, world, tmp_path):
     out = hypotheses_report(study).write(tmp_path / "hypotheses")
     data = json.loads((out / "results.json").read_text())
     validate_results(data)
-    # two epochs: the cells stay short of the target, so the headline gives no verdict and says why
-    assert study.cell("name", 4, "new_acc") < config.train.target_new_acc
-    assert data["headline"]["verdict"] is None
-    assert data["headline"]["untested"].startswith("name x4 stayed below the acquisition target")
+    # a cell short of the target: the headline gives no verdict and names the first such cell
+    short = [r for r in study.records if r["new_acc"] < config.train.target_new_acc]
+    assert short and data["headline"]["verdict"] is None
+    assert data["headline"]["untested"].startswith(f"{short[0]['key_kind']} x{short[0]['n_new']} ")
+    assert "acquisition" in data["headline"]["untested"]
     assert "0–4 %" in assert_reads_at_a_glance((out / "report.html").read_text())
 
 

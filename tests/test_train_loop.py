@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 from tokenizers import decoders
 
+from interference import numerics
 from interference.commands.train import main
 from interference.facts import Fact
 from interference.io import atomic
@@ -466,7 +467,20 @@ def test_a_tracker_logs_under_the_run_folder_and_the_run_can_be_replaced(split_d
 
 
 def test_bf16_autocast_trains_and_gives_back_the_plain_model():
+    if failure := numerics.cpu_attention_failure(torch.bfloat16):
+        pytest.skip(f"PyTorch's bfloat16 CPU attention fails on this machine ({failure}): the next test checks the "
+                    "error")
     result = _run(_config(method="self_distill", mixed_precision="bf16", epochs=2))
     assert all(math.isfinite(r.loss) and r.kl > 0 for r in result.history[1:])
     assert result.model.forward.__func__ is type(result.model).forward  # the autocast wrapper is gone
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
+
+
+def test_mixed_precision_the_cpus_attention_cannot_run_is_refused_in_one_line_before_training(monkeypatch):
+    monkeypatch.setattr(numerics, "cpu_attention_failure", lambda dtype: "pack_vnni2 is only supported when avx512 is "
+                        "supported" if dtype == torch.bfloat16 else None)
+    with pytest.raises(InterferenceError, match=r"^mixed precision bf16 fails in PyTorch's CPU attention on this "
+                       r"machine \(pack_vnni2 .*\): train in float32 \(--mixed-precision no\)") as raised:
+        _run(_config(mixed_precision="bf16", epochs=1))
+    assert "\n" not in str(raised.value)
+    assert ("INTERFERENCE_NUMERICS=native" in str(raised.value)) == (numerics.mode() == "portable")

@@ -102,14 +102,30 @@ def device_description(device: torch.device | str) -> str:
 
 def check_launch(accelerator=None) -> None:
     """Refuse, with one line, what the training loop cannot run: FSDP (the snapshot, the teacher and the l2 anchor
-    need the full weights on every process; README, "Several GPUs") and launched processes that formed no process
-    group."""
+    need the full weights on every process; README, "Several GPUs"), mixed precision that PyTorch's CPU attention
+    cannot run on this machine, and launched processes that formed no process group."""
     from accelerate.utils import parse_flag_from_env
 
     if parse_flag_from_env("ACCELERATE_USE_FSDP") or getattr(accelerator, "distributed_type", None) == "FSDP":
         raise InterferenceError("FSDP is not supported yet (every process needs the full snapshot weights): launch "
                                 "with --multi_gpu (DDP), or use one GPU")
+    precision = getattr(accelerator, "mixed_precision", "no")
+    if precision in ("bf16", "fp16") and accelerator.device.type == "cpu":
+        _check_cpu_autocast(precision)
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if accelerator is not None and accelerator.num_processes != launched:
         raise InterferenceError(f"{launched} processes were launched but accelerate joined {accelerator.num_processes} "
                                 "(no process group formed): check the launch's config (GPUs, or --cpu)")
+
+
+def _check_cpu_autocast(precision: str) -> None:
+    """A one-line error where PyTorch's CPU attention fails in the `precision` autocast runs it in."""
+    from .. import numerics
+
+    failure = numerics.cpu_attention_failure({"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
+    if failure is None:
+        return
+    remedy = (" or set INTERFERENCE_NUMERICS=native (the machine's own kernels: results then hold on this kind of CPU"
+              " only)" if numerics.mode() == "portable" else "")
+    raise InterferenceError(f"mixed precision {precision} fails in PyTorch's CPU attention on this machine "
+                            f"({failure}): train in float32 (--mixed-precision no){remedy}")
