@@ -17,9 +17,13 @@ effect, and reports and worlds record it.
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
 
 #: The settings of the portable mode.
 PORTABLE = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
+#: CPU features that decide which kernels PyTorch, MKL or oneDNN may pick beside the pinned capability.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16")
 #: Set to "native" to keep the fastest kernels of this machine (results then hold on this kind of CPU only).
 SWITCH = "INTERFERENCE_NUMERICS"
 
@@ -54,3 +58,17 @@ def cpu_attention_failure(dtype) -> str | None:
     except RuntimeError as error:
         return str(error).strip().splitlines()[0]
     return None
+
+
+def cpu(cpuinfo: str | None = None) -> str:
+    """The CPU's model name and which of `CPU_FLAGS` it has, e.g. "Intel(R) Xeon(R) Processor (avx2, avx512f)": recorded
+    with every report's versions, so that results that differ between machines can be traced to the CPU (read from
+    Linux's /proc/cpuinfo, or `cpuinfo` given; elsewhere `platform.processor()` alone)."""
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        cpuinfo = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    fields = dict(line.split(":", 1) for line in cpuinfo.splitlines()[:64] if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    flags = set(fields.get("flags", "").split())
+    return f"{name} ({', '.join(f for f in CPU_FLAGS if f in flags) or 'none of ' + ', '.join(CPU_FLAGS)})"

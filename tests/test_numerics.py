@@ -64,3 +64,13 @@ def test_portable_numerics_give_the_same_bits_without_avx512_and_native_is_an_op
 def test_a_world_records_its_numerics_and_lives_in_its_own_folder(world):
     assert world.record["numerics"] == "portable" or "numerics" not in world.record
     assert world.path.name.endswith("-avx2")
+
+
+def test_the_cpu_is_named_with_the_features_that_decide_kernels():
+    from interference import numerics
+
+    info = "processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu sse avx2 avx512f amx_bf16 amx_tile\n\n"
+    assert numerics.cpu(info) == "Some Xeon (avx2, avx512f, amx_bf16)"
+    assert numerics.cpu("model name: Old CPU\nflags: fpu sse\n") == "Old CPU (none of " + ", ".join(
+        numerics.CPU_FLAGS) + ")"
+    assert numerics.cpu().endswith(")")  # this machine, from /proc/cpuinfo where Linux has it
