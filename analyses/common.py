@@ -16,10 +16,11 @@ from interference.models.devices import DEVICE_CHOICES, DTYPES, device_descripti
 from interference.report import CSV_FILE, HTML_FILE, MANIFEST_FILE, RESULTS_FILE
 from interference.report.accumulate import Part
 from interference.report.files import versions
-from interference.studies.setup import WORLD, ExperimentConfig
+from interference.studies.setup import WORLD, ExperimentConfig, world_config
 from interference.studies.suite import ACCUMULATING
 from interference.train import TrainConfig
 from interference.world.config import ALL_RELATIONS
+from interference.world.store import world_identity
 
 #: TrainConfig fields each analysis sets per condition (or that only a single run writes): not options here.
 PER_CONDITION = ("method", "freeze", "train_only", "train_splits", "seed", "report_to", "checkpoint_every",
@@ -194,11 +195,14 @@ class StudyCommand:
                 print(f"pooled seeds {' '.join(map(str, made.config.seeds))} ({len(new)} run now)", file=sys.stderr)
             result = self.report(made)
             result.results["run_fingerprint"] = fingerprint
+            world = world_identity(world_config(config)) if config.model == WORLD and new else None
+            if world is not None:  # which build of the world this run's seeds trained on (machines differ)
+                result.results["world"] = world
             if earlier is not None:  # where the pooled seeds ran and with what, not where they were pooled
                 result.results["device"] = "; ".join(sorted({r.get("machine") or "unknown" for r in made.records}))
                 result.results["pooled_from"] = sorted(earlier.sources, key=lambda s: min(s["seeds"], default=0)) + ([{
                     "folder": f"{args.out} (this run)", "seeds": list(new), "device": machine,
-                    "versions": versions()}] if new else [])
+                    "versions": versions(), **({"world": world} if world else {})}] if new else [])
             return result
 
         return run(build, args)

@@ -158,6 +158,10 @@ def test_a_merge_says_where_its_seeds_ran_not_where_they_were_pooled(tmp_path):
     assert main([*QUICK, "--seeds", "0", "1", "2", "--merge", str(merged), "--out", str(again)]) == 0
     pooled = _results(again)["results"]["pooled_from"]
     assert [s["folder"] for s in pooled] == [str(parts[0]), str(parts[1]), f"{again} (this run)"]
+    world = _results(parts[0])["results"]["world"]  # which build of the world each run trained on
+    # (its "cpu" is None where the cached world was built before builds recorded it)
+    assert len(world["weights_sha256"]) == 16 and "cpu" in world and world["numerics"] == "portable"
+    assert pooled[0]["world"] == pooled[-1]["world"] == world and "world" not in data["results"]  # a merge: no run
     assert pooled[-1]["seeds"] == [2] and pooled[-1]["device"] == here
 
 
@@ -261,8 +265,8 @@ def test_a_run_of_fewer_methods_takes_an_earlier_run_s_records_of_those_and_equa
     assert _stable(a["conditions"]) == _stable(b["conditions"]) and a["headline"] == b["headline"]
     assert {r["name"] for r in a["conditions"]} == {"sft", "self_distill"}
     assert a["results"]["run_fingerprint"] == b["results"]["run_fingerprint"]
-    assert a["results"]["pooled_from"][0] | {"versions": None} == {
-        "folder": str(more), "seeds": [0], "device": device_description("cpu"), "versions": None,
+    assert a["results"]["pooled_from"][0] | {"versions": None, "world": None} == {
+        "folder": str(more), "seeds": [0], "device": device_description("cpu"), "versions": None, "world": None,
         "methods": ["sft", "self_distill"]}
 
 

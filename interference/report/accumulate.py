@@ -199,7 +199,8 @@ def earlier_run(folder: str | Path, fingerprint: dict, *, required: bool = False
         records = [r | {"machine": results["device"]} for r in records]    # machine: the run's own device
     seeds = tuple(sorted({r["seed"] for r in records}))
     sources = results.get("pooled_from") or [
-        {"folder": str(folder), "seeds": list(seeds), "device": results.get("device"), "versions": data["versions"]}]
+        {"folder": str(folder), "seeds": list(seeds), "device": results.get("device"), "versions": data["versions"],
+         **({"world": results["world"]} if results.get("world") else {})}]
     if taken is not None:  # which of the run's conditions this pool took
         sources = [{**source, part.key: list(taken)} for source in sources]
     return Earlier(records, seeds, results, dict.fromkeys(seeds, str(folder)), sources)

@@ -8,6 +8,7 @@ knowledge and build record). It is written atomically, so an interrupted build l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import sys
@@ -40,6 +41,20 @@ def world_dir(config: WorldConfig, cache_dir: str | Path | None = None) -> Path:
     "native-<capability>" otherwise, so that a world pretrained on one kind of kernels is never read as another's."""
     root = Path(cache_dir) if cache_dir is not None else atomic.cache_root()
     return root / "worlds" / f"{config.digest()}-{_numerics_tag()}"
+
+
+def world_identity(config: WorldConfig, cache_dir: str | Path | None = None) -> dict | None:
+    """What tells one machine's build of `config`'s world from another's, for a report to record: its config digest,
+    the SHA-256 (first 16 hex digits) of its weights file, its knowledge and pretraining steps, and the numerics and
+    CPU it was built with (where its record has them); None where this machine has not built it."""
+    path = world_dir(config, cache_dir)
+    try:
+        record = json.loads((path / WORLD_FILE).read_text())
+        weights = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()[:16]
+    except (OSError, ValueError):
+        return None
+    return {"digest": record.get("digest"), "weights_sha256": weights, "knowledge": record.get("knowledge"),
+            "steps": record.get("steps"), "numerics": record.get("numerics"), "cpu": record.get("cpu")}
 
 
 def _numerics_tag() -> str:
@@ -174,6 +189,7 @@ def _build(config: WorldConfig, path: Path, progress: bool) -> None:
         "build_seconds": time.perf_counter() - start,
         "torch_threads": torch.get_num_threads(),
         "numerics": numerics.mode(),
+        "cpu": numerics.cpu(),
         "history": result.history,
     }
     with atomic.directory(path) as tmp:
