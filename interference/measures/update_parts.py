@@ -31,6 +31,11 @@ from .fisher import answer_losses
 from .updates import update_alignment
 
 
+def _check_scale(scale: float) -> None:
+    if not math.isfinite(scale):
+        raise InterferenceError(f"an update split needs a finite scale, got {scale!r}")
+
+
 def part_weights(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Module,
                  scale: float) -> tuple[Snapshot, Snapshot]:
     """(θ⁰ + c·R, θ⁰ + Δ − c·R) with c = `scale`: the step along the reference's update and the step off it."""
@@ -50,8 +55,7 @@ def part_losses(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Mod
     unchanged."""
     if scale is None:
         scale = update_alignment(start, model, reference)["scale"]["all"] or 0.0
-    if not math.isfinite(scale):
-        raise InterferenceError(f"an update split needs a finite scale, got {scale!r}")
+    _check_scale(scale)
     probe = copy.deepcopy(model)
     out = {name: [] for name in examples}
     for weights in part_weights(start, model, reference, scale):
@@ -88,8 +92,7 @@ def matched_losses(start: Snapshot, model: torch.nn.Module, reference: torch.nn.
     """(k, {split: (ℓ at θ⁰ + k·b', ℓ at θ⁰ + c·R + k·b')}): another update's sideways step b' (`step`) put where
     `model`'s own sits, the shrunk reference θ⁰ + c·R (c = `scale`), at the length of `model`'s own
     (k = ‖b‖ / ‖b'‖); each example's answer loss there, as `part_losses`. `model` and `reference` are unchanged."""
-    if not math.isfinite(scale):
-        raise InterferenceError(f"an update split needs a finite scale, got {scale!r}")
+    _check_scale(scale)
     if set(step) != {name for name, _ in model.named_parameters()}:
         raise InterferenceError("a matched step needs the same architecture as the model")
     other = step_norm(step)
@@ -106,8 +109,7 @@ def group_losses(start: Snapshot, model: torch.nn.Module, reference: torch.nn.Mo
     """{label: {split: ℓ at θ⁰ + c·R + k·b restricted to the parameter groups `groups[label]`}}: a sideways step,
     `model`'s own (`step` None) or another's (`step`, times `factor`), added to the shrunk reference one set of
     groups (of `interference.models.parameter_groups.PARTITION`) at a time, the other parameters left at θ⁰ + c·R."""
-    if not math.isfinite(scale):
-        raise InterferenceError(f"an update split needs a finite scale, got {scale!r}")
+    _check_scale(scale)
     step = sideways_step(start, model, reference, scale) if step is None else step
     kinds = parameter_groups(model)
     out = {}

@@ -277,6 +277,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
     base = base if base is not None else load_base(config, progress=progress)
     trained = [m for m in methods if m != "wise-ft"]
     study: RemediesStudy | None = None
+    part_groups = {spec: swap_groups(spec) for spec in settings.part_groups}
     bar = tqdm(total=len(methods) * len(config.seeds), desc="remedies", unit="run", disable=not progress)
     for seed in config.seeds:
         setup = make_setup(config, seed, base=base, progress=progress)
@@ -300,8 +301,7 @@ def run_remedies(config: ExperimentConfig, methods: Sequence[str] = METHODS, set
                 loss_terms=_loss_terms(condition.result.history),
                 **_subject_recovery(condition.model, traced, setup.tokenizer, setup.held, start_ok),
                 **({"adapters": condition.result.adapters} if condition.result.adapters else {}),
-                **({**sft_parts(start, condition.model, sft[0], sft[2], anchors, control,
-                              {spec: swap_groups(spec) for spec in settings.part_groups}),
+                **({**sft_parts(start, condition.model, sft[0], sft[2], anchors, control, part_groups),
                     **_swaps(setup, sft[0], condition.model, settings.swaps, budget)} if sft else {})))
             if method == "sft":
                 sft = (condition.model, study.records[-1],  # and its D_unknown loss, once per seed
