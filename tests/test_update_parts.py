@@ -32,6 +32,9 @@ from interference.report.update_parts import (
     part_seeds,
     part_summary,
     parts_text,
+    relation_seeds,
+    relation_summary,
+    rise_shares,
     seed_parts,
     shapley_shares,
 )
@@ -281,3 +284,42 @@ def test_the_step_off_sfts_direction_is_read_one_set_of_groups_at_a_time():
     assert versus["below"] == 0 and "excess_vs_matched" not in summary["attention"]
     del records[1]["sft_parts"]["by_group"]
     assert [r["seed"] for r in group_seeds(records, ["self_distill"])] == [1, 1]  # a record without the split: none
+
+
+def test_the_saving_over_the_controls_step_is_read_inside_and_outside_the_new_facts_relation():
+    records = []
+    for seed, cut in ((0, 0.3), (1, 0.1)):
+        mine = _record("self_distill", seed, [0.2, 0.2, 0.3, 0.4], along=[0.3, 0.2, 0.6, 0.4],
+                       sideways=[0.0, 0.2, 0.0, 0.4])
+        mine.update(held_relations=["country", "capital", "country", "capital"], new_relations=["country"] * 3)
+        mine["sft_parts"]["matched"] = {"method": "reshuffled", "factor": 1.0, "held_losses_alone": [0.1] * 4,
+                                        "held_losses_on_top": [0.2 + cut, 0.25, 0.3 + cut, 0.4]}
+        records.append(mine)
+    rows = relation_seeds(records, ["self_distill"])
+    assert [(r["seed"], r["inside_facts"], r["outside_facts"], r["relations"]) for r in rows] == [
+        (0, 2, 2, ["country"]), (1, 2, 2, ["country"])]
+    assert rows[0]["inside"] == pytest.approx(-0.3) and rows[0]["outside"] == pytest.approx(-0.025)
+    assert rows[0]["gap"] == pytest.approx(-0.275) and rows[1]["gap"] == pytest.approx(-0.075)
+    assert rows[0]["inside_rise"] == pytest.approx(0.05) and rows[0]["inside_matched_rise"] == pytest.approx(0.35)
+    summary = relation_summary(rows)[0]  # inside 0.05 of (0.35 + 0.15) / 2; outside nothing of the control's 0.025
+    assert summary["shares"]["inside"] == pytest.approx(0.2) and summary["shares"]["outside"] == pytest.approx(0.0)
+    assert summary["seeds"] == 2 and summary["gap"]["mean"] == pytest.approx(-0.175) and summary["gap"]["below"] == 2
+    records[1]["new_relations"] = ["country", "capital"]  # every held-out fact shares a new relation: no outside
+    assert relation_seeds(records, ["self_distill"])[1]["gap"] is None
+    assert relation_summary(relation_seeds(records, ["self_distill"]))[0]["gap"]["n"] == 1
+    del records[0]["sft_parts"]["matched"], records[1]["held_relations"]  # no control's step, no relations: none
+    assert relation_seeds(records, ["self_distill"]) == []
+
+
+def test_the_rise_as_a_share_of_the_controls_is_set_inside_against_outside_with_a_bootstrap_over_seeds():
+    rows = [{"method": "self_distill", "seed": seed, "gap": -0.1, "inside_rise": 0.6 + 0.01 * seed,
+             "inside_matched_rise": 1.0, "outside_rise": 0.2, "outside_matched_rise": 0.4 + 0.01 * seed}
+            for seed in range(5)]
+    shares = rise_shares(rows)
+    assert shares["inside"] == pytest.approx(0.62) and shares["outside"] == pytest.approx(0.2 / 0.42)
+    difference = shares["difference"]
+    assert difference["mean"] == pytest.approx(0.62 - 0.2 / 0.42) and difference["n"] == 5
+    assert difference["low"] <= difference["mean"] <= difference["high"] and difference["resamples"] == 2000
+    assert rise_shares(rows) == shares  # deterministic given its seed
+    assert rise_shares([{**r, "outside_matched_rise": -0.1} for r in rows]) is None  # the control lowered it
+    assert rise_shares([{**r, "gap": None} for r in rows]) is None

@@ -13,14 +13,16 @@ loss the sideways step adds on top beyond what that remaining step adds for the 
 The control (SFT with another batch order) says what another order's step off SFT's direction does. Set where the
 method's own sits (at its c and the length of its own step, the record's "matched"), the control's step says what a
 step off SFT's direction does there by its place alone: `aim_matched`, `matched_on_top`, `new_matched_on_top` and
-`matched_excess`, and per method the paired difference of each of the method's own from these. Pure functions of the
-records."""
+`matched_excess`, and per method the paired difference of each of the method's own from these; `relation_seeds` reads
+the method's saving over that step fact by fact, on the held-out facts of the new facts' relations and on the others.
+Pure functions of the records."""
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
 
+import numpy as np
 from scipy.stats import spearmanr
 
 from .paired import finite_number, interval_text, t_interval
@@ -209,6 +211,80 @@ def group_summary(rows: Sequence[dict]) -> list[dict]:
     return out
 
 
+def relation_seeds(records: Sequence[dict], methods: Sequence[str]) -> list[dict]:
+    """Per method and seed whose record kept the control's step set in its place (`sft_parts.matched`): each held-out
+    fact's saving, the method's own change on top of the shrunk SFT minus the control's step's there (ℓ(θ) −
+    ℓ(θ⁰ + c·R + k·b')), averaged over the held-out facts of the new facts' relations ("inside") and over the others
+    ("outside"), and `gap`, inside − outside (below 0: the method's direction spares the facts that share the new
+    facts' relation more than the rest). None where a side has no fact; records without relations are left out."""
+    rows = []
+    for record in (r for m in methods for r in records if r["name"] == m):
+        matched = (record.get("sft_parts") or {}).get("matched")
+        held, new = record.get("held_relations"), set(record.get("new_relations") or ())
+        if not matched or not held or not new:
+            continue
+        start = record["held_losses_start"]
+        rises = {"": [f - s for f, s in zip(record["held_losses_final"], start, strict=True)],
+                 "matched_": [m - s for m, s in zip(matched["held_losses_on_top"], start, strict=True)]}
+        row = {"method": record["name"], "seed": record["seed"], "relations": sorted(new)}
+        for side, inside in (("inside", True), ("outside", False)):
+            facts = [i for i, relation in enumerate(held) if (relation in new) == inside]
+            row[f"{side}_facts"] = len(facts)
+            for prefix, rise in rises.items():
+                row[f"{side}_{prefix}rise"] = statistics.fmean(rise[i] for i in facts) if facts else None
+            row[side] = None if not facts else row[f"{side}_rise"] - row[f"{side}_matched_rise"]
+        rows.append({**row, "gap": None if None in (row["inside"], row["outside"]) else row["inside"] - row["outside"]})
+    return rows
+
+
+def rise_shares(rows: Sequence[dict], *, n_resamples: int = 2000, level: float = 0.95, seed: int = 0) -> dict | None:
+    """The method's held-out loss rise as a share of the control's step's in its place, inside and outside the new
+    facts' relations (the ratio of the means over seeds of `relation_seeds`' rises), and inside − outside with a
+    percentile bootstrap over seeds (one resample of seeds for both sides; resamples whose control rise is not above 0
+    are dropped). Above 0: the method's direction spares, in proportion, less of the facts that share the new facts'
+    relation than of the rest. None without seeds that have both sides or where the control's rise is not above 0."""
+    kept = [r for r in rows if r["gap"] is not None]
+    if not kept:
+        return None
+    rises = np.array([[r["inside_rise"], r["inside_matched_rise"], r["outside_rise"], r["outside_matched_rise"]]
+                      for r in kept])
+
+    def shares(table: np.ndarray) -> np.ndarray:
+        means = table.mean(axis=-2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(means[..., [1, 3]] > 0, means[..., [0, 2]] / means[..., [1, 3]], np.nan)
+
+    inside, outside = shares(rises)
+    if np.isnan(inside) or np.isnan(outside):
+        return None
+    index = np.random.default_rng(seed).integers(0, len(kept), size=(n_resamples, len(kept)))
+    resampled = shares(rises[index])
+    differences = resampled[:, 0] - resampled[:, 1]
+    differences = differences[~np.isnan(differences)]
+    low, high = np.quantile(differences, [(1 - level) / 2, (1 + level) / 2]) if differences.size else (np.nan,) * 2
+    return {"seeds": len(kept), "inside": float(inside), "outside": float(outside),
+            "difference": {"mean": float(inside - outside), "low": float(low), "high": float(high),
+                           "n": len(kept), "resamples": int(differences.size)}}
+
+
+#: The per-seed savings `relation_seeds` gives, in the order the table shows them.
+RELATION_MEASURES = ("inside", "outside", "gap")
+
+
+def relation_summary(rows: Sequence[dict]) -> list[dict]:
+    """Per method of `relation_seeds`' rows: each of `RELATION_MEASURES`' mean with its 95 % t-interval over seeds
+    and the seeds below 0 ("below"), and its `rise_shares` ("shares", None where undefined)."""
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        row = {"method": method, "seeds": len(mine), "relations": sorted({x for r in mine for x in r["relations"]})}
+        for m in RELATION_MEASURES:
+            values = [r[m] for r in mine if r[m] is not None]
+            row[m] = {**_interval(values), "below": sum(v < 0 for v in values)}
+        out.append({**row, "shares": rise_shares(mine)})
+    return out
+
+
 def add_parts_view(report, records: list[dict], methods: Sequence[str]) -> None:
     """The section "Which part of the update keeps the held-out facts?" and `report.results["update_parts"]`;
     nothing where no record has `sft_parts`."""
@@ -217,8 +293,11 @@ def add_parts_view(report, records: list[dict], methods: Sequence[str]) -> None:
         return
     summary, groups = part_summary(seeds), group_seeds(records, methods)
     grouped = group_summary(groups)
+    relations = relation_seeds(records, methods)
+    by_relation = relation_summary(relations)
     report.results["update_parts"] = {"summary": summary, "seeds": seeds,
-                                      **({"groups": grouped, "group_seeds": groups} if groups else {})}
+                                      **({"groups": grouped, "group_seeds": groups} if groups else {}),
+                                      **({"relations": by_relation, "relation_seeds": relations} if relations else {})}
     section = report.section(
         "Which part of the update keeps the held-out facts?",
         "Each method's update Δ = θ − θ⁰ splits into its step along SFT's update R (c·R, c the scale: an evenly "
@@ -265,3 +344,19 @@ def add_parts_view(report, records: list[dict], methods: Sequence[str]) -> None:
                            if "excess_vs_matched" in r else {})} for r in grouped],
                       title="The step off SFT's direction added to the shrunk SFT in one set of parameter groups "
                             "alone (the others stay at the shrunk SFT)")
+    if by_relation:
+        section.table([{"method": r["method"], "seeds": r["seeds"], "new facts' relations": ", ".join(r["relations"]),
+                        **{f"{label}: own − {CONTROL}'s step in its place": f"{r[m]['text']} (below 0 on "
+                                                                              f"{r[m]['below']} of {r[m]['n']})"
+                           for m, label in (("inside", "held-out facts of those relations"),
+                                            ("outside", "the other held-out facts"), ("gap", "inside − outside"))},
+                        **({"its rise as a share of that step's, inside; outside": f"{share['inside']:.2f}; "
+                                                                                     f"{share['outside']:.2f}",
+                            "inside − outside (bootstrap over seeds)": f"{share['difference']['mean']:+.2f} "
+                                                                       f"[{share['difference']['low']:+.2f}, "
+                                                                       f"{share['difference']['high']:+.2f}]"}
+                           if (share := r["shares"]) else {})}
+                       for r in by_relation],
+                      title=f"Where the method's step saves over {CONTROL}'s set in its place: the held-out loss "
+                            "change on top of the shrunk SFT, the method's own minus the control's, on held-out facts "
+                            "of the new facts' relations and on the others (mean answer NLL per fact)")
