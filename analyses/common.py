@@ -56,9 +56,11 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--min-known-fraction", type=float, default=None,
                    help="with SLiCK-categorised data: keep relations with at least this fraction of HighlyKnown "
                         "facts (default 0.3, the paper's)")
-    p.add_argument("--new-relation", default=None, choices=list(ALL_RELATIONS),
-                   help="with the embedded world: the relation of the new facts it generates (default: its first, "
-                        "country); a real model's new facts are its data's")
+    p.add_argument("--new-relation", default=None, metavar="RELATION",
+                   help=f"the relation of the new facts: with the embedded world, one of {', '.join(ALL_RELATIONS)} "
+                        "(default: its first, country); with a real model, a relation of its data (e.g. P17): "
+                        "D_unknown from that relation's Unknown facts alone, D_known and D_held as without it "
+                        "(default: every kept relation's)")
     p.add_argument("--device", default="auto",
                    help=f"{DEVICE_CHOICES}: where SLiCK, training and every read run (default auto: cuda when "
                         "available)")

@@ -46,9 +46,28 @@ def test_a_relation_the_world_lacks_is_a_one_line_error(settings, message):
     assert "\n" not in str(err.value)
 
 
-def test_a_real_model_takes_no_new_relation(entityquestions_dir):
-    with pytest.raises(InterferenceError, match="needs the embedded world: a real model's new facts are its data's"):
-        ExperimentConfig.build(model="smollm2-135m", data=str(entityquestions_dir), new_relation="country")
+def test_a_real_model_takes_a_relation_of_its_data_and_a_splits_folder_none(entityquestions_dir, tmp_path):
+    config = ExperimentConfig.build(model="smollm2-135m", data=str(entityquestions_dir), new_relation="P17")
+    assert config.new_relation == "P17"  # its known fraction is checked when the splits are drawn (test_splits.py)
+    with pytest.raises(InterferenceError, match="new_relation must be a relation's name, got ''"):
+        ExperimentConfig.build(model="smollm2-135m", data=str(entityquestions_dir), new_relation="")
+    from interference.facts.realdata import RealData, check_data_relation, data_relations
+
+    table = tmp_path / "table.jsonl"
+    table.write_text("".join(json.dumps({"subject": s, "relation": r, "object": "o", "question": f"{s}?",
+                                         "category": "Unknown", "p_greedy": 0.0, "p_sample": 0.0})
+                             + "\n" for s, r in (("a", "P17"), ("b", "P36"))))
+    assert data_relations(table) == ["P17", "P36"] and "P17" in data_relations(entityquestions_dir)
+    with pytest.raises(InterferenceError, match=r"new_relation 'P99' is not a relation of .*table.jsonl \(it has "
+                                                r"P17, P36\)"):
+        check_data_relation(table, "P99")
+    folder = tmp_path / "splits"
+    folder.mkdir()
+    (folder / "known.jsonl").write_text("")
+    with pytest.raises(InterferenceError, match="needs categorised facts .* the splits folder .* its own D_unknown"):
+        check_data_relation(folder, "P17")
+    with pytest.raises(InterferenceError, match="needs categorised facts .* a splits folder holds its own D_unknown"):
+        RealData(name="m", model=None, tokenizer=None, rows=None).draw(4, 4, 4, new_relation="P17")
 
 
 def test_the_setting_enters_the_fingerprint_only_when_set():
@@ -84,5 +103,6 @@ def test_an_analysis_refuses_the_option_with_a_real_model_before_the_work(tmp_pa
 
     assert forgetting.main(["--model", "smollm2-135m", "--data", str(entityquestions_dir), "--new-relation",
                             "country", "--out", str(tmp_path / "x")]) == 2
-    assert capsys.readouterr().err.strip().startswith("error: new_relation 'country' needs the embedded world")
-    assert not (tmp_path / "x").exists()
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: new_relation 'country' is not a relation of {entityquestions_dir} (it has P")
+    assert "\n" not in error and not (tmp_path / "x").exists()

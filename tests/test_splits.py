@@ -178,3 +178,18 @@ def test_load_splits_errors(data, tmp_path):
     (path / "held.jsonl").write_text("")
     with pytest.raises(DataError, match="held.jsonl: no facts in file"):
         load_splits(path)
+
+
+def test_new_facts_of_one_relation_leave_d_known_and_d_held_as_drawn_without_it(data):
+    facts, labels = data
+    every = build_splits(facts, labels, SplitConfig(n_known=10, n_unknown=5, n_held=10, seed=2))
+    edge = build_splits(facts, labels, SplitConfig(n_known=10, n_unknown=5, n_held=10, seed=2, new_relation="r_edge"))
+    assert {f.relation for f in edge.unknown} == {"r_edge"} and len(edge.unknown) == 5
+    assert (edge.known, edge.held) == (every.known, every.held)  # the same seed's D_known and D_held: a paired design
+    with pytest.raises(InterferenceError, match=r"new_relation 'r_low' is not a relation kept by the split \(kept: "
+                                                r"r_high, r_edge; min_known_fraction 0.3\)"):
+        build_splits(facts, labels, SplitConfig(new_relation="r_low"))  # filtered out by its known fraction
+    with pytest.raises(InterferenceError, match="n_unknown=13 but only 12 Unknown facts in relation r_edge"):
+        build_splits(facts, labels, SplitConfig(n_unknown=13, new_relation="r_edge"))
+    with pytest.raises(InterferenceError, match="SplitConfig.new_relation must be a relation's name or None"):
+        SplitConfig(new_relation="")

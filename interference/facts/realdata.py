@@ -39,6 +39,34 @@ def check_data(data: str | Path) -> Path:
     return path
 
 
+def data_relations(data: str | Path) -> list[str] | None:
+    """The relations whose facts `data` holds, read without the model: a SLiCK table's rows', an EntityQuestions
+    folder's (those with test questions and a template); None for a splits folder (its D_unknown is fixed)."""
+    from .datasets import _FILE_PATTERN, load_templates
+    from .knowledge import load_knowledge_table
+    from .knowledge_cache import is_table
+
+    path = check_data(data)
+    if is_table(path):
+        return sorted({row.fact.relation for row in load_knowledge_table(path)})
+    if (path / "known.jsonl").is_file():
+        return None
+    templates = load_templates(path)
+    found = {m["relation"] for f in (path / "test").glob("*.json") if (m := _FILE_PATTERN.match(f.name))}
+    return sorted(found & set(templates))
+
+
+def check_data_relation(data: str | Path, relation: str) -> None:
+    """A one-line error, before the model loads, unless `data` holds facts of `relation` to draw new facts from."""
+    relations = data_relations(data)
+    if relations is None:
+        raise InterferenceError(f"new_relation {relation!r} needs categorised facts (a SLiCK table or an "
+                                f"EntityQuestions folder): the splits folder {data} holds its own D_unknown")
+    if relation not in relations:
+        raise InterferenceError(f"new_relation {relation!r} is not a relation of {data} (it has "
+                                f"{', '.join(relations[:12])}{' …' if len(relations) > 12 else ''})")
+
+
 @dataclass
 class RealData:
     """A loaded model with its facts: fixed `splits` (from a splits folder) or SLiCK-categorised `rows` to split."""
@@ -50,13 +78,18 @@ class RealData:
     rows: list[FactKnowledge] | None = None
 
     def draw(self, n_known: int | None = None, n_unknown: int | None = None, n_held: int | None = None, *,
-             seed: int = 0, min_known_fraction: float = 0.3) -> tuple[list[Fact], list[Fact], list[Fact], dict | None]:
+             seed: int = 0, min_known_fraction: float = 0.3, new_relation: str | None = None
+             ) -> tuple[list[Fact], list[Fact], list[Fact], dict | None]:
         """D_known, D_unknown, D_held of one seed and the relation filter (`Splits.knowledge_summary`, None for a
         splits folder). Categorised facts are split by `build_splits` with `seed`, keeping the relations with at least
-        `min_known_fraction` HighlyKnown facts; a splits folder is used as is, cut to the sizes given."""
+        `min_known_fraction` HighlyKnown facts, D_unknown of `new_relation` alone where given; a splits folder is used
+        as is, cut to the sizes given (it holds its own D_unknown: no `new_relation`)."""
         from .splits import SplitConfig, build_splits
 
         splits = self.splits
+        if self.rows is None and new_relation is not None:
+            raise InterferenceError(f"new_relation {new_relation!r} needs categorised facts (a SLiCK table or an "
+                                    "EntityQuestions folder): a splits folder holds its own D_unknown")
         if self.rows is None:
             sizes = (n_known, n_unknown, n_held)
             known, unknown, held = (list(s) if n is None else list(s)[:n]
@@ -64,7 +97,7 @@ class RealData:
         else:
             splits = build_splits([r.fact for r in self.rows], self.rows, SplitConfig(
                 n_known=n_known, n_unknown=n_unknown, n_held=n_held, min_known_fraction=min_known_fraction,
-                seed=seed))
+                seed=seed, new_relation=new_relation))
             known, unknown, held = list(splits.known), list(splits.unknown), list(splits.held)
         return known, unknown, held, splits.knowledge_summary() if splits.known_fractions else None
 

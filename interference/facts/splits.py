@@ -39,6 +39,8 @@ class SplitConfig:
         n_held: size of D_held; None takes what is left after D_known (half the pool when both are None).
         min_known_fraction: keep a relation only if at least this fraction of its facts is HighlyKnown (paper: 0.3).
         seed: seed of the random draw.
+        new_relation: draw D_unknown from this kept relation's Unknown facts alone (None: from every kept relation);
+            D_known and D_held are drawn as without it.
     """
 
     n_known: int | None = None
@@ -46,6 +48,7 @@ class SplitConfig:
     n_held: int | None = None
     min_known_fraction: float = 0.3
     seed: int = 0
+    new_relation: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("n_known", "n_unknown", "n_held"):
@@ -56,6 +59,9 @@ class SplitConfig:
             raise InterferenceError(f"SplitConfig.min_known_fraction must be in [0, 1], got {self.min_known_fraction}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise InterferenceError(f"SplitConfig.seed must be an integer, got {self.seed!r}")
+        if self.new_relation is not None and (not isinstance(self.new_relation, str) or not self.new_relation):
+            raise InterferenceError(f"SplitConfig.new_relation must be a relation's name or None, got "
+                                    f"{self.new_relation!r}")
 
 
 @dataclass(frozen=True)
@@ -136,11 +142,15 @@ def build_splits(facts: Sequence[Fact], categories: Sequence, config: SplitConfi
             f"{listed}); lower min_known_fraction (--min-known-fraction) or categorise more facts"
         )
     kept_set = set(kept)
+    if config.new_relation is not None and config.new_relation not in kept_set:
+        raise InterferenceError(f"new_relation {config.new_relation!r} is not a relation kept by the split (kept: "
+                                f"{', '.join(kept)}; min_known_fraction {config.min_known_fraction})")
+    new_relations = kept_set if config.new_relation is None else {config.new_relation}
     known_pool = [
         i for i, (f, c) in enumerate(zip(facts, labels, strict=True)) if f.relation in kept_set and c == KNOWN
     ]
     unknown_pool = [
-        i for i, (f, c) in enumerate(zip(facts, labels, strict=True)) if f.relation in kept_set and c == UNKNOWN
+        i for i, (f, c) in enumerate(zip(facts, labels, strict=True)) if f.relation in new_relations and c == UNKNOWN
     ]
     rng = random.Random(config.seed)
     rng.shuffle(known_pool)
@@ -148,7 +158,8 @@ def build_splits(facts: Sequence[Fact], categories: Sequence, config: SplitConfi
     n_known, n_held = _known_held_sizes(len(known_pool), config)
     n_unknown = len(unknown_pool) if config.n_unknown is None else config.n_unknown
     if n_unknown > len(unknown_pool):
-        raise InterferenceError(f"n_unknown={n_unknown} but only {len(unknown_pool)} Unknown facts in kept relations")
+        raise InterferenceError(f"n_unknown={n_unknown} but only {len(unknown_pool)} Unknown facts in "
+                                f"{'relation ' + config.new_relation if config.new_relation else 'kept relations'}")
     picked = {
         "known": known_pool[:n_known],
         "held": known_pool[n_known : n_known + n_held],

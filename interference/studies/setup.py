@@ -25,7 +25,7 @@ import torch
 
 from ..facts.examples import Examples
 from ..facts.fact import Fact, qa_prompt, qa_target
-from ..facts.realdata import RealData, check_data, load_real_data
+from ..facts.realdata import RealData, check_data, check_data_relation, load_real_data
 from ..facts.splits import check_disjoint
 from ..io.errors import InterferenceError, check_seed, check_seeds
 from ..measures.history import EpochRecord
@@ -64,8 +64,9 @@ class ExperimentConfig:
         dtype: the base model's weights, "float32" or "bfloat16".
         new_relation: with the embedded world, the relation of the new facts it generates (D_unknown, and the UUID
             and overlap controls drawn beside it); None: the world's first relation ("country"), which naming it
-            also gives (it is stored as None). A real model's new facts are its data's Unknown facts, so it takes
-            none.
+            also gives (it is stored as None). With a real model, a relation of its data (e.g. "P17"): D_unknown
+            is drawn from that relation's Unknown facts alone, D_known and D_held as without it (checked against the
+            data when the splits are drawn); None: every kept relation's.
     """
 
     model: str = WORLD
@@ -107,7 +108,7 @@ class ExperimentConfig:
             raise InterferenceError(f"min_known_fraction must be in [0, 1], got {self.min_known_fraction!r}")
         resolve_device(self.device), resolve_dtype(self.dtype)  # one-line errors before any work
         check_new_relation(self)
-        if self.new_relation is not None and self.new_relation == world_config(self).relations[0]:
+        if self.model == WORLD and self.new_relation == world_config(self).relations[0]:
             self.new_relation = None  # the default's facts, drawn as the default draws them: one experiment
         check_layer(self)  # read from the world's or the model's config, before any weights load
 
@@ -141,12 +142,15 @@ def world_config(config: ExperimentConfig):
 
 
 def check_new_relation(config: ExperimentConfig) -> None:
-    """A one-line error when `config.new_relation` is set for a real model, or names no relation of its world."""
+    """A one-line error when `config.new_relation` is no name, or names no relation of the embedded world or of a
+    real model's data (`check_data_relation`; whether the relation passes the known-fraction filter is checked when
+    the splits are drawn, `interference.facts.splits.build_splits`)."""
     if config.new_relation is None:
         return
+    if not isinstance(config.new_relation, str) or not config.new_relation:
+        raise InterferenceError(f"new_relation must be a relation's name, got {config.new_relation!r}")
     if config.model != WORLD:
-        raise InterferenceError(f"new_relation {config.new_relation!r} needs the embedded world: a real model's new "
-                                "facts are its data's Unknown facts")
+        return check_data_relation(config.data, config.new_relation)
     relations = world_config(config).relations
     if config.new_relation not in relations:
         raise InterferenceError(f"new_relation {config.new_relation!r} is not a relation of the "
@@ -198,7 +202,7 @@ def make_setup(config: ExperimentConfig, seed: int, *, base: World | RealData | 
         if key_kind != "name" or overlap != 1.0:
             raise InterferenceError("key kinds and overlap levels need the embedded world (new facts are generated)")
         setup = real_setup(base, n_known=config.n_known, n_unknown=n_unknown, n_held=config.n_held, seed=seed,
-                           min_known_fraction=config.min_known_fraction)
+                           min_known_fraction=config.min_known_fraction, new_relation=config.new_relation)
     else:
         setup = world_setup(base, n_known=config.n_known, n_unknown=n_unknown, n_held=config.n_held,
                             key_kind=key_kind, overlap=overlap, seed=seed, new_relation=config.new_relation)
@@ -409,10 +413,12 @@ def world_setup(
 
 
 def real_setup(data: RealData, *, n_known: int | None = None, n_unknown: int | None = None,
-               n_held: int | None = None, seed: int = 0, min_known_fraction: float = 0.3) -> Setup:
-    """The splits of one seed drawn from a real model's facts (`RealData.draw`), with its relation filter."""
+               n_held: int | None = None, seed: int = 0, min_known_fraction: float = 0.3,
+               new_relation: str | None = None) -> Setup:
+    """The splits of one seed drawn from a real model's facts (`RealData.draw`), with its relation filter (and D_unknown
+    of `new_relation` alone where given)."""
     known, unknown, held, knowledge = data.draw(n_known, n_unknown, n_held, seed=seed,
-                                                min_known_fraction=min_known_fraction)
+                                                min_known_fraction=min_known_fraction, new_relation=new_relation)
     return Setup(data.name, data.model, data.tokenizer, known, unknown, held, seed, knowledge=knowledge)
 
 
