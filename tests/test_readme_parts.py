@@ -9,7 +9,15 @@ from conftest import ROOT, results_folder
 
 from interference.report.files import load_results
 from interference.report.paired import interval_text, paired_difference
-from interference.report.update_parts import group_seeds, group_summary, part_seeds, part_summary
+from interference.report.relations import relation_contrast
+from interference.report.update_parts import (
+    group_seeds,
+    group_summary,
+    part_seeds,
+    part_summary,
+    relation_seeds,
+    relation_summary,
+)
 
 METHODS = ("sft", "reshuffled", "self_distill")
 
@@ -310,3 +318,69 @@ def test_the_smollm2_readmes_reading_of_the_matched_control_is_the_records(readm
     _assert_all_in((f"(median scale {scales['self_distill']:.2f})",
                     f"(aim {_shown(sd['aim_matched']['text'])}, above 0 on {above} of 4)",
                     f"below it on {aim['below']} of 4 (paired {_shown(aim['text'])})"), _flat(readme))
+
+
+def _relations(folder: str) -> tuple[list[dict], dict, dict, dict]:
+    """The records, self-distillation's relation summary (`relation_summary`) and update-parts summary row, and the
+    report's forgotten shares inside and outside the new facts' relation per condition (`relation_contrast`)."""
+    records = load_results(results_folder(folder))["conditions"]
+    by_relation = relation_summary(relation_seeds(records, ["self_distill"]))[0]
+    sd = next(r for r in part_summary(part_seeds(records, METHODS)) if r["method"] == "self_distill")
+    return records, by_relation, sd, {r["condition"]: r for r in relation_contrast(records, METHODS)}
+
+
+def _share(row: dict, key: str) -> str:
+    return f"{row[f'{key}_mean']:.3f} [{row[f'{key}_low']:.3f}, {row[f'{key}_high']:.3f}]"
+
+
+def _fewer(row: dict, key: str) -> str:
+    """A paired difference below 0, as "so many fewer": the interval's bounds negated."""
+    return f"{-row[f'{key}_mean']:.3f} [{-row[f'{key}_high']:.3f}, {-row[f'{key}_low']:.3f}]"
+
+
+def _kept(mine: dict, sft: dict) -> str:
+    """Self-distillation's forgotten share as a fraction of SFT's, inside and outside the new facts' relation."""
+    return f"{mine['inside_mean'] / sft['inside_mean']:.2f} and {mine['outside_mean'] / sft['outside_mean']:.2f}"
+
+
+def test_the_world_readmes_reading_of_relations_180_219_is_the_records():
+    text = _readme("world-default")
+    records, rel, sd, shares = _relations("world-default/relations-180-219")
+    gain = paired_difference(records, "self_distill", "sft", "held_acc_final")
+    share = rel["shares"]
+    difference = share["difference"]
+    sft, mine, control = shares["sft"], shares["self_distill"], shares["reshuffled"]
+    _assert_all_in((
+        f"Self-distillation keeps {_gain(records, 'self_distill')} more held-out facts than SFT (ahead on "
+        f"{gain.n_positive} of 40 seeds); the control {_gain(records, 'reshuffled')}.",
+        f"(country) {_shown(rel['inside']['text'])}, below 0 on {rel['inside']['below']} of 40 seeds;",
+        f"({_shown(rel['outside']['text'])}, below 0 on {rel['outside']['below']} of 40): gap "
+        f"{_shown(rel['gap']['text'])}, below 0 on {rel['gap']['below']} of 40.",
+        f"is {share['inside']:.2f} on the new facts' relation and {share['outside']:.2f} on the others: inside − "
+        f"outside {_shown(format(difference['mean'], '+.2f'))} [{_shown(format(difference['low'], '+.2f'))}, "
+        f"{_shown(format(difference['high'], '+.2f'))}]",
+        f"in its place {_shown(sd['excess_vs_matched']['text'])}, below 0 on {sd['excess_vs_matched']['below']} of 40",
+        f"SFT {_share(sft, 'inside')} and {_share(sft, 'outside')}; self-distillation {_share(mine, 'inside')} and "
+        f"{_share(mine, 'outside')} (it forgets {_fewer(mine, 'inside_minus_reference')} fewer inside, "
+        f"{_fewer(mine, 'outside_minus_reference')} fewer outside); the control {control['inside_mean']:.3f} and "
+        f"{control['outside_mean']:.3f}.",
+        "forgets nine times the share there",
+        f"(it forgets {_kept(mine, sft)} of SFT's share, inside and outside)",
+    ), text)
+    assert round(sft["inside_mean"] / sft["outside_mean"]) == 9
+    assert rel["inside"]["high"] < 0 and rel["gap"]["high"] < 0  # predictions 1 and 2 hold
+    assert difference["low"] < 0 < difference["mean"]  # prediction 3 fails: the interval runs through 0
+
+
+def test_the_readmes_relations_bullet_is_the_records(readme):
+    _, rel, _, shares = _relations("world-default/relations-180-219")
+    sft, mine, share = shares["sft"], shares["self_distill"], rel["shares"]
+    difference = share["difference"]
+    _assert_all_in((
+        f"({sft['inside_mean']:.3f} of the held-out country facts forgotten, {sft['outside_mean']:.3f} of the others)",
+        f"({_shown(rel['inside']['text'])} against {_shown(rel['outside']['text'])}; gap {_shown(rel['gap']['text'])})",
+        f"it forgets {_kept(mine, sft)} of SFT's share",
+        f"its loss rise is {share['inside']:.2f} and {share['outside']:.2f} of the control's step's (inside − outside "
+        f"{_shown(format(difference['mean'], '+.2f'))} [{_shown(format(difference['low'], '+.2f'))}, "
+        f"{_shown(format(difference['high'], '+.2f'))}], through 0)",
+    ), _flat(readme))
