@@ -272,6 +272,9 @@ def test_overlap_on_a_real_model_has_the_uuid_control_and_a_causal_test_from_its
     candidates = base.unknown_candidates(100, exclude=unknown[:5], seed=7, min_known_fraction=0.1)
     assert len(candidates) == 19 and not set(candidates) & set(unknown[:5]) and set(candidates) <= set(unknown)
     assert candidates == base.unknown_candidates(100, exclude=unknown[:5], seed=7, min_known_fraction=0.1)
+    one = {f.relation for f in unknown}.pop()  # with new facts of one relation, candidates of that relation alone
+    alone = base.unknown_candidates(100, exclude=unknown[:5], seed=7, min_known_fraction=0.1, new_relation=one)
+    assert alone and {f.relation for f in alone} == {one} and set(alone) <= set(candidates)
     with pytest.raises(InterferenceError, match="the causal test needs 30 Unknown facts beyond D_unknown, the data "
                                                 "has 9: lower --n-unknown"):
         run_overlap(replace(config, n_unknown=15), base=base, progress=False)  # before any training

@@ -102,16 +102,17 @@ class RealData:
         return known, unknown, held, splits.knowledge_summary() if splits.known_fractions else None
 
     def unknown_candidates(self, n: int, *, exclude: Sequence[Fact] = (), seed: int = 0,
-                           min_known_fraction: float = 0.3) -> list[Fact]:
-        """Up to `n` Unknown facts of the relations `draw` keeps, none of `exclude` (a seed's D_unknown), drawn with
-        `seed`: the candidate new facts of the overlap study's causal test. Empty for a splits folder (it holds only
-        its own D_unknown)."""
+                           min_known_fraction: float = 0.3, new_relation: str | None = None) -> list[Fact]:
+        """Up to `n` Unknown facts of the relations `draw` keeps (of `new_relation` alone where given), none of
+        `exclude` (a seed's D_unknown), drawn with `seed`: the candidate new facts of the overlap study's causal test.
+        Empty for a splits folder (it holds only its own D_unknown)."""
         from .splits import SplitConfig, build_splits
 
         if self.rows is None:
             return []
         every = build_splits([r.fact for r in self.rows], self.rows, SplitConfig(
-            n_known=1, n_unknown=None, n_held=1, min_known_fraction=min_known_fraction, seed=seed)).unknown
+            n_known=1, n_unknown=None, n_held=1, min_known_fraction=min_known_fraction, seed=seed,
+            new_relation=new_relation)).unknown
         taken = {f.key for f in exclude}
         rest = [f for f in every if f.key not in taken]
         return random.Random(f"unknown-candidates:{seed}").sample(rest, min(n, len(rest)))

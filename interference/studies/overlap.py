@@ -186,13 +186,14 @@ def _completed_epochs(run: dict) -> list[int]:
 
 def _candidates(config: ExperimentConfig, base, setup, pool_factor: int, seed: int) -> list:
     """The causal test's candidate new facts: on the world, name-like facts with all, half or none of their syllables
-    from stored names; on real data, other Unknown facts of the kept relations (too few is a one-line error)."""
+    from stored names; on real data, other Unknown facts of the kept relations, or of `config.new_relation` alone (too
+    few is a one-line error)."""
     if isinstance(base, World):
         per_level = -(-pool_factor * config.n_unknown // len(POOL_OVERLAPS))
         return [f for level in POOL_OVERLAPS
                 for f in base.new_facts(per_level, overlap=level, relation=config.new_relation, seed=10_000 + seed)]
     pool = base.unknown_candidates(pool_factor * config.n_unknown, exclude=setup.unknown, seed=10_000 + seed,
-                                   min_known_fraction=config.min_known_fraction)
+                                   min_known_fraction=config.min_known_fraction, new_relation=config.new_relation)
     if len(pool) < 2 * config.n_unknown:
         raise InterferenceError(f"the causal test needs {2 * config.n_unknown} Unknown facts beyond D_unknown, the "
                                 f"data has {len(pool)}: lower --n-unknown")
