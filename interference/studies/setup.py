@@ -66,7 +66,7 @@ class ExperimentConfig:
             and overlap controls drawn beside it); None: the world's first relation ("country"), which naming it
             also gives (it is stored as None). With a real model, a relation of its data (e.g. "P17"): D_unknown
             is drawn from that relation's Unknown facts alone, D_known and D_held as without it (checked against the
-            data when the splits are drawn); None: every kept relation's.
+            data before the model loads); None: every kept relation's.
     """
 
     model: str = WORLD
