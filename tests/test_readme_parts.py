@@ -9,7 +9,7 @@ from conftest import ROOT, results_folder
 
 from interference.report.files import load_results
 from interference.report.paired import interval_text, paired_difference
-from interference.report.relations import relation_contrast
+from interference.report.relations import inside_outside, relation_contrast
 from interference.report.update_parts import (
     group_seeds,
     group_summary,
@@ -330,12 +330,12 @@ def _relations(folder: str) -> tuple[list[dict], dict, dict, dict]:
 
 
 def _share(row: dict, key: str) -> str:
-    return f"{row[f'{key}_mean']:.3f} [{row[f'{key}_low']:.3f}, {row[f'{key}_high']:.3f}]"
+    return _shown(f"{row[f'{key}_mean']:.3f} [{row[f'{key}_low']:.3f}, {row[f'{key}_high']:.3f}]")
 
 
 def _fewer(row: dict, key: str) -> str:
     """A paired difference below 0, as "so many fewer": the interval's bounds negated."""
-    return f"{-row[f'{key}_mean']:.3f} [{-row[f'{key}_high']:.3f}, {-row[f'{key}_low']:.3f}]"
+    return _shown(f"{-row[f'{key}_mean']:.3f} [{-row[f'{key}_high']:.3f}, {-row[f'{key}_low']:.3f}]")
 
 
 def _kept(mine: dict, sft: dict) -> str:
@@ -383,4 +383,57 @@ def test_the_readmes_relations_bullet_is_the_records(readme):
         f"its loss rise is {share['inside']:.2f} and {share['outside']:.2f} of the control's step's (inside − outside "
         f"{_shown(format(difference['mean'], '+.2f'))} [{_shown(format(difference['low'], '+.2f'))}, "
         f"{_shown(format(difference['high'], '+.2f'))}], through 0)",
+    ), _flat(readme))
+
+
+def test_the_smollm2_readmes_reading_of_new_facts_of_one_relation_is_the_records(readme):
+    text = _readme("smollm2-135m-new-p17-cpu")
+    records, rel, sd, shares = _relations("smollm2-135m-new-p17-cpu")
+    sft, mine = shares["sft"], shares["self_distill"]
+    aim = sd["aim_vs_matched"]
+    by_seed = {(r["name"], r["seed"]): r for r in records}
+    seeds = sorted({r["seed"] for r in records})
+
+    def inside(values: list, record: dict) -> list:
+        return [v for v, relation in zip(values, record["held_relations"], strict=True) if relation == "P17"]
+
+    known = [sum(inside(by_seed["sft", s]["held_correct_start"], by_seed["sft", s])) for s in seeds]
+    falls = [statistics.fmean(f - s for f, s in zip(inside(r["held_losses_final"], r),
+                                                    inside(r["held_losses_start"], r), strict=True))
+             for r in records if r["seed"] in seeds[2:]]
+    sft_gaps = [i - o for i, o in (inside_outside(r) for r in records if r["name"] == "sft")]
+    _assert_all_in((
+        f"Self-distillation keeps {_gain(records, 'self_distill')} more held-out facts than SFT (ahead on "
+        f"{paired_difference(records, 'self_distill', 'sft', 'held_acc_final').n_positive} of 4 seeds), the control "
+        f"{_gain(records, 'reshuffled')}.",
+        f"than of the others on {sum(g > 0 for g in sft_gaps)} of 4 seeds: {_share(sft, 'inside')} against "
+        f"{_share(sft, 'outside')}, inside − outside {_shown(format(sft['gap_mean'], '+.3f'))} "
+        f"[{_shown(format(sft['gap_low'], '+.3f'))}, {_shown(format(sft['gap_high'], '+.3f'))}];",
+        f"forgets {mine['inside_mean']:.3f} of them, {_fewer(mine, 'inside_minus_reference')} fewer than SFT (outside "
+        f"{mine['outside_mean']:.3f}, {_fewer(mine, 'outside_minus_reference')} fewer);",
+        f"is {_shown(rel['inside']['text'])} on the held-out P17 facts and {_shown(rel['outside']['text'])} on the "
+        f"others (gap {_shown(rel['gap']['text'])}; each below 0 on {rel['gap']['below']} of 4 seeds)",
+        f"answers {', '.join(map(str, known[:-1]))} and {known[-1]} of the held-out P17 facts",
+        f"by {min(-f for f in falls):.1f} to {max(-f for f in falls):.1f} nats a fact under every method",
+        f"{_shown(aim['text'])}, below on {aim['below']} of 4",
+        f"its step changes the held-out loss by {_shown(sd['sideways_on_top']['text'])} and the new facts' by "
+        f"{_shown(sd['new_on_top']['text'])}, the control's step there by {_shown(sd['matched_on_top']['text'])} and "
+        f"{_shown(sd['new_matched_on_top']['text'])}",
+        f"({sft['inside_mean'] / sft['outside_mean']:.1f} times the share",
+    ), text)
+    assert all(f < 0 for f in falls) and rel["shares"] is None  # the control's rise is not above 0 there
+    assert sft["gap_mean"] > 0 and sum(g > 0 for g in sft_gaps) >= 3  # prediction 1
+    assert mine["inside_minus_reference_mean"] < 0  # prediction 2
+    assert rel["inside"]["mean"] < 0 and rel["gap"]["mean"] < 0  # prediction 3
+    assert rel["inside"]["below"] == rel["outside"]["below"] == rel["gap"]["below"] == 3
+
+
+def test_the_readmes_smollm2_relation_paragraph_is_the_records(readme):
+    records, _, _, shares = _relations("smollm2-135m-new-p17-cpu")
+    sft, mine = shares["sft"], shares["self_distill"]
+    sft_gaps = [i - o for i, o in (inside_outside(r) for r in records if r["name"] == "sft")]
+    _assert_all_in((
+        f"SFT forgets {_share(sft, 'inside')} of the held-out P17 facts the snapshot knew and {_share(sft, 'outside')} "
+        f"of the others (more inside on {sum(g > 0 for g in sft_gaps)} of 4 seeds); self-distillation "
+        f"{mine['inside_mean']:.3f} and {mine['outside_mean']:.3f}, ahead of SFT by {_gain(records, 'self_distill')}",
     ), _flat(readme))
