@@ -47,6 +47,15 @@ def load_templates(directory: str | os.PathLike) -> dict[str, str]:
     return dict(data)
 
 
+def entityquestions_relations(directory: str | os.PathLike, split: str = "test") -> list[str]:
+    """The relations of an EntityQuestions directory that have `split` questions and a template, read from the file
+    names alone (no question is parsed)."""
+    directory = Path(directory)
+    found = {m["relation"] for f in (directory / split).glob("*.json") if (m := _FILE_PATTERN.match(f.name))
+             and m["split"] == split}
+    return sorted(found & set(load_templates(directory)))
+
+
 def load_entityquestions(
     directory: str | os.PathLike,
     split: str = "test",

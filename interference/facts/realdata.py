@@ -42,7 +42,7 @@ def check_data(data: str | Path) -> Path:
 def data_relations(data: str | Path) -> list[str] | None:
     """The relations whose facts `data` holds, read without the model: a SLiCK table's rows', an EntityQuestions
     folder's (those with test questions and a template); None for a splits folder (its D_unknown is fixed)."""
-    from .datasets import _FILE_PATTERN, load_templates
+    from .datasets import entityquestions_relations
     from .knowledge import load_knowledge_table
     from .knowledge_cache import is_table
 
@@ -51,9 +51,7 @@ def data_relations(data: str | Path) -> list[str] | None:
         return sorted({row.fact.relation for row in load_knowledge_table(path)})
     if (path / "known.jsonl").is_file():
         return None
-    templates = load_templates(path)
-    found = {m["relation"] for f in (path / "test").glob("*.json") if (m := _FILE_PATTERN.match(f.name))}
-    return sorted(found & set(templates))
+    return entityquestions_relations(path)
 
 
 def check_data_relation(data: str | Path, relation: str) -> None:
