@@ -49,17 +49,26 @@ def data_relations(data: str | Path) -> list[str] | None:
     path = check_data(data)
     if is_table(path):
         return sorted({row.fact.relation for row in load_knowledge_table(path)})
-    if (path / "known.jsonl").is_file():
-        return None
-    return entityquestions_relations(path)
+    return None if is_splits_folder(path) else entityquestions_relations(path)
+
+
+def is_splits_folder(path: Path) -> bool:
+    """Is `path` a folder of fixed splits (`known.jsonl`, … as `save_splits` writes them) rather than facts to split?"""
+    return path.is_dir() and (path / "known.jsonl").exists()
+
+
+def _fixed_unknown(relation: str, folder: str | Path | None = None) -> InterferenceError:
+    """The one-line refusal of a new relation for a splits folder, whose D_unknown is fixed."""
+    return InterferenceError(f"new_relation {relation!r} needs categorised facts (a SLiCK table or an EntityQuestions "
+                             f"folder), not {f'the splits folder {folder}' if folder else 'a splits folder'}: a splits "
+                             "folder holds its own D_unknown")
 
 
 def check_data_relation(data: str | Path, relation: str) -> None:
     """A one-line error, before the model loads, unless `data` holds facts of `relation` to draw new facts from."""
     relations = data_relations(data)
     if relations is None:
-        raise InterferenceError(f"new_relation {relation!r} needs categorised facts (a SLiCK table or an "
-                                f"EntityQuestions folder): the splits folder {data} holds its own D_unknown")
+        raise _fixed_unknown(relation, data)
     if relation not in relations:
         raise InterferenceError(f"new_relation {relation!r} is not a relation of {data} (it has "
                                 f"{', '.join(relations[:12])}{' …' if len(relations) > 12 else ''})")
@@ -86,8 +95,7 @@ class RealData:
 
         splits = self.splits
         if self.rows is None and new_relation is not None:
-            raise InterferenceError(f"new_relation {new_relation!r} needs categorised facts (a SLiCK table or an "
-                                    "EntityQuestions folder): a splits folder holds its own D_unknown")
+            raise _fixed_unknown(new_relation)
         if self.rows is None:
             sizes = (n_known, n_unknown, n_held)
             known, unknown, held = (list(s) if n is None else list(s)[:n]
@@ -139,7 +147,7 @@ def load_real_data(model_name: str, data: str | Path, *, relations: Sequence[str
     if is_table(path):
         rows = knowledge_source(path, model_name, relations=relations, limit_per_relation=limit_per_relation)
     model, tokenizer = load_model(model_name, device=device, dtype=dtype)
-    if path.is_dir() and (path / "known.jsonl").exists():
+    if is_splits_folder(path):
         return RealData(model_name, model, tokenizer, splits=load_splits(path))
     if rows is None:
         rows, _ = categorised_facts(model_name, path, model=model, tokenizer=tokenizer, relations=relations,
