@@ -33,6 +33,7 @@ test: lint
 bench: $(STAMP)
 	$(PY) -m bench.bench_views
 	$(PY) -m bench.bench_train --out reports/bench_train.json
+	$(PY) -m bench.bench_bits --out reports/bench_bits.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -22,7 +22,7 @@ The flat layout's import paths (`interference.views`, `interference.experiment`,
 
 from . import numerics
 
-numerics.apply()  # before PyTorch's first CPU kernel: the same bits on every AVX2 machine (interference.numerics)
+numerics.apply()  # before PyTorch's first CPU kernel: pinned kernels, the same bits per machine kind (numerics)
 
 from . import compat
 

@@ -97,3 +97,47 @@ def test_the_thread_bench_refuses_bad_facts_before_starting_a_child(bench_thread
     assert bench_threads.main(["--model", "tiny-llama", "--knowledge", str(tmp_path / "missing.jsonl")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "missing.jsonl" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def bench_bits(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.chdir(ROOT)  # the children run `python -m bench.bench_bits` from the repository root
+    from bench import bench_bits
+
+    return bench_bits
+
+
+def test_a_fingerprint_matches_a_known_one_on_every_figure_both_have(bench_bits):
+    known = [{"machine": "A", "mode": "portable", "dates": "d", "product": "p", "start": "s", "snapshot": "n"},
+             {"machine": "B", "mode": "portable", "dates": "d", "product": None, "start": "s", "snapshot": "m"},
+             {"machine": "C", "mode": "strict", "dates": "d", "product": "q", "start": None, "snapshot": None}]
+    assert [m["machine"] for m in bench_bits.matches({"product": "p", "start": "s", "snapshot": "n"}, known)] == ["A"]
+    assert bench_bits.matches({"product": "p"}, known) == [{"machine": "A", "mode": "portable", "dates": "d",
+                                                            "compared": ["product"]}]
+    assert bench_bits.matches({"product": "x", "start": "s", "snapshot": "m"}, known)[0]["machine"] == "B"
+    assert bench_bits.matches({"start": "s"}, known[2:]) == []  # nothing in common: no match
+
+
+def test_the_fixed_inputs_are_exact_and_centred(bench_bits):
+    import torch
+
+    matrix = bench_bits.fixed_matrix(3, 4, 0.25)
+    assert matrix.dtype == torch.float32 and matrix.shape == (3, 4)
+    assert matrix.flatten()[:5].tolist() == [-0.5, -0.25, 0.0, 0.25, -0.5]
+
+
+def test_the_bits_bench_fingerprints_each_mode_in_its_own_process(bench_bits, tmp_path, capsys):
+    out = tmp_path / "bits.json"
+    assert bench_bits.main(["--no-model", "--modes", "portable", "strict", "--out", str(out)]) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["mode"] for r in runs] == ["portable", "strict"]  # each child ran under its own mode
+    assert runs[1]["mkl"] in ("COMPATIBLE", None) and all(len(r["product"]) == 16 for r in runs)
+    assert "snapshot" not in runs[0] and "matches:" in capsys.readouterr().out
+
+
+def test_the_bits_bench_refuses_a_missing_table_before_any_child(bench_bits, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench_bits, "spawn", lambda *a: pytest.fail("a child started"))
+    assert bench_bits.main(["--table", str(tmp_path / "missing.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: SLiCK table") and len(err.strip().splitlines()) == 1

@@ -29,7 +29,7 @@ for _ in range(20):
     optimizer.step()
     optimizer.zero_grad()
 digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.state_dict().values())).hexdigest()
-print(json.dumps({"mode": numerics.mode(), "sha": digest}))
+print(json.dumps({"mode": numerics.mode(), "mkl": numerics.mkl_branch(), "sha": digest}))
 """
 #: Environment variables that make this machine's MKL and oneDNN behave as on a CPU without AVX-512.
 AVX2_MACHINE = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -61,9 +61,44 @@ def test_portable_numerics_give_the_same_bits_without_avx512_and_native_is_an_op
     assert native["sha"] != portable["sha"]  # AVX-512 kernels sum in another order: the bits differ
 
 
+def _intel() -> bool:
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.is_file() and "GenuineIntel" in cpuinfo.read_text(errors="replace")
+
+
+def test_mkl_says_which_branch_it_runs_and_honours_avx2_on_intel_only():
+    portable, strict = _run(), _run(INTERFERENCE_NUMERICS="strict")
+    if portable["mkl"] is None:
+        pytest.skip("this PyTorch has no MKL to ask (not an x86 Linux build)")
+    assert portable["mkl"] == ("AVX2" if _intel() else "AUTO")  # MKL keeps its AVX2 branch for Intel CPUs
+    assert strict["mode"] == "strict" and strict["mkl"] == "COMPATIBLE"
+    assert _run(INTERFERENCE_NUMERICS="native")["mkl"] == "off"
+    assert _run(MKL_CBWR="AVX2,STRICT")["mkl"].endswith(",STRICT")
+
+
+def test_strict_numerics_give_the_same_bits_without_avx512():
+    strict, capped = _run(INTERFERENCE_NUMERICS="strict"), _run(**AVX2_MACHINE, INTERFERENCE_NUMERICS="strict")
+    assert strict["mode"] == capped["mode"] == "strict" and strict["sha"] == capped["sha"]
+
+
+def test_an_unknown_numerics_mode_warns_and_keeps_the_portable_one(monkeypatch):
+    from interference import numerics
+
+    for name in SET_BY_US:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(numerics.SWITCH, "fastest")
+    with pytest.warns(UserWarning, match=r"INTERFERENCE_NUMERICS='fastest' is not one of portable, strict, native"):
+        numerics.apply()
+    assert {name: os.environ[name] for name in numerics.PORTABLE} == numerics.PORTABLE
+
+
 def test_a_world_records_its_numerics_and_lives_in_its_own_folder(world):
+    from interference import numerics
+
     assert world.record["numerics"] == "portable" or "numerics" not in world.record
-    assert world.path.name.endswith("-avx2")
+    assert world.record.get("mkl", numerics.mkl_branch()) == numerics.mkl_branch()
+    branch = numerics.mkl_branch()
+    assert world.path.name.endswith("-avx2" if branch in ("AVX2", None) else f"-avx2-mkl-{branch.lower()}")
 
 
 def test_the_cpu_is_named_with_the_features_that_decide_kernels():

@@ -126,6 +126,6 @@ def _check_cpu_autocast(precision: str) -> None:
     if failure is None:
         return
     remedy = (" or set INTERFERENCE_NUMERICS=native (the machine's own kernels: results then hold on this kind of CPU"
-              " only)" if numerics.mode() == "portable" else "")
+              " only)" if not numerics.mode().startswith("native") else "")
     raise InterferenceError(f"mixed precision {precision} fails in PyTorch's CPU attention on this machine "
                             f"({failure}): train in float32 (--mixed-precision no){remedy}")

@@ -37,7 +37,8 @@ RESULTS_FILE, HTML_FILE, CSV_FILE, MANIFEST_FILE = "results.json", "report.html"
 
 def versions() -> dict[str, str]:
     """Versions of python, torch, transformers, interference and the other libraries a report depends on, and the
-    CPU numerics in effect (`interference.numerics.mode`: "portable" or "native (<capability>)") and the CPU
+    CPU numerics in effect (`interference.numerics.mode`: "portable", "strict" or "native (<capability>)"), the
+    branch MKL ran (`mkl_branch`: on a non-Intel CPU "portable" runs MKL's AUTO branch) and the CPU
     (`interference.numerics.cpu`: its model and the features that decide kernels)."""
     import numpy
     import plotly
@@ -55,6 +56,7 @@ def versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "plotly": plotly.__version__,
         "numerics": numerics.mode(),
+        "mkl": numerics.mkl_branch(),
         "cpu": numerics.cpu(),
     }
 

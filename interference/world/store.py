@@ -37,16 +37,18 @@ CHECKPOINT_FILES = ("config.json", "generation_config.json", "model.safetensors"
 
 def world_dir(config: WorldConfig, cache_dir: str | Path | None = None) -> Path:
     """The checkpoint folder of `config`'s world: `<cache_dir or cache root>/worlds/<config digest>-<numerics>`, the
-    numerics "avx2" under the portable CPU mode (the same world on every AVX2 machine, `interference.numerics`) and
-    "native-<capability>" otherwise, so that a world pretrained on one kind of kernels is never read as another's."""
+    numerics "avx2" under the portable CPU mode where MKL runs its AVX2 branch (the same world on every Intel AVX2
+    machine, `interference.numerics`), "avx2-mkl-<branch>" where it runs another (MKL's AUTO branch on an AMD CPU),
+    "strict" under the strict mode (the same world on Intel and AMD) and "native-<capability>" otherwise, so that a
+    world pretrained on one kind of kernels is never read as another's."""
     root = Path(cache_dir) if cache_dir is not None else atomic.cache_root()
     return root / "worlds" / f"{config.digest()}-{_numerics_tag()}"
 
 
 def world_identity(config: WorldConfig, cache_dir: str | Path | None = None) -> dict | None:
     """What tells one machine's build of `config`'s world from another's, for a report to record: its config digest,
-    the SHA-256 (first 16 hex digits) of its weights file, its knowledge and pretraining steps, and the numerics and
-    CPU it was built with (where its record has them); None where this machine has not built it."""
+    the SHA-256 (first 16 hex digits) of its weights file, its knowledge and pretraining steps, and the numerics, MKL
+    branch and CPU it was built with (where its record has them); None where this machine has not built it."""
     path = world_dir(config, cache_dir)
     try:
         record = json.loads((path / WORLD_FILE).read_text())
@@ -54,12 +56,14 @@ def world_identity(config: WorldConfig, cache_dir: str | Path | None = None) -> 
     except (OSError, ValueError):
         return None
     return {"digest": record.get("digest"), "weights_sha256": weights, "knowledge": record.get("knowledge"),
-            "steps": record.get("steps"), "numerics": record.get("numerics"), "cpu": record.get("cpu")}
+            **{key: record.get(key) for key in ("steps", "numerics", "mkl", "cpu")}}
 
 
 def _numerics_tag() -> str:
-    mode = numerics.mode()
-    return "avx2" if mode == "portable" else "native-" + torch.backends.cpu.get_cpu_capability().lower()
+    mode, branch = numerics.mode(), numerics.mkl_branch()
+    if mode == "portable":
+        return "avx2" if branch in ("AVX2", None) else "avx2-mkl-" + branch.lower().replace(",", "-")
+    return mode if mode == "strict" else "native-" + torch.backends.cpu.get_cpu_capability().lower()
 
 
 @dataclass
@@ -189,6 +193,7 @@ def _build(config: WorldConfig, path: Path, progress: bool) -> None:
         "build_seconds": time.perf_counter() - start,
         "torch_threads": torch.get_num_threads(),
         "numerics": numerics.mode(),
+        "mkl": numerics.mkl_branch(),
         "cpu": numerics.cpu(),
         "history": result.history,
     }
