@@ -9,6 +9,7 @@ from scipy import stats
 from interference.io.errors import InterferenceError
 from interference.report.paired import (
     Check,
+    between_runs,
     condition_summary,
     fact_bootstrap,
     find,
@@ -58,6 +59,20 @@ def test_paired_difference_pairs_by_seed():
     assert not any(isinstance(v, list | tuple | dict) for v in row.values())
     with pytest.raises(InterferenceError, match="no seed holds"):
         paired_difference(records, "l2", "sft")
+
+
+def test_between_runs_pairs_each_seeds_difference_across_the_runs():
+    first = [record("sft", 0, 0.9, 0.6, 0.9), record("sd", 0, 0.9, 0.8, 0.9), record("sft", 1, 0.8, 0.7, 0.9),
+             record("sd", 1, 0.8, 0.75, 0.9), record("sft", 2, 0.9, 0.5, 0.9), record("sd", 2, 0.9, 0.6, 0.9)]
+    second = [record("sd", 1, 0.8, 0.8, 0.9), record("sft", 1, 0.8, 0.7, 0.9), record("sft", 0, 0.9, 0.7, 0.9),
+              record("sd", 0, 0.9, 0.8, 0.9), record("sft", 3, 0.9, 0.5, 0.9), record("sd", 3, 0.9, 0.9, 0.9)]
+    moved = between_runs(first, second, "sd", "sft")  # sd − sft: run 1 (0.2, 0.05), run 2 (0.1, 0.1)
+    assert moved.seeds == (0, 1) and moved.differences == pytest.approx((-0.1, 0.05))
+    assert moved.t.mean == pytest.approx(-0.025) and moved.n_positive == 1 and moved.bootstrap is None
+    alone = between_runs(first, second, "sft", None)  # sft's held-out accuracy itself, run 2 minus run 1
+    assert alone.differences == pytest.approx((0.1, 0.0)) and alone.measure == "held_acc_final"
+    with pytest.raises(InterferenceError, match="share no seed that holds 'held_acc_final' for sd − sft"):
+        between_runs(first, second[4:], "sd", "sft")
 
 
 def test_fact_bootstrap_is_deterministic_and_centred():

@@ -8,7 +8,7 @@ import statistics
 from conftest import ROOT, results_folder
 
 from interference.report.files import load_results
-from interference.report.paired import interval_text, paired_difference
+from interference.report.paired import between_runs, interval_text, paired_difference
 from interference.report.relations import inside_outside, relation_contrast
 from interference.report.update_parts import (
     group_seeds,
@@ -384,6 +384,55 @@ def test_the_readmes_relations_bullet_is_the_records(readme):
         f"{_shown(format(difference['mean'], '+.2f'))} [{_shown(format(difference['low'], '+.2f'))}, "
         f"{_shown(format(difference['high'], '+.2f'))}], through 0)",
     ), _flat(readme))
+
+
+def _signed_interval(interval: dict) -> str:
+    return _shown(f"{interval['mean']:+.2f} [{interval['low']:+.2f}, {interval['high']:+.2f}]")
+
+
+def test_the_readmes_reading_of_relations_180_219_on_the_amd_world_is_the_records(readme):
+    text = _readme("world-default")
+    intel = load_results(results_folder("world-default/relations-180-219"))["conditions"]
+    records, rel, sd, shares = _relations("world-default/relations-180-219-amd")
+    gain = paired_difference(records, "self_distill", "sft", "held_acc_final")
+    share, sft, mine, control = rel["shares"], shares["sft"], shares["self_distill"], shares["reshuffled"]
+    excess = sd["excess_vs_matched"]
+
+    def moved(name: str, reference: str | None = None, measure: str = "held_acc_final") -> str:
+        return _shown(interval_text(between_runs(intel, records, name, reference, measure).t))
+
+    _assert_all_in((
+        f"Self-distillation keeps {_gain(records, 'self_distill')} more held-out facts than SFT (ahead on "
+        f"{gain.n_positive} of 40 seeds); the control {_gain(records, 'reshuffled')}.",
+        f"is {_shown(rel['inside']['text'])} on the held-out facts of the new facts' relation (below 0 on "
+        f"{rel['inside']['below']} of 40) and {_shown(rel['outside']['text'])} on the others: gap "
+        f"{_shown(rel['gap']['text'])} (below 0 on {rel['gap']['below']} of 40)",
+        f"is {share['inside']:.2f} on the new facts' relation and {share['outside']:.2f} on the others, inside − "
+        f"outside {_signed_interval(share['difference'])}: wholly above 0",
+        f"minus `relations-180-219`'s: {moved('self_distill', 'sft')} (`interference.report.paired.between_runs`)",
+        f"SFT's held-out accuracy {moved('sft')}, its forgetting {moved('sft', measure='forgetting')}; "
+        f"self-distillation's held-out accuracy {moved('self_distill')}, its forgetting "
+        f"{moved('self_distill', measure='forgetting')}; held-out accuracy at the start "
+        f"{moved('sft', measure='held_acc_start')}",
+        f"SFT {_share(sft, 'inside')} and {_share(sft, 'outside')}; self-distillation {_share(mine, 'inside')} and "
+        f"{_share(mine, 'outside')} ({_kept(mine, sft)} of SFT's); the control "
+        f"{control['inside_mean']:.3f} and {control['outside_mean']:.3f}.",
+        f"in its place) {_shown(excess['text'])}, below 0 on {excess['below']} of 40",
+        "0.48 and 0.48 here", f"within {moved('self_distill', 'sft')} per seed",
+    ), text)
+    _assert_all_in((
+        f"Self-distillation keeps {_gain(records, 'self_distill')} more held-out facts than SFT; per seed that is "
+        f"{moved('self_distill', 'sft')} from the Intel world's figure.",
+        f"({_shown(rel['inside']['text'])}, gap {_shown(rel['gap']['text'])}) and the forgotten shares are "
+        f"{_kept(mine, sft)} of SFT's",
+        f"the loss rise share is {share['inside']:.2f} against {share['outside']:.2f}, inside − outside "
+        f"{_signed_interval(share['difference'])}",
+    ), _flat(readme))
+    assert gain.t.low > 0 and rel["inside"]["high"] < 0 and rel["gap"]["high"] < 0  # predictions 1, 2a, 2b hold
+    assert share["difference"]["low"] > 0  # prediction 2c fails: the proportional lead is above 0 on this world
+    machine = between_runs(intel, records, "self_distill", "sft").t
+    assert machine.low < 0 < machine.high  # prediction 3 holds: no machine effect on the headline
+    assert round(sft["inside_mean"] / sft["outside_mean"]) == 8 and _kept(mine, sft) == "0.48 and 0.48"
 
 
 def test_the_smollm2_readmes_reading_of_new_facts_of_one_relation_is_the_records(readme):

@@ -217,6 +217,31 @@ def paired_comparison(records: Sequence[Mapping], conditions: Sequence[str], ref
     return out
 
 
+def between_runs(first: Sequence[Mapping], second: Sequence[Mapping], condition: str, reference: str | None = "sft",
+                 measure: str = "held_acc_final", level: float = 0.95) -> PairedDifference:
+    """How a result moves from one run to another of the same seeds (another machine, version or world build): per
+    seed, `condition − reference` in `measure` in the second run minus the same in the first (with `reference`
+    None, the condition's `measure` itself), paired by seed over the seeds both runs hold; the t-interval says
+    whether the runs differ beyond their seeds' noise. Returned as a `PairedDifference` whose condition is
+    "second" and reference "first" (no bootstrap over facts: the two runs' facts are the same draws)."""
+
+    def per_seed(records: Sequence[Mapping]) -> dict[int, float]:
+        if reference is None:
+            return {s: float(r[measure]) for s, r in _by_seed(records, condition).items()
+                    if finite_number(r.get(measure))}
+        mine, theirs = _by_seed(records, condition), _by_seed(records, reference)
+        return {s: float(mine[s][measure]) - float(theirs[s][measure]) for s in _paired_seeds(mine, theirs, measure)}
+
+    before, after = per_seed(first), per_seed(second)
+    seeds = tuple(s for s in before if s in after)
+    if not seeds:
+        what = condition if reference is None else f"{condition} − {reference}"
+        raise InterferenceError(f"the two runs share no seed that holds {measure!r} for {what}")
+    differences = tuple(after[s] - before[s] for s in seeds)
+    return PairedDifference("second", "first", measure, seeds, differences, t_interval(differences, level), None,
+                            sum(d > 0 for d in differences))
+
+
 def condition_summary(records: Sequence[Mapping], conditions: Sequence[str],
                       measures: Sequence[str] = SUMMARY_MEASURES, level: float = 0.95) -> list[dict]:
     """Per condition: seeds, and per measure the mean over seeds and its t-interval (`<measure>_low/_high`)."""
