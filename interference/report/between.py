@@ -1,0 +1,126 @@
+"""Does a result hold on another machine? Two runs of the same seeds compared seed by seed.
+
+    python -m interference.report.between FIRST SECOND [--reference sft] [--any-config] [--out between.json]
+
+FIRST and SECOND are results folders (or results.json files) of one experiment run twice: on two kinds of CPU, on two
+builds of the embedded world, under two thread counts or two versions. Per condition both hold, over the seeds both
+hold, it says how many seeds gave identical records (every number equal: the same bits), and, for held-out accuracy,
+forgetting and acquisition, the second run minus the first, paired by seed (`paired.between_runs`: mean and 95 %
+t-interval) — of the condition's own value and of its difference from the reference condition, the figure a
+headline reads. An interval through 0 says the runs agree within their seeds' noise. It also prints where each run
+ran (CPU, numerics, MKL's branch, the world's weights). Runs whose settings differ other than in their seeds and
+device are another experiment, not another machine: refused in one line unless --any-config.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+
+from ..io import atomic
+from ..io.errors import CommandParser, InterferenceError, cli_errors
+from .files import load_results
+from .paired import between_runs, finite_number, interval_text
+
+#: The record measures compared.
+MEASURES = ("held_acc_final", "forgetting", "new_acc")
+#: Record fields that say where or how fast a run ran, not what it computed.
+NOT_COMPUTED = ("seconds", "machine")
+#: Config keys that may differ between two runs of one experiment.
+FREE_SETTINGS = ("seeds", "device")
+
+
+def identical_seeds(first: Sequence[Mapping], second: Sequence[Mapping], condition: str) -> tuple[int, int]:
+    """(seeds whose `condition` record is the same number for number in both runs, seeds both runs hold). Fields only
+    one record has (a later version records more) and `NOT_COMPUTED` ones are left out."""
+    mine = {r["seed"]: r for r in first if r["name"] == condition}
+    theirs = {r["seed"]: r for r in second if r["name"] == condition}
+    shared = [s for s in mine if s in theirs]
+    same = sum(_same(mine[s], theirs[s]) for s in shared)
+    return same, len(shared)
+
+
+def _same(one: Mapping, other: Mapping) -> bool:
+    return all(one[key] == other[key] for key in one.keys() & other.keys() if key not in NOT_COMPUTED)
+
+
+def setting_differences(first: Mapping, second: Mapping) -> list[str]:
+    """The config keys (other than `FREE_SETTINGS`) whose values differ between two results' configs."""
+    keys = sorted(set(first) | set(second))
+    return [key for key in keys if key not in FREE_SETTINGS and first.get(key) != second.get(key)]
+
+
+def where(data: Mapping) -> str:
+    """Where a run ran: its CPU, numerics and MKL branch (from its versions) and its world's weights (from
+    `results.world` or its pooled sources)."""
+    versions = data.get("versions", {})
+    results = data.get("results", {})
+    worlds = [results.get("world")] + [source.get("world") for source in results.get("pooled_from", [])]
+    weights = sorted({w["weights_sha256"] for w in worlds if isinstance(w, Mapping) and "weights_sha256" in w})
+    parts = [versions.get("cpu") or "CPU not recorded", f"numerics {versions.get('numerics', '?')}"]
+    if versions.get("mkl"):
+        parts.append(f"MKL {versions['mkl']}")
+    if weights:
+        parts.append("world " + ", ".join(weights))
+    return "; ".join(parts)
+
+
+def comparison_rows(first: Sequence[Mapping], second: Sequence[Mapping], reference: str = "sft") -> list[dict]:
+    """Per condition both runs hold and measure they hold: the moves of its own value and (for a condition other
+    than `reference`) of its difference from `reference`, with the seeds compared and the identical ones."""
+    names = [n for n in dict.fromkeys(r["name"] for r in first) if any(r["name"] == n for r in second)]
+    if not names:
+        raise InterferenceError("the two runs share no condition")
+    rows = []
+    for name in names:
+        same, shared = identical_seeds(first, second, name)
+        for measure in MEASURES:
+            if not any(r["name"] == name and finite_number(r.get(measure)) for r in first):
+                continue
+            own = between_runs(first, second, name, None, measure)
+            row = {"condition": name, "measure": measure, "seeds": len(own.seeds), "identical_seeds": same,
+                   "shared_seeds": shared, "own": own.t, "versus_reference": None}
+            if name != reference and any(r["name"] == reference for r in first):
+                row["versus_reference"] = between_runs(first, second, name, reference, measure).t
+            rows.append(row)
+    return rows
+
+
+def _jsonable(row: dict) -> dict:
+    return {key: asdict(value) if key in ("own", "versus_reference") and value is not None else value
+            for key, value in row.items()}
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    parser = CommandParser(prog="python -m interference.report.between", description=__doc__.split("\n\n")[0])
+    parser.add_argument("first", metavar="FIRST", help="a results folder or results.json")
+    parser.add_argument("second", metavar="SECOND", help="the same experiment's other run")
+    parser.add_argument("--reference", default="sft", help="the condition the headline differences are taken from")
+    parser.add_argument("--any-config", action="store_true", help="compare runs whose settings differ")
+    parser.add_argument("--out", default=None, help="also write the rows as JSON here")
+    args = parser.parse_args(argv)
+    first, second = load_results(args.first), load_results(args.second)
+    differ = setting_differences(first.get("config", {}), second.get("config", {}))
+    if differ and not args.any_config:
+        raise InterferenceError(f"the runs differ in {', '.join(differ)}, not only in where they ran: another "
+                                "experiment (give --any-config to compare them anyway)")
+    rows = comparison_rows(first["conditions"], second["conditions"], args.reference)
+    print(f"first:  {args.first} ({where(first)})\nsecond: {args.second} ({where(second)})")
+    print(f"\nsecond − first, paired by seed (mean [95 % t-interval]); '− {args.reference}': the difference from "
+          f"{args.reference} moved\n")
+    print(f"| condition | measure | seeds | identical | own | − {args.reference} |\n|---|---|---|---|---|---|")
+    for row in rows:
+        versus = "" if row["versus_reference"] is None else interval_text(row["versus_reference"])
+        print(f"| {row['condition']} | {row['measure']} | {row['seeds']} | {row['identical_seeds']} of "
+              f"{row['shared_seeds']} | {interval_text(row['own'])} | {versus} |")
+    if args.out:
+        atomic.write_json(args.out, {"first": args.first, "second": args.second, "reference": args.reference,
+                                     "settings_differ": differ, "rows": [_jsonable(row) for row in rows]})
+        print(f"\nwrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

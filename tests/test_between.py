@@ -1,0 +1,71 @@
+"""Two runs of the same seeds compared seed by seed (`interference.report.between`), on committed runs whose
+relation is known: the default study under 1 and 2 threads, the relations run on two kinds of CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import results_folder
+
+from interference.report.between import identical_seeds, main, setting_differences
+from interference.report.files import load_results
+from interference.report.paired import between_runs, interval_text
+
+
+def test_identical_seeds_compare_the_fields_both_records_hold_but_not_where_or_how_fast():
+    first = [{"name": "sft", "seed": 0, "held_acc_final": 0.9, "seconds": 3.0, "machine": "cpu (1 thread)"},
+             {"name": "sft", "seed": 1, "held_acc_final": 0.8}, {"name": "sd", "seed": 0, "held_acc_final": 0.9}]
+    second = [{"name": "sft", "seed": 0, "held_acc_final": 0.9, "seconds": 9.0, "machine": "cpu (2 threads)",
+               "held_relations": ["country"]},
+              {"name": "sft", "seed": 1, "held_acc_final": 0.7}, {"name": "sft", "seed": 2, "held_acc_final": 0.7}]
+    assert identical_seeds(first, second, "sft") == (1, 2)
+    assert identical_seeds(first, second, "sd") == (0, 0)
+
+
+def test_settings_other_than_seeds_and_device_make_another_experiment():
+    base = {"seeds": [0, 1], "device": "cpu", "n_held": 200, "train": {"lr": 1e-3}}
+    assert setting_differences(base, {**base, "seeds": [5], "device": "cuda"}) == []
+    assert setting_differences(base, {**base, "train": {"lr": 1e-4}, "layer": 1}) == ["layer", "train"]
+
+
+def test_the_default_study_under_two_thread_counts_is_the_same_bits_but_for_the_l2_control(capsys):
+    assert main([str(results_folder("world-default/forgetting")),
+                 str(results_folder("world-default/forgetting-2-threads"))]) == 0
+    table = capsys.readouterr().out
+    assert "| sft | held_acc_final | 10 | 10 of 10 | +0.000 [+0.000, +0.000] |  |" in table
+    assert "| self_distill | held_acc_final | 10 | 10 of 10 |" in table
+    assert "| l2 | held_acc_final | 10 | 8 of 10 |" in table  # docs/reproducibility.md: l2 differed on 2 of 10
+
+
+def test_the_relations_run_on_two_kinds_of_cpu_moves_the_headline_within_its_noise(tmp_path, capsys):
+    intel = results_folder("world-default/relations-180-219")
+    amd = results_folder("world-default/relations-180-219-amd")
+    out = tmp_path / "between.json"
+    assert main([str(intel), str(amd), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Intel(R) Xeon(R)" in printed and "world 3d07e8b8927e6093" in printed
+    assert "AMD EPYC" in printed and "world 23306f803487944c" in printed
+    moved = between_runs(load_results(intel)["conditions"], load_results(amd)["conditions"], "self_distill")
+    assert "| self_distill | held_acc_final | 40 | 0 of 40 | " in printed
+    assert f"| {interval_text(moved.t)} |" in printed
+    rows = json.loads(out.read_text())["rows"]
+    row = next(r for r in rows if r["condition"] == "self_distill" and r["measure"] == "held_acc_final")
+    assert row["versus_reference"]["mean"] == pytest.approx(moved.t.mean) and row["identical_seeds"] == 0
+    assert row["versus_reference"]["low"] < 0 < row["versus_reference"]["high"]
+
+
+@pytest.mark.parametrize(("second", "message"), [
+    ("world-default/matched-140-159", "the runs differ in remedies, not only in where they ran"),
+    ("world-default/forgetting-seeds-10-19", "the two runs share no seed that holds 'held_acc_final'"),
+])
+def test_another_experiment_or_other_seeds_are_one_line_errors(second, message, capsys):
+    first = "world-default/relations-180-219" if "matched" in second else "world-default/forgetting"
+    assert main([str(results_folder(first)), str(results_folder(second))]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
+    assert main([str(tmp_path / "nowhere"), str(tmp_path / "elsewhere")]) == 2
+    assert capsys.readouterr().err.startswith("error: results file")
