@@ -435,6 +435,35 @@ def test_the_readmes_reading_of_relations_180_219_on_the_amd_world_is_the_record
     assert round(sft["inside_mean"] / sft["outside_mean"]) == 8 and _kept(mine, sft) == "0.48 and 0.48"
 
 
+def test_the_readmes_reading_of_relations_220_259_on_the_amd_world_is_the_records(readme):
+    text = _readme("world-default")
+    records, rel, sd, shares = _relations("world-default/relations-220-259-amd")
+    gain = paired_difference(records, "self_distill", "sft", "held_acc_final")
+    share, sft, mine, control = rel["shares"], shares["sft"], shares["self_distill"], shares["reshuffled"]
+    _assert_all_in((
+        f"is {share['inside']:.2f} on the new facts' relation and {share['outside']:.2f} on the others: inside − "
+        f"outside {_signed_interval(share['difference'])}, through 0",
+        f"is {_shown(rel['inside']['text'])} on the held-out facts of the new facts' relation (below 0 on "
+        f"{rel['inside']['below']} of 40) and {_shown(rel['outside']['text'])} on the others: gap "
+        f"{_shown(rel['gap']['text'])} (below 0 on {rel['gap']['below']} of 40)",
+        f"Self-distillation keeps {_gain(records, 'self_distill')} more held-out facts than SFT (ahead on "
+        f"{gain.n_positive} of 40 seeds); the control {_gain(records, 'reshuffled')}.",
+        f"SFT {_share(sft, 'inside')} and {_share(sft, 'outside')}; self-distillation {_share(mine, 'inside')} and "
+        f"{_share(mine, 'outside')} ({_kept(mine, sft)} of SFT's); the control "
+        f"{control['inside_mean']:.3f} and {control['outside_mean']:.3f}.",
+        f"measure 3 {_shown(sd['excess_vs_matched']['text'])}, below 0 on {sd['excess_vs_matched']['below']} of 40",
+        f"and {_shown(format(share['difference']['mean'], '+.2f'))} in five runs",
+        f"{_kept(mine, sft)} of SFT's share).",
+    ), text)
+    _assert_all_in((
+        f"it is {_signed_interval(share['difference'])}, while the absolute lead holds again (gap "
+        f"{_shown(rel['gap']['text'])}) and self-distillation forgets {_kept(mine, sft)} of SFT's share",
+    ), _flat(readme))
+    assert share["difference"]["low"] < 0 < share["difference"]["high"]  # prediction 1 fails
+    assert rel["inside"]["high"] < 0 and rel["gap"]["high"] < 0  # prediction 2 holds
+    assert _signed_interval(share["difference"]).startswith("−0.03")
+
+
 def test_the_smollm2_readmes_reading_of_new_facts_of_one_relation_is_the_records(readme):
     text = _readme("smollm2-135m-new-p17-cpu")
     records, rel, sd, shares = _relations("smollm2-135m-new-p17-cpu")
