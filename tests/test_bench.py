@@ -3,6 +3,7 @@ the numbers are is the bench's business, never a test's)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -41,13 +42,15 @@ def test_the_training_bench_refuses_an_unknown_variant_before_any_work(bench_tra
     assert "unknown variant 'lora rank 4'" in capsys.readouterr().err
 
 
+def _bench_module(monkeypatch, name: str):
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.chdir(ROOT)  # the children run `python -m bench.<name>` from the repository root
+    return importlib.import_module(f"bench.{name}")
+
+
 @pytest.fixture
 def bench_threads(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT))
-    monkeypatch.chdir(ROOT)  # the children run `python -m bench.bench_threads` from the repository root
-    from bench import bench_threads
-
-    return bench_threads
+    return _bench_module(monkeypatch, "bench_threads")
 
 
 def test_the_weights_digest_sees_one_changed_bit_and_not_the_order_of_parameters(bench_threads):
@@ -101,11 +104,7 @@ def test_the_thread_bench_refuses_bad_facts_before_starting_a_child(bench_thread
 
 @pytest.fixture
 def bench_bits(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT))
-    monkeypatch.chdir(ROOT)  # the children run `python -m bench.bench_bits` from the repository root
-    from bench import bench_bits
-
-    return bench_bits
+    return _bench_module(monkeypatch, "bench_bits")
 
 
 def test_a_fingerprint_matches_a_known_one_on_every_figure_both_have(bench_bits):
