@@ -24,9 +24,12 @@ def test_identical_seeds_compare_the_fields_both_records_hold_but_not_where_or_h
 
 
 def test_settings_other_than_seeds_and_device_make_another_experiment():
-    base = {"seeds": [0, 1], "device": "cpu", "n_held": 200, "train": {"lr": 1e-3}}
-    assert setting_differences(base, {**base, "seeds": [5], "device": "cuda"}) == []
-    assert setting_differences(base, {**base, "train": {"lr": 1e-4}, "layer": 1}) == ["layer", "train"]
+    base = {"seeds": [0, 1], "device": "cpu", "n_held": 200, "train": {"lr": 1e-3, "seed": 0}}
+    assert setting_differences(base, {**base, "seeds": [5], "device": "cuda"}) == ([], [])
+    assert setting_differences(base, {**base, "train": {"lr": 1e-4, "seed": 0}, "n_held": 100}) == (
+        ["n_held", "train.lr"], [])
+    newer = {**base, "train": {**base["train"], "order_shift": 0}}  # a later version records one more setting
+    assert setting_differences(base, newer) == ([], ["train.order_shift"])
 
 
 def test_the_default_study_under_two_thread_counts_is_the_same_bits_but_for_the_l2_control(capsys):
@@ -69,3 +72,15 @@ def test_another_experiment_or_other_seeds_are_one_line_errors(second, message, 
 def test_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
     assert main([str(tmp_path / "nowhere"), str(tmp_path / "elsewhere")]) == 2
     assert capsys.readouterr().err.startswith("error: results file")
+
+
+def test_the_committed_repeat_of_the_world_headline_is_the_same_bits_on_every_seed():
+    from conftest import ROOT
+
+    repeat = json.loads((ROOT / "results" / "reproducibility" / "forgetting-amd-2026-12-08.json").read_text())
+    assert repeat["first"] == "results/world-default/forgetting" and repeat["settings_differ"] == []
+    assert "AMD EPYC" in repeat["second_ran"] and "world 23306f803487944c" in repeat["second_ran"]
+    conditions = {row["condition"] for row in repeat["rows"]}
+    assert conditions == {"sft", "self_distill", "l2", "attention-only", "ffn-only", "known-only"}
+    assert all(row["identical_seeds"] == row["shared_seeds"] == row["seeds"] == 10 for row in repeat["rows"])
+    assert all(row["own"]["mean"] == 0 for row in repeat["rows"])

@@ -45,10 +45,25 @@ def _same(one: Mapping, other: Mapping) -> bool:
     return all(one[key] == other[key] for key in one.keys() & other.keys() if key not in NOT_COMPUTED)
 
 
-def setting_differences(first: Mapping, second: Mapping) -> list[str]:
-    """The config keys (other than `FREE_SETTINGS`) whose values differ between two results' configs."""
-    keys = sorted(set(first) | set(second))
-    return [key for key in keys if key not in FREE_SETTINGS and first.get(key) != second.get(key)]
+def setting_differences(first: Mapping, second: Mapping) -> tuple[list[str], list[str]]:
+    """Between two results' configs (nested settings as dotted keys, `FREE_SETTINGS` left out): the settings both
+    record with different values, and those only one records (a later version records more settings, at their
+    defaults where the earlier run had no such option)."""
+    mine, theirs = _flat(first), _flat(second)
+    differ = sorted(key for key in mine.keys() & theirs.keys() if mine[key] != theirs[key])
+    return differ, sorted(mine.keys() ^ theirs.keys())
+
+
+def _flat(config: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        if not prefix and key in FREE_SETTINGS:
+            continue
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def where(data: Mapping) -> str:
@@ -102,12 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     first, second = load_results(args.first), load_results(args.second)
-    differ = setting_differences(first.get("config", {}), second.get("config", {}))
+    differ, one_sided = setting_differences(first.get("config", {}), second.get("config", {}))
     if differ and not args.any_config:
         raise InterferenceError(f"the runs differ in {', '.join(differ)}, not only in where they ran: another "
                                 "experiment (give --any-config to compare them anyway)")
     rows = comparison_rows(first["conditions"], second["conditions"], args.reference)
     print(f"first:  {args.first} ({where(first)})\nsecond: {args.second} ({where(second)})")
+    if one_sided:
+        print(f"settings only one run records (a newer version's, at its defaults?): {', '.join(one_sided)}")
     print(f"\nsecond − first, paired by seed (mean [95 % t-interval]); '− {args.reference}': the difference from "
           f"{args.reference} moved\n")
     print(f"| condition | measure | seeds | identical | own | − {args.reference} |\n|---|---|---|---|---|---|")
@@ -116,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {row['condition']} | {row['measure']} | {row['seeds']} | {row['identical_seeds']} of "
               f"{row['shared_seeds']} | {interval_text(row['own'])} | {versus} |")
     if args.out:
-        atomic.write_json(args.out, {"first": args.first, "second": args.second, "reference": args.reference,
-                                     "settings_differ": differ, "rows": [_jsonable(row) for row in rows]})
+        atomic.write_json(args.out, {"first": args.first, "second": args.second, "first_ran": where(first),
+                                     "second_ran": where(second), "reference": args.reference,
+                                     "settings_differ": differ, "settings_one_sided": one_sided,
+                                     "rows": [_jsonable(row) for row in rows]})
         print(f"\nwrote {args.out}", file=sys.stderr)
     return 0
 
