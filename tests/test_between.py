@@ -30,6 +30,7 @@ def test_settings_other_than_seeds_and_device_make_another_experiment():
         ["n_held", "train.lr"], [])
     newer = {**base, "train": {**base["train"], "order_shift": 0}}  # a later version records one more setting
     assert setting_differences(base, newer) == ([], ["train.order_shift"])
+    assert setting_differences(base, {**newer, "new_relation": "capital"}) == (["new_relation"], ["train.order_shift"])
 
 
 def test_the_default_study_under_two_thread_counts_is_the_same_bits_but_for_the_l2_control(capsys):
@@ -59,11 +60,11 @@ def test_the_relations_run_on_two_kinds_of_cpu_moves_the_headline_within_its_noi
 
 
 @pytest.mark.parametrize(("second", "message"), [
-    ("world-default/matched-140-159", "the runs differ in remedies, not only in where they ran"),
+    ("world-default/forgetting-new-capital", "the runs differ in new_relation, not only in where they ran"),
     ("world-default/forgetting-seeds-10-19", "the two runs share no seed that holds 'held_acc_final'"),
 ])
 def test_another_experiment_or_other_seeds_are_one_line_errors(second, message, capsys):
-    first = "world-default/relations-180-219" if "matched" in second else "world-default/forgetting"
+    first = "world-default/forgetting"
     assert main([str(results_folder(first)), str(results_folder(second))]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1

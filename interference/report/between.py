@@ -46,12 +46,15 @@ def _same(one: Mapping, other: Mapping) -> bool:
 
 
 def setting_differences(first: Mapping, second: Mapping) -> tuple[list[str], list[str]]:
-    """Between two results' configs (nested settings as dotted keys, `FREE_SETTINGS` left out): the settings both
-    record with different values, and those only one records (a later version records more settings, at their
-    defaults where the earlier run had no such option)."""
+    """Between two results' configs (nested settings as dotted keys, `FREE_SETTINGS` left out): the settings that
+    differ, and those only one records at an "off" value (None, False, 0, empty: a later version records more
+    settings, at their defaults where the earlier run had no such option). A setting only one records at any other
+    value differs."""
     mine, theirs = _flat(first), _flat(second)
-    differ = sorted(key for key in mine.keys() & theirs.keys() if mine[key] != theirs[key])
-    return differ, sorted(mine.keys() ^ theirs.keys())
+    one_sided = {key: {**mine, **theirs}[key] for key in mine.keys() ^ theirs.keys()}
+    differ = {key for key in mine.keys() & theirs.keys() if mine[key] != theirs[key]}
+    differ |= {key for key, value in one_sided.items() if value not in (None, False, 0, "", [], {})}
+    return sorted(differ), sorted(one_sided.keys() - differ)
 
 
 def _flat(config: Mapping, prefix: str = "") -> dict:
