@@ -19,8 +19,12 @@ def test_identical_seeds_compare_the_fields_both_records_hold_but_not_where_or_h
     second = [{"name": "sft", "seed": 0, "held_acc_final": 0.9, "seconds": 9.0, "machine": "cpu (2 threads)",
                "held_relations": ["country"]},
               {"name": "sft", "seed": 1, "held_acc_final": 0.7}, {"name": "sft", "seed": 2, "held_acc_final": 0.7}]
-    assert identical_seeds(first, second, "sft") == (1, 2)
-    assert identical_seeds(first, second, "sd") == (0, 0)
+    assert identical_seeds(first, second, "sft") == (1, 1, 2)
+    assert identical_seeds(first, second, "sd") == (0, 0, 0)
+    bits = [{"name": "sft", "seed": 0, "held_correct_final": [1, 0], "epochs": 4, "held_loss_final": 0.18204992}]
+    other = [{**bits[0], "held_loss_final": 0.18205032}]  # the same answers, other bits (another kind of CPU)
+    assert identical_seeds(bits, other, "sft") == (0, 1, 1)
+    assert identical_seeds(bits, [{**other[0], "epochs": 5}], "sft") == (0, 0, 1)
 
 
 def test_settings_other_than_seeds_and_device_make_another_experiment():
@@ -37,9 +41,9 @@ def test_the_default_study_under_two_thread_counts_is_the_same_bits_but_for_the_
     assert main([str(results_folder("world-default/forgetting")),
                  str(results_folder("world-default/forgetting-2-threads"))]) == 0
     table = capsys.readouterr().out
-    assert "| sft | held_acc_final | 10 | 10 of 10 | +0.000 [+0.000, +0.000] |  |" in table
+    assert "| sft | held_acc_final | 10 | 10 of 10 | 10 | +0.000 [+0.000, +0.000] |  |" in table
     assert "| self_distill | held_acc_final | 10 | 10 of 10 |" in table
-    assert "| l2 | held_acc_final | 10 | 8 of 10 |" in table  # docs/reproducibility.md: l2 differed on 2 of 10
+    assert "| l2 | held_acc_final | 10 | 8 of 10 | " in table  # docs/reproducibility.md: l2 differed on 2 of 10
 
 
 def test_the_relations_run_on_two_kinds_of_cpu_moves_the_headline_within_its_noise(tmp_path, capsys):
@@ -83,5 +87,17 @@ def test_the_committed_repeat_of_the_world_headline_is_the_same_bits_on_every_se
     assert "AMD EPYC" in repeat["second_ran"] and "world 23306f803487944c" in repeat["second_ran"]
     conditions = {row["condition"] for row in repeat["rows"]}
     assert conditions == {"sft", "self_distill", "l2", "attention-only", "ffn-only", "known-only"}
-    assert all(row["identical_seeds"] == row["shared_seeds"] == row["seeds"] == 10 for row in repeat["rows"])
+    assert all(row["identical_seeds"] == row["same_answers"] == row["shared_seeds"] == row["seeds"] == 10
+               for row in repeat["rows"])
     assert all(row["own"]["mean"] == 0 for row in repeat["rows"])
+
+
+def test_the_committed_smollm2_repeat_on_another_kind_of_cpu_has_other_bits_and_the_same_answers():
+    from conftest import ROOT
+
+    repeat = json.loads((ROOT / "results" / "reproducibility" /
+                         "smollm2-new-p17-seed-39-amd-2026-12-08.json").read_text())
+    assert "Intel(R) Xeon(R)" in repeat["first_ran"] and "AMD EPYC" in repeat["second_ran"]
+    assert {row["condition"] for row in repeat["rows"]} == {"sft", "reshuffled", "self_distill"}
+    assert all(row["identical_seeds"] == 0 and row["same_answers"] == row["shared_seeds"] == 1
+               for row in repeat["rows"])

@@ -4,12 +4,13 @@
 
 FIRST and SECOND are results folders (or results.json files) of one experiment run twice: on two kinds of CPU, on two
 builds of the embedded world, under two thread counts or two versions. Per condition both hold, over the seeds both
-hold, it says how many seeds gave identical records (every number equal: the same bits), and, for held-out accuracy,
-forgetting and acquisition, the second run minus the first, paired by seed (`paired.between_runs`: mean and 95 %
-t-interval) — of the condition's own value and of its difference from the reference condition, the figure a
-headline reads. An interval through 0 says the runs agree within their seeds' noise. It also prints where each run
-ran (CPU, numerics, MKL's branch, the world's weights). Runs whose settings differ other than in their seeds and
-device are another experiment, not another machine: refused in one line unless --any-config.
+hold, it says how many seeds gave identical records (every number equal: the same bits) and how many the same answers
+(every per-fact outcome, per-epoch accuracy and stopping epoch; losses may differ in their last digits), and, for
+held-out accuracy, forgetting and acquisition, the second run minus the first, paired by seed (`paired.between_runs`:
+mean and 95 % t-interval) — of the condition's own value and of its difference from the reference condition, the
+figure a headline reads. An interval through 0 says the runs agree within their seeds' noise. It also prints where
+each run ran (CPU, numerics, MKL's branch, the world's weights). Runs whose settings differ other than in their seeds
+and device are another experiment, not another machine: refused in one line unless --any-config.
 """
 
 from __future__ import annotations
@@ -27,22 +28,29 @@ from .paired import between_runs, finite_number, interval_text
 MEASURES = ("held_acc_final", "forgetting", "new_acc")
 #: Record fields that say where or how fast a run ran, not what it computed.
 NOT_COMPUTED = ("seconds", "machine")
+#: Record fields that hold a run's answers: per-fact outcomes, per-epoch accuracies, where it stopped.
+ANSWERS = ("held_correct_start", "held_correct_final", "new_correct_final", "curves", "epochs", "stopped")
 #: Config keys that may differ between two runs of one experiment.
 FREE_SETTINGS = ("seeds", "device")
 
 
-def identical_seeds(first: Sequence[Mapping], second: Sequence[Mapping], condition: str) -> tuple[int, int]:
-    """(seeds whose `condition` record is the same number for number in both runs, seeds both runs hold). Fields only
-    one record has (a later version records more) and `NOT_COMPUTED` ones are left out."""
+def identical_seeds(first: Sequence[Mapping], second: Sequence[Mapping], condition: str) -> tuple[int, int, int]:
+    """(seeds whose `condition` record is the same number for number in both runs, seeds whose answers are the same
+    — every per-fact outcome, per-epoch accuracy and stopping epoch, where the bits may differ —, seeds both runs
+    hold). Fields only one record has (a later version records more) and `NOT_COMPUTED` ones are left out."""
     mine = {r["seed"]: r for r in first if r["name"] == condition}
     theirs = {r["seed"]: r for r in second if r["name"] == condition}
     shared = [s for s in mine if s in theirs]
-    same = sum(_same(mine[s], theirs[s]) for s in shared)
-    return same, len(shared)
+    both = {s: mine[s].keys() & theirs[s].keys() for s in shared}
+    same = [s for s in shared if _same(mine[s], theirs[s], both[s])]
+    answers = [s for s in shared if s in same or _same(mine[s], theirs[s], both[s] & set(ANSWERS))]
+    return len(same), len(answers), len(shared)
 
 
-def _same(one: Mapping, other: Mapping) -> bool:
-    return all(one[key] == other[key] for key in one.keys() & other.keys() if key not in NOT_COMPUTED)
+def _same(one: Mapping, other: Mapping, keys: set) -> bool:
+    """The records agree on `keys` (not on where or how fast they ran), and `keys` holds something to agree on."""
+    keys = keys - set(NOT_COMPUTED)
+    return bool(keys) and all(one[key] == other[key] for key in keys)
 
 
 def setting_differences(first: Mapping, second: Mapping) -> tuple[list[str], list[str]]:
@@ -92,12 +100,13 @@ def comparison_rows(first: Sequence[Mapping], second: Sequence[Mapping], referen
         raise InterferenceError("the two runs share no condition")
     rows = []
     for name in names:
-        same, shared = identical_seeds(first, second, name)
+        same, answers, shared = identical_seeds(first, second, name)
         for measure in MEASURES:
             if not any(r["name"] == name and finite_number(r.get(measure)) for r in first):
                 continue
             own = between_runs(first, second, name, None, measure)
             row = {"condition": name, "measure": measure, "seeds": len(own.seeds), "identical_seeds": same,
+                   "same_answers": answers,
                    "shared_seeds": shared, "own": own.t, "versus_reference": None}
             if name != reference and any(r["name"] == reference for r in first):
                 row["versus_reference"] = between_runs(first, second, name, reference, measure).t
@@ -130,11 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"settings only one run records (a newer version's, at its defaults?): {', '.join(one_sided)}")
     print(f"\nsecond − first, paired by seed (mean [95 % t-interval]); '− {args.reference}': the difference from "
           f"{args.reference} moved\n")
-    print(f"| condition | measure | seeds | identical | own | − {args.reference} |\n|---|---|---|---|---|---|")
+    print(f"| condition | measure | seeds | identical | same answers | own | − {args.reference} |\n"
+          "|---|---|---|---|---|---|---|")
     for row in rows:
         versus = "" if row["versus_reference"] is None else interval_text(row["versus_reference"])
         print(f"| {row['condition']} | {row['measure']} | {row['seeds']} | {row['identical_seeds']} of "
-              f"{row['shared_seeds']} | {interval_text(row['own'])} | {versus} |")
+              f"{row['shared_seeds']} | {row['same_answers']} | {interval_text(row['own'])} | {versus} |")
     if args.out:
         atomic.write_json(args.out, {"first": args.first, "second": args.second, "first_ran": where(first),
                                      "second_ran": where(second), "reference": args.reference,
