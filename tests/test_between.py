@@ -79,15 +79,18 @@ def test_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: results file")
 
 
-def test_the_committed_repeat_of_the_world_headline_is_the_same_bits_on_every_seed():
+@pytest.mark.parametrize(("name", "conditions", "seeds"), [
+    ("forgetting", {"sft", "self_distill", "l2", "attention-only", "ffn-only", "known-only"}, 10),
+    ("overlap", {"sft", "self_distill", "uuid-sft", "high-overlap sft", "low-overlap sft"}, 3),
+])
+def test_the_committed_repeats_of_the_world_headlines_are_the_same_bits_on_every_seed(name, conditions, seeds):
     from conftest import ROOT
 
-    repeat = json.loads((ROOT / "results" / "reproducibility" / "forgetting-amd-2026-12-08.json").read_text())
-    assert repeat["first"] == "results/world-default/forgetting" and repeat["settings_differ"] == []
+    repeat = json.loads((ROOT / "results" / "reproducibility" / f"{name}-amd-2026-12-08.json").read_text())
+    assert repeat["first"] == f"results/world-default/{name}" and repeat["settings_differ"] == []
     assert "AMD EPYC" in repeat["second_ran"] and "world 23306f803487944c" in repeat["second_ran"]
-    conditions = {row["condition"] for row in repeat["rows"]}
-    assert conditions == {"sft", "self_distill", "l2", "attention-only", "ffn-only", "known-only"}
-    assert all(row["identical_seeds"] == row["same_answers"] == row["shared_seeds"] == row["seeds"] == 10
+    assert {row["condition"] for row in repeat["rows"]} == conditions
+    assert all(row["identical_seeds"] == row["same_answers"] == row["shared_seeds"] == row["seeds"] == seeds
                for row in repeat["rows"])
     assert all(row["own"]["mean"] == 0 for row in repeat["rows"])
 
