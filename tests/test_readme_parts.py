@@ -8,7 +8,7 @@ import statistics
 from conftest import ROOT, results_folder
 
 from interference.report.files import load_results
-from interference.report.paired import between_runs, interval_text, paired_difference
+from interference.report.paired import between_runs, interval_text, paired_difference, t_interval
 from interference.report.relations import inside_outside, relation_contrast
 from interference.report.update_parts import (
     group_seeds,
@@ -433,6 +433,32 @@ def test_the_readmes_reading_of_relations_180_219_on_the_amd_world_is_the_record
     machine = between_runs(intel, records, "self_distill", "sft").t
     assert machine.low < 0 < machine.high  # prediction 3 holds: no machine effect on the headline
     assert round(sft["inside_mean"] / sft["outside_mean"]) == 8 and _kept(mine, sft) == "0.48 and 0.48"
+
+
+def test_the_readmes_magnitudes_across_the_two_worlds_are_the_records(readme):
+    def steps(folder: str) -> dict[int, dict]:
+        return {s["seed"]: s for s in _parts(folder)[3] if s["method"] == "self_distill"}
+
+    intel, amd = steps("world-default/relations-180-219"), steps("world-default/relations-180-219-amd")
+
+    def mean(rows: dict, key: str, bounds: bool = True) -> str:
+        interval = t_interval([row[key] for row in rows.values()])
+        return _shown(interval_text(interval) if bounds else f"{interval.mean:+.3f}")
+
+    def moved(key: str) -> str:
+        return _shown(interval_text(t_interval([amd[s][key] - intel[s][key] for s in intel])))
+
+    _assert_all_in((
+        f"self-distillation's step {mean(amd, 'new_on_top')} against {mean(intel, 'new_on_top')} (per seed "
+        f"{moved('new_on_top')}), the control's step in its place {mean(amd, 'new_matched_on_top', False)} against "
+        f"{mean(intel, 'new_matched_on_top', False)} (per seed {moved('new_matched_on_top')})",
+        f"(self-distillation's {mean(amd, 'sideways_on_top', False)} against {mean(intel, 'sideways_on_top', False)}, "
+        f"per seed {moved('sideways_on_top')}; the control's there {mean(amd, 'matched_on_top', False)} against "
+        f"{mean(intel, 'matched_on_top', False)}, per seed {moved('matched_on_top')})",
+    ), _readme("world-default"))
+    assert (f"(self-distillation's {mean(amd, 'new_on_top', False)} against "
+            f"{mean(intel, 'new_on_top', False)} on the same seeds)") in _flat(readme)
+    assert t_interval([amd[s]["new_on_top"] - intel[s]["new_on_top"] for s in intel]).high < 0  # twice as large
 
 
 def test_the_readmes_reading_of_relations_220_259_on_the_amd_world_is_the_records(readme):
