@@ -98,6 +98,7 @@ def comparison_rows(first: Sequence[Mapping], second: Sequence[Mapping], referen
     names = [n for n in dict.fromkeys(r["name"] for r in first) if any(r["name"] == n for r in second)]
     if not names:
         raise InterferenceError("the two runs share no condition")
+    paired = reference in names  # the headline differences need the reference in both runs
     rows = []
     for name in names:
         same, answers, shared = identical_seeds(first, second, name)
@@ -106,9 +107,8 @@ def comparison_rows(first: Sequence[Mapping], second: Sequence[Mapping], referen
                 continue
             own = between_runs(first, second, name, None, measure)
             row = {"condition": name, "measure": measure, "seeds": len(own.seeds), "identical_seeds": same,
-                   "same_answers": answers,
-                   "shared_seeds": shared, "own": own.t, "versus_reference": None}
-            if name != reference and any(r["name"] == reference for r in first):
+                   "same_answers": answers, "shared_seeds": shared, "own": own.t, "versus_reference": None}
+            if paired and name != reference:
                 row["versus_reference"] = between_runs(first, second, name, reference, measure).t
             rows.append(row)
     return rows
