@@ -1,7 +1,7 @@
 """Reports: the statistics of a study (`stats`, `paired`: intervals over seeds, the paired bootstrap), tables and
 plotly charts (`tables`, `charts`), the verdict-first headline (`headline`), forgetting by relation (`relations`),
-the report itself (`document`: HTML, results.json, CSV, manifest), the schema of its files (`files`) and pooling
-seeds of several runs (`accumulate`).
+the report itself (`document`: HTML, results.json, CSV, manifest), the schema of its files (`files`), pooling
+seeds of several runs (`accumulate`) and comparing two runs of the same seeds, e.g. on two machines (`between`).
 
 Layer 1: imports only `interference.io` (and `numerics`); a report knows numbers and records, not models.
 """
