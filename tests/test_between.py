@@ -104,3 +104,13 @@ def test_the_committed_smollm2_repeat_on_another_kind_of_cpu_has_other_bits_and_
     assert {row["condition"] for row in repeat["rows"]} == {"sft", "reshuffled", "self_distill"}
     assert all(row["identical_seeds"] == 0 and row["same_answers"] == row["shared_seeds"] == 1
                for row in repeat["rows"])
+
+
+def test_the_committed_smollm2_repeat_on_the_same_kind_of_cpu_is_the_same_bits():
+    from conftest import ROOT
+
+    repeat = json.loads((ROOT / "results" / "reproducibility" /
+                         "smollm2-parts-seed-27-sft-amd-2026-12-08.json").read_text())
+    assert repeat["first"] == "results/smollm2-135m-parts-cpu" and "AMD EPYC" in repeat["second_ran"]
+    assert {row["condition"] for row in repeat["rows"]} == {"sft"} and repeat["settings_differ"] == []
+    assert all(row["identical_seeds"] == row["shared_seeds"] == 1 for row in repeat["rows"])
