@@ -114,3 +114,14 @@ def test_the_committed_smollm2_repeat_on_the_same_kind_of_cpu_is_the_same_bits()
     assert repeat["first"] == "results/smollm2-135m-parts-cpu" and "AMD EPYC" in repeat["second_ran"]
     assert {row["condition"] for row in repeat["rows"]} == {"sft"} and repeat["settings_differ"] == []
     assert all(row["identical_seeds"] == row["shared_seeds"] == 1 for row in repeat["rows"])
+
+
+@pytest.mark.parametrize("name", ["frozen-60", "shrink-40", "remedies-0"])
+def test_the_committed_single_seed_repeats_place_their_folders_on_the_amd_kind(name):
+    from conftest import ROOT
+
+    repeat = json.loads((ROOT / "results" / "reproducibility" / f"place-{name}-amd-2026-12-08.json").read_text())
+    assert "AMD EPYC" in repeat["second_ran"] and all(row["shared_seeds"] == 1 for row in repeat["rows"])
+    assert all(row["same_answers"] == 1 and row["own"]["mean"] == 0 for row in repeat["rows"])
+    different = {row["condition"] for row in repeat["rows"] if row["identical_seeds"] == 0}
+    assert different == ({"ewc"} if name == "remedies-0" else set())
