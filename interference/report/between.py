@@ -22,7 +22,7 @@ from dataclasses import asdict
 from ..io import atomic
 from ..io.errors import CommandParser, InterferenceError, cli_errors
 from .files import load_results
-from .paired import between_runs, finite_number, interval_text
+from .paired import _by_seed, between_runs, finite_number, interval_text
 
 #: The record measures compared.
 MEASURES = ("held_acc_final", "forgetting", "new_acc")
@@ -38,11 +38,10 @@ def identical_seeds(first: Sequence[Mapping], second: Sequence[Mapping], conditi
     """(seeds whose `condition` record is the same number for number in both runs, seeds whose answers are the same
     — every per-fact outcome, per-epoch accuracy and stopping epoch, where the bits may differ —, seeds both runs
     hold). Fields only one record has (a later version records more) and `NOT_COMPUTED` ones are left out."""
-    mine = {r["seed"]: r for r in first if r["name"] == condition}
-    theirs = {r["seed"]: r for r in second if r["name"] == condition}
+    mine, theirs = _by_seed(first, condition), _by_seed(second, condition)
     shared = [s for s in mine if s in theirs]
     both = {s: mine[s].keys() & theirs[s].keys() for s in shared}
-    same = [s for s in shared if _same(mine[s], theirs[s], both[s])]
+    same = {s for s in shared if _same(mine[s], theirs[s], both[s])}
     answers = [s for s in shared if s in same or _same(mine[s], theirs[s], both[s] & set(ANSWERS))]
     return len(same), len(answers), len(shared)
 
@@ -59,7 +58,8 @@ def setting_differences(first: Mapping, second: Mapping) -> tuple[list[str], lis
     settings, at their defaults where the earlier run had no such option). A setting only one records at any other
     value differs."""
     mine, theirs = _flat(first), _flat(second)
-    one_sided = {key: {**mine, **theirs}[key] for key in mine.keys() ^ theirs.keys()}
+    either = {**mine, **theirs}
+    one_sided = {key: either[key] for key in mine.keys() ^ theirs.keys()}
     differ = {key for key in mine.keys() & theirs.keys() if mine[key] != theirs[key]}
     differ |= {key for key, value in one_sided.items() if value not in (None, False, 0, "", [], {})}
     return sorted(differ), sorted(one_sided.keys() - differ)
